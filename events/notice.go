@@ -1,0 +1,90 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// NoticeSchemaVersion is the notice schema this package writes.
+const NoticeSchemaVersion = 1
+
+// NoticeKind tells a per-document notice from a flush-all.
+type NoticeKind string
+
+// Notice kinds.
+const (
+	// NoticeUser: drop what you cached for UserID (and/or DocumentID).
+	NoticeUser NoticeKind = "user"
+	// NoticeFlushAll: continuity was lost; drop everything you cached.
+	NoticeFlushAll NoticeKind = "flush_all"
+)
+
+// FlushReason says why a flush-all was published.
+type FlushReason string
+
+// Flush reasons.
+const (
+	FlushNoCheckpoint   FlushReason = "no_checkpoint"
+	FlushBadCheckpoint  FlushReason = "checkpoint_unusable"
+	FlushHistoryLost    FlushReason = "history_lost"
+	FlushCollectionGone FlushReason = "collection_dropped_or_renamed"
+	FlushInvalidated    FlushReason = "stream_invalidated"
+	FlushUnattributable FlushReason = "change_without_user_or_id"
+)
+
+// Notice is an invalidation notice. Its JSON form is the wire format.
+type Notice struct {
+	SchemaVersion int        `json:"schemaVersion"`
+	Kind          NoticeKind `json:"kind"`
+	// UserID names the user whose data changed, when known. Deletes on a
+	// server without pre-images carry only DocumentID.
+	UserID string `json:"userId,omitempty"`
+	// DocumentID is the changed document's _id as a string: the hex of an
+	// ObjectId, the value of a string id, else its canonical extended JSON.
+	DocumentID string `json:"documentId,omitempty"`
+	// Operation is the MongoDB change: insert, update, replace, delete, or
+	// for flush-all the stream event that caused it.
+	Operation string `json:"operation,omitempty"`
+	// ChangedFields are the top-level fields an update touched, when the
+	// server reported them; empty means "unknown, assume all".
+	ChangedFields []string `json:"changedFields,omitempty"`
+	// ClusterTime is the commit time of the change.
+	ClusterTime *ClusterTime `json:"clusterTime,omitempty"`
+	// Oversize is set when the document exceeds the configured size limit.
+	Oversize bool `json:"oversize,omitempty"`
+	// Reason is set on flush-all notices.
+	Reason FlushReason `json:"reason,omitempty"`
+	// PublishedAt is when the worker published the notice.
+	PublishedAt time.Time `json:"publishedAt"`
+}
+
+// ClusterTime is a MongoDB cluster time (BSON timestamp).
+type ClusterTime struct {
+	T uint32 `json:"t"`
+	I uint32 `json:"i"`
+}
+
+// Time returns the wall-clock second of the cluster time.
+func (c ClusterTime) Time() time.Time { return time.Unix(int64(c.T), 0).UTC() }
+
+// DecodeNotice parses a notice. Unknown fields are ignored so that issuers
+// keep working when later schema versions add fields.
+func DecodeNotice(data []byte) (Notice, error) {
+	var n Notice
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&n); err != nil {
+		return Notice{}, fmt.Errorf("decode notice: %w", err)
+	}
+	switch n.Kind {
+	case NoticeUser:
+		if n.UserID == "" && n.DocumentID == "" {
+			return Notice{}, fmt.Errorf("decode notice: user notice names neither user nor document")
+		}
+	case NoticeFlushAll:
+	default:
+		return Notice{}, fmt.Errorf("decode notice: unknown kind %q", n.Kind)
+	}
+	return n, nil
+}

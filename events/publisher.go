@@ -1,0 +1,69 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Publisher publishes auth events for auth services. It validates each
+// event with the same rules the worker applies, publishes it with the event
+// id as Nats-Msg-Id, and returns only once JetStream has acknowledged it.
+type Publisher struct {
+	js      jetstream.JetStream
+	prefix  string
+	decoder Decoder
+}
+
+// PublisherOption configures a Publisher.
+type PublisherOption func(*Publisher)
+
+// WithSubjectPrefix sets the auth subject prefix (default DefaultAuthPrefix).
+func WithSubjectPrefix(prefix string) PublisherOption {
+	return func(p *Publisher) { p.prefix = prefix }
+}
+
+// NewPublisher returns a Publisher on js.
+func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, error) {
+	p := &Publisher{js: js, prefix: DefaultAuthPrefix}
+	for _, o := range opts {
+		o(p)
+	}
+	if err := ValidatePrefix(p.prefix); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// ErrNotStored is returned when the server answered but did not store the
+// event (no stream listens on the subject).
+var ErrNotStored = errors.New("auth event not stored by JetStream")
+
+// Publish validates ev and publishes it. A retried Publish of the same event
+// (same ID) within the stream's duplicate window is stored once.
+func (p *Publisher) Publish(ctx context.Context, ev AuthEvent) (*jetstream.PubAck, error) {
+	if err := p.decoder.Validate(ev); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode auth event %s: %w", ev.ID, err)
+	}
+	// Round-trip through the strict decoder so nothing the worker would
+	// reject (oversize, forbidden keys in user data) leaves the producer.
+	if _, err := p.decoder.Decode(data); err != nil {
+		return nil, err
+	}
+	subject := AuthSubject(p.prefix, ev.OperationType)
+	ack, err := p.js.Publish(ctx, subject, data, jetstream.WithMsgID(ev.ID))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return nil, fmt.Errorf("publish auth event %s on %s: %w: %w", ev.ID, subject, ErrNotStored, err)
+		}
+		return nil, fmt.Errorf("publish auth event %s on %s: %w", ev.ID, subject, err)
+	}
+	return ack, nil
+}
