@@ -5,7 +5,8 @@ package testsupport
 
 import (
 	"testing"
-	"time"
+
+	"github.com/customdata-worker/customdata-worker/internal/embeddednats"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -21,21 +22,9 @@ type NATS struct {
 // StartNATS starts a server for the test and shuts it down at cleanup.
 func StartNATS(t testing.TB) *NATS {
 	t.Helper()
-	opts := &server.Options{
-		Host:      "127.0.0.1",
-		Port:      server.RANDOM_PORT,
-		JetStream: true,
-		StoreDir:  t.TempDir(),
-		NoLog:     true,
-		NoSigs:    true,
-	}
-	s, err := server.NewServer(opts)
+	s, err := embeddednats.Start(embeddednats.Options{StoreDir: t.TempDir()})
 	if err != nil {
-		t.Fatalf("nats server: %v", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready within 10s")
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		s.Shutdown()
