@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/customdata-worker/customdata-worker/internal/embeddednats"
+	"github.com/customdata-worker/customdata-worker/internal/redact"
+	"github.com/customdata-worker/customdata-worker/triggers"
+	"github.com/customdata-worker/customdata-worker/worker"
+)
+
+const appName = "customdata-worker"
+
+func newLogger(cfg Config, w io.Writer) zerolog.Logger {
+	level, err := zerolog.ParseLevel(cfg.LogLevel)
+	if err != nil || level == zerolog.NoLevel {
+		level = zerolog.InfoLevel
+	}
+	if cfg.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Str("app", appName).Logger()
+}
+
+// triggerSet builds the trigger set from the trigger file (or defaults).
+func triggerSet(cfg Config) (*triggers.Set, triggers.Config, error) {
+	tc := triggers.DefaultConfig()
+	if cfg.TriggersFile != "" {
+		var err error
+		if tc, err = triggers.LoadConfig(cfg.TriggersFile); err != nil {
+			return nil, tc, err
+		}
+	}
+	if tc.UserIDField == "" {
+		tc.UserIDField = cfg.UserIDField
+	}
+	if tc.UserIDField != cfg.UserIDField {
+		return nil, tc, fmt.Errorf("trigger file says userIdField %q but %s_USER_ID_FIELD is %q", tc.UserIDField, envPrefix, cfg.UserIDField)
+	}
+	set, err := triggers.NewSet(tc)
+	return set, tc, err
+}
+
+func (c Config) natsConfig() worker.NATSConfig {
+	return worker.NATSConfig{
+		URL: c.NATSURL, Name: appName,
+		User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken,
+		NKeySeedFile: c.NATSNKeySeedFile, CredsFile: c.NATSCredsFile,
+		TLSCAFile: c.NATSTLSCA, TLSCertFile: c.NATSTLSCert, TLSKeyFile: c.NATSTLSKey,
+	}
+}
+
+func (c Config) customDataConfig() worker.CustomDataConfig {
+	return worker.CustomDataConfig{
+		Database:        c.Database,
+		Collection:      c.Collection,
+		UserIDField:     c.UserIDField,
+		WriteConcern:    c.WriteConcern,
+		WriteTimeout:    c.WriteTimeout,
+		AllowDuplicates: c.AllowDuplicates,
+	}
+}
+
+func (c Config) authConfig() worker.AuthConfig {
+	return worker.AuthConfig{
+		Stream:           c.AuthStream,
+		SubjectPrefix:    c.AuthSubjectPrefix,
+		MaxAge:           c.AuthMaxAge,
+		Replicas:         c.StreamReplicas,
+		DuplicateWindow:  c.DuplicateWindow,
+		Consumer:         c.AuthConsumer,
+		AckWait:          c.AckWait,
+		MaxAckPending:    c.MaxAckPending,
+		MaxDeliver:       c.MaxDeliver,
+		BatchSize:        c.BatchSize,
+		BatchWait:        c.BatchWait,
+		DeadLetterStream: c.DeadLetterStream,
+		DeadLetterPrefix: c.DeadLetterPrefix,
+		Provision:        worker.ProvisionMode(c.Provision),
+	}
+}
+
+func (c Config) notifierConfig() worker.NotifierConfig {
+	return worker.NotifierConfig{
+		SubjectPrefix:    c.NoticeSubjectPrefix,
+		Stream:           c.NoticeStream,
+		MaxAge:           c.NoticeMaxAge,
+		DuplicateWindow:  c.DuplicateWindow,
+		Replicas:         c.StreamReplicas,
+		Provision:        worker.ProvisionMode(c.Provision),
+		LeaseTTL:         c.LeaseTTL,
+		OversizeBytes:    c.OversizeBytes,
+		Database:         c.Database,
+		Collection:       c.Collection,
+		UserIDField:      c.UserIDField,
+		PreAndPostImages: c.PreAndPostImages,
+	}
+}
+
+// checkConfig validates everything that can be checked without servers.
+func checkConfig(cfg Config) error {
+	if _, _, err := triggerSet(cfg); err != nil {
+		return fmt.Errorf("triggers: %w", err)
+	}
+	return errors.Join(cfg.natsConfig().Validate(), cfg.customDataConfig().Validate(),
+		cfg.authConfig().Validate(), cfg.notifierConfig().Validate())
+}
+
+// startEmbeddedNATS runs a dev NATS server in the process and points cfg at it.
+func startEmbeddedNATS(cfg *Config, log zerolog.Logger) (*server.Server, func(), error) {
+	dir, cleanup := cfg.NATSEmbeddedDir, func() {}
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "customdata-nats-*")
+		if err != nil {
+			return nil, nil, err
+		}
+		dir, cleanup = tmp, func() { _ = os.RemoveAll(tmp) }
+	}
+	s, err := embeddednats.Start(embeddednats.Options{StoreDir: dir})
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	cfg.NATSURL = s.ClientURL()
+	log.Warn().Str("url", cfg.NATSURL).Str("store", dir).Msg("running an embedded NATS server: for development only")
+	return s, func() { s.Shutdown(); s.WaitForShutdown(); cleanup() }, nil
+}
+
+// started is what runWorker hands to a caller that embeds it (the demo).
+type started struct {
+	js     jetstream.JetStream
+	client *mongo.Client
+}
+
+// connectMongo retries until MongoDB answers or ctx ends, logging each
+// state once rather than per attempt.
+func connectMongo(ctx context.Context, cfg Config, log zerolog.Logger) (*mongo.Client, error) {
+	logged := false
+	return backoff.Retry(ctx, func() (*mongo.Client, error) {
+		c, err := worker.ConnectMongo(ctx, cfg.MongoURI, appName, 5*time.Second)
+		if err != nil && !logged {
+			log.Warn().Err(err).Msg("MongoDB unavailable; retrying with backoff")
+			logged = true
+		}
+		return c, err
+	}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(0))
+}
+
+func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger) (*nats.Conn, error) {
+	logged := false
+	return backoff.Retry(ctx, func() (*nats.Conn, error) {
+		nc, err := worker.ConnectNATS(cfg.natsConfig(), log)
+		if err != nil && !logged {
+			log.Warn().Err(err).Msg("NATS unavailable; retrying with backoff")
+			logged = true
+		}
+		return nc, err
+	}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(0))
+}
+
+// runWorker wires both flows and runs until ctx ends:
+//
+//	auth events (JetStream) → triggers → MongoDB        (worker.AuthConsumer)
+//	change stream (MongoDB) → notices  → JetStream      (worker.Notifier)
+//
+// On shutdown it lets the in-flight batch finish, drains NATS and
+// disconnects MongoDB. If ready is non-nil it receives the connections once
+// everything is provisioned.
+func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<- started) error {
+	set, _, err := triggerSet(cfg)
+	if err != nil {
+		return fmt.Errorf("triggers: %w", err)
+	}
+	log.Info().Strs("triggers", set.Names()).Str("mongodb", redact.URI(cfg.MongoURI)).
+		Str("nats", redact.URIs(cfg.NATSURL)).Str("collection", cfg.Database+"."+cfg.Collection).
+		Str("userIdField", cfg.UserIDField).Msg("starting")
+
+	if cfg.NATSEmbedded {
+		_, shutdown, err := startEmbeddedNATS(&cfg, log)
+		if err != nil {
+			return err
+		}
+		defer shutdown()
+	}
+	nc, err := connectNATS(ctx, cfg, log)
+	if err != nil {
+		return fmt.Errorf("NATS: %w", err)
+	}
+	defer func() {
+		// Drain flushes pending publishes and acks before closing.
+		if err := nc.Drain(); err != nil {
+			log.Warn().Err(err).Msg("NATS drain")
+		}
+	}()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("JetStream: %w", err)
+	}
+	client, err := connectMongo(ctx, cfg, log)
+	if err != nil {
+		return fmt.Errorf("MongoDB: %w", err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := client.Disconnect(dctx); err != nil {
+			log.Warn().Err(err).Msg("MongoDB disconnect")
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	db := client.Database(cfg.Database)
+	coll := db.Collection(cfg.Collection)
+	if err := worker.EnsureUserIndex(ctx, coll, cfg.customDataConfig(), log); err != nil {
+		return err
+	}
+	consumer, err := worker.NewAuthConsumer(cfg.authConfig(), js, coll, cfg.customDataConfig(), set, log, reg)
+	if err != nil {
+		return err
+	}
+	if err := consumer.Provision(ctx); err != nil {
+		return err
+	}
+	checks := []worker.Check{{Name: "auth-consumer", Check: consumer.Healthy}}
+	var notifier *worker.Notifier
+	if cfg.NoticesEnabled {
+		if notifier, err = worker.NewNotifier(cfg.notifierConfig(), js, db, log, reg); err != nil {
+			return err
+		}
+		if err := notifier.Provision(ctx); err != nil {
+			return err
+		}
+		checks = append(checks, worker.Check{Name: "notifier", Check: notifier.Healthy})
+	}
+
+	// Each loop gets the shared ctx; the first to fail stops the others.
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	launch := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	launch("auth consumer", consumer.Run)
+	if notifier != nil {
+		launch("notifier", notifier.Run)
+	}
+	if cfg.HTTPAddr != "" {
+		launch("ops server", worker.NewOpsServer(cfg.HTTPAddr, reg, log, checks...).Run)
+	}
+	if ready != nil {
+		ready <- started{js: js, client: client}
+	}
+	log.Info().Msg("running")
+	<-runCtx.Done()
+	log.Info().Msg("shutting down: finishing the in-flight batch")
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	if len(all) == 0 {
+		log.Info().Msg("stopped cleanly")
+	}
+	return errors.Join(all...)
+}

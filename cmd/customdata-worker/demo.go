@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/customdata-worker/customdata-worker/internal/demo"
+	"github.com/customdata-worker/customdata-worker/internal/mongostandin"
+)
+
+// runDemo runs the real worker in-process on an embedded NATS server and
+// MongoDB (CUSTOMDATA_MONGODB_URI or MONGODB_URI when set, else the
+// in-memory stand-in), then plays the demo scenario against it.
+func runDemo(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
+	cfg.NATSEmbedded = true
+	if os.Getenv(envPrefix+"_LOG_LEVEL") == "" {
+		cfg.LogLevel = "warn"
+	}
+	if os.Getenv(envPrefix+"_LOG_FORMAT") == "" {
+		cfg.LogFormat = "console"
+	}
+	if os.Getenv(envPrefix+"_HTTP_ADDR") == "" {
+		cfg.HTTPAddr = "127.0.0.1:8080"
+	}
+	switch {
+	case os.Getenv(envPrefix+"_MONGODB_URI") != "":
+	case os.Getenv("MONGODB_URI") != "":
+		cfg.MongoURI = os.Getenv("MONGODB_URI")
+	default:
+		fmt.Fprintln(stdout, "No MONGODB_URI: starting the in-memory MongoDB stand-in (mongo-java-server).")
+		s, err := mongostandin.Start(ctx)
+		if err != nil {
+			return fmt.Errorf("start the MongoDB stand-in (needs Java 17 and `make standin`): %w", err)
+		}
+		defer s.Close()
+		cfg.MongoURI = s.URI()
+	}
+	_, tc, err := triggerSet(cfg)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+
+	workerCtx, stopWorker := context.WithCancel(ctx)
+	defer stopWorker()
+	ready := make(chan started, 1)
+	done := make(chan error, 1)
+	go func() { done <- runWorker(workerCtx, cfg, log, ready) }()
+
+	var st started
+	select {
+	case st = <-ready:
+	case err := <-done:
+		return fmt.Errorf("worker did not start: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	fmt.Fprintf(stdout, "Worker running: embedded NATS, MongoDB collection %s.%s, ops endpoints on http://%s\n",
+		cfg.Database, cfg.Collection, cfg.HTTPAddr)
+
+	demoErr := demo.Run(ctx, demo.Env{
+		JS:             st.js,
+		Collection:     st.client.Database(cfg.Database).Collection(cfg.Collection),
+		UserIDField:    cfg.UserIDField,
+		LastLoginField: tc.LastLogin.Field,
+		AuthPrefix:     cfg.AuthSubjectPrefix,
+		NoticePrefix:   cfg.NoticeSubjectPrefix,
+		NoticeStream:   cfg.NoticeStream,
+		Out:            stdout,
+	})
+	stopWorker()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		return errors.Join(demoErr, fmt.Errorf("worker: %w", err))
+	}
+	return demoErr
+}

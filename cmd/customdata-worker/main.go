@@ -1,0 +1,116 @@
+// Command customdata-worker keeps custom user data in MongoDB in step with
+// authentication events and tells token issuers the moment a user's data
+// changes. See README.md.
+//
+// Usage:
+//
+//	customdata-worker [run]   run the worker (configured by CUSTOMDATA_* variables)
+//	customdata-worker env     list every setting with its default
+//	customdata-worker check   validate the configuration and trigger file, then exit
+//	customdata-worker demo    dev demo: embedded NATS, MONGODB_URI or the in-memory stand-in
+//
+// Subcommands are parsed with the standard library's flag package: the
+// worker is configured by environment only, so four verbs do not justify a
+// CLI framework dependency.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("customdata-worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { usage(stderr) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cmd := "run"
+	if fs.NArg() > 0 {
+		cmd = fs.Arg(0)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch cmd {
+	case "env":
+		printEnv(stdout)
+		return 0
+	case "help":
+		usage(stdout)
+		return 0
+	}
+
+	cfg, err := loadConfig()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	switch cmd {
+	case "run":
+		log := newLogger(cfg, stderr)
+		if err := runWorker(ctx, cfg, log, nil); err != nil {
+			log.Error().Err(err).Msg("worker stopped with an error")
+			return 1
+		}
+		return 0
+	case "check":
+		if err := checkConfig(cfg); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		fmt.Fprintln(stdout, "configuration OK")
+		return 0
+	case "demo":
+		if err := runDemo(ctx, cfg, stdout, stderr); err != nil {
+			fmt.Fprintln(stderr, "demo failed:", err)
+			return 1
+		}
+		return 0
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n", cmd)
+		usage(stderr)
+		return 2
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `customdata-worker: apply authentication triggers to custom user data in MongoDB
+and publish invalidation notices when it changes.
+
+Usage:
+  customdata-worker [run]   run the worker
+  customdata-worker env     list every CUSTOMDATA_* setting with its default
+  customdata-worker check   validate the configuration and trigger file, then exit
+  customdata-worker demo    dev demo on embedded NATS and MONGODB_URI or the stand-in
+
+All configuration comes from the environment; see 'customdata-worker env'.
+`)
+}
+
+func printEnv(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	const format = `{{range .}}{{usage_key .}}	{{usage_default .}}	{{usage_description .}}
+{{end}}`
+	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tDESCRIPTION")
+	var c Config
+	_ = envconfig.Usagef(envPrefix, &c, tw, format)
+	_ = tw.Flush()
+}
