@@ -1,0 +1,324 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/triggers"
+)
+
+// AuthConsumer consumes auth events from JetStream, runs the triggers and
+// applies their writes to the custom-data collection. A message is acked
+// only after MongoDB acknowledged its writes with the configured write
+// concern; one that cannot be processed is dead-lettered, never dropped.
+type AuthConsumer struct {
+	cfg     AuthConfig
+	js      jetstream.JetStream
+	writer  *customDataWriter
+	data    CustomDataConfig
+	set     *triggers.Set
+	decoder events.Decoder
+	dlq     *deadLetterer
+	log     zerolog.Logger
+	metrics *authMetrics
+	health  authHealth
+
+	mu       sync.Mutex
+	consumer jetstream.Consumer
+	// ackWait is the consumer's actual AckWait (it may differ from the
+	// config in verify mode); in-progress acks are sent well within it.
+	ackWait time.Duration
+}
+
+// NewAuthConsumer validates the configuration and builds a consumer. It
+// does no IO: call Provision, then Run.
+func NewAuthConsumer(cfg AuthConfig, js jetstream.JetStream, coll *mongo.Collection, data CustomDataConfig,
+	set *triggers.Set, log zerolog.Logger, reg prometheus.Registerer) (*AuthConsumer, error) {
+	cfg.setDefaults()
+	data.setDefaults()
+	if err := errors.Join(cfg.Validate(), data.Validate()); err != nil {
+		return nil, err
+	}
+	if js == nil || coll == nil || set == nil {
+		return nil, errors.New("auth consumer: JetStream, collection and trigger set are required")
+	}
+	if data.WriteTimeout >= cfg.AckWait {
+		// In-progress acks cover slow writes, but a write that may outlast
+		// AckWait on its own signals a misconfiguration.
+		return nil, fmt.Errorf("auth consumer: custom-data write timeout (%s) must be shorter than ack wait (%s)", data.WriteTimeout, cfg.AckWait)
+	}
+	writer, err := newCustomDataWriter(coll, data)
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := newAuthMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("auth consumer metrics: %w", err)
+	}
+	a := &AuthConsumer{
+		cfg:     cfg,
+		js:      js,
+		writer:  writer,
+		data:    data,
+		set:     set,
+		decoder: events.Decoder{MaxClockSkew: cfg.MaxClockSkew},
+		dlq:     &deadLetterer{js: js, stream: cfg.DeadLetterStream, prefix: cfg.DeadLetterPrefix},
+		log:     log.With().Str("component", "auth-consumer").Str("stream", cfg.Stream).Str("consumer", cfg.Durable).Logger(),
+		metrics: metrics,
+		ackWait: cfg.AckWait,
+	}
+	return a, nil
+}
+
+// Run consumes until ctx is cancelled, then finishes the batch in flight
+// and returns nil. Outages of NATS or MongoDB are waited out with backoff;
+// Run returns an error only when the NATS connection is closed for good.
+func (a *AuthConsumer) Run(ctx context.Context) error {
+	a.health.setRunning(true)
+	defer a.health.setRunning(false)
+	bo := newRetryBackOff(defaultAuthRetryInitial, a.cfg.RetryMaxInterval)
+	for ctx.Err() == nil {
+		if a.js.Conn().IsClosed() {
+			return fmt.Errorf("auth consumer: %w", nats.ErrConnectionClosed)
+		}
+		cons, err := a.currentConsumer(ctx)
+		var msgs []jetstream.Msg
+		if err == nil {
+			msgs, err = a.fetch(cons)
+		}
+		if len(msgs) > 0 {
+			a.processBatch(ctx, msgs)
+		}
+		if err != nil {
+			a.fetchFailed(err)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+				a.forgetConsumer()
+			}
+			if !sleepCtx(ctx, bo.NextBackOff()) {
+				return nil
+			}
+			continue
+		}
+		bo.Reset()
+		a.fetchSucceeded()
+	}
+	return nil
+}
+
+// errNATSDisconnected stands for a fetch that could not be sent.
+var errNATSDisconnected = errors.New("NATS connection is not connected")
+
+// fetch pulls one batch: up to BatchSize messages, waiting at most
+// BatchWait. It drains the batch completely (never abandoning delivered
+// messages on shutdown) and returns what arrived along with any error.
+func (a *AuthConsumer) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
+	if !a.js.Conn().IsConnected() {
+		// A pull request sent now would sit in the reconnect buffer and
+		// look like an idle stream.
+		return nil, errNATSDisconnected
+	}
+	batch, err := cons.Fetch(a.cfg.BatchSize, jetstream.FetchMaxWait(a.cfg.BatchWait))
+	if err != nil {
+		return nil, err
+	}
+	msgs := make([]jetstream.Msg, 0, a.cfg.BatchSize)
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+		return msgs, err
+	}
+	return msgs, nil
+}
+
+// currentConsumer returns the consumer handle, looking it up (and in
+// create mode, provisioning it again) when there is none.
+func (a *AuthConsumer) currentConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	a.mu.Lock()
+	cons := a.consumer
+	a.mu.Unlock()
+	if cons != nil {
+		return cons, nil
+	}
+	lookupCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
+	defer cancel()
+	cons, err := a.js.Consumer(lookupCtx, a.cfg.Stream, a.cfg.Durable)
+	if err != nil && a.cfg.Provision == ProvisionCreate &&
+		(errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)) {
+		if perr := a.Provision(lookupCtx); perr != nil {
+			return nil, perr
+		}
+		return a.currentConsumer(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up consumer %s on stream %s: %w", a.cfg.Durable, a.cfg.Stream, err)
+	}
+	a.setConsumer(cons)
+	return cons, nil
+}
+
+func (a *AuthConsumer) setConsumer(cons jetstream.Consumer) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.consumer = cons
+	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+		a.ackWait = info.Config.AckWait
+	}
+}
+
+func (a *AuthConsumer) forgetConsumer() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.consumer = nil
+}
+
+func (a *AuthConsumer) currentAckWait() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ackWait
+}
+
+// Healthy returns nil while fetching from NATS and writing to MongoDB work,
+// or have been failing for less than UnhealthyAfter. Otherwise it says
+// which side is down and since when.
+func (a *AuthConsumer) Healthy() error {
+	return a.health.check(time.Now(), a.cfg.UnhealthyAfter)
+}
+
+func (a *AuthConsumer) fetchFailed(err error) {
+	if a.health.fetchFailed(time.Now(), err) {
+		a.metrics.natsUp.Set(0)
+		a.log.Warn().Err(err).Msg("fetching auth events fails; retrying with backoff")
+	}
+}
+
+func (a *AuthConsumer) fetchSucceeded() {
+	if down, ok := a.health.fetchSucceeded(time.Now()); ok {
+		a.metrics.natsUp.Set(1)
+		if down > 0 {
+			a.log.Info().Dur("down_for", down).Msg("fetching auth events works again")
+		}
+	}
+}
+
+func (a *AuthConsumer) mongoFailed(err error) {
+	if a.health.mongoFailed(time.Now(), err) {
+		a.metrics.mongoUp.Set(0)
+		a.log.Warn().Err(err).Msg("MongoDB unavailable for custom-data writes; holding the batch (not acked, not counted as a delivery) and retrying with backoff")
+	}
+}
+
+func (a *AuthConsumer) mongoSucceeded() {
+	if down, ok := a.health.mongoSucceeded(time.Now()); ok {
+		a.metrics.mongoUp.Set(1)
+		if down > 0 {
+			a.log.Info().Dur("down_for", down).Msg("MongoDB custom-data writes work again")
+		}
+	}
+}
+
+// authHealth tracks both sides of the consumer. Transitions are reported to
+// the caller so that each is logged once.
+type authHealth struct {
+	mu           sync.Mutex
+	running      bool
+	fetchKnown   bool
+	fetchDown    time.Time // zero while fetching works
+	fetchErr     error
+	mongoKnown   bool
+	mongoDown    time.Time
+	mongoErr     error
+	runningSince time.Time
+}
+
+func (h *authHealth) setRunning(r bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.running = r
+	if r {
+		h.runningSince = time.Now()
+	}
+}
+
+// fetchFailed records a failure; it reports whether this is a transition.
+func (h *authHealth) fetchFailed(now time.Time, err error) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fetchErr = err
+	if !h.fetchDown.IsZero() {
+		return false
+	}
+	h.fetchKnown = true
+	h.fetchDown = now
+	return true
+}
+
+// fetchSucceeded records a success; it reports a transition (first success
+// or recovery) and how long fetching was down.
+func (h *authHealth) fetchSucceeded(now time.Time) (time.Duration, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	transition := !h.fetchKnown || !h.fetchDown.IsZero()
+	var down time.Duration
+	if !h.fetchDown.IsZero() {
+		down = now.Sub(h.fetchDown)
+	}
+	h.fetchKnown, h.fetchDown, h.fetchErr = true, time.Time{}, nil
+	return down, transition
+}
+
+func (h *authHealth) mongoFailed(now time.Time, err error) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.mongoErr = err
+	if !h.mongoDown.IsZero() {
+		return false
+	}
+	h.mongoKnown = true
+	h.mongoDown = now
+	return true
+}
+
+func (h *authHealth) mongoSucceeded(now time.Time) (time.Duration, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	transition := !h.mongoKnown || !h.mongoDown.IsZero()
+	var down time.Duration
+	if !h.mongoDown.IsZero() {
+		down = now.Sub(h.mongoDown)
+	}
+	h.mongoKnown, h.mongoDown, h.mongoErr = true, time.Time{}, nil
+	return down, transition
+}
+
+func (h *authHealth) check(now time.Time, grace time.Duration) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.running {
+		return errors.New("auth consumer is not running")
+	}
+	var problems []string
+	if !h.fetchDown.IsZero() && now.Sub(h.fetchDown) >= grace {
+		problems = append(problems, fmt.Sprintf("NATS: fetching auth events has failed for %s: %v", now.Sub(h.fetchDown).Round(time.Second), h.fetchErr))
+	} else if !h.fetchKnown && now.Sub(h.runningSince) >= grace {
+		problems = append(problems, fmt.Sprintf("NATS: no successful fetch of auth events in %s", now.Sub(h.runningSince).Round(time.Second)))
+	}
+	if !h.mongoDown.IsZero() && now.Sub(h.mongoDown) >= grace {
+		problems = append(problems, fmt.Sprintf("MongoDB: custom-data writes have failed for %s: %v", now.Sub(h.mongoDown).Round(time.Second), h.mongoErr))
+	}
+	if len(problems) > 0 {
+		return errors.New("auth consumer unhealthy: " + strings.Join(problems, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,428 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/triggers"
+)
+
+const unknownOperation = "unknown"
+
+// authItem is one message of a batch on its way through the batch.
+type authItem struct {
+	msg     jetstream.Msg
+	meta    *jetstream.MsgMetadata
+	op      string // operation label; "unknown" until decoded
+	eventID string
+	// resolved is set once the message was acked, Nak'd or terminated;
+	// the in-progress heartbeat skips it from then on.
+	resolved atomic.Bool
+
+	writes    int // writes the triggers decided
+	remaining int // writes not yet acknowledged by MongoDB
+	failure   writeFailure
+	failErr   error
+	// requeue: shutdown came while MongoDB was unavailable; redeliver
+	// without delay and without blame.
+	requeue bool
+}
+
+func (it *authItem) numDelivered() uint64 {
+	if it.meta == nil {
+		return 1
+	}
+	return it.meta.NumDelivered
+}
+
+func (it *authItem) streamSeq() uint64 {
+	if it.meta == nil {
+		return 0
+	}
+	return it.meta.Sequence.Stream
+}
+
+// fail records a failure; the worst class wins.
+func (it *authItem) fail(f writeFailure, err error) {
+	if it.failErr == nil || f > it.failure {
+		it.failure, it.failErr = f, err
+	}
+}
+
+// errBlockedByEarlierWrite marks messages whose writes were skipped because
+// an earlier write for the same user in the batch failed: applying them
+// out of order could be wrong (a CREATE after a failed DELETE).
+var errBlockedByEarlierWrite = errors.New("an earlier write for the same user in this batch failed")
+
+// batchStats collects what a batch logs once at its end.
+type batchStats struct {
+	ackFailures, nakFailures, dlqFailures int
+	lastAckErr, lastDLQErr                error
+}
+
+// processBatch handles one fetched batch completely. ctx is the shutdown
+// signal: it only cuts short an in-place retry while MongoDB is down; the
+// batch's own writes, acks and dead letters run on a context that
+// shutdown does not cancel, so an in-flight batch is finished.
+func (a *AuthConsumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
+	work := context.WithoutCancel(ctx)
+	a.metrics.batchSize.Observe(float64(len(msgs)))
+	items := make([]*authItem, len(msgs))
+	for i, m := range msgs {
+		meta, _ := m.Metadata()
+		items[i] = &authItem{msg: m, meta: meta, op: unknownOperation}
+	}
+	stopHeartbeat := a.startHeartbeat(items)
+	defer stopHeartbeat()
+
+	var stats batchStats
+	writes, owners := a.decide(work, items, &stats)
+	if len(writes) > 0 {
+		a.applyWrites(ctx, work, items, writes, owners)
+	}
+	for _, it := range items {
+		if !it.resolved.Load() {
+			a.finish(work, it, &stats)
+		}
+	}
+	if stats.ackFailures > 0 {
+		a.log.Warn().Err(stats.lastAckErr).Int("messages", stats.ackFailures).
+			Msg("acknowledging applied auth events failed; they will be redelivered and re-applied (writes are idempotent)")
+	}
+	if stats.dlqFailures > 0 {
+		a.log.Warn().Err(stats.lastDLQErr).Int("messages", stats.dlqFailures).
+			Msg("publishing dead letters failed; the messages were Nak'd and will be dead-lettered on redelivery")
+	}
+}
+
+// decide decodes every message and runs the triggers. Messages that cannot
+// be processed are dead-lettered or Nak'd here; the writes of the others
+// are returned in stream order with, for each, the index of its message.
+func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *batchStats) ([]triggers.Write, []int) {
+	var writes []triggers.Write
+	var owners []int
+	for i, it := range items {
+		ev, err := a.decoder.Decode(it.msg.Data())
+		if err != nil {
+			a.deadLetter(ctx, it, deadLetterReason(err), err, stats)
+			continue
+		}
+		it.op, it.eventID = string(ev.OperationType), ev.ID
+		if op, ok := events.OperationForSubject(a.cfg.SubjectPrefix, it.msg.Subject()); !ok || op != ev.OperationType {
+			a.deadLetter(ctx, it, string(events.ReasonSubjectMismatch),
+				fmt.Errorf("subject %s does not carry operation %s", it.msg.Subject(), ev.OperationType), stats)
+			continue
+		}
+		ws, err := a.set.Decide(ev)
+		if err == nil {
+			for _, w := range ws {
+				if err = a.writer.checkWrite(w); err != nil {
+					break
+				}
+			}
+		}
+		if errors.Is(err, triggers.ErrPermanent) {
+			a.deadLetter(ctx, it, DeadLetterTriggerError, err, stats)
+			continue
+		}
+		if err != nil {
+			it.fail(writeTransient, err)
+			a.retryOrDeadLetter(ctx, it, stats)
+			continue
+		}
+		it.writes, it.remaining = len(ws), len(ws)
+		for _, w := range ws {
+			writes = append(writes, w)
+			owners = append(owners, i)
+		}
+	}
+	return writes, owners
+}
+
+// applyWrites coalesces the batch's writes and executes the rounds in
+// order, one unordered BulkWrite each. A failed operation fails its own
+// messages, and blocks the later rounds of the same user in this batch.
+func (a *AuthConsumer) applyWrites(ctx, work context.Context, items []*authItem, writes []triggers.Write, owners []int) {
+	rounds := triggers.Coalesce(writes)
+	blocked := map[string]bool{}
+	for r, round := range rounds {
+		var ops []triggers.Merged
+		for _, m := range round {
+			if blocked[m.Write.UserID] {
+				a.failSources(items, owners, m, writeTransient, errBlockedByEarlierWrite)
+				continue
+			}
+			ops = append(ops, m)
+		}
+		if len(ops) == 0 {
+			continue
+		}
+		opWrites := make([]triggers.Write, len(ops))
+		for i, m := range ops {
+			opWrites[i] = m.Write
+		}
+		failures, errs, interrupted := a.writeRound(ctx, work, opWrites)
+		if interrupted {
+			a.requeueUnfinished(items, r, len(rounds))
+			return
+		}
+		for i, m := range ops {
+			switch {
+			case failures[i] == writeOK:
+				for _, w := range m.From {
+					items[owners[w]].remaining--
+				}
+			case failures[i] == writePermanent && distinctOwners(owners, m.From) > 1:
+				// A merged operation failed for good: find the culprit by
+				// applying the source writes one at a time, in order.
+				allOK, interrupted := a.isolate(ctx, work, items, writes, owners, m)
+				if interrupted {
+					a.requeueUnfinished(items, r, len(rounds))
+					return
+				}
+				if !allOK {
+					blocked[m.Write.UserID] = true
+				}
+			default:
+				a.failSources(items, owners, m, failures[i], errs[i])
+				blocked[m.Write.UserID] = true
+			}
+		}
+	}
+}
+
+// isolate applies the source writes of a failed merged operation one by
+// one. It reports whether all of them succeeded.
+func (a *AuthConsumer) isolate(ctx, work context.Context, items []*authItem, writes []triggers.Write, owners []int, m triggers.Merged) (allOK, interrupted bool) {
+	allOK = true
+	for _, w := range m.From {
+		it := items[owners[w]]
+		if it.failErr != nil {
+			allOK = false
+			continue
+		}
+		failures, errs, interrupted := a.writeRound(ctx, work, []triggers.Write{writes[w]})
+		if interrupted {
+			return false, true
+		}
+		if failures[0] == writeOK {
+			it.remaining--
+			continue
+		}
+		it.fail(failures[0], errs[0])
+		allOK = false
+	}
+	return allOK, false
+}
+
+// requeueUnfinished handles shutdown while MongoDB is unavailable:
+// messages whose writes are not all durable go back to the stream,
+// unblamed (Nak without delay).
+func (a *AuthConsumer) requeueUnfinished(items []*authItem, round, rounds int) {
+	n := 0
+	for _, it := range items {
+		if it.remaining > 0 && it.failErr == nil && !it.resolved.Load() {
+			it.requeue = true
+			n++
+		}
+	}
+	a.log.Info().Int("round", round).Int("rounds", rounds).Int("messages", n).
+		Msg("shutting down while MongoDB is unavailable; returning unfinished auth events to the stream")
+}
+
+func (a *AuthConsumer) failSources(items []*authItem, owners []int, m triggers.Merged, f writeFailure, err error) {
+	for _, w := range m.From {
+		items[owners[w]].fail(f, err)
+	}
+}
+
+func distinctOwners(owners []int, from []int) int {
+	seen := map[int]bool{}
+	for _, w := range from {
+		seen[owners[w]] = true
+	}
+	return len(seen)
+}
+
+// writeRound executes one round. Operations that fail for infrastructure
+// reasons are retried in place with exponential backoff (the messages are
+// kept, their AckWait extended by the heartbeat) until they succeed or
+// shutdown comes, in which case interrupted is true.
+func (a *AuthConsumer) writeRound(ctx, work context.Context, writes []triggers.Write) (failures []writeFailure, errs []error, interrupted bool) {
+	n := len(writes)
+	failures, errs = make([]writeFailure, n), make([]error, n)
+	pending := make([]int, n)
+	for i := range pending {
+		pending[i] = i
+	}
+	bo := newRetryBackOff(defaultAuthRetryInitial, a.cfg.RetryMaxInterval)
+	for {
+		batch := make([]triggers.Write, len(pending))
+		for j, i := range pending {
+			batch[j] = writes[i]
+			kind := "update"
+			if writes[i].Delete {
+				kind = "delete"
+			}
+			a.metrics.writeOps.WithLabelValues(kind).Inc()
+		}
+		opCtx, cancel := context.WithTimeout(work, a.data.WriteTimeout)
+		start := time.Now()
+		f, e := a.writer.bulkWrite(opCtx, batch)
+		a.metrics.writeLatency.Observe(time.Since(start).Seconds())
+		cancel()
+
+		var infra []int
+		var infraErr error
+		for j, i := range pending {
+			if f[j] == writeInfra {
+				infra = append(infra, i)
+				infraErr = e[j]
+				continue
+			}
+			failures[i], errs[i] = f[j], e[j]
+		}
+		if len(infra) == 0 {
+			a.mongoSucceeded()
+			return failures, errs, false
+		}
+		a.mongoFailed(infraErr)
+		pending = infra
+		if ctx.Err() != nil || !sleepCtx(ctx, bo.NextBackOff()) {
+			for _, i := range pending {
+				failures[i], errs[i] = writeInfra, infraErr
+			}
+			return failures, errs, true
+		}
+	}
+}
+
+// finish settles a message after the writes: ack when all its writes are
+// durable, otherwise Nak or dead-letter according to the failure.
+func (a *AuthConsumer) finish(ctx context.Context, it *authItem, stats *batchStats) {
+	switch {
+	case it.requeue:
+		it.resolved.Store(true)
+		if err := it.msg.Nak(); err != nil {
+			stats.nakFailures++
+		}
+		a.metrics.events.WithLabelValues(it.op, outcomeRetried).Inc()
+	case it.failure == writePermanent:
+		a.deadLetter(ctx, it, DeadLetterWriteError, it.failErr, stats)
+	case it.failErr != nil:
+		a.retryOrDeadLetter(ctx, it, stats)
+	default:
+		it.resolved.Store(true)
+		ackCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
+		// DoubleAck: we learn whether the server recorded the ack, so a
+		// lost ack is counted and logged instead of passing silently.
+		err := it.msg.DoubleAck(ackCtx)
+		cancel()
+		if err != nil {
+			stats.ackFailures++
+			stats.lastAckErr = err
+		}
+		outcome := outcomeApplied
+		if it.writes == 0 {
+			outcome = outcomeNoWrites
+		}
+		a.metrics.events.WithLabelValues(it.op, outcome).Inc()
+	}
+}
+
+// retryOrDeadLetter Naks a failed message with the backoff delay of its
+// delivery count, or dead-letters it on its final delivery.
+func (a *AuthConsumer) retryOrDeadLetter(ctx context.Context, it *authItem, stats *batchStats) {
+	if it.numDelivered() >= uint64(a.cfg.MaxDeliver) {
+		a.deadLetter(ctx, it, DeadLetterMaxDeliver, it.failErr, stats)
+		return
+	}
+	it.resolved.Store(true)
+	delay := nakDelay(a.cfg.BackOff, it.numDelivered())
+	if err := it.msg.NakWithDelay(delay); err != nil {
+		stats.nakFailures++
+	}
+	a.metrics.events.WithLabelValues(it.op, outcomeRetried).Inc()
+	a.log.Debug().Str("event_id", it.eventID).Uint64("stream_seq", it.streamSeq()).
+		Uint64("delivery", it.numDelivered()).Dur("delay", delay).Str("error", errText(it.failErr)).
+		Msg("auth event failed; redelivery scheduled")
+}
+
+// deadLetter publishes a copy of the message to the dead-letter stream,
+// waits for the ack, then terminates the message. If the publish fails
+// the message is Nak'd: it is dead-lettered again on redelivery.
+func (a *AuthConsumer) deadLetter(ctx context.Context, it *authItem, reason string, cause error, stats *batchStats) {
+	it.resolved.Store(true)
+	dl := a.dlq.deadLetterMsg(it.msg, it.meta, reason, cause)
+	pubCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
+	err := a.dlq.publish(pubCtx, dl)
+	cancel()
+	if err != nil {
+		stats.dlqFailures++
+		stats.lastDLQErr = err
+		_ = it.msg.NakWithDelay(nakDelay(a.cfg.BackOff, it.numDelivered()))
+		a.metrics.events.WithLabelValues(it.op, outcomeRetried).Inc()
+		return
+	}
+	if err := it.msg.Term(); err != nil {
+		// The message comes back after AckWait; its dead letter is then
+		// de-duplicated by Nats-Msg-Id.
+		stats.nakFailures++
+	}
+	a.metrics.events.WithLabelValues(it.op, outcomeDeadLettered).Inc()
+	a.metrics.deadLetters.WithLabelValues(dl.Header.Get(HeaderDLQReason)).Inc()
+	a.log.Warn().Str("event_id", it.eventID).Uint64("stream_seq", it.streamSeq()).
+		Uint64("delivery", it.numDelivered()).Str("reason", dl.Header.Get(HeaderDLQReason)).
+		Str("error", errText(cause)).Msg("auth event dead-lettered")
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return truncateUTF8(err.Error(), maxDeadLetterErrorLength)
+}
+
+// startHeartbeat extends AckWait of the batch's unresolved messages with
+// in-progress acks, so a slow batch (MongoDB down, slow write concern) is
+// not redelivered behind the worker's back. The returned stop waits for the
+// goroutine to end.
+func (a *AuthConsumer) startHeartbeat(items []*authItem) (stop func()) {
+	interval := a.currentAckWait() / 3
+	if interval < 100*time.Millisecond {
+		interval = 100 * time.Millisecond
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, it := range items {
+					if !it.resolved.Load() {
+						// Best effort: if NATS is down the message is
+						// redelivered later and re-applied idempotently.
+						_ = it.msg.InProgress()
+					}
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}

@@ -1,0 +1,230 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+)
+
+// writeFailure says whose fault a failed MongoDB operation is, which decides
+// what happens to the messages behind it.
+type writeFailure int
+
+const (
+	// writeOK: the operation was acknowledged.
+	writeOK writeFailure = iota
+	// writeInfra: the server or the path to it is unavailable. Not the
+	// messages' fault: the batch is kept and the write retried in place, so
+	// no delivery attempt is burnt.
+	writeInfra
+	// writeTransient: this operation failed and may succeed later (a
+	// duplicate-key race on upsert, an unknown server error). Its messages
+	// are Nak'd with a delay and count a delivery.
+	writeTransient
+	// writePermanent: the server refused this operation and will refuse it
+	// again (document validation, bad update). Its messages are dead-lettered.
+	writePermanent
+)
+
+func (f writeFailure) String() string {
+	switch f {
+	case writeOK:
+		return "ok"
+	case writeInfra:
+		return "infrastructure"
+	case writeTransient:
+		return "transient"
+	case writePermanent:
+		return "permanent"
+	}
+	return "unknown"
+}
+
+// Server error codes that mean "the server cannot take writes right now",
+// whatever the operation: not primary, shutting down, stepping down,
+// network or time limits, authentication/authorization (an operator fixes
+// those, not the message).
+var infraErrorCodes = []int{
+	6,     // HostUnreachable
+	7,     // HostNotFound
+	11,    // UserNotFound
+	13,    // Unauthorized
+	18,    // AuthenticationFailed
+	50,    // MaxTimeMSExpired
+	64,    // WriteConcernFailed (wtimeout)
+	89,    // NetworkTimeout
+	91,    // ShutdownInProgress
+	100,   // UnsatisfiableWriteConcern
+	133,   // FailedToSatisfyReadPreference
+	189,   // PrimarySteppedDown
+	262,   // ExceededTimeLimit
+	9001,  // SocketException
+	10107, // NotWritablePrimary
+	11600, // InterruptedAtShutdown
+	11602, // InterruptedDueToReplStateChange
+	13435, // NotPrimaryNoSecondaryOk
+	13436, // NotPrimaryOrSecondary
+}
+
+// Per-operation codes that retrying the same operation cannot fix.
+var permanentWriteCodes = []int{
+	2,     // BadValue
+	9,     // FailedToParse
+	14,    // TypeMismatch
+	40,    // ConflictingUpdateOperators
+	52,    // DollarPrefixedFieldName
+	54,    // NotSingleValueField
+	56,    // EmptyFieldName
+	57,    // DottedFieldName
+	66,    // ImmutableField
+	121,   // DocumentValidationFailure
+	10334, // BSONObjectTooLarge
+	17419, // document too large after update
+}
+
+// Labels the server or driver attaches to errors that a retry can fix.
+var infraErrorLabels = []string{
+	"NetworkError",
+	"RetryableWriteError",
+	"ResumableChangeStreamError",
+	"TransientTransactionError",
+	"NetworkTimeoutError",
+	"ExceededTimeLimitError",
+	"SystemOverloadedError",
+}
+
+// classifyWriteCode classifies the code of one operation's write error.
+func classifyWriteCode(code int) writeFailure {
+	switch {
+	case slices.Contains(infraErrorCodes, code):
+		return writeInfra
+	case slices.Contains(permanentWriteCodes, code):
+		return writePermanent
+	}
+	return writeTransient
+}
+
+// isInfraError reports whether err, returned for a whole MongoDB call, means
+// the server is unavailable rather than that the request was bad.
+func isInfraError(err error) bool {
+	if err == nil {
+		return false
+	}
+	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, mongo.ErrClientDisconnected) {
+		return true
+	}
+	if errors.As(err, &topology.ServerSelectionError{}) || errors.As(err, &topology.ConnectionError{}) {
+		return true
+	}
+	var le mongo.LabeledError
+	if errors.As(err, &le) {
+		for _, l := range infraErrorLabels {
+			if le.HasErrorLabel(l) {
+				return true
+			}
+		}
+	}
+	var bwe mongo.BulkWriteException
+	if errors.As(err, &bwe) {
+		// A write-concern error means the writes may have been applied but
+		// are not durable as asked: the operations are idempotent, so the
+		// whole round is retried.
+		return bwe.WriteConcernError != nil
+	}
+	var we mongo.WriteException
+	if errors.As(err, &we) && we.WriteConcernError != nil {
+		return true
+	}
+	var ce mongo.CommandError
+	if errors.As(err, &ce) {
+		return slices.Contains(infraErrorCodes, int(ce.Code))
+	}
+	return false
+}
+
+// classifyBulkError maps the error of one unordered BulkWrite of n
+// operations to a failure per operation. ok is false when the error cannot
+// be attributed to operations (the caller then decides for the whole round).
+func classifyBulkError(err error, n int) (perOp []writeFailure, opErrs []error, ok bool) {
+	perOp = make([]writeFailure, n)
+	opErrs = make([]error, n)
+	if err == nil {
+		return perOp, opErrs, true
+	}
+	if isInfraError(err) {
+		for i := range perOp {
+			perOp[i] = writeInfra
+			opErrs[i] = err
+		}
+		return perOp, opErrs, true
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || len(bwe.WriteErrors) == 0 {
+		return nil, nil, false
+	}
+	for _, we := range bwe.WriteErrors {
+		if we.Index < 0 || we.Index >= n {
+			return nil, nil, false
+		}
+		perOp[we.Index] = classifyWriteCode(we.Code)
+		opErrs[we.Index] = writeCodeError{code: we.Code}
+	}
+	return perOp, opErrs, true
+}
+
+// writeCodeError carries a server write error by code only: server messages
+// may quote document content (duplicate keys, validation details), which
+// must not reach logs or dead-letter headers.
+type writeCodeError struct{ code int }
+
+func (e writeCodeError) Error() string {
+	return "mongodb write error code " + strconv.Itoa(e.code)
+}
+
+// nakDelay is the redelivery delay after the numDelivered-th delivery
+// failed: steps[numDelivered-1], the last step once the list is exhausted.
+func nakDelay(steps []time.Duration, numDelivered uint64) time.Duration {
+	if len(steps) == 0 {
+		return 0
+	}
+	if numDelivered == 0 {
+		numDelivered = 1
+	}
+	i := numDelivered - 1
+	if i >= uint64(len(steps)) {
+		i = uint64(len(steps) - 1)
+	}
+	return steps[i]
+}
+
+// newRetryBackOff is the in-place retry schedule for infrastructure
+// outages: exponential from initial, capped at maxInterval, jittered.
+func newRetryBackOff(initial, maxInterval time.Duration) *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = initial
+	b.MaxInterval = maxInterval
+	b.Multiplier = 2
+	b.RandomizationFactor = 0.2
+	b.Reset()
+	return b
+}
+
+// sleepCtx waits d or until ctx is done; it reports whether the full wait
+// elapsed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
