@@ -32,6 +32,8 @@ const (
 	MaxRules          = 64
 	MaxFieldsPerWrite = 64
 	MaxConfigBytes    = 1 << 20
+	// MaxConfigProviders bounds one provider list.
+	MaxConfigProviders = 64
 )
 
 // Names under which NewSet registers the built-in triggers; rules are
@@ -188,14 +190,14 @@ func (c Config) Validate() error {
 		}
 		return nil
 	}
-	if err := validateProviders("lastLogin.providers", c.LastLogin.Providers); err != nil {
-		return err
+	if err := validateProviders(c.LastLogin.Providers); err != nil {
+		return configErr("lastLogin.providers%v", err)
 	}
 	if err := field("lastLogin.field", c.LastLogin.Field); err != nil {
 		return err
 	}
-	if err := validateProviders("createOnSignup.providers", c.CreateOnSignup.Providers); err != nil {
-		return err
+	if err := validateProviders(c.CreateOnSignup.Providers); err != nil {
+		return configErr("createOnSignup.providers%v", err)
 	}
 	if err := field("createOnSignup.createdAtField", c.CreateOnSignup.CreatedAtField); err != nil {
 		return err
@@ -220,8 +222,8 @@ func (c Config) Validate() error {
 	default:
 		return configErr("deleteOnUserDelete.mode %q: must be %q or %q", c.DeleteOnUserDelete.Mode, DeleteModeDelete, DeleteModeOff)
 	}
-	if err := validateProviders("deleteOnUserDelete.providers", c.DeleteOnUserDelete.Providers); err != nil {
-		return err
+	if err := validateProviders(c.DeleteOnUserDelete.Providers); err != nil {
+		return configErr("deleteOnUserDelete.providers%v", err)
 	}
 	if len(c.Rules) > MaxRules {
 		return configErr("rules: at most %d rules", MaxRules)
@@ -243,13 +245,15 @@ func configErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 }
 
-func validateProviders(where string, providers []string) error {
-	if len(providers) > events.MaxProviders*4 {
-		return configErr("%s: too many providers", where)
+// validateProviders returns an error starting with the offending index,
+// for the caller to prefix with where the list is.
+func validateProviders(providers []string) error {
+	if len(providers) > MaxConfigProviders {
+		return fmt.Errorf(": at most %d providers", MaxConfigProviders)
 	}
 	for i, p := range providers {
 		if !events.ProviderPattern.MatchString(p) {
-			return configErr("%s[%d] %q: must match %s", where, i, p, events.ProviderPattern)
+			return fmt.Errorf("[%d] %q: must match %s", i, p, events.ProviderPattern)
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package triggers
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -61,34 +62,47 @@ type ValueSource struct {
 	// otherwise. In Go, nil means null.
 	Value any `yaml:"value" json:"value"`
 
-	// Set by the decoders: whether the "value" key was present, so that a
-	// constant without a value and a non-constant with one are reported.
-	valueGiven, valueKnown bool
+	// Set by the decoders and reported by Validate, which can name the rule
+	// and field: whether the "value" key was present (so that a constant
+	// without a value and a non-constant with one are caught), and the
+	// first structural problem met.
+	valueGiven, decoded bool
+	problem             string
 }
 
 // UnmarshalYAML decodes {from, value} strictly.
 func (v *ValueSource) UnmarshalYAML(node *yaml.Node) error {
-	if node.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: a value source is a mapping {from: ..., value: ...}", node.Line)
+	*v = ValueSource{decoded: true}
+	if node.Kind == yaml.AliasNode && node.Alias != nil {
+		node = node.Alias
 	}
-	*v = ValueSource{valueKnown: true}
+	if node.Kind != yaml.MappingNode {
+		v.problem = "a value source is a mapping {from: ..., value: ...}"
+		return nil
+	}
+	seen := make(map[string]bool, 2)
 	for i := 0; i+1 < len(node.Content); i += 2 {
 		key, val := node.Content[i], node.Content[i+1]
+		if seen[key.Value] {
+			v.problem = fmt.Sprintf("key %q given twice", key.Value)
+			return nil
+		}
+		seen[key.Value] = true
 		switch key.Value {
 		case "from":
 			if err := val.Decode(&v.From); err != nil {
-				return err
+				v.problem = "from must be a string"
 			}
 		case "value":
-			if val.Kind != yaml.ScalarNode && val.Kind != yaml.AliasNode {
-				return fmt.Errorf("line %d: value must be a string, number, boolean or null", val.Line)
-			}
 			if err := val.Decode(&v.Value); err != nil {
-				return err
+				v.problem = "value cannot be decoded"
 			}
 			v.valueGiven = true
 		default:
-			return fmt.Errorf("line %d: field %s not found in a value source (want from, value)", key.Line, key.Value)
+			v.problem = fmt.Sprintf("unknown key %q in a value source (want from, value)", key.Value)
+		}
+		if v.problem != "" {
+			return nil
 		}
 	}
 	return nil
@@ -96,26 +110,31 @@ func (v *ValueSource) UnmarshalYAML(node *yaml.Node) error {
 
 // UnmarshalJSON decodes {"from", "value"} strictly.
 func (v *ValueSource) UnmarshalJSON(data []byte) error {
+	*v = ValueSource{decoded: true}
 	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return fmt.Errorf("a value source is an object {\"from\": ..., \"value\": ...}: %w", err)
+	if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
+		v.problem = `a value source is an object {"from": ..., "value": ...}`
+		return nil
 	}
-	*v = ValueSource{valueKnown: true}
-	for key, msg := range raw {
+	for _, key := range sortedKeys(raw) {
+		msg := raw[key]
 		switch key {
 		case "from":
 			if err := json.Unmarshal(msg, &v.From); err != nil {
-				return fmt.Errorf("from: %w", err)
+				v.problem = "from must be a string"
 			}
 		case "value":
 			dec := json.NewDecoder(bytes.NewReader(msg))
 			dec.UseNumber()
 			if err := dec.Decode(&v.Value); err != nil {
-				return fmt.Errorf("value: %w", err)
+				v.problem = "value cannot be decoded"
 			}
 			v.valueGiven = true
 		default:
-			return fmt.Errorf("unknown field %q in a value source (want from, value)", key)
+			v.problem = fmt.Sprintf("unknown key %q in a value source (want from, value)", key)
+		}
+		if v.problem != "" {
+			return nil
 		}
 	}
 	return nil
@@ -137,8 +156,8 @@ func (r Rule) validate(userIDField string) error {
 			return fmt.Errorf("on[%d] %q: listed twice", i, op)
 		}
 	}
-	if err := validateProviders("providers", r.Providers); err != nil {
-		return err
+	if err := validateProviders(r.Providers); err != nil {
+		return fmt.Errorf("providers%w", err)
 	}
 	total := len(r.Set) + len(r.Max) + len(r.SetOnInsert)
 	if total == 0 {
@@ -177,9 +196,12 @@ func (r Rule) validate(userIDField string) error {
 }
 
 func (v ValueSource) validate() error {
+	if v.problem != "" {
+		return errors.New(v.problem)
+	}
 	switch v.From {
 	case SourceConstant:
-		if v.valueKnown && !v.valueGiven {
+		if v.decoded && !v.valueGiven {
 			return fmt.Errorf("from constant needs a value (write value: null for null)")
 		}
 		if _, err := normalizeConstant(v.Value); err != nil {
