@@ -1,0 +1,309 @@
+package worker
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/customdata-worker/customdata-worker/events"
+)
+
+// Change-event operation types the notifier understands.
+const (
+	opInsert       = "insert"
+	opUpdate       = "update"
+	opReplace      = "replace"
+	opDelete       = "delete"
+	opDrop         = "drop"
+	opRename       = "rename"
+	opDropDatabase = "dropDatabase"
+	opInvalidate   = "invalidate"
+)
+
+// Fields the change-stream $project adds (see changeStreamPipeline). The
+// mapper also understands the unprojected event as MongoDB emits it.
+const (
+	fieldUpdatedNames = "updatedFieldNames"
+	fieldRemoved      = "removedFields"
+	fieldTruncated    = "truncatedArrays"
+	fieldDocSize      = "fullDocumentSize"
+)
+
+// noticeMapper turns one change event into the notices it calls for. It is
+// pure: no IO, no clock, no state.
+type noticeMapper struct {
+	prefix        string
+	userIDField   string
+	oversizeBytes int
+	// measureFullDocument: the event carries the whole fullDocument (the
+	// server cannot compute $bsonSize), so its size is measured here.
+	measureFullDocument bool
+}
+
+// plannedNotice is one notice to publish, with its subject and
+// de-duplication id. PublishedAt is set by the publisher.
+type plannedNotice struct {
+	Subject string
+	MsgID   string
+	Notice  events.Notice
+}
+
+// mappedChange is what one change event calls for.
+type mappedChange struct {
+	// Token is the event's resume token (its _id).
+	Token bson.Raw
+	// Operation is the event's operationType.
+	Operation string
+	// ClusterTime is the commit time, when the event has one.
+	ClusterTime *events.ClusterTime
+	// Notices to publish, in order. Never empty.
+	Notices []plannedNotice
+	// Flush is the flush-all reason when the event maps to a flush-all.
+	Flush events.FlushReason
+	// Invalidate: the server closed the stream; reopen with startAfter.
+	Invalidate bool
+	// Oversize and Size: the changed document's size against the limit
+	// (Size -1 when unknown).
+	Oversize bool
+	Size     int64
+	// DuplicateCheckUser is the user whose document count the duplicate
+	// guard should check ("" for none).
+	DuplicateCheckUser string
+	// DocumentID is the changed document's id as a string ("" if unknown).
+	DocumentID string
+}
+
+// mapChange maps a change event, projected by changeStreamPipeline or as
+// MongoDB emits it, to notices. It never fails: an event it cannot
+// attribute to a user or a document maps to a flush-all, so no change is
+// ever dropped silently.
+func (m noticeMapper) mapChange(ev bson.Raw) mappedChange {
+	out := mappedChange{Operation: lookupString(ev, "operationType"), Size: -1}
+	if tok, ok := ev.Lookup("_id").DocumentOK(); ok {
+		out.Token = tok
+	}
+	if t, i, ok := ev.Lookup("clusterTime").TimestampOK(); ok {
+		out.ClusterTime = &events.ClusterTime{T: t, I: i}
+	}
+	msgID := noticeMsgID(out.Token, ev)
+
+	flush := func(reason events.FlushReason) mappedChange {
+		out.Flush = reason
+		out.Notices = []plannedNotice{{
+			Subject: events.FlushAllSubject(m.prefix),
+			MsgID:   msgID,
+			Notice: events.Notice{
+				SchemaVersion: events.NoticeSchemaVersion,
+				Kind:          events.NoticeFlushAll,
+				Operation:     out.Operation,
+				ClusterTime:   out.ClusterTime,
+				Reason:        reason,
+			},
+		}}
+		return out
+	}
+
+	switch out.Operation {
+	case opInsert, opUpdate, opReplace, opDelete:
+	case opDrop, opRename, opDropDatabase:
+		return flush(events.FlushCollectionGone)
+	case opInvalidate:
+		out.Invalidate = true
+		return flush(events.FlushInvalidated)
+	default:
+		// An event type this version does not know may change documents
+		// it cannot name: flush rather than ignore it.
+		return flush(events.FlushUnattributable)
+	}
+
+	key, _ := ev.Lookup("documentKey").DocumentOK()
+	after, _ := ev.Lookup("fullDocument").DocumentOK()
+	before, _ := ev.Lookup("fullDocumentBeforeChange").DocumentOK()
+	if key != nil {
+		out.DocumentID = documentIDString(key.Lookup("_id"))
+	}
+	afterUser := lookupString(after, m.userIDField)
+	beforeUser := lookupString(before, m.userIDField)
+	// documentKey holds the shard key besides _id: on a collection sharded
+	// by the user id it names the user even when no image does.
+	keyUser := lookupString(key, m.userIDField)
+
+	var user string
+	if out.Operation == opDelete {
+		user = firstNonEmpty(beforeUser, keyUser)
+	} else {
+		user = firstNonEmpty(afterUser, keyUser, beforeUser)
+		out.DuplicateCheckUser = user
+		out.Size = m.documentSize(ev, after)
+		out.Oversize = out.Size >= 0 && out.Size > int64(m.oversizeBytes)
+	}
+	if user == "" && out.DocumentID == "" {
+		return flush(events.FlushUnattributable)
+	}
+
+	n := events.Notice{
+		SchemaVersion: events.NoticeSchemaVersion,
+		Kind:          events.NoticeUser,
+		UserID:        user,
+		DocumentID:    out.DocumentID,
+		Operation:     out.Operation,
+		ClusterTime:   out.ClusterTime,
+		Oversize:      out.Oversize,
+	}
+	if out.Operation == opUpdate {
+		n.ChangedFields = changedTopLevelFields(ev)
+	}
+	subject := events.UserNoticeSubject(m.prefix, user)
+	if user == "" {
+		subject = events.DocumentNoticeSubject(m.prefix, out.DocumentID)
+	}
+	out.Notices = []plannedNotice{{Subject: subject, MsgID: msgID, Notice: n}}
+
+	// The document moved from one user to another: the previous owner's
+	// cached data is stale too.
+	if out.Operation != opDelete && beforeUser != "" && user != "" && beforeUser != user {
+		prev := n
+		prev.UserID = beforeUser
+		out.Notices = append(out.Notices, plannedNotice{
+			Subject: events.UserNoticeSubject(m.prefix, beforeUser),
+			MsgID:   msgID + "-before",
+			Notice:  prev,
+		})
+	}
+	return out
+}
+
+// documentSize is the BSON size of the changed document, -1 if unknown.
+func (m noticeMapper) documentSize(ev, after bson.Raw) int64 {
+	if v, ok := ev.Lookup(fieldDocSize).AsInt64OK(); ok {
+		return v
+	}
+	if m.measureFullDocument && after != nil {
+		return int64(len(after))
+	}
+	return -1
+}
+
+// changedTopLevelFields returns the sorted top-level names of the fields an
+// update touched, or nil when the event does not say (then every field
+// must be assumed changed).
+func changedTopLevelFields(ev bson.Raw) []string {
+	var paths []string
+	reported := false
+	addArray := func(v bson.RawValue, elemField string) {
+		arr, ok := v.ArrayOK()
+		if !ok {
+			return
+		}
+		reported = true
+		vals, _ := arr.Values()
+		for _, e := range vals {
+			if elemField != "" {
+				doc, ok := e.DocumentOK()
+				if !ok {
+					continue
+				}
+				e = doc.Lookup(elemField)
+			}
+			if s, ok := e.StringValueOK(); ok {
+				paths = append(paths, s)
+			}
+		}
+	}
+	// Projected form: names only, so values never reach the worker.
+	addArray(ev.Lookup(fieldUpdatedNames), "")
+	addArray(ev.Lookup(fieldRemoved), "")
+	addArray(ev.Lookup(fieldTruncated), "field")
+	// As MongoDB emits it.
+	if ud, ok := ev.Lookup("updateDescription").DocumentOK(); ok {
+		if upd, ok := ud.Lookup("updatedFields").DocumentOK(); ok {
+			reported = true
+			elems, _ := upd.Elements()
+			for _, e := range elems {
+				paths = append(paths, e.Key())
+			}
+		}
+		addArray(ud.Lookup("removedFields"), "")
+		addArray(ud.Lookup("truncatedArrays"), "field")
+	}
+	if !reported {
+		return nil
+	}
+	var names []string
+	for _, p := range paths {
+		top, _, _ := strings.Cut(p, ".")
+		if top != "" {
+			names = append(names, top)
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	if len(names) == 0 {
+		return nil
+	}
+	return names
+}
+
+// noticeMsgID derives the Nats-Msg-Id of an event's notice from its resume
+// token, so the same event published twice (restart, failover) is stored
+// once.
+func noticeMsgID(token, ev bson.Raw) string {
+	var material []byte
+	if s, ok := token.Lookup("_data").StringValueOK(); ok {
+		material = []byte(s)
+	} else if token != nil {
+		material = token
+	} else {
+		// No token (a server that projected it away would have failed
+		// the stream): the event itself is the next best identity.
+		material = ev
+	}
+	sum := sha256.Sum256(material)
+	return "cd-" + hex.EncodeToString(sum[:])[:32]
+}
+
+// documentIDString renders a document _id: ObjectId as hex, a string as is,
+// anything else as canonical extended JSON. "" when absent.
+func documentIDString(v bson.RawValue) string {
+	switch v.Type {
+	case 0, bson.TypeNull, bson.TypeUndefined:
+		return ""
+	case bson.TypeObjectID:
+		return v.ObjectID().Hex()
+	case bson.TypeString:
+		return v.StringValue()
+	}
+	doc, err := bson.Marshal(bson.D{{Key: "v", Value: v}})
+	if err != nil {
+		return ""
+	}
+	js, err := bson.MarshalExtJSON(bson.Raw(doc), true, false)
+	if err != nil {
+		return ""
+	}
+	js = bytes.TrimPrefix(js, []byte(`{"v":`))
+	js = bytes.TrimSuffix(js, []byte(`}`))
+	return string(js)
+}
+
+// lookupString returns doc[key] if it is a non-empty string.
+func lookupString(doc bson.Raw, key string) string {
+	if doc == nil {
+		return ""
+	}
+	s, _ := doc.Lookup(key).StringValueOK()
+	return s
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
