@@ -298,12 +298,46 @@ func rawHasTime(data []byte) bool {
 	return json.Unmarshal(data, &probe) == nil && probe.Time != nil && string(*probe.Time) != "null"
 }
 
+// keyShape lists the exact key names of one typed object of the event and,
+// per key, the shape of the object (or of the array elements) it holds;
+// nil means free-form (user.data) or scalar.
+type keyShape map[string]keyShape
+
+// eventShape is the shape of AuthEvent. encoding/json matches keys without
+// regard to case and lets a repeated key overwrite the earlier one, so
+// without this check {"id":"a","ID":"b"} or a repeated "user" would be read
+// differently by the worker than by another parser (a gateway, an audit
+// log) looking at the same bytes.
+var eventShape = keyShape{
+	"schemaVersion": nil,
+	"id":            nil,
+	"operationType": nil,
+	"providers":     nil,
+	"time":          nil,
+	"user": keyShape{
+		"id":         nil,
+		"type":       nil,
+		"data":       nil,
+		"identities": keyShape{"id": nil, "provider_type": nil},
+	},
+}
+
 // checkKeys walks the JSON token stream and rejects keys that MongoDB could
-// interpret ($-prefixed, dotted, containing NUL) and nesting beyond MaxDepth.
+// interpret ($-prefixed, dotted, containing NUL), nesting beyond MaxDepth,
+// a key repeated within one object, and keys of the typed parts that are
+// not spelled exactly as in the schema.
 func checkKeys(data []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	type frame struct{ object, expectKey bool }
+	type frame struct {
+		object, expectKey bool
+		// shape: for an object, its exact keys (nil: free-form); for an
+		// array, the shape of its object elements.
+		shape keyShape
+		// child: the shape of the value of the last key read.
+		child keyShape
+		keys  map[string]struct{}
+	}
 	var stack []frame
 	first := true
 	for {
@@ -329,13 +363,19 @@ func checkKeys(data []byte) error {
 		case json.Delim:
 			switch t {
 			case '{', '[':
-				if top >= 0 && stack[top].object {
-					stack[top].expectKey = true
+				shape := eventShape
+				if top >= 0 {
+					if stack[top].object {
+						stack[top].expectKey = true
+						shape = stack[top].child
+					} else {
+						shape = stack[top].shape
+					}
 				}
 				if len(stack) >= MaxDepth {
 					return reject(ReasonTooDeep, "nesting deeper than %d", MaxDepth)
 				}
-				stack = append(stack, frame{object: t == '{', expectKey: t == '{'})
+				stack = append(stack, frame{object: t == '{', expectKey: t == '{', shape: shape})
 			case '}', ']':
 				stack = stack[:len(stack)-1]
 				if len(stack) == 0 {
@@ -346,10 +386,26 @@ func checkKeys(data []byte) error {
 			}
 		case string:
 			if isKey {
+				f := &stack[top]
 				if err := checkKey(t); err != nil {
 					return err
 				}
-				stack[top].expectKey = false
+				if _, dup := f.keys[t]; dup {
+					return reject(ReasonMalformedJSON, "an object repeats a key")
+				}
+				if f.keys == nil {
+					f.keys = make(map[string]struct{})
+				}
+				f.keys[t] = struct{}{}
+				f.child = nil
+				if f.shape != nil {
+					child, known := f.shape[t]
+					if !known {
+						return reject(ReasonUnknownField, "unknown field %q", t)
+					}
+					f.child = child
+				}
+				f.expectKey = false
 				continue
 			}
 			if top >= 0 && stack[top].object {

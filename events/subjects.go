@@ -66,7 +66,10 @@ var tokenEncoding = base64.RawURLEncoding
 // EncodeUserToken encodes a user id as one subject token.
 func EncodeUserToken(userID string) string { return tokenEncoding.EncodeToString([]byte(userID)) }
 
-// DecodeUserToken reverses EncodeUserToken.
+// DecodeUserToken reverses EncodeUserToken. It accepts only tokens
+// EncodeUserToken produces, so each user has exactly one subject: the
+// base64 decoder alone would also accept non-zero padding bits ("QR" as
+// well as "QQ" for "A") and skip embedded newlines.
 func DecodeUserToken(token string) (string, error) {
 	b, err := tokenEncoding.DecodeString(token)
 	if err != nil {
@@ -74,6 +77,9 @@ func DecodeUserToken(token string) (string, error) {
 	}
 	if !utf8.Valid(b) {
 		return "", fmt.Errorf("user token %q: not UTF-8", token)
+	}
+	if tokenEncoding.EncodeToString(b) != token {
+		return "", fmt.Errorf("user token %q: not in canonical form", token)
 	}
 	return string(b), nil
 }
