@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -152,7 +153,11 @@ func isInfraError(err error) bool {
 // classifyBulkError maps the error of one unordered BulkWrite of n
 // operations to a failure per operation. ok is false when the error cannot
 // be attributed to operations (the caller then decides for the whole round).
-func classifyBulkError(err error, n int) (perOp []writeFailure, opErrs []error, ok bool) {
+//
+// A duplicate-key error on the user-id field is a race between upserts and
+// is retried; one on another unique index will repeat until someone
+// changes the other document, so it is permanent.
+func classifyBulkError(err error, n int, userField string) (perOp []writeFailure, opErrs []error, ok bool) {
 	perOp = make([]writeFailure, n)
 	opErrs = make([]error, n)
 	if err == nil {
@@ -174,9 +179,29 @@ func classifyBulkError(err error, n int) (perOp []writeFailure, opErrs []error, 
 			return nil, nil, false
 		}
 		perOp[we.Index] = classifyWriteCode(we.Code)
+		if isDuplicateKeyCode(we.Code) {
+			perOp[we.Index] = classifyDuplicateKey(we.Message, userField)
+		}
 		opErrs[we.Index] = writeCodeError{code: we.Code}
 	}
 	return perOp, opErrs, true
+}
+
+func isDuplicateKeyCode(code int) bool { return code == 11000 || code == 11001 }
+
+// classifyDuplicateKey reads which key collided from the server message
+// ("... dup key: { userId: \"u1\" }"); when it cannot tell, it assumes the
+// retryable upsert race.
+func classifyDuplicateKey(message, userField string) writeFailure {
+	_, key, found := strings.Cut(message, "dup key: {")
+	if !found {
+		return writeTransient
+	}
+	key = strings.TrimSpace(key)
+	if strings.HasPrefix(key, userField+":") || strings.HasPrefix(key, strconv.Quote(userField)+":") || strings.HasPrefix(key, ":") {
+		return writeTransient
+	}
+	return writePermanent
 }
 
 // writeCodeError carries a server write error by code only: server messages

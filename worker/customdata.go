@@ -381,7 +381,7 @@ func (w *customDataWriter) bulkWrite(ctx context.Context, writes []triggers.Writ
 		models[i] = w.model(wr, target)
 	}
 	_, err := w.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-	perOp, errs, ok := classifyBulkError(err, n)
+	perOp, errs, ok := classifyBulkError(err, n, w.field)
 	if ok {
 		return perOp, errs
 	}
