@@ -63,7 +63,9 @@ var RuleNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 type Config struct {
 	// UserIDField is the field that keys the custom-data documents. It must
 	// match the worker's setting; no trigger may write it, because the
-	// worker's filter owns it. Default "userId".
+	// worker's filter owns it. Empty means DefaultUserIDField for
+	// validation; it is left empty by DefaultConfig and ParseConfig when
+	// not given, so the worker's wiring can fill in its own setting.
 	UserIDField string `yaml:"userIdField" json:"userIdField"`
 	// LastLogin records the time of each login.
 	LastLogin LastLoginConfig `yaml:"lastLogin" json:"lastLogin"`
@@ -135,7 +137,8 @@ func (c DeleteOnUserDeleteConfig) IsEnabled() bool {
 }
 
 // DefaultConfig returns the configuration used when none is given, with
-// every default spelled out.
+// every default spelled out except UserIDField, which stays empty (see
+// Config.UserIDField).
 func DefaultConfig() Config {
 	var c Config
 	c.setDefaults()
@@ -143,9 +146,6 @@ func DefaultConfig() Config {
 }
 
 func (c *Config) setDefaults() {
-	if c.UserIDField == "" {
-		c.UserIDField = DefaultUserIDField
-	}
 	if c.LastLogin.Enabled == nil {
 		c.LastLogin.Enabled = boolPtr(true)
 	}
@@ -177,6 +177,9 @@ func (c Config) withDefaults() Config {
 // ErrInvalidConfig.
 func (c Config) Validate() error {
 	c = c.withDefaults()
+	if c.UserIDField == "" {
+		c.UserIDField = DefaultUserIDField
+	}
 	if err := validateFieldName(c.UserIDField); err != nil && c.UserIDField != "_id" {
 		return configErr("userIdField %q: %v", c.UserIDField, err)
 	}

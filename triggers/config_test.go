@@ -13,7 +13,7 @@ import (
 
 func TestDefaultConfig(t *testing.T) {
 	c := DefaultConfig()
-	if c.UserIDField != "userId" || !c.LastLogin.IsEnabled() || c.LastLogin.Field != "lastLogin" || c.LastLogin.Upsert ||
+	if c.UserIDField != "" || !c.LastLogin.IsEnabled() || c.LastLogin.Field != "lastLogin" || c.LastLogin.Upsert ||
 		!c.CreateOnSignup.IsEnabled() || c.CreateOnSignup.CreatedAtField != "createdAt" ||
 		c.DeleteOnUserDelete.Mode != DeleteModeDelete || len(c.Rules) != 0 {
 		t.Fatalf("DefaultConfig = %+v", c)
@@ -256,5 +256,22 @@ func TestUserIDFieldMayBeID(t *testing.T) {
 	// Documents keyed by _id: triggers still may not write _id.
 	if _, err := ParseConfig([]byte("userIdField: _id\n")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The worker's wiring fills an absent userIdField with its own setting,
+// and the rules are then checked against that field.
+func TestUserIDFieldFromWiring(t *testing.T) {
+	cfg := mustParse(t, "rules:\n  - {name: r, on: [LOGIN], set: {uid: {from: userId}}}\n")
+	if cfg.UserIDField != "" {
+		t.Fatalf("absent userIdField parsed as %q", cfg.UserIDField)
+	}
+	cfg.UserIDField = "uid"
+	if _, err := NewSet(cfg); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "set.uid") {
+		t.Fatalf("NewSet = %v, want the rule writing the user-id field rejected", err)
+	}
+	// Without wiring, the default field is protected.
+	if _, err := ParseConfig([]byte("lastLogin: {field: userId}")); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("ParseConfig = %v, want the default user-id field protected", err)
 	}
 }

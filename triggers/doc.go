@@ -7,7 +7,13 @@
 //
 //	events.AuthEvent → Set.Decide → []Write → Coalesce (per batch) → worker
 //
-// Built-in triggers (lastLogin, create-on-signup, delete-on-user-delete),
-// declarative rules from a config file and handlers registered from Go all
-// implement Handler and are filtered by operation and provider.
+// Built-in triggers (lastLogin, createOnSignup, deleteOnUserDelete),
+// declarative rules from a config file (Config, LoadConfig, NewSet) and
+// handlers registered from Go (Set.Register) all implement Handler and are
+// filtered by operation and provider. Set.Decide checks every write with
+// ValidateWrite, so no handler can name an operator, a path or _id.
+//
+// Coalesce turns the writes of a batch into rounds of merged writes, one
+// per user per round; executing the rounds in order has exactly the effect
+// of executing the writes in order.
 package triggers

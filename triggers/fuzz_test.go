@@ -38,19 +38,23 @@ func FuzzParseConfig(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted config does not build: %v", err)
 		}
+		userIDField := cfg.UserIDField
+		if userIDField == "" {
+			userIDField = DefaultUserIDField
+		}
 		for _, ev := range evs {
 			ws, err := s.Decide(ev)
 			if err != nil {
 				t.Fatalf("accepted config yields an invalid write: %v", err)
 			}
 			for _, w := range ws {
-				if _, ok := w.SetOnInsert[cfg.UserIDField]; ok {
+				if _, ok := w.SetOnInsert[userIDField]; ok {
 					t.Fatalf("write touches the user-id field")
 				}
-				if _, ok := w.Set[cfg.UserIDField]; ok {
+				if _, ok := w.Set[userIDField]; ok {
 					t.Fatalf("write touches the user-id field")
 				}
-				if _, ok := w.Max[cfg.UserIDField]; ok {
+				if _, ok := w.Max[userIDField]; ok {
 					t.Fatalf("write touches the user-id field")
 				}
 			}

@@ -2,8 +2,9 @@ package triggers
 
 // Write is one intended write to the custom-data document of one user.
 // The worker turns it into a MongoDB operation filtered on the configured
-// user-id field. Field names are top-level names, validated by the trigger
-// that produced them (no '$', no '.', never _id or the user-id field).
+// user-id field. Field names are top-level names (no '$', no '.', never
+// _id; see ValidateWrite). The user-id field is kept out by the
+// configuration that produced the write.
 type Write struct {
 	// UserID selects the document.
 	UserID string
@@ -14,8 +15,8 @@ type Write struct {
 	// carries the user-id field (from the filter) and SetOnInsert.
 	Upsert bool
 	// Set, Max and SetOnInsert map field names to values for the MongoDB
-	// operators of the same names. Values are strings, numbers, booleans,
-	// time.Time, or nil.
+	// operators of the same names. Values are string, bool, int, int32,
+	// int64, finite float64, time.Time, or nil.
 	Set         map[string]any
 	Max         map[string]any
 	SetOnInsert map[string]any
