@@ -368,7 +368,9 @@ func LoadConfig(path string) (Config, error) {
 // with '{' is read as JSON), applies defaults and validates it. Unknown
 // keys, duplicate YAML keys, several YAML documents and trailing data are
 // errors. Empty input is the default configuration. Constants in the
-// result are normalized to string, bool, int64, float64 or nil.
+// result are normalized to string, bool, int64, float64 or nil. JSON is
+// read with encoding/json, which matches keys regardless of case and keeps
+// the last of repeated keys; YAML is the stricter format.
 func ParseConfig(data []byte) (Config, error) {
 	if len(data) > MaxConfigBytes {
 		return Config{}, configErr("config is larger than %d bytes", MaxConfigBytes)
