@@ -75,7 +75,7 @@ func newAuthEnv(t *testing.T, m *testsupport.Mongo, tweak ...func(*authEnv)) *au
 	if prefix == "" {
 		prefix = events.DefaultAuthPrefix
 	}
-	if e.pub, err = events.NewPublisher(js, events.WithSubjectPrefix(prefix)); err != nil {
+	if e.pub, err = events.NewPublisher(e.js, events.WithSubjectPrefix(prefix)); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -168,7 +168,9 @@ func (e *authEnv) event(op events.Operation, user string, at time.Time) events.A
 	return ev
 }
 
-func (e *authEnv) ctx() (context.Context, context.CancelFunc) {
+func (e *authEnv) ctx() (context.Context, context.CancelFunc) { return authTestCtx() }
+
+func authTestCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), authWait)
 }
 

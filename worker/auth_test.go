@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -123,10 +124,10 @@ func TestAuthCreateCreatesOnceAndNeverOverwrites(t *testing.T) {
 	e.waitSettled()
 
 	after := e.doc("carol")
-	if fmt.Sprint(after["createdAt"]) != fmt.Sprint(first["createdAt"]) || after["plan"] != "pro" || after["_id"] != first["_id"] {
+	if after["createdAt"] != first["createdAt"] || after["plan"] != "pro" || after["_id"] != first["_id"] {
 		t.Fatalf("second CREATE changed carol's document: %v -> %v", first, after)
 	}
-	if got := e.doc("dave"); fmt.Sprint(got) != fmt.Sprint(before) {
+	if got := e.doc("dave"); !reflect.DeepEqual(got, before) {
 		t.Fatalf("CREATE changed an existing document: %v -> %v", before, got)
 	}
 	if n := len(e.docs("carol")); n != 1 {
@@ -469,9 +470,7 @@ func TestAuthGracefulShutdownLosesNothing(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	if got := e.count(); got == n {
-		t.Log("every event was applied before shutdown; the restart below still checks nothing is pending")
-	}
+	t.Logf("%d of %d users created when the first consumer stopped", e.count(), n)
 	c2, _ := e.newConsumer()
 	e.run(c2)
 	e.waitFor(fmt.Sprintf("all %d users created", n), func() bool { return e.count() == n })

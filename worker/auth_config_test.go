@@ -1,0 +1,108 @@
+package worker
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/customdata-worker/customdata-worker/events"
+)
+
+func TestAuthConfigDefaults(t *testing.T) {
+	var c AuthConfig
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"Stream", c.Stream, "AUTH_EVENTS"},
+		{"SubjectPrefix", c.SubjectPrefix, events.DefaultAuthPrefix},
+		{"DuplicateWindow", c.DuplicateWindow, 2 * time.Minute},
+		{"Durable", c.Durable, "customdata-worker"},
+		{"AckWait", c.AckWait, 30 * time.Second},
+		{"MaxAckPending", c.MaxAckPending, 1000},
+		{"MaxDeliver", c.MaxDeliver, 10},
+		{"BatchSize", c.BatchSize, 100},
+		{"BatchWait", c.BatchWait, 200 * time.Millisecond},
+		{"DeadLetterStream", c.DeadLetterStream, "AUTH_EVENTS_DLQ"},
+		{"DeadLetterPrefix", c.DeadLetterPrefix, "auth.deadletter"},
+		{"Provision", c.Provision, ProvisionCreate},
+		{"Replicas", c.Replicas, 1},
+		{"RetryMaxInterval", c.RetryMaxInterval, 10 * time.Second},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+	if len(c.BackOff) == 0 {
+		t.Error("BackOff has no default")
+	}
+}
+
+func TestAuthConfigValidate(t *testing.T) {
+	cases := []struct {
+		name    string
+		mut     func(*AuthConfig)
+		wantErr string
+	}{
+		{"zero value", func(*AuthConfig) {}, ""},
+		{"verify", func(c *AuthConfig) { c.Provision = ProvisionVerify }, ""},
+		{"bad provision", func(c *AuthConfig) { c.Provision = "maybe" }, "provision mode"},
+		{"dotted stream", func(c *AuthConfig) { c.Stream = "a.b" }, "stream name"},
+		{"same streams", func(c *AuthConfig) { c.DeadLetterStream = "AUTH_EVENTS" }, "must differ"},
+		{"wildcard prefix", func(c *AuthConfig) { c.SubjectPrefix = "auth.*" }, "subject prefix"},
+		{"overlapping prefixes", func(c *AuthConfig) { c.DeadLetterPrefix = "auth.events.dlq" }, "overlap"},
+		{"equal prefixes", func(c *AuthConfig) { c.DeadLetterPrefix = "auth.events" }, "overlap"},
+		{"tiny ack wait", func(c *AuthConfig) { c.AckWait = time.Millisecond }, "ack wait"},
+		{"unbounded ack pending", func(c *AuthConfig) { c.MaxAckPending = -1 }, "max ack pending"},
+		{"ack pending below batch", func(c *AuthConfig) { c.MaxAckPending = 10 }, "batch size"},
+		{"batch too big", func(c *AuthConfig) { c.BatchSize = 5000; c.MaxAckPending = 10000 }, "batch size"},
+		{"batch wait beyond ack wait", func(c *AuthConfig) { c.BatchWait = time.Minute }, "batch wait"},
+		{"negative backoff", func(c *AuthConfig) { c.BackOff = []time.Duration{-time.Second} }, "backoff"},
+		{"replicas", func(c *AuthConfig) { c.Replicas = 7 }, "replicas"},
+		{"negative max bytes", func(c *AuthConfig) { c.StreamMaxBytes = -1 }, "max bytes"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var c AuthConfig
+			tc.mut(&c)
+			err := c.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate = %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Validate = %v, want an error about %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestAuthSubjectMatching(t *testing.T) {
+	cases := []struct {
+		pattern, subject string
+		want             bool
+	}{
+		{"auth.events.>", "auth.events.login", true},
+		{"auth.events.>", "auth.events", false},
+		{"auth.*.login", "auth.events.login", true},
+		{"auth.events.login", "auth.events.login", true},
+		{"auth.events.login", "auth.events.create", false},
+		{"auth.events.*", "auth.events.login.x", false},
+		{">", "anything.at.all", true},
+	}
+	for _, tc := range cases {
+		if got := subjectMatches(tc.pattern, tc.subject); got != tc.want {
+			t.Errorf("subjectMatches(%q, %q) = %v, want %v", tc.pattern, tc.subject, got, tc.want)
+		}
+	}
+	if !subjectsOverlap("auth.events", "auth.events.x") || subjectsOverlap("auth.events", "auth.deadletter") {
+		t.Error("subjectsOverlap")
+	}
+}
