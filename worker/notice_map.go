@@ -126,6 +126,11 @@ func (m noticeMapper) mapChange(ev bson.Raw) mappedChange {
 	if key != nil {
 		out.DocumentID = documentIDString(key.Lookup("_id"))
 	}
+	if out.DocumentID == "" && after != nil {
+		// documentKey always holds _id on MongoDB; servers that report
+		// something else there still name the document in its image.
+		out.DocumentID = documentIDString(after.Lookup("_id"))
+	}
 	afterUser := lookupString(after, m.userIDField)
 	beforeUser := lookupString(before, m.userIDField)
 	// documentKey holds the shard key besides _id: on a collection sharded

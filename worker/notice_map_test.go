@@ -173,6 +173,14 @@ func TestNoticeMapChange(t *testing.T) {
 			want:    want{flush: events.FlushUnattributable, subject: allSubject, op: "update", size: -1},
 		},
 		{
+			name: "stand-in update with the looked-up document (whole fullDocument kept)",
+			event: `{"_id": {"_data": "6b071abb00000005"}, "operationType": "update",
+				"fullDocument": {"a": 2, "_id": "s1", "userId": "u1"}, "documentKey": {"$set": {"a": 2}, "$unset": {"b": ""}},
+				"clusterTime": {"$timestamp": {"t": 1795627707, "i": 5}}}`,
+			measure: true,
+			want:    want{user: "u1", doc: "s1", subject: userSubject("u1"), op: "update", size: 39, dupUser: "u1"},
+		},
+		{
 			name: "stand-in update with the delta as fullDocument",
 			event: `{"_id": {"_data": "6b071b8300000003"}, "operationType": "update", "documentKey": {"$set": {"a": 2}, "$unset": {"b": ""}},
 				"clusterTime": {"$timestamp": {"t": 1795627907, "i": 3}}, "fullDocument": {"a": 2, "b": ""}}`,

@@ -1,0 +1,452 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/customdata-worker/customdata-worker/events"
+)
+
+// errReopenNow asks for the stream to be reopened from the checkpoint at
+// once (not a failure: e.g. the document-size mode changed).
+var errReopenNow = errors.New("reopen the change stream")
+
+// sizeProbeInterval is how often an inconclusive $bsonSize probe (empty
+// collection) is repeated.
+const sizeProbeInterval = 30 * time.Second
+
+// streamSession runs the change stream for one leadership term. It is
+// used by one goroutine.
+type streamSession struct {
+	n   *Notifier
+	log zerolog.Logger
+	// leaseCtx ends only when the lease is lost (or the term is over); a
+	// publish attempt runs under it, so shutdown lets it finish while a
+	// lost lease aborts it.
+	leaseCtx context.Context
+	term uint64 // lease revision at acquisition; names "from now" flushes
+	// opens counts streams opened from now in this term; it makes each
+	// such flush's Msg-Id unique (two gaps are two causes).
+	opens int
+
+	serverSize      bool // the pipeline computes $bsonSize
+	sizeConclusive  bool
+	lastSizeProbe   time.Time
+	warnedLocalSize bool
+
+	// pending is the position after the last acknowledged notice, not yet
+	// written to the checkpoint store.
+	pending        *checkpoint
+	savedToken     []byte
+	lastCheckpoint time.Time
+	// afterStreamEnd: the previous event was a drop/rename/dropDatabase
+	// whose flush covers the invalidate that follows it.
+	afterStreamEnd bool
+
+	// failing: a failure was logged and no stream opened since. opened: a
+	// stream opened since the last failure (the backoff starts over).
+	failing, opened bool
+}
+
+func newStreamSession(n *Notifier, term uint64, leaseCtx context.Context) *streamSession {
+	return &streamSession{n: n, log: n.log.With().Uint64("term", term).Logger(), term: term, leaseCtx: leaseCtx}
+}
+
+// run keeps a change stream open and its notices flowing until ctx ends.
+func (s *streamSession) run(ctx context.Context) {
+	s.probeSize(ctx)
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 100 * time.Millisecond
+	bo.MaxInterval = s.n.cfg.RetryMaxInterval
+	for ctx.Err() == nil {
+		err := s.runStream(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if errors.Is(err, errReopenNow) {
+			bo.Reset()
+			continue
+		}
+		class := classifyStreamError(err)
+		s.n.metrics.streamErrors.WithLabelValues(class.String()).Inc()
+		s.n.health.streamFailed(err)
+		if !s.failing {
+			s.log.Warn().Err(err).Str("class", class.String()).Int("code", serverErrorCode(err)).
+				Msg("change stream failed; reopening from the last checkpoint with backoff")
+			s.failing = true
+		}
+		if s.opened {
+			bo.Reset()
+			s.opened = false
+		}
+		if !noticeSleep(ctx, bo.NextBackOff()) {
+			break
+		}
+	}
+	// Whatever was acknowledged is worth keeping, even on the way out.
+	s.savePending(context.WithoutCancel(ctx), true)
+}
+
+// probeSize decides whether the server computes document sizes.
+func (s *streamSession) probeSize(ctx context.Context) {
+	s.lastSizeProbe = time.Now()
+	s.serverSize, s.sizeConclusive = probeServerSize(ctx, s.n.coll)
+	if !s.serverSize && s.sizeConclusive && !s.warnedLocalSize {
+		s.warnedLocalSize = true
+		s.log.Warn().Msg("the server cannot evaluate $bsonSize: change events carry whole documents so the worker can size them")
+	}
+}
+
+// runStream opens the change stream at the checkpoint (or from now, with a
+// flush-all) and consumes it until an error.
+func (s *streamSession) runStream(ctx context.Context) error {
+	cp, found, err := s.n.checkpoints.load(ctx)
+	var flush events.FlushReason
+	if err != nil {
+		if !errors.Is(err, errCheckpointUnusable) {
+			return err
+		}
+		s.log.Warn().Err(err).Msg("checkpoint unusable: starting from now after a flush-all")
+		flush, found = events.FlushBadCheckpoint, false
+	}
+
+	var cs *mongo.ChangeStream
+	if found {
+		cs, err = s.open(ctx, &cp)
+		if err != nil {
+			class := classifyStreamError(err)
+			switch class {
+			case streamTransient:
+				return fmt.Errorf("resume change stream: %w", err)
+			case streamPipelineUnsupported:
+				return s.pipelineUnsupported(err)
+			}
+			// The server refused to resume. Opening without the token
+			// tells a refused token from a refused stream.
+			refused := err
+			cs, err = s.open(ctx, nil)
+			if err != nil {
+				return fmt.Errorf("open change stream after the checkpoint was refused (%v): %w", refused, err)
+			}
+			flush = flushReasonForRefusedToken(class)
+			s.log.Warn().Str("class", class.String()).Int("code", serverErrorCode(refused)).Str("reason", string(flush)).
+				Msg("the server cannot resume from the checkpoint: starting from now after a flush-all")
+		}
+	} else {
+		if flush == "" {
+			flush = events.FlushNoCheckpoint
+		}
+		if cs, err = s.open(ctx, nil); err != nil {
+			if classifyStreamError(err) == streamPipelineUnsupported {
+				return s.pipelineUnsupported(err)
+			}
+			return fmt.Errorf("open change stream: %w", err)
+		}
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = cs.Close(cctx)
+	}()
+	s.afterStreamEnd = false
+
+	if flush != "" {
+		// The stream is open before the flush is published, so every
+		// change the flush does not cover is seen by the stream.
+		s.opens++
+		if err := s.publishFlush(ctx, flush, ""); err != nil {
+			return err
+		}
+		s.log.Warn().Str("reason", string(flush)).Msg("published flush-all: continuity with the previous position is unknown")
+		// Servers that report a resume token before the first event give
+		// a checkpoint right away; otherwise the first event does.
+		if tok := cs.ResumeToken(); tok != nil {
+			s.pending = &checkpoint{Token: tok}
+			s.savePending(ctx, true)
+		}
+	}
+	s.n.health.streamOK()
+	s.opened = true
+	if s.failing {
+		s.failing = false
+		s.log.Info().Msg("change stream reopened")
+	}
+	return s.consume(ctx, cs)
+}
+
+// pipelineUnsupported switches to worker-side sizing when the server
+// rejected the $bsonSize pipeline.
+func (s *streamSession) pipelineUnsupported(err error) error {
+	if !s.serverSize {
+		return fmt.Errorf("change stream pipeline refused: %w", err)
+	}
+	s.serverSize, s.sizeConclusive = false, true
+	s.warnedLocalSize = true
+	s.log.Warn().Int("code", serverErrorCode(err)).
+		Msg("the server cannot evaluate $bsonSize: reopening with whole documents, sized by the worker")
+	return errReopenNow
+}
+
+func (s *streamSession) open(ctx context.Context, from *checkpoint) (*mongo.ChangeStream, error) {
+	return s.n.coll.Watch(ctx, changeStreamPipeline(s.n.cfg.UserIDField, s.serverSize), s.n.watchOptions(from))
+}
+
+// consume handles events until the stream fails or ctx ends.
+func (s *streamSession) consume(ctx context.Context, cs *mongo.ChangeStream) error {
+	// Close streams this function replaced (after an invalidate); the
+	// caller closes the one it opened.
+	first := cs
+	defer func() {
+		if cs != first {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = cs.Close(cctx)
+		}
+	}()
+	lastPoll := time.Now()
+	for {
+		if cs.TryNext(ctx) {
+			next, err := s.handle(ctx, cs, cs.Current)
+			if err != nil {
+				return err
+			}
+			if next != nil {
+				if cs != first {
+					_ = cs.Close(context.WithoutCancel(ctx))
+				}
+				cs = next
+			}
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := cs.Err(); err != nil {
+			if classifyStreamError(err) == streamPipelineUnsupported {
+				return s.pipelineUnsupported(err)
+			}
+			return fmt.Errorf("read change stream: %w", err)
+		}
+		s.n.health.streamOK()
+		// Idle: keep the checkpoint fresh. The server's post-batch resume
+		// token moves on even without changes, which keeps the position
+		// inside the oplog window on a quiet collection.
+		if tok := cs.ResumeToken(); tok != nil && s.pending == nil && !bytes.Equal(tok, s.savedToken) &&
+			time.Since(s.lastCheckpoint) >= s.n.cfg.CheckpointInterval && !s.afterStreamEnd {
+			s.pending = &checkpoint{Token: tok}
+		}
+		s.savePending(ctx, false)
+		if !s.sizeConclusive && time.Since(s.lastSizeProbe) >= sizeProbeInterval {
+			s.probeSize(ctx)
+			if s.serverSize {
+				s.savePending(ctx, true)
+				s.log.Info().Msg("the server evaluates $bsonSize: reopening with projected events")
+				return errReopenNow
+			}
+		}
+		// Servers hold an empty poll up to MaxAwaitTime; one that answers
+		// at once must not be polled in a tight loop.
+		if wait := s.n.cfg.IdlePollInterval - time.Since(lastPoll); wait > 0 && !noticeSleep(ctx, wait) {
+			return ctx.Err()
+		}
+		lastPoll = time.Now()
+	}
+}
+
+// handle publishes the notices of one event and advances the pending
+// checkpoint. It returns a new stream when the event ended this one.
+func (s *streamSession) handle(ctx context.Context, cs *mongo.ChangeStream, raw bson.Raw) (*mongo.ChangeStream, error) {
+	mapper := s.n.mapper
+	mapper.measureFullDocument = !s.serverSize
+	mc := mapper.mapChange(raw)
+
+	if mc.Invalidate {
+		return s.handleInvalidate(ctx, mc)
+	}
+	for _, p := range mc.Notices {
+		if err := s.publish(ctx, p, mc.ClusterTime); err != nil {
+			return nil, err
+		}
+	}
+	switch mc.Flush {
+	case events.FlushCollectionGone:
+		s.n.metrics.flushes.WithLabelValues(string(mc.Flush)).Inc()
+		s.log.Warn().Str("operation", mc.Operation).Msg("collection dropped or renamed: published flush-all; watching for it to return")
+	case events.FlushUnattributable:
+		s.n.metrics.flushes.WithLabelValues(string(mc.Flush)).Inc()
+		if ok, held := s.n.limiter.allow("unattributable"); ok {
+			s.log.Warn().Str("operation", mc.Operation).Int("suppressed", held).
+				Msg("change event names neither a user nor a document _id: published flush-all")
+		}
+	}
+	s.afterStreamEnd = mc.Flush == events.FlushCollectionGone
+	if mc.Oversize {
+		s.n.metrics.oversize.Inc()
+		if ok, held := s.n.limiter.allow("oversize"); ok {
+			s.log.Warn().Str("document_id", mc.DocumentID).Int64("bytes", mc.Size).Int("limit", s.n.cfg.OversizeBytes).
+				Int("suppressed", held).Msg("custom-data document exceeds the size limit")
+		}
+	}
+	if mc.DuplicateCheckUser != "" {
+		s.n.dupGuard.enqueue(mc.DuplicateCheckUser)
+	}
+	if mc.Token != nil {
+		s.pending = &checkpoint{Token: mc.Token, ClusterTime: mc.ClusterTime}
+		s.savePending(ctx, cs.RemainingBatchLength() == 0 || mc.Flush != "")
+	}
+	return nil, nil
+}
+
+// handleInvalidate opens the stream that follows an invalidate, then
+// publishes its flush-all (unless the drop/rename just before it already
+// did) and checkpoints the invalidate token for startAfter.
+func (s *streamSession) handleInvalidate(ctx context.Context, mc mappedChange) (*mongo.ChangeStream, error) {
+	if mc.Token == nil {
+		return nil, errors.New("invalidate event without a resume token")
+	}
+	next := &checkpoint{Token: mc.Token, StartAfter: true, ClusterTime: mc.ClusterTime}
+	cs, err := s.open(ctx, next)
+	if err != nil {
+		// Retried from the last checkpoint, which precedes the invalidate.
+		return nil, fmt.Errorf("reopen change stream after invalidate: %w", err)
+	}
+	if !s.afterStreamEnd {
+		for _, p := range mc.Notices {
+			if err := s.publish(ctx, p, mc.ClusterTime); err != nil {
+				_ = cs.Close(context.WithoutCancel(ctx))
+				return nil, err
+			}
+		}
+		s.n.metrics.flushes.WithLabelValues(string(events.FlushInvalidated)).Inc()
+		s.log.Warn().Msg("change stream invalidated: published flush-all; watching again")
+	}
+	s.afterStreamEnd = false
+	s.pending = next
+	s.savePending(ctx, true)
+	return cs, nil
+}
+
+// publishFlush publishes a flush-all that no change event names (the
+// stream was opened from now). Its Msg-Id is unique per open, so a retry
+// of this publish is stored once but a later gap is flushed again.
+func (s *streamSession) publishFlush(ctx context.Context, reason events.FlushReason, operation string) error {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%d|%d", reason, s.n.lease.session, s.term, s.opens))
+	p := plannedNotice{
+		Subject: events.FlushAllSubject(s.n.cfg.SubjectPrefix),
+		MsgID:   "fa-" + hex.EncodeToString(sum[:])[:32],
+		Notice: events.Notice{
+			SchemaVersion: events.NoticeSchemaVersion,
+			Kind:          events.NoticeFlushAll,
+			Operation:     operation,
+			Reason:        reason,
+		},
+	}
+	if err := s.publish(ctx, p, nil); err != nil {
+		return err
+	}
+	s.n.metrics.flushes.WithLabelValues(string(reason)).Inc()
+	return nil
+}
+
+// publish publishes one notice and waits for JetStream's acknowledgement,
+// retrying with backoff until it is acknowledged or ctx ends (the lease
+// was lost or the worker stops). A notice is never skipped.
+func (s *streamSession) publish(ctx context.Context, p plannedNotice, ct *events.ClusterTime) error {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 50 * time.Millisecond
+	bo.MaxInterval = s.n.cfg.RetryMaxInterval
+	logged := false
+	for {
+		p.Notice.PublishedAt = time.Now().UTC()
+		data, err := json.Marshal(p.Notice)
+		if err != nil {
+			return fmt.Errorf("encode notice: %w", err)
+		}
+		msg := &nats.Msg{Subject: p.Subject, Data: data, Header: nats.Header{}}
+		pctx, cancel := context.WithTimeout(s.leaseCtx, 10*time.Second)
+		ack, err := s.n.js.PublishMsg(pctx, msg, jetstream.WithMsgID(p.MsgID), jetstream.WithExpectStream(s.n.cfg.Stream))
+		cancel()
+		if err == nil {
+			kind := string(p.Notice.Kind)
+			s.n.metrics.published.WithLabelValues(kind, p.Notice.Operation).Inc()
+			if ct != nil {
+				s.n.metrics.latency.Observe(max(0, time.Since(ct.Time()).Seconds()))
+			}
+			if ack.Duplicate {
+				s.log.Debug().Str("msg_id", p.MsgID).Msg("notice already stored (de-duplicated)")
+			}
+			if logged {
+				s.n.health.streamOK()
+				s.log.Info().Msg("publishing notices again")
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if s.leaseCtx.Err() != nil {
+			return s.leaseCtx.Err()
+		}
+		s.n.health.streamFailed(err)
+		if !logged {
+			s.log.Warn().Err(err).Str("msg_id", p.MsgID).Msg("notice publish failed; retrying with backoff (the change stream waits)")
+			logged = true
+		}
+		if !noticeSleep(ctx, bo.NextBackOff()) {
+			return ctx.Err()
+		}
+	}
+}
+
+// savePending writes the pending checkpoint when forced or when the last
+// write is older than CheckpointInterval. A failed write keeps it pending:
+// the checkpoint only lags, which costs duplicates on restart, never gaps.
+func (s *streamSession) savePending(ctx context.Context, force bool) {
+	if s.pending == nil || (!force && time.Since(s.lastCheckpoint) < s.n.cfg.CheckpointInterval) {
+		return
+	}
+	cp := *s.pending
+	cp.Instance = s.n.cfg.InstanceID
+	cp.WrittenAt = time.Now().UTC()
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.n.checkpoints.save(wctx, cp); err != nil {
+		if ok, held := s.n.limiter.allow("checkpoint"); ok {
+			s.log.Warn().Err(err).Int("suppressed", held).Msg("checkpoint write failed; will retry")
+		}
+		return
+	}
+	s.pending = nil
+	s.savedToken = cp.Token
+	s.lastCheckpoint = cp.WrittenAt
+	s.n.metrics.checkpointWritten(cp.WrittenAt)
+}
+
+// noticeSleep sleeps d or until ctx ends; it reports whether the full sleep
+// happened.
+func noticeSleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
