@@ -37,7 +37,7 @@ type streamSession struct {
 	// publish attempt runs under it, so shutdown lets it finish while a
 	// lost lease aborts it.
 	leaseCtx context.Context
-	term uint64 // lease revision at acquisition; names "from now" flushes
+	term     uint64 // lease revision at acquisition; names "from now" flushes
 	// opens counts streams opened from now in this term; it makes each
 	// such flush's Msg-Id unique (two gaps are two causes).
 	opens int

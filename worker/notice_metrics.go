@@ -52,7 +52,7 @@ func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
 		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "commit_to_publish_seconds",
-			Help: "From the change's cluster time (1 s resolution) to the notice's publish acknowledgement.",
+			Help:    "From the change's cluster time (1 s resolution) to the notice's publish acknowledgement.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300},
 		}),
 	}
