@@ -108,6 +108,9 @@ func (a *AuthConsumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *batchStats) ([]triggers.Write, []int) {
 	var writes []triggers.Write
 	var owners []int
+	// A user whose event is sent back for redelivery keeps the rest of
+	// its events in this batch from overtaking it.
+	retrying := map[string]bool{}
 	for i, it := range items {
 		ev, err := a.decoder.Decode(it.msg.Data())
 		if err != nil {
@@ -120,7 +123,12 @@ func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *bat
 				fmt.Errorf("subject %s does not carry operation %s", it.msg.Subject(), ev.OperationType), stats)
 			continue
 		}
-		ws, err := a.set.Decide(ev)
+		if retrying[ev.User.ID] {
+			it.fail(writeTransient, errBlockedByEarlierWrite)
+			a.retryOrDeadLetter(ctx, it, stats)
+			continue
+		}
+		ws, err := a.decideSafely(ev)
 		if err == nil {
 			for _, w := range ws {
 				if err = a.writer.checkWrite(w); err != nil {
@@ -135,6 +143,7 @@ func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *bat
 		if err != nil {
 			it.fail(writeTransient, err)
 			a.retryOrDeadLetter(ctx, it, stats)
+			retrying[ev.User.ID] = true
 			continue
 		}
 		it.writes, it.remaining = len(ws), len(ws)
@@ -144,6 +153,19 @@ func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *bat
 		}
 	}
 	return writes, owners
+}
+
+// errTriggerPanic reports a handler that panicked: the same event would
+// panic again, so it is a permanent trigger error, not a crash loop.
+var errTriggerPanic = errors.New("trigger panicked")
+
+func (a *AuthConsumer) decideSafely(ev events.AuthEvent) (ws []triggers.Write, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ws, err = nil, fmt.Errorf("%w: %v: %w", errTriggerPanic, r, triggers.ErrPermanent)
+		}
+	}()
+	return a.set.Decide(ev)
 }
 
 // applyWrites coalesces the batch's writes and executes the rounds in

@@ -221,6 +221,8 @@ func TestDeadLetterInvalidEvents(t *testing.T) {
 				return nil, fmt.Errorf("vip logins are refused: %w", triggers.ErrPermanent)
 			case "flaky":
 				return nil, errors.New("downstream lookup failed")
+			case "boom":
+				panic("handler bug")
 			case "sneaky":
 				return []triggers.Write{{UserID: ev.User.ID, Upsert: true, Set: map[string]any{"userId": "someone-else"}}}, nil
 			}
@@ -280,6 +282,7 @@ func TestDeadLetterInvalidEvents(t *testing.T) {
 		{"unknown subject", events.DefaultAuthPrefix + ".logout", login(func(map[string]any) {}), "subject_mismatch"},
 		{"permanent trigger error", loginSubject, login(func(m map[string]any) { m["user"] = map[string]any{"id": "vip"} }), "permanent_trigger_error"},
 		{"trigger writes the user-id field", loginSubject, login(func(m map[string]any) { m["user"] = map[string]any{"id": "sneaky"} }), "permanent_trigger_error"},
+		{"panicking trigger", loginSubject, login(func(m map[string]any) { m["user"] = map[string]any{"id": "boom"} }), "permanent_trigger_error"},
 		{"transient trigger error", loginSubject, login(func(m map[string]any) { m["user"] = map[string]any{"id": "flaky"} }), "max_deliver_exceeded"},
 	}
 	seqReason := map[string]string{}
@@ -335,15 +338,15 @@ func TestDeadLetterInvalidEvents(t *testing.T) {
 	}
 }
 
-func TestDeadLetterPermanentWriteError(t *testing.T) {
+func TestDeadLetterPermanentWriteErrorFailsOnlyItsOwnMessages(t *testing.T) {
 	// A rule sets a field that another unique index guards: the server
-	// refuses the write every time, so the event is dead-lettered at once.
+	// refuses that write every time, so its event is dead-lettered at once.
 	cfg := triggers.DefaultConfig()
 	cfg.Rules = []triggers.Rule{{
 		Name: "team", On: []events.Operation{events.OperationLogin}, Upsert: true,
 		Set: map[string]triggers.ValueSource{"team": {From: triggers.SourceConstant, Value: "red"}},
 	}}
-	e := newAuthEnv(t, testsupport.MongoDB(t), authWithTriggers(cfg))
+	e := newAuthEnv(t, testsupport.MongoDB(t), authWithTriggers(cfg), func(e *authEnv) { e.cfg.BatchWait = time.Second })
 	ctx, cancel := e.ctx()
 	defer cancel()
 	if _, err := e.coll.InsertOne(ctx, bson.M{"userId": "holder", "team": "red"}); err != nil {
@@ -352,19 +355,46 @@ func TestDeadLetterPermanentWriteError(t *testing.T) {
 	if _, err := e.coll.Indexes().CreateOne(ctx, mongoUniqueIndex("team")); err != nil {
 		t.Fatal(err)
 	}
-	_, reg := e.start()
-	e.publish(e.event(events.OperationLogin, "henry", authBaseTime()))
+	c, reg := e.newConsumer()
+	at := authBaseTime()
+	// One batch: henry's login fails; henry's later delete must not run
+	// in this batch (it would overtake the failed write) but is retried;
+	// another user's event is unaffected.
+	e.publish(e.event(events.OperationLogin, "henry", at))
+	e.publish(e.event(events.OperationDelete, "henry", at.Add(time.Second)))
+	e.publish(e.event(events.OperationCreate, "iris", at))
+	e.run(c)
 	e.waitFor("dead letter", func() bool { return len(e.deadLetters()) == 1 })
 	e.waitSettled()
+
 	dl := e.deadLetters()[0]
 	if got := dl.Header.Get(HeaderDLQReason); got != DeadLetterWriteError {
 		t.Fatalf("Dlq-Reason = %q, want %q", got, DeadLetterWriteError)
+	}
+	if got := dl.Header.Get(HeaderDLQStreamSequence); got != "1" {
+		t.Fatalf("dead-lettered stream sequence %s, want 1 (henry's login)", got)
 	}
 	if got := dl.Header.Get(HeaderDLQError); strings.Contains(got, "red") || strings.Contains(got, "henry") {
 		t.Fatalf("Dlq-Error leaks document content: %q", got)
 	}
 	if d := e.doc("henry"); d != nil {
 		t.Fatalf("dead-lettered event wrote %v", d)
+	}
+	if e.doc("iris") == nil {
+		t.Fatal("another user's event in the same batch was not applied")
+	}
+	for _, want := range []struct {
+		labels map[string]string
+		n      float64
+	}{
+		{map[string]string{"operation": "DELETE", "outcome": "retried"}, 1},
+		{map[string]string{"operation": "DELETE", "outcome": "applied"}, 1},
+		{map[string]string{"operation": "CREATE", "outcome": "applied"}, 1},
+		{map[string]string{"operation": "LOGIN", "outcome": "dead_lettered"}, 1},
+	} {
+		if got := authMetric(t, reg, "customdata_worker_auth_events_total", want.labels); got != want.n {
+			t.Errorf("events %v = %v, want %v", want.labels, got, want.n)
+		}
 	}
 	if got := authMetric(t, reg, "customdata_worker_auth_dead_letters_total", map[string]string{"reason": DeadLetterWriteError}); got != 1 {
 		t.Fatalf("dead letters metric = %v, want 1", got)
