@@ -74,7 +74,7 @@ func NewAuthConsumer(cfg AuthConfig, js jetstream.JetStream, coll *mongo.Collect
 		set:     set,
 		decoder: events.Decoder{MaxClockSkew: cfg.MaxClockSkew},
 		dlq:     &deadLetterer{js: js, stream: cfg.DeadLetterStream, prefix: cfg.DeadLetterPrefix},
-		log:     log.With().Str("component", "auth-consumer").Str("stream", cfg.Stream).Str("consumer", cfg.Durable).Logger(),
+		log:     log.With().Str("component", "auth-consumer").Str("stream", cfg.Stream).Str("consumer", cfg.Consumer).Logger(),
 		metrics: metrics,
 		ackWait: cfg.AckWait,
 	}
@@ -153,7 +153,7 @@ func (a *AuthConsumer) currentConsumer(ctx context.Context) (jetstream.Consumer,
 	}
 	lookupCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
 	defer cancel()
-	cons, err := a.js.Consumer(lookupCtx, a.cfg.Stream, a.cfg.Durable)
+	cons, err := a.js.Consumer(lookupCtx, a.cfg.Stream, a.cfg.Consumer)
 	if err != nil && a.cfg.Provision == ProvisionCreate &&
 		(errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)) {
 		if perr := a.Provision(lookupCtx); perr != nil {
@@ -162,7 +162,7 @@ func (a *AuthConsumer) currentConsumer(ctx context.Context) (jetstream.Consumer,
 		return a.currentConsumer(ctx)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("look up consumer %s on stream %s: %w", a.cfg.Durable, a.cfg.Stream, err)
+		return nil, fmt.Errorf("look up consumer %s on stream %s: %w", a.cfg.Consumer, a.cfg.Stream, err)
 	}
 	a.setConsumer(cons)
 	return cons, nil

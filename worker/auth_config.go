@@ -9,6 +9,11 @@ import (
 	"github.com/customdata-worker/customdata-worker/events"
 )
 
+// ProvisionMode names how the worker treats its JetStream resources:
+// ProvisionCreate or ProvisionVerify. It is an alias of string so that
+// every config struct of the package can hold it as a plain string.
+type ProvisionMode = string
+
 // Provision modes.
 const (
 	// ProvisionCreate creates or updates the streams and the consumer at
@@ -22,7 +27,7 @@ const (
 // Auth consumer defaults.
 const (
 	DefaultAuthStream           = "AUTH_EVENTS"
-	DefaultAuthDurable          = "customdata-worker"
+	DefaultAuthConsumer         = "customdata-worker"
 	DefaultDeadLetterStream     = "AUTH_EVENTS_DLQ"
 	DefaultDeadLetterPrefix     = "auth.deadletter"
 	DefaultAuthStreamMaxAge     = 7 * 24 * time.Hour
@@ -56,20 +61,20 @@ type AuthConfig struct {
 	// "<prefix>.>" so events on unknown subjects are dead-lettered instead
 	// of being lost at the producer.
 	SubjectPrefix string
-	// StreamMaxAge bounds how long an unconsumed event is kept. Default 7 days.
-	StreamMaxAge time.Duration
-	// StreamMaxBytes bounds the stream size; 0 means unlimited. When full,
+	// MaxAge bounds how long an unconsumed event is kept. Default 7 days.
+	MaxAge time.Duration
+	// MaxBytes bounds the stream size; 0 means unlimited. When full,
 	// new publishes are refused (the producer sees an error) rather than
 	// unconsumed events being discarded.
-	StreamMaxBytes int64
+	MaxBytes int64
 	// Replicas of both streams (1 to 5). Default 1.
 	Replicas int
 	// DuplicateWindow is the de-duplication window on event ids (and on
 	// dead-letter ids). Default 2m.
 	DuplicateWindow time.Duration
 
-	// Durable is the durable pull consumer name. Default "customdata-worker".
-	Durable string
+	// Consumer is the durable pull consumer name. Default "customdata-worker".
+	Consumer string
 	// AckWait is how long a delivered message may stay unacknowledged
 	// before redelivery. The worker extends it (in-progress acks) while it
 	// works on a batch. Default 30s.
@@ -120,8 +125,8 @@ func (c *AuthConfig) setDefaults() {
 	if c.SubjectPrefix == "" {
 		c.SubjectPrefix = events.DefaultAuthPrefix
 	}
-	if c.StreamMaxAge == 0 {
-		c.StreamMaxAge = DefaultAuthStreamMaxAge
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultAuthStreamMaxAge
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
@@ -129,8 +134,8 @@ func (c *AuthConfig) setDefaults() {
 	if c.DuplicateWindow == 0 {
 		c.DuplicateWindow = DefaultDuplicateWindow
 	}
-	if c.Durable == "" {
-		c.Durable = DefaultAuthDurable
+	if c.Consumer == "" {
+		c.Consumer = DefaultAuthConsumer
 	}
 	if c.AckWait == 0 {
 		c.AckWait = DefaultAuthAckWait
@@ -173,7 +178,7 @@ func (c AuthConfig) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("auth consumer: "+format, args...)) }
 	for _, n := range []struct{ what, name string }{
-		{"stream", c.Stream}, {"dead-letter stream", c.DeadLetterStream}, {"durable", c.Durable},
+		{"stream", c.Stream}, {"dead-letter stream", c.DeadLetterStream}, {"consumer", c.Consumer},
 	} {
 		if strings.ContainsAny(n.name, ".*> \t\r\n/\\") {
 			add("%s name %q must not contain '.', '*', '>', '/', '\\' or whitespace", n.what, n.name)
@@ -191,10 +196,10 @@ func (c AuthConfig) Validate() error {
 	if subjectsOverlap(c.SubjectPrefix, c.DeadLetterPrefix) {
 		add("subject prefix %q and dead-letter prefix %q overlap", c.SubjectPrefix, c.DeadLetterPrefix)
 	}
-	if c.StreamMaxAge < 0 || c.DeadLetterMaxAge < 0 {
+	if c.MaxAge < 0 || c.DeadLetterMaxAge < 0 {
 		add("max ages must not be negative")
 	}
-	if c.StreamMaxBytes < 0 {
+	if c.MaxBytes < 0 {
 		add("stream max bytes must not be negative (0 means unlimited)")
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {

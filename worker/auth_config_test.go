@@ -21,7 +21,7 @@ func TestAuthConfigDefaults(t *testing.T) {
 		{"Stream", c.Stream, "AUTH_EVENTS"},
 		{"SubjectPrefix", c.SubjectPrefix, events.DefaultAuthPrefix},
 		{"DuplicateWindow", c.DuplicateWindow, 2 * time.Minute},
-		{"Durable", c.Durable, "customdata-worker"},
+		{"Consumer", c.Consumer, "customdata-worker"},
 		{"AckWait", c.AckWait, 30 * time.Second},
 		{"MaxAckPending", c.MaxAckPending, 1000},
 		{"MaxDeliver", c.MaxDeliver, 10},
@@ -64,7 +64,7 @@ func TestAuthConfigValidate(t *testing.T) {
 		{"batch wait beyond ack wait", func(c *AuthConfig) { c.BatchWait = time.Minute }, "batch wait"},
 		{"negative backoff", func(c *AuthConfig) { c.BackOff = []time.Duration{-time.Second} }, "backoff"},
 		{"replicas", func(c *AuthConfig) { c.Replicas = 7 }, "replicas"},
-		{"negative max bytes", func(c *AuthConfig) { c.StreamMaxBytes = -1 }, "max bytes"},
+		{"negative max bytes", func(c *AuthConfig) { c.MaxBytes = -1 }, "max bytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

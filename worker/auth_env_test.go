@@ -234,9 +234,9 @@ func (e *authEnv) consumerInfo() *jetstream.ConsumerInfo {
 	if stream == "" {
 		stream = DefaultAuthStream
 	}
-	durable := e.cfg.Durable
+	durable := e.cfg.Consumer
 	if durable == "" {
-		durable = DefaultAuthDurable
+		durable = DefaultAuthConsumer
 	}
 	c, err := e.js.Consumer(ctx, stream, durable)
 	if err != nil {

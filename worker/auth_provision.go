@@ -35,7 +35,7 @@ func (a *AuthConsumer) Provision(ctx context.Context) error {
 	}
 	cons, err := a.js.CreateOrUpdateConsumer(ctx, a.cfg.Stream, a.consumerConfig())
 	if err != nil {
-		return fmt.Errorf("create or update consumer %s on stream %s: %w", a.cfg.Durable, a.cfg.Stream, err)
+		return fmt.Errorf("create or update consumer %s on stream %s: %w", a.cfg.Consumer, a.cfg.Stream, err)
 	}
 	a.setConsumer(cons)
 	a.log.Info().Str("dead_letter_stream", a.cfg.DeadLetterStream).Msg("auth streams and consumer provisioned")
@@ -43,7 +43,7 @@ func (a *AuthConsumer) Provision(ctx context.Context) error {
 }
 
 func (a *AuthConsumer) authStreamConfig() jetstream.StreamConfig {
-	maxBytes := a.cfg.StreamMaxBytes
+	maxBytes := a.cfg.MaxBytes
 	if maxBytes == 0 {
 		maxBytes = -1
 	}
@@ -53,7 +53,7 @@ func (a *AuthConsumer) authStreamConfig() jetstream.StreamConfig {
 		Subjects:    []string{a.cfg.SubjectPrefix + ".>"},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
-		MaxAge:      a.cfg.StreamMaxAge,
+		MaxAge:      a.cfg.MaxAge,
 		MaxBytes:    maxBytes,
 		// Refuse new events rather than silently dropping unconsumed ones.
 		Discard:    jetstream.DiscardNew,
@@ -78,7 +78,7 @@ func (a *AuthConsumer) deadLetterStreamConfig() jetstream.StreamConfig {
 
 func (a *AuthConsumer) consumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       a.cfg.Durable,
+		Durable:       a.cfg.Consumer,
 		Description:   "custom-data worker: applies auth-event triggers to MongoDB",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -136,13 +136,13 @@ func (a *AuthConsumer) verify(ctx context.Context) error {
 
 	var cons jetstream.Consumer
 	if stream != nil {
-		cons, err = stream.Consumer(ctx, a.cfg.Durable)
+		cons, err = stream.Consumer(ctx, a.cfg.Consumer)
 		switch {
 		case errors.Is(err, jetstream.ErrConsumerNotFound):
-			missing = append(missing, fmt.Sprintf("consumer %s on stream %s does not exist", a.cfg.Durable, a.cfg.Stream))
+			missing = append(missing, fmt.Sprintf("consumer %s on stream %s does not exist", a.cfg.Consumer, a.cfg.Stream))
 			cons = nil
 		case err != nil:
-			return fmt.Errorf("verify consumer %s: %w", a.cfg.Durable, err)
+			return fmt.Errorf("verify consumer %s: %w", a.cfg.Consumer, err)
 		default:
 			incompatible = append(incompatible, a.checkConsumer(cons.CachedInfo().Config, authSubjects)...)
 		}
@@ -162,7 +162,7 @@ func (a *AuthConsumer) verify(ctx context.Context) error {
 
 func (a *AuthConsumer) checkConsumer(cfg jetstream.ConsumerConfig, authSubjects []string) []string {
 	var problems []string
-	name := "consumer " + a.cfg.Durable
+	name := "consumer " + a.cfg.Consumer
 	if cfg.DeliverSubject != "" {
 		problems = append(problems, name+" is a push consumer; a pull consumer is required")
 	}

@@ -563,7 +563,7 @@ func TestAuthVerifyModeAcceptsProvisionedAndRejectsIncompatible(t *testing.T) {
 		t.Fatal(err)
 	}
 	strictCfg := verifyCfg
-	strictCfg.Durable = "strict"
+	strictCfg.Consumer = "strict"
 	strict, err := NewAuthConsumer(strictCfg, e.js, e.coll, e.data, e.set, e.log, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -593,7 +593,7 @@ func TestAuthHealthyReportsNATSDownWhenFetchesFail(t *testing.T) {
 
 	// Removing the consumer behind the worker's back makes every fetch
 	// fail; in verify mode the worker may not re-create it.
-	if err := e.js.DeleteConsumer(ctx, DefaultAuthStream, DefaultAuthDurable); err != nil {
+	if err := e.js.DeleteConsumer(ctx, DefaultAuthStream, DefaultAuthConsumer); err != nil {
 		t.Fatal(err)
 	}
 	e.waitFor("Healthy to report NATS fetch failures", func() bool {
