@@ -443,3 +443,47 @@ func TestNotifierProvisionVerify(t *testing.T) {
 		t.Fatalf("verify with another lease TTL = %v, want a TTL mismatch", err)
 	}
 }
+
+// TestNotifierNeverDropsAnUnattributableChange: changes made while the
+// notifier is down are read after the restart; by then the document is
+// gone.
+func TestNotifierNeverDropsAnUnattributableChange(t *testing.T) {
+	e := newNotifierEnv(t)
+	ctx := testCtx(t)
+	n1 := e.start()
+	r := e.readNotices()
+	r.until("flush", isFlush(events.FlushNoCheckpoint))
+	res, err := e.coll.InsertOne(ctx, bson.M{"userId": "gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.InsertedID.(bson.ObjectID).Hex()
+	r.until("insert", isUser("gone", "insert"))
+	n1.stop(false)
+
+	if _, err := e.coll.UpdateOne(ctx, bson.M{"_id": res.InsertedID}, bson.M{"$inc": bson.M{"logins": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.coll.DeleteOne(ctx, bson.M{"_id": res.InsertedID}); err != nil {
+		t.Fatal(err)
+	}
+	n2 := e.start()
+	got := r.next()
+	if e.mongo.StandIn != nil {
+		// Stand-in gap: with the document gone, the update event's
+		// fullDocument is the $inc delta and documentKey the update spec:
+		// no user, no _id. It becomes a counted flush-all.
+		if !isFlush(events.FlushUnattributable)(got) || got.Operation != "update" {
+			t.Fatalf("update of a deleted document on the stand-in: got %v, want flush_all(change_without_user_or_id)", got)
+		}
+		eventually(t, "counted", func() bool {
+			return metricValue(n2.metrics.flushes.WithLabelValues(string(events.FlushUnattributable))) == 1
+		})
+	} else if got.Kind != events.NoticeUser || got.DocumentID != id || got.Operation != "update" {
+		// MongoDB: fullDocument is null but documentKey names the document.
+		t.Fatalf("update of a deleted document: got %v, want a document notice for %s", got, id)
+	}
+	if got := r.next(); got.Operation != "delete" || got.DocumentID != id {
+		t.Fatalf("got %v, want the delete of %s", got, id)
+	}
+}
