@@ -23,9 +23,12 @@ import (
 // only after MongoDB acknowledged its writes with the configured write
 // concern; one that cannot be processed is dead-lettered, never dropped.
 type AuthConsumer struct {
-	cfg     AuthConfig
-	js      jetstream.JetStream
-	writer  *customDataWriter
+	cfg    AuthConfig
+	js     jetstream.JetStream
+	writer *customDataWriter
+	// bulk sends one round of writes; it is writer.bulkWrite except in
+	// unit tests of the batch logic.
+	bulk    func(ctx context.Context, writes []triggers.Write) ([]writeFailure, []error)
 	data    CustomDataConfig
 	set     *triggers.Set
 	decoder events.Decoder
@@ -70,6 +73,7 @@ func NewAuthConsumer(cfg AuthConfig, js jetstream.JetStream, coll *mongo.Collect
 		cfg:     cfg,
 		js:      js,
 		writer:  writer,
+		bulk:    writer.bulkWrite,
 		data:    data,
 		set:     set,
 		decoder: events.Decoder{MaxClockSkew: cfg.MaxClockSkew},

@@ -177,6 +177,13 @@ func (a *AuthConsumer) applyWrites(ctx, work context.Context, items []*authItem,
 	for r, round := range rounds {
 		var ops []triggers.Merged
 		for _, m := range round {
+			if m.Write.IsNoop() && !blocked[m.Write.UserID] {
+				// Its inputs cancel out: nothing to send, they are done.
+				for _, w := range m.From {
+					items[owners[w]].remaining--
+				}
+				continue
+			}
 			if blocked[m.Write.UserID] {
 				a.failSources(items, owners, m, writeTransient, errBlockedByEarlierWrite)
 				continue
@@ -297,7 +304,7 @@ func (a *AuthConsumer) writeRound(ctx, work context.Context, writes []triggers.W
 		}
 		opCtx, cancel := context.WithTimeout(work, a.data.WriteTimeout)
 		start := time.Now()
-		f, e := a.writer.bulkWrite(opCtx, batch)
+		f, e := a.bulk(opCtx, batch)
 		a.metrics.writeLatency.Observe(time.Since(start).Seconds())
 		cancel()
 
