@@ -24,6 +24,11 @@ import (
 // once (not a failure: e.g. the document-size mode changed).
 var errReopenNow = errors.New("reopen the change stream")
 
+// idleCheckpointInterval is how often an idle stream's position (the
+// server's post-batch resume token) is checkpointed: often enough to stay
+// far inside any oplog window, rarely enough to cost nothing.
+const idleCheckpointInterval = 10 * time.Second
+
 // sizeProbeInterval is how often an inconclusive $bsonSize probe (empty
 // collection) is repeated.
 const sizeProbeInterval = 30 * time.Second
@@ -42,10 +47,9 @@ type streamSession struct {
 	// such flush's Msg-Id unique (two gaps are two causes).
 	opens int
 
-	serverSize      bool // the pipeline computes $bsonSize
-	sizeConclusive  bool
-	lastSizeProbe   time.Time
-	warnedLocalSize bool
+	serverSize     bool // the pipeline computes $bsonSize
+	sizeConclusive bool
+	lastSizeProbe  time.Time
 
 	// pending is the position after the last acknowledged notice, not yet
 	// written to the checkpoint store.
@@ -104,8 +108,7 @@ func (s *streamSession) run(ctx context.Context) {
 func (s *streamSession) probeSize(ctx context.Context) {
 	s.lastSizeProbe = time.Now()
 	s.serverSize, s.sizeConclusive = probeServerSize(ctx, s.n.coll)
-	if !s.serverSize && s.sizeConclusive && !s.warnedLocalSize {
-		s.warnedLocalSize = true
+	if !s.serverSize && s.sizeConclusive && s.n.warnedLocalSize.CompareAndSwap(false, true) {
 		s.log.Warn().Msg("the server cannot evaluate $bsonSize: change events carry whole documents so the worker can size them")
 	}
 }
@@ -156,11 +159,7 @@ func (s *streamSession) runStream(ctx context.Context) error {
 			return fmt.Errorf("open change stream: %w", err)
 		}
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = cs.Close(cctx)
-	}()
+	defer func() { closeChangeStream(ctx, cs) }()
 	s.afterStreamEnd = false
 
 	if flush != "" {
@@ -194,7 +193,7 @@ func (s *streamSession) pipelineUnsupported(err error) error {
 		return fmt.Errorf("change stream pipeline refused: %w", err)
 	}
 	s.serverSize, s.sizeConclusive = false, true
-	s.warnedLocalSize = true
+	s.n.warnedLocalSize.Store(true)
 	s.log.Warn().Int("code", serverErrorCode(err)).
 		Msg("the server cannot evaluate $bsonSize: reopening with whole documents, sized by the worker")
 	return errReopenNow
@@ -211,9 +210,7 @@ func (s *streamSession) consume(ctx context.Context, cs *mongo.ChangeStream) err
 	first := cs
 	defer func() {
 		if cs != first {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_ = cs.Close(cctx)
+			closeChangeStream(ctx, cs)
 		}
 	}()
 	lastPoll := time.Now()
@@ -225,7 +222,7 @@ func (s *streamSession) consume(ctx context.Context, cs *mongo.ChangeStream) err
 			}
 			if next != nil {
 				if cs != first {
-					_ = cs.Close(context.WithoutCancel(ctx))
+					closeChangeStream(ctx, cs)
 				}
 				cs = next
 			}
@@ -245,7 +242,7 @@ func (s *streamSession) consume(ctx context.Context, cs *mongo.ChangeStream) err
 		// token moves on even without changes, which keeps the position
 		// inside the oplog window on a quiet collection.
 		if tok := cs.ResumeToken(); tok != nil && s.pending == nil && !bytes.Equal(tok, s.savedToken) &&
-			time.Since(s.lastCheckpoint) >= s.n.cfg.CheckpointInterval && !s.afterStreamEnd {
+			time.Since(s.lastCheckpoint) >= idleCheckpointInterval && !s.afterStreamEnd {
 			s.pending = &checkpoint{Token: tok}
 		}
 		s.savePending(ctx, false)
@@ -326,7 +323,7 @@ func (s *streamSession) handleInvalidate(ctx context.Context, mc mappedChange) (
 	if !s.afterStreamEnd {
 		for _, p := range mc.Notices {
 			if err := s.publish(ctx, p, mc.ClusterTime); err != nil {
-				_ = cs.Close(context.WithoutCancel(ctx))
+				closeChangeStream(ctx, cs)
 				return nil, err
 			}
 		}
@@ -415,8 +412,8 @@ func (s *streamSession) publish(ctx context.Context, p plannedNotice, ct *events
 // write is older than CheckpointInterval. A failed write keeps it pending:
 // the checkpoint only lags, which costs duplicates on restart, never gaps.
 func (s *streamSession) savePending(ctx context.Context, force bool) {
-	if s.pending == nil || (!force && time.Since(s.lastCheckpoint) < s.n.cfg.CheckpointInterval) {
-		return
+	if s.pending == nil || ctx.Err() != nil || (!force && time.Since(s.lastCheckpoint) < s.n.cfg.CheckpointInterval) {
+		return // on the way out run writes it with a fresh context
 	}
 	cp := *s.pending
 	cp.Instance = s.n.cfg.InstanceID
@@ -424,6 +421,9 @@ func (s *streamSession) savePending(ctx context.Context, force bool) {
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := s.n.checkpoints.save(wctx, cp); err != nil {
+		if ctx.Err() != nil {
+			return // stopping: run writes it on the way out
+		}
 		if ok, held := s.n.limiter.allow("checkpoint"); ok {
 			s.log.Warn().Err(err).Int("suppressed", held).Msg("checkpoint write failed; will retry")
 		}
@@ -433,6 +433,13 @@ func (s *streamSession) savePending(ctx context.Context, force bool) {
 	s.savedToken = cp.Token
 	s.lastCheckpoint = cp.WrittenAt
 	s.n.metrics.checkpointWritten(cp.WrittenAt)
+}
+
+// closeChangeStream closes cs even when ctx has ended.
+func closeChangeStream(ctx context.Context, cs *mongo.ChangeStream) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = cs.Close(cctx)
 }
 
 // noticeSleep sleeps d or until ctx ends; it reports whether the full sleep

@@ -64,6 +64,8 @@ type Notifier struct {
 
 	running atomic.Bool
 	leader  atomic.Bool
+	// warnedLocalSize: the "server cannot size documents" warning is out.
+	warnedLocalSize atomic.Bool
 
 	// releaseOnStop gives the lease up when Run's context ends, so a
 	// standby takes over at once. Tests turn it off to simulate a crash.

@@ -25,7 +25,7 @@ func BenchmarkCommitToNotice(b *testing.B) {
 	b.StopTimer()
 	e := newNotifierEnv(b)
 	e.cfg.LeaseTTL = DefaultNotifierLeaseTTL
-	e.start()
+	n := e.start()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -75,7 +75,10 @@ func BenchmarkCommitToNotice(b *testing.B) {
 			}
 		}
 	}
-	// Warm up: the first change also waits for leadership.
+	// The stream is open once the first flush-all is out.
+	eventually(b, "notifier leads", func() bool {
+		return metricValue(n.metrics.flushes.WithLabelValues(string(events.FlushNoCheckpoint))) == 1
+	})
 	if _, err := e.coll.InsertOne(ctx, bson.M{"userId": "warmup"}); err != nil {
 		b.Fatal(err)
 	}
@@ -93,6 +96,7 @@ func BenchmarkCommitToNotice(b *testing.B) {
 		latencies = append(latencies, max(0, waitFor(user).Sub(acked)))
 	}
 	seqElapsed := time.Since(start)
+	b.StopTimer()
 
 	docs := make([]any, b.N)
 	for i := range docs {
@@ -108,7 +112,6 @@ func BenchmarkCommitToNotice(b *testing.B) {
 			last = at
 		}
 	}
-	b.StopTimer()
 
 	slices.Sort(latencies)
 	pct := func(p float64) float64 {

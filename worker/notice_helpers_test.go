@@ -48,10 +48,14 @@ type notifierEnv struct {
 
 func newNotifierEnv(t testing.TB) *notifierEnv {
 	t.Helper()
+	m := testsupport.MongoDB(t)
+	return newNotifierEnvOn(t, m, m.Client(t))
+}
+
+func newNotifierEnvOn(t testing.TB, m *testsupport.Mongo, client *mongo.Client) *notifierEnv {
+	t.Helper()
 	ns := testsupport.StartNATS(t)
 	_, js := ns.Connect(t)
-	m := testsupport.MongoDB(t)
-	client := m.Client(t)
 	db := client.Database(testsupport.DatabaseName(t))
 	coll := db.Collection("customdata")
 	return &notifierEnv{
