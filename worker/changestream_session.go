@@ -60,6 +60,10 @@ type streamSession struct {
 	// whose flush covers the invalidate that follows it.
 	afterStreamEnd bool
 
+	// distrust: the server said, while reading, that the checkpoint's
+	// history is gone; the next open starts from now with this flush.
+	distrust events.FlushReason
+
 	// failing: a failure was logged and no stream opened since. opened: a
 	// stream opened since the last failure (the backoff starts over).
 	failing, opened bool
@@ -85,6 +89,11 @@ func (s *streamSession) run(ctx context.Context) {
 			continue
 		}
 		class := classifyStreamError(err)
+		if class == streamHistoryLost || class == streamTokenInvalid {
+			// Reported while reading (some servers do): the checkpoint
+			// cannot be resumed from either.
+			s.distrust = flushReasonForRefusedToken(class)
+		}
 		s.n.metrics.streamErrors.WithLabelValues(class.String()).Inc()
 		s.n.health.streamFailed(err)
 		if !s.failing {
@@ -125,6 +134,10 @@ func (s *streamSession) runStream(ctx context.Context) error {
 		s.log.Warn().Err(err).Msg("checkpoint unusable: starting from now after a flush-all")
 		flush, found = events.FlushBadCheckpoint, false
 	}
+	if found && s.distrust != "" {
+		s.log.Warn().Str("reason", string(s.distrust)).Msg("the server cannot resume from the checkpoint: starting from now after a flush-all")
+		flush, found = s.distrust, false
+	}
 
 	var cs *mongo.ChangeStream
 	if found {
@@ -161,6 +174,7 @@ func (s *streamSession) runStream(ctx context.Context) error {
 	}
 	defer func() { closeChangeStream(ctx, cs) }()
 	s.afterStreamEnd = false
+	s.distrust = ""
 
 	if flush != "" {
 		// The stream is open before the flush is published, so every

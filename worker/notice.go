@@ -57,10 +57,11 @@ type Notifier struct {
 	dupGuard *duplicateUserGuard
 
 	// Bound by Provision or on first use in Run.
-	bindMu      sync.Mutex
-	checkpoints *checkpointStore
-	lease       *lease
-	preImagesOK atomic.Bool // collMod attempted
+	bindMu          sync.Mutex
+	checkpoints     *checkpointStore
+	lease           *lease
+	preImagesOK     atomic.Bool // collMod succeeded
+	preImagesWarned atomic.Bool
 
 	running atomic.Bool
 	leader  atomic.Bool
@@ -236,11 +237,12 @@ func (n *Notifier) bindExisting(ctx context.Context) error {
 	return nil
 }
 
-// ensurePreImages enables changeStreamPreAndPostImages once, when
-// configured. A refusal (old server, missing privilege, no collection yet)
-// is logged: deletes then name only the document.
+// ensurePreImages enables changeStreamPreAndPostImages when configured, at
+// provisioning and at the start of each leadership term until it works. A
+// refusal (old server, missing privilege, no collection yet) is logged once:
+// deletes then name only the document.
 func (n *Notifier) ensurePreImages(ctx context.Context) {
-	if !n.cfg.PreAndPostImages || !n.preImagesOK.CompareAndSwap(false, true) {
+	if !n.cfg.PreAndPostImages || n.preImagesOK.Load() {
 		return
 	}
 	err := n.db.RunCommand(ctx, bson.D{
@@ -248,10 +250,13 @@ func (n *Notifier) ensurePreImages(ctx context.Context) {
 		{Key: "changeStreamPreAndPostImages", Value: bson.D{{Key: "enabled", Value: true}}},
 	}).Err()
 	if err != nil {
-		n.log.Warn().Err(err).Int("code", serverErrorCode(err)).
-			Msg("could not enable changeStreamPreAndPostImages (MongoDB 6.0+): deletes will name only the document id")
+		if n.preImagesWarned.CompareAndSwap(false, true) {
+			n.log.Warn().Err(err).Int("code", serverErrorCode(err)).
+				Msg("could not enable changeStreamPreAndPostImages (MongoDB 6.0+): deletes name only the document id until it works")
+		}
 		return
 	}
+	n.preImagesOK.Store(true)
 	n.log.Info().Msg("changeStreamPreAndPostImages enabled on the collection")
 }
 
@@ -289,7 +294,6 @@ func (n *Notifier) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-	n.ensurePreImages(ctx)
 
 	n.log.Info().Dur("lease_ttl", n.cfg.LeaseTTL).Msg("notifier started: competing for the change-stream lease")
 	interval := n.cfg.LeaseTTL / 3
@@ -346,6 +350,7 @@ func (n *Notifier) lead(ctx context.Context) {
 		defer close(renewDone)
 		n.renewLoop(leaseCtx, cancelLease)
 	}()
+	n.ensurePreImages(sessCtx)
 	newStreamSession(n, term, leaseCtx).run(sessCtx)
 	cancelLease(errTermEnded)
 	<-renewDone
