@@ -61,9 +61,14 @@ func ConnectNATS(cfg NATSConfig, log zerolog.Logger) (*nats.Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.RetryOnFailedConnect(false),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			// Also called on a deliberate Close; that is not an outage.
+			if nc.IsClosed() {
+				return
+			}
 			log.Warn().Err(err).Msg("NATS disconnected; reconnecting")
 		}),
+		nats.ClosedHandler(func(*nats.Conn) { log.Info().Msg("NATS connection closed") }),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info().Str("server", redact.URI(nc.ConnectedUrl())).Msg("NATS reconnected")
 		}),

@@ -201,12 +201,7 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	if err != nil {
 		return fmt.Errorf("NATS: %w", err)
 	}
-	defer func() {
-		// Drain flushes pending publishes and acks before closing.
-		if err := nc.Drain(); err != nil {
-			log.Warn().Err(err).Msg("NATS drain")
-		}
-	}()
+	defer drainNATS(nc, log)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("JetStream: %w", err)
@@ -288,4 +283,22 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 		log.Info().Msg("stopped cleanly")
 	}
 	return errors.Join(all...)
+}
+
+// drainNATS flushes pending publishes and acks, then waits (bounded) for the
+// connection to close: Drain itself returns before it is done.
+func drainNATS(nc *nats.Conn, log zerolog.Logger) {
+	if err := nc.Drain(); err != nil {
+		log.Warn().Err(err).Msg("NATS drain")
+		nc.Close()
+		return
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !nc.IsClosed() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !nc.IsClosed() {
+		log.Warn().Msg("NATS drain did not finish within 30s; closing")
+		nc.Close()
+	}
 }

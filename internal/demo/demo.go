@@ -101,6 +101,11 @@ func Run(ctx context.Context, env Env) error {
 	}
 	defer cc.Stop()
 
+	// A worker with no checkpoint yet (always so on the demo's fresh NATS)
+	// starts by telling issuers to drop everything.
+	fmt.Fprintln(out, "\n0. Worker starts watching the collection")
+	waitNotice(ctx, out, log, 0, env.StepTimeout)
+
 	user := "ada.lovelace+" + events.NewEventID()[:6] + "@example.com"
 	filter := bson.D{{Key: env.UserIDField, Value: user}}
 	fmt.Fprintf(out, "\nDemo user: %q (notice subject %s)\n", user, events.UserNoticeSubject(env.NoticePrefix, user))
