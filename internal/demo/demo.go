@@ -72,7 +72,9 @@ func Run(ctx context.Context, env Env) error {
 	if env.StepTimeout == 0 {
 		env.StepTimeout = 15 * time.Second
 	}
-	out := env.Out
+	// Notices print from the consumer's goroutine while steps print from
+	// this one.
+	out := &lockedWriter{w: env.Out}
 	pub, err := events.NewPublisher(env.JS, events.WithSubjectPrefix(env.AuthPrefix))
 	if err != nil {
 		return err
@@ -249,4 +251,15 @@ func describe(n events.Notice) string {
 		Reason     events.FlushReason `json:"reason,omitempty"`
 	}{n.Kind, n.UserID, n.DocumentID, n.Operation, n.ChangedFields, n.Reason})
 	return string(b)
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

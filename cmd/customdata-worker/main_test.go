@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
+)
+
+func TestEnvListsEverySettingWithDefaults(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"env"}, &out, &errOut); code != 0 {
+		t.Fatalf("env exited %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{
+		"CUSTOMDATA_NATS_URL", "nats://127.0.0.1:4222",
+		"CUSTOMDATA_MONGODB_URI", "CUSTOMDATA_USER_ID_FIELD", "userId",
+		"CUSTOMDATA_WRITE_CONCERN", "majority", "CUSTOMDATA_NATS_CREDS_FILE",
+		"CUSTOMDATA_TRIGGERS_FILE", "CUSTOMDATA_LEASE_TTL", "CUSTOMDATA_HTTP_ADDR",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("env output lacks %q", want)
+		}
+	}
+}
+
+func TestCheckRejectsBadConfiguration(t *testing.T) {
+	tests := []struct {
+		name, key, value, wantErr string
+	}{
+		{"log format", "CUSTOMDATA_LOG_FORMAT", "xml", "LOG_FORMAT"},
+		{"provision", "CUSTOMDATA_PROVISION", "maybe", "PROVISION"},
+		{"two NATS auth methods", "CUSTOMDATA_NATS_TOKEN", "t", "only one"},
+		{"missing trigger file", "CUSTOMDATA_TRIGGERS_FILE", "/nonexistent/triggers.yaml", "triggers"},
+		{"not a duration", "CUSTOMDATA_BATCH_WAIT", "soon", "BATCH_WAIT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(tt.key, tt.value)
+			if tt.key == "CUSTOMDATA_NATS_TOKEN" {
+				t.Setenv("CUSTOMDATA_NATS_USER", "alice")
+			}
+			var out, errOut bytes.Buffer
+			code := run([]string{"check"}, &out, &errOut)
+			if code != 2 {
+				t.Fatalf("check exited %d, want 2 (stdout %q)", code, out.String())
+			}
+			if !strings.Contains(errOut.String(), tt.wantErr) {
+				t.Errorf("check error %q does not mention %q", errOut.String(), tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestCheckAcceptsDefaultsAndExampleTriggers(t *testing.T) {
+	t.Setenv("CUSTOMDATA_TRIGGERS_FILE", "../../deploy/triggers.example.yaml")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check"}, &out, &errOut); code != 0 {
+		t.Fatalf("check exited %d: %s", code, errOut.String())
+	}
+}
+
+func TestUnknownCommandIsAUsageError(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"frobnicate"}, &out, &errOut); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	if !strings.Contains(errOut.String(), "Usage") {
+		t.Errorf("no usage on stderr: %q", errOut.String())
+	}
+}
+
+// TestDemoRunsEndToEnd is the README's `make demo`: the real worker on
+// embedded NATS and the test MongoDB, driven like an auth service and an
+// issuer would. It fails if any step's effect does not happen.
+func TestDemoRunsEndToEnd(t *testing.T) {
+	m := testsupport.MongoDB(t)
+	t.Setenv("CUSTOMDATA_MONGODB_URI", m.URI)
+	t.Setenv("CUSTOMDATA_MONGODB_DATABASE", testsupport.DatabaseName(t))
+	t.Setenv("CUSTOMDATA_HTTP_ADDR", "127.0.0.1:0")
+	t.Setenv("CUSTOMDATA_NATS_EMBEDDED_DIR", t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	logs := &syncBuffer{}
+	if err := runDemo(ctx, cfg, &out, logs); err != nil {
+		t.Fatalf("demo failed: %v\nstdout:\n%s\nlogs:\n%s", err, out.String(), logs.String())
+	}
+	for _, want := range []string{"document created", "lastLogin = ", "document removed", `"reason":"no_checkpoint"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "no notice arrived") {
+		t.Errorf("a demo step got no notice:\n%s", out.String())
+	}
+}
+
+// syncBuffer collects logs written from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
