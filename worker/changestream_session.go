@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -187,7 +188,7 @@ func (s *streamSession) runStream(ctx context.Context) error {
 		// Servers that report a resume token before the first event give
 		// a checkpoint right away; otherwise the first event does.
 		if tok := cs.ResumeToken(); tok != nil {
-			s.pending = &checkpoint{Token: tok}
+			s.pending = &checkpoint{Token: slices.Clone(tok)}
 			s.savePending(ctx, true)
 		}
 	}
@@ -257,7 +258,7 @@ func (s *streamSession) consume(ctx context.Context, cs *mongo.ChangeStream) err
 		// inside the oplog window on a quiet collection.
 		if tok := cs.ResumeToken(); tok != nil && s.pending == nil && !bytes.Equal(tok, s.savedToken) &&
 			time.Since(s.lastCheckpoint) >= idleCheckpointInterval && !s.afterStreamEnd {
-			s.pending = &checkpoint{Token: tok}
+			s.pending = &checkpoint{Token: slices.Clone(tok)}
 		}
 		s.savePending(ctx, false)
 		if !s.sizeConclusive && time.Since(s.lastSizeProbe) >= sizeProbeInterval {

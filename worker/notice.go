@@ -283,13 +283,16 @@ func (n *Notifier) Run(ctx context.Context) error {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
 	bo.MaxInterval = n.cfg.RetryMaxInterval
-	for !n.bound() {
+	for logged := false; !n.bound(); {
 		err := n.bindExisting(ctx)
 		if err == nil {
 			break
 		}
 		n.health.leaseFailed(err)
-		n.log.Warn().Err(err).Msg("notifier buckets unavailable (not provisioned?); retrying")
+		if !logged {
+			n.log.Warn().Err(err).Msg("notifier buckets unavailable (not provisioned?); retrying")
+			logged = true
+		}
 		if !noticeSleep(ctx, bo.NextBackOff()) {
 			return nil
 		}

@@ -84,7 +84,8 @@ type mappedChange struct {
 func (m noticeMapper) mapChange(ev bson.Raw) mappedChange {
 	out := mappedChange{Operation: lookupString(ev, "operationType"), Size: -1}
 	if tok, ok := ev.Lookup("_id").DocumentOK(); ok {
-		out.Token = tok
+		// A copy: the token outlives the driver's batch buffer.
+		out.Token = slices.Clone(tok)
 	}
 	if t, i, ok := ev.Lookup("clusterTime").TimestampOK(); ok {
 		out.ClusterTime = &events.ClusterTime{T: t, I: i}

@@ -1,0 +1,81 @@
+package worker
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/customdata-worker/customdata-worker/events"
+)
+
+func TestNotifierConfigDefaults(t *testing.T) {
+	c := NotifierConfig{Database: "app", Collection: "customdata"}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	for _, tc := range []struct {
+		name      string
+		got, want any
+	}{
+		{"prefix", c.SubjectPrefix, events.DefaultNoticePrefix},
+		{"stream", c.Stream, "CUSTOMDATA_NOTICES"},
+		{"subjects", c.noticeSubjects()[0], events.DefaultNoticePrefix + ".>"},
+		{"max age", c.MaxAge, time.Hour},
+		{"duplicate window", c.DuplicateWindow, 2 * time.Minute},
+		{"replicas", c.Replicas, 1},
+		{"provision", c.Provision, ProvisionCreate},
+		{"lease TTL", c.LeaseTTL, 10 * time.Second},
+		{"oversize", c.OversizeBytes, 16384},
+		{"user id field", c.UserIDField, "userId"},
+		{"pre-images", c.PreAndPostImages, false},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+	if c.InstanceID == "" || c.CheckpointBucket == c.LeaseBucket {
+		t.Errorf("instance %q, buckets %q/%q", c.InstanceID, c.CheckpointBucket, c.LeaseBucket)
+	}
+	short := NotifierConfig{Database: "a", Collection: "b", MaxAge: time.Minute}
+	short.setDefaults()
+	if short.DuplicateWindow != time.Minute {
+		t.Errorf("duplicate window with a 1m max age = %s, want 1m", short.DuplicateWindow)
+	}
+}
+
+func TestNotifierConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*NotifierConfig)
+		want   string
+	}{
+		{"no database", func(c *NotifierConfig) { c.Database = "" }, "database is required"},
+		{"no collection", func(c *NotifierConfig) { c.Collection = "" }, "collection is required"},
+		{"wildcard prefix", func(c *NotifierConfig) { c.SubjectPrefix = "a.*" }, "subject prefix"},
+		{"dotted stream", func(c *NotifierConfig) { c.Stream = "A.B" }, "stream name"},
+		{"window above max age", func(c *NotifierConfig) { c.MaxAge = time.Minute; c.DuplicateWindow = time.Hour }, "exceeds max age"},
+		{"replicas", func(c *NotifierConfig) { c.Replicas = 7 }, "replicas"},
+		{"provision", func(c *NotifierConfig) { c.Provision = "maybe" }, "provision"},
+		{"bucket name", func(c *NotifierConfig) { c.LeaseBucket = "a.b" }, "lease bucket"},
+		{"same buckets", func(c *NotifierConfig) { c.LeaseBucket = c.CheckpointBucket }, "must differ"},
+		{"lease too short", func(c *NotifierConfig) { c.LeaseTTL = time.Millisecond }, "lease TTL"},
+		{"lease too long", func(c *NotifierConfig) { c.LeaseTTL = time.Hour }, "lease TTL"},
+		{"dotted user field", func(c *NotifierConfig) { c.UserIDField = "a.b" }, "user id field"},
+		{"_id as user field", func(c *NotifierConfig) { c.UserIDField = "_id" }, "user id field"},
+		{"negative oversize", func(c *NotifierConfig) { c.OversizeBytes = -1 }, "oversize"},
+		{"negative interval", func(c *NotifierConfig) { c.IdlePollInterval = -time.Second }, "idle poll"},
+	} {
+		c := NotifierConfig{Database: "app", Collection: "customdata"}
+		c.setDefaults()
+		tc.mutate(&c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Validate = %v, want an error about %q", tc.name, err, tc.want)
+		}
+	}
+	var zero NotifierConfig
+	if err := zero.Validate(); err == nil {
+		t.Error("the zero config validates without database and collection")
+	}
+}
