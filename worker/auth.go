@@ -91,6 +91,8 @@ func NewAuthConsumer(cfg AuthConfig, js jetstream.JetStream, coll *mongo.Collect
 func (a *AuthConsumer) Run(ctx context.Context) error {
 	a.health.setRunning(true)
 	defer a.health.setRunning(false)
+	// Up until a write fails: an idle worker must not look like an outage.
+	a.metrics.mongoUp.Set(1)
 	bo := newRetryBackOff(defaultAuthRetryInitial, a.cfg.RetryMaxInterval)
 	for ctx.Err() == nil {
 		if a.js.Conn().IsClosed() {
@@ -101,21 +103,23 @@ func (a *AuthConsumer) Run(ctx context.Context) error {
 		if err == nil {
 			msgs, err = a.fetch(cons)
 		}
+		if err == nil {
+			bo.Reset()
+			a.fetchSucceeded()
+		}
 		if len(msgs) > 0 {
 			a.processBatch(ctx, msgs)
 		}
 		if err != nil {
 			a.fetchFailed(err)
-			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+				errors.Is(err, jetstream.ErrConsumerDeleted) {
 				a.forgetConsumer()
 			}
 			if !sleepCtx(ctx, bo.NextBackOff()) {
 				return nil
 			}
-			continue
 		}
-		bo.Reset()
-		a.fetchSucceeded()
 	}
 	return nil
 }

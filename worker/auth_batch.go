@@ -65,7 +65,12 @@ var errBlockedByEarlierWrite = errors.New("an earlier write for the same user in
 type batchStats struct {
 	ackFailures, nakFailures, dlqFailures int
 	lastAckErr, lastDLQErr                error
+	deadLettered                          map[string]int // by reason
+	deadLetteredSeqs                      []uint64       // first few, for the log
 }
+
+// maxLoggedSeqs bounds the stream sequences one batch log line names.
+const maxLoggedSeqs = 10
 
 // processBatch handles one fetched batch completely. ctx is the shutdown
 // signal: it only cuts short an in-place retry while MongoDB is down; the
@@ -95,6 +100,14 @@ func (a *AuthConsumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 	if stats.ackFailures > 0 {
 		a.log.Warn().Err(stats.lastAckErr).Int("messages", stats.ackFailures).
 			Msg("acknowledging applied auth events failed; they will be redelivered and re-applied (writes are idempotent)")
+	}
+	if stats.nakFailures > 0 {
+		a.log.Warn().Int("messages", stats.nakFailures).
+			Msg("sending Nak/Term for auth events failed; the server redelivers them after ack wait")
+	}
+	if len(stats.deadLettered) > 0 {
+		a.log.Warn().Interface("reasons", stats.deadLettered).Interface("stream_seqs", stats.deadLetteredSeqs).
+			Msg("auth events dead-lettered")
 	}
 	if stats.dlqFailures > 0 {
 		a.log.Warn().Err(stats.lastDLQErr).Int("messages", stats.dlqFailures).
@@ -349,12 +362,7 @@ func (a *AuthConsumer) finish(ctx context.Context, it *authItem, stats *batchSta
 		a.retryOrDeadLetter(ctx, it, stats)
 	default:
 		it.resolved.Store(true)
-		ackCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
-		// DoubleAck: we learn whether the server recorded the ack, so a
-		// lost ack is counted and logged instead of passing silently.
-		err := it.msg.DoubleAck(ackCtx)
-		cancel()
-		if err != nil {
+		if err := a.ack(ctx, it); err != nil {
 			stats.ackFailures++
 			stats.lastAckErr = err
 		}
@@ -364,6 +372,23 @@ func (a *AuthConsumer) finish(ctx context.Context, it *authItem, stats *batchSta
 		}
 		a.metrics.events.WithLabelValues(it.op, outcome).Inc()
 	}
+}
+
+// ack acknowledges an applied message. DoubleAck waits for the server's
+// confirmation, so the worker knows the ack was recorded before it fetches
+// more (a lost ack is counted and logged, not silent). While disconnected
+// it falls back to a plain Ack, which the client buffers and sends on
+// reconnect, instead of waiting out a timeout for every message.
+func (a *AuthConsumer) ack(ctx context.Context, it *authItem) error {
+	if !a.js.Conn().IsConnected() {
+		if err := it.msg.Ack(); err != nil {
+			return err
+		}
+		return errNATSDisconnected
+	}
+	ackCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
+	defer cancel()
+	return it.msg.DoubleAck(ackCtx)
 }
 
 // retryOrDeadLetter Naks a failed message with the backoff delay of its
@@ -390,9 +415,13 @@ func (a *AuthConsumer) retryOrDeadLetter(ctx context.Context, it *authItem, stat
 func (a *AuthConsumer) deadLetter(ctx context.Context, it *authItem, reason string, cause error, stats *batchStats) {
 	it.resolved.Store(true)
 	dl := a.dlq.deadLetterMsg(it.msg, it.meta, reason, cause)
-	pubCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
-	err := a.dlq.publish(pubCtx, dl)
-	cancel()
+	err := errNATSDisconnected
+	if a.js.Conn().IsConnected() {
+		// Disconnected, a publish would only wait out its timeout.
+		pubCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
+		err = a.dlq.publish(pubCtx, dl)
+		cancel()
+	}
 	if err != nil {
 		stats.dlqFailures++
 		stats.lastDLQErr = err
@@ -405,10 +434,18 @@ func (a *AuthConsumer) deadLetter(ctx context.Context, it *authItem, reason stri
 		// de-duplicated by Nats-Msg-Id.
 		stats.nakFailures++
 	}
+	reasonLabel := dl.Header.Get(HeaderDLQReason)
 	a.metrics.events.WithLabelValues(it.op, outcomeDeadLettered).Inc()
-	a.metrics.deadLetters.WithLabelValues(dl.Header.Get(HeaderDLQReason)).Inc()
-	a.log.Warn().Str("event_id", it.eventID).Uint64("stream_seq", it.streamSeq()).
-		Uint64("delivery", it.numDelivered()).Str("reason", dl.Header.Get(HeaderDLQReason)).
+	a.metrics.deadLetters.WithLabelValues(reasonLabel).Inc()
+	if stats.deadLettered == nil {
+		stats.deadLettered = map[string]int{}
+	}
+	stats.deadLettered[reasonLabel]++
+	if len(stats.deadLetteredSeqs) < maxLoggedSeqs {
+		stats.deadLetteredSeqs = append(stats.deadLetteredSeqs, it.streamSeq())
+	}
+	a.log.Debug().Str("event_id", it.eventID).Uint64("stream_seq", it.streamSeq()).
+		Uint64("delivery", it.numDelivered()).Str("reason", reasonLabel).
 		Str("error", errText(cause)).Msg("auth event dead-lettered")
 }
 
