@@ -37,21 +37,24 @@ type Config struct {
 	AllowDuplicates bool          `envconfig:"ALLOW_DUPLICATE_USERS" default:"false" desc:"start even when several documents share a user id (no unique index; writes go to the first inserted)"`
 
 	// Auth events in
-	AuthSubjectPrefix string        `envconfig:"AUTH_SUBJECT_PREFIX" default:"auth.events" desc:"auth events arrive on <prefix>.login|create|delete"`
-	AuthStream        string        `envconfig:"AUTH_STREAM" default:"AUTH_EVENTS" desc:"JetStream stream of auth events"`
-	AuthConsumer      string        `envconfig:"AUTH_CONSUMER" default:"customdata-worker" desc:"durable pull consumer shared by all replicas"`
-	AuthMaxAge        time.Duration `envconfig:"AUTH_STREAM_MAX_AGE" default:"168h" desc:"how long auth events are kept"`
-	DuplicateWindow   time.Duration `envconfig:"DUPLICATE_WINDOW" default:"2m" desc:"JetStream de-duplication window (Nats-Msg-Id) of both streams"`
-	StreamReplicas    int           `envconfig:"STREAM_REPLICAS" default:"1" desc:"replicas of the streams and KV buckets the worker creates"`
-	DeadLetterStream  string        `envconfig:"DLQ_STREAM" default:"AUTH_EVENTS_DLQ" desc:"stream of dead-lettered auth events"`
-	DeadLetterPrefix  string        `envconfig:"DLQ_SUBJECT_PREFIX" default:"auth.deadletter" desc:"dead letters go to <prefix>.<reason>"`
-	Provision         string        `envconfig:"PROVISION" default:"create" desc:"create: create-or-update streams, consumer and buckets; verify: only check that an operator did"`
-	BatchSize         int           `envconfig:"BATCH_SIZE" default:"100" desc:"most auth events fetched and written per batch"`
-	BatchWait         time.Duration `envconfig:"BATCH_WAIT" default:"200ms" desc:"longest wait to fill a batch"`
-	AckWait           time.Duration `envconfig:"ACK_WAIT" default:"30s" desc:"redelivery timeout of an unacknowledged event"`
-	MaxAckPending     int           `envconfig:"MAX_ACK_PENDING" default:"1000" desc:"most events in flight across replicas"`
-	MaxDeliver        int           `envconfig:"MAX_DELIVER" default:"10" desc:"deliveries before an event that keeps failing is dead-lettered"`
-	TriggersFile      string        `envconfig:"TRIGGERS_FILE" desc:"YAML or JSON trigger config (see deploy/triggers.example.yaml); empty: built-in defaults"`
+	AuthSubjectPrefix string          `envconfig:"AUTH_SUBJECT_PREFIX" default:"auth.events" desc:"auth events arrive on <prefix>.login|create|delete"`
+	AuthStream        string          `envconfig:"AUTH_STREAM" default:"AUTH_EVENTS" desc:"JetStream stream of auth events"`
+	AuthConsumer      string          `envconfig:"AUTH_CONSUMER" default:"customdata-worker" desc:"durable pull consumer shared by all replicas"`
+	AuthMaxAge        time.Duration   `envconfig:"AUTH_STREAM_MAX_AGE" default:"168h" desc:"how long auth events are kept"`
+	AuthMaxBytes      int64           `envconfig:"AUTH_STREAM_MAX_BYTES" default:"0" desc:"size limit of the auth-event stream; 0 = unlimited; when full, producers get an error rather than events being dropped"`
+	DuplicateWindow   time.Duration   `envconfig:"DUPLICATE_WINDOW" default:"2m" desc:"JetStream de-duplication window (Nats-Msg-Id) of both streams"`
+	StreamReplicas    int             `envconfig:"STREAM_REPLICAS" default:"1" desc:"replicas of the streams and KV buckets the worker creates"`
+	DeadLetterStream  string          `envconfig:"DLQ_STREAM" default:"AUTH_EVENTS_DLQ" desc:"stream of dead-lettered auth events"`
+	DeadLetterPrefix  string          `envconfig:"DLQ_SUBJECT_PREFIX" default:"auth.deadletter" desc:"dead letters go to <prefix>.<reason>"`
+	DeadLetterMaxAge  time.Duration   `envconfig:"DLQ_MAX_AGE" default:"0" desc:"how long dead letters are kept; 0 = until an operator removes them"`
+	Provision         string          `envconfig:"PROVISION" default:"create" desc:"create: create-or-update streams, consumer and buckets; verify: only check that an operator did"`
+	BatchSize         int             `envconfig:"BATCH_SIZE" default:"100" desc:"most auth events fetched and written per batch"`
+	BatchWait         time.Duration   `envconfig:"BATCH_WAIT" default:"200ms" desc:"longest wait to fill a batch"`
+	AckWait           time.Duration   `envconfig:"ACK_WAIT" default:"30s" desc:"redelivery timeout of an unacknowledged event"`
+	MaxAckPending     int             `envconfig:"MAX_ACK_PENDING" default:"1000" desc:"most events in flight across replicas"`
+	MaxDeliver        int             `envconfig:"MAX_DELIVER" default:"10" desc:"deliveries before an event that keeps failing is dead-lettered"`
+	RedeliveryBackoff []time.Duration `envconfig:"REDELIVERY_BACKOFF" default:"1s,5s,15s,30s,1m,2m,5m" desc:"delay before the 1st, 2nd, … redelivery of an event that failed; the last repeats"`
+	TriggersFile      string          `envconfig:"TRIGGERS_FILE" desc:"YAML or JSON trigger config (see deploy/triggers.example.yaml); empty: built-in defaults"`
 
 	// Notices out
 	NoticesEnabled      bool          `envconfig:"NOTICES_ENABLED" default:"true" desc:"watch the collection and publish invalidation notices"`
