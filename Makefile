@@ -51,8 +51,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./events/
 	$(GO) test -run '^$$' -fuzz '^FuzzUserToken$$' -fuzztime $(FUZZTIME) ./events/
 
-# Commit → notice latency and other figures; prints, asserts nothing.
+# Figures, not assertions: decode cost, consumer throughput, commit → notice
+# latency p50/p99.
 bench: $(if $(MONGODB_URI),,standin)
+	$(GO) test -run '^$$' -bench . -benchmem ./events/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./worker/
 
 clean:
