@@ -132,11 +132,12 @@ func (m noticeMapper) mapChange(ev bson.Raw) mappedChange {
 		// something else there still name the document in its image.
 		out.DocumentID = documentIDString(after.Lookup("_id"))
 	}
-	afterUser := lookupString(after, m.userIDField)
-	beforeUser := lookupString(before, m.userIDField)
+	out.DocumentID = boundedNoticeID(out.DocumentID, maxNoticeDocumentIDBytes)
+	afterUser := m.lookupUser(after)
+	beforeUser := m.lookupUser(before)
 	// documentKey holds the shard key besides _id: on a collection sharded
 	// by the user id it names the user even when no image does.
-	keyUser := lookupString(key, m.userIDField)
+	keyUser := m.lookupUser(key)
 
 	var user string
 	if out.Operation == opDelete {
@@ -181,6 +182,27 @@ func (m noticeMapper) mapChange(ev bson.Raw) mappedChange {
 		})
 	}
 	return out
+}
+
+// maxNoticeDocumentIDBytes bounds a document id used in a subject. Any
+// document can be written by anyone, and NATS closes the whole connection
+// (auth consumer included) on a control line over 4 KiB, so an id that
+// would make an over-long subject is not used; the notice falls back to
+// the user, or to a flush-all.
+const maxNoticeDocumentIDBytes = 512
+
+// lookupUser returns the user id in doc, or "" when it is missing, not a
+// string, or longer than any auth event may carry (it cannot be a user of
+// this system, and would make an over-long subject).
+func (m noticeMapper) lookupUser(doc bson.Raw) string {
+	return boundedNoticeID(lookupString(doc, m.userIDField), events.MaxUserIDBytes)
+}
+
+func boundedNoticeID(id string, limit int) string {
+	if len(id) > limit {
+		return ""
+	}
+	return id
 }
 
 // documentSize is the BSON size of the changed document, -1 if unknown.
@@ -248,11 +270,20 @@ func changedTopLevelFields(ev bson.Raw) []string {
 	}
 	slices.Sort(names)
 	names = slices.Compact(names)
-	if len(names) == 0 {
+	total := 0
+	for _, n := range names {
+		total += len(n)
+	}
+	if len(names) == 0 || total > maxChangedFieldsBytes {
 		return nil
 	}
 	return names
 }
+
+// maxChangedFieldsBytes bounds the changed-field names a notice lists. An
+// update may touch more names than fit in a NATS message; past the bound
+// the notice says nothing, which means every field may have changed.
+const maxChangedFieldsBytes = 16 << 10
 
 // noticeMsgID derives the Nats-Msg-Id of an event's notice from its resume
 // token, so the same event published twice (restart, failover) is stored

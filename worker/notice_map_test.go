@@ -225,6 +225,24 @@ func TestNoticeMapChange(t *testing.T) {
 			want:  want{flush: events.FlushUnattributable, subject: allSubject, op: "shardCollection", size: -1},
 		},
 		{
+			name: "too many changed fields for a message: the notice lists none (all may have changed)",
+			event: `{"_id": ` + tokA + `, "operationType": "update", "documentKey": {"_id": "d"}, "fullDocument": {"userId": "u"},
+				"fullDocumentSize": 10, "updatedFieldNames": ["` + strings.Repeat("f", 20000) + `", "g"]}`,
+			want: want{user: "u", doc: "d", subject: userSubject("u"), op: "update", size: 10, dupUser: "u"},
+		},
+		{
+			// NATS closes the connection on a control line over 4 KiB.
+			name: "user id too long for a subject: the notice names the document",
+			event: `{"_id": ` + tokA + `, "operationType": "insert", "documentKey": {"_id": "d"},
+				"fullDocument": {"userId": "` + strings.Repeat("u", 5000) + `"}, "fullDocumentSize": 10}`,
+			want: want{doc: "d", subject: events.DocumentNoticeSubject(prefix, "d"), op: "insert", size: 10},
+		},
+		{
+			name:  "user and document ids too long for a subject: flush-all",
+			event: `{"_id": ` + tokA + `, "operationType": "delete", "documentKey": {"_id": "` + strings.Repeat("d", 5000) + `", "userId": "` + strings.Repeat("u", 5000) + `"}}`,
+			want:  want{flush: events.FlushUnattributable, subject: allSubject, op: "delete", size: -1},
+		},
+		{
 			name:  "size at the limit is not oversize",
 			event: `{"_id": ` + tokA + `, "operationType": "insert", "documentKey": {"_id": "d"}, "fullDocument": {"userId": "u"}, "fullDocumentSize": 16384}`,
 			want:  want{user: "u", doc: "d", subject: userSubject("u"), op: "insert", size: 16384, dupUser: "u"},
@@ -245,6 +263,11 @@ func TestNoticeMapChange(t *testing.T) {
 				t.Fatalf("got %d notices, want %d", len(got.Notices), 1+len(w.extra))
 			}
 			n := got.Notices[0]
+			for _, p := range got.Notices {
+				if len(p.Subject) > 1024 {
+					t.Errorf("subject of %d bytes; NATS refuses control lines over 4 KiB", len(p.Subject))
+				}
+			}
 			if n.Subject != w.subject {
 				t.Errorf("subject = %q, want %q", n.Subject, w.subject)
 			}
