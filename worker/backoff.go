@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -166,7 +167,7 @@ func classifyBulkError(err error, n int, userField string) (perOp []writeFailure
 	if isInfraError(err) {
 		for i := range perOp {
 			perOp[i] = writeInfra
-			opErrs[i] = err
+			opErrs[i] = infraWriteError(err)
 		}
 		return perOp, opErrs, true
 	}
@@ -185,6 +186,17 @@ func classifyBulkError(err error, n int, userField string) (perOp []writeFailure
 		opErrs[we.Index] = writeCodeError{code: we.Code}
 	}
 	return perOp, opErrs, true
+}
+
+// infraWriteError is what is logged of an outage error. A write-concern
+// failure may come with write errors whose messages quote document values
+// (duplicate keys), so only the write-concern part is kept.
+func infraWriteError(err error) error {
+	var bwe mongo.BulkWriteException
+	if errors.As(err, &bwe) && bwe.WriteConcernError != nil {
+		return fmt.Errorf("write concern error (code %d): %s", bwe.WriteConcernError.Code, bwe.WriteConcernError.Message)
+	}
+	return err
 }
 
 func isDuplicateKeyCode(code int) bool { return code == 11000 || code == 11001 }

@@ -147,6 +147,16 @@ func TestAuthWriteErrorsCarryNoDocumentContent(t *testing.T) {
 	if got := sanitizeWriteError(mongo.CommandError{Code: 2, Message: "bad value secret"}).Error(); got != "mongodb write error code 2" {
 		t.Fatalf("sanitized = %q", got)
 	}
+	// A write-concern failure is an outage (logged, shown by /readyz);
+	// the write errors that come with it must not be.
+	err.WriteConcernError = &mongo.WriteConcernError{Code: 64, Message: "waiting for replication timed out"}
+	failures, errs, _ := classifyBulkError(err, 1, "userId")
+	if failures[0] != writeInfra {
+		t.Fatalf("failure = %s, want infrastructure", failures[0])
+	}
+	if got := errs[0].Error(); strings.Contains(got, "secret") || !strings.Contains(got, "replication timed out") {
+		t.Fatalf("error text = %q", got)
+	}
 }
 
 func TestAuthNakDelay(t *testing.T) {
