@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -53,6 +54,22 @@ func TestCheckRejectsBadConfiguration(t *testing.T) {
 				t.Errorf("check error %q does not mention %q", errOut.String(), tt.wantErr)
 			}
 		})
+	}
+}
+
+// Every auth-consumer setting the env table lists must reach the consumer.
+func TestAuthSettingsReachTheConsumer(t *testing.T) {
+	t.Setenv("CUSTOMDATA_AUTH_STREAM_MAX_BYTES", "1048576")
+	t.Setenv("CUSTOMDATA_DLQ_MAX_AGE", "720h")
+	t.Setenv("CUSTOMDATA_REDELIVERY_BACKOFF", "2s,1m")
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := cfg.authConfig()
+	if ac.MaxBytes != 1<<20 || ac.DeadLetterMaxAge != 720*time.Hour ||
+		!slices.Equal(ac.BackOff, []time.Duration{2 * time.Second, time.Minute}) {
+		t.Fatalf("auth config got max bytes %d, dead-letter max age %s, backoff %v", ac.MaxBytes, ac.DeadLetterMaxAge, ac.BackOff)
 	}
 }
 
