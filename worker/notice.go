@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -182,7 +180,7 @@ func (n *Notifier) verifyStream(ctx context.Context) error {
 	}
 	info := s.CachedInfo()
 	probe := n.cfg.SubjectPrefix + ".user.x"
-	if !slices.ContainsFunc(info.Config.Subjects, func(f string) bool { return noticeSubjectMatches(f, probe) }) {
+	if !anyMatches(info.Config.Subjects, probe) {
 		return fmt.Errorf("notifier: stream %s listens on %q, which does not cover %q", n.cfg.Stream, info.Config.Subjects, n.cfg.noticeSubjects()[0])
 	}
 	if info.Config.Duplicates < n.cfg.DuplicateWindow {
@@ -190,20 +188,6 @@ func (n *Notifier) verifyStream(ctx context.Context) error {
 			Msg("notice stream de-duplicates over a shorter window than configured")
 	}
 	return nil
-}
-
-// noticeSubjectMatches reports whether subject filter f matches subject s.
-func noticeSubjectMatches(f, s string) bool {
-	ft, st := strings.Split(f, "."), strings.Split(s, ".")
-	for i, tok := range ft {
-		if tok == ">" {
-			return len(st) > i
-		}
-		if i >= len(st) || (tok != "*" && tok != st[i]) {
-			return false
-		}
-	}
-	return len(ft) == len(st)
 }
 
 func (n *Notifier) bind(cpKV, leaseKV jetstream.KeyValue) {

@@ -224,7 +224,7 @@ func (c NotifierConfig) Validate() error {
 	if c.Collection == "" {
 		add("collection is required")
 	}
-	if err := validateNoticeUserIDField(c.UserIDField); err != nil {
+	if err := validateFieldName(c.UserIDField); err != nil {
 		add("user id field: %w", err)
 	}
 	if c.OversizeBytes < 0 {
@@ -240,20 +240,6 @@ func (c NotifierConfig) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// validateNoticeUserIDField accepts a top-level field name that can be
-// used in a $project path.
-func validateNoticeUserIDField(name string) error {
-	switch {
-	case name == "":
-		return errors.New("field name is empty")
-	case name == "_id":
-		return errors.New("field name must not be _id")
-	case strings.HasPrefix(name, "$"), strings.ContainsAny(name, ".\x00"):
-		return fmt.Errorf("field name %q must not start with '$' or contain '.' or NUL", name)
-	}
-	return nil
 }
 
 // noticeSubjects is the subject filter of the notice stream.
