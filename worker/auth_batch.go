@@ -241,12 +241,20 @@ func (a *AuthConsumer) applyWrites(ctx, work context.Context, items []*authItem,
 }
 
 // isolate applies the source writes of a failed merged operation one by
-// one. It reports whether all of them succeeded.
+// one. It reports whether all of them succeeded. Once a write fails in a
+// way that will be retried, the later ones wait for it (they are sent back
+// too), as in decide: applied now, they would be overtaken by it.
 func (a *AuthConsumer) isolate(ctx, work context.Context, items []*authItem, writes []triggers.Write, owners []int, m triggers.Merged) (allOK, interrupted bool) {
 	allOK = true
+	held := false
 	for _, w := range m.From {
 		it := items[owners[w]]
 		if it.failErr != nil {
+			allOK = false
+			continue
+		}
+		if held {
+			it.fail(writeTransient, errBlockedByEarlierWrite)
 			allOK = false
 			continue
 		}
@@ -260,6 +268,7 @@ func (a *AuthConsumer) isolate(ctx, work context.Context, items []*authItem, wri
 		}
 		it.fail(failures[0], errs[0])
 		allOK = false
+		held = failures[0] != writePermanent
 	}
 	return allOK, false
 }

@@ -142,6 +142,24 @@ func TestAuthApplyWritesMapsFailuresToMessages(t *testing.T) {
 			calls: "[a:update] [a:update] [a:update] [a:update]",
 		},
 		{
+			name:   "an isolated write that will be retried holds back its user's later writes",
+			writes: []triggers.Write{login("a", 1), login("a", 2), login("a", 3)},
+			answer: func(call int, w triggers.Write) writeFailure {
+				switch call {
+				case 0:
+					return writePermanent // the merged write
+				case 1:
+					return writeTransient // the first message's own write
+				}
+				return writeOK
+			},
+			want: []want{
+				{failure: writeTransient},
+				{failure: writeTransient, blockErr: true}, {failure: writeTransient, blockErr: true},
+			},
+			calls: "[a:update] [a:update]",
+		},
+		{
 			name:   "infrastructure failures are retried in place without blame",
 			writes: []triggers.Write{login("a", 1), login("b", 1)},
 			answer: func(call int, w triggers.Write) writeFailure {
