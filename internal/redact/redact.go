@@ -31,6 +31,9 @@ func URI(uri string) string {
 		userinfo, hosts := authority[:at], authority[at+1:]
 		if user, _, hasPassword := strings.Cut(userinfo, ":"); hasPassword {
 			userinfo = user + ":xxxxx"
+		} else if !strings.HasPrefix(strings.ToLower(scheme), "mongodb") {
+			// NATS reads a user without a password as a token.
+			userinfo = "xxxxx"
 		}
 		authority = userinfo + "@" + hosts
 	}

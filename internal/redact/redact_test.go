@@ -12,7 +12,8 @@ func TestURIHidesSecrets(t *testing.T) {
 	}{
 		{"no secret", "mongodb://localhost:27017/app", "mongodb://localhost:27017/app", ""},
 		{"password", "mongodb://alice:s3cret@db1:27017/app?replicaSet=rs0", "mongodb://alice:xxxxx@db1:27017/app?replicaSet=rs0", "s3cret"},
-		{"user only", "nats://alice@n1:4222", "nats://alice@n1:4222", ""},
+		{"NATS token", "nats://s3cretToken@n1:4222", "nats://xxxxx@n1:4222", "s3cretToken"},
+		{"MongoDB user only (X.509)", "mongodb://CN=app@db1/?authMechanism=MONGODB-X509", "mongodb://CN=app@db1/?authMechanism=MONGODB-X509", ""},
 		{"multi host", "mongodb://bob:hunter2@h1:27017,h2:27017/?replicaSet=rs0", "mongodb://bob:xxxxx@h1:27017,h2:27017/?replicaSet=rs0", "hunter2"},
 		{"at sign in password", "mongodb://bob:p@ss@h1/", "mongodb://bob:xxxxx@h1/", "p@ss"},
 		{"srv", "mongodb+srv://bob:hunter2@cluster.example.net/app", "mongodb+srv://bob:xxxxx@cluster.example.net/app", "hunter2"},
@@ -34,8 +35,8 @@ func TestURIHidesSecrets(t *testing.T) {
 }
 
 func TestURIsRedactsEveryServer(t *testing.T) {
-	got := URIs("nats://a:pw1@n1:4222, nats://b:pw2@n2:4222")
-	if strings.Contains(got, "pw1") || strings.Contains(got, "pw2") {
+	got := URIs("nats://a:pw1@n1:4222, tls://tok2@n2:4222")
+	if strings.Contains(got, "pw1") || strings.Contains(got, "tok2") {
 		t.Fatalf("URIs left a password: %q", got)
 	}
 }
