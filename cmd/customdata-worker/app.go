@@ -226,14 +226,16 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 
 	db := client.Database(cfg.Database)
 	coll := db.Collection(cfg.Collection)
-	if err := worker.EnsureUserIndex(ctx, coll, cfg.customDataConfig(), log); err != nil {
+	if err := untilAvailable(ctx, log, "ensure the user-id index", func() error {
+		return worker.EnsureUserIndex(ctx, coll, cfg.customDataConfig(), log)
+	}); err != nil {
 		return err
 	}
 	consumer, err := worker.NewAuthConsumer(cfg.authConfig(), js, coll, cfg.customDataConfig(), set, log, reg)
 	if err != nil {
 		return err
 	}
-	if err := consumer.Provision(ctx); err != nil {
+	if err := untilAvailable(ctx, log, "provision auth-event streams", func() error { return consumer.Provision(ctx) }); err != nil {
 		return err
 	}
 	checks := []worker.Check{{Name: "auth-consumer", Check: consumer.Healthy}}
@@ -242,7 +244,7 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 		if notifier, err = worker.NewNotifier(cfg.notifierConfig(), js, db, log, reg); err != nil {
 			return err
 		}
-		if err := notifier.Provision(ctx); err != nil {
+		if err := untilAvailable(ctx, log, "provision notice stream and buckets", func() error { return notifier.Provision(ctx) }); err != nil {
 			return err
 		}
 		checks = append(checks, worker.Check{Name: "notifier", Check: notifier.Healthy})
@@ -304,4 +306,26 @@ func drainNATS(nc *nats.Conn, log zerolog.Logger) {
 		log.Warn().Msg("NATS drain did not finish within 30s; closing")
 		nc.Close()
 	}
+}
+
+// untilAvailable runs a startup step, retrying with backoff while MongoDB or
+// NATS is unavailable (logged once) and stopping at the first error that
+// retrying cannot fix, such as duplicate users or missing provisioning.
+func untilAvailable(ctx context.Context, log zerolog.Logger, step string, fn func() error) error {
+	logged := false
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		err := fn()
+		if err == nil || !worker.IsTransient(err) {
+			return struct{}{}, backoff.Permanent(err)
+		}
+		if !logged {
+			log.Warn().Err(err).Str("step", step).Msg("dependency unavailable at startup; retrying with backoff")
+			logged = true
+		}
+		return struct{}{}, err
+	}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(0))
+	if err != nil {
+		return fmt.Errorf("%s: %w", step, err)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
+	"github.com/customdata-worker/customdata-worker/worker"
 )
 
 func TestEnvListsEverySettingWithDefaults(t *testing.T) {
@@ -137,4 +139,61 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestRunRefusesToStartOnDuplicateUsers: an error retrying cannot fix ends
+// startup at once with the reason, instead of retrying forever.
+func TestRunRefusesToStartOnDuplicateUsers(t *testing.T) {
+	m := testsupport.MongoDB(t)
+	n := testsupport.StartNATS(t)
+	db := testsupport.DatabaseName(t)
+	t.Setenv("CUSTOMDATA_MONGODB_URI", m.URI)
+	t.Setenv("CUSTOMDATA_MONGODB_DATABASE", db)
+	t.Setenv("CUSTOMDATA_NATS_URL", n.URL)
+	t.Setenv("CUSTOMDATA_HTTP_ADDR", "")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	coll := m.Client(t).Database(db).Collection("custom_user_data")
+	for range 2 {
+		if _, err := coll.InsertOne(ctx, map[string]any{"userId": "twin"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	err = runWorker(ctx, cfg, newLogger(cfg, logs), nil)
+	if !errors.Is(err, worker.ErrDuplicateUsers) || !strings.Contains(err.Error(), "twin") {
+		t.Fatalf("runWorker = %v, want ErrDuplicateUsers naming the duplicated id", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("runWorker retried until the deadline instead of failing at once")
+	}
+}
+
+// TestRunVerifyModeFailsWhenNothingIsProvisioned: with PROVISION=verify
+// the worker creates nothing and says what is missing.
+func TestRunVerifyModeFailsWhenNothingIsProvisioned(t *testing.T) {
+	m := testsupport.MongoDB(t)
+	n := testsupport.StartNATS(t)
+	t.Setenv("CUSTOMDATA_MONGODB_URI", m.URI)
+	t.Setenv("CUSTOMDATA_MONGODB_DATABASE", testsupport.DatabaseName(t))
+	t.Setenv("CUSTOMDATA_NATS_URL", n.URL)
+	t.Setenv("CUSTOMDATA_HTTP_ADDR", "")
+	t.Setenv("CUSTOMDATA_PROVISION", "verify")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = runWorker(ctx, cfg, newLogger(cfg, &syncBuffer{}), nil)
+	if !errors.Is(err, worker.ErrNotProvisioned) || !strings.Contains(err.Error(), "AUTH_EVENTS") {
+		t.Fatalf("runWorker = %v, want ErrNotProvisioned naming the stream", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("runWorker retried until the deadline instead of failing at once")
+	}
 }
