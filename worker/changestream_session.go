@@ -25,6 +25,11 @@ import (
 // once (not a failure: e.g. the document-size mode changed).
 var errReopenNow = errors.New("reopen the change stream")
 
+// errStreamStalled ends a leadership term on purpose: the change stream
+// made no progress for StallAfter while every attempt failed, so another
+// replica, whose MongoDB may work, should lead.
+var errStreamStalled = errors.New("change stream stalled")
+
 // idleCheckpointInterval is how often an idle stream's position (the
 // server's post-batch resume token) is checkpointed: often enough to stay
 // far inside any oplog window, rarely enough to cost nothing.
@@ -54,7 +59,9 @@ type streamSession struct {
 
 	// pending is the position after the last acknowledged notice, not yet
 	// written to the checkpoint store.
-	pending        *checkpoint
+	pending *checkpoint
+	// saved is the position this session last wrote to the store.
+	saved          *checkpoint
 	savedToken     []byte
 	lastCheckpoint time.Time
 	// afterStreamEnd: the previous event was a drop/rename/dropDatabase
@@ -68,14 +75,29 @@ type streamSession struct {
 	// failing: a failure was logged and no stream opened since. opened: a
 	// stream opened since the last failure (the backoff starts over).
 	failing, opened bool
+
+	// lastProgress is when the stream last yielded an event or answered a
+	// poll (or the session started); failedSinceProgress says an attempt
+	// failed since. Together they tell a stalled stream from a blip.
+	lastProgress        time.Time
+	failedSinceProgress bool
 }
 
 func newStreamSession(n *Notifier, term uint64, leaseCtx context.Context) *streamSession {
-	return &streamSession{n: n, log: n.log.With().Uint64("term", term).Logger(), term: term, leaseCtx: leaseCtx}
+	return &streamSession{n: n, log: n.log.With().Uint64("term", term).Logger(), term: term, leaseCtx: leaseCtx,
+		lastProgress: time.Now()}
 }
 
-// run keeps a change stream open and its notices flowing until ctx ends.
-func (s *streamSession) run(ctx context.Context) {
+// progress records that the stream works.
+func (s *streamSession) progress() {
+	s.lastProgress = time.Now()
+	s.failedSinceProgress = false
+}
+
+// run keeps a change stream open and its notices flowing until ctx ends
+// (nil) or the stream stalls (an error wrapping errStreamStalled): no
+// progress for StallAfter and every attempt since failed.
+func (s *streamSession) run(ctx context.Context) (stalled error) {
 	s.probeSize(ctx)
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 100 * time.Millisecond
@@ -106,18 +128,30 @@ func (s *streamSession) run(ctx context.Context) {
 			bo.Reset()
 			s.opened = false
 		}
-		if !noticeSleep(ctx, bo.NextBackOff()) {
+		s.failedSinceProgress = true
+		stuck := time.Since(s.lastProgress)
+		if stuck >= s.n.cfg.StallAfter {
+			stalled = fmt.Errorf("%w: no progress for %s, last error: %w", errStreamStalled, stuck.Round(time.Millisecond), err)
+			break
+		}
+		// Wake up at the stall deadline at the latest, so the step-down
+		// is not late by a backoff interval.
+		if !noticeSleep(ctx, min(bo.NextBackOff(), s.n.cfg.StallAfter-stuck)) {
 			break
 		}
 	}
 	// Whatever was acknowledged is worth keeping, even on the way out.
 	s.savePending(context.WithoutCancel(ctx), true)
+	return stalled
 }
 
 // probeSize decides whether the server computes document sizes.
 func (s *streamSession) probeSize(ctx context.Context) {
 	s.lastSizeProbe = time.Now()
-	s.serverSize, s.sizeConclusive = probeServerSize(ctx, s.n.coll)
+	// Bounded like a poll: a hung server must not hold the term here.
+	pctx, cancel := context.WithTimeout(ctx, s.n.cfg.streamOpTimeout())
+	defer cancel()
+	s.serverSize, s.sizeConclusive = probeServerSize(pctx, s.n.coll)
 	if !s.serverSize && s.sizeConclusive && s.n.warnedLocalSize.CompareAndSwap(false, true) {
 		s.log.Warn().Msg("the server cannot evaluate $bsonSize: change events carry whole documents so the worker can size them")
 	}
@@ -126,7 +160,7 @@ func (s *streamSession) probeSize(ctx context.Context) {
 // runStream opens the change stream at the checkpoint (or from now, with a
 // flush-all) and consumes it until an error.
 func (s *streamSession) runStream(ctx context.Context) error {
-	cp, found, err := s.n.checkpoints.load(ctx)
+	cp, found, err := s.startPosition(ctx)
 	var flush events.FlushReason
 	if err != nil {
 		if !errors.Is(err, errCheckpointUnusable) {
@@ -173,7 +207,7 @@ func (s *streamSession) runStream(ctx context.Context) error {
 			return fmt.Errorf("open change stream: %w", err)
 		}
 	}
-	defer func() { closeChangeStream(ctx, cs) }()
+	defer func() { s.close(ctx, cs) }()
 	s.afterStreamEnd = false
 	s.distrust = ""
 
@@ -201,6 +235,43 @@ func (s *streamSession) runStream(ctx context.Context) error {
 	return s.consume(ctx, cs)
 }
 
+// startPosition is where a (re)opened stream starts: the stored
+// checkpoint, or this session's own position when that is newer. The
+// session's position only moves past a change once its notices are
+// acknowledged (or over a fully read empty batch), so resuming there
+// leaves no gap; it spares re-publishing what the store has not caught up
+// with, and a reopen does not depend on reading the store.
+func (s *streamSession) startPosition(ctx context.Context) (checkpoint, bool, error) {
+	mem := s.pending
+	if mem == nil {
+		mem = s.saved
+	}
+	stored, found, err := s.n.checkpoints.load(ctx)
+	if mem == nil || (err == nil && found && !s.ownIsNewer(*mem, stored)) {
+		return stored, found, err
+	}
+	if err != nil {
+		s.log.Debug().Err(err).Msg("checkpoint not readable: resuming from this term's own position")
+	}
+	return *mem, true, nil
+}
+
+// ownIsNewer reports whether the session's position mem is past stored.
+// When stored is not what this session last wrote (a deposed leader's
+// final write can land late), positions are compared by cluster time;
+// without one on either side the store wins, as before. Either choice
+// is gap-free: every writer stores only acknowledged positions.
+func (s *streamSession) ownIsNewer(mem, stored checkpoint) bool {
+	if s.saved != nil && bytes.Equal(stored.Token, s.saved.Token) {
+		return true
+	}
+	if mem.ClusterTime == nil || stored.ClusterTime == nil {
+		return false
+	}
+	a, b := *mem.ClusterTime, *stored.ClusterTime
+	return a.T > b.T || (a.T == b.T && a.I > b.I)
+}
+
 // pipelineUnsupported switches to worker-side sizing when the server
 // rejected the $bsonSize pipeline.
 func (s *streamSession) pipelineUnsupported(err error) error {
@@ -214,8 +285,19 @@ func (s *streamSession) pipelineUnsupported(err error) error {
 	return errReopenNow
 }
 
+// open opens the change stream. The deadline turns an open that hangs (a
+// server or path that accepts connections but never answers) into a
+// failure; the driver keeps no reference to ctx once Watch returns.
 func (s *streamSession) open(ctx context.Context, from *checkpoint) (*mongo.ChangeStream, error) {
-	return s.n.coll.Watch(ctx, changeStreamPipeline(s.n.cfg.UserIDField, s.serverSize), s.n.watchOptions(from))
+	octx, cancel := context.WithTimeout(ctx, s.n.cfg.streamOpTimeout())
+	defer cancel()
+	return s.n.coll.Watch(octx, changeStreamPipeline(s.n.cfg.UserIDField, s.serverSize), s.n.watchOptions(from))
+}
+
+// close closes cs, bounded like a poll (killCursors on a hung connection
+// would otherwise wait).
+func (s *streamSession) close(ctx context.Context, cs *mongo.ChangeStream) {
+	closeChangeStream(ctx, cs, s.n.cfg.streamOpTimeout())
 }
 
 // consume handles events until the stream fails or ctx ends.
@@ -225,19 +307,27 @@ func (s *streamSession) consume(ctx context.Context, cs *mongo.ChangeStream) err
 	first := cs
 	defer func() {
 		if cs != first {
-			closeChangeStream(ctx, cs)
+			s.close(ctx, cs)
 		}
 	}()
 	lastPoll := time.Now()
 	for {
-		if cs.TryNext(ctx) {
+		// Each poll has a deadline: the server answers an empty poll
+		// after MaxAwaitTime, so one that takes much longer is hung and
+		// counts as a failure (the stream is reopened, and a stall ends
+		// the term) instead of blocking the leader forever.
+		pctx, cancel := context.WithTimeout(ctx, s.n.cfg.streamOpTimeout())
+		got := cs.TryNext(pctx)
+		cancel()
+		if got {
+			s.progress()
 			next, err := s.handle(ctx, cs, cs.Current)
 			if err != nil {
 				return err
 			}
 			if next != nil {
 				if cs != first {
-					closeChangeStream(ctx, cs)
+					s.close(ctx, cs)
 				}
 				cs = next
 			}
@@ -252,6 +342,7 @@ func (s *streamSession) consume(ctx context.Context, cs *mongo.ChangeStream) err
 			}
 			return fmt.Errorf("read change stream: %w", err)
 		}
+		s.progress()
 		s.n.health.streamOK()
 		// Idle: keep the checkpoint fresh. The server's post-batch resume
 		// token moves on even without changes, which keeps the position
@@ -338,7 +429,7 @@ func (s *streamSession) handleInvalidate(ctx context.Context, mc mappedChange) (
 	if !s.afterStreamEnd {
 		for _, p := range mc.Notices {
 			if err := s.publish(ctx, p, mc.ClusterTime); err != nil {
-				closeChangeStream(ctx, cs)
+				s.close(ctx, cs)
 				return nil, err
 			}
 		}
@@ -445,14 +536,16 @@ func (s *streamSession) savePending(ctx context.Context, force bool) {
 		return
 	}
 	s.pending = nil
+	s.saved = &cp
 	s.savedToken = cp.Token
 	s.lastCheckpoint = cp.WrittenAt
 	s.n.metrics.checkpointWritten(cp.WrittenAt)
 }
 
-// closeChangeStream closes cs even when ctx has ended.
-func closeChangeStream(ctx context.Context, cs *mongo.ChangeStream) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+// closeChangeStream closes cs even when ctx has ended, waiting at most
+// timeout.
+func closeChangeStream(ctx context.Context, cs *mongo.ChangeStream, timeout time.Duration) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	_ = cs.Close(cctx)
 }

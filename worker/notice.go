@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Errors reported by Notifier.Healthy (wrapped).
@@ -22,7 +23,8 @@ var (
 	// ErrNotifierNotRunning: Run has not started or has returned.
 	ErrNotifierNotRunning = errors.New("notifier not running")
 	// ErrNotifierUnhealthy: the lease or the change stream has been
-	// failing for longer than UnhealthyAfter.
+	// failing for longer than UnhealthyAfter, or this replica stepped down
+	// because its change stream stalled and has not seen it work since.
 	ErrNotifierUnhealthy = errors.New("notifier unhealthy")
 )
 
@@ -41,6 +43,9 @@ var (
 //     everything since.
 //   - Several replicas may run; one holds a lease in NATS KV and runs the
 //     change stream, the others stand by and take over when it expires.
+//     A leader whose change stream stalls (fails or hangs for StallAfter
+//     while the lease still renews) gives the lease up and stays away for
+//     a lease TTL, so a replica with a working MongoDB path takes over.
 type Notifier struct {
 	cfg     NotifierConfig
 	js      jetstream.JetStream
@@ -301,7 +306,11 @@ func (n *Notifier) Run(ctx context.Context) error {
 		case ok:
 			n.health.leaseOK()
 			leaseErrLogged, lastHolder = false, ""
-			n.lead(ctx)
+			if holdOff := n.lead(ctx); holdOff > 0 {
+				// Stepped down: stay out of the competition long enough
+				// for a standby to win it.
+				noticeSleep(ctx, holdOff)
+			}
 			continue
 		default:
 			n.health.leaseOK()
@@ -310,6 +319,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 				n.log.Info().Str("holder", h).Msg("standing by: another replica holds the change-stream lease")
 				lastHolder = h
 			}
+			n.probeAfterStepDown(ctx)
 		}
 		// Jitter keeps standbys from hammering the bucket in step.
 		noticeSleep(ctx, interval-interval/10+time.Duration(rand.Int64N(int64(interval/5)+1)))
@@ -318,10 +328,11 @@ func (n *Notifier) Run(ctx context.Context) error {
 }
 
 // lead runs one leadership term. The term ends the moment a renewal fails
-// (leaseCtx is cancelled, which also aborts an in-flight publish) or when
-// ctx ends (the stream stops after the event in hand is published and
-// checkpointed).
-func (n *Notifier) lead(ctx context.Context) {
+// (leaseCtx is cancelled, which also aborts an in-flight publish), when
+// the change stream stalls (the lease is given up; lead returns how long
+// to keep away from it), or when ctx ends (the stream stops after the
+// event in hand is published and checkpointed).
+func (n *Notifier) lead(ctx context.Context) (holdOff time.Duration) {
 	term := n.lease.rev
 	leaseCtx, cancelLease := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelLease(nil)
@@ -337,27 +348,86 @@ func (n *Notifier) lead(ctx context.Context) {
 		defer close(renewDone)
 		n.renewLoop(leaseCtx, cancelLease)
 	}()
-	n.ensurePreImages(sessCtx)
-	newStreamSession(n, term, leaseCtx).run(sessCtx)
+	pctx, pcancel := context.WithTimeout(sessCtx, n.cfg.streamOpTimeout())
+	n.ensurePreImages(pctx)
+	pcancel()
+	stalled := newStreamSession(n, term, leaseCtx).run(sessCtx)
 	cancelLease(errTermEnded)
 	<-renewDone
 
-	n.leader.Store(false)
-	n.metrics.leader.Set(0)
-	n.metrics.checkpointWritten(time.Time{})
 	n.health.streamOK()
+	defer func() {
+		// After the health update: whoever sees "not leader" also sees
+		// why.
+		n.leader.Store(false)
+		n.metrics.leader.Set(0)
+		n.metrics.checkpointWritten(time.Time{})
+	}()
 	if cause := context.Cause(leaseCtx); errors.Is(cause, errLeaseLost) {
 		n.log.Warn().Err(cause).Msg("lost the change-stream lease: stopped the change stream")
-		return
+		return 0
+	}
+	if stalled != nil && ctx.Err() == nil {
+		return n.stepDown(ctx, stalled)
 	}
 	if ctx.Err() != nil && n.releaseOnStop {
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer rcancel()
-		if err := n.lease.release(rctx); err != nil {
+		if err := n.releaseLease(ctx); err != nil {
 			n.log.Debug().Err(err).Msg("lease release failed; it expires by itself")
 		}
 	}
 	n.log.Info().Msg("stopped leading")
+	return 0
+}
+
+// stepDownStalled labels stepdowns_total for a stalled change stream.
+const stepDownStalled = "change_stream_stalled"
+
+// stepDown gives the lease up after the change stream stalled, and returns
+// how long to keep away from it: one TTL plus jitter when released (a
+// standby polls every TTL/3, so it wins), two when the release failed (our
+// value may live one more TTL).
+func (n *Notifier) stepDown(ctx context.Context, cause error) time.Duration {
+	n.health.steppedDown(cause)
+	n.metrics.stepdowns.WithLabelValues(stepDownStalled).Inc()
+	holdOff := n.cfg.LeaseTTL
+	releaseErr := n.releaseLease(ctx)
+	if releaseErr != nil {
+		holdOff *= 2
+	}
+	holdOff += time.Duration(rand.Int64N(int64(n.cfg.LeaseTTL/5) + 1))
+	ev := n.log.Warn().Err(cause).Dur("stall_after", n.cfg.StallAfter).Dur("hold_off", holdOff)
+	if releaseErr != nil {
+		ev = ev.AnErr("release_error", releaseErr)
+	}
+	ev.Msg("stepped down: the change stream made no progress while the lease still renewed; leaving the lease to a replica whose MongoDB works")
+	return holdOff
+}
+
+// releaseLease deletes our lease revision, bounded in time.
+func (n *Notifier) releaseLease(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	return n.lease.release(rctx)
+}
+
+// probeAfterStepDown, on a standby that stepped down, checks whether the
+// change stream works again (opens one and closes it) and if so clears the
+// step-down from Healthy. It does not compete for the lease: a replica
+// that recovered simply stands by.
+func (n *Notifier) probeAfterStepDown(ctx context.Context) {
+	if !n.health.isSteppedDown() {
+		return
+	}
+	timeout := n.cfg.streamOpTimeout()
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cs, err := n.coll.Watch(pctx, mongo.Pipeline{}, options.ChangeStream().SetMaxAwaitTime(n.cfg.MaxAwaitTime))
+	if err != nil {
+		return
+	}
+	closeChangeStream(ctx, cs, timeout)
+	n.health.streamOK()
+	n.log.Info().Msg("the change stream works again after the step-down: healthy, standing by")
 }
 
 // errTermEnded cancels the lease context once a term is over.
@@ -410,12 +480,15 @@ type notifierHealth struct {
 	leaseErr    error
 	streamSince time.Time
 	streamErr   error
+	// stepDownErr: this replica stepped down because its change stream
+	// stalled, and has not seen a change stream work since.
+	stepDownErr error
 }
 
 func (h *notifierHealth) reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.leaseSince, h.leaseErr, h.streamSince, h.streamErr = time.Time{}, nil, time.Time{}, nil
+	h.leaseSince, h.leaseErr, h.streamSince, h.streamErr, h.stepDownErr = time.Time{}, nil, time.Time{}, nil, nil
 }
 
 func (h *notifierHealth) leaseFailed(err error) {
@@ -442,10 +515,23 @@ func (h *notifierHealth) streamFailed(err error) {
 	h.streamErr = err
 }
 
+// streamOK: the change stream works (this also ends a step-down).
 func (h *notifierHealth) streamOK() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.streamSince, h.streamErr = time.Time{}, nil
+	h.streamSince, h.streamErr, h.stepDownErr = time.Time{}, nil, nil
+}
+
+func (h *notifierHealth) steppedDown(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stepDownErr = err
+}
+
+func (h *notifierHealth) isSteppedDown() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.stepDownErr != nil
 }
 
 func (h *notifierHealth) check(after time.Duration, leader bool) error {
@@ -453,6 +539,10 @@ func (h *notifierHealth) check(after time.Duration, leader bool) error {
 	defer h.mu.Unlock()
 	if !h.leaseSince.IsZero() && time.Since(h.leaseSince) > after {
 		return fmt.Errorf("%w: lease unavailable for %s: %w", ErrNotifierUnhealthy, time.Since(h.leaseSince).Round(time.Second), h.leaseErr)
+	}
+	if h.stepDownErr != nil {
+		// Reported at once: the stream already failed for StallAfter.
+		return fmt.Errorf("%w: stepped down from leading: %w", ErrNotifierUnhealthy, h.stepDownErr)
 	}
 	if leader && !h.streamSince.IsZero() && time.Since(h.streamSince) > after {
 		return fmt.Errorf("%w: change stream or publishing failing for %s: %w", ErrNotifierUnhealthy, time.Since(h.streamSince).Round(time.Second), h.streamErr)

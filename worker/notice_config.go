@@ -25,6 +25,7 @@ const (
 	DefaultNotifierMaxAwait       = time.Second
 	DefaultNotifierIdlePoll       = 20 * time.Millisecond
 	DefaultNotifierCheckpointLag  = time.Second
+	DefaultNotifierStallAfter     = 30 * time.Second
 
 	// MaxNotifierLeaseTTL bounds LeaseTTL: a longer lease delays failover
 	// past what issuers tolerate without notices.
@@ -32,6 +33,9 @@ const (
 	// minNotifierLeaseTTL keeps renewals (every TTL/3) meaningful against
 	// round-trip times.
 	minNotifierLeaseTTL = 300 * time.Millisecond
+	// maxStreamPollGrace caps how long a change-stream open or poll may
+	// take beyond MaxAwaitTime before it counts as failed (hung).
+	maxStreamPollGrace = 10 * time.Second
 	// duplicateUserMemory bounds the set of users already warned about.
 	duplicateUserMemory = 10_000
 )
@@ -118,6 +122,15 @@ type NotifierConfig struct {
 	// last acknowledged notice while changes keep arriving (the checkpoint
 	// is written as soon as the stream has nothing buffered). Default 1s.
 	CheckpointInterval time.Duration
+	// StallAfter: when the leader's change stream has made no progress
+	// (no event, no answered poll) and has failed every attempt since, for
+	// longer than this, the leader gives the lease up and stays out of the
+	// competition for a lease TTL, so a replica whose MongoDB works takes
+	// over. A poll or open that does not answer within MaxAwaitTime plus a
+	// grace (StallAfter/4, between 1s and 10s) counts as failed, so a hung
+	// server is caught too. Default 30s, or 2×LeaseTTL if that is longer;
+	// must exceed LeaseTTL.
+	StallAfter time.Duration
 }
 
 func (c *NotifierConfig) setDefaults() {
@@ -179,6 +192,16 @@ func (c *NotifierConfig) setDefaults() {
 	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = DefaultNotifierCheckpointLag
 	}
+	if c.StallAfter == 0 {
+		c.StallAfter = max(DefaultNotifierStallAfter, 2*c.LeaseTTL)
+	}
+}
+
+// streamOpTimeout bounds one open or poll of the change stream: the server
+// holds an empty poll up to MaxAwaitTime, so anything much longer is a hung
+// connection, counted as a failure rather than waited on forever.
+func (c NotifierConfig) streamOpTimeout() time.Duration {
+	return c.MaxAwaitTime + min(maxStreamPollGrace, max(time.Second, c.StallAfter/4))
 }
 
 // Validate checks the configuration after defaults are applied.
@@ -217,6 +240,9 @@ func (c NotifierConfig) Validate() error {
 	}
 	if c.LeaseTTL < minNotifierLeaseTTL || c.LeaseTTL > MaxNotifierLeaseTTL {
 		add("lease TTL must be between %s and %s, got %s", minNotifierLeaseTTL, MaxNotifierLeaseTTL, c.LeaseTTL)
+	}
+	if c.StallAfter <= c.LeaseTTL {
+		add("stall after %s must exceed the lease TTL %s", c.StallAfter, c.LeaseTTL)
 	}
 	if c.Database == "" {
 		add("database is required")

@@ -29,6 +29,8 @@ func TestNotifierConfigDefaults(t *testing.T) {
 		{"oversize", c.OversizeBytes, 16384},
 		{"user id field", c.UserIDField, "userId"},
 		{"pre-images", c.PreAndPostImages, false},
+		{"stall after", c.StallAfter, 30 * time.Second},
+		{"stream op timeout", c.streamOpTimeout(), time.Second + 7500*time.Millisecond},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
@@ -36,6 +38,16 @@ func TestNotifierConfigDefaults(t *testing.T) {
 	}
 	if c.InstanceID == "" || c.CheckpointBucket == c.LeaseBucket {
 		t.Errorf("instance %q, buckets %q/%q", c.InstanceID, c.CheckpointBucket, c.LeaseBucket)
+	}
+	long := NotifierConfig{Database: "a", Collection: "b", LeaseTTL: 45 * time.Second}
+	long.setDefaults()
+	if long.StallAfter != 90*time.Second || long.Validate() != nil {
+		t.Errorf("stall after with a 45s lease = %s (%v), want 90s", long.StallAfter, long.Validate())
+	}
+	quick := NotifierConfig{Database: "a", Collection: "b", MaxAwaitTime: 200 * time.Millisecond, StallAfter: 2 * time.Second, LeaseTTL: time.Second}
+	quick.setDefaults()
+	if got := quick.streamOpTimeout(); got != 1200*time.Millisecond {
+		t.Errorf("stream op timeout with a 2s stall = %s, want 1.2s (grace at least 1s)", got)
 	}
 	short := NotifierConfig{Database: "a", Collection: "b", MaxAge: time.Minute}
 	short.setDefaults()
@@ -65,6 +77,8 @@ func TestNotifierConfigValidate(t *testing.T) {
 		{"_id as user field", func(c *NotifierConfig) { c.UserIDField = "_id" }, "user id field"},
 		{"negative oversize", func(c *NotifierConfig) { c.OversizeBytes = -1 }, "oversize"},
 		{"negative interval", func(c *NotifierConfig) { c.IdlePollInterval = -time.Second }, "idle poll"},
+		{"stall within the lease TTL", func(c *NotifierConfig) { c.StallAfter = c.LeaseTTL }, "stall after"},
+		{"negative stall", func(c *NotifierConfig) { c.StallAfter = -time.Second }, "stall after"},
 	} {
 		c := NotifierConfig{Database: "app", Collection: "customdata"}
 		c.setDefaults()

@@ -98,13 +98,20 @@ func (r *runningNotifier) published() float64 {
 // start provisions and runs a notifier; it is stopped at cleanup.
 func (e *notifierEnv) start(mutate ...func(*NotifierConfig)) *runningNotifier {
 	e.t.Helper()
+	return e.startOn(e.db, mutate...)
+}
+
+// startOn is start with the notifier reaching MongoDB through db (another
+// client's handle on the same database).
+func (e *notifierEnv) startOn(db *mongo.Database, mutate ...func(*NotifierConfig)) *runningNotifier {
+	e.t.Helper()
 	cfg := e.cfg
 	for _, f := range mutate {
 		f(&cfg)
 	}
 	reg := prometheus.NewRegistry()
 	log := zerolog.New(zerolog.NewTestWriter(e.t)).Level(zerolog.InfoLevel)
-	n, err := NewNotifier(cfg, e.js, e.db, log, reg)
+	n, err := NewNotifier(cfg, e.js, db, log, reg)
 	if err != nil {
 		e.t.Fatalf("NewNotifier: %v", err)
 	}

@@ -17,6 +17,7 @@ type notifierMetrics struct {
 	duplicateUser prometheus.Counter
 	streamErrors  *prometheus.CounterVec // class
 	leader        prometheus.Gauge
+	stepdowns     *prometheus.CounterVec // reason
 	latency       prometheus.Histogram
 
 	mu             sync.Mutex
@@ -46,6 +47,10 @@ func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "change_stream_errors_total",
 			Help: "Change-stream failures that made the notifier reopen it, by class.",
 		}, []string{"class"}),
+		stepdowns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "stepdowns_total",
+			Help: "Times this replica gave the lease up although it could renew it, by reason.",
+		}, []string{"reason"}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "leader",
 			Help: "1 while this replica holds the lease and runs the change stream.",
@@ -63,7 +68,7 @@ func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.published, m.flushes, m.oversize, m.duplicateUser, m.streamErrors, m.leader, m.latency, checkpointAge} {
+	for _, c := range []prometheus.Collector{m.published, m.flushes, m.oversize, m.duplicateUser, m.streamErrors, m.stepdowns, m.leader, m.latency, checkpointAge} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register notifier metrics: %w", err)
 		}
