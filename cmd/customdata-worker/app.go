@@ -107,6 +107,7 @@ func (c Config) notifierConfig() worker.NotifierConfig {
 		Replicas:         c.StreamReplicas,
 		Provision:        worker.ProvisionMode(c.Provision),
 		LeaseTTL:         c.LeaseTTL,
+		StallAfter:       c.StallAfter,
 		OversizeBytes:    c.OversizeBytes,
 		Database:         c.Database,
 		Collection:       c.Collection,

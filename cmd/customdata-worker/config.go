@@ -62,6 +62,7 @@ type Config struct {
 	NoticeStream        string        `envconfig:"NOTICE_STREAM" default:"CUSTOMDATA_NOTICES" desc:"JetStream stream of notices (issuers replay from it)"`
 	NoticeMaxAge        time.Duration `envconfig:"NOTICE_MAX_AGE" default:"1h" desc:"how long notices are kept for replay"`
 	LeaseTTL            time.Duration `envconfig:"LEASE_TTL" default:"10s" desc:"change-stream leadership lease; a standby takes over within it"`
+	StallAfter          time.Duration `envconfig:"STALL_AFTER" desc:"a leader whose change stream makes no progress this long steps down so a standby takes over (default: 30s, or 2 × LEASE_TTL if longer)"`
 	OversizeBytes       int           `envconfig:"OVERSIZE_BYTES" default:"16384" desc:"documents above this size are flagged oversize in notices"`
 	PreAndPostImages    bool          `envconfig:"PRE_AND_POST_IMAGES" default:"false" desc:"enable changeStreamPreAndPostImages on the collection (MongoDB 6.0+) so deletes name the user"`
 
