@@ -28,8 +28,11 @@ const (
 	OperationDelete Operation = "DELETE"
 )
 
-// Operations lists every known operation, in a stable order.
-var Operations = []Operation{OperationLogin, OperationCreate, OperationDelete}
+// Operations returns every known operation, in a stable order. It is a
+// function so that no caller can change the list for everyone.
+func Operations() []Operation {
+	return []Operation{OperationLogin, OperationCreate, OperationDelete}
+}
 
 // Valid reports whether o is a known operation.
 func (o Operation) Valid() bool {

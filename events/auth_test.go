@@ -407,7 +407,7 @@ func TestReasonOf(t *testing.T) {
 }
 
 func TestOperationValid(t *testing.T) {
-	for _, op := range Operations {
+	for _, op := range Operations() {
 		if !op.Valid() {
 			t.Errorf("%s not valid", op)
 		}

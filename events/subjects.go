@@ -27,8 +27,8 @@ func AuthSubject(prefix string, op Operation) string {
 
 // AuthSubjects returns the subjects of every operation under prefix.
 func AuthSubjects(prefix string) []string {
-	subs := make([]string, 0, len(Operations))
-	for _, op := range Operations {
+	subs := make([]string, 0, len(Operations()))
+	for _, op := range Operations() {
 		subs = append(subs, AuthSubject(prefix, op))
 	}
 	return subs

@@ -14,7 +14,7 @@ func TestAuthSubject(t *testing.T) {
 	if got := AuthSubjects(DefaultAuthPrefix); !slices.Equal(got, want) {
 		t.Fatalf("AuthSubjects = %v, want %v", got, want)
 	}
-	for i, op := range Operations {
+	for i, op := range Operations() {
 		if got := AuthSubject(DefaultAuthPrefix, op); got != want[i] {
 			t.Errorf("AuthSubject(%s) = %q, want %q", op, got, want[i])
 		}
@@ -50,7 +50,7 @@ func TestOperationForSubject(t *testing.T) {
 	}
 	// Round trip for every operation under several prefixes.
 	for _, prefix := range []string{DefaultAuthPrefix, "x", "tenant-1.auth"} {
-		for _, op := range Operations {
+		for _, op := range Operations() {
 			if got, ok := OperationForSubject(prefix, AuthSubject(prefix, op)); !ok || got != op {
 				t.Errorf("round trip %s under %q = %q, %v", op, prefix, got, ok)
 			}
