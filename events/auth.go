@@ -98,13 +98,20 @@ const (
 	DefaultMaxClockSkew = 5 * time.Minute
 )
 
-var (
-	// ProviderPattern is the documented shape of a provider name:
-	// lowercase letters, digits and dashes, starting with a letter or digit.
-	ProviderPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
-	// EventIDPattern is the documented shape of an event id.
-	EventIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
+// Documented shapes of provider names (lowercase letters, digits and
+// dashes, starting with a letter or digit) and of event ids.
+const (
+	ProviderPattern = `^[a-z0-9][a-z0-9-]{0,63}$`
+	EventIDPattern  = `^[A-Za-z0-9][A-Za-z0-9._:-]*$`
 )
+
+var (
+	providerRE = regexp.MustCompile(ProviderPattern)
+	eventIDRE  = regexp.MustCompile(EventIDPattern)
+)
+
+// ValidProvider reports whether name has the documented provider shape.
+func ValidProvider(name string) bool { return providerRE.MatchString(name) }
 
 // Reason is a machine-readable rejection reason. It travels in the
 // dead-letter headers, so its values are part of the contract.
@@ -226,7 +233,7 @@ func (d Decoder) validate(ev *AuthEvent, hasTime bool) error {
 	if ev.ID == "" {
 		return reject(ReasonMissingField, "id is required")
 	}
-	if len(ev.ID) > MaxEventIDBytes || !EventIDPattern.MatchString(ev.ID) {
+	if len(ev.ID) > MaxEventIDBytes || !eventIDRE.MatchString(ev.ID) {
 		return reject(ReasonInvalidEventID, "id must match %s and be at most %d bytes", EventIDPattern, MaxEventIDBytes)
 	}
 	if ev.OperationType == "" {
@@ -242,7 +249,7 @@ func (d Decoder) validate(ev *AuthEvent, hasTime bool) error {
 		return reject(ReasonInvalidProvider, "at most %d providers", MaxProviders)
 	}
 	for i, p := range ev.Providers {
-		if !ProviderPattern.MatchString(p) {
+		if !ValidProvider(p) {
 			return reject(ReasonInvalidProvider, "providers[%d] must match %s", i, ProviderPattern)
 		}
 	}

@@ -339,7 +339,7 @@ func TestDecoderClockSkew(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	ev := NewAuthEvent(OperationCreate, "ü.*>", "local-userpass")
-	if !EventIDPattern.MatchString(ev.ID) || len(ev.ID) != 32 {
+	if !eventIDRE.MatchString(ev.ID) || len(ev.ID) != 32 {
 		t.Errorf("NewEventID = %q", ev.ID)
 	}
 	if other := NewEventID(); other == ev.ID {

@@ -49,9 +49,9 @@ const (
 // LoadConfig, Config.Validate and NewSet caused by the configuration.
 var ErrInvalidConfig = errors.New("invalid trigger config")
 
-// RuleNamePattern is the shape of a rule name; names appear in logs and
+// ruleNamePattern is the shape of a rule name; names appear in logs and
 // metrics, so they are kept plain.
-var RuleNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+var ruleNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // Config configures the built-in triggers and the declarative rules. It is
 // read from YAML or JSON (see LoadConfig); the keys are the yaml tags.
@@ -255,7 +255,7 @@ func validateProviders(providers []string) error {
 		return fmt.Errorf(": at most %d providers", MaxConfigProviders)
 	}
 	for i, p := range providers {
-		if !events.ProviderPattern.MatchString(p) {
+		if !events.ValidProvider(p) {
 			return fmt.Errorf("[%d] %q: must match %s", i, p, events.ProviderPattern)
 		}
 	}

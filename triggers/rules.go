@@ -142,8 +142,8 @@ func (v *ValueSource) UnmarshalJSON(data []byte) error {
 
 // validate checks one rule; the caller prefixes the rule's index and name.
 func (r Rule) validate(userIDField string) error {
-	if !RuleNamePattern.MatchString(r.Name) {
-		return fmt.Errorf("name is required and must match %s", RuleNamePattern)
+	if !ruleNamePattern.MatchString(r.Name) {
+		return fmt.Errorf("name is required and must match %s", ruleNamePattern)
 	}
 	if len(r.On) == 0 {
 		return fmt.Errorf("on: list at least one of LOGIN, CREATE, DELETE")
