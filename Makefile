@@ -45,11 +45,12 @@ test: lint $(if $(MONGODB_URI),,standin)
 unit:
 	$(GO) test -count=1 ./events/ ./triggers/ ./internal/redact/
 
-# Short coverage-guided fuzzing of the decoders (the seed corpora run in `make test`).
+# Short coverage-guided fuzzing of the decoders and the trigger-file parser (the seed corpora run in `make test`).
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./events/
 	$(GO) test -run '^$$' -fuzz '^FuzzUserToken$$' -fuzztime $(FUZZTIME) ./events/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./triggers/
 
 # Figures, not assertions: decode cost, consumer throughput, commit → notice
 # latency p50/p99.
