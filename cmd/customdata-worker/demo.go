@@ -23,7 +23,9 @@ func runDemo(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		cfg.LogFormat = "console"
 	}
 	if os.Getenv(envPrefix+"_HTTP_ADDR") == "" {
-		cfg.HTTPAddr = "127.0.0.1:8080"
+		// A busy :8080 must not break a newcomer's first run; set
+		// CUSTOMDATA_HTTP_ADDR to look at /metrics during the demo.
+		cfg.HTTPAddr = ""
 	}
 	switch {
 	case os.Getenv(envPrefix+"_MONGODB_URI") != "":
@@ -58,8 +60,10 @@ func runDemo(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	fmt.Fprintf(stdout, "Worker running: embedded NATS, MongoDB collection %s.%s, ops endpoints on http://%s\n",
-		cfg.Database, cfg.Collection, cfg.HTTPAddr)
+	fmt.Fprintf(stdout, "Worker running: embedded NATS, MongoDB collection %s.%s\n", cfg.Database, cfg.Collection)
+	if cfg.HTTPAddr != "" {
+		fmt.Fprintf(stdout, "Ops endpoints: /livez /readyz /metrics on %s\n", cfg.HTTPAddr)
+	}
 
 	demoErr := demo.Run(ctx, demo.Env{
 		JS:             st.js,
