@@ -32,6 +32,10 @@ const (
 	HeaderDLQStreamSequence  = "Dlq-Stream-Sequence"
 	HeaderDLQOriginalStream  = "Dlq-Original-Stream"
 	HeaderDLQOriginalMsgID   = "Dlq-Original-Msg-Id"
+	// HeaderDLQTruncated is set, to the original body size in bytes, when
+	// the body had to be cut to fit the server's max payload beside the
+	// dead-letter headers.
+	HeaderDLQTruncated = "Dlq-Truncated"
 )
 
 // deadLetterer publishes copies of failed messages to the dead-letter stream.
@@ -39,6 +43,19 @@ type deadLetterer struct {
 	js     jetstream.JetStream
 	stream string
 	prefix string
+	// maxPayload is the server's limit on headers plus body; 0 means ask
+	// the connection (tests set it).
+	maxPayload int64
+}
+
+func (d *deadLetterer) payloadLimit() int64 {
+	if d.maxPayload > 0 {
+		return d.maxPayload
+	}
+	if d.js != nil {
+		return d.js.Conn().MaxPayload()
+	}
+	return 0
 }
 
 // deadLetterMsgID is the Nats-Msg-Id of a dead letter: a repeat (after a
@@ -69,7 +86,34 @@ func (d *deadLetterer) deadLetterMsg(msg jetstream.Msg, meta *jetstream.MsgMetad
 		h.Set(HeaderDLQStreamSequence, strconv.FormatUint(meta.Sequence.Stream, 10))
 		h.Set(jetstream.MsgIDHeader, deadLetterMsgID(meta.Stream, meta.Sequence.Stream))
 	}
-	return &nats.Msg{Subject: d.prefix + "." + reason, Header: h, Data: msg.Data()}
+	return &nats.Msg{Subject: d.prefix + "." + reason, Header: h, Data: d.fit(h, msg.Data())}
+}
+
+// fit returns data, cut if it would not fit beside the headers in one
+// message: a message published near the max payload would otherwise never
+// fit in the dead-letter stream and be redelivered forever.
+func (d *deadLetterer) fit(h nats.Header, data []byte) []byte {
+	limit := d.payloadLimit()
+	if limit <= 0 {
+		return data
+	}
+	// NATS/1.0 line, "Key: value\r\n" per header, final CRLF, plus the
+	// headers still to come: Dlq-Truncated and, at publish, the expected
+	// stream.
+	headerBytes := int64(len("NATS/1.0\r\n\r\n")) +
+		int64(len(HeaderDLQTruncated)+len(": \r\n")+20) +
+		int64(len(jetstream.ExpectedStreamHeader)+len(": \r\n")+len(d.stream))
+	for k, vs := range h {
+		for _, v := range vs {
+			headerBytes += int64(len(k) + len(": \r\n") + len(v))
+		}
+	}
+	room := limit - headerBytes
+	if int64(len(data)) <= room {
+		return data
+	}
+	h.Set(HeaderDLQTruncated, strconv.Itoa(len(data)))
+	return data[:max(room, 0)]
 }
 
 // publish publishes the dead letter and waits for the stream's ack.
