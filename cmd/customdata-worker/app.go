@@ -151,30 +151,38 @@ type started struct {
 	client *mongo.Client
 }
 
-// connectMongo retries until MongoDB answers or ctx ends, logging each
-// state once rather than per attempt.
-func connectMongo(ctx context.Context, cfg Config, log zerolog.Logger) (*mongo.Client, error) {
+// retryLogged calls fn until it succeeds, stop(err) says retrying cannot
+// help, or ctx ends; it backs off exponentially and logs the first failure
+// only, so an outage is one log line rather than one per attempt.
+func retryLogged[T any](ctx context.Context, log zerolog.Logger, what string, stop func(error) bool, fn func() (T, error)) (T, error) {
 	logged := false
-	return backoff.Retry(ctx, func() (*mongo.Client, error) {
-		c, err := worker.ConnectMongo(ctx, cfg.MongoURI, appName, 5*time.Second)
+	return backoff.Retry(ctx, func() (T, error) {
+		v, err := fn()
+		if err != nil && stop(err) {
+			return v, backoff.Permanent(err)
+		}
 		if err != nil && !logged {
-			log.Warn().Err(err).Msg("MongoDB unavailable; retrying with backoff")
+			log.Warn().Err(err).Str("step", what).Msg("dependency unavailable; retrying with backoff")
 			logged = true
 		}
-		return c, err
+		return v, err
 	}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(0))
 }
 
+// retryAll: a connection attempt is retried whatever its error (a server
+// down, a DNS name not yet resolvable, credentials being rotated).
+func retryAll(error) bool { return false }
+
+func connectMongo(ctx context.Context, cfg Config, log zerolog.Logger) (*mongo.Client, error) {
+	return retryLogged(ctx, log, "connect to MongoDB", retryAll, func() (*mongo.Client, error) {
+		return worker.ConnectMongo(ctx, cfg.MongoURI, appName, 5*time.Second)
+	})
+}
+
 func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger) (*nats.Conn, error) {
-	logged := false
-	return backoff.Retry(ctx, func() (*nats.Conn, error) {
-		nc, err := worker.ConnectNATS(cfg.natsConfig(), log)
-		if err != nil && !logged {
-			log.Warn().Err(err).Msg("NATS unavailable; retrying with backoff")
-			logged = true
-		}
-		return nc, err
-	}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(0))
+	return retryLogged(ctx, log, "connect to NATS", retryAll, func() (*nats.Conn, error) {
+		return worker.ConnectNATS(cfg.natsConfig(), log)
+	})
 }
 
 // runWorker wires both flows and runs until ctx ends:
@@ -309,22 +317,12 @@ func drainNATS(nc *nats.Conn, log zerolog.Logger) {
 	}
 }
 
-// untilAvailable runs a startup step, retrying with backoff while MongoDB or
-// NATS is unavailable (logged once) and stopping at the first error that
-// retrying cannot fix, such as duplicate users or missing provisioning.
+// untilAvailable runs a startup step, retrying while MongoDB or NATS is
+// unavailable and stopping at the first error that retrying cannot fix,
+// such as duplicate users or missing provisioning.
 func untilAvailable(ctx context.Context, log zerolog.Logger, step string, fn func() error) error {
-	logged := false
-	_, err := backoff.Retry(ctx, func() (struct{}, error) {
-		err := fn()
-		if err == nil || !worker.IsTransient(err) {
-			return struct{}{}, backoff.Permanent(err)
-		}
-		if !logged {
-			log.Warn().Err(err).Str("step", step).Msg("dependency unavailable at startup; retrying with backoff")
-			logged = true
-		}
-		return struct{}{}, err
-	}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(0))
+	notTransient := func(err error) bool { return !worker.IsTransient(err) }
+	_, err := retryLogged(ctx, log, step, notTransient, func() (struct{}, error) { return struct{}{}, fn() })
 	if err != nil {
 		return fmt.Errorf("%s: %w", step, err)
 	}
