@@ -214,16 +214,16 @@ func (d Decoder) Decode(data []byte) (AuthEvent, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return AuthEvent{}, reject(ReasonMalformedJSON, "trailing data after the event")
 	}
-	if err := d.validate(&ev, rawHasTime(data)); err != nil {
+	if err := d.validate(&ev); err != nil {
 		return AuthEvent{}, err
 	}
 	return ev, nil
 }
 
 // Validate checks an event built in code, with the same rules Decode applies.
-func (d Decoder) Validate(ev AuthEvent) error { return d.validate(&ev, true) }
+func (d Decoder) Validate(ev AuthEvent) error { return d.validate(&ev) }
 
-func (d Decoder) validate(ev *AuthEvent, hasTime bool) error {
+func (d Decoder) validate(ev *AuthEvent) error {
 	if ev.SchemaVersion == 0 {
 		return reject(ReasonMissingField, "schemaVersion is required")
 	}
@@ -256,7 +256,8 @@ func (d Decoder) validate(ev *AuthEvent, hasTime bool) error {
 	if err := ValidateUserID(ev.User.ID); err != nil {
 		return err
 	}
-	if !hasTime || ev.Time.IsZero() {
+	// Absent and null both decode to the zero time.
+	if ev.Time.IsZero() {
 		return reject(ReasonMissingField, "time is required")
 	}
 	if y := ev.Time.Year(); y < 2000 || y > 9999 {
@@ -297,15 +298,6 @@ func ValidateUserID(id string) error {
 		}
 	}
 	return nil
-}
-
-// rawHasTime tells a missing "time" from one that is present, because
-// time.Time's zero value cannot.
-func rawHasTime(data []byte) bool {
-	var probe struct {
-		Time *json.RawMessage `json:"time"`
-	}
-	return json.Unmarshal(data, &probe) == nil && probe.Time != nil && string(*probe.Time) != "null"
 }
 
 // keyShape lists the exact key names of one typed object of the event and,
