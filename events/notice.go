@@ -38,8 +38,9 @@ const (
 type Notice struct {
 	SchemaVersion int        `json:"schemaVersion"`
 	Kind          NoticeKind `json:"kind"`
-	// UserID names the user whose data changed, when known. Deletes on a
-	// server without pre-images carry only DocumentID.
+	// UserID names the user whose data changed, when known. Notices on
+	// the document subject (a delete, or a possible owner change, on a
+	// server without pre-images) carry only DocumentID.
 	UserID string `json:"userId,omitempty"`
 	// DocumentID is the changed document's _id as a string: the hex of an
 	// ObjectId, the value of a string id, else its canonical extended JSON.

@@ -161,8 +161,13 @@ func (m noticeMapper) mapChange(ev bson.Raw) mappedChange {
 		ClusterTime:   out.ClusterTime,
 		Oversize:      out.Oversize,
 	}
+	var paths []string
 	if out.Operation == opUpdate {
-		n.ChangedFields = changedTopLevelFields(ev)
+		var reported bool
+		paths, reported = changedPaths(ev)
+		if reported {
+			n.ChangedFields = topLevelFields(paths)
+		}
 	}
 	subject := events.UserNoticeSubject(m.prefix, user)
 	if user == "" {
@@ -170,9 +175,15 @@ func (m noticeMapper) mapChange(ev bson.Raw) mappedChange {
 	}
 	out.Notices = []plannedNotice{{Subject: subject, MsgID: msgID, Notice: n}}
 
-	// The document moved from one user to another: the previous owner's
-	// cached data is stale too.
-	if out.Operation != opDelete && beforeUser != "" && user != "" && beforeUser != user {
+	if out.Operation == opDelete || user == "" {
+		// Already a document notice, or a delete: its pre-image (when
+		// there is one) named the owner it had.
+		return out
+	}
+	switch {
+	case beforeUser != "" && beforeUser != user:
+		// The document moved from one user to another and the pre-image
+		// names the previous owner: its cached data is stale too.
 		prev := n
 		prev.UserID = beforeUser
 		out.Notices = append(out.Notices, plannedNotice{
@@ -180,8 +191,32 @@ func (m noticeMapper) mapChange(ev bson.Raw) mappedChange {
 			MsgID:   msgID + "-before",
 			Notice:  prev,
 		})
+	case beforeUser == "" && (out.Operation == opReplace || touchesField(paths, m.userIDField)):
+		// The owner may have changed and no pre-image says who it was
+		// (updateLookup shows the document as it is now): the document
+		// notice tells whoever cached this _id, the previous owner's
+		// issuer included.
+		if out.DocumentID == "" {
+			// Nothing names the previous owner's cache entry.
+			return flush(events.FlushUnattributable)
+		}
+		doc := n
+		doc.UserID = ""
+		out.Notices = append(out.Notices, plannedNotice{
+			Subject: events.DocumentNoticeSubject(m.prefix, out.DocumentID),
+			MsgID:   msgID + "-doc",
+			Notice:  doc,
+		})
 	}
 	return out
+}
+
+// touchesField reports whether any changed path is field or a path under
+// it ("userId.x", "userId.0").
+func touchesField(paths []string, field string) bool {
+	return slices.ContainsFunc(paths, func(p string) bool {
+		return p == field || strings.HasPrefix(p, field+".")
+	})
 }
 
 // maxNoticeDocumentIDBytes bounds a document id used in a subject. Any
@@ -216,12 +251,10 @@ func (m noticeMapper) documentSize(ev, after bson.Raw) int64 {
 	return -1
 }
 
-// changedTopLevelFields returns the sorted top-level names of the fields an
-// update touched, or nil when the event does not say (then every field
-// must be assumed changed).
-func changedTopLevelFields(ev bson.Raw) []string {
-	var paths []string
-	reported := false
+// changedPaths returns the paths an update set, removed or truncated, as
+// the server reported them (dotted, e.g. "prefs.theme"); reported is false
+// when the event does not say (then every field must be assumed changed).
+func changedPaths(ev bson.Raw) (paths []string, reported bool) {
 	addArray := func(v bson.RawValue, elemField string) {
 		arr, ok := v.ArrayOK()
 		if !ok {
@@ -258,9 +291,13 @@ func changedTopLevelFields(ev bson.Raw) []string {
 		addArray(ud.Lookup("removedFields"), "")
 		addArray(ud.Lookup("truncatedArrays"), "field")
 	}
-	if !reported {
-		return nil
-	}
+	return paths, reported
+}
+
+// topLevelFields returns the sorted top-level names of paths, or nil when
+// there are none or too many for a notice (then every field must be
+// assumed changed).
+func topLevelFields(paths []string) []string {
 	var names []string
 	for _, p := range paths {
 		top, _, _ := strings.Cut(p, ".")

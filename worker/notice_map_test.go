@@ -43,6 +43,9 @@ func TestNoticeMapChange(t *testing.T) {
 		size     int64
 		dupUser  string
 		extra    []string // users of additional notices
+		// ownerDoc: an additional document notice for this _id (the
+		// owner may have changed and no pre-image names the previous one)
+		ownerDoc string
 		invalid  bool
 	}
 	userSubject := func(u string) string { return events.UserNoticeSubject(prefix, u) }
@@ -87,7 +90,9 @@ func TestNoticeMapChange(t *testing.T) {
 			event: `{"_id": ` + tokA + `, "operationType": "replace", "clusterTime": ` + ct + `, "wallTime": ` + wall + `,
 				"ns": ` + ns + `, "documentKey": {"_id": "doc-1"},
 				"fullDocument": {"_id": "doc-1", "userId": "bob", "plan": "pro"}}`,
-			want: want{user: "bob", doc: "doc-1", subject: userSubject("bob"), op: "replace", size: -1, dupUser: "bob"},
+			// A replace may change the owner; without a pre-image the
+			// previous one is told through the document notice.
+			want: want{user: "bob", doc: "doc-1", subject: userSubject("bob"), op: "replace", size: -1, dupUser: "bob", ownerDoc: "doc-1"},
 		},
 		{
 			name: "real delete with fullDocumentBeforeChange",
@@ -130,6 +135,93 @@ func TestNoticeMapChange(t *testing.T) {
 			want:  want{flush: events.FlushInvalidated, subject: allSubject, op: "invalidate", size: -1, invalid: true},
 		},
 
+		// Owner changes, as a real MongoDB emits them. Pre-images off (the
+		// default): updateLookup shows the document as it is now, so
+		// only the updateDescription (or the operation, for a replace)
+		// tells that the owner may have changed; the document notice then
+		// reaches the previous owner's issuer, which indexes its cache by
+		// _id. The stand-in cannot produce these events (no
+		// updateDescription, replace reported as update, no pre-images),
+		// so they are tested here.
+		{
+			name: "real update moving the document to another user ($set), no pre-image",
+			event: `{"_id": ` + tokA + `, "operationType": "update", "clusterTime": ` + ct + `, "wallTime": ` + wall + `,
+				"ns": ` + ns + `, "documentKey": {"_id": ` + oid + `},
+				"updateDescription": {"updatedFields": {"userId": "bob"}, "removedFields": [], "truncatedArrays": []},
+				"fullDocument": {"_id": ` + oid + `, "userId": "bob", "plan": "pro"}}`,
+			measure: true,
+			want: want{user: "bob", doc: "63f5b0c1a5e4f3b1c7a3d2e1", subject: userSubject("bob"), op: "update",
+				changed: []string{"userId"}, size: 52, dupUser: "bob", ownerDoc: "63f5b0c1a5e4f3b1c7a3d2e1"},
+		},
+		{
+			name: "real update removing the user id ($unset): the document notice is the notice",
+			event: `{"_id": ` + tokA + `, "operationType": "update", "clusterTime": ` + ct + `, "wallTime": ` + wall + `,
+				"ns": ` + ns + `, "documentKey": {"_id": ` + oid + `},
+				"updateDescription": {"updatedFields": {}, "removedFields": ["userId"], "truncatedArrays": []},
+				"fullDocument": {"_id": ` + oid + `, "plan": "pro"}}`,
+			measure: true,
+			want: want{doc: "63f5b0c1a5e4f3b1c7a3d2e1", subject: events.DocumentNoticeSubject(prefix, "63f5b0c1a5e4f3b1c7a3d2e1"),
+				op: "update", changed: []string{"userId"}, size: 36},
+		},
+		{
+			name: "real update of a path under the user-id field",
+			event: `{"_id": ` + tokA + `, "operationType": "update", "clusterTime": ` + ct + `, "ns": ` + ns + `,
+				"documentKey": {"_id": "doc-2"},
+				"updateDescription": {"updatedFields": {"plan": "pro"}, "removedFields": ["userId.legacy"], "truncatedArrays": []},
+				"fullDocument": {"_id": "doc-2", "userId": "carol", "plan": "pro"}}`,
+			want: want{user: "carol", doc: "doc-2", subject: userSubject("carol"), op: "update",
+				changed: []string{"plan", "userId"}, size: -1, dupUser: "carol", ownerDoc: "doc-2"},
+		},
+		{
+			name: "real update truncating an array at the user-id field",
+			event: `{"_id": ` + tokA + `, "operationType": "update", "clusterTime": ` + ct + `, "ns": ` + ns + `,
+				"documentKey": {"_id": "doc-3"},
+				"updateDescription": {"updatedFields": {}, "removedFields": [], "truncatedArrays": [{"field": "userId", "newSize": 0}]},
+				"fullDocument": {"_id": "doc-3", "userId": "dave"}}`,
+			want: want{user: "dave", doc: "doc-3", subject: userSubject("dave"), op: "update",
+				changed: []string{"userId"}, size: -1, dupUser: "dave", ownerDoc: "doc-3"},
+		},
+		{
+			name: "real update of a field whose name only starts like the user-id field",
+			event: `{"_id": ` + tokA + `, "operationType": "update", "clusterTime": ` + ct + `, "ns": ` + ns + `,
+				"documentKey": {"_id": "doc-4"},
+				"updateDescription": {"updatedFields": {"userIdHistory.0": "x", "userIds": ["y"]}, "removedFields": [], "truncatedArrays": []},
+				"fullDocument": {"_id": "doc-4", "userId": "erin"}}`,
+			want: want{user: "erin", doc: "doc-4", subject: userSubject("erin"), op: "update",
+				changed: []string{"userIdHistory", "userIds"}, size: -1, dupUser: "erin"},
+		},
+		{
+			name: "real replace with a pre-image naming the same user (pre-images on)",
+			event: `{"_id": ` + tokA + `, "operationType": "replace", "clusterTime": ` + ct + `, "ns": ` + ns + `,
+				"documentKey": {"_id": "doc-1"}, "fullDocument": {"_id": "doc-1", "userId": "bob", "plan": "pro"},
+				"fullDocumentBeforeChange": {"_id": "doc-1", "userId": "bob", "plan": "free"}}`,
+			want: want{user: "bob", doc: "doc-1", subject: userSubject("bob"), op: "replace", size: -1, dupUser: "bob"},
+		},
+		{
+			name: "real replace moving the document to another user (pre-images on)",
+			event: `{"_id": ` + tokA + `, "operationType": "replace", "clusterTime": ` + ct + `, "ns": ` + ns + `,
+				"documentKey": {"_id": "doc-1"}, "fullDocument": {"_id": "doc-1", "userId": "bob"},
+				"fullDocumentBeforeChange": {"_id": "doc-1", "userId": "alice"}}`,
+			want: want{user: "bob", doc: "doc-1", subject: userSubject("bob"), op: "replace", size: -1, dupUser: "bob", extra: []string{"alice"}},
+		},
+		{
+			name: "real update removing the user id with a pre-image (pre-images on): the previous owner is told",
+			event: `{"_id": ` + tokA + `, "operationType": "update", "clusterTime": ` + ct + `, "ns": ` + ns + `,
+				"documentKey": {"_id": "doc-5"},
+				"updateDescription": {"updatedFields": {}, "removedFields": ["userId"]},
+				"fullDocument": {"_id": "doc-5"}, "fullDocumentBeforeChange": {"_id": "doc-5", "userId": "alice"}}`,
+			want: want{user: "alice", doc: "doc-5", subject: userSubject("alice"), op: "update",
+				changed: []string{"userId"}, size: -1, dupUser: "alice"},
+		},
+		{
+			name: "real owner change of a document whose _id is too long for a subject: flush-all",
+			event: `{"_id": ` + tokA + `, "operationType": "update", "clusterTime": ` + ct + `, "ns": ` + ns + `,
+				"documentKey": {"_id": "` + strings.Repeat("d", 600) + `"},
+				"updateDescription": {"updatedFields": {"userId": "bob"}, "removedFields": []},
+				"fullDocument": {"userId": "bob"}}`,
+			want: want{flush: events.FlushUnattributable, subject: allSubject, op: "update", size: -1, dupUser: "bob"},
+		},
+
 		// Events as the notifier's $project leaves them on a real server.
 		{
 			name: "projected update",
@@ -152,6 +244,25 @@ func TestNoticeMapChange(t *testing.T) {
 				"updatedFieldNames": ["userId"], "fullDocumentSize": 50}`,
 			want: want{user: "alice", doc: "63f5b0c1a5e4f3b1c7a3d2e1", subject: userSubject("alice"), op: "update",
 				changed: []string{"userId"}, size: 50, dupUser: "alice", extra: []string{"bob"}},
+		},
+
+		{
+			// fullDocumentBeforeChange: whenAvailable gives null when the
+			// server kept no pre-image (e.g. enabled after the change).
+			name: "projected update of the user id, pre-images on but none kept for this change",
+			event: `{"_id": ` + tokA + `, "operationType": "update", "clusterTime": ` + ct + `,
+				"documentKey": {"_id": ` + oid + `}, "fullDocument": {"_id": ` + oid + `, "userId": "bob"},
+				"fullDocumentBeforeChange": null, "updatedFieldNames": ["userId"], "removedFields": [], "truncatedArrays": [],
+				"fullDocumentSize": 50}`,
+			want: want{user: "bob", doc: "63f5b0c1a5e4f3b1c7a3d2e1", subject: userSubject("bob"), op: "update",
+				changed: []string{"userId"}, size: 50, dupUser: "bob", ownerDoc: "63f5b0c1a5e4f3b1c7a3d2e1"},
+		},
+		{
+			name: "projected replace",
+			event: `{"_id": ` + tokA + `, "operationType": "replace", "clusterTime": ` + ct + `,
+				"documentKey": {"_id": "doc-1"}, "fullDocument": {"_id": "doc-1", "userId": "bob"},
+				"updatedFieldNames": null, "fullDocumentSize": 50}`,
+			want: want{user: "bob", doc: "doc-1", subject: userSubject("bob"), op: "replace", size: 50, dupUser: "bob", ownerDoc: "doc-1"},
 		},
 
 		// Events exactly as the mongo-java-server stand-in emits them
@@ -188,6 +299,8 @@ func TestNoticeMapChange(t *testing.T) {
 			want:    want{flush: events.FlushUnattributable, subject: allSubject, op: "update", size: 20},
 		},
 		{
+			// Reported as an update without updateDescription, so nothing
+			// says the owner may have changed: only the new owner is told.
 			name: "stand-in replace",
 			event: `{"_id": {"_data": "6b071b8300000006"}, "operationType": "update",
 				"documentKey": {"userId": "u2", "c": 3, "_id": ` + oid + `},
@@ -259,8 +372,12 @@ func TestNoticeMapChange(t *testing.T) {
 				t.Fatalf("got op=%q flush=%q invalidate=%v oversize=%v size=%d dupUser=%q; want %+v",
 					got.Operation, got.Flush, got.Invalidate, got.Oversize, got.Size, got.DuplicateCheckUser, w)
 			}
-			if len(got.Notices) != 1+len(w.extra) {
-				t.Fatalf("got %d notices, want %d", len(got.Notices), 1+len(w.extra))
+			wantNotices := 1 + len(w.extra)
+			if w.ownerDoc != "" {
+				wantNotices++
+			}
+			if len(got.Notices) != wantNotices {
+				t.Fatalf("got %d notices %+v, want %d", len(got.Notices), got.Notices, wantNotices)
 			}
 			n := got.Notices[0]
 			for _, p := range got.Notices {
@@ -293,6 +410,15 @@ func TestNoticeMapChange(t *testing.T) {
 				x := got.Notices[1+i]
 				if x.Notice.UserID != u || x.Subject != userSubject(u) || x.MsgID == n.MsgID {
 					t.Errorf("extra notice %d = %+v on %s (%s), want user %q with its own msg id", i, x.Notice, x.Subject, x.MsgID, u)
+				}
+			}
+			if w.ownerDoc != "" {
+				x := got.Notices[len(got.Notices)-1]
+				if x.Subject != events.DocumentNoticeSubject(prefix, w.ownerDoc) || x.Notice.Kind != events.NoticeUser ||
+					x.Notice.UserID != "" || x.Notice.DocumentID != w.ownerDoc || x.Notice.Operation != w.op ||
+					!strings.HasPrefix(x.MsgID, n.MsgID) || x.MsgID == n.MsgID {
+					t.Errorf("owner-change notice = %+v on %s (%s), want a document notice for %q with its own msg id",
+						x.Notice, x.Subject, x.MsgID, w.ownerDoc)
 				}
 			}
 			// The wire form must be what issuers accept.
