@@ -388,6 +388,7 @@ func (s *streamSession) handle(ctx context.Context, cs *mongo.ChangeStream, raw 
 	case events.FlushCollectionGone:
 		s.n.metrics.flushes.WithLabelValues(string(mc.Flush)).Inc()
 		s.log.Warn().Str("operation", mc.Operation).Msg("collection dropped or renamed: published flush-all; watching for it to return")
+		s.n.collectionGone()
 	case events.FlushUnattributable:
 		s.n.metrics.flushes.WithLabelValues(string(mc.Flush)).Inc()
 		if ok, held := s.n.limiter.allow("unattributable"); ok {

@@ -71,6 +71,10 @@ type Notifier struct {
 	// warnedLocalSize: the "server cannot size documents" warning is out.
 	warnedLocalSize atomic.Bool
 
+	// onCollectionGone is called when the stream reports the collection
+	// dropped or renamed (see OnCollectionGone).
+	onCollectionGone func()
+
 	// releaseOnStop gives the lease up when Run's context ends, so a
 	// standby takes over at once. Tests turn it off to simulate a crash.
 	releaseOnStop bool
@@ -457,6 +461,18 @@ func (n *Notifier) renewLoop(ctx context.Context, cancel context.CancelCauseFunc
 			return
 		}
 		n.health.leaseOK()
+	}
+}
+
+// OnCollectionGone registers f, called each time the change stream
+// reports the collection dropped or renamed (or its database dropped), so
+// whoever restores the collection's indexes can look at once. f runs on
+// the notifier's goroutine and must not block. Call it before Run.
+func (n *Notifier) OnCollectionGone(f func()) { n.onCollectionGone = f }
+
+func (n *Notifier) collectionGone() {
+	if n.onCollectionGone != nil {
+		n.onCollectionGone()
 	}
 }
 

@@ -247,7 +247,13 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	if err := untilAvailable(ctx, log, "provision auth-event streams", func() error { return consumer.Provision(ctx) }); err != nil {
 		return err
 	}
-	checks := []worker.Check{{Name: "auth-consumer", Check: consumer.Healthy}}
+	// Restores the unique user index (and pre-images) when the collection
+	// is dropped or renamed away and comes back while the worker runs.
+	guard, err := worker.NewCollectionGuard(coll, cfg.customDataConfig(), cfg.NoticesEnabled && cfg.PreAndPostImages, log)
+	if err != nil {
+		return err
+	}
+	checks := []worker.Check{{Name: "auth-consumer", Check: consumer.Healthy}, {Name: "collection", Check: guard.Healthy}}
 	var notifier *worker.Notifier
 	if cfg.NoticesEnabled {
 		if notifier, err = worker.NewNotifier(cfg.notifierConfig(), js, db, log, reg); err != nil {
@@ -257,13 +263,14 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 			return err
 		}
 		checks = append(checks, worker.Check{Name: "notifier", Check: notifier.Healthy})
+		notifier.OnCollectionGone(guard.CheckNow)
 	}
 
 	// Each loop gets the shared ctx; the first to fail stops the others.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
 	launch := func(name string, fn func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -275,6 +282,7 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 		}()
 	}
 	launch("auth consumer", consumer.Run)
+	launch("collection guard", guard.Run)
 	if notifier != nil {
 		launch("notifier", notifier.Run)
 	}

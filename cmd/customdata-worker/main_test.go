@@ -3,12 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 	"github.com/customdata-worker/customdata-worker/worker"
@@ -196,4 +202,123 @@ func TestRunVerifyModeFailsWhenNothingIsProvisioned(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatal("runWorker retried until the deadline instead of failing at once")
 	}
+}
+
+// TestRunRestoresTheUserIndexWhenTheCollectionComesBack: the collection is
+// dropped while the worker runs and recreated by an insert (as an app or a
+// restore would). Dropping a collection drops its indexes (MongoDB and the
+// stand-in alike), so without a guard two documents for one user would both
+// be accepted until a restart. The worker must report not-ready while the
+// unique index is missing and restore it within seconds of the collection
+// coming back.
+func TestRunRestoresTheUserIndexWhenTheCollectionComesBack(t *testing.T) {
+	m := testsupport.MongoDB(t)
+	n := testsupport.StartNATS(t)
+	db := testsupport.DatabaseName(t)
+	addr := freeAddr(t)
+	t.Setenv("CUSTOMDATA_MONGODB_URI", m.URI)
+	t.Setenv("CUSTOMDATA_MONGODB_DATABASE", db)
+	t.Setenv("CUSTOMDATA_NATS_URL", n.URL)
+	t.Setenv("CUSTOMDATA_HTTP_ADDR", addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- runWorker(ctx, cfg, newLogger(cfg, logs), nil) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runWorker = %v, want a clean stop\nlogs:\n%s", err, logs.String())
+		}
+	}()
+
+	coll := m.Client(t).Database(db).Collection("custom_user_data")
+	waitReady(t, addr, true, "")
+	if !refusesSecondDocument(t, ctx, coll, "before-drop") {
+		t.Fatal("the unique user index is not in place after startup")
+	}
+
+	if err := coll.Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, addr, false, "collection")
+
+	// Recreated by an insert: no index, until the worker restores it.
+	if _, err := coll.InsertOne(ctx, map[string]any{"userId": "first-after-drop"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for attempt := 0; !refusesSecondDocument(t, ctx, coll, fmt.Sprintf("after-drop-%d", attempt)); attempt++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("two documents for one user are still accepted 30s after the collection came back\nlogs:\n%s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitReady(t, addr, true, "")
+}
+
+// refusesSecondDocument inserts two documents for user and reports whether
+// the second was refused as a duplicate; accepted ones are removed again.
+func refusesSecondDocument(t *testing.T, ctx context.Context, coll *mongo.Collection, user string) bool {
+	t.Helper()
+	if _, err := coll.InsertOne(ctx, map[string]any{"userId": user}); err != nil {
+		t.Fatalf("first document for %s: %v", user, err)
+	}
+	_, err := coll.InsertOne(ctx, map[string]any{"userId": user})
+	if err == nil {
+		if _, err := coll.DeleteMany(ctx, map[string]any{"userId": user}); err != nil {
+			t.Fatal(err)
+		}
+		return false
+	}
+	if !mongo.IsDuplicateKeyError(err) {
+		t.Fatalf("second document for %s: %v, want a duplicate-key refusal", user, err)
+	}
+	return true
+}
+
+// waitReady polls /readyz until it answers 200 (ready) or 503 naming the
+// failing component.
+func waitReady(t *testing.T, addr string, ready bool, component string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	last := ""
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			var body struct {
+				Ready   bool              `json:"ready"`
+				Failing map[string]string `json:"failing"`
+			}
+			derr := json.NewDecoder(resp.Body).Decode(&body)
+			_ = resp.Body.Close()
+			last = fmt.Sprintf("%d %+v", resp.StatusCode, body)
+			if derr == nil && ready && resp.StatusCode == http.StatusOK && body.Ready {
+				return
+			}
+			if derr == nil && !ready && resp.StatusCode == http.StatusServiceUnavailable && body.Failing[component] != "" {
+				return
+			}
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("/readyz never reported ready=%v (component %q) within 30s; last: %s", ready, component, last)
+}
+
+// freeAddr returns a loopback address with a port free at the time.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
 }
