@@ -180,7 +180,7 @@ func (s *streamSession) runStream(ctx context.Context) error {
 		if err != nil {
 			class := classifyStreamError(err)
 			switch class {
-			case streamTransient:
+			case streamTransient, streamTimedOut:
 				return fmt.Errorf("resume change stream: %w", err)
 			case streamPipelineUnsupported:
 				return s.pipelineUnsupported(err)
