@@ -252,8 +252,19 @@ func probeServerSize(ctx context.Context, coll *mongo.Collection) (supported, co
 
 // watchOptions are the change-stream options for a start position (nil:
 // from now).
+//
+// The first batch is empty (batchSize 0): the aggregate then answers as
+// soon as the stream is set up, instead of scanning the oplog from the
+// resume point until it fills a batch within the open's time limit, which
+// on a busy cluster minutes behind a quiet collection can time out on
+// every attempt. The scan continues in getMores, whose post-batch resume
+// tokens the idle path checkpoints, so a long scan moves the checkpoint
+// forward. The driver (v2) sends the option as the aggregate's
+// cursor.batchSize and omits batchSize from getMores when it is 0, so
+// getMores use the server's default batch size.
 func (n *Notifier) watchOptions(from *checkpoint) *options.ChangeStreamOptionsBuilder {
-	opts := options.ChangeStream().SetFullDocument(options.UpdateLookup).SetMaxAwaitTime(n.cfg.MaxAwaitTime)
+	opts := options.ChangeStream().SetFullDocument(options.UpdateLookup).SetMaxAwaitTime(n.cfg.MaxAwaitTime).
+		SetBatchSize(0)
 	if n.cfg.PreAndPostImages {
 		// Only requested when configured: servers before 6.0 reject the
 		// option, and without pre-images enabled on the collection it

@@ -71,6 +71,10 @@ type Notifier struct {
 	// warnedLocalSize: the "server cannot size documents" warning is out.
 	warnedLocalSize atomic.Bool
 
+	// openStream, when set, opens the change stream instead of the
+	// collection's Watch (tests inject server failures through it).
+	openStream streamOpener
+
 	// releaseOnStop gives the lease up when Run's context ends, so a
 	// standby takes over at once. Tests turn it off to simulate a crash.
 	releaseOnStop bool
