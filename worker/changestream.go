@@ -30,6 +30,15 @@ import (
 // updatedFieldNames guards $objectToArray with $cond/$ifNull because some
 // servers reject $objectToArray of a missing field (MongoDB returns null
 // for it), and insert/delete events have no updateDescription.
+//
+// $changeStreamSplitLargeEvent (MongoDB 7.0, 6.0.9) is not used. Every
+// server that has it evaluates $bsonSize, so its events are projected as
+// above and stay far below 16 MB; the stage splits by top-level field only,
+// so it could not split a whole fullDocument near 16 MB (the case that
+// does exceed the limit, on servers without $bsonSize) either; and the
+// fragments would have to be reassembled. A change the server cannot
+// return is handled instead by maxPositionRefusals: retried, then a
+// flush-all (position_unreadable) and a stream from now.
 func changeStreamPipeline(userIDField string, serverSize bool) mongo.Pipeline {
 	updatedFields := "$updateDescription.updatedFields"
 	project := bson.D{

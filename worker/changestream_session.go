@@ -42,6 +42,13 @@ const idleCheckpointInterval = 10 * time.Second
 // from now after a flush-all (position_unreadable).
 const maxOpenTimeouts = 3
 
+// maxPositionRefusals is how often in a row the server may refuse, with
+// the same error, to open or read the stream at one position before the
+// position counts as unreadable (e.g. BSONObjectTooLarge for a change
+// whose event exceeds 16 MB): the stream then starts from now after a
+// flush-all (position_unreadable) instead of reopening there forever.
+const maxPositionRefusals = 3
+
 // sizeProbeInterval is how often an inconclusive $bsonSize probe (empty
 // collection) is repeated.
 const sizeProbeInterval = 30 * time.Second
@@ -97,11 +104,17 @@ type streamSession struct {
 	// time limit in a row.
 	openTimeouts int
 	timeoutAt    []byte
+	// refusals counts identical refusals (refusedCode) at refusedAt in a
+	// row.
+	refusals    int
+	refusedAt   []byte
+	refusedCode int
 }
 
 // changeEvents is what the session reads a change stream through: the
 // driver's *mongo.ChangeStream, or in tests one that fails the way a real
-// server does and the stand-in cannot.
+// server does and the stand-in cannot. Implementations must be comparable
+// (the session tells streams apart with ==).
 type changeEvents interface {
 	TryNext(ctx context.Context) bool
 	// Event is the event TryNext moved to (ChangeStream.Current).
@@ -150,10 +163,13 @@ func (s *streamSession) run(ctx context.Context) (stalled error) {
 			continue
 		}
 		class := classifyStreamError(err)
-		if class == streamHistoryLost || class == streamTokenInvalid {
+		switch class {
+		case streamHistoryLost, streamTokenInvalid:
 			// Reported while reading (some servers do): the checkpoint
 			// cannot be resumed from either.
 			s.distrust = flushReasonForRefusedToken(class)
+		case streamRefused:
+			s.refused(err)
 		}
 		s.n.metrics.streamErrors.WithLabelValues(class.String()).Inc()
 		s.n.health.streamFailed(err)
@@ -216,7 +232,9 @@ func (s *streamSession) runStream(ctx context.Context) error {
 		flush, found = events.FlushBadCheckpoint, false
 	}
 	if found && s.distrust != "" {
-		s.log.Warn().Str("reason", string(s.distrust)).Msg("the server cannot resume from the checkpoint: starting from now after a flush-all")
+		if s.distrust != events.FlushPositionUnreadable { // refused logged that one
+			s.log.Warn().Str("reason", string(s.distrust)).Msg("the server cannot resume from the checkpoint: starting from now after a flush-all")
+		}
 		flush, found = s.distrust, false
 	}
 
@@ -237,10 +255,10 @@ func (s *streamSession) runStream(ctx context.Context) error {
 						n, s.openTimeout(), err)
 				}
 				flush = events.FlushPositionUnreadable
-			case streamTransient:
-				return fmt.Errorf("resume change stream: %w", err)
 			default:
-				flush = events.FlushBadCheckpoint
+				// Transient, or refused: run counts identical refusals
+				// at one position (maxPositionRefusals).
+				return fmt.Errorf("resume change stream: %w", err)
 			}
 			// The position is lost, invalid or cannot be reached in time.
 			// Opening without the token tells a refused token from a
@@ -262,6 +280,12 @@ func (s *streamSession) runStream(ctx context.Context) error {
 			if classifyStreamError(err) == streamPipelineUnsupported {
 				return s.pipelineUnsupported(err)
 			}
+			if s.distrust == events.FlushPositionUnreadable {
+				// The stream fails from now too: the position was not the
+				// cause. Back to the checkpoint, counting afresh.
+				s.distrust, s.refusals = "", 0
+				s.log.Info().Msg("the change stream cannot be opened from now either: resuming from the checkpoint again")
+			}
 			return fmt.Errorf("open change stream: %w", err)
 		}
 	}
@@ -271,6 +295,7 @@ func (s *streamSession) runStream(ctx context.Context) error {
 	s.openTimeouts, s.timeoutAt = 0, nil
 	if flush != "" {
 		s.at = slices.Clone(cs.ResumeToken())
+		s.refusals = 0
 	}
 
 	if flush != "" {
@@ -380,6 +405,25 @@ func (s *streamSession) openTimedOut(pos []byte) int {
 	}
 	s.openTimeouts++
 	return s.openTimeouts
+}
+
+// refused records a refusal (streamRefused) at the stream's position. The
+// same refusal maxPositionRefusals times in a row at one position makes
+// the next open start from now after a flush-all; it is logged once.
+func (s *streamSession) refused(err error) {
+	code := serverErrorCode(err)
+	if s.at == nil {
+		return // no position to blame: the next open starts from the checkpoint
+	}
+	if s.refusals == 0 || code != s.refusedCode || !bytes.Equal(s.at, s.refusedAt) {
+		s.refusals, s.refusedCode, s.refusedAt = 0, code, s.at
+	}
+	s.refusals++
+	if s.refusals == maxPositionRefusals && s.distrust == "" {
+		s.distrust = events.FlushPositionUnreadable
+		s.log.Warn().Err(err).Int("code", code).Int("attempts", s.refusals).
+			Msg("the server refuses the change stream at the same position every time: starting from now after a flush-all")
+	}
 }
 
 // close closes cs, bounded like a poll (killCursors on a hung connection

@@ -228,7 +228,7 @@ func (f *resumeFaults) open(ctx context.Context, pipeline mongo.Pipeline, from *
 			return nil, err
 		}
 		if f.readErr != nil {
-			return failingStream{f.readErr}, nil
+			return &failingStream{f.readErr}, nil
 		}
 	}
 	cs, err := f.coll.Watch(ctx, pipeline, opts)
@@ -244,15 +244,16 @@ func (f *resumeFaults) stats() (opens int, timeouts []time.Duration) {
 	return f.opens, slices.Clone(f.timeouts)
 }
 
-// failingStream is a change stream whose every read fails with err.
+// failingStream is a change stream whose every read fails with err (a
+// pointer, as the session compares streams).
 type failingStream struct{ err error }
 
-func (failingStream) TryNext(context.Context) bool { return false }
-func (failingStream) Event() bson.Raw              { return nil }
-func (f failingStream) Err() error                 { return f.err }
-func (failingStream) ResumeToken() bson.Raw        { return nil }
-func (failingStream) RemainingBatchLength() int    { return 0 }
-func (failingStream) Close(context.Context) error  { return nil }
+func (*failingStream) TryNext(context.Context) bool { return false }
+func (*failingStream) Event() bson.Raw              { return nil }
+func (f *failingStream) Err() error                 { return f.err }
+func (*failingStream) ResumeToken() bson.Raw        { return nil }
+func (*failingStream) RemainingBatchLength() int    { return 0 }
+func (*failingStream) Close(context.Context) error  { return nil }
 
 // startWithFaults runs a notifier (like e.start) that opens its change
 // streams through f.
@@ -310,17 +311,20 @@ func TestNotifierRetriesTransientOpenErrors(t *testing.T) {
 	if _, err := e.coll.InsertOne(ctx, bson.M{"userId": "meanwhile"}); err != nil {
 		t.Fatal(err)
 	}
-	f := &resumeFaults{openErrs: []error{
-		serverError(134, "ReadConcernMajorityNotAvailableYet"),
-		serverError(11601, "Interrupted"),
-		serverError(216, "ElectionInProgress"),
-		serverError(175, "QueryPlanKilled"),
-	}}
+	// More identical errors at one position than maxPositionRefusals: a
+	// transient error never counts as the position being unreadable.
+	var errs []error
+	for range maxPositionRefusals + 1 {
+		errs = append(errs, serverError(134, "ReadConcernMajorityNotAvailableYet"))
+	}
+	errs = append(errs, serverError(11601, "Interrupted"), serverError(216, "ElectionInProgress"),
+		serverError(175, "QueryPlanKilled"), serverError(189, "PrimarySteppedDown"))
+	f := &resumeFaults{openErrs: errs}
 	e.startWithFaults(f)
 	got := r.until("meanwhile", isUser("meanwhile", "insert"))
 	assertNoFlush(t, got)
-	if opens, _ := f.stats(); opens != 5 {
-		t.Fatalf("%d opens at the checkpoint, want 4 refused and 1 that worked", opens)
+	if opens, _ := f.stats(); opens != len(errs)+1 {
+		t.Fatalf("%d opens at the checkpoint, want %d refused and 1 that worked", opens, len(errs))
 	}
 }
 
@@ -354,6 +358,34 @@ func TestNotifierWidensThenGivesUpOnAnOpenThatTimesOut(t *testing.T) {
 		if timeouts[i] < timeouts[i-1]*3/2 {
 			t.Fatalf("open time limits %v: not widened", timeouts)
 		}
+	}
+	if v := metricValue(n.metrics.flushes.WithLabelValues(string(events.FlushPositionUnreadable))); v != 1 {
+		t.Fatalf("flush metric = %v, want 1", v)
+	}
+}
+
+// TestNotifierSkipsAPositionTheServerCannotRead: a change the server
+// refuses to return every time (BSONObjectTooLarge for an event over
+// 16 MB) must not wedge the notifier at that position: after
+// maxPositionRefusals identical refusals it starts from now after a
+// flush-all, and later changes are published again. The refusal is
+// injected: a 16 MB event is out of reach of the stand-in and of a test.
+func TestNotifierSkipsAPositionTheServerCannotRead(t *testing.T) {
+	e := newNotifierEnv(t)
+	ctx := testCtx(t)
+	r := e.checkpointAfter("a")
+	f := &resumeFaults{readErr: serverError(10334, "BSONObjectTooLarge")}
+	n := e.startWithFaults(f)
+	got := r.until("flush", isFlush(events.FlushPositionUnreadable))
+	if len(got) != 1 {
+		t.Fatalf("got %v before the flush-all, want nothing", got[:len(got)-1])
+	}
+	if _, err := e.coll.InsertOne(ctx, bson.M{"userId": "b"}); err != nil {
+		t.Fatal(err)
+	}
+	r.until("b", isUser("b", "insert"))
+	if opens, _ := f.stats(); opens != maxPositionRefusals {
+		t.Fatalf("%d opens at the unreadable position, want %d", opens, maxPositionRefusals)
 	}
 	if v := metricValue(n.metrics.flushes.WithLabelValues(string(events.FlushPositionUnreadable))); v != 1 {
 		t.Fatalf("flush metric = %v, want 1", v)

@@ -155,8 +155,9 @@ func TestChangeStreamPipelineOnTheServer(t *testing.T) {
 }
 
 // TestChangeStreamRefusesBogusResumeToken records what the server says to
-// a token it cannot use: never a transient error, so the notifier checks
-// the token and flushes instead of retrying forever.
+// a token it cannot use: never a transient error, so the notifier flushes
+// at once (invalid token, history lost) or after maxPositionRefusals
+// identical refusals, instead of retrying forever.
 func TestChangeStreamRefusesBogusResumeToken(t *testing.T) {
 	m := testsupport.MongoDB(t)
 	coll := m.Client(t).Database(testsupport.DatabaseName(t)).Collection("customdata")

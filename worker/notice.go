@@ -37,7 +37,8 @@ var (
 //     past it; after a restart the stream resumes at the checkpoint, and
 //     re-published notices are de-duplicated by JetStream.
 //   - When continuity is unknown (no checkpoint, a checkpoint the server
-//     refuses, history lost, the collection dropped or renamed, the stream
+//     rejects as invalid, history lost, a position the server refuses to
+//     read from again and again, the collection dropped or renamed, the stream
 //     invalidated, or a change that names neither user nor document) it
 //     publishes a flush-all, after opening the stream that covers
 //     everything since.
