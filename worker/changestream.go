@@ -270,7 +270,9 @@ func probeServerSize(ctx context.Context, coll *mongo.Collection) (supported, co
 // tokens the idle path checkpoints, so a long scan moves the checkpoint
 // forward. The driver (v2) sends the option as the aggregate's
 // cursor.batchSize and omits batchSize from getMores when it is 0, so
-// getMores use the server's default batch size.
+// getMores use the server's default batch size. A resume point lost from
+// history may then be reported by the first getMore instead of the
+// aggregate; the session treats both alike (streamSession.run).
 func (n *Notifier) watchOptions(from *checkpoint) *options.ChangeStreamOptionsBuilder {
 	opts := options.ChangeStream().SetFullDocument(options.UpdateLookup).SetMaxAwaitTime(n.cfg.MaxAwaitTime).
 		SetBatchSize(0)
