@@ -32,6 +32,10 @@ const (
 	FlushCollectionGone FlushReason = "collection_dropped_or_renamed"
 	FlushInvalidated    FlushReason = "stream_invalidated"
 	FlushUnattributable FlushReason = "change_without_user_or_id"
+	// FlushPositionUnreadable: the server could not read the stream from
+	// its position, repeatedly (the same error, or out of time), so it
+	// was restarted from now.
+	FlushPositionUnreadable FlushReason = "position_unreadable"
 )
 
 // Notice is an invalidation notice. Its JSON form is the wire format.

@@ -9,7 +9,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 
 	"github.com/customdata-worker/customdata-worker/events"
 )
@@ -31,6 +30,15 @@ import (
 // updatedFieldNames guards $objectToArray with $cond/$ifNull because some
 // servers reject $objectToArray of a missing field (MongoDB returns null
 // for it), and insert/delete events have no updateDescription.
+//
+// $changeStreamSplitLargeEvent (MongoDB 7.0, 6.0.9) is not used. Every
+// server that has it evaluates $bsonSize, so its events are projected as
+// above and stay far below 16 MB; the stage splits by top-level field only,
+// so it could not split a whole fullDocument near 16 MB (the case that
+// does exceed the limit, on servers without $bsonSize) either; and the
+// fragments would have to be reassembled. A change the server cannot
+// return is handled instead by maxPositionRefusals: retried, then a
+// flush-all (position_unreadable) and a stream from now.
 func changeStreamPipeline(userIDField string, serverSize bool) mongo.Pipeline {
 	updatedFields := "$updateDescription.updatedFields"
 	project := bson.D{
@@ -67,9 +75,15 @@ func changeStreamPipeline(userIDField string, serverSize bool) mongo.Pipeline {
 type streamErrorClass int
 
 const (
-	// streamTransient: the server or the path to it is unavailable;
-	// reopen from the checkpoint with backoff, no flush.
+	// streamTransient: the server or the path to it is unavailable, or
+	// the server is busy (elections, restarts, killed or interrupted
+	// operations); reopen from the checkpoint with backoff, no flush.
 	streamTransient streamErrorClass = iota
+	// streamTimedOut: the server gave up on the operation within its time
+	// limit (MaxTimeMSExpired). It answers, so it is alive: an open that
+	// keeps timing out is retried with a wider limit, and past a bound
+	// the stream starts from now after a flush-all.
+	streamTimedOut
 	// streamHistoryLost: the server says the resume point is gone.
 	streamHistoryLost
 	// streamTokenInvalid: the server says the token is not a valid token.
@@ -77,8 +91,9 @@ const (
 	// streamPipelineUnsupported: the server cannot evaluate an operator
 	// of the pipeline.
 	streamPipelineUnsupported
-	// streamRefused: any other refusal. When it answers an open with a
-	// resume token, the notifier checks whether the token is the cause.
+	// streamRefused: any other server error. It is retried from the
+	// checkpoint like a transient one; the same refusal repeated at one
+	// position (maxPositionRefusals) means that position cannot be read.
 	streamRefused
 )
 
@@ -86,6 +101,8 @@ func (c streamErrorClass) String() string {
 	switch c {
 	case streamTransient:
 		return "transient"
+	case streamTimedOut:
+		return "timed_out"
 	case streamHistoryLost:
 		return "history_lost"
 	case streamTokenInvalid:
@@ -96,13 +113,26 @@ func (c streamErrorClass) String() string {
 	return "refused"
 }
 
-// Server codes, see https://github.com/mongodb/mongo/blob/master/src/mongo/base/error_codes.yml.
+// Error labels the server attaches to errors worth retrying. The aggregate
+// that opens a change stream never carries ResumableChangeStreamError (the
+// server adds it to getMore errors only), so an open is judged by code.
+var transientStreamLabels = []string{
+	"ResumableChangeStreamError",
+	"NetworkError",
+	"RetryableError",
+	"RetryableWriteError",
+	"SystemOverloadedError",
+	"TransientTransactionError",
+}
+
+// Server codes. Names and meanings from MongoDB's src/mongo/base/error_codes.yml;
+// the 5-digit ones are assertion ids of old servers' change-stream code.
 var (
 	historyLostCodes = []int{
-		286,   // ChangeStreamHistoryLost
-		280,   // ChangeStreamFatalError (resume point no longer in the oplog, 4.0-4.2)
-		40576, // resume point no longer in the oplog (3.6)
-		40585, // resume token not found
+		286,   // ChangeStreamHistoryLost (4.4+): the resume point fell off the oplog
+		280,   // ChangeStreamFatalError: 4.0-4.2 report a resume token not found in the oplog with it
+		40576, // 3.6: resume point may no longer be in the oplog
+		40585, // 3.6-4.0: resume token not found
 	}
 	tokenInvalidCodes = []int{
 		260, // InvalidResumeToken
@@ -112,22 +142,40 @@ var (
 		15999, // invalid operator (older servers)
 		31325, // unknown expression operator
 	}
+	timedOutCodes = []int{
+		50,  // MaxTimeMSExpired
+		262, // ExceededTimeLimit (mongos)
+	}
+	// transientStreamCodes: errors around elections, restarts and load,
+	// for servers (and commands) that attach no label. Not exhaustive:
+	// an unlisted error is retried too (streamRefused), it only counts
+	// towards maxPositionRefusals.
 	transientStreamCodes = []int{
 		6,     // HostUnreachable
 		7,     // HostNotFound
 		43,    // CursorNotFound
-		50,    // MaxTimeMSExpired
 		63,    // StaleShardVersion
 		89,    // NetworkTimeout
 		91,    // ShutdownInProgress
 		133,   // FailedToSatisfyReadPreference
+		134,   // ReadConcernMajorityNotAvailableYet
+		136,   // CappedPositionLost: the reopen tells whether history is lost
 		150,   // StaleEpoch
+		175,   // QueryPlanKilled
 		189,   // PrimarySteppedDown
+		202,   // NetworkInterfaceExceededTimeLimit
+		216,   // ElectionInProgress
 		234,   // RetryChangeStream
-		262,   // ExceededTimeLimit
+		237,   // CursorKilled
+		279,   // ClientDisconnect
+		317,   // ConnectionPoolExpired
+		365,   // TemporarilyUnavailable
+		384,   // ConnectionError
+		402,   // ResourceExhausted
 		9001,  // SocketException
 		10107, // NotWritablePrimary
 		11600, // InterruptedAtShutdown
+		11601, // Interrupted
 		11602, // InterruptedDueToReplStateChange
 		13388, // StaleConfig
 		13435, // NotPrimaryNoSecondaryOk
@@ -136,24 +184,23 @@ var (
 )
 
 // classifyStreamError classifies an error from opening or reading a change
-// stream.
+// stream: what it says about the position (lost, invalid, unreadable) and
+// whether retrying from the checkpoint is the answer. Server error labels
+// are read first, then codes; an error that is not a server error (network,
+// deadline, server selection, a closed client) is transient.
 func classifyStreamError(err error) streamErrorClass {
-	if err == nil {
-		return streamTransient
-	}
-	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, context.Canceled) || errors.Is(err, mongo.ErrClientDisconnected) ||
-		errors.As(err, &topology.ServerSelectionError{}) || errors.As(err, &topology.ConnectionError{}) {
+	if err == nil || mongo.IsNetworkError(err) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, mongo.ErrClientDisconnected) {
 		return streamTransient
 	}
 	var se mongo.ServerError
 	if !errors.As(err, &se) {
 		return streamTransient
 	}
-	codes := se.ErrorCodes()
-	has := func(list []int) bool {
-		return slices.ContainsFunc(codes, func(c int) bool { return slices.Contains(list, c) })
+	if slices.ContainsFunc(transientStreamLabels, se.HasErrorLabel) {
+		return streamTransient
 	}
+	has := func(list []int) bool { return slices.ContainsFunc(list, se.HasErrorCode) }
 	switch {
 	case has(historyLostCodes):
 		return streamHistoryLost
@@ -161,9 +208,12 @@ func classifyStreamError(err error) streamErrorClass {
 		return streamTokenInvalid
 	case has(pipelineUnsupportedCodes):
 		return streamPipelineUnsupported
-	case se.HasErrorLabel("ResumableChangeStreamError"), se.HasErrorLabel("NetworkError"),
-		se.HasErrorLabel("RetryableWriteError"), has(transientStreamCodes):
+	case has(timedOutCodes):
+		return streamTimedOut
+	case has(transientStreamCodes):
 		return streamTransient
+	case mongo.IsTimeout(err):
+		return streamTimedOut
 	}
 	return streamRefused
 }
@@ -211,8 +261,21 @@ func probeServerSize(ctx context.Context, coll *mongo.Collection) (supported, co
 
 // watchOptions are the change-stream options for a start position (nil:
 // from now).
+//
+// The first batch is empty (batchSize 0): the aggregate then answers as
+// soon as the stream is set up, instead of scanning the oplog from the
+// resume point until it fills a batch within the open's time limit, which
+// on a busy cluster minutes behind a quiet collection can time out on
+// every attempt. The scan continues in getMores, whose post-batch resume
+// tokens the idle path checkpoints, so a long scan moves the checkpoint
+// forward. The driver (v2) sends the option as the aggregate's
+// cursor.batchSize and omits batchSize from getMores when it is 0, so
+// getMores use the server's default batch size. A resume point lost from
+// history may then be reported by the first getMore instead of the
+// aggregate; the session treats both alike (streamSession.run).
 func (n *Notifier) watchOptions(from *checkpoint) *options.ChangeStreamOptionsBuilder {
-	opts := options.ChangeStream().SetFullDocument(options.UpdateLookup).SetMaxAwaitTime(n.cfg.MaxAwaitTime)
+	opts := options.ChangeStream().SetFullDocument(options.UpdateLookup).SetMaxAwaitTime(n.cfg.MaxAwaitTime).
+		SetBatchSize(0)
 	if n.cfg.PreAndPostImages {
 		// Only requested when configured: servers before 6.0 reject the
 		// option, and without pre-images enabled on the collection it

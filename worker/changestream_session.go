@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/customdata-worker/customdata-worker/events"
 )
@@ -34,6 +35,19 @@ var errStreamStalled = errors.New("change stream stalled")
 // server's post-batch resume token) is checkpointed: often enough to stay
 // far inside any oplog window, rarely enough to cost nothing.
 const idleCheckpointInterval = 10 * time.Second
+
+// maxOpenTimeouts bounds how often in a row opening the stream at one
+// position may end in the server's time limit (MaxTimeMSExpired). Each
+// retry doubles the open's time limit; past the bound the stream starts
+// from now after a flush-all (position_unreadable).
+const maxOpenTimeouts = 3
+
+// maxPositionRefusals is how often in a row the server may refuse, with
+// the same error, to open or read the stream at one position before the
+// position counts as unreadable (e.g. BSONObjectTooLarge for a change
+// whose event exceeds 16 MB): the stream then starts from now after a
+// flush-all (position_unreadable) instead of reopening there forever.
+const maxPositionRefusals = 3
 
 // sizeProbeInterval is how often an inconclusive $bsonSize probe (empty
 // collection) is repeated.
@@ -81,7 +95,44 @@ type streamSession struct {
 	// failed since. Together they tell a stalled stream from a blip.
 	lastProgress        time.Time
 	failedSinceProgress bool
+
+	// at is the stream's position: where it was opened, then the token of
+	// the last event or post-batch resume token read. An error repeated
+	// here tells a position the server cannot read from a failing server.
+	at []byte
+	// openTimeouts counts opens at timeoutAt that ran out of the server's
+	// time limit in a row.
+	openTimeouts int
+	timeoutAt    []byte
+	// refusals counts identical refusals (refusedCode) at refusedAt in a
+	// row.
+	refusals    int
+	refusedAt   []byte
+	refusedCode int
 }
+
+// changeEvents is what the session reads a change stream through: the
+// driver's *mongo.ChangeStream, or in tests one that fails the way a real
+// server does and the stand-in cannot. Implementations must be comparable
+// (the session tells streams apart with ==).
+type changeEvents interface {
+	TryNext(ctx context.Context) bool
+	// Event is the event TryNext moved to (ChangeStream.Current).
+	Event() bson.Raw
+	Err() error
+	ResumeToken() bson.Raw
+	RemainingBatchLength() int
+	Close(ctx context.Context) error
+}
+
+// driverChangeStream adapts *mongo.ChangeStream to changeEvents.
+type driverChangeStream struct{ *mongo.ChangeStream }
+
+func (d driverChangeStream) Event() bson.Raw { return d.Current }
+
+// streamOpener opens the change stream at from (nil: from now).
+type streamOpener func(ctx context.Context, pipeline mongo.Pipeline, from *checkpoint,
+	opts *options.ChangeStreamOptionsBuilder) (changeEvents, error)
 
 func newStreamSession(n *Notifier, term uint64, leaseCtx context.Context) *streamSession {
 	return &streamSession{n: n, log: n.log.With().Uint64("term", term).Logger(), term: term, leaseCtx: leaseCtx,
@@ -112,10 +163,13 @@ func (s *streamSession) run(ctx context.Context) (stalled error) {
 			continue
 		}
 		class := classifyStreamError(err)
-		if class == streamHistoryLost || class == streamTokenInvalid {
+		switch class {
+		case streamHistoryLost, streamTokenInvalid:
 			// Reported while reading (some servers do): the checkpoint
 			// cannot be resumed from either.
 			s.distrust = flushReasonForRefusedToken(class)
+		case streamRefused:
+			s.refused(err)
 		}
 		s.n.metrics.streamErrors.WithLabelValues(class.String()).Inc()
 		s.n.health.streamFailed(err)
@@ -130,13 +184,21 @@ func (s *streamSession) run(ctx context.Context) (stalled error) {
 		}
 		s.failedSinceProgress = true
 		stuck := time.Since(s.lastProgress)
-		if stuck >= s.n.cfg.StallAfter {
+		// An open that ran out of the server's time limit shows a server
+		// that answers; another replica would meet the same scan. The
+		// widening is bounded (maxOpenTimeouts), so the term goes on.
+		widening := class == streamTimedOut && s.openTimeouts > 0 && s.openTimeouts < maxOpenTimeouts
+		if stuck >= s.n.cfg.StallAfter && !widening {
 			stalled = fmt.Errorf("%w: no progress for %s, last error: %w", errStreamStalled, stuck.Round(time.Millisecond), err)
 			break
 		}
 		// Wake up at the stall deadline at the latest, so the step-down
 		// is not late by a backoff interval.
-		if !noticeSleep(ctx, min(bo.NextBackOff(), s.n.cfg.StallAfter-stuck)) {
+		wait := bo.NextBackOff()
+		if !widening {
+			wait = min(wait, s.n.cfg.StallAfter-stuck)
+		}
+		if !noticeSleep(ctx, wait) {
 			break
 		}
 	}
@@ -170,30 +232,44 @@ func (s *streamSession) runStream(ctx context.Context) error {
 		flush, found = events.FlushBadCheckpoint, false
 	}
 	if found && s.distrust != "" {
-		s.log.Warn().Str("reason", string(s.distrust)).Msg("the server cannot resume from the checkpoint: starting from now after a flush-all")
+		if s.distrust != events.FlushPositionUnreadable { // refused logged that one
+			s.log.Warn().Str("reason", string(s.distrust)).Msg("the server cannot resume from the checkpoint: starting from now after a flush-all")
+		}
 		flush, found = s.distrust, false
 	}
 
-	var cs *mongo.ChangeStream
+	var cs changeEvents
 	if found {
+		s.at = cp.Token
 		cs, err = s.open(ctx, &cp)
 		if err != nil {
 			class := classifyStreamError(err)
 			switch class {
-			case streamTransient:
-				return fmt.Errorf("resume change stream: %w", err)
 			case streamPipelineUnsupported:
 				return s.pipelineUnsupported(err)
+			case streamHistoryLost, streamTokenInvalid:
+				flush = flushReasonForRefusedToken(class)
+			case streamTimedOut:
+				if n := s.openTimedOut(cp.Token); n < maxOpenTimeouts {
+					return fmt.Errorf("resume change stream (timed out %d times at this position; next open may take %s): %w",
+						n, s.openTimeout(), err)
+				}
+				flush = events.FlushPositionUnreadable
+			default:
+				// Transient, or refused: run counts identical refusals
+				// at one position (maxPositionRefusals).
+				return fmt.Errorf("resume change stream: %w", err)
 			}
-			// The server refused to resume. Opening without the token
-			// tells a refused token from a refused stream.
+			// The position is lost, invalid or cannot be reached in time.
+			// Opening without the token tells a refused token from a
+			// refused stream.
 			refused := err
 			cs, err = s.open(ctx, nil)
 			if err != nil {
 				return fmt.Errorf("open change stream after the checkpoint was refused (%v): %w", refused, err)
 			}
-			flush = flushReasonForRefusedToken(class)
 			s.log.Warn().Str("class", class.String()).Int("code", serverErrorCode(refused)).Str("reason", string(flush)).
+				Int("attempts", max(1, s.openTimeouts)).
 				Msg("the server cannot resume from the checkpoint: starting from now after a flush-all")
 		}
 	} else {
@@ -204,12 +280,23 @@ func (s *streamSession) runStream(ctx context.Context) error {
 			if classifyStreamError(err) == streamPipelineUnsupported {
 				return s.pipelineUnsupported(err)
 			}
+			if s.distrust == events.FlushPositionUnreadable {
+				// The stream fails from now too: the position was not the
+				// cause. Back to the checkpoint, counting afresh.
+				s.distrust, s.refusals = "", 0
+				s.log.Info().Msg("the change stream cannot be opened from now either: resuming from the checkpoint again")
+			}
 			return fmt.Errorf("open change stream: %w", err)
 		}
 	}
 	defer func() { s.close(ctx, cs) }()
 	s.afterStreamEnd = false
 	s.distrust = ""
+	s.openTimeouts, s.timeoutAt = 0, nil
+	if flush != "" {
+		s.at = slices.Clone(cs.ResumeToken())
+		s.refusals = 0
+	}
 
 	if flush != "" {
 		// The stream is open before the flush is published, so every
@@ -285,23 +372,68 @@ func (s *streamSession) pipelineUnsupported(err error) error {
 	return errReopenNow
 }
 
-// open opens the change stream. The deadline turns an open that hangs (a
-// server or path that accepts connections but never answers) into a
-// failure; the driver keeps no reference to ctx once Watch returns.
-func (s *streamSession) open(ctx context.Context, from *checkpoint) (*mongo.ChangeStream, error) {
-	octx, cancel := context.WithTimeout(ctx, s.n.cfg.streamOpTimeout())
+// open opens the change stream. The deadline (which the driver also sends
+// as maxTimeMS) turns an open that hangs (a server or path that accepts
+// connections but never answers) into a failure; the driver keeps no
+// reference to ctx once Watch returns.
+func (s *streamSession) open(ctx context.Context, from *checkpoint) (changeEvents, error) {
+	octx, cancel := context.WithTimeout(ctx, s.openTimeout())
 	defer cancel()
-	return s.n.coll.Watch(octx, changeStreamPipeline(s.n.cfg.UserIDField, s.serverSize), s.n.watchOptions(from))
+	pipeline, opts := changeStreamPipeline(s.n.cfg.UserIDField, s.serverSize), s.n.watchOptions(from)
+	if s.n.openStream != nil {
+		return s.n.openStream(octx, pipeline, from, opts)
+	}
+	cs, err := s.n.coll.Watch(octx, pipeline, opts)
+	if err != nil {
+		return nil, err
+	}
+	return driverChangeStream{cs}, nil
+}
+
+// openTimeout is the time limit of the next open: a poll's, doubled for
+// each open in a row that ran out of the server's time limit at the
+// position (up to maxOpenTimeouts-1 doublings).
+func (s *streamSession) openTimeout() time.Duration {
+	return s.n.cfg.streamOpTimeout() << min(s.openTimeouts, maxOpenTimeouts-1)
+}
+
+// openTimedOut records that opening at pos ran out of the server's time
+// limit and returns how often in a row it did at pos.
+func (s *streamSession) openTimedOut(pos []byte) int {
+	if !bytes.Equal(pos, s.timeoutAt) {
+		s.openTimeouts, s.timeoutAt = 0, pos
+	}
+	s.openTimeouts++
+	return s.openTimeouts
+}
+
+// refused records a refusal (streamRefused) at the stream's position. The
+// same refusal maxPositionRefusals times in a row at one position makes
+// the next open start from now after a flush-all; it is logged once.
+func (s *streamSession) refused(err error) {
+	code := serverErrorCode(err)
+	if s.at == nil {
+		return // no position to blame: the next open starts from the checkpoint
+	}
+	if s.refusals == 0 || code != s.refusedCode || !bytes.Equal(s.at, s.refusedAt) {
+		s.refusals, s.refusedCode, s.refusedAt = 0, code, s.at
+	}
+	s.refusals++
+	if s.refusals == maxPositionRefusals && s.distrust == "" {
+		s.distrust = events.FlushPositionUnreadable
+		s.log.Warn().Err(err).Int("code", code).Int("attempts", s.refusals).
+			Msg("the server refuses the change stream at the same position every time: starting from now after a flush-all")
+	}
 }
 
 // close closes cs, bounded like a poll (killCursors on a hung connection
 // would otherwise wait).
-func (s *streamSession) close(ctx context.Context, cs *mongo.ChangeStream) {
+func (s *streamSession) close(ctx context.Context, cs changeEvents) {
 	closeChangeStream(ctx, cs, s.n.cfg.streamOpTimeout())
 }
 
 // consume handles events until the stream fails or ctx ends.
-func (s *streamSession) consume(ctx context.Context, cs *mongo.ChangeStream) error {
+func (s *streamSession) consume(ctx context.Context, cs changeEvents) error {
 	// Close streams this function replaced (after an invalidate); the
 	// caller closes the one it opened.
 	first := cs
@@ -321,7 +453,7 @@ func (s *streamSession) consume(ctx context.Context, cs *mongo.ChangeStream) err
 		cancel()
 		if got {
 			s.progress()
-			next, err := s.handle(ctx, cs, cs.Current)
+			next, err := s.handle(ctx, cs, cs.Event())
 			if err != nil {
 				return err
 			}
@@ -344,6 +476,9 @@ func (s *streamSession) consume(ctx context.Context, cs *mongo.ChangeStream) err
 		}
 		s.progress()
 		s.n.health.streamOK()
+		if tok := cs.ResumeToken(); tok != nil && !bytes.Equal(tok, s.at) {
+			s.at = slices.Clone(tok)
+		}
 		// Idle: keep the checkpoint fresh. The server's post-batch resume
 		// token moves on even without changes, which keeps the position
 		// inside the oplog window on a quiet collection.
@@ -371,7 +506,7 @@ func (s *streamSession) consume(ctx context.Context, cs *mongo.ChangeStream) err
 
 // handle publishes the notices of one event and advances the pending
 // checkpoint. It returns a new stream when the event ended this one.
-func (s *streamSession) handle(ctx context.Context, cs *mongo.ChangeStream, raw bson.Raw) (*mongo.ChangeStream, error) {
+func (s *streamSession) handle(ctx context.Context, cs changeEvents, raw bson.Raw) (changeEvents, error) {
 	mapper := s.n.mapper
 	mapper.measureFullDocument = !s.serverSize
 	mc := mapper.mapChange(raw)
@@ -408,6 +543,7 @@ func (s *streamSession) handle(ctx context.Context, cs *mongo.ChangeStream, raw 
 		s.n.dupGuard.enqueue(mc.DuplicateCheckUser)
 	}
 	if mc.Token != nil {
+		s.at = mc.Token
 		s.pending = &checkpoint{Token: mc.Token, ClusterTime: mc.ClusterTime}
 		s.savePending(ctx, cs.RemainingBatchLength() == 0 || mc.Flush != "")
 	}
@@ -417,7 +553,7 @@ func (s *streamSession) handle(ctx context.Context, cs *mongo.ChangeStream, raw 
 // handleInvalidate opens the stream that follows an invalidate, then
 // publishes its flush-all (unless the drop/rename just before it already
 // did) and checkpoints the invalidate token for startAfter.
-func (s *streamSession) handleInvalidate(ctx context.Context, mc mappedChange) (*mongo.ChangeStream, error) {
+func (s *streamSession) handleInvalidate(ctx context.Context, mc mappedChange) (changeEvents, error) {
 	if mc.Token == nil {
 		return nil, errors.New("invalidate event without a resume token")
 	}
@@ -438,6 +574,7 @@ func (s *streamSession) handleInvalidate(ctx context.Context, mc mappedChange) (
 		s.log.Warn().Msg("change stream invalidated: published flush-all; watching again")
 	}
 	s.afterStreamEnd = false
+	s.at = next.Token
 	s.pending = next
 	s.savePending(ctx, true)
 	return cs, nil
@@ -545,7 +682,7 @@ func (s *streamSession) savePending(ctx context.Context, force bool) {
 
 // closeChangeStream closes cs even when ctx has ended, waiting at most
 // timeout.
-func closeChangeStream(ctx context.Context, cs *mongo.ChangeStream, timeout time.Duration) {
+func closeChangeStream(ctx context.Context, cs interface{ Close(context.Context) error }, timeout time.Duration) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	_ = cs.Close(cctx)

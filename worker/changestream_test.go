@@ -15,6 +15,10 @@ import (
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
+// TestClassifyChangeStreamError: only errors that say the position is gone
+// or invalid are discontinuities; everything an election, a restart or load
+// produces on the aggregate (which never carries ResumableChangeStreamError)
+// is retried from the checkpoint.
 func TestClassifyChangeStreamError(t *testing.T) {
 	cmd := func(code int32, labels ...string) error {
 		return fmt.Errorf("wrapped: %w", mongo.CommandError{Code: code, Message: "m", Labels: labels})
@@ -24,20 +28,37 @@ func TestClassifyChangeStreamError(t *testing.T) {
 		err  error
 		want streamErrorClass
 	}{
-		{"history lost", cmd(286), streamHistoryLost},
+		{"history lost", cmd(286, "NonResumableChangeStreamError"), streamHistoryLost},
 		{"fatal: resume point gone (4.0-4.2)", cmd(280), streamHistoryLost},
+		{"3.6: resume point may no longer be in the oplog", cmd(40576), streamHistoryLost},
+		{"3.6-4.0: resume token not found", cmd(40585), streamHistoryLost},
 		{"invalid resume token", cmd(260), streamTokenInvalid},
 		{"unknown expression ($bsonSize on old servers)", cmd(168), streamPipelineUnsupported},
+		{"max time expired", cmd(50), streamTimedOut},
+		{"exceeded time limit (mongos)", cmd(262), streamTimedOut},
+		{"majority read concern not available yet", cmd(134), streamTransient},
+		{"interrupted", cmd(11601), streamTransient},
+		{"query plan killed", cmd(175), streamTransient},
+		{"election in progress", cmd(216), streamTransient},
+		{"shutdown in progress", cmd(91), streamTransient},
+		{"primary stepped down", cmd(189), streamTransient},
 		{"not primary", cmd(10107), streamTransient},
+		{"not primary, no secondaryOk", cmd(13435), streamTransient},
 		{"stepping down", cmd(11602), streamTransient},
-		{"resumable label", cmd(999, "ResumableChangeStreamError"), streamTransient},
+		{"cursor killed", cmd(237), streamTransient},
+		{"resumable label wins over the code", cmd(10334, "ResumableChangeStreamError"), streamTransient},
 		{"network label", cmd(0, "NetworkError"), streamTransient},
+		{"retryable label", cmd(0, "RetryableError"), streamTransient},
 		{"deadline", context.DeadlineExceeded, streamTransient},
+		{"canceled", fmt.Errorf("x: %w", context.Canceled), streamTransient},
 		{"client disconnected", mongo.ErrClientDisconnected, streamTransient},
-		{"not a server error", errors.New("boom"), streamTransient},
+		{"not a server error (server selection, I/O)", errors.New("boom"), streamTransient},
 		// The stand-in answers a bogus resume token with "Unknown error"
-		// and no code.
+		// and no code: retried, and past maxPositionRefusals identical
+		// refusals at one position, a flush-all.
 		{"server error without a code", cmd(0), streamRefused},
+		{"event too large", cmd(10334), streamRefused},
+		{"non-resumable label, unknown code", cmd(9999, "NonResumableChangeStreamError"), streamRefused},
 		{"unauthorized", cmd(13), streamRefused},
 	} {
 		if got := classifyStreamError(tc.err); got != tc.want {
@@ -45,8 +66,7 @@ func TestClassifyChangeStreamError(t *testing.T) {
 		}
 	}
 	if flushReasonForRefusedToken(streamHistoryLost) != events.FlushHistoryLost ||
-		flushReasonForRefusedToken(streamTokenInvalid) != events.FlushBadCheckpoint ||
-		flushReasonForRefusedToken(streamRefused) != events.FlushBadCheckpoint {
+		flushReasonForRefusedToken(streamTokenInvalid) != events.FlushBadCheckpoint {
 		t.Error("flush reasons for refused tokens")
 	}
 }
@@ -135,8 +155,9 @@ func TestChangeStreamPipelineOnTheServer(t *testing.T) {
 }
 
 // TestChangeStreamRefusesBogusResumeToken records what the server says to
-// a token it cannot use: never a transient error, so the notifier checks
-// the token and flushes instead of retrying forever.
+// a token it cannot use: never a transient error, so the notifier flushes
+// at once (invalid token, history lost) or after maxPositionRefusals
+// identical refusals, instead of retrying forever.
 func TestChangeStreamRefusesBogusResumeToken(t *testing.T) {
 	m := testsupport.MongoDB(t)
 	coll := m.Client(t).Database(testsupport.DatabaseName(t)).Collection("customdata")

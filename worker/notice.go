@@ -37,7 +37,8 @@ var (
 //     past it; after a restart the stream resumes at the checkpoint, and
 //     re-published notices are de-duplicated by JetStream.
 //   - When continuity is unknown (no checkpoint, a checkpoint the server
-//     refuses, history lost, the collection dropped or renamed, the stream
+//     rejects as invalid, history lost, a position the server refuses to
+//     read from again and again, the collection dropped or renamed, the stream
 //     invalidated, or a change that names neither user nor document) it
 //     publishes a flush-all, after opening the stream that covers
 //     everything since.
@@ -74,6 +75,10 @@ type Notifier struct {
 	// onCollectionGone is called when the stream reports the collection
 	// dropped or renamed (see OnCollectionGone).
 	onCollectionGone func()
+
+	// openStream, when set, opens the change stream instead of the
+	// collection's Watch (tests inject server failures through it).
+	openStream streamOpener
 
 	// releaseOnStop gives the lease up when Run's context ends, so a
 	// standby takes over at once. Tests turn it off to simulate a crash.
