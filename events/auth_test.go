@@ -138,8 +138,7 @@ func TestDecodeRejects(t *testing.T) {
 		// Schema version.
 		{"unsupported schema version", eventWith(t, map[string]any{"schemaVersion": 2}), ReasonUnsupportedVersion},
 		{"negative schema version", eventWith(t, map[string]any{"schemaVersion": -1}), ReasonUnsupportedVersion},
-		{"zero schema version", eventWith(t, map[string]any{"schemaVersion": 0}), ReasonMissingField},
-		{"missing schema version", eventWith(t, map[string]any{"schemaVersion": nil}), ReasonMissingField},
+		{"zero schema version", eventWith(t, map[string]any{"schemaVersion": 0}), ReasonUnsupportedVersion},
 
 		// Event id.
 		{"missing event id", eventWith(t, map[string]any{"id": nil}), ReasonMissingField},
@@ -260,6 +259,8 @@ func TestDecodeAccepts(t *testing.T) {
 		want AuthEvent
 	}{
 		{"reference event", []byte(validEvent), base},
+		{"no schema version means 1", eventWith(t, map[string]any{"schemaVersion": nil}), base},
+		{"null schema version means 1", eventWith(t, map[string]any{"schemaVersion": raw("null")}), base},
 		{"pretty-printed with trailing newline", []byte(strings.ReplaceAll(validEvent, ",", ",\n  ") + "\n"), base},
 		{"CREATE", eventWith(t, map[string]any{"operationType": "CREATE"}), with(func(e *AuthEvent) { e.OperationType = OperationCreate })},
 		{"DELETE", eventWith(t, map[string]any{"operationType": "DELETE"}), with(func(e *AuthEvent) { e.OperationType = OperationDelete })},
@@ -349,6 +350,11 @@ func TestValidate(t *testing.T) {
 	if err := d.Validate(ev); err != nil {
 		t.Fatalf("Validate(NewAuthEvent): %v", err)
 	}
+	unversioned := ev
+	unversioned.SchemaVersion = 0 // not given: 1
+	if err := d.Validate(unversioned); err != nil {
+		t.Fatalf("Validate without SchemaVersion: %v", err)
+	}
 	tests := []struct {
 		name   string
 		mutate func(*AuthEvent)
@@ -360,6 +366,7 @@ func TestValidate(t *testing.T) {
 		{"future time", func(e *AuthEvent) { e.Time = time.Now().Add(time.Hour) }, ReasonInvalidTime},
 		{"unknown operation", func(e *AuthEvent) { e.OperationType = "UPDATE" }, ReasonUnknownOperation},
 		{"schema version", func(e *AuthEvent) { e.SchemaVersion = 2 }, ReasonUnsupportedVersion},
+		{"no id", func(e *AuthEvent) { e.ID = "" }, ReasonMissingField},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

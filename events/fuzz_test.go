@@ -7,9 +7,10 @@ import (
 	"unicode/utf8"
 )
 
-// FuzzDecode: Decode never panics, every rejection carries a known reason,
-// and every accepted event is valid, re-encodes, and decodes again to an
-// equal event.
+// FuzzDecode: Decode never panics, every rejection carries a known reason
+// and lists its problems with the most important first, and every
+// accepted event is valid, re-encodes, and decodes again to an equal
+// event; a fallback id changes nothing for an event that has its own.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(validEvent))
 	for _, s := range []string{
@@ -27,6 +28,10 @@ func FuzzDecode(f *testing.F) {
 		`{"user":{"data":` + strings.Repeat(`[`, 20) + strings.Repeat(`]`, 20) + `}}`,
 		`{"schemaVersion":1e400}`,
 		`{"time":"2024-05-01T12:00:00Z","time":null}`,
+		strings.Replace(validEvent, `"schemaVersion":1,"id":"evt-1",`, ``, 1),
+		strings.Replace(validEvent, `"type":"normal",`, `"type":"server","custom_data":{"plan":"x","n":[{"a":null}]},`, 1),
+		strings.Replace(validEvent, `"provider_type":"local-userpass"`, `"provider_type":"local-userpass","data":{"e":"x"}`, 1),
+		strings.Replace(validEvent, `"providers":["local-userpass"]`, `"providers":["Bad",1],"extra":{"$x":1}`, 1),
 	} {
 		f.Add([]byte(s))
 	}
@@ -39,11 +44,27 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := testDecoder()
 		ev, err := d.Decode(data)
+		withFallback, fbErr := d.DecodeWithFallbackID(data, "fallback-1")
 		if err != nil {
 			if r := ReasonOf(err); !known[r] {
 				t.Fatalf("rejection without a known reason: %v", err)
 			}
+			re := err.(*RejectError)
+			if len(re.Problems) == 0 || len(re.Problems) > MaxProblems || re.Problems[0].Reason != re.Reason {
+				t.Fatalf("problems not listed primary first: %+v", re)
+			}
+			for _, p := range re.Problems {
+				if !known[p.Reason] || p.Reason.rank() < re.Reason.rank() {
+					t.Fatalf("problem %+v: unknown, or more important than the primary %s", p, re.Reason)
+				}
+			}
+			if fbErr == nil && withFallback.ID != "fallback-1" {
+				t.Fatalf("rejected without a fallback id, accepted with one under id %q", withFallback.ID)
+			}
 			return
+		}
+		if fbErr != nil || !eventsEqual(ev, withFallback) {
+			t.Fatalf("a fallback id changed the verdict on an event with an id: %v", fbErr)
 		}
 		if err := d.Validate(ev); err != nil {
 			t.Fatalf("accepted event fails Validate: %v", err)
