@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -112,13 +111,20 @@ const (
 	EventIDPattern  = `^[A-Za-z0-9][A-Za-z0-9._:-]*$`
 )
 
-var (
-	providerRE = regexp.MustCompile(ProviderPattern)
-	eventIDRE  = regexp.MustCompile(EventIDPattern)
-)
-
-// ValidProvider reports whether name has the documented provider shape.
-func ValidProvider(name string) bool { return providerRE.MatchString(name) }
+// ValidProvider reports whether name has the documented provider shape,
+// ProviderPattern. (Matched by hand: a regexp costs more than the rest of
+// a decode; TestPatternsMatchTheirRegexps holds the two together.)
+func ValidProvider(name string) bool {
+	if len(name) == 0 || len(name) > 64 || name[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // Reason is a machine-readable rejection reason. It travels in the
 // dead-letter headers, so its values are part of the contract.
@@ -457,8 +463,19 @@ func (d Decoder) checkTime(t time.Time, ps *problems) {
 	}
 }
 
-// ValidEventID reports whether id has the documented event-id shape.
-func ValidEventID(id string) bool { return len(id) <= MaxEventIDBytes && eventIDRE.MatchString(id) }
+// ValidEventID reports whether id has the documented event-id shape,
+// EventIDPattern, and at most MaxEventIDBytes bytes.
+func ValidEventID(id string) bool {
+	if len(id) == 0 || len(id) > MaxEventIDBytes || !isAlnum(id[0]) {
+		return false
+	}
+	for i := 1; i < len(id); i++ {
+		if c := id[i]; !(isAlnum(c) || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidateUserID checks a user id against the documented limits: 1 to
 // MaxUserIDBytes bytes of valid UTF-8, no control or invisible format
@@ -477,6 +494,14 @@ func checkUserID(id string) (Reason, string) {
 	if len(id) > MaxUserIDBytes {
 		return ReasonInvalidUserID, "user.id is longer than " + strconv.Itoa(MaxUserIDBytes) + " bytes"
 	}
+	if printableASCII(id) {
+		// The common case, without the Unicode tables: only spaces can
+		// make it blank.
+		if strings.Trim(id, " ") == "" {
+			return ReasonInvalidUserID, "user.id is blank"
+		}
+		return "", ""
+	}
 	if !utf8.ValidString(id) {
 		return ReasonInvalidUserID, "user.id is not valid UTF-8"
 	}
@@ -489,6 +514,16 @@ func checkUserID(id string) (Reason, string) {
 		}
 	}
 	return "", ""
+}
+
+// printableASCII reports whether s holds only ASCII from ' ' to '~'.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // keyProblem says what is wrong with an object key that MongoDB could

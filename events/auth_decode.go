@@ -39,7 +39,7 @@ type parser struct {
 	in         bytes.Buffer
 	dec        jsontext.Decoder
 	src        string // copy of the input, if it is shared by the strings
-	ps         *problems
+	ps         problems
 	scratch    []byte
 	providers  []string
 	identities []Identity
@@ -67,12 +67,13 @@ func parseEvent(data []byte, ps *problems) (ev AuthEvent, bad fields, ok bool) {
 	p := parserPool.Get().(*parser)
 	p.in = *bytes.NewBuffer(data)
 	p.dec.Reset(&p.in, decodeOptions)
-	p.ps = ps
+	p.ps = *ps // by value: ps itself stays on the caller's stack
 	if len(data) <= shareLimit {
 		p.src = string(data)
 	}
 	ev, bad = p.event()
 	ok = !p.fatal
+	*ps = p.ps
 	p.release()
 	return ev, bad, ok
 }
@@ -83,7 +84,7 @@ func (p *parser) release() {
 	p.dec.Reset(&p.in)
 	clear(p.providers)
 	clear(p.identities)
-	p.src, p.ps, p.fatal, p.tooDeep = "", nil, false, false
+	p.src, p.ps, p.fatal, p.tooDeep = "", problems{}, false, false
 	parserPool.Put(p)
 }
 
@@ -570,7 +571,7 @@ func (p *parser) value() jsontext.Value {
 	v, err := p.dec.ReadValue()
 	if err != nil {
 		p.fail(err)
-		return jsontext.Value(`""`)
+		return nil
 	}
 	return v
 }
@@ -621,7 +622,10 @@ func (p *parser) unquote(v jsontext.Value) []byte {
 // str returns the JSON string v, the value read last, as a Go string: a
 // slice of the shared input copy when it has no escapes.
 func (p *parser) str(v jsontext.Value) string {
-	if p.src != "" && len(v) >= 2 && bytes.IndexByte(v, '\\') < 0 {
+	if len(v) < 2 {
+		return "" // after a read error
+	}
+	if p.src != "" && bytes.IndexByte(v, '\\') < 0 {
 		end := int(p.dec.InputOffset())
 		return p.src[end-len(v)+1 : end-1]
 	}
@@ -630,7 +634,7 @@ func (p *parser) str(v jsontext.Value) string {
 
 // raw returns the bytes of v, the value read last, as a string.
 func (p *parser) raw(v jsontext.Value) string {
-	if p.src != "" {
+	if p.src != "" && len(v) > 0 {
 		end := int(p.dec.InputOffset())
 		return p.src[end-len(v) : end]
 	}

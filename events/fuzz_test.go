@@ -12,7 +12,9 @@ import (
 // accepted event is valid, re-encodes, and decodes again to an equal
 // event; a fallback id changes nothing for an event that has its own.
 func FuzzDecode(f *testing.F) {
-	f.Add([]byte(validEvent))
+	for _, s := range decodeSeeds() {
+		f.Add([]byte(s))
+	}
 	for _, s := range []string{
 		``, `{}`, `[]`, `null`, `{"id":1}`, validEvent + `{}`,
 		strings.Replace(validEvent, `"u1"`, `"a.b *>ü"`, 1),
@@ -125,4 +127,34 @@ func FuzzUserToken(f *testing.F) {
 			}
 		}
 	})
+}
+
+// decodeSeeds are variations of validEvent touching every rule, each
+// typed field with each wrong type, and the App Services shape.
+func decodeSeeds() []string {
+	seeds := []string{validEvent, ``, `{}`, `[]`, `null`, `{"id":1}`, validEvent + `{}`, validEvent + ` x`,
+		`{"schemaVersion":1e400}`, `{"time":"2024-05-01T12:00:00Z","time":null}`,
+		`{"user":{"data":` + strings.Repeat(`[`, 20) + strings.Repeat(`]`, 20) + `}}`,
+	}
+	for _, r := range [][2]string{
+		{`"u1"`, `"a.b *>ü"`}, {`"LOGIN"`, `"DELETE"`}, {`"LOGIN"`, `"login"`}, {`"LOGIN"`, `null`},
+		{`"2024-05-01T12:00:00Z"`, `"2024-05-01T14:00:00.5+02:00"`}, {`"2024-05-01T12:00:00Z"`, `"2024-05-01"`},
+		{`"2024-05-01T12:00:00Z"`, `1`}, {`"2024-05-01T12:00:00Z"`, `null`},
+		{`"tags"`, `"$tags"`}, {`"email"`, `"e.mail"`}, {`"email"`, `"e\u0000"`}, {`"email"`, `"\u0024x"`},
+		{`"id":"evt-1"`, `"id":"evt-1","ID":"x"`}, {`"id":"evt-1"`, `"id":"evt-1","id":"x"`},
+		{`"id":"evt-1"`, `"id":null`}, {`"id":"evt-1"`, `"id":7`}, {`"id":"evt-1"`, `"id":"a b"`},
+		{`"data":{`, `"data":{"d":{"e":[[{"f":null}]]},`}, {`"data":{`, `"data":{"n":[1.5,-0,1e3,true,false,null],`},
+		{`"data":{`, `"data":{"big":1e400,`}, {`"data":{`, `"data":{"a":1,"a":2,`},
+		{`"u1"`, `"\ud800"`}, {`"u1"`, `"\u00e9\u0000"`}, {`"u1"`, `"u\u200b"`}, {`"u1"`, `1`}, {`"u1"`, `null`},
+		{`"schemaVersion":1`, `"schemaVersion":2`}, {`"schemaVersion":1`, `"schemaVersion":1.0`},
+		{`"schemaVersion":1`, `"schemaVersion":"1"`}, {`"schemaVersion":1`, `"schemaVersion":-1`},
+		{`["local-userpass"]`, `[]`}, {`["local-userpass"]`, `null`}, {`["local-userpass"]`, `["Bad"]`},
+		{`["local-userpass"]`, `[null]`}, {`["local-userpass"]`, `[1]`}, {`["local-userpass"]`, `"local-userpass"`},
+		{`"identities":[`, `"identities":[null,`}, {`"identities":[`, `"identities":[1,`},
+		{`"provider_type"`, `"providerType"`}, {`"type":"normal"`, `"type":1`}, {`"type":"normal"`, `"Type":"x"`},
+		{`"user":{`, `"user":{"$x":1,`}, {`"user":{`, `"User":{`}, {`"data":{`, `"data":[],"x":{`},
+	} {
+		seeds = append(seeds, strings.Replace(validEvent, r[0], r[1], 1))
+	}
+	return seeds
 }
