@@ -5,10 +5,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
-// BenchmarkDecode measures strict decoding of a typical LOGIN and of an
-// event near the 64 KiB limit (large user.data).
+// BenchmarkDecode measures strict decoding of a typical LOGIN, of App
+// Services' own event shape (custom_data, identities, no id: the fallback
+// id is used), and of an event near the 64 KiB limit (large user.data).
 //
 //	go test -run '^$' -bench Decode -benchmem ./events/
 func BenchmarkDecode(b *testing.B) {
@@ -22,10 +24,15 @@ func BenchmarkDecode(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		ev   AuthEvent
-	}{{"typical", typical}, {"near-limit", large}} {
+	}{{"typical", typical}, {"app-services", typical}, {"near-limit", large}} {
 		data, err := json.Marshal(c.ev)
 		if err != nil {
 			b.Fatal(err)
+		}
+		fallback := ""
+		if c.name == "app-services" {
+			data = []byte(strings.Replace(appServicesEvent, `"2024-05-01T12:00:00.000Z"`, `"`+c.ev.Time.Format(time.RFC3339Nano)+`"`, 1))
+			fallback = "AUTH_EVENTS:12345"
 		}
 		if len(data) > MaxEventBytes {
 			b.Fatalf("%s event is %d bytes, over the limit", c.name, len(data))
@@ -34,7 +41,7 @@ func BenchmarkDecode(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := Decode(data); err != nil {
+				if _, err := (Decoder{}).DecodeWithFallbackID(data, fallback); err != nil {
 					b.Fatal(err)
 				}
 			}

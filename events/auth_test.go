@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -138,8 +140,7 @@ func TestDecodeRejects(t *testing.T) {
 		// Schema version.
 		{"unsupported schema version", eventWith(t, map[string]any{"schemaVersion": 2}), ReasonUnsupportedVersion},
 		{"negative schema version", eventWith(t, map[string]any{"schemaVersion": -1}), ReasonUnsupportedVersion},
-		{"zero schema version", eventWith(t, map[string]any{"schemaVersion": 0}), ReasonMissingField},
-		{"missing schema version", eventWith(t, map[string]any{"schemaVersion": nil}), ReasonMissingField},
+		{"zero schema version", eventWith(t, map[string]any{"schemaVersion": 0}), ReasonUnsupportedVersion},
 
 		// Event id.
 		{"missing event id", eventWith(t, map[string]any{"id": nil}), ReasonMissingField},
@@ -260,6 +261,8 @@ func TestDecodeAccepts(t *testing.T) {
 		want AuthEvent
 	}{
 		{"reference event", []byte(validEvent), base},
+		{"no schema version means 1", eventWith(t, map[string]any{"schemaVersion": nil}), base},
+		{"null schema version means 1", eventWith(t, map[string]any{"schemaVersion": raw("null")}), base},
 		{"pretty-printed with trailing newline", []byte(strings.ReplaceAll(validEvent, ",", ",\n  ") + "\n"), base},
 		{"CREATE", eventWith(t, map[string]any{"operationType": "CREATE"}), with(func(e *AuthEvent) { e.OperationType = OperationCreate })},
 		{"DELETE", eventWith(t, map[string]any{"operationType": "DELETE"}), with(func(e *AuthEvent) { e.OperationType = OperationDelete })},
@@ -339,7 +342,7 @@ func TestDecoderClockSkew(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	ev := NewAuthEvent(OperationCreate, "ü.*>", "local-userpass")
-	if !eventIDRE.MatchString(ev.ID) || len(ev.ID) != 32 {
+	if !ValidEventID(ev.ID) || len(ev.ID) != 32 {
 		t.Errorf("NewEventID = %q", ev.ID)
 	}
 	if other := NewEventID(); other == ev.ID {
@@ -348,6 +351,11 @@ func TestValidate(t *testing.T) {
 	d := Decoder{}
 	if err := d.Validate(ev); err != nil {
 		t.Fatalf("Validate(NewAuthEvent): %v", err)
+	}
+	unversioned := ev
+	unversioned.SchemaVersion = 0 // not given: 1
+	if err := d.Validate(unversioned); err != nil {
+		t.Fatalf("Validate without SchemaVersion: %v", err)
 	}
 	tests := []struct {
 		name   string
@@ -360,6 +368,7 @@ func TestValidate(t *testing.T) {
 		{"future time", func(e *AuthEvent) { e.Time = time.Now().Add(time.Hour) }, ReasonInvalidTime},
 		{"unknown operation", func(e *AuthEvent) { e.OperationType = "UPDATE" }, ReasonUnknownOperation},
 		{"schema version", func(e *AuthEvent) { e.SchemaVersion = 2 }, ReasonUnsupportedVersion},
+		{"no id", func(e *AuthEvent) { e.ID = "" }, ReasonMissingField},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -441,4 +450,86 @@ func eventsEqual(a, b AuthEvent) bool {
 		}
 	}
 	return reflect.DeepEqual(a, b)
+}
+
+// The hand-written matchers accept exactly what the documented patterns
+// accept: every string of up to three characters over an alphabet of every
+// class the patterns distinguish, and edge lengths.
+func TestPatternsMatchTheirRegexps(t *testing.T) {
+	providerRE := regexp.MustCompile(ProviderPattern)
+	eventIDRE := regexp.MustCompile(EventIDPattern)
+	alphabet := []string{"a", "z", "A", "Z", "0", "9", "-", ".", "_", ":", " ", "\n", "/", "é", "\x00", "\xff", "`", "{", "@", "["}
+	inputs := []string{""}
+	for _, a := range alphabet {
+		inputs = append(inputs, a)
+		for _, b := range alphabet {
+			inputs = append(inputs, a+b)
+			for _, c := range alphabet {
+				inputs = append(inputs, a+b+c)
+			}
+		}
+	}
+	for _, n := range []int{63, 64, 65, MaxEventIDBytes - 1, MaxEventIDBytes, MaxEventIDBytes + 1} {
+		inputs = append(inputs, strings.Repeat("a", n), "a"+strings.Repeat("-", n-1), strings.Repeat("A", n))
+	}
+	for _, s := range inputs {
+		if got, want := ValidProvider(s), providerRE.MatchString(s); got != want {
+			t.Errorf("ValidProvider(%q) = %v, pattern says %v", s, got, want)
+		}
+		if got, want := ValidEventID(s), len(s) <= MaxEventIDBytes && eventIDRE.MatchString(s); got != want {
+			t.Errorf("ValidEventID(%q) = %v, pattern says %v", s, got, want)
+		}
+	}
+}
+
+// Decoders share pooled parsers: decodes running at once, and one after
+// another, never see anything of each other's events.
+func TestDecodeConcurrentAndReused(t *testing.T) {
+	inputs := make([][]byte, 8)
+	for i := range inputs {
+		providers := []string{"local-userpass"}
+		for j := 0; j < i; j++ {
+			providers = append(providers, fmt.Sprintf("p%d", j))
+		}
+		inputs[i] = eventWith(t, map[string]any{"id": fmt.Sprintf("evt-%d", i), "user.id": fmt.Sprintf("user-%d", i),
+			"providers": providers, "user.identities": raw(`[` + strings.Repeat(`{"id":"x","provider_type":"y"},`, i) + `null]`)})
+		if i%2 == 1 {
+			inputs[i] = append(inputs[i][:len(inputs[i]):len(inputs[i])], ' ', 'x') // rejected
+		}
+	}
+	check := func(i int) error {
+		ev, err := testDecoder().Decode(inputs[i])
+		if i%2 == 1 {
+			if err == nil {
+				return fmt.Errorf("input %d accepted", i)
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("input %d: %v", i, err)
+		}
+		if ev.ID != fmt.Sprintf("evt-%d", i) || ev.User.ID != fmt.Sprintf("user-%d", i) || len(ev.Providers) != i+1 || len(ev.User.Identities) != i+1 {
+			return fmt.Errorf("input %d decoded as %+v", i, ev)
+		}
+		return nil
+	}
+	errs := make(chan error, 8*200)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range 200 {
+				if err := check((w + n) % len(inputs)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }

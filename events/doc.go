@@ -8,5 +8,8 @@
 // Auth events follow the shape of Atlas App Services authentication-trigger
 // events (operationType, providers, user, time) so that teams migrating from
 // App Services recognise them, plus what a bus needs: a unique id (used as
-// the JetStream Nats-Msg-Id for de-duplication) and a schema version.
+// the JetStream Nats-Msg-Id for de-duplication) and a schema version. Both
+// may be left out, so App Services' own events are accepted verbatim: the
+// version is then 1 and the consumer supplies the id
+// (Decoder.DecodeWithFallbackID).
 package events

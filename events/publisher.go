@@ -43,8 +43,17 @@ func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, 
 var ErrNotStored = errors.New("auth event not stored by JetStream")
 
 // Publish validates ev and publishes it. A retried Publish of the same event
-// (same ID) within the stream's duplicate window is stored once.
+// (same ID) within the stream's duplicate window is stored once. An event
+// without SchemaVersion gets SchemaVersion; one without ID gets a fresh
+// NewEventID, so a retry of such an event is stored again: set ID (as
+// NewAuthEvent does) to have retries de-duplicated.
 func (p *Publisher) Publish(ctx context.Context, ev AuthEvent) (*jetstream.PubAck, error) {
+	if ev.SchemaVersion == 0 {
+		ev.SchemaVersion = SchemaVersion
+	}
+	if ev.ID == "" {
+		ev.ID = NewEventID()
+	}
 	if err := p.decoder.Validate(ev); err != nil {
 		return nil, err
 	}

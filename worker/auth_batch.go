@@ -125,7 +125,7 @@ func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *bat
 	// its events in this batch from overtaking it.
 	retrying := map[string]bool{}
 	for i, it := range items {
-		ev, err := a.decoder.Decode(it.msg.Data())
+		ev, err := a.decoder.DecodeWithFallbackID(it.msg.Data(), fallbackEventID(it.msg, it.meta))
 		if err != nil {
 			a.deadLetter(ctx, it, deadLetterReason(err), err, stats)
 			continue

@@ -20,7 +20,7 @@ const (
 	DeadLetterTriggerError   = "permanent_trigger_error"
 	DeadLetterWriteError     = "permanent_write_error"
 	deadLetterUnknownReason  = "unknown"
-	maxDeadLetterErrorLength = 512
+	maxDeadLetterErrorLength = 2048 // room for every problem of a rejected event (events.MaxProblems)
 )
 
 // Dead-letter headers.
