@@ -22,6 +22,7 @@ type authItem struct {
 	meta    *jetstream.MsgMetadata
 	op      string // operation label; "unknown" until decoded
 	eventID string
+	userID  string // set once decoded
 	// resolved is set once the message was acked, Nak'd or terminated;
 	// the in-progress heartbeat skips it from then on.
 	resolved atomic.Bool
@@ -67,6 +68,11 @@ type batchStats struct {
 	lastAckErr, lastDLQErr                error
 	deadLettered                          map[string]int // by reason
 	deadLetteredSeqs                      []uint64       // first few, for the log
+	// nakDelay is, by user, the longest redelivery delay given so far in
+	// this batch: a later message of that user is never sent back with a
+	// shorter one, so it cannot come back before the message that held it
+	// back (a CREATE before a failed DELETE).
+	nakDelay map[string]time.Duration
 }
 
 // maxLoggedSeqs bounds the stream sequences one batch log line names.
@@ -116,7 +122,9 @@ func (a *AuthConsumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 }
 
 // decide decodes every message and runs the triggers. Messages that cannot
-// be processed are dead-lettered or Nak'd here; the writes of the others
+// be processed are dead-lettered here; those that failed transiently are
+// marked, and Nak'd by finish after the writes of the earlier messages of
+// their user are settled. The writes of the others
 // are returned in stream order with, for each, the index of its message.
 func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *batchStats) ([]triggers.Write, []int) {
 	var writes []triggers.Write
@@ -130,15 +138,16 @@ func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *bat
 			a.deadLetter(ctx, it, deadLetterReason(err), err, stats)
 			continue
 		}
-		it.op, it.eventID = string(ev.OperationType), ev.ID
+		it.op, it.eventID, it.userID = string(ev.OperationType), ev.ID, ev.User.ID
 		if op, ok := events.OperationForSubject(a.cfg.SubjectPrefix, it.msg.Subject()); !ok || op != ev.OperationType {
 			a.deadLetter(ctx, it, string(events.ReasonSubjectMismatch),
 				fmt.Errorf("subject %s does not carry operation %s", it.msg.Subject(), ev.OperationType), stats)
 			continue
 		}
 		if retrying[ev.User.ID] {
+			// Settled with the others after the writes, in stream order
+			// (see retryOrDeadLetter).
 			it.fail(writeTransient, errBlockedByEarlierWrite)
-			a.retryOrDeadLetter(ctx, it, stats)
 			continue
 		}
 		ws, err := a.decideSafely(ev)
@@ -155,7 +164,6 @@ func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *bat
 		}
 		if err != nil {
 			it.fail(writeTransient, err)
-			a.retryOrDeadLetter(ctx, it, stats)
 			retrying[ev.User.ID] = true
 			continue
 		}
@@ -401,7 +409,10 @@ func (a *AuthConsumer) ack(ctx context.Context, it *authItem) error {
 }
 
 // retryOrDeadLetter Naks a failed message with the backoff delay of its
-// delivery count, or dead-letters it on its final delivery.
+// delivery count, or dead-letters it on its final delivery. Messages are
+// settled in stream order, and a message is never Nak'd with a shorter
+// delay than an earlier Nak'd message of the same user in the batch: a
+// message held back behind a failed one becomes due no earlier than it.
 func (a *AuthConsumer) retryOrDeadLetter(ctx context.Context, it *authItem, stats *batchStats) {
 	if it.numDelivered() >= uint64(a.cfg.MaxDeliver) {
 		a.deadLetter(ctx, it, DeadLetterMaxDeliver, it.failErr, stats)
@@ -409,6 +420,13 @@ func (a *AuthConsumer) retryOrDeadLetter(ctx context.Context, it *authItem, stat
 	}
 	it.resolved.Store(true)
 	delay := nakDelay(a.cfg.BackOff, it.numDelivered())
+	if it.userID != "" {
+		if stats.nakDelay == nil {
+			stats.nakDelay = map[string]time.Duration{}
+		}
+		delay = max(delay, stats.nakDelay[it.userID])
+		stats.nakDelay[it.userID] = delay
+	}
 	if err := it.msg.NakWithDelay(delay); err != nil {
 		stats.nakFailures++
 	}
