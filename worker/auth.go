@@ -36,6 +36,9 @@ type AuthConsumer struct {
 	log     zerolog.Logger
 	metrics *authMetrics
 	health  authHealth
+	// holds keeps a user's later events behind its events sent back for
+	// redelivery, across batches.
+	holds *userHolds
 
 	mu       sync.Mutex
 	consumer jetstream.Consumer
@@ -81,6 +84,7 @@ func NewAuthConsumer(cfg AuthConfig, js jetstream.JetStream, coll *mongo.Collect
 		log:     log.With().Str("component", "auth-consumer").Str("stream", cfg.Stream).Str("consumer", cfg.Consumer).Logger(),
 		metrics: metrics,
 		ackWait: cfg.AckWait,
+		holds:   newUserHolds(cfg.MaxAckPending, cfg.AckWait),
 	}
 	return a, nil
 }

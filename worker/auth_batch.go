@@ -31,6 +31,9 @@ type authItem struct {
 	remaining int // writes not yet acknowledged by MongoDB
 	failure   writeFailure
 	failErr   error
+	// holdFor: held back behind an event of its user sent back by an
+	// earlier batch; not due again before that one is.
+	holdFor time.Duration
 	// requeue: shutdown came while MongoDB was unavailable; redeliver
 	// without delay and without blame.
 	requeue bool
@@ -132,6 +135,11 @@ func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *bat
 	// A user whose event is sent back for redelivery keeps the rest of
 	// its events in this batch from overtaking it.
 	retrying := map[string]bool{}
+	seqs := make(map[uint64]bool, len(items))
+	for _, it := range items {
+		seqs[it.streamSeq()] = true
+	}
+	inBatch := func(seq uint64) bool { return seqs[seq] }
 	for i, it := range items {
 		ev, err := a.decoder.Decode(it.msg.Data())
 		if err != nil {
@@ -148,6 +156,12 @@ func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *bat
 			// Settled with the others after the writes, in stream order
 			// (see retryOrDeadLetter).
 			it.fail(writeTransient, errBlockedByEarlierWrite)
+			continue
+		}
+		if wait, held := a.holds.blocker(ev.User.ID, it.streamSeq(), inBatch, time.Now()); held {
+			it.fail(writeTransient, errBlockedByEarlierWrite)
+			it.holdFor = wait
+			retrying[ev.User.ID] = true
 			continue
 		}
 		ws, err := a.decideSafely(ev)
@@ -383,6 +397,7 @@ func (a *AuthConsumer) finish(ctx context.Context, it *authItem, stats *batchSta
 			stats.ackFailures++
 			stats.lastAckErr = err
 		}
+		a.holds.settled(it.userID, it.streamSeq())
 		outcome := outcomeApplied
 		if it.writes == 0 {
 			outcome = outcomeNoWrites
@@ -424,12 +439,13 @@ func (a *AuthConsumer) retryOrDeadLetter(ctx context.Context, it *authItem, stat
 		if stats.nakDelay == nil {
 			stats.nakDelay = map[string]time.Duration{}
 		}
-		delay = max(delay, stats.nakDelay[it.userID])
+		delay = max(delay, stats.nakDelay[it.userID], it.holdFor)
 		stats.nakDelay[it.userID] = delay
 	}
 	if err := it.msg.NakWithDelay(delay); err != nil {
 		stats.nakFailures++
 	}
+	a.holds.sentBack(it.userID, it.streamSeq(), time.Now().Add(delay), time.Now())
 	a.metrics.events.WithLabelValues(it.op, outcomeRetried).Inc()
 	a.log.Debug().Str("event_id", it.eventID).Uint64("stream_seq", it.streamSeq()).
 		Uint64("delivery", it.numDelivered()).Dur("delay", delay).Str("error", errText(it.failErr)).
@@ -461,6 +477,7 @@ func (a *AuthConsumer) deadLetter(ctx context.Context, it *authItem, reason stri
 		// de-duplicated by Nats-Msg-Id.
 		stats.nakFailures++
 	}
+	a.holds.settled(it.userID, it.streamSeq())
 	reasonLabel := dl.Header.Get(HeaderDLQReason)
 	a.metrics.events.WithLabelValues(it.op, outcomeDeadLettered).Inc()
 	a.metrics.deadLetters.WithLabelValues(reasonLabel).Inc()

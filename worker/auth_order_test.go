@@ -100,3 +100,28 @@ func TestAuthHeldBackEventIsNotRedeliveredBeforeItsBlocker(t *testing.T) {
 		t.Fatalf("%d dead letters, want 0", n)
 	}
 }
+
+// TestAuthLaterEventWaitsForItsUsersEventSentBackEarlier: a CREATE
+// published after its user's DELETE failed arrives in another batch than
+// the DELETE's redelivery; it must wait for it rather than be applied
+// first. Before the fix the CREATE was applied at once and the DELETE,
+// retried later, removed the new document.
+func TestAuthLaterEventWaitsForItsUsersEventSentBackEarlier(t *testing.T) {
+	e := newAuthEnv(t, testsupport.MongoDB(t), flakyOn(events.OperationDelete, 1), func(e *authEnv) {
+		e.cfg.BackOff = []time.Duration{2 * time.Second}
+	})
+	_, reg := e.start()
+	t0 := authBaseTime()
+	e.publish(e.event(events.OperationDelete, "lee", t0))
+	e.waitFor("the DELETE sent back for redelivery", func() bool {
+		return authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "DELETE", "outcome": "retried"}) == 1
+	})
+	e.publish(e.event(events.OperationCreate, "lee", t0.Add(time.Second)))
+	e.waitSettled()
+	if e.doc("lee") == nil {
+		t.Fatal("lee has no document: the CREATE was applied before the earlier DELETE")
+	}
+	if got := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "CREATE", "outcome": "applied"}); got != 1 {
+		t.Fatalf("applied CREATE events = %v, want 1", got)
+	}
+}
