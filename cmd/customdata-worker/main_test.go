@@ -197,3 +197,36 @@ func TestRunVerifyModeFailsWhenNothingIsProvisioned(t *testing.T) {
 		t.Fatal("runWorker retried until the deadline instead of failing at once")
 	}
 }
+
+// TestStartupLogsCarryNoPassword: the startup line and the connect retry
+// print the connection strings and the driver's error; a password the
+// driver refuses (an unescaped '/') or quotes must not reach them.
+func TestStartupLogsCarryNoPassword(t *testing.T) {
+	n := testsupport.StartNATS(t)
+	t.Setenv("CUSTOMDATA_MONGODB_URI", "mongodb://app:pa/ss9w@127.0.0.1:1,127.0.0.1:2/?replicaSet=rs0")
+	t.Setenv("CUSTOMDATA_NATS_URL", n.URL+",nats://app:nats9w@127.0.0.1:1")
+	t.Setenv("CUSTOMDATA_HTTP_ADDR", "")
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- runWorker(ctx, cfg, newLogger(cfg, logs), nil) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), "connect to MongoDB") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no connect failure logged:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	for _, secret := range []string{"ss9w", "ts9w"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Fatalf("logs carry a password fragment %q:\n%s", secret, logs.String())
+		}
+	}
+}
