@@ -59,11 +59,8 @@ func NewAuthConsumer(cfg AuthConfig, js jetstream.JetStream, coll *mongo.Collect
 	if js == nil || coll == nil || set == nil {
 		return nil, errors.New("auth consumer: JetStream, collection and trigger set are required")
 	}
-	if data.WriteTimeout >= cfg.AckWait {
-		// In-progress acks cover slow writes, but a write that may outlast
-		// AckWait on its own signals a misconfiguration.
-		return nil, fmt.Errorf("auth consumer: custom-data write timeout (%s) must be shorter than ack wait (%s)", data.WriteTimeout, cfg.AckWait)
-	}
+	// A write may take longer than AckWait: in-progress acks, sent on
+	// their own goroutine, keep its messages from being redelivered.
 	writer, err := newCustomDataWriter(coll, data)
 	if err != nil {
 		return nil, err

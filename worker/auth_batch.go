@@ -500,15 +500,26 @@ func errText(err error) string {
 	return truncateUTF8(err.Error(), maxDeadLetterErrorLength)
 }
 
+// progressInterval is how often a batch's messages get in-progress acks:
+// a quarter of what is left of AckWait once the fetch has waited BatchWait
+// (the first message was delivered up to BatchWait before the batch
+// starts), so three extensions in a row may be lost or late before a
+// healthy batch expires. With the defaults (10s, 200ms) it is 2.45s.
+func progressInterval(ackWait, batchWait time.Duration) time.Duration {
+	return max((ackWait-batchWait)/4, 10*time.Millisecond)
+}
+
+func (a *AuthConsumer) progressInterval() time.Duration {
+	return progressInterval(a.currentAckWait(), a.cfg.BatchWait)
+}
+
 // startHeartbeat extends AckWait of the batch's unresolved messages with
-// in-progress acks, so a slow batch (MongoDB down, slow write concern) is
-// not redelivered behind the worker's back. The returned stop waits for the
-// goroutine to end.
+// in-progress acks, so a slow batch (MongoDB down, a slow write concern, a
+// write that takes longer than AckWait) is not redelivered behind the
+// worker's back. It runs on its own goroutine, independent of the writes.
+// The returned stop waits for the goroutine to end.
 func (a *AuthConsumer) startHeartbeat(items []*authItem) (stop func()) {
-	interval := a.currentAckWait() / 3
-	if interval < 100*time.Millisecond {
-		interval = 100 * time.Millisecond
-	}
+	interval := a.progressInterval()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
