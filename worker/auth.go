@@ -36,6 +36,9 @@ type AuthConsumer struct {
 	log     zerolog.Logger
 	metrics *authMetrics
 	health  authHealth
+	// holds keeps a user's later events behind its events sent back for
+	// redelivery, across batches.
+	holds *userHolds
 
 	mu       sync.Mutex
 	consumer jetstream.Consumer
@@ -56,11 +59,8 @@ func NewAuthConsumer(cfg AuthConfig, js jetstream.JetStream, coll *mongo.Collect
 	if js == nil || coll == nil || set == nil {
 		return nil, errors.New("auth consumer: JetStream, collection and trigger set are required")
 	}
-	if data.WriteTimeout >= cfg.AckWait {
-		// In-progress acks cover slow writes, but a write that may outlast
-		// AckWait on its own signals a misconfiguration.
-		return nil, fmt.Errorf("auth consumer: custom-data write timeout (%s) must be shorter than ack wait (%s)", data.WriteTimeout, cfg.AckWait)
-	}
+	// A write may take longer than AckWait: in-progress acks, sent on
+	// their own goroutine, keep its messages from being redelivered.
 	writer, err := newCustomDataWriter(coll, data)
 	if err != nil {
 		return nil, err
@@ -81,6 +81,7 @@ func NewAuthConsumer(cfg AuthConfig, js jetstream.JetStream, coll *mongo.Collect
 		log:     log.With().Str("component", "auth-consumer").Str("stream", cfg.Stream).Str("consumer", cfg.Consumer).Logger(),
 		metrics: metrics,
 		ackWait: cfg.AckWait,
+		holds:   newUserHolds(cfg.MaxAckPending, cfg.AckWait),
 	}
 	return a, nil
 }

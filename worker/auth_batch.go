@@ -22,6 +22,7 @@ type authItem struct {
 	meta    *jetstream.MsgMetadata
 	op      string // operation label; "unknown" until decoded
 	eventID string
+	userID  string // set once decoded
 	// resolved is set once the message was acked, Nak'd or terminated;
 	// the in-progress heartbeat skips it from then on.
 	resolved atomic.Bool
@@ -30,6 +31,9 @@ type authItem struct {
 	remaining int // writes not yet acknowledged by MongoDB
 	failure   writeFailure
 	failErr   error
+	// holdFor: held back behind an event of its user sent back by an
+	// earlier batch; not due again before that one is.
+	holdFor time.Duration
 	// requeue: shutdown came while MongoDB was unavailable; redeliver
 	// without delay and without blame.
 	requeue bool
@@ -67,6 +71,11 @@ type batchStats struct {
 	lastAckErr, lastDLQErr                error
 	deadLettered                          map[string]int // by reason
 	deadLetteredSeqs                      []uint64       // first few, for the log
+	// nakDelay is, by user, the longest redelivery delay given so far in
+	// this batch: a later message of that user is never sent back with a
+	// shorter one, so it cannot come back before the message that held it
+	// back (a CREATE before a failed DELETE).
+	nakDelay map[string]time.Duration
 }
 
 // maxLoggedSeqs bounds the stream sequences one batch log line names.
@@ -116,7 +125,9 @@ func (a *AuthConsumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 }
 
 // decide decodes every message and runs the triggers. Messages that cannot
-// be processed are dead-lettered or Nak'd here; the writes of the others
+// be processed are dead-lettered here; those that failed transiently are
+// marked, and Nak'd by finish after the writes of the earlier messages of
+// their user are settled. The writes of the others
 // are returned in stream order with, for each, the index of its message.
 func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *batchStats) ([]triggers.Write, []int) {
 	var writes []triggers.Write
@@ -124,21 +135,33 @@ func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *bat
 	// A user whose event is sent back for redelivery keeps the rest of
 	// its events in this batch from overtaking it.
 	retrying := map[string]bool{}
+	seqs := make(map[uint64]bool, len(items))
+	for _, it := range items {
+		seqs[it.streamSeq()] = true
+	}
+	inBatch := func(seq uint64) bool { return seqs[seq] }
 	for i, it := range items {
 		ev, err := a.decoder.DecodeWithFallbackID(it.msg.Data(), fallbackEventID(it.msg, it.meta))
 		if err != nil {
 			a.deadLetter(ctx, it, deadLetterReason(err), err, stats)
 			continue
 		}
-		it.op, it.eventID = string(ev.OperationType), ev.ID
+		it.op, it.eventID, it.userID = string(ev.OperationType), ev.ID, ev.User.ID
 		if op, ok := events.OperationForSubject(a.cfg.SubjectPrefix, it.msg.Subject()); !ok || op != ev.OperationType {
 			a.deadLetter(ctx, it, string(events.ReasonSubjectMismatch),
 				fmt.Errorf("subject %s does not carry operation %s", it.msg.Subject(), ev.OperationType), stats)
 			continue
 		}
 		if retrying[ev.User.ID] {
+			// Settled with the others after the writes, in stream order
+			// (see retryOrDeadLetter).
 			it.fail(writeTransient, errBlockedByEarlierWrite)
-			a.retryOrDeadLetter(ctx, it, stats)
+			continue
+		}
+		if wait, held := a.holds.blocker(ev.User.ID, it.streamSeq(), inBatch, time.Now()); held {
+			it.fail(writeTransient, errBlockedByEarlierWrite)
+			it.holdFor = wait
+			retrying[ev.User.ID] = true
 			continue
 		}
 		ws, err := a.decideSafely(ev)
@@ -155,7 +178,6 @@ func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *bat
 		}
 		if err != nil {
 			it.fail(writeTransient, err)
-			a.retryOrDeadLetter(ctx, it, stats)
 			retrying[ev.User.ID] = true
 			continue
 		}
@@ -375,6 +397,7 @@ func (a *AuthConsumer) finish(ctx context.Context, it *authItem, stats *batchSta
 			stats.ackFailures++
 			stats.lastAckErr = err
 		}
+		a.holds.settled(it.userID, it.streamSeq())
 		outcome := outcomeApplied
 		if it.writes == 0 {
 			outcome = outcomeNoWrites
@@ -401,7 +424,10 @@ func (a *AuthConsumer) ack(ctx context.Context, it *authItem) error {
 }
 
 // retryOrDeadLetter Naks a failed message with the backoff delay of its
-// delivery count, or dead-letters it on its final delivery.
+// delivery count, or dead-letters it on its final delivery. Messages are
+// settled in stream order, and a message is never Nak'd with a shorter
+// delay than an earlier Nak'd message of the same user in the batch: a
+// message held back behind a failed one becomes due no earlier than it.
 func (a *AuthConsumer) retryOrDeadLetter(ctx context.Context, it *authItem, stats *batchStats) {
 	if it.numDelivered() >= uint64(a.cfg.MaxDeliver) {
 		a.deadLetter(ctx, it, DeadLetterMaxDeliver, it.failErr, stats)
@@ -409,9 +435,17 @@ func (a *AuthConsumer) retryOrDeadLetter(ctx context.Context, it *authItem, stat
 	}
 	it.resolved.Store(true)
 	delay := nakDelay(a.cfg.BackOff, it.numDelivered())
+	if it.userID != "" {
+		if stats.nakDelay == nil {
+			stats.nakDelay = map[string]time.Duration{}
+		}
+		delay = max(delay, stats.nakDelay[it.userID], it.holdFor)
+		stats.nakDelay[it.userID] = delay
+	}
 	if err := it.msg.NakWithDelay(delay); err != nil {
 		stats.nakFailures++
 	}
+	a.holds.sentBack(it.userID, it.streamSeq(), time.Now().Add(delay), time.Now())
 	a.metrics.events.WithLabelValues(it.op, outcomeRetried).Inc()
 	a.log.Debug().Str("event_id", it.eventID).Uint64("stream_seq", it.streamSeq()).
 		Uint64("delivery", it.numDelivered()).Dur("delay", delay).Str("error", errText(it.failErr)).
@@ -443,6 +477,7 @@ func (a *AuthConsumer) deadLetter(ctx context.Context, it *authItem, reason stri
 		// de-duplicated by Nats-Msg-Id.
 		stats.nakFailures++
 	}
+	a.holds.settled(it.userID, it.streamSeq())
 	reasonLabel := dl.Header.Get(HeaderDLQReason)
 	a.metrics.events.WithLabelValues(it.op, outcomeDeadLettered).Inc()
 	a.metrics.deadLetters.WithLabelValues(reasonLabel).Inc()
@@ -465,15 +500,26 @@ func errText(err error) string {
 	return truncateUTF8(err.Error(), maxDeadLetterErrorLength)
 }
 
+// progressInterval is how often a batch's messages get in-progress acks:
+// a quarter of what is left of AckWait once the fetch has waited BatchWait
+// (the first message was delivered up to BatchWait before the batch
+// starts), so three extensions in a row may be lost or late before a
+// healthy batch expires. With the defaults (10s, 200ms) it is 2.45s.
+func progressInterval(ackWait, batchWait time.Duration) time.Duration {
+	return max((ackWait-batchWait)/4, 10*time.Millisecond)
+}
+
+func (a *AuthConsumer) progressInterval() time.Duration {
+	return progressInterval(a.currentAckWait(), a.cfg.BatchWait)
+}
+
 // startHeartbeat extends AckWait of the batch's unresolved messages with
-// in-progress acks, so a slow batch (MongoDB down, slow write concern) is
-// not redelivered behind the worker's back. The returned stop waits for the
-// goroutine to end.
+// in-progress acks, so a slow batch (MongoDB down, a slow write concern, a
+// write that takes longer than AckWait) is not redelivered behind the
+// worker's back. It runs on its own goroutine, independent of the writes.
+// The returned stop waits for the goroutine to end.
 func (a *AuthConsumer) startHeartbeat(items []*authItem) (stop func()) {
-	interval := a.currentAckWait() / 3
-	if interval < 100*time.Millisecond {
-		interval = 100 * time.Millisecond
-	}
+	interval := a.progressInterval()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)

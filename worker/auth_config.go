@@ -32,7 +32,7 @@ const (
 	DefaultDeadLetterPrefix     = "auth.deadletter"
 	DefaultAuthStreamMaxAge     = 7 * 24 * time.Hour
 	DefaultDuplicateWindow      = 2 * time.Minute
-	DefaultAuthAckWait          = 30 * time.Second
+	DefaultAuthAckWait          = 10 * time.Second
 	DefaultAuthMaxAckPending    = 1000
 	DefaultAuthMaxDeliver       = 10
 	DefaultAuthBatchSize        = 100
@@ -76,8 +76,10 @@ type AuthConfig struct {
 	// Consumer is the durable pull consumer name. Default "customdata-worker".
 	Consumer string
 	// AckWait is how long a delivered message may stay unacknowledged
-	// before redelivery. The worker extends it (in-progress acks) while it
-	// works on a batch. Default 30s.
+	// before redelivery. The worker extends it (in-progress acks, see
+	// progressInterval) while it works on a batch, however long that takes,
+	// so AckWait only bounds how soon the batch of a crashed or hung
+	// replica is handed to another. Default 10s.
 	AckWait time.Duration
 	// MaxAckPending bounds delivered-but-unacknowledged messages. Default 1000.
 	MaxAckPending int

@@ -22,7 +22,7 @@ func TestAuthConfigDefaults(t *testing.T) {
 		{"SubjectPrefix", c.SubjectPrefix, events.DefaultAuthPrefix},
 		{"DuplicateWindow", c.DuplicateWindow, 2 * time.Minute},
 		{"Consumer", c.Consumer, "customdata-worker"},
-		{"AckWait", c.AckWait, 30 * time.Second},
+		{"AckWait", c.AckWait, 10 * time.Second},
 		{"MaxAckPending", c.MaxAckPending, 1000},
 		{"MaxDeliver", c.MaxDeliver, 10},
 		{"BatchSize", c.BatchSize, 100},

@@ -56,6 +56,9 @@ func ConnectNATS(cfg NATSConfig, log zerolog.Logger) (*nats.Conn, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// Client errors may quote a server URL (url.Parse errors quote it
+	// whole) or the configured credentials.
+	secrets := append(redact.SecretsOfURIs(cfg.URL), cfg.Password, cfg.Token)
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
@@ -66,14 +69,14 @@ func ConnectNATS(cfg NATSConfig, log zerolog.Logger) (*nats.Conn, error) {
 			if nc.IsClosed() {
 				return
 			}
-			log.Warn().Err(err).Msg("NATS disconnected; reconnecting")
+			log.Warn().Err(redact.Err(err, secrets...)).Msg("NATS disconnected; reconnecting")
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { log.Info().Msg("NATS connection closed") }),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info().Str("server", redact.URI(nc.ConnectedUrl())).Msg("NATS reconnected")
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			ev := log.Warn().Err(err)
+			ev := log.Warn().Err(redact.Err(err, secrets...))
 			if sub != nil {
 				ev = ev.Str("subject", sub.Subject)
 			}
@@ -102,24 +105,26 @@ func ConnectNATS(cfg NATSConfig, log zerolog.Logger) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", redact.URIs(cfg.URL), err)
+		return nil, redact.Err(fmt.Errorf("connect to NATS at %s: %w", redact.URIs(cfg.URL), err), secrets...)
 	}
 	return nc, nil
 }
 
 // ConnectMongo creates a client for uri and checks that the server answers
-// within timeout. The URI is never logged unredacted.
+// within timeout. The URI is never logged unredacted, nor are the parts of
+// it that the driver's errors quote.
 func ConnectMongo(ctx context.Context, uri, appName string, timeout time.Duration) (*mongo.Client, error) {
+	secrets := redact.Secrets(uri)
 	opts := options.Client().ApplyURI(uri).SetAppName(appName).SetServerSelectionTimeout(timeout)
 	client, err := mongo.Connect(opts)
 	if err != nil {
-		return nil, fmt.Errorf("MongoDB client for %s: %w", redact.URI(uri), err)
+		return nil, redact.Err(fmt.Errorf("MongoDB client for %s: %w", redact.URI(uri), err), secrets...)
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := client.Ping(pingCtx, nil); err != nil {
 		_ = client.Disconnect(context.Background())
-		return nil, fmt.Errorf("MongoDB at %s does not answer: %w", redact.URI(uri), err)
+		return nil, redact.Err(fmt.Errorf("MongoDB at %s does not answer: %w", redact.URI(uri), err), secrets...)
 	}
 	return client, nil
 }

@@ -22,6 +22,12 @@ const (
 	DefaultUserIDField  = "userId"
 	DefaultWriteConcern = "majority"
 	DefaultWriteTimeout = 10 * time.Second
+	DefaultIndexTimeout = 30 * time.Second
+	// userIndexCommitQuorum: the unique index is ready once a majority of
+	// the data-bearing voting members built it. The server's default,
+	// "votingMembers", waits for all of them, indefinitely while one is
+	// down; a member that comes back builds the index as it catches up.
+	userIndexCommitQuorum = "majority"
 )
 
 // CustomDataConfig describes the custom-data collection: one document per
@@ -43,6 +49,12 @@ type CustomDataConfig struct {
 	// WriteTimeout bounds one write attempt (one BulkWrite, including
 	// server selection). Default 10s.
 	WriteTimeout time.Duration
+	// IndexTimeout bounds one EnsureUserIndex call (listing indexes,
+	// building the unique index). Default 30s. It is a client-side bound
+	// only: no maxTimeMS is sent, since an interrupted createIndexes aborts
+	// the build, while a call that gives up leaves it running on the
+	// server, and the next call joins it.
+	IndexTimeout time.Duration
 	// AllowDuplicates accepts a collection holding several documents for
 	// one user: no unique index is created, a warning names samples, and
 	// updates resolve the first-inserted document before writing. Off by
@@ -59,6 +71,9 @@ func (c *CustomDataConfig) setDefaults() {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.IndexTimeout == 0 {
+		c.IndexTimeout = DefaultIndexTimeout
 	}
 }
 
@@ -80,6 +95,9 @@ func (c CustomDataConfig) Validate() error {
 	}
 	if c.WriteTimeout < 0 {
 		errs = append(errs, errors.New("custom data: write timeout must not be negative"))
+	}
+	if c.IndexTimeout < 0 {
+		errs = append(errs, errors.New("custom data: index timeout must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -117,6 +135,12 @@ var ErrDuplicateUsers = errors.New("custom-data collection has several documents
 // field exists with options that prevent the unique index.
 var ErrUserIndexConflict = errors.New("conflicting index on the user-id field")
 
+// ErrIndexBuildTimeout is returned (wrapped, with context.DeadlineExceeded)
+// when EnsureUserIndex did not finish within IndexTimeout: the unique index
+// build is waiting for its commit quorum, or MongoDB does not answer. The
+// build goes on on the server; calling again waits for it again.
+var ErrIndexBuildTimeout = errors.New("the unique user-id index is not ready")
+
 // maxDuplicateSamples bounds the user ids an error or warning names.
 const maxDuplicateSamples = 5
 
@@ -128,11 +152,37 @@ const maxDuplicateSamples = 5
 // with an error wrapping ErrDuplicateUsers that names up to 5 duplicated
 // ids. With cfg.AllowDuplicates it logs a warning (count and samples),
 // ensures a plain index for lookups, and returns nil.
+//
+// Each call is bounded by cfg.IndexTimeout; past it, it fails with an error
+// wrapping ErrIndexBuildTimeout that says what it waits for.
 func EnsureUserIndex(ctx context.Context, coll *mongo.Collection, cfg CustomDataConfig, log zerolog.Logger) error {
 	cfg.setDefaults()
 	if err := validateFieldName(cfg.UserIDField); err != nil {
 		return fmt.Errorf("ensure user index: %w", err)
 	}
+	// Cancelled rather than given a deadline, even the caller's: the
+	// driver turns a deadline into maxTimeMS, and an interrupted
+	// createIndexes aborts the index build.
+	attemptCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stopPropagation := context.AfterFunc(ctx, cancel)
+	defer stopPropagation()
+	timer := time.AfterFunc(cfg.IndexTimeout, cancel)
+	defer timer.Stop()
+	err := ensureUserIndex(attemptCtx, coll, cfg, log)
+	if err != nil && ctx.Err() == nil && attemptCtx.Err() != nil {
+		return fmt.Errorf("%w: index %s on %s.%s not confirmed within %s; createIndexes waits until a majority of the "+
+			"replica set's data-bearing voting members have built it (commit quorum %q): check that they are up and "+
+			"not lagging (the build continues on the server; the next attempt waits for it): %w",
+			ErrIndexBuildTimeout, userIndexName(cfg.UserIDField), coll.Database().Name(), coll.Name(), cfg.IndexTimeout,
+			userIndexCommitQuorum, context.DeadlineExceeded)
+	}
+	return err
+}
+
+func userIndexName(field string) string { return field + "_unique" }
+
+func ensureUserIndex(ctx context.Context, coll *mongo.Collection, cfg CustomDataConfig, log zerolog.Logger) error {
 	field := cfg.UserIDField
 	existing, err := userFieldIndexes(ctx, coll, field)
 	if err != nil {
@@ -173,10 +223,12 @@ func EnsureUserIndex(ctx context.Context, coll *mongo.Collection, cfg CustomData
 	// do not collide on a missing key.
 	model := mongo.IndexModel{
 		Keys: bson.D{{Key: field, Value: 1}},
-		Options: options.Index().SetUnique(true).SetName(field + "_unique").
+		Options: options.Index().SetUnique(true).SetName(userIndexName(field)).
 			SetPartialFilterExpression(bson.D{{Key: field, Value: bson.D{{Key: "$exists", Value: true}}}}),
 	}
-	_, err = coll.Indexes().CreateOne(ctx, model)
+	log.Info().Str("collection", coll.Name()).Str("index", userIndexName(field)).Str("commit_quorum", userIndexCommitQuorum).
+		Msg("building the unique index on the user-id field; it is ready once a majority of the data-bearing voting members built it")
+	_, err = coll.Indexes().CreateOne(ctx, model, options.CreateIndexes().SetCommitQuorumString(userIndexCommitQuorum))
 	switch {
 	case err == nil:
 		log.Info().Str("collection", coll.Name()).Str("field", field).Msg("unique index on the user-id field is in place")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -173,15 +174,19 @@ func retryLogged[T any](ctx context.Context, log zerolog.Logger, what string, st
 // down, a DNS name not yet resolvable, credentials being rotated).
 func retryAll(error) bool { return false }
 
-func connectMongo(ctx context.Context, cfg Config, log zerolog.Logger) (*mongo.Client, error) {
+func connectMongo(ctx context.Context, cfg Config, log zerolog.Logger, progress *startupProgress) (*mongo.Client, error) {
 	return retryLogged(ctx, log, "connect to MongoDB", retryAll, func() (*mongo.Client, error) {
-		return worker.ConnectMongo(ctx, cfg.MongoURI, appName, 5*time.Second)
+		c, err := worker.ConnectMongo(ctx, cfg.MongoURI, appName, 5*time.Second)
+		progress.failed(err)
+		return c, err
 	})
 }
 
-func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger) (*nats.Conn, error) {
+func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger, progress *startupProgress) (*nats.Conn, error) {
 	return retryLogged(ctx, log, "connect to NATS", retryAll, func() (*nats.Conn, error) {
-		return worker.ConnectNATS(cfg.natsConfig(), log)
+		nc, err := worker.ConnectNATS(cfg.natsConfig(), log)
+		progress.failed(err)
+		return nc, err
 	})
 }
 
@@ -194,6 +199,13 @@ func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger) (*nats.Con
 // disconnects MongoDB. If ready is non-nil it receives the connections once
 // everything is provisioned.
 func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<- started) error {
+	return runWorkerTuned(ctx, cfg, log, ready, nil)
+}
+
+// runWorkerTuned is runWorker with a hook on the custom-data settings that
+// the environment does not expose (tests shorten IndexTimeout).
+func runWorkerTuned(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<- started,
+	tune func(*worker.CustomDataConfig)) (err error) {
 	set, _, err := triggerSet(cfg)
 	if err != nil {
 		return fmt.Errorf("triggers: %w", err)
@@ -202,6 +214,58 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 		Str("nats", redact.URIs(cfg.NATSURL)).Str("collection", cfg.Database+"."+cfg.Collection).
 		Str("userIdField", cfg.UserIDField).Msg("starting")
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The ops endpoints serve from the start, so that /readyz says which
+	// startup step the worker waits for (a dependency down, an index build
+	// waiting for its commit quorum) instead of the port being closed.
+	progress := &startupProgress{}
+	var consumerRef atomic.Pointer[worker.AuthConsumer]
+	var notifierRef atomic.Pointer[worker.Notifier]
+	var guardRef atomic.Pointer[worker.CollectionGuard]
+	checks := []worker.Check{
+		{Name: "startup", Check: progress.Check},
+		{Name: "auth-consumer", Check: func() error {
+			if c := consumerRef.Load(); c != nil {
+				return c.Healthy()
+			}
+			return nil // the startup check speaks for it
+		}},
+		{Name: "collection", Check: func() error {
+			if g := guardRef.Load(); g != nil {
+				return g.Healthy()
+			}
+			return nil
+		}},
+	}
+	if cfg.NoticesEnabled {
+		checks = append(checks, worker.Check{Name: "notifier", Check: func() error {
+			if n := notifierRef.Load(); n != nil {
+				return n.Healthy()
+			}
+			return nil
+		}})
+	}
+	ctx, cancelAll := context.WithCancel(ctx)
+	defer cancelAll()
+	if cfg.HTTPAddr != "" {
+		opsCtx, stopOps := context.WithCancel(context.Background())
+		opsDone := make(chan error, 1)
+		go func() {
+			opsErr := worker.NewOpsServer(cfg.HTTPAddr, reg, log, checks...).Run(opsCtx)
+			if opsErr != nil {
+				cancelAll() // the worker cannot run without its probes
+			}
+			opsDone <- opsErr
+		}()
+		defer func() {
+			stopOps()
+			if opsErr := <-opsDone; opsErr != nil {
+				err = errors.Join(err, fmt.Errorf("ops server: %w", opsErr))
+			}
+		}()
+	}
+
 	if cfg.NATSEmbedded {
 		_, shutdown, err := startEmbeddedNATS(&cfg, log)
 		if err != nil {
@@ -209,7 +273,8 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 		}
 		defer shutdown()
 	}
-	nc, err := connectNATS(ctx, cfg, log)
+	progress.begin("connect to NATS at " + redact.URIs(cfg.NATSURL))
+	nc, err := connectNATS(ctx, cfg, log, progress)
 	if err != nil {
 		return fmt.Errorf("NATS: %w", err)
 	}
@@ -218,7 +283,8 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	if err != nil {
 		return fmt.Errorf("JetStream: %w", err)
 	}
-	client, err := connectMongo(ctx, cfg, log)
+	progress.begin("connect to MongoDB at " + redact.URI(cfg.MongoURI))
+	client, err := connectMongo(ctx, cfg, log, progress)
 	if err != nil {
 		return fmt.Errorf("MongoDB: %w", err)
 	}
@@ -230,13 +296,21 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 		}
 	}()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
 	db := client.Database(cfg.Database)
 	coll := db.Collection(cfg.Collection)
-	if err := untilAvailable(ctx, log, "ensure the user-id index", func() error {
-		return worker.EnsureUserIndex(ctx, coll, cfg.customDataConfig(), log)
+	indexStep := fmt.Sprintf("ensure the unique index %s_unique on %s.%s", cfg.UserIDField, cfg.Database, cfg.Collection)
+	if cfg.AllowDuplicates {
+		indexStep = fmt.Sprintf("ensure an index on %s.%s.%s", cfg.Database, cfg.Collection, cfg.UserIDField)
+	}
+	if err := untilAvailable(ctx, log, progress, indexStep, func() error {
+		// Each attempt is bounded (CustomDataConfig.IndexTimeout): a build
+		// waiting for its commit quorum is reported, logged and waited
+		// for again, never silently.
+		dataCfg := cfg.customDataConfig()
+		if tune != nil {
+			tune(&dataCfg)
+		}
+		return worker.EnsureUserIndex(ctx, coll, dataCfg, log)
 	}); err != nil {
 		return err
 	}
@@ -244,33 +318,39 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	if err != nil {
 		return err
 	}
-	if err := untilAvailable(ctx, log, "provision auth-event streams", func() error { return consumer.Provision(ctx) }); err != nil {
+	if err := untilAvailable(ctx, log, progress, "provision auth-event streams", func() error { return consumer.Provision(ctx) }); err != nil {
 		return err
 	}
 	// Restores the unique user index (and pre-images) when the collection
 	// is dropped or renamed away and comes back while the worker runs.
-	guard, err := worker.NewCollectionGuard(coll, cfg.customDataConfig(), cfg.NoticesEnabled && cfg.PreAndPostImages, log)
+	guardCfg := cfg.customDataConfig()
+	if tune != nil {
+		tune(&guardCfg)
+	}
+	guard, err := worker.NewCollectionGuard(coll, guardCfg, cfg.NoticesEnabled && cfg.PreAndPostImages, log)
 	if err != nil {
 		return err
 	}
-	checks := []worker.Check{{Name: "auth-consumer", Check: consumer.Healthy}, {Name: "collection", Check: guard.Healthy}}
 	var notifier *worker.Notifier
 	if cfg.NoticesEnabled {
 		if notifier, err = worker.NewNotifier(cfg.notifierConfig(), js, db, log, reg); err != nil {
 			return err
 		}
-		if err := untilAvailable(ctx, log, "provision notice stream and buckets", func() error { return notifier.Provision(ctx) }); err != nil {
+		if err := untilAvailable(ctx, log, progress, "provision notice stream and buckets", func() error { return notifier.Provision(ctx) }); err != nil {
 			return err
 		}
-		checks = append(checks, worker.Check{Name: "notifier", Check: notifier.Healthy})
 		notifier.OnCollectionGone(guard.CheckNow)
+		notifierRef.Store(notifier)
 	}
+	consumerRef.Store(consumer)
+	guardRef.Store(guard)
+	progress.finish()
 
 	// Each loop gets the shared ctx; the first to fail stops the others.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 3)
 	launch := func(name string, fn func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -285,9 +365,6 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	launch("collection guard", guard.Run)
 	if notifier != nil {
 		launch("notifier", notifier.Run)
-	}
-	if cfg.HTTPAddr != "" {
-		launch("ops server", worker.NewOpsServer(cfg.HTTPAddr, reg, log, checks...).Run)
 	}
 	if ready != nil {
 		ready <- started{js: js, client: client}
@@ -328,11 +405,61 @@ func drainNATS(nc *nats.Conn, log zerolog.Logger) {
 // untilAvailable runs a startup step, retrying while MongoDB or NATS is
 // unavailable and stopping at the first error that retrying cannot fix,
 // such as duplicate users or missing provisioning.
-func untilAvailable(ctx context.Context, log zerolog.Logger, step string, fn func() error) error {
+// Meanwhile /readyz names the step and its last error.
+func untilAvailable(ctx context.Context, log zerolog.Logger, progress *startupProgress, step string, fn func() error) error {
 	notTransient := func(err error) bool { return !worker.IsTransient(err) }
-	_, err := retryLogged(ctx, log, step, notTransient, func() (struct{}, error) { return struct{}{}, fn() })
+	progress.begin(step)
+	_, err := retryLogged(ctx, log, step, notTransient, func() (struct{}, error) {
+		err := fn()
+		progress.failed(err)
+		return struct{}{}, err
+	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", step, err)
 	}
 	return nil
+}
+
+// startupProgress is the readiness of a worker that is still starting: the
+// step it is on and, while that step is being retried, its last error.
+type startupProgress struct {
+	mu   sync.Mutex
+	step string
+	err  error
+	done bool
+}
+
+func (p *startupProgress) begin(step string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.step, p.err = step, nil
+}
+
+// failed records the outcome of an attempt of the current step (nil: it
+// worked).
+func (p *startupProgress) failed(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.err = err
+}
+
+func (p *startupProgress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done, p.step, p.err = true, "", nil
+}
+
+// Check is nil once startup finished; until then it names the step.
+func (p *startupProgress) Check() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.done:
+		return nil
+	case p.err != nil:
+		return fmt.Errorf("starting: %s: %w", p.step, p.err)
+	case p.step != "":
+		return fmt.Errorf("starting: %s", p.step)
+	}
+	return errors.New("starting")
 }

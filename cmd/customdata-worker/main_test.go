@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -321,4 +322,108 @@ func freeAddr(t *testing.T) string {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	return addr
+}
+
+// TestStartupLogsCarryNoPassword: the startup line and the connect retry
+// print the connection strings and the driver's error; a password the
+// driver refuses (an unescaped '/') or quotes must not reach them.
+func TestStartupLogsCarryNoPassword(t *testing.T) {
+	n := testsupport.StartNATS(t)
+	t.Setenv("CUSTOMDATA_MONGODB_URI", "mongodb://app:pa/ss9w@127.0.0.1:1,127.0.0.1:2/?replicaSet=rs0")
+	t.Setenv("CUSTOMDATA_NATS_URL", n.URL+",nats://app:nats9w@127.0.0.1:1")
+	t.Setenv("CUSTOMDATA_HTTP_ADDR", "")
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- runWorker(ctx, cfg, newLogger(cfg, logs), nil) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), "connect to MongoDB") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no connect failure logged:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	for _, secret := range []string{"ss9w", "ts9w"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Fatalf("logs carry a password fragment %q:\n%s", secret, logs.String())
+		}
+	}
+}
+
+// TestReadyzNamesTheIndexBuildStartupWaitsFor: while createIndexes does not
+// return (withheld by a proxy, as a real server waiting for its commit
+// quorum would), startup retries bounded attempts, logs what it waits for,
+// and /readyz answers 503 naming the index; once the server answers, the
+// worker starts and becomes ready. Before the fix startup hung silently and
+// nothing listened on HTTP_ADDR.
+func TestReadyzNamesTheIndexBuildStartupWaitsFor(t *testing.T) {
+	proxy := testsupport.StartMongoProxy(t, testsupport.MongoDB(t))
+	proxy.Hold("createIndexes")
+	n := testsupport.StartNATS(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	t.Setenv("CUSTOMDATA_MONGODB_URI", proxy.URI)
+	t.Setenv("CUSTOMDATA_MONGODB_DATABASE", testsupport.DatabaseName(t))
+	t.Setenv("CUSTOMDATA_NATS_URL", n.URL)
+	t.Setenv("CUSTOMDATA_HTTP_ADDR", addr)
+	t.Setenv("CUSTOMDATA_NOTICES_ENABLED", "false")
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- runWorkerTuned(ctx, cfg, newLogger(cfg, logs), nil, func(c *worker.CustomDataConfig) { c.IndexTimeout = time.Second })
+	}()
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				code, body := readyz()
+				t.Fatalf("timed out waiting for %s; /readyz %d %s\nlogs:\n%s", what, code, body, logs.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitUntil("/readyz to name the index build and its commit quorum", func() bool {
+		code, body := readyz()
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "userId_unique") &&
+			strings.Contains(body, "commit quorum")
+	})
+	waitUntil("the log to say what startup waits for", func() bool {
+		return strings.Contains(logs.String(), "commit quorum") && strings.Contains(logs.String(), "retrying")
+	})
+	proxy.Hold("")
+	waitUntil("/readyz 200 once the index is confirmed", func() bool {
+		code, _ := readyz()
+		return code == http.StatusOK
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("runWorker = %v", err)
+	}
 }

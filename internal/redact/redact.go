@@ -1,68 +1,378 @@
-// Package redact removes secrets from connection strings before they are
-// logged or printed.
+// Package redact removes secrets from connection strings, and from texts
+// that quote them (driver and client errors), before they are logged or
+// printed.
 package redact
 
-import "strings"
+import (
+	"errors"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Mask replaces every secret.
+const Mask = "xxxxx"
+
+// Unparseable stands for a URI, or the authority of one, that could not be
+// parsed: no part of it is printed, since any part could be a secret.
+const Unparseable = "(unparseable URI redacted)"
 
 // secretParams are query parameters of MongoDB and NATS URLs that carry
-// secrets.
+// secrets (matched case-insensitively, as substrings of the key).
 var secretParams = []string{
 	"password", "pass", "token", "secret",
 	"tlscertificatekeyfilepassword", "sslclientcertificatekeystorepassword",
 	"authmechanismproperties",
 }
 
+// uriParts is a URI split the way a reader of it needs: a scheme, the user
+// info (absent when hasUserinfo is false), the host list and the rest
+// (path and query).
+type uriParts struct {
+	scheme      string // without "://"; empty for a schemeless NATS server
+	userinfo    string
+	hasUserinfo bool
+	hosts       string
+	path        string // "/db", ""
+	query       string // after '?', without it
+	hasQuery    bool
+}
+
+// split parses uri. The user info ends at the last '@' that is followed by
+// a well-formed host list, so a password holding '@', '/', '?' or ':' (which
+// drivers accept or at least print before refusing) never spills into what
+// is read as hosts or path. ok is false when no such reading exists.
+func split(uri string, needScheme bool) (p uriParts, ok bool) {
+	rest := uri
+	if scheme, r, found := strings.Cut(uri, "://"); found {
+		if !validScheme(scheme) {
+			return p, false
+		}
+		p.scheme, rest = scheme, r
+	} else if needScheme {
+		return p, false
+	}
+	hostsStart := 0
+	if at := lastAtBeforeHosts(rest); at >= 0 {
+		p.userinfo, p.hasUserinfo, hostsStart = rest[:at], true, at+1
+	}
+	after := rest[hostsStart:]
+	end := strings.IndexAny(after, "/?")
+	if end < 0 {
+		end = len(after)
+	}
+	p.hosts = after[:end]
+	if !validHostList(p.hosts) {
+		return p, false
+	}
+	tail := after[end:]
+	p.path, p.query, p.hasQuery = strings.Cut(tail, "?")
+	return p, true
+}
+
+// lastAtBeforeHosts returns the index of the last '@' of s that is followed
+// by a valid host list (up to the next '/' or '?'), or -1.
+func lastAtBeforeHosts(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] != '@' {
+			continue
+		}
+		after := s[i+1:]
+		if end := strings.IndexAny(after, "/?"); end >= 0 {
+			after = after[:end]
+		}
+		if validHostList(after) {
+			return i
+		}
+	}
+	return -1
+}
+
+func validScheme(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(isAlnum(r) || r == '+' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// validHostList accepts "h", "h:1", "[::1]:27017", "h1,h2:2" and
+// percent-encoded Unix socket paths ("%2Ftmp%2Fm.sock").
+func validHostList(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, h := range strings.Split(s, ",") {
+		if !validHost(h) {
+			return false
+		}
+	}
+	return true
+}
+
+func validHost(h string) bool {
+	name, port := h, ""
+	if strings.HasPrefix(h, "[") {
+		end := strings.Index(h, "]")
+		if end < 0 {
+			return false
+		}
+		for _, r := range h[1:end] {
+			// Hex digits and colons, an IPv4 tail, a zone ("%25eth0").
+			if !(isAlnum(r) || r == ':' || r == '.' || r == '%' || r == '-' || r == '_') {
+				return false
+			}
+		}
+		name, port = "ipv6", strings.TrimPrefix(h[end+1:], ":")
+		if h[end+1:] != "" && !strings.HasPrefix(h[end+1:], ":") {
+			return false
+		}
+	} else if i := strings.LastIndex(h, ":"); i >= 0 {
+		name, port = h[:i], h[i+1:]
+		if port == "" {
+			return false
+		}
+	}
+	if name == "" {
+		return false
+	}
+	for _, r := range name {
+		if !(isAlnum(r) || r == '.' || r == '-' || r == '_' || r == '%') {
+			return false
+		}
+	}
+	for _, r := range port {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(r rune) bool {
+	return r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+}
+
+func isMongo(scheme string) bool { return strings.HasPrefix(strings.ToLower(scheme), "mongodb") }
+
 // URI returns uri with any password in its user info and any secret-bearing
 // query parameter replaced by "xxxxx". It handles MongoDB's multi-host form
-// (mongodb://u:p@h1,h2/db), which net/url rejects.
+// (mongodb://u:p@h1,h2/db) and mongodb+srv, which net/url rejects. A URI
+// whose authority cannot be parsed is replaced whole by Unparseable.
 func URI(uri string) string {
 	if uri == "" {
 		return ""
 	}
-	scheme, rest, ok := strings.Cut(uri, "://")
+	p, ok := split(uri, true)
 	if !ok {
-		return "(unparseable URI redacted)"
+		return Unparseable
 	}
-	authority, path := rest, ""
-	if i := strings.IndexAny(rest, "/?"); i >= 0 {
-		authority, path = rest[:i], rest[i:]
+	return p.redacted()
+}
+
+func (p uriParts) redacted() string {
+	var b strings.Builder
+	if p.scheme != "" {
+		b.WriteString(p.scheme + "://")
 	}
-	if at := strings.LastIndex(authority, "@"); at >= 0 {
-		userinfo, hosts := authority[:at], authority[at+1:]
-		if user, _, hasPassword := strings.Cut(userinfo, ":"); hasPassword {
-			userinfo = user + ":xxxxx"
-		} else if !strings.HasPrefix(strings.ToLower(scheme), "mongodb") {
+	if p.hasUserinfo {
+		if user, _, hasPassword := strings.Cut(p.userinfo, ":"); hasPassword {
+			b.WriteString(user + ":" + Mask)
+		} else if isMongo(p.scheme) && !strings.ContainsAny(p.userinfo, "@/?") {
+			// A user alone (X.509 subject) is not a secret; one that could
+			// also be read as holding a path or query is not printed.
+			b.WriteString(p.userinfo)
+		} else {
 			// NATS reads a user without a password as a token.
-			userinfo = "xxxxx"
+			b.WriteString(Mask)
 		}
-		authority = userinfo + "@" + hosts
+		b.WriteString("@")
 	}
-	if p, query, hasQuery := strings.Cut(path, "?"); hasQuery {
-		path = p + "?" + redactQuery(query)
+	b.WriteString(p.hosts)
+	b.WriteString(p.path)
+	if p.hasQuery {
+		b.WriteString("?" + redactQuery(p.query))
 	}
-	return scheme + "://" + authority + path
+	return b.String()
 }
 
 func redactQuery(query string) string {
 	pairs := strings.Split(query, "&")
 	for i, pair := range pairs {
 		key, _, _ := strings.Cut(pair, "=")
-		lk := strings.ToLower(key)
-		for _, s := range secretParams {
-			if strings.Contains(lk, s) {
-				pairs[i] = key + "=xxxxx"
-				break
-			}
+		if isSecretParam(key) {
+			pairs[i] = key + "=" + Mask
 		}
 	}
 	return strings.Join(pairs, "&")
 }
 
-// URIs redacts each URI of a comma-separated list (NATS server lists).
+func isSecretParam(key string) bool {
+	lk := strings.ToLower(key)
+	for _, s := range secretParams {
+		if strings.Contains(lk, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// URIs redacts each URI of a comma-separated list (NATS server lists; NATS
+// splits on every comma and reads a server without a scheme as nats://).
 func URIs(list string) string {
 	parts := strings.Split(list, ",")
-	for i, p := range parts {
-		parts[i] = URI(strings.TrimSpace(p))
+	for i, s := range parts {
+		s = strings.TrimSpace(s)
+		if p, ok := split(s, false); ok {
+			parts[i] = p.redacted()
+		} else if s != "" {
+			parts[i] = Unparseable
+		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// Secrets returns what must never be printed of uri: the password (or NATS
+// token) of its user info and the values of secret query parameters. When
+// the URI cannot be parsed, everything after the scheme is secret. Each is
+// returned as written, percent-decoded and as it appears inside a Go quoted
+// string (%q in error messages).
+func Secrets(uri string) []string {
+	var raw []string
+	p, ok := split(uri, false)
+	switch {
+	case !ok:
+		_, rest, found := strings.Cut(uri, "://")
+		if !found {
+			rest = uri
+		}
+		raw = append(raw, rest)
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			raw = append(raw, rest[:at])
+		}
+	default:
+		if p.hasUserinfo {
+			if _, pw, hasPassword := strings.Cut(p.userinfo, ":"); hasPassword {
+				raw = append(raw, pw)
+			} else if !isMongo(p.scheme) || strings.ContainsAny(p.userinfo, "@/?") {
+				raw = append(raw, p.userinfo)
+			}
+		}
+		if p.hasQuery {
+			for _, pair := range strings.Split(p.query, "&") {
+				if key, v, _ := strings.Cut(pair, "="); isSecretParam(key) {
+					raw = append(raw, v)
+				}
+			}
+		}
+	}
+	var out []string
+	for _, s := range raw {
+		if s == "" {
+			continue
+		}
+		out = append(out, s)
+		if dec, err := url.PathUnescape(s); err == nil && dec != s {
+			out = append(out, dec)
+		}
+		if dec, err := url.QueryUnescape(s); err == nil && dec != s {
+			out = append(out, dec)
+		}
+	}
+	for _, s := range out {
+		if q := quotedInner(s); q != s {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// SecretsOfURIs is Secrets of each URI of a comma-separated list.
+func SecretsOfURIs(list string) []string {
+	var out []string
+	for _, s := range strings.Split(list, ",") {
+		out = append(out, Secrets(strings.TrimSpace(s))...)
+	}
+	return out
+}
+
+// Text returns s with every secret replaced by "xxxxx", longest first so
+// that a secret containing another is cut whole.
+func Text(s string, secrets ...string) string {
+	secrets = slices.Clone(secrets)
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, Mask)
+		}
+	}
+	return s
+}
+
+// Err wraps err so that its message has every secret replaced (see Text);
+// errors.Is and errors.As still see err. It returns nil for a nil err.
+//
+// URL parse errors quote the offending fragment of what they parsed (an
+// escape such as "%zz", a host): those fragments are cut too, since they
+// may be a piece of a password.
+func Err(err error, secrets ...string) error {
+	if err == nil {
+		return nil
+	}
+	var esc url.EscapeError
+	if errors.As(err, &esc) {
+		secrets = append(secrets, string(esc))
+	}
+	var host url.InvalidHostError
+	if errors.As(err, &host) {
+		secrets = append(secrets, string(host))
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		// `parse "<url>": invalid port ":pa" after host`: the URL, and
+		// every fragment the parser quotes, may hold a password.
+		secrets = append(secrets, ue.URL, quotedInner(ue.URL))
+		if ue.Err != nil {
+			secrets = append(secrets, quotedFragments(ue.Err.Error())...)
+		}
+	}
+	return &redactedError{msg: Text(err.Error(), secrets...), err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+func quotedInner(s string) string {
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
+}
+
+// quotedFragments returns the Go-quoted strings of an error message, as
+// they appear in it.
+func quotedFragments(msg string) []string {
+	var out []string
+	for {
+		start := strings.IndexByte(msg, '"')
+		if start < 0 {
+			return out
+		}
+		q, err := strconv.QuotedPrefix(msg[start:])
+		if err != nil {
+			return out
+		}
+		if len(q) > 2 {
+			out = append(out, q[1:len(q)-1])
+		}
+		msg = msg[start+len(q):]
+	}
 }
