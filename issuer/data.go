@@ -44,6 +44,19 @@ func newData(raw bson.Raw, limit int, refuse bool) (Data, error) {
 	return Data{d}, nil
 }
 
+// DataFromRaw returns the view of a document read some other way, e.g. by
+// a fake Getter in an issuer's tests (no size limit applies). raw is kept,
+// not copied: do not modify it afterwards. A nil raw is "no document".
+func DataFromRaw(raw bson.Raw) (Data, error) {
+	if raw == nil {
+		return Data{}, nil
+	}
+	if err := raw.Validate(); err != nil {
+		return Data{}, fmt.Errorf("issuer: %w", err)
+	}
+	return newData(raw, 0, false)
+}
+
 // Found reports whether the user has a document.
 func (d Data) Found() bool { return d.d != nil }
 

@@ -41,9 +41,10 @@ func newLogger(cfg Config, w io.Writer) zerolog.Logger {
 // running is what runIssuer hands to a caller that embeds it (the demo and
 // the end-to-end test).
 type running struct {
-	URL   string        // base URL of the HTTP API
-	Cache *issuer.Cache // nil when the cache is off
-	JS    jetstream.JetStream
+	URL      string        // base URL of the HTTP API
+	Cache    *issuer.Cache // nil when the cache is off
+	JS       jetstream.JetStream
+	Registry *prometheus.Registry
 }
 
 func (c Config) sourceConfig() issuer.SourceConfig {
@@ -174,7 +175,7 @@ func runIssuer(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	base := "http://" + strings.Replace(ln.Addr().String(), "[::]", "127.0.0.1", 1)
 	log.Info().Str("addr", ln.Addr().String()).Str("jwks", base+"/.well-known/jwks.json").Msg("serving")
 	if ready != nil {
-		ready <- running{URL: base, Cache: cache, JS: js}
+		ready <- running{URL: base, Cache: cache, JS: js, Registry: reg}
 	}
 	<-runCtx.Done()
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
