@@ -245,3 +245,41 @@ func TestClosedConnectionEndsRunAndReadsThrough(t *testing.T) {
 		t.Fatalf("after the feed was lost: %q, want a fresh read", got)
 	}
 }
+
+// The server deleting the consumer (an operator, a restart of a
+// memory-only consumer) is a consumer the cache cannot trust: everything
+// is dropped, the consumer recreates itself, and notices apply again.
+func TestDeletedConsumerFlushesAndRecovers(t *testing.T) {
+	ns := testsupport.StartNATS(t)
+	_, js := ns.Connect(t)
+	noticeStream(t, js)
+	src := newFake()
+	src.set("ada", "d1", bson.E{Key: "plan", Value: "free"})
+	c, err := NewCache(src, CacheConfig{}, WithNotices(js, NoticeConfig{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCache(t, c)
+	plan(t, c, "ada")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	stream, err := js.Stream(ctx, DefaultNoticeStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := stream.ConsumerNames(ctx)
+	for name := range names.Name() {
+		if err := stream.DeleteConsumer(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return testutil.ToFloat64(c.m.flushes.WithLabelValues(FlushConsumer)) >= 1 })
+	src.set("ada", "d1", bson.E{Key: "plan", Value: "pro"})
+	if got := plan(t, c, "ada"); got != "pro" {
+		t.Fatalf("after the consumer was deleted: %q, want a fresh read", got)
+	}
+	src.set("ada", "d1", bson.E{Key: "plan", Value: "team"})
+	publish(t, js, events.UserNoticeSubject(events.DefaultNoticePrefix, "ada"), events.Notice{Kind: events.NoticeUser, UserID: "ada"})
+	eventually(t, c, "ada", "team")
+}
