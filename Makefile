@@ -1,6 +1,7 @@
 # customdata-worker — see README.md.
 #
-#   make demo   run the worker for real on defaults and watch a login change a document
+#   make demo   run the worker for real on defaults and watch a login change a document,
+#               then watch the change reach a token through the reference issuer
 #   make test   everything CI checks: format, vet, unit + integration tests with -race
 #
 # Integration tests need MongoDB: MONGODB_URI if set (a replica set, e.g.
@@ -10,16 +11,18 @@
 GO        ?= go
 MVN       ?= mvn
 BIN       := bin/customdata-worker
+ISSUER_BIN := bin/reference-issuer
 STANDIN   := internal/mongostandin/launcher
 STANDIN_JAR := $(STANDIN)/target/mongo-standin.jar
 GOFILES   := $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './vendor/*')
 
-.PHONY: all build demo test unit lint fmt-check vet standin fuzz bench clean
+.PHONY: all build demo demo-issuer test unit lint fmt-check vet standin fuzz bench clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/customdata-worker
+	$(GO) build -o $(ISSUER_BIN) ./cmd/reference-issuer
 
 standin: $(STANDIN_JAR)
 
@@ -30,6 +33,12 @@ $(STANDIN_JAR): $(STANDIN)/pom.xml $(wildcard $(STANDIN)/src/main/java/dev/custo
 # NATS runs embedded in the worker process.
 demo: build $(if $(MONGODB_URI),,standin)
 	./$(BIN) demo
+	./$(ISSUER_BIN) -worker $(BIN) demo
+
+# Only the issuer loop: login, worker write, outside write, delete, each
+# reaching a refreshed token, with commit → refresh times.
+demo-issuer: build $(if $(MONGODB_URI),,standin)
+	./$(ISSUER_BIN) -worker $(BIN) demo
 
 lint: fmt-check vet
 
@@ -53,10 +62,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./triggers/
 
 # Figures, not assertions: decode cost, consumer throughput, commit → notice
-# latency p50/p99.
+# latency p50/p99, issuer cache hit cost, commit → refreshed token p50/p99.
 bench: $(if $(MONGODB_URI),,standin)
 	$(GO) test -run '^$$' -bench . -benchmem ./events/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./worker/
+	$(GO) test -run '^$$' -bench . -benchmem ./issuer/
+	$(GO) test -run '^$$' -bench . -benchtime 200x ./cmd/reference-issuer/
 
 clean:
 	rm -rf bin $(STANDIN)/target

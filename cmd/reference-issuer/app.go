@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/redact"
+	"github.com/customdata-worker/customdata-worker/issuer"
+)
+
+const appName = "reference-issuer"
+
+func newLogger(cfg Config, w io.Writer) zerolog.Logger {
+	level, err := zerolog.ParseLevel(cfg.LogLevel)
+	if err != nil || level == zerolog.NoLevel {
+		level = zerolog.InfoLevel
+	}
+	if cfg.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Str("app", appName).Logger()
+}
+
+// running is what runIssuer hands to a caller that embeds it (the demo and
+// the end-to-end test).
+type running struct {
+	URL      string        // base URL of the HTTP API
+	Cache    *issuer.Cache // nil when the cache is off
+	JS       jetstream.JetStream
+	Registry *prometheus.Registry
+}
+
+func (c Config) sourceConfig() issuer.SourceConfig {
+	sc := issuer.SourceConfig{Database: c.Database, Collection: c.Collection, UserIDField: c.UserIDField, OversizeBytes: c.OversizeBytes}
+	if c.Oversize == "refuse" {
+		sc.Oversize = issuer.OversizeRefuse
+	}
+	return sc
+}
+
+// runIssuer wires the reference issuer and serves until ctx ends:
+//
+//	POST /login   → events.Publisher (LOGIN) → custom data → signed token
+//	POST /refresh → custom data (cache, kept fresh by notices) → signed token
+func runIssuer(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<- running) error {
+	log.Info().Str("mongodb", redact.URI(cfg.MongoURI)).Str("nats", redact.URIs(cfg.NATSURL)).
+		Str("collection", cfg.Database+"."+cfg.Collection).Bool("notices", cfg.NoticesEnabled).
+		Int("cache_entries", cfg.CacheMaxEntries).Dur("cache_ttl", cfg.CacheTTL).Msg("starting")
+	tok, generated, err := newTokens(cfg.SigningKeyFile, cfg.TokenIssuer, cfg.TokenTTL)
+	if err != nil {
+		return err
+	}
+	if generated {
+		log.Warn().Str("kid", tok.public.KeyID).Msg("no signing key file: signing with a key generated for this run (tokens die with the process)")
+	}
+
+	natsOpts := []nats.Option{nats.Name(appName), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(time.Second)}
+	if cfg.NATSCredsFile != "" {
+		natsOpts = append(natsOpts, nats.UserCredentials(cfg.NATSCredsFile))
+	}
+	if cfg.NATSToken != "" {
+		natsOpts = append(natsOpts, nats.Token(cfg.NATSToken))
+	}
+	nc, err := nats.Connect(cfg.NATSURL, natsOpts...)
+	if err != nil {
+		return fmt.Errorf("NATS: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("JetStream: %w", err)
+	}
+	pub, err := events.NewPublisher(js, events.WithSubjectPrefix(cfg.AuthSubjectPrefix))
+	if err != nil {
+		return err
+	}
+	client, err := mongo.Connect(options.Client().ApplyURI(cfg.MongoURI).SetAppName(appName))
+	if err != nil {
+		return fmt.Errorf("MongoDB: %w", err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = client.Disconnect(dctx)
+	}()
+	src, err := issuer.NewSource(client, cfg.sourceConfig())
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var data issuer.Getter = src
+	var cache *issuer.Cache
+	if cfg.CacheMaxEntries > 0 {
+		opts := []issuer.CacheOption{issuer.WithLogger(log)}
+		if cfg.NoticesEnabled {
+			opts = append(opts, issuer.WithNotices(js, issuer.NoticeConfig{SubjectPrefix: cfg.NoticeSubjectPrefix, Stream: cfg.NoticeStream}))
+		}
+		if cache, err = issuer.NewCache(src, issuer.CacheConfig{MaxEntries: cfg.CacheMaxEntries, TTL: cfg.CacheTTL}, opts...); err != nil {
+			return err
+		}
+		reg.MustRegister(cache.Collectors()...)
+		data = cache
+	}
+	s := &server{
+		pub: pub, data: data, tok: tok, log: log,
+		issued: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reference_issuer_tokens_issued_total",
+			Help: "Tokens issued by endpoint."}, []string{"endpoint"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reference_issuer_requests_failed_total",
+			Help: "Requests answered with an error, by endpoint and reason."}, []string{"endpoint", "reason"}),
+	}
+	reg.MustRegister(s.issued, s.failed)
+	s.ready = func(ctx context.Context) error {
+		var errs []error
+		if !nc.IsConnected() {
+			errs = append(errs, errors.New("nats: not connected"))
+		}
+		if cache != nil && cfg.NoticesEnabled && !cache.Following() {
+			errs = append(errs, errors.New("notices: not following (cache reads through)"))
+		}
+		if err := client.Ping(ctx, readpref.PrimaryPreferred()); err != nil {
+			errs = append(errs, fmt.Errorf("mongodb: %w", err))
+		}
+		return errors.Join(errs...)
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{Handler: s.routes(reg), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 15 * time.Second}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("http: %w", err)
+			cancel()
+		}
+	}()
+	if cache != nil && cfg.NoticesEnabled {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Run returns only when ctx ends or the connection is closed
+			// for good; the cache then reads through, which stays correct.
+			if err := cache.Run(runCtx); err != nil {
+				log.Error().Err(err).Msg("notice feed stopped")
+			}
+		}()
+	}
+	base := "http://" + strings.Replace(ln.Addr().String(), "[::]", "127.0.0.1", 1)
+	log.Info().Str("addr", ln.Addr().String()).Str("jwks", base+"/.well-known/jwks.json").Msg("serving")
+	if ready != nil {
+		ready <- running{URL: base, Cache: cache, JS: js, Registry: reg}
+	}
+	<-runCtx.Done()
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	_ = srv.Shutdown(sctx)
+	cancel()
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	log.Info().Msg("stopped")
+	return errors.Join(all...)
+}

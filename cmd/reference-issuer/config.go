@@ -1,0 +1,75 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// envPrefix is the reference issuer's own prefix: ISSUER_HTTP_ADDR, …
+// The worker's CUSTOMDATA_* variables are not read, so the two can share
+// an environment; the defaults match the worker's.
+const envPrefix = "ISSUER"
+
+// Config is every setting of the reference issuer, from the environment.
+type Config struct {
+	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8090" desc:"address of the token API and /livez, /readyz, /metrics"`
+
+	NATSURL       string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server URL(s), comma-separated"`
+	NATSCredsFile string `envconfig:"NATS_CREDS_FILE" desc:"path to a NATS .creds file (JWT + seed)"`
+	NATSToken     string `envconfig:"NATS_TOKEN" desc:"NATS token (never logged)"`
+
+	MongoURI      string `envconfig:"MONGODB_URI" default:"mongodb://127.0.0.1:27017/?replicaSet=rs0" desc:"MongoDB connection string (the issuer only reads)"`
+	Database      string `envconfig:"MONGODB_DATABASE" default:"app" desc:"database of the custom-data collection (the worker's MONGODB_DATABASE)"`
+	Collection    string `envconfig:"MONGODB_COLLECTION" default:"custom_user_data" desc:"custom-data collection (the worker's MONGODB_COLLECTION)"`
+	UserIDField   string `envconfig:"USER_ID_FIELD" default:"userId" desc:"field holding the user id (the worker's USER_ID_FIELD)"`
+	OversizeBytes int    `envconfig:"OVERSIZE_BYTES" default:"16384" desc:"size limit of custom data put in a token"`
+	Oversize      string `envconfig:"OVERSIZE_POLICY" default:"flag" desc:"flag: put oversize data in the token and set custom_data_oversize; refuse: leave it out"`
+
+	AuthSubjectPrefix   string        `envconfig:"AUTH_SUBJECT_PREFIX" default:"auth.events" desc:"LOGIN events are published on <prefix>.login (the worker's AUTH_SUBJECT_PREFIX)"`
+	NoticesEnabled      bool          `envconfig:"NOTICES_ENABLED" default:"true" desc:"keep the cache fresh from the worker's notices; false: TTL only"`
+	NoticeSubjectPrefix string        `envconfig:"NOTICE_SUBJECT_PREFIX" default:"customdata.invalidated" desc:"the worker's NOTICE_SUBJECT_PREFIX"`
+	NoticeStream        string        `envconfig:"NOTICE_STREAM" default:"CUSTOMDATA_NOTICES" desc:"the worker's NOTICE_STREAM"`
+	CacheMaxEntries     int           `envconfig:"CACHE_MAX_ENTRIES" default:"10000" desc:"most users cached; 0 disables the cache (every token reads MongoDB)"`
+	CacheTTL            time.Duration `envconfig:"CACHE_TTL" default:"0" desc:"drop cached data this long after it was read; 0 = only notices drop it (required > 0 when notices are off)"`
+
+	TokenIssuer    string        `envconfig:"TOKEN_ISSUER" default:"reference-issuer" desc:"iss claim of issued tokens"`
+	TokenTTL       time.Duration `envconfig:"TOKEN_TTL" default:"15m" desc:"lifetime of an access token"`
+	SigningKeyFile string        `envconfig:"SIGNING_KEY_FILE" desc:"PEM EC P-256 private key (SEC 1 or PKCS#8) signing tokens (ES256); empty: a new key each start (dev only)"`
+
+	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json, or console for humans"`
+}
+
+func loadConfig() (Config, error) {
+	var c Config
+	if err := envconfig.Process(envPrefix, &c); err != nil {
+		return Config{}, fmt.Errorf("configuration: %w", err)
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		errs = append(errs, fmt.Errorf("%s_LOG_FORMAT must be json or console, not %q", envPrefix, c.LogFormat))
+	}
+	if c.Oversize != "flag" && c.Oversize != "refuse" {
+		errs = append(errs, fmt.Errorf("%s_OVERSIZE_POLICY must be flag or refuse, not %q", envPrefix, c.Oversize))
+	}
+	if c.CacheMaxEntries < 0 || c.CacheTTL < 0 {
+		errs = append(errs, fmt.Errorf("%s_CACHE_MAX_ENTRIES and %s_CACHE_TTL must not be negative", envPrefix, envPrefix))
+	}
+	if c.CacheMaxEntries > 0 && !c.NoticesEnabled && c.CacheTTL == 0 {
+		errs = append(errs, fmt.Errorf("%s_NOTICES_ENABLED=false needs %s_CACHE_TTL > 0 (or %s_CACHE_MAX_ENTRIES=0): nothing else would ever refresh cached data", envPrefix, envPrefix, envPrefix))
+	}
+	if c.TokenTTL <= 0 {
+		errs = append(errs, fmt.Errorf("%s_TOKEN_TTL must be positive", envPrefix))
+	}
+	if c.MongoURI == "" || c.NATSURL == "" {
+		errs = append(errs, fmt.Errorf("%s_MONGODB_URI and %s_NATS_URL are required", envPrefix, envPrefix))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,103 @@
+// Command reference-issuer is a small, reference token issuer: it shows how
+// an issuer uses package issuer to put always-fresh custom user data in
+// signed tokens. It is a reference, not a product: POST /login trusts the
+// user id it is given (it stands in for your auth service's login).
+//
+//	POST /login {"userId": "…", "provider": "…"}  publish LOGIN, return a token
+//	POST /refresh (Authorization: Bearer <token>)  return a new token with current data
+//	                                               (?force=true re-reads MongoDB)
+//	GET  /.well-known/jwks.json                    the verification key
+//	GET  /livez /readyz /metrics
+//
+// Usage:
+//
+//	reference-issuer [run]   serve (configured by ISSUER_* variables)
+//	reference-issuer env     list every setting with its default
+//	reference-issuer demo    run NATS, MongoDB (or its stand-in), the worker and the
+//	                         issuer, and show custom data flowing into tokens
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("reference-issuer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	workerBin := fs.String("worker", "bin/customdata-worker", "demo: the worker binary to run")
+	fs.Usage = func() { usage(stderr) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cmd := "run"
+	if fs.NArg() > 0 {
+		cmd = fs.Arg(0)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch cmd {
+	case "env":
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tDESCRIPTION")
+		var c Config
+		_ = envconfig.Usagef(envPrefix, &c, tw, "{{range .}}{{usage_key .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}")
+		_ = tw.Flush()
+		return 0
+	case "help":
+		usage(stdout)
+		return 0
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	switch cmd {
+	case "run":
+		log := newLogger(cfg, stderr)
+		if err := runIssuer(ctx, cfg, log, nil); err != nil {
+			log.Error().Err(err).Msg("reference issuer stopped with an error")
+			return 1
+		}
+		return 0
+	case "demo":
+		if err := runDemo(ctx, *workerBin, stdout, stderr); err != nil {
+			fmt.Fprintln(stderr, "demo failed:", err)
+			return 1
+		}
+		return 0
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n", cmd)
+		usage(stderr)
+		return 2
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `reference-issuer: a reference token issuer putting fresh custom user data in signed tokens.
+
+Usage:
+  reference-issuer [run]                 serve the token API (ISSUER_* variables)
+  reference-issuer env                   list every ISSUER_* setting with its default
+  reference-issuer [-worker BIN] demo    run NATS, MongoDB or the stand-in, the worker (BIN,
+                                         default bin/customdata-worker) and this issuer, and
+                                         show custom data flowing into tokens
+`)
+}

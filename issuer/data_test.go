@@ -1,0 +1,34 @@
+package issuer
+
+import (
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// Document ids must render exactly as the worker renders them in notices
+// (README "Notice contract"), or doc.<token> notices would miss entries.
+func TestDocumentIDRendersLikeNotices(t *testing.T) {
+	oid, _ := bson.ObjectIDFromHex("621b2886c971ec914881d99a")
+	for _, tc := range []struct {
+		id   any
+		want string
+	}{
+		{oid, "621b2886c971ec914881d99a"},
+		{"ada@example.com", "ada@example.com"},
+		{int32(42), `{"$numberInt":"42"}`},
+		{int64(42), `{"$numberLong":"42"}`},
+		{bson.D{{Key: "a", Value: int32(1)}}, `{"a":{"$numberInt":"1"}}`},
+	} {
+		raw, err := bson.Marshal(bson.D{{Key: "_id", Value: tc.id}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := documentIDString(bson.Raw(raw).Lookup("_id")); got != tc.want {
+			t.Errorf("_id %#v renders %q, want %q", tc.id, got, tc.want)
+		}
+	}
+	if got := documentIDString(bson.RawValue{}); got != "" {
+		t.Errorf("missing _id renders %q", got)
+	}
+}

@@ -1,0 +1,131 @@
+package issuer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Defaults shared with the worker (CUSTOMDATA_MONGODB_DATABASE,
+// CUSTOMDATA_MONGODB_COLLECTION, CUSTOMDATA_USER_ID_FIELD,
+// CUSTOMDATA_OVERSIZE_BYTES).
+const (
+	DefaultDatabase      = "app"
+	DefaultCollection    = "custom_user_data"
+	DefaultUserIDField   = "userId"
+	DefaultOversizeBytes = 16 * 1024
+)
+
+// OversizePolicy says what a read does with a document over the size limit.
+type OversizePolicy int
+
+const (
+	// OversizeFlag returns the document and sets Data.Oversize (default).
+	OversizeFlag OversizePolicy = iota
+	// OversizeRefuse returns ErrOversize and no content.
+	OversizeRefuse
+)
+
+// SourceConfig says where custom data lives. The zero value is the
+// worker's defaults.
+type SourceConfig struct {
+	// Database and Collection of the custom-data collection
+	// (default "app" and "custom_user_data").
+	Database   string
+	Collection string
+	// UserIDField is the field keying each user's document (default "userId").
+	UserIDField string
+	// OversizeBytes is the size limit (default 16384; negative: no limit).
+	OversizeBytes int
+	// Oversize is the policy for documents over the limit.
+	Oversize OversizePolicy
+}
+
+func (c *SourceConfig) setDefaults() {
+	if c.Database == "" {
+		c.Database = DefaultDatabase
+	}
+	if c.Collection == "" {
+		c.Collection = DefaultCollection
+	}
+	if c.UserIDField == "" {
+		c.UserIDField = DefaultUserIDField
+	}
+	if c.OversizeBytes == 0 {
+		c.OversizeBytes = DefaultOversizeBytes
+	}
+}
+
+// Validate checks the configuration (after defaults).
+func (c SourceConfig) Validate() error {
+	c.setDefaults()
+	if c.UserIDField == "_id" || c.UserIDField[0] == '$' {
+		return fmt.Errorf("issuer: user-id field %q: must be a document field other than _id", c.UserIDField)
+	}
+	if c.Oversize != OversizeFlag && c.Oversize != OversizeRefuse {
+		return fmt.Errorf("issuer: unknown oversize policy %d", c.Oversize)
+	}
+	return nil
+}
+
+// Getter returns one user's custom data. Source (a plain read) and Cache
+// both implement it, so an issuer can adopt the cache without changing the
+// code that uses the data.
+type Getter interface {
+	// Get returns the user's data; Data.Found is false when the user has no
+	// document. The error wraps ErrOversize when the document is refused.
+	Get(ctx context.Context, userID string) (Data, error)
+}
+
+// Source reads custom data from MongoDB with the worker's rules: one
+// document per user, and when several share a user id, the first inserted
+// (lowest _id) is the user's data.
+type Source struct {
+	coll  *mongo.Collection
+	cfg   SourceConfig
+	field string
+	find  *options.FindOneOptionsBuilder
+}
+
+// NewSource returns a Source on client.
+func NewSource(client *mongo.Client, cfg SourceConfig) (*Source, error) {
+	if client == nil {
+		return nil, errors.New("issuer: nil MongoDB client")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	return &Source{
+		coll:  client.Database(cfg.Database).Collection(cfg.Collection),
+		cfg:   cfg,
+		field: cfg.UserIDField,
+		// Sorting on _id makes "first inserted wins" hold even when the
+		// worker runs with ALLOW_DUPLICATE_USERS (no unique index); with
+		// the unique index there is one match and the sort is free.
+		find: options.FindOne().SetSort(bson.D{{Key: "_id", Value: 1}}),
+	}, nil
+}
+
+// Get reads the user's document from MongoDB, every time.
+func (s *Source) Get(ctx context.Context, userID string) (Data, error) {
+	raw, err := s.coll.FindOne(ctx, bson.D{{Key: s.field, Value: userID}}, s.find).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return Data{}, nil
+	}
+	if err != nil {
+		return Data{}, fmt.Errorf("issuer: read custom data: %w", err)
+	}
+	// The cache shares these bytes with every caller for as long as the
+	// entry lives, so they must not alias a driver buffer.
+	d, err := newData(bytes.Clone(raw), s.cfg.OversizeBytes, s.cfg.Oversize == OversizeRefuse)
+	if err != nil {
+		return Data{}, fmt.Errorf("issuer: %w", err)
+	}
+	return d, d.Err()
+}
