@@ -58,12 +58,13 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzUserToken$$' -fuzztime $(FUZZTIME) ./events/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./triggers/
 
-# Figures, not assertions. bench-micro: decode, trigger decisions,
-# coalescing and notice mapping (-benchmem), plus the in-process consumer
-# and commit → notice benchmarks. bench-load: the worker binary against a
-# nats-server process and MongoDB beside a naive worker and the database and
-# broker ceilings (docs/BENCHMARK.md; WORKER_BIN, BENCH_* and MONGODB_URI
-# configure it; JSON goes to BENCH_OUT, default bench/results/).
+# Figures, not assertions. bench-micro: decode, trigger decisions and
+# coalescing (-benchmem), plus every benchmark under worker/ (the in-process
+# consumer and commit → notice benchmarks, 2000 iterations). bench-load: the
+# worker binary against a nats-server process and MongoDB, beside a naive
+# worker and the database and broker ceilings (docs/BENCHMARK.md; WORKER_BIN,
+# BENCH_* and MONGODB_URI configure it; JSON goes to BENCH_OUT, default
+# bench/results/).
 bench: bench-micro bench-load
 
 bench-micro: $(if $(MONGODB_URI),,standin)

@@ -69,7 +69,7 @@ func loadConfig() (config, error) {
 		errs = append(errs, err)
 		*p = v
 	}
-	intVar(&c.Events, "BENCH_EVENTS", 20_000, 1)
+	intVar(&c.Events, "BENCH_EVENTS", 50_000, 1)
 	intVar(&c.SkewedUsers, "BENCH_SKEWED_USERS", 1_000, 2)
 	intVar(&c.NoticeEvents, "BENCH_NOTICE_EVENTS", 5_000, 1)
 	intVar(&c.BurstEvents, "BENCH_BURST_EVENTS", 100_000, 1)

@@ -171,13 +171,13 @@ func TestLoadConfig(t *testing.T) {
 		wantErr string
 	}{
 		{"defaults", nil, func(c config) bool {
-			return c.Events == 20_000 && c.BurstEvents == 100_000 && c.NoticeRate == 1000 &&
+			return c.Events == 50_000 && c.BurstEvents == 100_000 && c.NoticeRate == 1000 &&
 				c.NoticeP99 == 50*time.Millisecond && len(c.Workloads) == len(allWorkloads) && c.Out == "bench/results"
 		}, ""},
 		{"selection keeps the run order", map[string]string{"BENCH_WORKLOADS": "burst, distinct"}, func(c config) bool {
 			return len(c.Workloads) == 2 && c.Workloads[0] == wlDistinct && c.Workloads[1] == wlBurst && !c.has(wlLatency)
 		}, ""},
-		{"underscores in counts", map[string]string{"BENCH_EVENTS": "50_000"}, func(c config) bool { return c.Events == 50_000 }, ""},
+		{"underscores in counts", map[string]string{"BENCH_EVENTS": "20_000"}, func(c config) bool { return c.Events == 20_000 }, ""},
 		{"unknown workload", map[string]string{"BENCH_WORKLOADS": "distinct,fast"}, nil, `unknown workload "fast"`},
 		{"zero events", map[string]string{"BENCH_EVENTS": "0"}, nil, "BENCH_EVENTS must be at least 1"},
 		{"bad zipf", map[string]string{"BENCH_ZIPF_S": "1"}, nil, "BENCH_ZIPF_S must be above 1"},

@@ -221,6 +221,7 @@ func benchmark(ctx context.Context, cfg config, out io.Writer) (*report, error) 
 		if !cr.Verified {
 			r.Failures = append(r.Failures, fmt.Sprintf("burst, worker: MongoDB not in the expected state: %s", cr.VerifyError))
 		}
+		progress("burst: %.0f events/s, %.1f µs CPU/event, peak RSS %.1f MiB", cr.EventsPerS, cr.CPUUsPerEvent, cr.PeakRSSMiB)
 		res.Contenders = append(res.Contenders, cr)
 		r.Workloads = append(r.Workloads, res)
 	}

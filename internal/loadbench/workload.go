@@ -159,15 +159,31 @@ func publish(ctx context.Context, nc *nats.Conn, b *backlog) (uint64, error) {
 		return 0, fmt.Errorf("create stream %s: %w", authStream, err)
 	}
 	subject := events.AuthSubject(authPrefix, events.OperationLogin)
+	// Windows of publishWindow outstanding publishes, each waited for, keep
+	// the client below its stall limit however slow the server is.
+	const publishWindow = 2000
+	wait := func() error {
+		select {
+		case <-js.PublishAsyncComplete():
+			return nil
+		case <-time.After(time.Minute):
+			return errors.New("publish backlog: no acks within a minute")
+		case <-ctx.Done():
+			return fmt.Errorf("publish backlog: %w", ctx.Err())
+		}
+	}
 	for i, data := range b.events {
 		if _, err := js.PublishAsync(subject, data, jetstream.WithMsgID(b.ids[i])); err != nil {
 			return 0, fmt.Errorf("publish event %d: %w", i, err)
 		}
+		if (i+1)%publishWindow == 0 {
+			if err := wait(); err != nil {
+				return 0, err
+			}
+		}
 	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		return 0, fmt.Errorf("publish backlog: %w", ctx.Err())
+	if err := wait(); err != nil {
+		return 0, err
 	}
 	if n := failed.Load(); n > 0 {
 		return 0, fmt.Errorf("publish backlog: %d publishes failed", n)
