@@ -74,6 +74,7 @@ func (b *bench) runLatency(ctx context.Context) (*latencyResult, error) {
 		return res, err
 	}
 	coll, db := b.collection(wlLatency, cWorkerNotices)
+	defer func() { _ = coll.Database().Drop(context.WithoutCancel(ctx)) }()
 	p, _, err := startProc(logName(wlLatency, cWorkerNotices), b.cfg.WorkerBin, nil, b.workerEnv(db, true), b.dir, false)
 	if err != nil {
 		return res, err

@@ -91,7 +91,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // happens; the report is returned even when a step fails, with what was
 // measured before.
 func benchmark(ctx context.Context, cfg config, out io.Writer) (*report, error) {
-	r := &report{Config: cfg, Machine: describeMachine(), MongoDB: "stand-in (mongo-java-server, fresh per workload)"}
+	r := &report{Config: cfg, Environment: benchEnvironment(), Machine: describeMachine(), MongoDB: "stand-in (mongo-java-server, fresh per workload)"}
 	if cfg.MongoURI != "" {
 		r.MongoDB = redact.URI(cfg.MongoURI)
 	}

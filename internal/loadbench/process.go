@@ -38,6 +38,8 @@ func startProc(name, path string, args, env []string, logDir string, withStdin b
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Env = env
+	// A harness killed outright must not leave servers and workers behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	cmd.Stderr = logFile
 	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
 	var stdout io.Reader
@@ -82,7 +84,12 @@ func (p *proc) exited() bool {
 // code, or -1 when the process had to be killed.
 func (p *proc) stop(grace time.Duration) int {
 	if p.stdin != nil {
+		// A process that reads stdin exits at its end; give it the chance.
 		_ = p.stdin.Close()
+		select {
+		case <-p.done:
+		case <-time.After(grace / 2):
+		}
 	}
 	if !p.exited() {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)

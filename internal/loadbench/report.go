@@ -13,6 +13,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/customdata-worker/customdata-worker/internal/redact"
 )
 
 // contenderResult is what one contender did on one workload. CPU figures
@@ -111,30 +113,33 @@ type binaryInfo struct {
 // report is the JSON written to BENCH_OUT. The top-level figures are the
 // ones issue targets are stated in; nil means the workload did not run.
 type report struct {
-	RatioVsNaive        *float64         `json:"ratio_vs_naive"`
-	RatioVsCeiling      *float64         `json:"ratio_vs_ceiling"`
-	RatioVsBrokerSkewed *float64         `json:"ratio_vs_broker_ceiling_skewed"`
-	WorkerCPUUsPerEvent *float64         `json:"worker_cpu_us_per_event"`
-	WorkerCPUSource     string           `json:"worker_cpu_source,omitempty"`
-	EventsPerS          *float64         `json:"events_per_s"`
-	NoticeP50Ms         *float64         `json:"notice_p50_ms"`
-	NoticeP99Ms         *float64         `json:"notice_p99_ms"`
-	NoticeMissing       *int             `json:"notice_missing"`
-	NoticeRatePerS      *float64         `json:"notice_rate_per_s"`
-	NoticeTargetMet     *bool            `json:"notice_target_met"`
-	NotifierCPUUsPerChg *float64         `json:"notifier_cpu_us_per_change"`
-	StandinCPUUsPerChg  *float64         `json:"standin_cpu_us_per_change"`
-	PeakRSSMiB          *float64         `json:"peak_rss_mib"`
-	Commit              string           `json:"commit"`
-	CommitDirty         bool             `json:"commit_dirty"`
-	Worker              binaryInfo       `json:"worker"`
-	NATSServer          string           `json:"nats_server"`
-	MongoDB             string           `json:"mongodb"`
-	Machine             machineInfo      `json:"machine"`
-	Config              config           `json:"config"`
-	Workloads           []workloadResult `json:"workloads"`
-	NoticeLatency       *latencyResult   `json:"notice_latency,omitempty"`
-	Failures            []string         `json:"failures,omitempty"`
+	RatioVsNaive        *float64    `json:"ratio_vs_naive"`
+	RatioVsCeiling      *float64    `json:"ratio_vs_ceiling"`
+	RatioVsBrokerSkewed *float64    `json:"ratio_vs_broker_ceiling_skewed"`
+	WorkerCPUUsPerEvent *float64    `json:"worker_cpu_us_per_event"`
+	WorkerCPUSource     string      `json:"worker_cpu_source,omitempty"`
+	EventsPerS          *float64    `json:"events_per_s"`
+	NoticeP50Ms         *float64    `json:"notice_p50_ms"`
+	NoticeP99Ms         *float64    `json:"notice_p99_ms"`
+	NoticeMissing       *int        `json:"notice_missing"`
+	NoticeRatePerS      *float64    `json:"notice_rate_per_s"`
+	NoticeTargetMet     *bool       `json:"notice_target_met"`
+	NotifierCPUUsPerChg *float64    `json:"notifier_cpu_us_per_change"`
+	StandinCPUUsPerChg  *float64    `json:"standin_cpu_us_per_change"`
+	PeakRSSMiB          *float64    `json:"peak_rss_mib"`
+	Commit              string      `json:"commit"`
+	CommitDirty         bool        `json:"commit_dirty"`
+	Worker              binaryInfo  `json:"worker"`
+	NATSServer          string      `json:"nats_server"`
+	MongoDB             string      `json:"mongodb"`
+	Machine             machineInfo `json:"machine"`
+	Config              config      `json:"config"`
+	// Environment holds the BENCH_* and CUSTOMDATA_* variables the run
+	// was given (CUSTOMDATA_* pass through to the worker), secrets removed.
+	Environment   map[string]string `json:"environment"`
+	Workloads     []workloadResult  `json:"workloads"`
+	NoticeLatency *latencyResult    `json:"notice_latency,omitempty"`
+	Failures      []string          `json:"failures,omitempty"`
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -350,6 +355,28 @@ func describeBinary(path string) binaryInfo {
 		}
 	}
 	return b
+}
+
+// benchEnvironment records the settings that shaped a run.
+func benchEnvironment() map[string]string {
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(k, "BENCH_"), k == "WORKER_BIN", k == "WORKER_LABEL", k == "NATS_SERVER_BIN":
+			env[k] = v
+		case strings.HasPrefix(k, "CUSTOMDATA_"):
+			if strings.Contains(k, "PASSWORD") || strings.Contains(k, "TOKEN") || strings.Contains(k, "SEED") || strings.Contains(k, "CREDS") {
+				v = "<redacted>"
+			} else if strings.Contains(k, "URI") {
+				v = redact.URI(v)
+			}
+			env[k] = v
+		case k == "MONGODB_URI":
+			env[k] = redact.URI(v)
+		}
+	}
+	return env
 }
 
 // gitCommit is the commit of the checkout the harness runs in.
