@@ -25,6 +25,9 @@ type config struct {
 	// SkewedUsers and ZipfS shape the skewed workload.
 	SkewedUsers int     `json:"skewed_users"`
 	ZipfS       float64 `json:"zipf_s"`
+	// Repeat runs each contender of the distinct, skewed and notices
+	// workloads this often and keeps the median run (by events/s).
+	Repeat int `json:"repeat"`
 	// NoticeEvents is the size of the notices on/off backlogs (kept small:
 	// the stand-in's change stream rescans its whole oplog every poll).
 	NoticeEvents int `json:"notice_events"`
@@ -74,6 +77,7 @@ func loadConfig() (config, error) {
 	intVar(&c.NoticeEvents, "BENCH_NOTICE_EVENTS", 5_000, 1)
 	intVar(&c.BurstEvents, "BENCH_BURST_EVENTS", 100_000, 1)
 	intVar(&c.NoticeRate, "BENCH_NOTICE_RATE", 1_000, 1)
+	intVar(&c.Repeat, "BENCH_REPEAT", 1, 1)
 	var err error
 	if c.ZipfS, err = envFloat("BENCH_ZIPF_S", 1.1); err == nil && c.ZipfS <= 1 {
 		err = fmt.Errorf("BENCH_ZIPF_S must be above 1, got %g", c.ZipfS)

@@ -266,3 +266,47 @@ func TestSummarize(t *testing.T) {
 		t.Errorf("report file %s", path)
 	}
 }
+
+func TestParseSystemBusy(t *testing.T) {
+	tests := []struct {
+		name    string
+		stat    string
+		want    time.Duration
+		wantErr bool
+	}{
+		// user nice system idle iowait irq softirq steal: busy = 100+2+50+3+4+1 ticks.
+		{"busy excludes idle and iowait", "cpu  100 2 50 9000 70 3 4 1 0 0\ncpu0 50 1 25 4500 35 1 2 0 0 0\n", 1600 * time.Millisecond, false},
+		{"no cpu line", "intr 1 2 3\n", 0, true},
+		{"short", "cpu 1 2 3\n", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseSystemBusy([]byte(tt.stat))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMedianRun(t *testing.T) {
+	runs := []contenderResult{
+		{EventsPerS: 300, CPUUsPerEvent: 3, Verified: true},
+		{EventsPerS: 100, CPUUsPerEvent: 1, Verified: true},
+		{EventsPerS: 200, CPUUsPerEvent: 2, Verified: true},
+	}
+	m := medianRun(runs)
+	if m.EventsPerS != 200 || m.CPUUsPerEvent != 2 || m.Runs != 3 || len(m.EventsPerSRuns) != 3 || !m.Verified {
+		t.Errorf("median = %+v", m)
+	}
+	runs[0].Verified, runs[0].VerifyError = false, "lost writes"
+	if m := medianRun(runs); m.Verified || m.VerifyError != "lost writes" {
+		t.Errorf("an unverified run must make the result unverified: %+v", m)
+	}
+	if m := medianRun(runs[1:2]); m.Runs != 1 || m.EventsPerSRuns != nil {
+		t.Errorf("single run = %+v", m)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -95,16 +96,56 @@ func parseStatusKB(f io.Reader, key string) (int64, error) {
 	return 0, fmt.Errorf("no %s in /proc status", key)
 }
 
-// cpuMeter samples the CPU time of a set of named processes at two
-// instants. A pid of 0 (a server the benchmark does not own, such as a
-// MONGODB_URI replica set) is skipped and reported as unknown.
-type cpuMeter struct {
-	pids  map[string]int
-	start map[string]time.Duration
+// systemBusy is the CPU time all processes of the machine have used, from
+// the first line of /proc/stat (user, nice, system, irq, softirq, steal).
+func systemBusy() (time.Duration, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("read /proc/stat: %w", err)
+	}
+	return parseSystemBusy(data)
 }
 
+func parseSystemBusy(stat []byte) (time.Duration, error) {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	fields := strings.Fields(string(line))
+	if len(fields) < 9 || fields[0] != "cpu" {
+		return 0, errors.New("malformed /proc/stat: no cpu line")
+	}
+	var busy uint64
+	// user nice system idle iowait irq softirq steal: skip idle, iowait.
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, err := strconv.ParseUint(fields[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("malformed /proc/stat: %w", err)
+		}
+		busy += v
+	}
+	return time.Duration(busy) * time.Second / userHZ, nil
+}
+
+// cpuMeter samples the CPU time of a set of named processes at two
+// instants, and of the whole machine, so that the CPU other processes
+// took meanwhile (other helpers' tests on a shared machine) is known. A
+// pid of 0 (a server the benchmark does not own, such as a MONGODB_URI
+// replica set) is skipped and reported as unknown.
+type cpuMeter struct {
+	pids   map[string]int
+	start  map[string]time.Duration
+	busy   time.Duration
+	marked time.Time
+}
+
+// othersKey names, in the result of since, the CPU time of every process
+// not in the meter's set (the harness itself is always in it).
+const othersKey = "others"
+
 func newCPUMeter(pids map[string]int) *cpuMeter {
-	return &cpuMeter{pids: pids, start: map[string]time.Duration{}}
+	m := &cpuMeter{pids: map[string]int{"harness": os.Getpid()}, start: map[string]time.Duration{}}
+	for k, v := range pids {
+		m.pids[k] = v
+	}
+	return m
 }
 
 // mark records the starting CPU time of every process.
@@ -117,12 +158,16 @@ func (m *cpuMeter) mark() {
 			m.start[name] = t
 		}
 	}
+	m.busy, _ = systemBusy()
+	m.marked = time.Now()
 }
 
 // since returns, per process, the CPU time used since mark; processes
-// that could not be read are absent.
+// that could not be read are absent. othersKey holds what the rest of the
+// machine used.
 func (m *cpuMeter) since() map[string]time.Duration {
 	out := map[string]time.Duration{}
+	var ours time.Duration
 	for name, pid := range m.pids {
 		start, ok := m.start[name]
 		if !ok {
@@ -130,7 +175,22 @@ func (m *cpuMeter) since() map[string]time.Duration {
 		}
 		if t, err := cpuTime(pid); err == nil {
 			out[name] = t - start
+			ours += t - start
 		}
 	}
+	if busy, err := systemBusy(); err == nil && m.busy > 0 {
+		out[othersKey] = max(0, busy-m.busy-ours)
+	}
 	return out
+}
+
+// otherLoadPct is the share of the machine's CPU capacity that processes
+// outside the benchmark used over wall: 0 on a quiet machine; on a shared
+// one it says how far to trust the figures beside it.
+func otherLoadPct(cpu map[string]time.Duration, wall time.Duration) *float64 {
+	d, ok := cpu[othersKey]
+	if !ok || wall <= 0 {
+		return nil
+	}
+	return ptr(100 * d.Seconds() / (wall.Seconds() * float64(runtime.NumCPU())))
 }

@@ -35,9 +35,16 @@ type contenderResult struct {
 	StandinCPUUsPerEvent *float64 `json:"standin_cpu_us_per_event"`
 	NATSCPUUsPerEvent    *float64 `json:"nats_cpu_us_per_event"`
 	PeakRSSMiB           float64  `json:"peak_rss_mib"`
-	Verified             bool     `json:"verified"`
-	VerifyError          string   `json:"verify_error,omitempty"`
-	ExitCode             int      `json:"exit_code"`
+	// OtherLoadPct is the share of the machine's CPU that processes
+	// outside the benchmark used during the drain (a shared machine).
+	OtherLoadPct *float64 `json:"other_load_pct"`
+	// Runs and EventsPerSRuns: with BENCH_REPEAT > 1 the contender ran
+	// that often; the figures are those of the median run.
+	Runs           int       `json:"runs"`
+	EventsPerSRuns []float64 `json:"events_per_s_runs,omitempty"`
+	Verified       bool      `json:"verified"`
+	VerifyError    string    `json:"verify_error,omitempty"`
+	ExitCode       int       `json:"exit_code"`
 	// Notices, for a worker with notices on: how many the notice stream
 	// held when the drain ended and once it settled, and how long after
 	// the drain it settled.
@@ -78,6 +85,7 @@ type latencyStep struct {
 	// auth events here, so all of it is the notifier's) per change, from
 	// the first change to the last notice.
 	NotifierCPUUsPerChange float64  `json:"notifier_cpu_us_per_change"`
+	OtherLoadPct           *float64 `json:"other_load_pct"`
 	StandinCPUUsPerChange  *float64 `json:"standin_cpu_us_per_change"`
 	Sustained              bool     `json:"sustained"`
 }
@@ -237,14 +245,14 @@ func (r *report) printTable(w io.Writer) {
 	for _, wl := range r.Workloads {
 		fmt.Fprintf(w, "\n%s — %s\n", wl.Name, wl.Description)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "contender\tevents/s\tdrain s\tCPU µs/ev\tstand-in µs/ev\tnats µs/ev\tpeak RSS MiB\tok\t")
+		fmt.Fprintln(tw, "contender\tevents/s\tdrain s\tCPU µs/ev\tstand-in µs/ev\tnats µs/ev\tpeak RSS MiB\tother load %\tok\t")
 		for _, c := range wl.Contenders {
 			ok := "yes"
 			if !c.Verified {
 				ok = "NO"
 			}
-			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.1f\t%s\t%s\t%.1f\t%s\t\n", c.Name, c.EventsPerS, c.DrainS, c.CPUUsPerEvent,
-				fmtOpt(c.StandinCPUUsPerEvent, "%.1f"), fmtOpt(c.NATSCPUUsPerEvent, "%.1f"), c.PeakRSSMiB, ok)
+			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.1f\t%s\t%s\t%.1f\t%s\t%s\t\n", c.Name, c.EventsPerS, c.DrainS, c.CPUUsPerEvent,
+				fmtOpt(c.StandinCPUUsPerEvent, "%.1f"), fmtOpt(c.NATSCPUUsPerEvent, "%.1f"), c.PeakRSSMiB, fmtOpt(c.OtherLoadPct, "%.0f"), ok)
 		}
 		tw.Flush()
 		for _, c := range wl.Contenders {
@@ -260,10 +268,10 @@ func (r *report) printTable(w io.Writer) {
 	if r.NoticeLatency != nil {
 		fmt.Fprintf(w, "\nlatency — commit → notice (inserts at a paced rate, ordered consumer on the notice stream; sustained = 0 missing and p99 ≤ %.0f ms)\n", r.NoticeLatency.TargetP99Ms)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "target/s\tachieved/s\tchanges\tp50 ms\tp90 ms\tp99 ms\tmax ms\tmissing\tnotifier µs/chg\tstand-in µs/chg\tsustained\t")
+		fmt.Fprintln(tw, "target/s\tachieved/s\tchanges\tp50 ms\tp90 ms\tp99 ms\tmax ms\tmissing\tnotifier µs/chg\tstand-in µs/chg\tother load %\tsustained\t")
 		for _, s := range r.NoticeLatency.Steps {
-			fmt.Fprintf(tw, "%.0f\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%.1f\t%s\t%v\t\n", s.TargetRate, s.AchievedRate, s.Changes,
-				s.P50Ms, s.P90Ms, s.P99Ms, s.MaxMs, s.Missing, s.NotifierCPUUsPerChange, fmtOpt(s.StandinCPUUsPerChange, "%.1f"), s.Sustained)
+			fmt.Fprintf(tw, "%.0f\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%.1f\t%s\t%s\t%v\t\n", s.TargetRate, s.AchievedRate, s.Changes,
+				s.P50Ms, s.P90Ms, s.P99Ms, s.MaxMs, s.Missing, s.NotifierCPUUsPerChange, fmtOpt(s.StandinCPUUsPerChange, "%.1f"), fmtOpt(s.OtherLoadPct, "%.0f"), s.Sustained)
 		}
 		tw.Flush()
 	}
