@@ -77,7 +77,7 @@ func loadConfig() (config, error) {
 	intVar(&c.NoticeEvents, "BENCH_NOTICE_EVENTS", 5_000, 1)
 	intVar(&c.BurstEvents, "BENCH_BURST_EVENTS", 100_000, 1)
 	intVar(&c.NoticeRate, "BENCH_NOTICE_RATE", 1_000, 1)
-	intVar(&c.Repeat, "BENCH_REPEAT", 1, 1)
+	intVar(&c.Repeat, "BENCH_REPEAT", 3, 1)
 	var err error
 	if c.ZipfS, err = envFloat("BENCH_ZIPF_S", 1.1); err == nil && c.ZipfS <= 1 {
 		err = fmt.Errorf("BENCH_ZIPF_S must be above 1, got %g", c.ZipfS)

@@ -171,7 +171,7 @@ func TestLoadConfig(t *testing.T) {
 		wantErr string
 	}{
 		{"defaults", nil, func(c config) bool {
-			return c.Events == 50_000 && c.BurstEvents == 100_000 && c.NoticeRate == 1000 &&
+			return c.Events == 50_000 && c.Repeat == 3 && c.BurstEvents == 100_000 && c.NoticeRate == 1000 &&
 				c.NoticeP99 == 50*time.Millisecond && len(c.Workloads) == len(allWorkloads) && c.Out == "bench/results"
 		}, ""},
 		{"selection keeps the run order", map[string]string{"BENCH_WORKLOADS": "burst, distinct"}, func(c config) bool {
@@ -186,7 +186,7 @@ func TestLoadConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, k := range []string{"BENCH_EVENTS", "BENCH_WORKLOADS", "BENCH_ZIPF_S", "BENCH_NOTICE_P99", "BENCH_OUT",
-				"BENCH_BURST_EVENTS", "BENCH_NOTICE_RATE", "BENCH_NOTICE_EVENTS", "BENCH_SKEWED_USERS"} {
+				"BENCH_BURST_EVENTS", "BENCH_NOTICE_RATE", "BENCH_NOTICE_EVENTS", "BENCH_SKEWED_USERS", "BENCH_REPEAT"} {
 				t.Setenv(k, tt.env[k])
 			}
 			c, err := loadConfig()
