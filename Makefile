@@ -3,6 +3,7 @@
 #   make demo   run the worker for real on defaults and watch a login change a document,
 #               then watch the change reach a token through the reference issuer
 #   make test   everything CI checks: format, vet, unit + integration tests with -race
+#   make bench  Go micro-benchmarks, then the load benchmark of the worker binary
 #
 # Integration tests need MongoDB: MONGODB_URI if set (a replica set, e.g.
 # `docker compose up -d mongo`), else the in-memory stand-in built here with
@@ -14,9 +15,14 @@ BIN       := bin/customdata-worker
 ISSUER_BIN := bin/reference-issuer
 STANDIN   := internal/mongostandin/launcher
 STANDIN_JAR := $(STANDIN)/target/mongo-standin.jar
+LOADBENCH := bin/loadbench
+# nats-server for the load benchmark: the version go.mod pins, installed
+# into bin/ so a fresh machine needs nothing else.
+NATS_SERVER := bin/nats-server
+NATS_SERVER_VERSION ?= $(shell $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
 GOFILES   := $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './vendor/*')
 
-.PHONY: all build demo demo-issuer test unit lint fmt-check vet standin fuzz bench clean
+.PHONY: all build demo demo-issuer test unit lint fmt-check vet standin fuzz bench bench-micro bench-load clean
 
 all: build
 
@@ -61,13 +67,29 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzUserToken$$' -fuzztime $(FUZZTIME) ./events/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./triggers/
 
-# Figures, not assertions: decode cost, consumer throughput, commit → notice
-# latency p50/p99, issuer cache hit cost, commit → refreshed token p50/p99.
-bench: $(if $(MONGODB_URI),,standin)
-	$(GO) test -run '^$$' -bench . -benchmem ./events/
-	$(GO) test -run '^$$' -bench . -benchtime 2000x ./worker/
+# Figures, not assertions. bench-micro: decode, trigger decisions and
+# coalescing (-benchmem), plus every benchmark under worker/ (the in-process
+# consumer and commit → notice benchmarks, 2000 iterations), the issuer
+# cache hit cost and commit → refreshed-token latency. bench-load: the
+# worker binary against a nats-server process and MongoDB, beside a naive
+# worker and the database and broker ceilings (docs/BENCHMARK.md; WORKER_BIN,
+# BENCH_* and MONGODB_URI configure it; JSON goes to BENCH_OUT, default
+# bench/results/).
+bench: bench-micro bench-load
+
+bench-micro: $(if $(MONGODB_URI),,standin)
+	$(GO) test -run '^$$' -bench . -benchmem ./events/ ./triggers/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./worker/...
 	$(GO) test -run '^$$' -bench . -benchmem ./issuer/
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./cmd/reference-issuer/
+
+bench-load: build $(NATS_SERVER) $(if $(MONGODB_URI),,standin)
+	$(GO) build -o $(LOADBENCH) ./internal/loadbench
+	NATS_SERVER_BIN=$(NATS_SERVER) ./$(LOADBENCH)
+
+$(NATS_SERVER): go.mod
+	GOBIN=$(abspath bin) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
+	@touch $@
 
 clean:
 	rm -rf bin $(STANDIN)/target

@@ -111,6 +111,10 @@ func (s *StandIn) await(d time.Duration) (string, error) {
 // Addr is host:port of the stand-in.
 func (s *StandIn) Addr() string { return s.addr }
 
+// Pid is the process id of the stand-in's JVM, so that a benchmark can
+// read the CPU time and memory the database side spent.
+func (s *StandIn) Pid() int { return s.cmd.Process.Pid }
+
 // Stop makes the server unreachable (connections dropped, port closed) but
 // keeps its data, like a MongoDB outage.
 func (s *StandIn) Stop() error { return s.command("stop", "stopped") }
