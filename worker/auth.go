@@ -15,6 +15,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/outage"
+	"github.com/customdata-worker/customdata-worker/internal/retry"
 	"github.com/customdata-worker/customdata-worker/triggers"
 )
 
@@ -94,7 +96,7 @@ func (a *AuthConsumer) Run(ctx context.Context) error {
 	defer a.health.setRunning(false)
 	// Up until a write fails: an idle worker must not look like an outage.
 	a.metrics.mongoUp.Set(1)
-	bo := newRetryBackOff(defaultAuthRetryInitial, a.cfg.RetryMaxInterval)
+	bo := retry.NewBackOff(defaultAuthRetryInitial, a.cfg.RetryMaxInterval)
 	for ctx.Err() == nil {
 		if a.js.Conn().IsClosed() {
 			return fmt.Errorf("auth consumer: %w", nats.ErrConnectionClosed)
@@ -117,7 +119,7 @@ func (a *AuthConsumer) Run(ctx context.Context) error {
 				errors.Is(err, jetstream.ErrConsumerDeleted) {
 				a.forgetConsumer()
 			}
-			if !sleepCtx(ctx, bo.NextBackOff()) {
+			if !retry.Sleep(ctx, bo.NextBackOff()) {
 				return nil
 			}
 		}
@@ -206,14 +208,14 @@ func (a *AuthConsumer) Healthy() error {
 }
 
 func (a *AuthConsumer) fetchFailed(err error) {
-	if a.health.fetchFailed(time.Now(), err) {
+	if a.health.fetch.Failed(time.Now(), err) {
 		a.metrics.natsUp.Set(0)
 		a.log.Warn().Err(err).Msg("fetching auth events fails; retrying with backoff")
 	}
 }
 
 func (a *AuthConsumer) fetchSucceeded() {
-	if down, ok := a.health.fetchSucceeded(time.Now()); ok {
+	if down, ok := a.health.fetch.Succeeded(time.Now()); ok {
 		a.metrics.natsUp.Set(1)
 		if down > 0 {
 			a.log.Info().Dur("down_for", down).Msg("fetching auth events works again")
@@ -222,14 +224,14 @@ func (a *AuthConsumer) fetchSucceeded() {
 }
 
 func (a *AuthConsumer) mongoFailed(err error) {
-	if a.health.mongoFailed(time.Now(), err) {
+	if a.health.mongo.Failed(time.Now(), err) {
 		a.metrics.mongoUp.Set(0)
 		a.log.Warn().Err(err).Msg("MongoDB unavailable for custom-data writes; holding the batch (not acked, not counted as a delivery) and retrying with backoff")
 	}
 }
 
 func (a *AuthConsumer) mongoSucceeded() {
-	if down, ok := a.health.mongoSucceeded(time.Now()); ok {
+	if down, ok := a.health.mongo.Succeeded(time.Now()); ok {
 		a.metrics.mongoUp.Set(1)
 		if down > 0 {
 			a.log.Info().Dur("down_for", down).Msg("MongoDB custom-data writes work again")
@@ -237,17 +239,13 @@ func (a *AuthConsumer) mongoSucceeded() {
 	}
 }
 
-// authHealth tracks both sides of the consumer. Transitions are reported to
-// the caller so that each is logged once.
+// authHealth tracks both sides of the consumer: fetching from NATS and
+// writing to MongoDB.
 type authHealth struct {
+	fetch, mongo outage.Tracker
+
 	mu           sync.Mutex
 	running      bool
-	fetchKnown   bool
-	fetchDown    time.Time // zero while fetching works
-	fetchErr     error
-	mongoKnown   bool
-	mongoDown    time.Time
-	mongoErr     error
 	runningSince time.Time
 }
 
@@ -260,71 +258,21 @@ func (h *authHealth) setRunning(r bool) {
 	}
 }
 
-// fetchFailed records a failure; it reports whether this is a transition.
-func (h *authHealth) fetchFailed(now time.Time, err error) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.fetchErr = err
-	if !h.fetchDown.IsZero() {
-		return false
-	}
-	h.fetchKnown = true
-	h.fetchDown = now
-	return true
-}
-
-// fetchSucceeded records a success; it reports a transition (first success
-// or recovery) and how long fetching was down.
-func (h *authHealth) fetchSucceeded(now time.Time) (time.Duration, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	transition := !h.fetchKnown || !h.fetchDown.IsZero()
-	var down time.Duration
-	if !h.fetchDown.IsZero() {
-		down = now.Sub(h.fetchDown)
-	}
-	h.fetchKnown, h.fetchDown, h.fetchErr = true, time.Time{}, nil
-	return down, transition
-}
-
-func (h *authHealth) mongoFailed(now time.Time, err error) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.mongoErr = err
-	if !h.mongoDown.IsZero() {
-		return false
-	}
-	h.mongoKnown = true
-	h.mongoDown = now
-	return true
-}
-
-func (h *authHealth) mongoSucceeded(now time.Time) (time.Duration, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	transition := !h.mongoKnown || !h.mongoDown.IsZero()
-	var down time.Duration
-	if !h.mongoDown.IsZero() {
-		down = now.Sub(h.mongoDown)
-	}
-	h.mongoKnown, h.mongoDown, h.mongoErr = true, time.Time{}, nil
-	return down, transition
-}
-
 func (h *authHealth) check(now time.Time, grace time.Duration) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.running {
+	running, runningSince := h.running, h.runningSince
+	h.mu.Unlock()
+	if !running {
 		return errors.New("auth consumer is not running")
 	}
 	var problems []string
-	if !h.fetchDown.IsZero() && now.Sub(h.fetchDown) >= grace {
-		problems = append(problems, fmt.Sprintf("NATS: fetching auth events has failed for %s: %v", now.Sub(h.fetchDown).Round(time.Second), h.fetchErr))
-	} else if !h.fetchKnown && now.Sub(h.runningSince) >= grace {
-		problems = append(problems, fmt.Sprintf("NATS: no successful fetch of auth events in %s", now.Sub(h.runningSince).Round(time.Second)))
+	if down, err, ok := h.fetch.Down(now); ok && down >= grace {
+		problems = append(problems, fmt.Sprintf("NATS: fetching auth events has failed for %s: %v", down.Round(time.Second), err))
+	} else if !h.fetch.Known() && now.Sub(runningSince) >= grace {
+		problems = append(problems, fmt.Sprintf("NATS: no successful fetch of auth events in %s", now.Sub(runningSince).Round(time.Second)))
 	}
-	if !h.mongoDown.IsZero() && now.Sub(h.mongoDown) >= grace {
-		problems = append(problems, fmt.Sprintf("MongoDB: custom-data writes have failed for %s: %v", now.Sub(h.mongoDown).Round(time.Second), h.mongoErr))
+	if down, err, ok := h.mongo.Down(now); ok && down >= grace {
+		problems = append(problems, fmt.Sprintf("MongoDB: custom-data writes have failed for %s: %v", down.Round(time.Second), err))
 	}
 	if len(problems) > 0 {
 		return errors.New("auth consumer unhealthy: " + strings.Join(problems, "; "))

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/retry"
 	"github.com/customdata-worker/customdata-worker/triggers"
 )
 
@@ -335,8 +336,10 @@ func (a *AuthConsumer) writeRound(ctx, work context.Context, writes []triggers.W
 	for i := range pending {
 		pending[i] = i
 	}
-	bo := newRetryBackOff(defaultAuthRetryInitial, a.cfg.RetryMaxInterval)
-	for {
+	var infraErr error
+	// One round over the pending writes; the writes MongoDB was
+	// unavailable for stay pending and are retried in place.
+	round := func() (struct{}, error) {
 		batch := make([]triggers.Write, len(pending))
 		for j, i := range pending {
 			batch[j] = writes[i]
@@ -353,7 +356,6 @@ func (a *AuthConsumer) writeRound(ctx, work context.Context, writes []triggers.W
 		cancel()
 
 		var infra []int
-		var infraErr error
 		for j, i := range pending {
 			if f[j] == writeInfra {
 				infra = append(infra, i)
@@ -362,19 +364,24 @@ func (a *AuthConsumer) writeRound(ctx, work context.Context, writes []triggers.W
 			}
 			failures[i], errs[i] = f[j], e[j]
 		}
-		if len(infra) == 0 {
-			a.mongoSucceeded()
-			return failures, errs, false
-		}
-		a.mongoFailed(infraErr)
 		pending = infra
-		if ctx.Err() != nil || !sleepCtx(ctx, bo.NextBackOff()) {
-			for _, i := range pending {
-				failures[i], errs[i] = writeInfra, infraErr
-			}
-			return failures, errs, true
+		if len(infra) > 0 {
+			return struct{}{}, infraErr
 		}
+		return struct{}{}, nil
 	}
+	_, err := retry.Forever(ctx, retry.NewBackOff(defaultAuthRetryInitial, a.cfg.RetryMaxInterval), round,
+		func(err error, _ bool) { a.mongoFailed(err) })
+	if err == nil {
+		a.mongoSucceeded()
+		return failures, errs, false
+	}
+	// Stopping: the writes still pending were not applied.
+	a.mongoFailed(infraErr)
+	for _, i := range pending {
+		failures[i], errs[i] = writeInfra, infraErr
+	}
+	return failures, errs, true
 }
 
 // finish settles a message after the writes: ack when all its writes are

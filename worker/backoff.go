@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,9 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+
+	"github.com/customdata-worker/customdata-worker/internal/outage"
 )
 
 // writeFailure says whose fault a failed MongoDB operation is, which decides
@@ -48,32 +47,6 @@ func (f writeFailure) String() string {
 	return "unknown"
 }
 
-// Server error codes that mean "the server cannot take writes right now",
-// whatever the operation: not primary, shutting down, stepping down,
-// network or time limits, authentication/authorization (an operator fixes
-// those, not the message).
-var infraErrorCodes = []int{
-	6,     // HostUnreachable
-	7,     // HostNotFound
-	11,    // UserNotFound
-	13,    // Unauthorized
-	18,    // AuthenticationFailed
-	50,    // MaxTimeMSExpired
-	64,    // WriteConcernFailed (wtimeout)
-	89,    // NetworkTimeout
-	91,    // ShutdownInProgress
-	100,   // UnsatisfiableWriteConcern
-	133,   // FailedToSatisfyReadPreference
-	189,   // PrimarySteppedDown
-	262,   // ExceededTimeLimit
-	9001,  // SocketException
-	10107, // NotWritablePrimary
-	11600, // InterruptedAtShutdown
-	11602, // InterruptedDueToReplStateChange
-	13435, // NotPrimaryNoSecondaryOk
-	13436, // NotPrimaryOrSecondary
-}
-
 // Per-operation codes that retrying the same operation cannot fix.
 var permanentWriteCodes = []int{
 	2,     // BadValue
@@ -90,65 +63,15 @@ var permanentWriteCodes = []int{
 	17419, // document too large after update
 }
 
-// Labels the server or driver attaches to errors that a retry can fix.
-var infraErrorLabels = []string{
-	"NetworkError",
-	"RetryableWriteError",
-	"ResumableChangeStreamError",
-	"TransientTransactionError",
-	"NetworkTimeoutError",
-	"ExceededTimeLimitError",
-	"SystemOverloadedError",
-}
-
 // classifyWriteCode classifies the code of one operation's write error.
 func classifyWriteCode(code int) writeFailure {
 	switch {
-	case slices.Contains(infraErrorCodes, code):
+	case outage.MongoDBCode(code):
 		return writeInfra
 	case slices.Contains(permanentWriteCodes, code):
 		return writePermanent
 	}
 	return writeTransient
-}
-
-// isInfraError reports whether err, returned for a whole MongoDB call, means
-// the server is unavailable rather than that the request was bad.
-func isInfraError(err error) bool {
-	if err == nil {
-		return false
-	}
-	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) ||
-		errors.Is(err, context.Canceled) || errors.Is(err, mongo.ErrClientDisconnected) {
-		return true
-	}
-	if errors.As(err, &topology.ServerSelectionError{}) || errors.As(err, &topology.ConnectionError{}) {
-		return true
-	}
-	var le mongo.LabeledError
-	if errors.As(err, &le) {
-		for _, l := range infraErrorLabels {
-			if le.HasErrorLabel(l) {
-				return true
-			}
-		}
-	}
-	var bwe mongo.BulkWriteException
-	if errors.As(err, &bwe) {
-		// A write-concern error means the writes may have been applied but
-		// are not durable as asked: the operations are idempotent, so the
-		// whole round is retried.
-		return bwe.WriteConcernError != nil
-	}
-	var we mongo.WriteException
-	if errors.As(err, &we) && we.WriteConcernError != nil {
-		return true
-	}
-	var ce mongo.CommandError
-	if errors.As(err, &ce) {
-		return slices.Contains(infraErrorCodes, int(ce.Code))
-	}
-	return false
 }
 
 // classifyBulkError maps the error of one unordered BulkWrite of n
@@ -164,7 +87,7 @@ func classifyBulkError(err error, n int, userField string) (perOp []writeFailure
 	if err == nil {
 		return perOp, opErrs, true
 	}
-	if isInfraError(err) {
+	if outage.MongoDB(err) {
 		for i := range perOp {
 			perOp[i] = writeInfra
 			opErrs[i] = infraWriteError(err)
@@ -239,29 +162,4 @@ func nakDelay(steps []time.Duration, numDelivered uint64) time.Duration {
 		i = uint64(len(steps) - 1)
 	}
 	return steps[i]
-}
-
-// newRetryBackOff is the in-place retry schedule for infrastructure
-// outages: exponential from initial, capped at maxInterval, jittered.
-func newRetryBackOff(initial, maxInterval time.Duration) *backoff.ExponentialBackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = initial
-	b.MaxInterval = maxInterval
-	b.Multiplier = 2
-	b.RandomizationFactor = 0.2
-	b.Reset()
-	return b
-}
-
-// sleepCtx waits d or until ctx is done; it reports whether the full wait
-// elapsed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

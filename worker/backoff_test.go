@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -55,43 +54,6 @@ func TestAuthClassifyDuplicateKey(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := classifyDuplicateKey(tc.message, "userId"); got != tc.want {
 				t.Fatalf("classifyDuplicateKey = %s, want %s", got, tc.want)
-			}
-		})
-	}
-}
-
-type timeoutNetError struct{}
-
-func (timeoutNetError) Error() string   { return "i/o timeout" }
-func (timeoutNetError) Timeout() bool   { return true }
-func (timeoutNetError) Temporary() bool { return true }
-
-var _ net.Error = timeoutNetError{}
-
-func TestAuthIsInfraError(t *testing.T) {
-	cases := []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"nil", nil, false},
-		{"deadline", fmt.Errorf("bulk write: %w", context.DeadlineExceeded), true},
-		{"canceled", context.Canceled, true},
-		{"net timeout", timeoutNetError{}, true},
-		{"client disconnected", mongo.ErrClientDisconnected, true},
-		{"network label", mongo.CommandError{Code: 0, Labels: []string{"NetworkError"}}, true},
-		{"retryable write label", mongo.CommandError{Code: 0, Labels: []string{"RetryableWriteError"}}, true},
-		{"not primary command", mongo.CommandError{Code: 10107, Name: "NotWritablePrimary"}, true},
-		{"bad command", mongo.CommandError{Code: 2, Name: "BadValue"}, false},
-		{"write concern error", mongo.BulkWriteException{WriteConcernError: &mongo.WriteConcernError{Code: 64}}, true},
-		{"write errors only", mongo.BulkWriteException{WriteErrors: []mongo.BulkWriteError{{WriteError: mongo.WriteError{Index: 0, Code: 121}}}}, false},
-		{"bulk with network label", mongo.BulkWriteException{Labels: []string{"NetworkError"}}, true},
-		{"plain error", errors.New("something else"), false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := isInfraError(tc.err); got != tc.want {
-				t.Fatalf("isInfraError(%v) = %v, want %v", tc.err, got, tc.want)
 			}
 		})
 	}
@@ -180,20 +142,6 @@ func TestAuthNakDelay(t *testing.T) {
 	}
 }
 
-func TestAuthRetryBackOffIsCapped(t *testing.T) {
-	b := newRetryBackOff(100*time.Millisecond, time.Second)
-	var last time.Duration
-	for range 20 {
-		last = b.NextBackOff()
-		if last <= 0 || last > time.Second+time.Second/5 {
-			t.Fatalf("backoff step %s outside (0, cap+jitter]", last)
-		}
-	}
-	if last < 800*time.Millisecond {
-		t.Fatalf("backoff after 20 steps = %s, want near the 1s cap", last)
-	}
-}
-
 func TestAuthHealthTransitions(t *testing.T) {
 	var h authHealth
 	now := time.Unix(1_000_000, 0)
@@ -206,13 +154,13 @@ func TestAuthHealthTransitions(t *testing.T) {
 	if err := h.check(now, grace); err != nil {
 		t.Fatalf("just started: %v", err)
 	}
-	if _, first := h.fetchSucceeded(now); !first {
+	if _, first := h.fetch.Succeeded(now); !first {
 		t.Fatal("first fetch success is a transition")
 	}
-	if _, again := h.fetchSucceeded(now); again {
+	if _, again := h.fetch.Succeeded(now); again {
 		t.Fatal("repeated success is not a transition")
 	}
-	if !h.mongoFailed(now, errors.New("down")) || h.mongoFailed(now.Add(time.Second), errors.New("down")) {
+	if !h.mongo.Failed(now, errors.New("down")) || h.mongo.Failed(now.Add(time.Second), errors.New("down")) {
 		t.Fatal("only the first failure is a transition")
 	}
 	if err := h.check(now.Add(5*time.Second), grace); err != nil {
@@ -222,10 +170,10 @@ func TestAuthHealthTransitions(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "MongoDB") || strings.Contains(err.Error(), "NATS") {
 		t.Fatalf("after grace = %v, want MongoDB named alone", err)
 	}
-	if down, ok := h.mongoSucceeded(now.Add(12 * time.Second)); !ok || down != 12*time.Second {
+	if down, ok := h.mongo.Succeeded(now.Add(12 * time.Second)); !ok || down != 12*time.Second {
 		t.Fatalf("recovery = %s, %v", down, ok)
 	}
-	h.fetchFailed(now.Add(12*time.Second), errors.New("no responders"))
+	h.fetch.Failed(now.Add(12*time.Second), errors.New("no responders"))
 	err = h.check(now.Add(30*time.Second), grace)
 	if err == nil || !strings.Contains(err.Error(), "NATS") || strings.Contains(err.Error(), "MongoDB") {
 		t.Fatalf("fetch down = %v, want NATS named alone", err)

@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/outage"
 )
 
 // changeStreamPipeline projects each change event down to what a notice
@@ -113,17 +114,10 @@ func (c streamErrorClass) String() string {
 	return "refused"
 }
 
-// Error labels the server attaches to errors worth retrying. The aggregate
-// that opens a change stream never carries ResumableChangeStreamError (the
-// server adds it to getMore errors only), so an open is judged by code.
-var transientStreamLabels = []string{
-	"ResumableChangeStreamError",
-	"NetworkError",
-	"RetryableError",
-	"RetryableWriteError",
-	"SystemOverloadedError",
-	"TransientTransactionError",
-}
+// An open and a read are judged alike: the aggregate that opens a change
+// stream never carries ResumableChangeStreamError (the server adds it to
+// getMore errors only), so an open is judged by code when it has no
+// other label.
 
 // Server codes. Names and meanings from MongoDB's src/mongo/base/error_codes.yml;
 // the 5-digit ones are assertion ids of old servers' change-stream code.
@@ -146,41 +140,6 @@ var (
 		50,  // MaxTimeMSExpired
 		262, // ExceededTimeLimit (mongos)
 	}
-	// transientStreamCodes: errors around elections, restarts and load,
-	// for servers (and commands) that attach no label. Not exhaustive:
-	// an unlisted error is retried too (streamRefused), it only counts
-	// towards maxPositionRefusals.
-	transientStreamCodes = []int{
-		6,     // HostUnreachable
-		7,     // HostNotFound
-		43,    // CursorNotFound
-		63,    // StaleShardVersion
-		89,    // NetworkTimeout
-		91,    // ShutdownInProgress
-		133,   // FailedToSatisfyReadPreference
-		134,   // ReadConcernMajorityNotAvailableYet
-		136,   // CappedPositionLost: the reopen tells whether history is lost
-		150,   // StaleEpoch
-		175,   // QueryPlanKilled
-		189,   // PrimarySteppedDown
-		202,   // NetworkInterfaceExceededTimeLimit
-		216,   // ElectionInProgress
-		234,   // RetryChangeStream
-		237,   // CursorKilled
-		279,   // ClientDisconnect
-		317,   // ConnectionPoolExpired
-		365,   // TemporarilyUnavailable
-		384,   // ConnectionError
-		402,   // ResourceExhausted
-		9001,  // SocketException
-		10107, // NotWritablePrimary
-		11600, // InterruptedAtShutdown
-		11601, // Interrupted
-		11602, // InterruptedDueToReplStateChange
-		13388, // StaleConfig
-		13435, // NotPrimaryNoSecondaryOk
-		13436, // NotPrimaryOrSecondary
-	}
 )
 
 // classifyStreamError classifies an error from opening or reading a change
@@ -197,7 +156,7 @@ func classifyStreamError(err error) streamErrorClass {
 	if !errors.As(err, &se) {
 		return streamTransient
 	}
-	if slices.ContainsFunc(transientStreamLabels, se.HasErrorLabel) {
+	if outage.HasDownLabel(err) {
 		return streamTransient
 	}
 	has := func(list []int) bool { return slices.ContainsFunc(list, se.HasErrorCode) }
@@ -210,7 +169,9 @@ func classifyStreamError(err error) streamErrorClass {
 		return streamPipelineUnsupported
 	case has(timedOutCodes):
 		return streamTimedOut
-	case has(transientStreamCodes):
+	case has(outage.DownCodes):
+		// Not exhaustive: an unlisted error is retried too
+		// (streamRefused), it only counts towards maxPositionRefusals.
 		return streamTransient
 	case mongo.IsTimeout(err):
 		return streamTimedOut
@@ -225,18 +186,6 @@ func flushReasonForRefusedToken(c streamErrorClass) events.FlushReason {
 		return events.FlushHistoryLost
 	}
 	return events.FlushBadCheckpoint
-}
-
-// serverErrorCode is the first server code of err, 0 if none (for logs:
-// server messages may quote values).
-func serverErrorCode(err error) int {
-	var se mongo.ServerError
-	if errors.As(err, &se) {
-		if codes := se.ErrorCodes(); len(codes) > 0 {
-			return codes[0]
-		}
-	}
-	return 0
 }
 
 // probeServerSize asks the server to evaluate $bsonSize on one document of

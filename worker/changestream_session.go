@@ -20,6 +20,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/outage"
+	"github.com/customdata-worker/customdata-worker/internal/retry"
 )
 
 // errReopenNow asks for the stream to be reopened from the checkpoint at
@@ -174,7 +176,7 @@ func (s *streamSession) run(ctx context.Context) (stalled error) {
 		s.n.metrics.streamErrors.WithLabelValues(class.String()).Inc()
 		s.n.health.streamFailed(err)
 		if !s.failing {
-			s.log.Warn().Err(err).Str("class", class.String()).Int("code", serverErrorCode(err)).
+			s.log.Warn().Err(err).Str("class", class.String()).Int("code", outage.FirstCode(err)).
 				Msg("change stream failed; reopening from the last checkpoint with backoff")
 			s.failing = true
 		}
@@ -198,7 +200,7 @@ func (s *streamSession) run(ctx context.Context) (stalled error) {
 		if !widening {
 			wait = min(wait, s.n.cfg.StallAfter-stuck)
 		}
-		if !noticeSleep(ctx, wait) {
+		if !retry.Sleep(ctx, wait) {
 			break
 		}
 	}
@@ -268,7 +270,7 @@ func (s *streamSession) runStream(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("open change stream after the checkpoint was refused (%v): %w", refused, err)
 			}
-			s.log.Warn().Str("class", class.String()).Int("code", serverErrorCode(refused)).Str("reason", string(flush)).
+			s.log.Warn().Str("class", class.String()).Int("code", outage.FirstCode(refused)).Str("reason", string(flush)).
 				Int("attempts", max(1, s.openTimeouts)).
 				Msg("the server cannot resume from the checkpoint: starting from now after a flush-all")
 		}
@@ -367,7 +369,7 @@ func (s *streamSession) pipelineUnsupported(err error) error {
 	}
 	s.serverSize, s.sizeConclusive = false, true
 	s.n.warnedLocalSize.Store(true)
-	s.log.Warn().Int("code", serverErrorCode(err)).
+	s.log.Warn().Int("code", outage.FirstCode(err)).
 		Msg("the server cannot evaluate $bsonSize: reopening with whole documents, sized by the worker")
 	return errReopenNow
 }
@@ -411,7 +413,7 @@ func (s *streamSession) openTimedOut(pos []byte) int {
 // same refusal maxPositionRefusals times in a row at one position makes
 // the next open start from now after a flush-all; it is logged once.
 func (s *streamSession) refused(err error) {
-	code := serverErrorCode(err)
+	code := outage.FirstCode(err)
 	if s.at == nil {
 		return // no position to blame: the next open starts from the checkpoint
 	}
@@ -497,7 +499,7 @@ func (s *streamSession) consume(ctx context.Context, cs changeEvents) error {
 		}
 		// Servers hold an empty poll up to MaxAwaitTime; one that answers
 		// at once must not be polled in a tight loop.
-		if wait := s.n.cfg.IdlePollInterval - time.Since(lastPoll); wait > 0 && !noticeSleep(ctx, wait) {
+		if wait := s.n.cfg.IdlePollInterval - time.Since(lastPoll); wait > 0 && !retry.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
 		lastPoll = time.Now()
@@ -609,47 +611,47 @@ func (s *streamSession) publish(ctx context.Context, p plannedNotice, ct *events
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 50 * time.Millisecond
 	bo.MaxInterval = s.n.cfg.RetryMaxInterval
-	logged := false
-	for {
+	failed := false
+	_, err := retry.Forever(ctx, bo, func() (struct{}, error) {
 		p.Notice.PublishedAt = time.Now().UTC()
 		data, err := json.Marshal(p.Notice)
 		if err != nil {
-			return fmt.Errorf("encode notice: %w", err)
+			return struct{}{}, retry.Stop(fmt.Errorf("encode notice: %w", err))
 		}
 		msg := &nats.Msg{Subject: p.Subject, Data: data, Header: nats.Header{}}
 		pctx, cancel := context.WithTimeout(s.leaseCtx, 10*time.Second)
 		ack, err := s.n.js.PublishMsg(pctx, msg, jetstream.WithMsgID(p.MsgID), jetstream.WithExpectStream(s.n.cfg.Stream))
 		cancel()
-		if err == nil {
-			kind := string(p.Notice.Kind)
-			s.n.metrics.published.WithLabelValues(kind, p.Notice.Operation).Inc()
-			if ct != nil {
-				s.n.metrics.latency.Observe(max(0, time.Since(ct.Time()).Seconds()))
+		if err != nil {
+			if ctx.Err() != nil {
+				return struct{}{}, retry.Stop(ctx.Err())
 			}
-			if ack.Duplicate {
-				s.log.Debug().Str("msg_id", p.MsgID).Msg("notice already stored (de-duplicated)")
+			if s.leaseCtx.Err() != nil {
+				return struct{}{}, retry.Stop(s.leaseCtx.Err())
 			}
-			if logged {
-				s.n.health.streamOK()
-				s.log.Info().Msg("publishing notices again")
-			}
-			return nil
+			return struct{}{}, err
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+		kind := string(p.Notice.Kind)
+		s.n.metrics.published.WithLabelValues(kind, p.Notice.Operation).Inc()
+		if ct != nil {
+			s.n.metrics.latency.Observe(max(0, time.Since(ct.Time()).Seconds()))
 		}
-		if s.leaseCtx.Err() != nil {
-			return s.leaseCtx.Err()
+		if ack.Duplicate {
+			s.log.Debug().Str("msg_id", p.MsgID).Msg("notice already stored (de-duplicated)")
 		}
+		if failed {
+			s.n.health.streamOK()
+			s.log.Info().Msg("publishing notices again")
+		}
+		return struct{}{}, nil
+	}, func(err error, first bool) {
 		s.n.health.streamFailed(err)
-		if !logged {
+		failed = true
+		if first {
 			s.log.Warn().Err(err).Str("msg_id", p.MsgID).Msg("notice publish failed; retrying with backoff (the change stream waits)")
-			logged = true
 		}
-		if !noticeSleep(ctx, bo.NextBackOff()) {
-			return ctx.Err()
-		}
-	}
+	})
+	return err
 }
 
 // savePending writes the pending checkpoint when forced or when the last
@@ -686,20 +688,4 @@ func closeChangeStream(ctx context.Context, cs interface{ Close(context.Context)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	_ = cs.Close(cctx)
-}
-
-// noticeSleep sleeps d or until ctx ends; it reports whether the full sleep
-// happened.
-func noticeSleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
@@ -172,7 +173,7 @@ func TestChangeStreamRefusesBogusResumeToken(t *testing.T) {
 	}
 	class := classifyStreamError(err)
 	if class == streamTransient || class == streamPipelineUnsupported {
-		t.Fatalf("bogus token: class %s (code %d): %v", class, serverErrorCode(err), err)
+		t.Fatalf("bogus token: class %s (code %d): %v", class, outage.FirstCode(err), err)
 	}
-	t.Logf("bogus resume token: class %s, code %d", class, serverErrorCode(err))
+	t.Logf("bogus resume token: class %s, code %d", class, outage.FirstCode(err))
 }

@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 
+	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/customdata-worker/customdata-worker/triggers"
 )
 
@@ -452,7 +453,7 @@ func (w *customDataWriter) bulkWrite(ctx context.Context, writes []triggers.Writ
 
 func (w *customDataWriter) allFailed(n int, err error) ([]writeFailure, []error) {
 	class := writeTransient
-	if isInfraError(err) {
+	if outage.MongoDB(err) {
 		class = writeInfra
 	}
 	perOp, errs := make([]writeFailure, n), make([]error, n)
@@ -465,11 +466,8 @@ func (w *customDataWriter) allFailed(n int, err error) ([]writeFailure, []error)
 // sanitizeWriteError keeps the codes of a server error and drops its
 // message, which may quote document content.
 func sanitizeWriteError(err error) error {
-	var se mongo.ServerError
-	if errors.As(err, &se) {
-		if codes := se.ErrorCodes(); len(codes) > 0 {
-			return writeCodeError{code: codes[0]}
-		}
+	if code := outage.FirstCode(err); code != 0 {
+		return writeCodeError{code: code}
 	}
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -250,12 +251,12 @@ func (g *CollectionGuard) restorePreImages(ctx context.Context, options bson.Raw
 		{Key: "collMod", Value: g.coll.Name()},
 		{Key: "changeStreamPreAndPostImages", Value: bson.D{{Key: "enabled", Value: true}}},
 	}).Err()
-	if err != nil && IsTransient(err) {
+	if err != nil && outage.Is(err) {
 		return
 	}
 	g.preImagesPending = false
 	if err != nil {
-		g.log.Warn().Err(err).Int("code", serverErrorCode(err)).
+		g.log.Warn().Err(err).Int("code", outage.FirstCode(err)).
 			Msg("the collection was recreated; could not enable changeStreamPreAndPostImages on it (MongoDB 6.0+): deletes name only the document id")
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
@@ -78,7 +79,7 @@ func TestEnsureUserIndexGivesUpAfterIndexTimeout(t *testing.T) {
 	case <-time.After(authWait):
 		t.Fatalf("EnsureUserIndex still waiting after %s with IndexTimeout 1s", authWait)
 	}
-	if !errors.Is(err, ErrIndexBuildTimeout) || !IsTransient(err) {
+	if !errors.Is(err, ErrIndexBuildTimeout) || !outage.Is(err) {
 		t.Fatalf("EnsureUserIndex = %v, want a transient ErrIndexBuildTimeout", err)
 	}
 	for _, want := range []string{"userId_unique", "commit quorum", "majority"} {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/customdata-worker/customdata-worker/internal/outage"
+	"github.com/customdata-worker/customdata-worker/internal/retry"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -249,7 +251,7 @@ func (n *Notifier) ensurePreImages(ctx context.Context) {
 	}).Err()
 	if err != nil {
 		if n.preImagesWarned.CompareAndSwap(false, true) {
-			n.log.Warn().Err(err).Int("code", serverErrorCode(err)).
+			n.log.Warn().Err(err).Int("code", outage.FirstCode(err)).
 				Msg("could not enable changeStreamPreAndPostImages (MongoDB 6.0+): deletes name only the document id until it works")
 		}
 		return
@@ -278,20 +280,18 @@ func (n *Notifier) Run(ctx context.Context) error {
 		n.dupGuard.run(guardCtx)
 	}()
 
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 200 * time.Millisecond
-	bo.MaxInterval = n.cfg.RetryMaxInterval
-	for logged := false; !n.bound(); {
-		err := n.bindExisting(ctx)
-		if err == nil {
-			break
-		}
-		n.health.leaseFailed(err)
-		if !logged {
-			n.log.Warn().Err(err).Msg("notifier buckets unavailable (not provisioned?); retrying")
-			logged = true
-		}
-		if !noticeSleep(ctx, bo.NextBackOff()) {
+	if !n.bound() {
+		bo := backoff.NewExponentialBackOff()
+		bo.InitialInterval = 200 * time.Millisecond
+		bo.MaxInterval = n.cfg.RetryMaxInterval
+		_, err := retry.Forever(ctx, bo, func() (struct{}, error) { return struct{}{}, n.bindExisting(ctx) },
+			func(err error, first bool) {
+				n.health.leaseFailed(err)
+				if first {
+					n.log.Warn().Err(err).Msg("notifier buckets unavailable (not provisioned?); retrying")
+				}
+			})
+		if err != nil {
 			return nil
 		}
 	}
@@ -318,7 +318,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 			if holdOff := n.lead(ctx); holdOff > 0 {
 				// Stepped down: stay out of the competition long enough
 				// for a standby to win it.
-				noticeSleep(ctx, holdOff)
+				retry.Sleep(ctx, holdOff)
 			}
 			continue
 		default:
@@ -331,7 +331,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 			n.probeAfterStepDown(ctx)
 		}
 		// Jitter keeps standbys from hammering the bucket in step.
-		noticeSleep(ctx, interval-interval/10+time.Duration(rand.Int64N(int64(interval/5)+1)))
+		retry.Sleep(ctx, interval-interval/10+time.Duration(rand.Int64N(int64(interval/5)+1)))
 	}
 	return nil
 }
@@ -496,51 +496,34 @@ func (n *Notifier) Healthy() error {
 
 // notifierHealth tracks since when the lease and the stream fail.
 type notifierHealth struct {
-	mu          sync.Mutex
-	leaseSince  time.Time
-	leaseErr    error
-	streamSince time.Time
-	streamErr   error
+	lease, stream outage.Tracker
+
+	mu sync.Mutex
 	// stepDownErr: this replica stepped down because its change stream
 	// stalled, and has not seen a change stream work since.
 	stepDownErr error
 }
 
 func (h *notifierHealth) reset() {
+	h.lease.Reset()
+	h.stream.Reset()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.leaseSince, h.leaseErr, h.streamSince, h.streamErr, h.stepDownErr = time.Time{}, nil, time.Time{}, nil, nil
+	h.stepDownErr = nil
 }
 
-func (h *notifierHealth) leaseFailed(err error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.leaseSince.IsZero() {
-		h.leaseSince = time.Now()
-	}
-	h.leaseErr = err
-}
+func (h *notifierHealth) leaseFailed(err error) { h.lease.Failed(time.Now(), err) }
 
-func (h *notifierHealth) leaseOK() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.leaseSince, h.leaseErr = time.Time{}, nil
-}
+func (h *notifierHealth) leaseOK() { h.lease.Succeeded(time.Now()) }
 
-func (h *notifierHealth) streamFailed(err error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.streamSince.IsZero() {
-		h.streamSince = time.Now()
-	}
-	h.streamErr = err
-}
+func (h *notifierHealth) streamFailed(err error) { h.stream.Failed(time.Now(), err) }
 
 // streamOK: the change stream works (this also ends a step-down).
 func (h *notifierHealth) streamOK() {
+	h.stream.Succeeded(time.Now())
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.streamSince, h.streamErr, h.stepDownErr = time.Time{}, nil, nil
+	h.stepDownErr = nil
 }
 
 func (h *notifierHealth) steppedDown(err error) {
@@ -556,17 +539,16 @@ func (h *notifierHealth) isSteppedDown() bool {
 }
 
 func (h *notifierHealth) check(after time.Duration, leader bool) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.leaseSince.IsZero() && time.Since(h.leaseSince) > after {
-		return fmt.Errorf("%w: lease unavailable for %s: %w", ErrNotifierUnhealthy, time.Since(h.leaseSince).Round(time.Second), h.leaseErr)
+	now := time.Now()
+	if down, err, ok := h.lease.Down(now); ok && down > after {
+		return fmt.Errorf("%w: lease unavailable for %s: %w", ErrNotifierUnhealthy, down.Round(time.Second), err)
 	}
-	if h.stepDownErr != nil {
+	if err := func() error { h.mu.Lock(); defer h.mu.Unlock(); return h.stepDownErr }(); err != nil {
 		// Reported at once: the stream already failed for StallAfter.
-		return fmt.Errorf("%w: stepped down from leading: %w", ErrNotifierUnhealthy, h.stepDownErr)
+		return fmt.Errorf("%w: stepped down from leading: %w", ErrNotifierUnhealthy, err)
 	}
-	if leader && !h.streamSince.IsZero() && time.Since(h.streamSince) > after {
-		return fmt.Errorf("%w: change stream or publishing failing for %s: %w", ErrNotifierUnhealthy, time.Since(h.streamSince).Round(time.Second), h.streamErr)
+	if down, err, ok := h.stream.Down(now); leader && ok && down > after {
+		return fmt.Errorf("%w: change stream or publishing failing for %s: %w", ErrNotifierUnhealthy, down.Round(time.Second), err)
 	}
 	return nil
 }

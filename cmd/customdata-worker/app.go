@@ -20,7 +20,9 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/customdata-worker/customdata-worker/internal/embeddednats"
+	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/customdata-worker/customdata-worker/internal/redact"
+	"github.com/customdata-worker/customdata-worker/internal/retry"
 	"github.com/customdata-worker/customdata-worker/triggers"
 	"github.com/customdata-worker/customdata-worker/worker"
 )
@@ -156,18 +158,17 @@ type started struct {
 // help, or ctx ends; it backs off exponentially and logs the first failure
 // only, so an outage is one log line rather than one per attempt.
 func retryLogged[T any](ctx context.Context, log zerolog.Logger, what string, stop func(error) bool, fn func() (T, error)) (T, error) {
-	logged := false
-	return backoff.Retry(ctx, func() (T, error) {
+	return retry.Forever(ctx, backoff.NewExponentialBackOff(), func() (T, error) {
 		v, err := fn()
 		if err != nil && stop(err) {
-			return v, backoff.Permanent(err)
-		}
-		if err != nil && !logged {
-			log.Warn().Err(err).Str("step", what).Msg("dependency unavailable; retrying with backoff")
-			logged = true
+			return v, retry.Stop(err)
 		}
 		return v, err
-	}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(0))
+	}, func(err error, first bool) {
+		if first {
+			log.Warn().Err(err).Str("step", what).Msg("dependency unavailable; retrying with backoff")
+		}
+	})
 }
 
 // retryAll: a connection attempt is retried whatever its error (a server
@@ -407,7 +408,7 @@ func drainNATS(nc *nats.Conn, log zerolog.Logger) {
 // such as duplicate users or missing provisioning.
 // Meanwhile /readyz names the step and its last error.
 func untilAvailable(ctx context.Context, log zerolog.Logger, progress *startupProgress, step string, fn func() error) error {
-	notTransient := func(err error) bool { return !worker.IsTransient(err) }
+	notTransient := func(err error) bool { return !outage.Is(err) }
 	progress.begin(step)
 	_, err := retryLogged(ctx, log, step, notTransient, func() (struct{}, error) {
 		err := fn()
