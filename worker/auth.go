@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,11 +29,11 @@ import (
 type AuthConsumer struct {
 	cfg    AuthConfig
 	js     jetstream.JetStream
-	writer *customDataWriter
-	// bulk sends one round of writes; it is writer.bulkWrite except in
+	writer *customdata.Writer
+	// bulk sends one round of writes; it is writer.Apply except in
 	// unit tests of the batch logic.
-	bulk    func(ctx context.Context, writes []triggers.Write) ([]writeFailure, []error)
-	data    CustomDataConfig
+	bulk    func(ctx context.Context, writes []triggers.Write) ([]customdata.Fault, []error)
+	data    customdata.Config
 	set     *triggers.Set
 	decoder events.Decoder
 	dlq     *deadLetterer
@@ -51,10 +53,10 @@ type AuthConsumer struct {
 
 // NewAuthConsumer validates the configuration and builds a consumer. It
 // does no IO: call Provision, then Run.
-func NewAuthConsumer(cfg AuthConfig, js jetstream.JetStream, coll *mongo.Collection, data CustomDataConfig,
+func NewAuthConsumer(cfg AuthConfig, js jetstream.JetStream, coll *mongo.Collection, data customdata.Config,
 	set *triggers.Set, log zerolog.Logger, reg prometheus.Registerer) (*AuthConsumer, error) {
 	cfg.setDefaults()
-	data.setDefaults()
+	data.SetDefaults()
 	if err := errors.Join(cfg.Validate(), data.Validate()); err != nil {
 		return nil, err
 	}
@@ -63,7 +65,7 @@ func NewAuthConsumer(cfg AuthConfig, js jetstream.JetStream, coll *mongo.Collect
 	}
 	// A write may take longer than AckWait: in-progress acks, sent on
 	// their own goroutine, keep its messages from being redelivered.
-	writer, err := newCustomDataWriter(coll, data)
+	writer, err := customdata.NewWriter(coll, data)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +77,7 @@ func NewAuthConsumer(cfg AuthConfig, js jetstream.JetStream, coll *mongo.Collect
 		cfg:     cfg,
 		js:      js,
 		writer:  writer,
-		bulk:    writer.bulkWrite,
+		bulk:    writer.Apply,
 		data:    data,
 		set:     set,
 		decoder: events.Decoder{MaxClockSkew: cfg.MaxClockSkew},

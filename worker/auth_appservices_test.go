@@ -113,10 +113,10 @@ func TestAuthDeadLetterListsEveryProblem(t *testing.T) {
 	e.publishRaw(events.AuthSubject(events.DefaultAuthPrefix, events.OperationLogin), []byte(bad))
 	e.waitFor("the dead letter", func() bool { return len(e.deadLetters()) == 1 })
 	h := e.deadLetters()[0].Header
-	if got := h.Get(HeaderDLQReason); got != string(events.ReasonForbiddenKey) {
+	if got := h.Get(events.HeaderDLQReason); got != string(events.ReasonForbiddenKey) {
 		t.Errorf("Dlq-Reason = %q, want the primary reason forbidden_key", got)
 	}
-	msg := h.Get(HeaderDLQError)
+	msg := h.Get(events.HeaderDLQError)
 	for _, part := range []string{
 		"forbidden_key: user.custom_data: a key starts with '$'",
 		`unknown_field: unknown field "user.Email"`,

@@ -13,6 +13,7 @@ import (
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/retry"
 	"github.com/customdata-worker/customdata-worker/triggers"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 const unknownOperation = "unknown"
@@ -30,7 +31,7 @@ type authItem struct {
 
 	writes    int // writes the triggers decided
 	remaining int // writes not yet acknowledged by MongoDB
-	failure   writeFailure
+	failure   customdata.Fault
 	failErr   error
 	// holdFor: held back behind an event of its user sent back by an
 	// earlier batch; not due again before that one is.
@@ -55,7 +56,7 @@ func (it *authItem) streamSeq() uint64 {
 }
 
 // fail records a failure; the worst class wins.
-func (it *authItem) fail(f writeFailure, err error) {
+func (it *authItem) fail(f customdata.Fault, err error) {
 	if it.failErr == nil || f > it.failure {
 		it.failure, it.failErr = f, err
 	}
@@ -156,11 +157,11 @@ func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *bat
 		if retrying[ev.User.ID] {
 			// Settled with the others after the writes, in stream order
 			// (see retryOrDeadLetter).
-			it.fail(writeTransient, errBlockedByEarlierWrite)
+			it.fail(customdata.Retry, errBlockedByEarlierWrite)
 			continue
 		}
 		if wait, held := a.holds.blocker(ev.User.ID, it.streamSeq(), inBatch, time.Now()); held {
-			it.fail(writeTransient, errBlockedByEarlierWrite)
+			it.fail(customdata.Retry, errBlockedByEarlierWrite)
 			it.holdFor = wait
 			retrying[ev.User.ID] = true
 			continue
@@ -168,17 +169,17 @@ func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *bat
 		ws, err := a.decideSafely(ev)
 		if err == nil {
 			for _, w := range ws {
-				if err = a.writer.checkWrite(w); err != nil {
+				if err = a.writer.Check(w); err != nil {
 					break
 				}
 			}
 		}
 		if errors.Is(err, triggers.ErrPermanent) {
-			a.deadLetter(ctx, it, DeadLetterTriggerError, err, stats)
+			a.deadLetter(ctx, it, events.DeadLetterTriggerError, err, stats)
 			continue
 		}
 		if err != nil {
-			it.fail(writeTransient, err)
+			it.fail(customdata.Retry, err)
 			retrying[ev.User.ID] = true
 			continue
 		}
@@ -221,7 +222,7 @@ func (a *AuthConsumer) applyWrites(ctx, work context.Context, items []*authItem,
 				continue
 			}
 			if blocked[m.Write.UserID] {
-				a.failSources(items, owners, m, writeTransient, errBlockedByEarlierWrite)
+				a.failSources(items, owners, m, customdata.Retry, errBlockedByEarlierWrite)
 				continue
 			}
 			ops = append(ops, m)
@@ -240,11 +241,11 @@ func (a *AuthConsumer) applyWrites(ctx, work context.Context, items []*authItem,
 		}
 		for i, m := range ops {
 			switch {
-			case failures[i] == writeOK:
+			case failures[i] == customdata.OK:
 				for _, w := range m.From {
 					items[owners[w]].remaining--
 				}
-			case failures[i] == writePermanent && distinctOwners(owners, m.From) > 1:
+			case failures[i] == customdata.Permanent && distinctOwners(owners, m.From) > 1:
 				// A merged operation failed for good: find the culprit by
 				// applying the source writes one at a time, in order.
 				allOK, interrupted := a.isolate(ctx, work, items, writes, owners, m)
@@ -277,7 +278,7 @@ func (a *AuthConsumer) isolate(ctx, work context.Context, items []*authItem, wri
 			continue
 		}
 		if held {
-			it.fail(writeTransient, errBlockedByEarlierWrite)
+			it.fail(customdata.Retry, errBlockedByEarlierWrite)
 			allOK = false
 			continue
 		}
@@ -285,13 +286,13 @@ func (a *AuthConsumer) isolate(ctx, work context.Context, items []*authItem, wri
 		if interrupted {
 			return false, true
 		}
-		if failures[0] == writeOK {
+		if failures[0] == customdata.OK {
 			it.remaining--
 			continue
 		}
 		it.fail(failures[0], errs[0])
 		allOK = false
-		held = failures[0] != writePermanent
+		held = failures[0] != customdata.Permanent
 	}
 	return allOK, false
 }
@@ -311,7 +312,7 @@ func (a *AuthConsumer) requeueUnfinished(items []*authItem, round, rounds int) {
 		Msg("shutting down while MongoDB is unavailable; returning unfinished auth events to the stream")
 }
 
-func (a *AuthConsumer) failSources(items []*authItem, owners []int, m triggers.Merged, f writeFailure, err error) {
+func (a *AuthConsumer) failSources(items []*authItem, owners []int, m triggers.Merged, f customdata.Fault, err error) {
 	for _, w := range m.From {
 		items[owners[w]].fail(f, err)
 	}
@@ -329,9 +330,9 @@ func distinctOwners(owners []int, from []int) int {
 // reasons are retried in place with exponential backoff (the messages are
 // kept, their AckWait extended by the heartbeat) until they succeed or
 // shutdown comes, in which case interrupted is true.
-func (a *AuthConsumer) writeRound(ctx, work context.Context, writes []triggers.Write) (failures []writeFailure, errs []error, interrupted bool) {
+func (a *AuthConsumer) writeRound(ctx, work context.Context, writes []triggers.Write) (failures []customdata.Fault, errs []error, interrupted bool) {
 	n := len(writes)
-	failures, errs = make([]writeFailure, n), make([]error, n)
+	failures, errs = make([]customdata.Fault, n), make([]error, n)
 	pending := make([]int, n)
 	for i := range pending {
 		pending[i] = i
@@ -357,7 +358,7 @@ func (a *AuthConsumer) writeRound(ctx, work context.Context, writes []triggers.W
 
 		var infra []int
 		for j, i := range pending {
-			if f[j] == writeInfra {
+			if f[j] == customdata.Outage {
 				infra = append(infra, i)
 				infraErr = e[j]
 				continue
@@ -379,7 +380,7 @@ func (a *AuthConsumer) writeRound(ctx, work context.Context, writes []triggers.W
 	// Stopping: the writes still pending were not applied.
 	a.mongoFailed(infraErr)
 	for _, i := range pending {
-		failures[i], errs[i] = writeInfra, infraErr
+		failures[i], errs[i] = customdata.Outage, infraErr
 	}
 	return failures, errs, true
 }
@@ -394,8 +395,8 @@ func (a *AuthConsumer) finish(ctx context.Context, it *authItem, stats *batchSta
 			stats.nakFailures++
 		}
 		a.metrics.events.WithLabelValues(it.op, outcomeRetried).Inc()
-	case it.failure == writePermanent:
-		a.deadLetter(ctx, it, DeadLetterWriteError, it.failErr, stats)
+	case it.failure == customdata.Permanent:
+		a.deadLetter(ctx, it, events.DeadLetterWriteError, it.failErr, stats)
 	case it.failErr != nil:
 		a.retryOrDeadLetter(ctx, it, stats)
 	default:
@@ -437,7 +438,7 @@ func (a *AuthConsumer) ack(ctx context.Context, it *authItem) error {
 // message held back behind a failed one becomes due no earlier than it.
 func (a *AuthConsumer) retryOrDeadLetter(ctx context.Context, it *authItem, stats *batchStats) {
 	if it.numDelivered() >= uint64(a.cfg.MaxDeliver) {
-		a.deadLetter(ctx, it, DeadLetterMaxDeliver, it.failErr, stats)
+		a.deadLetter(ctx, it, events.DeadLetterMaxDeliver, it.failErr, stats)
 		return
 	}
 	it.resolved.Store(true)
@@ -485,7 +486,7 @@ func (a *AuthConsumer) deadLetter(ctx context.Context, it *authItem, reason stri
 		stats.nakFailures++
 	}
 	a.holds.settled(it.userID, it.streamSeq())
-	reasonLabel := dl.Header.Get(HeaderDLQReason)
+	reasonLabel := dl.Header.Get(events.HeaderDLQReason)
 	a.metrics.events.WithLabelValues(it.op, outcomeDeadLettered).Inc()
 	a.metrics.deadLetters.WithLabelValues(reasonLabel).Inc()
 	if stats.deadLettered == nil {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
+
 	"github.com/rs/zerolog"
 
 	"github.com/customdata-worker/customdata-worker/triggers"
@@ -21,18 +23,18 @@ type scriptedBulk struct {
 	mu    sync.Mutex
 	calls [][]triggers.Write
 	// answer returns the outcome of write w in call number call (0-based).
-	answer func(call int, w triggers.Write) writeFailure
+	answer func(call int, w triggers.Write) customdata.Fault
 }
 
-func (s *scriptedBulk) bulk(_ context.Context, writes []triggers.Write) ([]writeFailure, []error) {
+func (s *scriptedBulk) bulk(_ context.Context, writes []triggers.Write) ([]customdata.Fault, []error) {
 	s.mu.Lock()
 	call := len(s.calls)
 	s.calls = append(s.calls, slices.Clone(writes))
 	s.mu.Unlock()
-	f, e := make([]writeFailure, len(writes)), make([]error, len(writes))
+	f, e := make([]customdata.Fault, len(writes)), make([]error, len(writes))
 	for i, w := range writes {
 		f[i] = s.answer(call, w)
-		if f[i] != writeOK {
+		if f[i] != customdata.OK {
 			e[i] = fmt.Errorf("scripted %s failure", f[i])
 		}
 	}
@@ -60,8 +62,8 @@ func newBatchTestConsumer(t *testing.T, bulk *scriptedBulk) *AuthConsumer {
 	t.Helper()
 	cfg := AuthConfig{RetryMaxInterval: 20 * time.Millisecond}
 	cfg.setDefaults()
-	data := CustomDataConfig{Database: "d", Collection: "c"}
-	data.setDefaults()
+	data := customdata.Config{Database: "d", Collection: "c"}
+	data.SetDefaults()
 	m, err := newAuthMetrics(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +81,7 @@ func TestAuthApplyWritesMapsFailuresToMessages(t *testing.T) {
 		return triggers.Write{UserID: user, Upsert: true, SetOnInsert: map[string]any{"createdAt": at}}
 	}
 	type want struct {
-		failure  writeFailure
+		failure  customdata.Fault
 		done     bool // all writes acknowledged
 		requeue  bool
 		blockErr bool // failed because an earlier write of its user failed
@@ -87,7 +89,7 @@ func TestAuthApplyWritesMapsFailuresToMessages(t *testing.T) {
 	cases := []struct {
 		name     string
 		writes   []triggers.Write // one message per write
-		answer   func(call int, w triggers.Write) writeFailure
+		answer   func(call int, w triggers.Write) customdata.Fault
 		shutdown bool
 		want     []want
 		calls    string
@@ -95,78 +97,78 @@ func TestAuthApplyWritesMapsFailuresToMessages(t *testing.T) {
 		{
 			name:   "all succeed in one round",
 			writes: []triggers.Write{login("a", 1), login("b", 1)},
-			answer: func(int, triggers.Write) writeFailure { return writeOK },
+			answer: func(int, triggers.Write) customdata.Fault { return customdata.OK },
 			want:   []want{{done: true}, {done: true}},
 			calls:  "[a:update b:update]",
 		},
 		{
 			name:   "a failing operation fails only its own message",
 			writes: []triggers.Write{login("a", 1), login("b", 1), login("c", 1)},
-			answer: func(_ int, w triggers.Write) writeFailure {
+			answer: func(_ int, w triggers.Write) customdata.Fault {
 				if w.UserID == "b" {
-					return writePermanent
+					return customdata.Permanent
 				}
-				return writeOK
+				return customdata.OK
 			},
-			want:  []want{{done: true}, {failure: writePermanent}, {done: true}},
+			want:  []want{{done: true}, {failure: customdata.Permanent}, {done: true}},
 			calls: "[a:update b:update c:update]",
 		},
 		{
 			name:   "later rounds of a failed user do not run",
 			writes: []triggers.Write{del("a"), del("b"), create("a"), create("b")},
-			answer: func(_ int, w triggers.Write) writeFailure {
+			answer: func(_ int, w triggers.Write) customdata.Fault {
 				if w.UserID == "a" && w.Delete {
-					return writeTransient
+					return customdata.Retry
 				}
-				return writeOK
+				return customdata.OK
 			},
 			want: []want{
-				{failure: writeTransient}, {done: true},
-				{failure: writeTransient, blockErr: true}, {done: true},
+				{failure: customdata.Retry}, {done: true},
+				{failure: customdata.Retry, blockErr: true}, {done: true},
 			},
 			calls: "[a:delete b:delete] [b:update]",
 		},
 		{
 			name:   "a merged operation that fails for good is isolated",
 			writes: []triggers.Write{login("a", 1), login("a", 2), login("a", 3)},
-			answer: func(call int, w triggers.Write) writeFailure {
+			answer: func(call int, w triggers.Write) customdata.Fault {
 				if call == 0 {
-					return writePermanent // the merged write
+					return customdata.Permanent // the merged write
 				}
 				if call == 2 {
-					return writePermanent // the second message's own write
+					return customdata.Permanent // the second message's own write
 				}
-				return writeOK
+				return customdata.OK
 			},
-			want:  []want{{done: true}, {failure: writePermanent}, {done: true}},
+			want:  []want{{done: true}, {failure: customdata.Permanent}, {done: true}},
 			calls: "[a:update] [a:update] [a:update] [a:update]",
 		},
 		{
 			name:   "an isolated write that will be retried holds back its user's later writes",
 			writes: []triggers.Write{login("a", 1), login("a", 2), login("a", 3)},
-			answer: func(call int, w triggers.Write) writeFailure {
+			answer: func(call int, w triggers.Write) customdata.Fault {
 				switch call {
 				case 0:
-					return writePermanent // the merged write
+					return customdata.Permanent // the merged write
 				case 1:
-					return writeTransient // the first message's own write
+					return customdata.Retry // the first message's own write
 				}
-				return writeOK
+				return customdata.OK
 			},
 			want: []want{
-				{failure: writeTransient},
-				{failure: writeTransient, blockErr: true}, {failure: writeTransient, blockErr: true},
+				{failure: customdata.Retry},
+				{failure: customdata.Retry, blockErr: true}, {failure: customdata.Retry, blockErr: true},
 			},
 			calls: "[a:update] [a:update]",
 		},
 		{
 			name:   "infrastructure failures are retried in place without blame",
 			writes: []triggers.Write{login("a", 1), login("b", 1)},
-			answer: func(call int, w triggers.Write) writeFailure {
+			answer: func(call int, w triggers.Write) customdata.Fault {
 				if call < 2 || (call == 2 && w.UserID == "b") {
-					return writeInfra
+					return customdata.Outage
 				}
-				return writeOK
+				return customdata.OK
 			},
 			want:  []want{{done: true}, {done: true}},
 			calls: "[a:update b:update] [a:update b:update] [a:update b:update] [b:update]",
@@ -174,7 +176,7 @@ func TestAuthApplyWritesMapsFailuresToMessages(t *testing.T) {
 		{
 			name:     "shutdown while MongoDB is down requeues unfinished messages",
 			writes:   []triggers.Write{login("a", 1), del("b"), create("b")},
-			answer:   func(call int, w triggers.Write) writeFailure { return writeInfra },
+			answer:   func(call int, w triggers.Write) customdata.Fault { return customdata.Outage },
 			shutdown: true,
 			want:     []want{{requeue: true}, {requeue: true}, {requeue: true}},
 			calls:    "[a:update b:delete]",

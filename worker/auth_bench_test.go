@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -44,7 +46,7 @@ func benchAuthThroughput(b *testing.B, users int) {
 	if users == 0 {
 		users = b.N
 	}
-	data := CustomDataConfig{Database: testsupport.DatabaseName(b), Collection: "users"}
+	data := customdata.Config{Database: testsupport.DatabaseName(b), Collection: "users"}
 	coll := m.Client(b).Database(data.Database).Collection(data.Collection)
 	seed := make([]any, users)
 	for i := range seed {
@@ -61,7 +63,7 @@ func benchAuthThroughput(b *testing.B, users int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := EnsureUserIndex(ctx, coll, data, zerolog.Nop()); err != nil {
+	if err := customdata.EnsureUserIndex(ctx, coll, data, zerolog.Nop()); err != nil {
 		b.Fatal(err)
 	}
 	if err := c.Provision(ctx); err != nil {

@@ -195,7 +195,7 @@ func (c AuthConfig) Validate() error {
 	if err := events.ValidatePrefix(c.DeadLetterPrefix); err != nil {
 		add("dead-letter prefix: %v", err)
 	}
-	if subjectsOverlap(c.SubjectPrefix, c.DeadLetterPrefix) {
+	if events.PrefixesOverlap(c.SubjectPrefix, c.DeadLetterPrefix) {
 		add("subject prefix %q and dead-letter prefix %q overlap", c.SubjectPrefix, c.DeadLetterPrefix)
 	}
 	if c.MaxAge < 0 || c.DeadLetterMaxAge < 0 {
@@ -245,42 +245,4 @@ func (c AuthConfig) Validate() error {
 		add("unhealthy-after must be positive")
 	}
 	return errors.Join(errs...)
-}
-
-// subjectsOverlap reports whether "<a>.>" and "<b>.>" can match a common
-// subject, i.e. one prefix is a token-prefix of the other.
-func subjectsOverlap(a, b string) bool {
-	ta, tb := strings.Split(a, "."), strings.Split(b, ".")
-	n := min(len(ta), len(tb))
-	for i := 0; i < n; i++ {
-		if ta[i] != tb[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// subjectMatches reports whether subject matches the NATS subject pattern
-// (with '*' and '>' wildcards).
-func subjectMatches(pattern, subject string) bool {
-	pt, st := strings.Split(pattern, "."), strings.Split(subject, ".")
-	for i, p := range pt {
-		if p == ">" {
-			return len(st) > i
-		}
-		if i >= len(st) || (p != "*" && p != st[i]) {
-			return false
-		}
-	}
-	return len(pt) == len(st)
-}
-
-// anyMatches reports whether subject matches one of patterns.
-func anyMatches(patterns []string, subject string) bool {
-	for _, p := range patterns {
-		if subjectMatches(p, subject) {
-			return true
-		}
-	}
-	return false
 }

@@ -83,26 +83,3 @@ func TestAuthConfigValidate(t *testing.T) {
 		})
 	}
 }
-
-func TestAuthSubjectMatching(t *testing.T) {
-	cases := []struct {
-		pattern, subject string
-		want             bool
-	}{
-		{"auth.events.>", "auth.events.login", true},
-		{"auth.events.>", "auth.events", false},
-		{"auth.*.login", "auth.events.login", true},
-		{"auth.events.login", "auth.events.login", true},
-		{"auth.events.login", "auth.events.create", false},
-		{"auth.events.*", "auth.events.login.x", false},
-		{">", "anything.at.all", true},
-	}
-	for _, tc := range cases {
-		if got := subjectMatches(tc.pattern, tc.subject); got != tc.want {
-			t.Errorf("subjectMatches(%q, %q) = %v, want %v", tc.pattern, tc.subject, got, tc.want)
-		}
-	}
-	if !subjectsOverlap("auth.events", "auth.events.x") || subjectsOverlap("auth.events", "auth.deadletter") {
-		t.Error("subjectsOverlap")
-	}
-}

@@ -12,6 +12,7 @@ import (
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 	"github.com/customdata-worker/customdata-worker/triggers"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 // TestAuthDefaultAckWaitAndProgressInterval: the provisioned consumer
@@ -125,9 +126,9 @@ func TestAuthSlowWriteDoesNotExpireAHealthyBatch(t *testing.T) {
 		e.data.WriteTimeout = 10 * time.Second // longer than AckWait is allowed
 	})
 	c, reg := e.newConsumer()
-	c.bulk = func(ctx context.Context, writes []triggers.Write) ([]writeFailure, []error) {
+	c.bulk = func(ctx context.Context, writes []triggers.Write) ([]customdata.Fault, []error) {
 		time.Sleep(3 * time.Second) // three ack waits
-		return c.writer.bulkWrite(ctx, writes)
+		return c.writer.Apply(ctx, writes)
 	}
 	e.publish(e.event(events.OperationCreate, "noa", authBaseTime()))
 	msgs := e.fetchBatch(c, 1)

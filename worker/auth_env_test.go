@@ -18,6 +18,7 @@ import (
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 	"github.com/customdata-worker/customdata-worker/triggers"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 // authWait is the deadline for every effect an auth test waits for.
@@ -32,7 +33,7 @@ type authEnv struct {
 	js    jetstream.JetStream
 	coll  *mongo.Collection
 	cfg   AuthConfig
-	data  CustomDataConfig
+	data  customdata.Config
 	set   *triggers.Set
 	pub   *events.Publisher
 	log   zerolog.Logger
@@ -61,7 +62,7 @@ func newAuthEnv(t *testing.T, m *testsupport.Mongo, tweak ...func(*authEnv)) *au
 			RetryMaxInterval: 500 * time.Millisecond,
 			UnhealthyAfter:   time.Second,
 		},
-		data: CustomDataConfig{
+		data: customdata.Config{
 			Database:     testsupport.DatabaseName(t),
 			Collection:   "users",
 			WriteTimeout: 2 * time.Second,
@@ -102,8 +103,8 @@ func (e *authEnv) newConsumer() (*AuthConsumer, *prometheus.Registry) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), authWait)
 	defer cancel()
-	if err := EnsureUserIndex(ctx, e.coll, e.data, e.log); err != nil {
-		e.t.Fatalf("EnsureUserIndex: %v", err)
+	if err := customdata.EnsureUserIndex(ctx, e.coll, e.data, e.log); err != nil {
+		e.t.Fatalf("customdata.EnsureUserIndex: %v", err)
 	}
 	if err := c.Provision(ctx); err != nil {
 		e.t.Fatalf("Provision: %v", err)

@@ -108,7 +108,7 @@ func (a *AuthConsumer) verify(ctx context.Context) error {
 	default:
 		cfg := stream.CachedInfo().Config
 		for _, s := range authSubjects {
-			if !anyMatches(cfg.Subjects, s) {
+			if !events.AnyMatches(cfg.Subjects, s) {
 				incompatible = append(incompatible, fmt.Sprintf("stream %s does not capture subject %s (subjects %v)", a.cfg.Stream, s, cfg.Subjects))
 			}
 		}
@@ -128,8 +128,8 @@ func (a *AuthConsumer) verify(ctx context.Context) error {
 		return fmt.Errorf("verify dead-letter stream %s: %w", a.cfg.DeadLetterStream, err)
 	default:
 		cfg := dlq.CachedInfo().Config
-		probe := a.cfg.DeadLetterPrefix + "." + DeadLetterMaxDeliver
-		if !anyMatches(cfg.Subjects, probe) {
+		probe := a.cfg.DeadLetterPrefix + "." + events.DeadLetterMaxDeliver
+		if !events.AnyMatches(cfg.Subjects, probe) {
 			incompatible = append(incompatible, fmt.Sprintf("dead-letter stream %s does not capture %s.> (subjects %v)", a.cfg.DeadLetterStream, a.cfg.DeadLetterPrefix, cfg.Subjects))
 		}
 	}
@@ -175,7 +175,7 @@ func (a *AuthConsumer) checkConsumer(cfg jetstream.ConsumerConfig, authSubjects 
 	}
 	if len(filters) > 0 {
 		for _, s := range authSubjects {
-			if !anyMatches(filters, s) {
+			if !events.AnyMatches(filters, s) {
 				problems = append(problems, fmt.Sprintf("%s filters out subject %s (filters %v)", name, s, filters))
 			}
 		}

@@ -301,7 +301,7 @@ func TestDeadLetterInvalidEvents(t *testing.T) {
 	// them to cases by the original stream sequence.
 	bySeq := map[string]*jetstream.RawStreamMsg{}
 	for _, dl := range dls {
-		bySeq[dl.Header.Get(HeaderDLQStreamSequence)] = dl
+		bySeq[dl.Header.Get(events.HeaderDLQStreamSequence)] = dl
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -310,26 +310,26 @@ func TestDeadLetterInvalidEvents(t *testing.T) {
 				t.Fatalf("no dead letter for stream sequence %d", i+1)
 			}
 			h := dl.Header
-			if got := h.Get(HeaderDLQReason); got != tc.reason {
+			if got := h.Get(events.HeaderDLQReason); got != tc.reason {
 				t.Fatalf("Dlq-Reason = %q, want %q (headers: %s)", got, tc.reason, authHeaderSummary(h))
 			}
 			if dl.Subject != DefaultDeadLetterPrefix+"."+tc.reason {
 				t.Errorf("dead-letter subject = %s", dl.Subject)
 			}
-			if got := h.Get(HeaderDLQOriginalSubject); got != tc.subject {
+			if got := h.Get(events.HeaderDLQOriginalSubject); got != tc.subject {
 				t.Errorf("Dlq-Original-Subject = %q, want %q", got, tc.subject)
 			}
 			if got := h.Get(jetstream.MsgIDHeader); got != fmt.Sprintf("dlq-%s-%d", DefaultAuthStream, i+1) {
 				t.Errorf("Nats-Msg-Id = %q", got)
 			}
-			if h.Get(HeaderDLQError) == "" || h.Get(HeaderDLQDeliveryCount) == "" {
+			if h.Get(events.HeaderDLQError) == "" || h.Get(events.HeaderDLQDeliveryCount) == "" {
 				t.Errorf("missing Dlq-Error or Dlq-Delivery-Count: %s", authHeaderSummary(h))
 			}
 			if string(dl.Data) != string(tc.data) {
 				t.Errorf("dead letter does not carry the original data")
 			}
-			if tc.reason == "max_deliver_exceeded" && h.Get(HeaderDLQDeliveryCount) != "3" {
-				t.Errorf("Dlq-Delivery-Count = %s, want 3 (MaxDeliver)", h.Get(HeaderDLQDeliveryCount))
+			if tc.reason == "max_deliver_exceeded" && h.Get(events.HeaderDLQDeliveryCount) != "3" {
+				t.Errorf("Dlq-Delivery-Count = %s, want 3 (MaxDeliver)", h.Get(events.HeaderDLQDeliveryCount))
 			}
 		})
 	}
@@ -368,13 +368,13 @@ func TestDeadLetterPermanentWriteErrorFailsOnlyItsOwnMessages(t *testing.T) {
 	e.waitSettled()
 
 	dl := e.deadLetters()[0]
-	if got := dl.Header.Get(HeaderDLQReason); got != DeadLetterWriteError {
-		t.Fatalf("Dlq-Reason = %q, want %q", got, DeadLetterWriteError)
+	if got := dl.Header.Get(events.HeaderDLQReason); got != events.DeadLetterWriteError {
+		t.Fatalf("Dlq-Reason = %q, want %q", got, events.DeadLetterWriteError)
 	}
-	if got := dl.Header.Get(HeaderDLQStreamSequence); got != "1" {
+	if got := dl.Header.Get(events.HeaderDLQStreamSequence); got != "1" {
 		t.Fatalf("dead-lettered stream sequence %s, want 1 (henry's login)", got)
 	}
-	if got := dl.Header.Get(HeaderDLQError); strings.Contains(got, "red") || strings.Contains(got, "henry") {
+	if got := dl.Header.Get(events.HeaderDLQError); strings.Contains(got, "red") || strings.Contains(got, "henry") {
 		t.Fatalf("Dlq-Error leaks document content: %q", got)
 	}
 	if d := e.doc("henry"); d != nil {
@@ -396,7 +396,7 @@ func TestDeadLetterPermanentWriteErrorFailsOnlyItsOwnMessages(t *testing.T) {
 			t.Errorf("events %v = %v, want %v", want.labels, got, want.n)
 		}
 	}
-	if got := authMetric(t, reg, "customdata_worker_auth_dead_letters_total", map[string]string{"reason": DeadLetterWriteError}); got != 1 {
+	if got := authMetric(t, reg, "customdata_worker_auth_dead_letters_total", map[string]string{"reason": events.DeadLetterWriteError}); got != 1 {
 		t.Fatalf("dead letters metric = %v, want 1", got)
 	}
 }

@@ -13,29 +13,9 @@ import (
 	"github.com/customdata-worker/customdata-worker/events"
 )
 
-// Dead-letter reasons beyond the decoder's events.Reason values. They
-// travel in the Dlq-Reason header and the last subject token.
 const (
-	DeadLetterMaxDeliver     = "max_deliver_exceeded"
-	DeadLetterTriggerError   = "permanent_trigger_error"
-	DeadLetterWriteError     = "permanent_write_error"
 	deadLetterUnknownReason  = "unknown"
 	maxDeadLetterErrorLength = 2048 // room for every problem of a rejected event (events.MaxProblems)
-)
-
-// Dead-letter headers.
-const (
-	HeaderDLQReason          = "Dlq-Reason"
-	HeaderDLQError           = "Dlq-Error"
-	HeaderDLQOriginalSubject = "Dlq-Original-Subject"
-	HeaderDLQDeliveryCount   = "Dlq-Delivery-Count"
-	HeaderDLQStreamSequence  = "Dlq-Stream-Sequence"
-	HeaderDLQOriginalStream  = "Dlq-Original-Stream"
-	HeaderDLQOriginalMsgID   = "Dlq-Original-Msg-Id"
-	// HeaderDLQTruncated is set, to the original body size in bytes, when
-	// the body had to be cut to fit the server's max payload beside the
-	// dead-letter headers.
-	HeaderDLQTruncated = "Dlq-Truncated"
 )
 
 // deadLetterer publishes copies of failed messages to the dead-letter stream.
@@ -72,18 +52,18 @@ func (d *deadLetterer) deadLetterMsg(msg jetstream.Msg, meta *jetstream.MsgMetad
 		reason = deadLetterUnknownReason
 	}
 	h := nats.Header{}
-	h.Set(HeaderDLQReason, reason)
+	h.Set(events.HeaderDLQReason, reason)
 	if cause != nil {
-		h.Set(HeaderDLQError, truncateUTF8(cause.Error(), maxDeadLetterErrorLength))
+		h.Set(events.HeaderDLQError, truncateUTF8(cause.Error(), maxDeadLetterErrorLength))
 	}
-	h.Set(HeaderDLQOriginalSubject, msg.Subject())
+	h.Set(events.HeaderDLQOriginalSubject, msg.Subject())
 	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
-		h.Set(HeaderDLQOriginalMsgID, id)
+		h.Set(events.HeaderDLQOriginalMsgID, id)
 	}
 	if meta != nil {
-		h.Set(HeaderDLQOriginalStream, meta.Stream)
-		h.Set(HeaderDLQDeliveryCount, strconv.FormatUint(meta.NumDelivered, 10))
-		h.Set(HeaderDLQStreamSequence, strconv.FormatUint(meta.Sequence.Stream, 10))
+		h.Set(events.HeaderDLQOriginalStream, meta.Stream)
+		h.Set(events.HeaderDLQDeliveryCount, strconv.FormatUint(meta.NumDelivered, 10))
+		h.Set(events.HeaderDLQStreamSequence, strconv.FormatUint(meta.Sequence.Stream, 10))
 		h.Set(jetstream.MsgIDHeader, deadLetterMsgID(meta.Stream, meta.Sequence.Stream))
 	}
 	return &nats.Msg{Subject: d.prefix + "." + reason, Header: h, Data: d.fit(h, msg.Data())}
@@ -101,7 +81,7 @@ func (d *deadLetterer) fit(h nats.Header, data []byte) []byte {
 	// headers still to come: Dlq-Truncated and, at publish, the expected
 	// stream.
 	headerBytes := int64(len("NATS/1.0\r\n\r\n")) +
-		int64(len(HeaderDLQTruncated)+len(": \r\n")+20) +
+		int64(len(events.HeaderDLQTruncated)+len(": \r\n")+20) +
 		int64(len(jetstream.ExpectedStreamHeader)+len(": \r\n")+len(d.stream))
 	for k, vs := range h {
 		for _, v := range vs {
@@ -112,7 +92,7 @@ func (d *deadLetterer) fit(h nats.Header, data []byte) []byte {
 	if int64(len(data)) <= room {
 		return data
 	}
-	h.Set(HeaderDLQTruncated, strconv.Itoa(len(data)))
+	h.Set(events.HeaderDLQTruncated, strconv.Itoa(len(data)))
 	return data[:max(room, 0)]
 }
 

@@ -36,7 +36,7 @@ func TestDeadLetterMessageHeaders(t *testing.T) {
 		wantReason   string
 	}{
 		{"decoder reason", "malformed_json", errors.New("invalid auth event: malformed_json: x"), "auth.deadletter.malformed_json", "malformed_json"},
-		{"max deliver", DeadLetterMaxDeliver, errors.New("boom"), "auth.deadletter.max_deliver_exceeded", DeadLetterMaxDeliver},
+		{"max deliver", events.DeadLetterMaxDeliver, errors.New("boom"), "auth.deadletter.max_deliver_exceeded", events.DeadLetterMaxDeliver},
 		{"unsafe reason", "a.b>", nil, "auth.deadletter.unknown", "unknown"},
 		{"empty reason", "", nil, "auth.deadletter.unknown", "unknown"},
 	}
@@ -47,21 +47,21 @@ func TestDeadLetterMessageHeaders(t *testing.T) {
 				t.Fatalf("subject = %s, want %s", dl.Subject, tc.wantSubject)
 			}
 			want := map[string]string{
-				HeaderDLQReason:          tc.wantReason,
-				HeaderDLQOriginalSubject: "auth.events.login",
-				HeaderDLQDeliveryCount:   "4",
-				HeaderDLQStreamSequence:  "42",
-				HeaderDLQOriginalStream:  "AUTH_EVENTS",
-				HeaderDLQOriginalMsgID:   "ev-1",
-				jetstream.MsgIDHeader:    "dlq-AUTH_EVENTS-42",
+				events.HeaderDLQReason:          tc.wantReason,
+				events.HeaderDLQOriginalSubject: "auth.events.login",
+				events.HeaderDLQDeliveryCount:   "4",
+				events.HeaderDLQStreamSequence:  "42",
+				events.HeaderDLQOriginalStream:  "AUTH_EVENTS",
+				events.HeaderDLQOriginalMsgID:   "ev-1",
+				jetstream.MsgIDHeader:           "dlq-AUTH_EVENTS-42",
 			}
 			for k, v := range want {
 				if got := dl.Header.Get(k); got != v {
 					t.Errorf("%s = %q, want %q", k, got, v)
 				}
 			}
-			if (tc.cause != nil) != (dl.Header.Get(HeaderDLQError) != "") {
-				t.Errorf("Dlq-Error = %q for cause %v", dl.Header.Get(HeaderDLQError), tc.cause)
+			if (tc.cause != nil) != (dl.Header.Get(events.HeaderDLQError) != "") {
+				t.Errorf("Dlq-Error = %q for cause %v", dl.Header.Get(events.HeaderDLQError), tc.cause)
 			}
 			if string(dl.Data) != `{"x":1}` {
 				t.Errorf("data = %s, want the original", dl.Data)
@@ -73,7 +73,7 @@ func TestDeadLetterMessageHeaders(t *testing.T) {
 func TestDeadLetterErrorIsBounded(t *testing.T) {
 	d := &deadLetterer{stream: "DLQ", prefix: "dlq"}
 	dl := d.deadLetterMsg(fakeMsg{subject: "s"}, nil, "x", errors.New(strings.Repeat("é", 2000)))
-	got := dl.Header.Get(HeaderDLQError)
+	got := dl.Header.Get(events.HeaderDLQError)
 	if len(got) > maxDeadLetterErrorLength+len("…") || !strings.HasSuffix(got, "…") {
 		t.Fatalf("Dlq-Error is %d bytes", len(got))
 	}
@@ -118,7 +118,7 @@ func TestDeadLetterFitsTheMaxPayload(t *testing.T) {
 			if size > limit {
 				t.Fatalf("dead letter is %d bytes with headers, limit %d", size, limit)
 			}
-			truncated := dl.Header.Get(HeaderDLQTruncated)
+			truncated := dl.Header.Get(events.HeaderDLQTruncated)
 			if tt.wantTruncated != (truncated != "") {
 				t.Fatalf("Dlq-Truncated = %q, want set=%v", truncated, tt.wantTruncated)
 			}
@@ -148,11 +148,11 @@ func TestAuthEventAtMaxPayloadIsDeadLettered(t *testing.T) {
 		t.Fatalf("%d dead letters, want 1", len(dls))
 	}
 	h := dls[0].Header
-	if h.Get(HeaderDLQReason) != string(events.ReasonTooLarge) {
-		t.Errorf("Dlq-Reason = %q, want too_large", h.Get(HeaderDLQReason))
+	if h.Get(events.HeaderDLQReason) != string(events.ReasonTooLarge) {
+		t.Errorf("Dlq-Reason = %q, want too_large", h.Get(events.HeaderDLQReason))
 	}
-	if h.Get(HeaderDLQTruncated) != fmt.Sprint(len(body)) {
-		t.Errorf("Dlq-Truncated = %q, want %d", h.Get(HeaderDLQTruncated), len(body))
+	if h.Get(events.HeaderDLQTruncated) != fmt.Sprint(len(body)) {
+		t.Errorf("Dlq-Truncated = %q, want %d", h.Get(events.HeaderDLQTruncated), len(body))
 	}
 	if e.count() != 0 {
 		t.Errorf("%d documents written, want none", e.count())

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/customdata-worker/customdata-worker/internal/retry"
 	"github.com/nats-io/nats.go/jetstream"
@@ -196,7 +197,7 @@ func (n *Notifier) verifyStream(ctx context.Context) error {
 	}
 	info := s.CachedInfo()
 	probe := n.cfg.SubjectPrefix + ".user.x"
-	if !anyMatches(info.Config.Subjects, probe) {
+	if !events.AnyMatches(info.Config.Subjects, probe) {
 		return fmt.Errorf("notifier: stream %s listens on %q, which does not cover %q", n.cfg.Stream, info.Config.Subjects, n.cfg.noticeSubjects()[0])
 	}
 	if info.Config.Duplicates < n.cfg.DuplicateWindow {

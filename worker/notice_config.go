@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
+
 	"github.com/customdata-worker/customdata-worker/events"
 )
 
@@ -172,7 +174,7 @@ func (c *NotifierConfig) setDefaults() {
 		c.InstanceID = host + "-" + events.NewEventID()[:8]
 	}
 	if c.UserIDField == "" {
-		c.UserIDField = DefaultUserIDField
+		c.UserIDField = customdata.DefaultUserIDField
 	}
 	if c.OversizeBytes == 0 {
 		c.OversizeBytes = DefaultNoticeOversizeBytes
@@ -250,7 +252,7 @@ func (c NotifierConfig) Validate() error {
 	if c.Collection == "" {
 		add("collection is required")
 	}
-	if err := validateFieldName(c.UserIDField); err != nil {
+	if err := customdata.ValidateFieldName(c.UserIDField); err != nil {
 		add("user id field: %w", err)
 	}
 	if c.OversizeBytes < 0 {

@@ -25,6 +25,7 @@ import (
 	"github.com/customdata-worker/customdata-worker/internal/retry"
 	"github.com/customdata-worker/customdata-worker/triggers"
 	"github.com/customdata-worker/customdata-worker/worker"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 const appName = "customdata-worker"
@@ -68,8 +69,8 @@ func (c Config) natsConfig() worker.NATSConfig {
 	}
 }
 
-func (c Config) customDataConfig() worker.CustomDataConfig {
-	return worker.CustomDataConfig{
+func (c Config) customDataConfig() customdata.Config {
+	return customdata.Config{
 		Database:        c.Database,
 		Collection:      c.Collection,
 		UserIDField:     c.UserIDField,
@@ -206,7 +207,7 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 // runWorkerTuned is runWorker with a hook on the custom-data settings that
 // the environment does not expose (tests shorten IndexTimeout).
 func runWorkerTuned(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<- started,
-	tune func(*worker.CustomDataConfig)) (err error) {
+	tune func(*customdata.Config)) (err error) {
 	set, _, err := triggerSet(cfg)
 	if err != nil {
 		return fmt.Errorf("triggers: %w", err)
@@ -223,7 +224,7 @@ func runWorkerTuned(ctx context.Context, cfg Config, log zerolog.Logger, ready c
 	progress := &startupProgress{}
 	var consumerRef atomic.Pointer[worker.AuthConsumer]
 	var notifierRef atomic.Pointer[worker.Notifier]
-	var guardRef atomic.Pointer[worker.CollectionGuard]
+	var guardRef atomic.Pointer[customdata.Guard]
 	checks := []worker.Check{
 		{Name: "startup", Check: progress.Check},
 		{Name: "auth-consumer", Check: func() error {
@@ -304,14 +305,14 @@ func runWorkerTuned(ctx context.Context, cfg Config, log zerolog.Logger, ready c
 		indexStep = fmt.Sprintf("ensure an index on %s.%s.%s", cfg.Database, cfg.Collection, cfg.UserIDField)
 	}
 	if err := untilAvailable(ctx, log, progress, indexStep, func() error {
-		// Each attempt is bounded (CustomDataConfig.IndexTimeout): a build
+		// Each attempt is bounded (customdata.Config.IndexTimeout): a build
 		// waiting for its commit quorum is reported, logged and waited
 		// for again, never silently.
 		dataCfg := cfg.customDataConfig()
 		if tune != nil {
 			tune(&dataCfg)
 		}
-		return worker.EnsureUserIndex(ctx, coll, dataCfg, log)
+		return customdata.EnsureUserIndex(ctx, coll, dataCfg, log)
 	}); err != nil {
 		return err
 	}
@@ -328,7 +329,7 @@ func runWorkerTuned(ctx context.Context, cfg Config, log zerolog.Logger, ready c
 	if tune != nil {
 		tune(&guardCfg)
 	}
-	guard, err := worker.NewCollectionGuard(coll, guardCfg, cfg.NoticesEnabled && cfg.PreAndPostImages, log)
+	guard, err := customdata.NewGuard(coll, guardCfg, cfg.NoticesEnabled && cfg.PreAndPostImages, log)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 	"github.com/customdata-worker/customdata-worker/worker"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 func TestEnvListsEverySettingWithDefaults(t *testing.T) {
@@ -172,7 +173,7 @@ func TestRunRefusesToStartOnDuplicateUsers(t *testing.T) {
 	}
 	logs := &syncBuffer{}
 	err = runWorker(ctx, cfg, newLogger(cfg, logs), nil)
-	if !errors.Is(err, worker.ErrDuplicateUsers) || !strings.Contains(err.Error(), "twin") {
+	if !errors.Is(err, customdata.ErrDuplicateUsers) || !strings.Contains(err.Error(), "twin") {
 		t.Fatalf("runWorker = %v, want ErrDuplicateUsers naming the duplicated id", err)
 	}
 	if ctx.Err() != nil {
@@ -387,7 +388,7 @@ func TestReadyzNamesTheIndexBuildStartupWaitsFor(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- runWorkerTuned(ctx, cfg, newLogger(cfg, logs), nil, func(c *worker.CustomDataConfig) { c.IndexTimeout = time.Second })
+		done <- runWorkerTuned(ctx, cfg, newLogger(cfg, logs), nil, func(c *customdata.Config) { c.IndexTimeout = time.Second })
 	}()
 	readyz := func() (int, string) {
 		resp, err := http.Get("http://" + addr + "/readyz")

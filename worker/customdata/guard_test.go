@@ -1,4 +1,4 @@
-package worker
+package customdata
 
 import (
 	"context"
@@ -68,12 +68,12 @@ func guardClient(t *testing.T, m *testsupport.Mongo, log *commandLog) *mongo.Cli
 func TestCollectionGuardReportsDuplicatesAndRecovers(t *testing.T) {
 	m := testsupport.MongoDB(t)
 	coll := guardClient(t, m, nil).Database(testsupport.DatabaseName(t)).Collection("users")
-	ctx := testCtx(t)
-	cfg := CustomDataConfig{Database: coll.Database().Name(), Collection: coll.Name()}
+	ctx := testsupport.Context(t)
+	cfg := Config{Database: coll.Database().Name(), Collection: coll.Name()}
 	if err := EnsureUserIndex(ctx, coll, cfg, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
-	g, err := NewCollectionGuard(coll, cfg, false, zerolog.New(zerolog.NewTestWriter(t)))
+	g, err := NewGuard(coll, cfg, false, zerolog.New(zerolog.NewTestWriter(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,12 +126,12 @@ func TestCollectionGuardRestoresPreImagesOnARecreatedCollection(t *testing.T) {
 	cmds := &commandLog{}
 	client := guardClient(t, m, cmds)
 	coll := client.Database(testsupport.DatabaseName(t)).Collection("users")
-	ctx := testCtx(t)
-	cfg := CustomDataConfig{Database: coll.Database().Name(), Collection: coll.Name()}
+	ctx := testsupport.Context(t)
+	cfg := Config{Database: coll.Database().Name(), Collection: coll.Name()}
 	if err := EnsureUserIndex(ctx, coll, cfg, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
-	g, err := NewCollectionGuard(coll, cfg, true, zerolog.New(zerolog.NewTestWriter(t)))
+	g, err := NewGuard(coll, cfg, true, zerolog.New(zerolog.NewTestWriter(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func serverMajorVersion(t *testing.T, c *mongo.Client) int32 {
 	var info struct {
 		VersionArray []int32 `bson:"versionArray"`
 	}
-	if err := c.Database("admin").RunCommand(testCtx(t), bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil || len(info.VersionArray) == 0 {
+	if err := c.Database("admin").RunCommand(testsupport.Context(t), bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil || len(info.VersionArray) == 0 {
 		t.Fatalf("buildInfo: %v", err)
 	}
 	return info.VersionArray[0]
@@ -196,12 +196,12 @@ func serverMajorVersion(t *testing.T, c *mongo.Client) int32 {
 func TestCollectionGuardWithAllowDuplicates(t *testing.T) {
 	m := testsupport.MongoDB(t)
 	coll := guardClient(t, m, nil).Database(testsupport.DatabaseName(t)).Collection("users")
-	ctx := testCtx(t)
-	cfg := CustomDataConfig{Database: coll.Database().Name(), Collection: coll.Name(), AllowDuplicates: true}
+	ctx := testsupport.Context(t)
+	cfg := Config{Database: coll.Database().Name(), Collection: coll.Name(), AllowDuplicates: true}
 	if err := EnsureUserIndex(ctx, coll, cfg, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
-	g, err := NewCollectionGuard(coll, cfg, false, zerolog.New(zerolog.NewTestWriter(t)))
+	g, err := NewGuard(coll, cfg, false, zerolog.New(zerolog.NewTestWriter(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package worker
+package customdata
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
-// ErrUserIndexMissing is reported (wrapped) by CollectionGuard.Healthy
+// ErrUserIndexMissing is reported (wrapped) by Guard.Healthy
 // while the custom-data collection lacks its unique user index: after it
 // was dropped or renamed away, "one document per user" does not hold until
 // the index is back.
@@ -34,7 +34,7 @@ const (
 	collectionCheckTimeout = 30 * time.Second
 )
 
-// CollectionGuard keeps the custom-data collection as startup left it
+// Guard keeps the custom-data collection as startup left it
 // while the worker runs. A collection dropped or renamed away loses its
 // indexes and options; when it comes back (any insert or upsert recreates
 // it) the guard restores the unique user index, as EnsureUserIndex does at
@@ -47,9 +47,9 @@ const (
 // own readiness, and the work is idempotent (listing indexes; creating an
 // index that exists is a no-op). The notifier, which sees drop and rename
 // events first, calls CheckNow.
-type CollectionGuard struct {
+type Guard struct {
 	coll      *mongo.Collection
-	cfg       CustomDataConfig
+	cfg       Config
 	preImages bool
 	log       zerolog.Logger
 	interval  time.Duration
@@ -64,15 +64,15 @@ type CollectionGuard struct {
 	preImagesPending bool
 }
 
-// NewCollectionGuard returns a guard for coll. preImages: restore
+// NewGuard returns a guard for coll. preImages: restore
 // changeStreamPreAndPostImages on a recreated collection (set it when the
 // notifier is configured to use pre-images).
-func NewCollectionGuard(coll *mongo.Collection, cfg CustomDataConfig, preImages bool, log zerolog.Logger) (*CollectionGuard, error) {
-	cfg.setDefaults()
+func NewGuard(coll *mongo.Collection, cfg Config, preImages bool, log zerolog.Logger) (*Guard, error) {
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &CollectionGuard{
+	return &Guard{
 		coll: coll, cfg: cfg, preImages: preImages,
 		log:      log.With().Str("component", "collection-guard").Str("namespace", coll.Database().Name()+"."+coll.Name()).Logger(),
 		interval: DefaultCollectionCheckInterval,
@@ -82,7 +82,7 @@ func NewCollectionGuard(coll *mongo.Collection, cfg CustomDataConfig, preImages 
 
 // CheckNow asks for a check at once (e.g. the collection was just dropped
 // or renamed). It never blocks.
-func (g *CollectionGuard) CheckNow() {
+func (g *Guard) CheckNow() {
 	select {
 	case g.poke <- struct{}{}:
 	default:
@@ -92,7 +92,7 @@ func (g *CollectionGuard) CheckNow() {
 // Healthy returns nil while the unique user index is in place (always with
 // AllowDuplicates, which promises no unique index), else an error wrapping
 // ErrUserIndexMissing, ErrDuplicateUsers or ErrUserIndexConflict.
-func (g *CollectionGuard) Healthy() error {
+func (g *Guard) Healthy() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.problem
@@ -100,7 +100,7 @@ func (g *CollectionGuard) Healthy() error {
 
 // Run checks the collection every interval, faster while something is
 // missing, and at once when asked, until ctx ends; it then returns nil.
-func (g *CollectionGuard) Run(ctx context.Context) error {
+func (g *Guard) Run(ctx context.Context) error {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -123,7 +123,7 @@ func (g *CollectionGuard) Run(ctx context.Context) error {
 }
 
 // check looks at the collection once and repairs what is missing.
-func (g *CollectionGuard) check(ctx context.Context) {
+func (g *Guard) check(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, collectionCheckTimeout)
 	defer cancel()
 	spec, err := g.collection(cctx)
@@ -180,7 +180,7 @@ func (g *CollectionGuard) check(ctx context.Context) {
 
 // collection returns the collection's listCollections entry, nil when it
 // does not exist.
-func (g *CollectionGuard) collection(ctx context.Context) (*mongo.CollectionSpecification, error) {
+func (g *Guard) collection(ctx context.Context) (*mongo.CollectionSpecification, error) {
 	specs, err := g.coll.Database().ListCollectionSpecifications(ctx, bson.D{{Key: "name", Value: g.coll.Name()}})
 	if err != nil {
 		return nil, fmt.Errorf("list collections: %w", err)
@@ -194,7 +194,7 @@ func (g *CollectionGuard) collection(ctx context.Context) (*mongo.CollectionSpec
 // seen records that the collection exists with uuid and reports whether it
 // was recreated since the last look: it was missing in between, or its
 // UUID changed (dropped and recreated between two looks).
-func (g *CollectionGuard) seen(uuid *bson.Binary) bool {
+func (g *Guard) seen(uuid *bson.Binary) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	recreated := g.wasAbsent || (uuid != nil && g.collUUID != nil && !uuidEqual(uuid, g.collUUID))
@@ -209,7 +209,7 @@ func uuidEqual(a, b *bson.Binary) bool {
 	return a.Subtype == b.Subtype && string(a.Data) == string(b.Data)
 }
 
-func (g *CollectionGuard) hasWantedIndex(indexes []userIndex) bool {
+func (g *Guard) hasWantedIndex(indexes []userIndex) bool {
 	for _, ix := range indexes {
 		if ix.unique || g.cfg.AllowDuplicates {
 			return true
@@ -219,7 +219,7 @@ func (g *CollectionGuard) hasWantedIndex(indexes []userIndex) bool {
 }
 
 // report sets the health state and logs transitions once.
-func (g *CollectionGuard) report(problem error) {
+func (g *Guard) report(problem error) {
 	g.mu.Lock()
 	prev := g.problem
 	g.problem = problem
@@ -240,7 +240,7 @@ func (g *CollectionGuard) report(problem error) {
 // collection unless its options already have it. An unavailable server is
 // retried at the next check; a refusal (old server, missing privilege) is
 // logged and not retried until the collection is recreated again.
-func (g *CollectionGuard) restorePreImages(ctx context.Context, options bson.Raw) {
+func (g *Guard) restorePreImages(ctx context.Context, options bson.Raw) {
 	if options != nil {
 		if enabled, ok := options.Lookup("changeStreamPreAndPostImages", "enabled").BooleanOK(); ok && enabled {
 			g.preImagesPending = false

@@ -1,4 +1,4 @@
-package worker
+package customdata
 
 import (
 	"context"
@@ -39,9 +39,8 @@ func TestEnsureUserIndexAsksForMajorityCommitQuorumWithoutServerTimeLimit(t *tes
 	}
 	defer func() { _ = client.Disconnect(context.Background()) }()
 	coll := client.Database(testsupport.DatabaseName(t)).Collection("users")
-	ctx, cancel := authTestCtx()
-	defer cancel()
-	cfg := CustomDataConfig{Database: "d", Collection: "users"}
+	ctx := testsupport.Context(t)
+	cfg := Config{Database: "d", Collection: "users"}
 	if err := EnsureUserIndex(ctx, coll, cfg, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
@@ -69,15 +68,15 @@ func TestEnsureUserIndexGivesUpAfterIndexTimeout(t *testing.T) {
 	proxy.Hold("createIndexes")
 	client := (&testsupport.Mongo{URI: proxy.URI}).Client(t)
 	coll := client.Database(testsupport.DatabaseName(t)).Collection("users")
-	cfg := CustomDataConfig{Database: "d", Collection: "users", IndexTimeout: time.Second}
+	cfg := Config{Database: "d", Collection: "users", IndexTimeout: time.Second}
 
 	done := make(chan error, 1)
 	go func() { done <- EnsureUserIndex(context.Background(), coll, cfg, zerolog.Nop()) }()
 	var err error
 	select {
 	case err = <-done:
-	case <-time.After(authWait):
-		t.Fatalf("EnsureUserIndex still waiting after %s with IndexTimeout 1s", authWait)
+	case <-time.After(testsupport.Wait):
+		t.Fatalf("EnsureUserIndex still waiting after %s with IndexTimeout 1s", testsupport.Wait)
 	}
 	if !errors.Is(err, ErrIndexBuildTimeout) || !outage.Is(err) {
 		t.Fatalf("EnsureUserIndex = %v, want a transient ErrIndexBuildTimeout", err)
@@ -89,8 +88,7 @@ func TestEnsureUserIndexGivesUpAfterIndexTimeout(t *testing.T) {
 	}
 	// Once the server answers, the next attempt succeeds.
 	proxy.Hold("")
-	ctx, cancel := authTestCtx()
-	defer cancel()
+	ctx := testsupport.Context(t)
 	fresh := (&testsupport.Mongo{URI: proxy.URI}).Client(t).Database(coll.Database().Name()).Collection("users")
 	if err := EnsureUserIndex(ctx, fresh, cfg, zerolog.Nop()); err != nil {
 		t.Fatalf("EnsureUserIndex after the server answers: %v", err)

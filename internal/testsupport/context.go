@@ -1,0 +1,20 @@
+package testsupport
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// Wait is how long a test waits for something that should happen: long
+// enough for a shared, noisy 2-core machine, short enough to fail a hung
+// test well within the suite's budget.
+const Wait = time.Minute
+
+// Context is a context for one test, ended after Wait or when the test
+// ends.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
+	t.Cleanup(cancel)
+	return ctx
+}
