@@ -1,19 +1,8 @@
 // Package worker does all the IO of the custom-data worker. It runs two
 // independent flows:
 //
-// Auth events → triggers → MongoDB. AuthConsumer pulls authentication
-// events (LOGIN, CREATE, DELETE) from a JetStream stream in batches,
-// decodes them strictly (events.Decoder), asks the trigger set
-// (triggers.Set.Decide) what to write, coalesces the batch's writes per
-// user (triggers.Coalesce) and applies each round as one unordered MongoDB
-// BulkWrite on the custom-data collection: one document per user, keyed by
-// the user-id field and protected by a unique index (EnsureUserIndex).
-// A message is acknowledged only after MongoDB acknowledged its writes
-// with the configured write concern. Messages that can never succeed
-// (invalid events, permanent trigger or write errors, too many deliveries)
-// are copied to a dead-letter stream with headers that say why, then
-// terminated. An unavailable MongoDB is not the messages' fault: the batch
-// is held and retried in place, not redelivered or dead-lettered.
+// Auth events → triggers → MongoDB: package authsync, writing through
+// package customdata.
 //
 // MongoDB change stream → notices → JetStream. A change stream on the
 // custom-data collection turns every change into an invalidation notice

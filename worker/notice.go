@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+
 	"github.com/cenkalti/backoff/v5"
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/outage"
@@ -123,7 +125,7 @@ func NewNotifier(cfg NotifierConfig, js jetstream.JetStream, db *mongo.Database,
 	return n, nil
 }
 
-// Provision creates (ProvisionCreate) or verifies (ProvisionVerify) the
+// Provision creates (provision.Create) or verifies (provision.Verify) the
 // notice stream and both KV buckets, and with PreAndPostImages enables
 // pre-images on the collection. It is idempotent.
 func (n *Notifier) Provision(ctx context.Context) error {
@@ -155,7 +157,7 @@ func (n *Notifier) Provision(ctx context.Context) error {
 	}
 	var cpKV, leaseKV jetstream.KeyValue
 	switch n.cfg.Provision {
-	case ProvisionCreate:
+	case provision.Create:
 		if _, err := n.js.CreateOrUpdateStream(ctx, streamCfg); err != nil {
 			return fmt.Errorf("notifier: provision stream %s: %w", n.cfg.Stream, err)
 		}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+
 	"github.com/customdata-worker/customdata-worker/worker/customdata"
 
 	"github.com/customdata-worker/customdata-worker/events"
@@ -70,8 +72,8 @@ type NotifierConfig struct {
 	DuplicateWindow time.Duration
 	// Replicas of the stream and both KV buckets (1 to 5). Default 1.
 	Replicas int
-	// Provision is ProvisionCreate (default: create or update the stream
-	// and buckets) or ProvisionVerify (only check them).
+	// Provision is provision.Create (default: create or update the stream
+	// and buckets) or provision.Verify (only check them).
 	Provision string
 
 	// CheckpointBucket is the KV bucket holding resume tokens. Default
@@ -155,7 +157,7 @@ func (c *NotifierConfig) setDefaults() {
 		c.Replicas = 1
 	}
 	if c.Provision == "" {
-		c.Provision = ProvisionCreate
+		c.Provision = provision.Create
 	}
 	if c.CheckpointBucket == "" {
 		c.CheckpointBucket = DefaultNotifierCheckpointKV
@@ -229,8 +231,8 @@ func (c NotifierConfig) Validate() error {
 	if c.Replicas < 1 || c.Replicas > 5 {
 		add("replicas must be 1 to 5, got %d", c.Replicas)
 	}
-	if c.Provision != ProvisionCreate && c.Provision != ProvisionVerify {
-		add("provision must be %q or %q, got %q", ProvisionCreate, ProvisionVerify, c.Provision)
+	if err := provision.Validate(c.Provision); err != nil {
+		add("%v", err)
 	}
 	for _, b := range []struct{ what, name string }{{"checkpoint bucket", c.CheckpointBucket}, {"lease bucket", c.LeaseBucket}} {
 		if !kvBucketPattern.MatchString(b.name) {

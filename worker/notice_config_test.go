@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+
 	"github.com/customdata-worker/customdata-worker/events"
 )
 
@@ -24,7 +26,7 @@ func TestNotifierConfigDefaults(t *testing.T) {
 		{"max age", c.MaxAge, time.Hour},
 		{"duplicate window", c.DuplicateWindow, 2 * time.Minute},
 		{"replicas", c.Replicas, 1},
-		{"provision", c.Provision, ProvisionCreate},
+		{"provision", c.Provision, provision.Create},
 		{"lease TTL", c.LeaseTTL, 10 * time.Second},
 		{"oversize", c.OversizeBytes, 16384},
 		{"user id field", c.UserIDField, "userId"},

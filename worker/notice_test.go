@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -433,7 +435,7 @@ func TestNotifierProvisionVerify(t *testing.T) {
 	e := newNotifierEnv(t)
 	ctx := testCtx(t)
 	verify := e.cfg
-	verify.Provision = ProvisionVerify
+	verify.Provision = provision.Verify
 	n, err := NewNotifier(verify, e.js, e.db, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)

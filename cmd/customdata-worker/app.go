@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+
 	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -25,6 +27,7 @@ import (
 	"github.com/customdata-worker/customdata-worker/internal/retry"
 	"github.com/customdata-worker/customdata-worker/triggers"
 	"github.com/customdata-worker/customdata-worker/worker"
+	"github.com/customdata-worker/customdata-worker/worker/authsync"
 	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
@@ -80,8 +83,8 @@ func (c Config) customDataConfig() customdata.Config {
 	}
 }
 
-func (c Config) authConfig() worker.AuthConfig {
-	return worker.AuthConfig{
+func (c Config) authConfig() authsync.Config {
+	return authsync.Config{
 		Stream:           c.AuthStream,
 		SubjectPrefix:    c.AuthSubjectPrefix,
 		MaxAge:           c.AuthMaxAge,
@@ -98,7 +101,7 @@ func (c Config) authConfig() worker.AuthConfig {
 		DeadLetterStream: c.DeadLetterStream,
 		DeadLetterPrefix: c.DeadLetterPrefix,
 		DeadLetterMaxAge: c.DeadLetterMaxAge,
-		Provision:        worker.ProvisionMode(c.Provision),
+		Provision:        provision.Mode(c.Provision),
 	}
 }
 
@@ -109,7 +112,7 @@ func (c Config) notifierConfig() worker.NotifierConfig {
 		MaxAge:           c.NoticeMaxAge,
 		DuplicateWindow:  c.DuplicateWindow,
 		Replicas:         c.StreamReplicas,
-		Provision:        worker.ProvisionMode(c.Provision),
+		Provision:        provision.Mode(c.Provision),
 		LeaseTTL:         c.LeaseTTL,
 		StallAfter:       c.StallAfter,
 		OversizeBytes:    c.OversizeBytes,
@@ -194,7 +197,7 @@ func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger, progress *
 
 // runWorker wires both flows and runs until ctx ends:
 //
-//	auth events (JetStream) → triggers → MongoDB        (worker.AuthConsumer)
+//	auth events (JetStream) → triggers → MongoDB        (authsync.Consumer)
 //	change stream (MongoDB) → notices  → JetStream      (worker.Notifier)
 //
 // On shutdown it lets the in-flight batch finish, drains NATS and
@@ -222,7 +225,7 @@ func runWorkerTuned(ctx context.Context, cfg Config, log zerolog.Logger, ready c
 	// startup step the worker waits for (a dependency down, an index build
 	// waiting for its commit quorum) instead of the port being closed.
 	progress := &startupProgress{}
-	var consumerRef atomic.Pointer[worker.AuthConsumer]
+	var consumerRef atomic.Pointer[authsync.Consumer]
 	var notifierRef atomic.Pointer[worker.Notifier]
 	var guardRef atomic.Pointer[customdata.Guard]
 	checks := []worker.Check{
@@ -316,7 +319,7 @@ func runWorkerTuned(ctx context.Context, cfg Config, log zerolog.Logger, ready c
 	}); err != nil {
 		return err
 	}
-	consumer, err := worker.NewAuthConsumer(cfg.authConfig(), js, coll, cfg.customDataConfig(), set, log, reg)
+	consumer, err := authsync.New(cfg.authConfig(), js, coll, cfg.customDataConfig(), set, log, reg)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
-	"github.com/customdata-worker/customdata-worker/worker"
+	"github.com/customdata-worker/customdata-worker/worker/authsync"
 	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
@@ -198,7 +198,7 @@ func TestRunVerifyModeFailsWhenNothingIsProvisioned(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = runWorker(ctx, cfg, newLogger(cfg, &syncBuffer{}), nil)
-	if !errors.Is(err, worker.ErrNotProvisioned) || !strings.Contains(err.Error(), "AUTH_EVENTS") {
+	if !errors.Is(err, authsync.ErrNotProvisioned) || !strings.Contains(err.Error(), "AUTH_EVENTS") {
 		t.Fatalf("runWorker = %v, want ErrNotProvisioned naming the stream", err)
 	}
 	if ctx.Err() != nil {

@@ -1,4 +1,4 @@
-package worker
+package authsync
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 
 	"github.com/customdata-worker/customdata-worker/worker/customdata"
 
@@ -22,17 +24,16 @@ import (
 	"github.com/customdata-worker/customdata-worker/triggers"
 )
 
-// AuthConsumer consumes auth events from JetStream, runs the triggers and
+// Consumer consumes auth events from JetStream, runs the triggers and
 // applies their writes to the custom-data collection. A message is acked
 // only after MongoDB acknowledged its writes with the configured write
 // concern; one that cannot be processed is dead-lettered, never dropped.
-type AuthConsumer struct {
-	cfg    AuthConfig
-	js     jetstream.JetStream
-	writer *customdata.Writer
-	// bulk sends one round of writes; it is writer.Apply except in
-	// unit tests of the batch logic.
-	bulk    func(ctx context.Context, writes []triggers.Write) ([]customdata.Fault, []error)
+type Consumer struct {
+	cfg Config
+	js  jetstream.JetStream
+	// writer applies the triggers' writes: a *customdata.Writer, or a
+	// scripted one in unit tests of the batch logic.
+	writer  Writes
 	data    customdata.Config
 	set     *triggers.Set
 	decoder events.Decoder
@@ -51,10 +52,19 @@ type AuthConsumer struct {
 	ackWait time.Duration
 }
 
-// NewAuthConsumer validates the configuration and builds a consumer. It
+// Writes is what the consumer needs of the custom-data collection
+// (*customdata.Writer).
+type Writes interface {
+	// Check refuses a write no trigger may make (permanent).
+	Check(triggers.Write) error
+	// Apply applies one round of writes and says how each failed.
+	Apply(ctx context.Context, writes []triggers.Write) ([]customdata.Fault, []error)
+}
+
+// New validates the configuration and builds a consumer. It
 // does no IO: call Provision, then Run.
-func NewAuthConsumer(cfg AuthConfig, js jetstream.JetStream, coll *mongo.Collection, data customdata.Config,
-	set *triggers.Set, log zerolog.Logger, reg prometheus.Registerer) (*AuthConsumer, error) {
+func New(cfg Config, js jetstream.JetStream, coll *mongo.Collection, data customdata.Config,
+	set *triggers.Set, log zerolog.Logger, reg prometheus.Registerer) (*Consumer, error) {
 	cfg.setDefaults()
 	data.SetDefaults()
 	if err := errors.Join(cfg.Validate(), data.Validate()); err != nil {
@@ -73,11 +83,10 @@ func NewAuthConsumer(cfg AuthConfig, js jetstream.JetStream, coll *mongo.Collect
 	if err != nil {
 		return nil, fmt.Errorf("auth consumer metrics: %w", err)
 	}
-	a := &AuthConsumer{
+	a := &Consumer{
 		cfg:     cfg,
 		js:      js,
 		writer:  writer,
-		bulk:    writer.Apply,
 		data:    data,
 		set:     set,
 		decoder: events.Decoder{MaxClockSkew: cfg.MaxClockSkew},
@@ -93,7 +102,7 @@ func NewAuthConsumer(cfg AuthConfig, js jetstream.JetStream, coll *mongo.Collect
 // Run consumes until ctx is cancelled, then finishes the batch in flight
 // and returns nil. Outages of NATS or MongoDB are waited out with backoff;
 // Run returns an error only when the NATS connection is closed for good.
-func (a *AuthConsumer) Run(ctx context.Context) error {
+func (a *Consumer) Run(ctx context.Context) error {
 	a.health.setRunning(true)
 	defer a.health.setRunning(false)
 	// Up until a write fails: an idle worker must not look like an outage.
@@ -135,7 +144,7 @@ var errNATSDisconnected = errors.New("NATS connection is not connected")
 // fetch pulls one batch: up to BatchSize messages, waiting at most
 // BatchWait. It drains the batch completely (never abandoning delivered
 // messages on shutdown) and returns what arrived along with any error.
-func (a *AuthConsumer) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
+func (a *Consumer) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
 	if !a.js.Conn().IsConnected() {
 		// A pull request sent now would sit in the reconnect buffer and
 		// look like an idle stream.
@@ -157,7 +166,7 @@ func (a *AuthConsumer) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
 
 // currentConsumer returns the consumer handle, looking it up (and in
 // create mode, provisioning it again) when there is none.
-func (a *AuthConsumer) currentConsumer(ctx context.Context) (jetstream.Consumer, error) {
+func (a *Consumer) currentConsumer(ctx context.Context) (jetstream.Consumer, error) {
 	a.mu.Lock()
 	cons := a.consumer
 	a.mu.Unlock()
@@ -167,7 +176,7 @@ func (a *AuthConsumer) currentConsumer(ctx context.Context) (jetstream.Consumer,
 	lookupCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
 	defer cancel()
 	cons, err := a.js.Consumer(lookupCtx, a.cfg.Stream, a.cfg.Consumer)
-	if err != nil && a.cfg.Provision == ProvisionCreate &&
+	if err != nil && a.cfg.Provision == provision.Create &&
 		(errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)) {
 		if perr := a.Provision(lookupCtx); perr != nil {
 			return nil, perr
@@ -181,7 +190,7 @@ func (a *AuthConsumer) currentConsumer(ctx context.Context) (jetstream.Consumer,
 	return cons, nil
 }
 
-func (a *AuthConsumer) setConsumer(cons jetstream.Consumer) {
+func (a *Consumer) setConsumer(cons jetstream.Consumer) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.consumer = cons
@@ -190,13 +199,13 @@ func (a *AuthConsumer) setConsumer(cons jetstream.Consumer) {
 	}
 }
 
-func (a *AuthConsumer) forgetConsumer() {
+func (a *Consumer) forgetConsumer() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.consumer = nil
 }
 
-func (a *AuthConsumer) currentAckWait() time.Duration {
+func (a *Consumer) currentAckWait() time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.ackWait
@@ -205,18 +214,18 @@ func (a *AuthConsumer) currentAckWait() time.Duration {
 // Healthy returns nil while fetching from NATS and writing to MongoDB work,
 // or have been failing for less than UnhealthyAfter. Otherwise it says
 // which side is down and since when.
-func (a *AuthConsumer) Healthy() error {
+func (a *Consumer) Healthy() error {
 	return a.health.check(time.Now(), a.cfg.UnhealthyAfter)
 }
 
-func (a *AuthConsumer) fetchFailed(err error) {
+func (a *Consumer) fetchFailed(err error) {
 	if a.health.fetch.Failed(time.Now(), err) {
 		a.metrics.natsUp.Set(0)
 		a.log.Warn().Err(err).Msg("fetching auth events fails; retrying with backoff")
 	}
 }
 
-func (a *AuthConsumer) fetchSucceeded() {
+func (a *Consumer) fetchSucceeded() {
 	if down, ok := a.health.fetch.Succeeded(time.Now()); ok {
 		a.metrics.natsUp.Set(1)
 		if down > 0 {
@@ -225,14 +234,14 @@ func (a *AuthConsumer) fetchSucceeded() {
 	}
 }
 
-func (a *AuthConsumer) mongoFailed(err error) {
+func (a *Consumer) mongoFailed(err error) {
 	if a.health.mongo.Failed(time.Now(), err) {
 		a.metrics.mongoUp.Set(0)
 		a.log.Warn().Err(err).Msg("MongoDB unavailable for custom-data writes; holding the batch (not acked, not counted as a delivery) and retrying with backoff")
 	}
 }
 
-func (a *AuthConsumer) mongoSucceeded() {
+func (a *Consumer) mongoSucceeded() {
 	if down, ok := a.health.mongo.Succeeded(time.Now()); ok {
 		a.metrics.mongoUp.Set(1)
 		if down > 0 {

@@ -1,15 +1,17 @@
-package worker
+package authsync
 
 import (
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+
 	"github.com/customdata-worker/customdata-worker/events"
 )
 
 func TestAuthConfigDefaults(t *testing.T) {
-	var c AuthConfig
+	var c Config
 	c.setDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
@@ -29,7 +31,7 @@ func TestAuthConfigDefaults(t *testing.T) {
 		{"BatchWait", c.BatchWait, 200 * time.Millisecond},
 		{"DeadLetterStream", c.DeadLetterStream, "AUTH_EVENTS_DLQ"},
 		{"DeadLetterPrefix", c.DeadLetterPrefix, "auth.deadletter"},
-		{"Provision", c.Provision, ProvisionCreate},
+		{"Provision", c.Provision, provision.Create},
 		{"Replicas", c.Replicas, 1},
 		{"RetryMaxInterval", c.RetryMaxInterval, 10 * time.Second},
 	}
@@ -46,29 +48,29 @@ func TestAuthConfigDefaults(t *testing.T) {
 func TestAuthConfigValidate(t *testing.T) {
 	cases := []struct {
 		name    string
-		mut     func(*AuthConfig)
+		mut     func(*Config)
 		wantErr string
 	}{
-		{"zero value", func(*AuthConfig) {}, ""},
-		{"verify", func(c *AuthConfig) { c.Provision = ProvisionVerify }, ""},
-		{"bad provision", func(c *AuthConfig) { c.Provision = "maybe" }, "provision mode"},
-		{"dotted stream", func(c *AuthConfig) { c.Stream = "a.b" }, "stream name"},
-		{"same streams", func(c *AuthConfig) { c.DeadLetterStream = "AUTH_EVENTS" }, "must differ"},
-		{"wildcard prefix", func(c *AuthConfig) { c.SubjectPrefix = "auth.*" }, "subject prefix"},
-		{"overlapping prefixes", func(c *AuthConfig) { c.DeadLetterPrefix = "auth.events.dlq" }, "overlap"},
-		{"equal prefixes", func(c *AuthConfig) { c.DeadLetterPrefix = "auth.events" }, "overlap"},
-		{"tiny ack wait", func(c *AuthConfig) { c.AckWait = time.Millisecond }, "ack wait"},
-		{"unbounded ack pending", func(c *AuthConfig) { c.MaxAckPending = -1 }, "max ack pending"},
-		{"ack pending below batch", func(c *AuthConfig) { c.MaxAckPending = 10 }, "batch size"},
-		{"batch too big", func(c *AuthConfig) { c.BatchSize = 5000; c.MaxAckPending = 10000 }, "batch size"},
-		{"batch wait beyond ack wait", func(c *AuthConfig) { c.BatchWait = time.Minute }, "batch wait"},
-		{"negative backoff", func(c *AuthConfig) { c.BackOff = []time.Duration{-time.Second} }, "backoff"},
-		{"replicas", func(c *AuthConfig) { c.Replicas = 7 }, "replicas"},
-		{"negative max bytes", func(c *AuthConfig) { c.MaxBytes = -1 }, "max bytes"},
+		{"zero value", func(*Config) {}, ""},
+		{"verify", func(c *Config) { c.Provision = provision.Verify }, ""},
+		{"bad provision", func(c *Config) { c.Provision = "maybe" }, "provision mode"},
+		{"dotted stream", func(c *Config) { c.Stream = "a.b" }, "stream name"},
+		{"same streams", func(c *Config) { c.DeadLetterStream = "AUTH_EVENTS" }, "must differ"},
+		{"wildcard prefix", func(c *Config) { c.SubjectPrefix = "auth.*" }, "subject prefix"},
+		{"overlapping prefixes", func(c *Config) { c.DeadLetterPrefix = "auth.events.dlq" }, "overlap"},
+		{"equal prefixes", func(c *Config) { c.DeadLetterPrefix = "auth.events" }, "overlap"},
+		{"tiny ack wait", func(c *Config) { c.AckWait = time.Millisecond }, "ack wait"},
+		{"unbounded ack pending", func(c *Config) { c.MaxAckPending = -1 }, "max ack pending"},
+		{"ack pending below batch", func(c *Config) { c.MaxAckPending = 10 }, "batch size"},
+		{"batch too big", func(c *Config) { c.BatchSize = 5000; c.MaxAckPending = 10000 }, "batch size"},
+		{"batch wait beyond ack wait", func(c *Config) { c.BatchWait = time.Minute }, "batch wait"},
+		{"negative backoff", func(c *Config) { c.BackOff = []time.Duration{-time.Second} }, "backoff"},
+		{"replicas", func(c *Config) { c.Replicas = 7 }, "replicas"},
+		{"negative max bytes", func(c *Config) { c.MaxBytes = -1 }, "max bytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var c AuthConfig
+			var c Config
 			tc.mut(&c)
 			err := c.Validate()
 			if tc.wantErr == "" {

@@ -1,4 +1,4 @@
-package worker
+package authsync
 
 import (
 	"errors"
@@ -6,22 +6,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+
 	"github.com/customdata-worker/customdata-worker/events"
-)
-
-// ProvisionMode names how the worker treats its JetStream resources:
-// ProvisionCreate or ProvisionVerify. It is an alias of string so that
-// every config struct of the package can hold it as a plain string.
-type ProvisionMode = string
-
-// Provision modes.
-const (
-	// ProvisionCreate creates or updates the streams and the consumer at
-	// startup (idempotent).
-	ProvisionCreate = "create"
-	// ProvisionVerify only checks that operator-provisioned streams and
-	// consumer exist with compatible settings.
-	ProvisionVerify = "verify"
 )
 
 // Auth consumer defaults.
@@ -51,9 +38,9 @@ func DefaultAuthBackOff() []time.Duration {
 	return []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute}
 }
 
-// AuthConfig configures the auth-event consumer: the JetStream stream it
+// Config configures the auth-event consumer: the JetStream stream it
 // reads, its durable pull consumer, the dead-letter stream, and batching.
-type AuthConfig struct {
+type Config struct {
 	// Stream is the auth-event stream. Default "AUTH_EVENTS".
 	Stream string
 	// SubjectPrefix is where events are published. Default
@@ -106,7 +93,7 @@ type AuthConfig struct {
 	// until an operator removes them.
 	DeadLetterMaxAge time.Duration
 
-	// Provision is ProvisionCreate (default) or ProvisionVerify.
+	// Provision is provision.Create (default) or provision.Verify.
 	Provision string
 
 	// RetryMaxInterval caps the backoff of in-place retries while MongoDB
@@ -120,7 +107,7 @@ type AuthConfig struct {
 	MaxClockSkew time.Duration
 }
 
-func (c *AuthConfig) setDefaults() {
+func (c *Config) setDefaults() {
 	if c.Stream == "" {
 		c.Stream = DefaultAuthStream
 	}
@@ -164,7 +151,7 @@ func (c *AuthConfig) setDefaults() {
 		c.DeadLetterPrefix = DefaultDeadLetterPrefix
 	}
 	if c.Provision == "" {
-		c.Provision = ProvisionCreate
+		c.Provision = provision.Create
 	}
 	if c.RetryMaxInterval == 0 {
 		c.RetryMaxInterval = DefaultAuthRetryMax
@@ -175,7 +162,7 @@ func (c *AuthConfig) setDefaults() {
 }
 
 // Validate checks the configuration after defaults are applied.
-func (c AuthConfig) Validate() error {
+func (c Config) Validate() error {
 	c.setDefaults()
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("auth consumer: "+format, args...)) }
@@ -233,10 +220,8 @@ func (c AuthConfig) Validate() error {
 	if c.BatchWait <= 0 || c.BatchWait >= c.AckWait {
 		add("batch wait must be positive and shorter than ack wait, got %s", c.BatchWait)
 	}
-	switch c.Provision {
-	case ProvisionCreate, ProvisionVerify:
-	default:
-		add("provision mode %q: want %q or %q", c.Provision, ProvisionCreate, ProvisionVerify)
+	if err := provision.Validate(c.Provision); err != nil {
+		add("%v", err)
 	}
 	if c.RetryMaxInterval <= 0 {
 		add("retry max interval must be positive")

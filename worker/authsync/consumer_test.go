@@ -1,4 +1,4 @@
-package worker
+package authsync
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -517,8 +519,8 @@ func TestAuthGracefulShutdownLosesNothing(t *testing.T) {
 }
 
 func TestAuthVerifyModeFailsClearlyWhenStreamIsMissing(t *testing.T) {
-	e := newAuthEnv(t, testsupport.MongoDB(t), func(e *authEnv) { e.cfg.Provision = ProvisionVerify })
-	c, err := NewAuthConsumer(e.cfg, e.js, e.coll, e.data, e.set, e.log, nil)
+	e := newAuthEnv(t, testsupport.MongoDB(t), func(e *authEnv) { e.cfg.Provision = provision.Verify })
+	c, err := New(e.cfg, e.js, e.coll, e.data, e.set, e.log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -548,8 +550,8 @@ func TestAuthVerifyModeAcceptsProvisionedAndRejectsIncompatible(t *testing.T) {
 		t.Fatalf("second Provision: %v", err)
 	}
 	verifyCfg := e.cfg
-	verifyCfg.Provision = ProvisionVerify
-	verifier, err := NewAuthConsumer(verifyCfg, e.js, e.coll, e.data, e.set, e.log, nil)
+	verifyCfg.Provision = provision.Verify
+	verifier, err := New(verifyCfg, e.js, e.coll, e.data, e.set, e.log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -570,7 +572,7 @@ func TestAuthVerifyModeAcceptsProvisionedAndRejectsIncompatible(t *testing.T) {
 	}
 	strictCfg := verifyCfg
 	strictCfg.Consumer = "strict"
-	strict, err := NewAuthConsumer(strictCfg, e.js, e.coll, e.data, e.set, e.log, nil)
+	strict, err := New(strictCfg, e.js, e.coll, e.data, e.set, e.log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -584,8 +586,8 @@ func TestAuthHealthyReportsNATSDownWhenFetchesFail(t *testing.T) {
 	e := newAuthEnv(t, testsupport.MongoDB(t))
 	creator, _ := e.newConsumer() // provisions; never runs
 	verifyCfg := e.cfg
-	verifyCfg.Provision = ProvisionVerify
-	c, err := NewAuthConsumer(verifyCfg, e.js, e.coll, e.data, e.set, e.log, nil)
+	verifyCfg.Provision = provision.Verify
+	c, err := New(verifyCfg, e.js, e.coll, e.data, e.set, e.log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

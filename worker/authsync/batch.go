@@ -1,4 +1,4 @@
-package worker
+package authsync
 
 import (
 	"context"
@@ -87,7 +87,7 @@ const maxLoggedSeqs = 10
 // signal: it only cuts short an in-place retry while MongoDB is down; the
 // batch's own writes, acks and dead letters run on a context that
 // shutdown does not cancel, so an in-flight batch is finished.
-func (a *AuthConsumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
+func (a *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 	work := context.WithoutCancel(ctx)
 	a.metrics.batchSize.Observe(float64(len(msgs)))
 	items := make([]*authItem, len(msgs))
@@ -131,7 +131,7 @@ func (a *AuthConsumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 // marked, and Nak'd by finish after the writes of the earlier messages of
 // their user are settled. The writes of the others
 // are returned in stream order with, for each, the index of its message.
-func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *batchStats) ([]triggers.Write, []int) {
+func (a *Consumer) decide(ctx context.Context, items []*authItem, stats *batchStats) ([]triggers.Write, []int) {
 	var writes []triggers.Write
 	var owners []int
 	// A user whose event is sent back for redelivery keeps the rest of
@@ -196,7 +196,7 @@ func (a *AuthConsumer) decide(ctx context.Context, items []*authItem, stats *bat
 // panic again, so it is a permanent trigger error, not a crash loop.
 var errTriggerPanic = errors.New("trigger panicked")
 
-func (a *AuthConsumer) decideSafely(ev events.AuthEvent) (ws []triggers.Write, err error) {
+func (a *Consumer) decideSafely(ev events.AuthEvent) (ws []triggers.Write, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			ws, err = nil, fmt.Errorf("%w: %v: %w", errTriggerPanic, r, triggers.ErrPermanent)
@@ -208,7 +208,7 @@ func (a *AuthConsumer) decideSafely(ev events.AuthEvent) (ws []triggers.Write, e
 // applyWrites coalesces the batch's writes and executes the rounds in
 // order, one unordered BulkWrite each. A failed operation fails its own
 // messages, and blocks the later rounds of the same user in this batch.
-func (a *AuthConsumer) applyWrites(ctx, work context.Context, items []*authItem, writes []triggers.Write, owners []int) {
+func (a *Consumer) applyWrites(ctx, work context.Context, items []*authItem, writes []triggers.Write, owners []int) {
 	rounds := triggers.Coalesce(writes)
 	blocked := map[string]bool{}
 	for r, round := range rounds {
@@ -268,7 +268,7 @@ func (a *AuthConsumer) applyWrites(ctx, work context.Context, items []*authItem,
 // one. It reports whether all of them succeeded. Once a write fails in a
 // way that will be retried, the later ones wait for it (they are sent back
 // too), as in decide: applied now, they would be overtaken by it.
-func (a *AuthConsumer) isolate(ctx, work context.Context, items []*authItem, writes []triggers.Write, owners []int, m triggers.Merged) (allOK, interrupted bool) {
+func (a *Consumer) isolate(ctx, work context.Context, items []*authItem, writes []triggers.Write, owners []int, m triggers.Merged) (allOK, interrupted bool) {
 	allOK = true
 	held := false
 	for _, w := range m.From {
@@ -300,7 +300,7 @@ func (a *AuthConsumer) isolate(ctx, work context.Context, items []*authItem, wri
 // requeueUnfinished handles shutdown while MongoDB is unavailable:
 // messages whose writes are not all durable go back to the stream,
 // unblamed (Nak without delay).
-func (a *AuthConsumer) requeueUnfinished(items []*authItem, round, rounds int) {
+func (a *Consumer) requeueUnfinished(items []*authItem, round, rounds int) {
 	n := 0
 	for _, it := range items {
 		if it.remaining > 0 && it.failErr == nil && !it.resolved.Load() {
@@ -312,7 +312,7 @@ func (a *AuthConsumer) requeueUnfinished(items []*authItem, round, rounds int) {
 		Msg("shutting down while MongoDB is unavailable; returning unfinished auth events to the stream")
 }
 
-func (a *AuthConsumer) failSources(items []*authItem, owners []int, m triggers.Merged, f customdata.Fault, err error) {
+func (a *Consumer) failSources(items []*authItem, owners []int, m triggers.Merged, f customdata.Fault, err error) {
 	for _, w := range m.From {
 		items[owners[w]].fail(f, err)
 	}
@@ -330,7 +330,7 @@ func distinctOwners(owners []int, from []int) int {
 // reasons are retried in place with exponential backoff (the messages are
 // kept, their AckWait extended by the heartbeat) until they succeed or
 // shutdown comes, in which case interrupted is true.
-func (a *AuthConsumer) writeRound(ctx, work context.Context, writes []triggers.Write) (failures []customdata.Fault, errs []error, interrupted bool) {
+func (a *Consumer) writeRound(ctx, work context.Context, writes []triggers.Write) (failures []customdata.Fault, errs []error, interrupted bool) {
 	n := len(writes)
 	failures, errs = make([]customdata.Fault, n), make([]error, n)
 	pending := make([]int, n)
@@ -352,7 +352,7 @@ func (a *AuthConsumer) writeRound(ctx, work context.Context, writes []triggers.W
 		}
 		opCtx, cancel := context.WithTimeout(work, a.data.WriteTimeout)
 		start := time.Now()
-		f, e := a.bulk(opCtx, batch)
+		f, e := a.writer.Apply(opCtx, batch)
 		a.metrics.writeLatency.Observe(time.Since(start).Seconds())
 		cancel()
 
@@ -387,7 +387,7 @@ func (a *AuthConsumer) writeRound(ctx, work context.Context, writes []triggers.W
 
 // finish settles a message after the writes: ack when all its writes are
 // durable, otherwise Nak or dead-letter according to the failure.
-func (a *AuthConsumer) finish(ctx context.Context, it *authItem, stats *batchStats) {
+func (a *Consumer) finish(ctx context.Context, it *authItem, stats *batchStats) {
 	switch {
 	case it.requeue:
 		it.resolved.Store(true)
@@ -419,7 +419,7 @@ func (a *AuthConsumer) finish(ctx context.Context, it *authItem, stats *batchSta
 // more (a lost ack is counted and logged, not silent). While disconnected
 // it falls back to a plain Ack, which the client buffers and sends on
 // reconnect, instead of waiting out a timeout for every message.
-func (a *AuthConsumer) ack(ctx context.Context, it *authItem) error {
+func (a *Consumer) ack(ctx context.Context, it *authItem) error {
 	if !a.js.Conn().IsConnected() {
 		if err := it.msg.Ack(); err != nil {
 			return err
@@ -436,7 +436,7 @@ func (a *AuthConsumer) ack(ctx context.Context, it *authItem) error {
 // settled in stream order, and a message is never Nak'd with a shorter
 // delay than an earlier Nak'd message of the same user in the batch: a
 // message held back behind a failed one becomes due no earlier than it.
-func (a *AuthConsumer) retryOrDeadLetter(ctx context.Context, it *authItem, stats *batchStats) {
+func (a *Consumer) retryOrDeadLetter(ctx context.Context, it *authItem, stats *batchStats) {
 	if it.numDelivered() >= uint64(a.cfg.MaxDeliver) {
 		a.deadLetter(ctx, it, events.DeadLetterMaxDeliver, it.failErr, stats)
 		return
@@ -463,7 +463,7 @@ func (a *AuthConsumer) retryOrDeadLetter(ctx context.Context, it *authItem, stat
 // deadLetter publishes a copy of the message to the dead-letter stream,
 // waits for the ack, then terminates the message. If the publish fails
 // the message is Nak'd: it is dead-lettered again on redelivery.
-func (a *AuthConsumer) deadLetter(ctx context.Context, it *authItem, reason string, cause error, stats *batchStats) {
+func (a *Consumer) deadLetter(ctx context.Context, it *authItem, reason string, cause error, stats *batchStats) {
 	it.resolved.Store(true)
 	dl := a.dlq.deadLetterMsg(it.msg, it.meta, reason, cause)
 	err := errNATSDisconnected
@@ -517,7 +517,7 @@ func progressInterval(ackWait, batchWait time.Duration) time.Duration {
 	return max((ackWait-batchWait)/4, 10*time.Millisecond)
 }
 
-func (a *AuthConsumer) progressInterval() time.Duration {
+func (a *Consumer) progressInterval() time.Duration {
 	return progressInterval(a.currentAckWait(), a.cfg.BatchWait)
 }
 
@@ -526,7 +526,7 @@ func (a *AuthConsumer) progressInterval() time.Duration {
 // write that takes longer than AckWait) is not redelivered behind the
 // worker's back. It runs on its own goroutine, independent of the writes.
 // The returned stop waits for the goroutine to end.
-func (a *AuthConsumer) startHeartbeat(items []*authItem) (stop func()) {
+func (a *Consumer) startHeartbeat(items []*authItem) (stop func()) {
 	interval := a.progressInterval()
 	done := make(chan struct{})
 	var wg sync.WaitGroup

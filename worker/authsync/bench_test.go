@@ -1,4 +1,4 @@
-package worker
+package authsync
 
 import (
 	"context"
@@ -59,7 +59,7 @@ func benchAuthThroughput(b *testing.B, users int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := NewAuthConsumer(AuthConfig{}, js, coll, data, set, zerolog.Nop(), prometheus.NewRegistry())
+	c, err := New(Config{}, js, coll, data, set, zerolog.Nop(), prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package worker
+package authsync
 
 import (
 	"context"
@@ -79,7 +79,7 @@ func TestAuthCrashedWorkersBatchIsRedeliveredWithinDefaultAckWait(t *testing.T) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	crashing, err := NewAuthConsumer(e.cfg, crashJS, e.coll, e.data, e.set, e.log, nil)
+	crashing, err := New(e.cfg, crashJS, e.coll, e.data, e.set, e.log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,10 +126,7 @@ func TestAuthSlowWriteDoesNotExpireAHealthyBatch(t *testing.T) {
 		e.data.WriteTimeout = 10 * time.Second // longer than AckWait is allowed
 	})
 	c, reg := e.newConsumer()
-	c.bulk = func(ctx context.Context, writes []triggers.Write) ([]customdata.Fault, []error) {
-		time.Sleep(3 * time.Second) // three ack waits
-		return c.writer.Apply(ctx, writes)
-	}
+	c.writer = slowWrites{c.writer, 3 * time.Second} // three ack waits
 	e.publish(e.event(events.OperationCreate, "noa", authBaseTime()))
 	msgs := e.fetchBatch(c, 1)
 
@@ -168,4 +165,15 @@ func TestAuthSlowWriteDoesNotExpireAHealthyBatch(t *testing.T) {
 		t.Fatalf("applied = %v, want 1", got)
 	}
 	e.waitSettled()
+}
+
+// slowWrites applies writes after a delay.
+type slowWrites struct {
+	Writes
+	delay time.Duration
+}
+
+func (s slowWrites) Apply(ctx context.Context, writes []triggers.Write) ([]customdata.Fault, []error) {
+	time.Sleep(s.delay)
+	return s.Writes.Apply(ctx, writes)
 }

@@ -1,4 +1,4 @@
-package worker
+package authsync
 
 import (
 	"context"
@@ -26,7 +26,7 @@ type scriptedBulk struct {
 	answer func(call int, w triggers.Write) customdata.Fault
 }
 
-func (s *scriptedBulk) bulk(_ context.Context, writes []triggers.Write) ([]customdata.Fault, []error) {
+func (s *scriptedBulk) Apply(_ context.Context, writes []triggers.Write) ([]customdata.Fault, []error) {
 	s.mu.Lock()
 	call := len(s.calls)
 	s.calls = append(s.calls, slices.Clone(writes))
@@ -42,6 +42,8 @@ func (s *scriptedBulk) bulk(_ context.Context, writes []triggers.Write) ([]custo
 }
 
 // describe lists the calls as "user:kind" per write, for assertions.
+func (s *scriptedBulk) Check(triggers.Write) error { return nil }
+
 func (s *scriptedBulk) describe() string {
 	var calls []string
 	for _, c := range s.calls {
@@ -58,9 +60,9 @@ func (s *scriptedBulk) describe() string {
 	return strings.Join(calls, " ")
 }
 
-func newBatchTestConsumer(t *testing.T, bulk *scriptedBulk) *AuthConsumer {
+func newBatchTestConsumer(t *testing.T, bulk *scriptedBulk) *Consumer {
 	t.Helper()
-	cfg := AuthConfig{RetryMaxInterval: 20 * time.Millisecond}
+	cfg := Config{RetryMaxInterval: 20 * time.Millisecond}
 	cfg.setDefaults()
 	data := customdata.Config{Database: "d", Collection: "c"}
 	data.SetDefaults()
@@ -68,7 +70,7 @@ func newBatchTestConsumer(t *testing.T, bulk *scriptedBulk) *AuthConsumer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &AuthConsumer{cfg: cfg, data: data, bulk: bulk.bulk, metrics: m, log: zerolog.Nop()}
+	return &Consumer{cfg: cfg, data: data, writer: bulk, metrics: m, log: zerolog.Nop()}
 }
 
 func TestAuthApplyWritesMapsFailuresToMessages(t *testing.T) {

@@ -1,4 +1,4 @@
-package worker
+package authsync
 
 import (
 	"context"
@@ -32,7 +32,7 @@ type authEnv struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	coll  *mongo.Collection
-	cfg   AuthConfig
+	cfg   Config
 	data  customdata.Config
 	set   *triggers.Set
 	pub   *events.Publisher
@@ -54,7 +54,7 @@ func newAuthEnv(t *testing.T, m *testsupport.Mongo, tweak ...func(*authEnv)) *au
 		js:    js,
 		set:   set,
 		log:   zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).With().Timestamp().Logger(),
-		cfg: AuthConfig{
+		cfg: Config{
 			AckWait:          10 * time.Second,
 			MaxDeliver:       3,
 			BackOff:          []time.Duration{50 * time.Millisecond, 100 * time.Millisecond},
@@ -94,12 +94,12 @@ func authWithTriggers(cfg triggers.Config) func(*authEnv) {
 
 // newConsumer builds, indexes and provisions a consumer with its own
 // metrics registry.
-func (e *authEnv) newConsumer() (*AuthConsumer, *prometheus.Registry) {
+func (e *authEnv) newConsumer() (*Consumer, *prometheus.Registry) {
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
-	c, err := NewAuthConsumer(e.cfg, e.js, e.coll, e.data, e.set, e.log, reg)
+	c, err := New(e.cfg, e.js, e.coll, e.data, e.set, e.log, reg)
 	if err != nil {
-		e.t.Fatalf("NewAuthConsumer: %v", err)
+		e.t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), authWait)
 	defer cancel()
@@ -114,7 +114,7 @@ func (e *authEnv) newConsumer() (*AuthConsumer, *prometheus.Registry) {
 
 // run runs c until the returned stop is called (or the test ends); stop
 // fails the test unless Run returns nil promptly.
-func (e *authEnv) run(c *AuthConsumer) (stop func()) {
+func (e *authEnv) run(c *Consumer) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -139,7 +139,7 @@ func (e *authEnv) run(c *AuthConsumer) (stop func()) {
 }
 
 // start is newConsumer + run.
-func (e *authEnv) start() (*AuthConsumer, *prometheus.Registry) {
+func (e *authEnv) start() (*Consumer, *prometheus.Registry) {
 	c, reg := e.newConsumer()
 	e.run(c)
 	return c, reg

@@ -1,10 +1,12 @@
-package worker
+package authsync
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -23,8 +25,8 @@ var ErrIncompatibleProvisioning = errors.New("JetStream resources for auth event
 // durable consumer exist. In create mode it creates or updates them
 // (idempotent); in verify mode it only checks them and fails with an error
 // naming every problem.
-func (a *AuthConsumer) Provision(ctx context.Context) error {
-	if a.cfg.Provision == ProvisionVerify {
+func (a *Consumer) Provision(ctx context.Context) error {
+	if a.cfg.Provision == provision.Verify {
 		return a.verify(ctx)
 	}
 	if _, err := a.js.CreateOrUpdateStream(ctx, a.authStreamConfig()); err != nil {
@@ -42,7 +44,7 @@ func (a *AuthConsumer) Provision(ctx context.Context) error {
 	return nil
 }
 
-func (a *AuthConsumer) authStreamConfig() jetstream.StreamConfig {
+func (a *Consumer) authStreamConfig() jetstream.StreamConfig {
 	maxBytes := a.cfg.MaxBytes
 	if maxBytes == 0 {
 		maxBytes = -1
@@ -62,7 +64,7 @@ func (a *AuthConsumer) authStreamConfig() jetstream.StreamConfig {
 	}
 }
 
-func (a *AuthConsumer) deadLetterStreamConfig() jetstream.StreamConfig {
+func (a *Consumer) deadLetterStreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        a.cfg.DeadLetterStream,
 		Description: "Auth events the custom-data worker could not process",
@@ -76,7 +78,7 @@ func (a *AuthConsumer) deadLetterStreamConfig() jetstream.StreamConfig {
 	}
 }
 
-func (a *AuthConsumer) consumerConfig() jetstream.ConsumerConfig {
+func (a *Consumer) consumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       a.cfg.Consumer,
 		Description:   "custom-data worker: applies auth-event triggers to MongoDB",
@@ -95,7 +97,7 @@ func (a *AuthConsumer) consumerConfig() jetstream.ConsumerConfig {
 }
 
 // verify checks operator-provisioned resources.
-func (a *AuthConsumer) verify(ctx context.Context) error {
+func (a *Consumer) verify(ctx context.Context) error {
 	var missing, incompatible []string
 	authSubjects := events.AuthSubjects(a.cfg.SubjectPrefix)
 
@@ -150,7 +152,7 @@ func (a *AuthConsumer) verify(ctx context.Context) error {
 
 	if len(missing) > 0 {
 		return fmt.Errorf("%w (provision mode is verify): %s; create them or use provision mode %q",
-			ErrNotProvisioned, strings.Join(append(missing, incompatible...), "; "), ProvisionCreate)
+			ErrNotProvisioned, strings.Join(append(missing, incompatible...), "; "), provision.Create)
 	}
 	if len(incompatible) > 0 {
 		return fmt.Errorf("%w: %s", ErrIncompatibleProvisioning, strings.Join(incompatible, "; "))
@@ -160,7 +162,7 @@ func (a *AuthConsumer) verify(ctx context.Context) error {
 	return nil
 }
 
-func (a *AuthConsumer) checkConsumer(cfg jetstream.ConsumerConfig, authSubjects []string) []string {
+func (a *Consumer) checkConsumer(cfg jetstream.ConsumerConfig, authSubjects []string) []string {
 	var problems []string
 	name := "consumer " + a.cfg.Consumer
 	if cfg.DeliverSubject != "" {

@@ -1,4 +1,4 @@
-package worker
+package authsync
 
 import (
 	"errors"
@@ -36,7 +36,7 @@ func flakyOn(op events.Operation, n int) func(*authEnv) {
 
 // fetchBatch pulls one batch of exactly want messages from the durable
 // consumer, waiting for them with a generous deadline.
-func (e *authEnv) fetchBatch(c *AuthConsumer, want int) []jetstream.Msg {
+func (e *authEnv) fetchBatch(c *Consumer, want int) []jetstream.Msg {
 	e.t.Helper()
 	ctx, cancel := e.ctx()
 	defer cancel()
