@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/internal/ops"
 	"github.com/customdata-worker/customdata-worker/internal/provision"
 
 	"github.com/cenkalti/backoff/v5"
@@ -29,6 +30,7 @@ import (
 	"github.com/customdata-worker/customdata-worker/worker"
 	"github.com/customdata-worker/customdata-worker/worker/authsync"
 	"github.com/customdata-worker/customdata-worker/worker/customdata"
+	"github.com/customdata-worker/customdata-worker/worker/notify"
 )
 
 const appName = "customdata-worker"
@@ -105,8 +107,8 @@ func (c Config) authConfig() authsync.Config {
 	}
 }
 
-func (c Config) notifierConfig() worker.NotifierConfig {
-	return worker.NotifierConfig{
+func (c Config) notifierConfig() notify.Config {
+	return notify.Config{
 		SubjectPrefix:    c.NoticeSubjectPrefix,
 		Stream:           c.NoticeStream,
 		MaxAge:           c.NoticeMaxAge,
@@ -198,7 +200,7 @@ func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger, progress *
 // runWorker wires both flows and runs until ctx ends:
 //
 //	auth events (JetStream) → triggers → MongoDB        (authsync.Consumer)
-//	change stream (MongoDB) → notices  → JetStream      (worker.Notifier)
+//	change stream (MongoDB) → notices  → JetStream      (notify.Notifier)
 //
 // On shutdown it lets the in-flight batch finish, drains NATS and
 // disconnects MongoDB. If ready is non-nil it receives the connections once
@@ -226,9 +228,9 @@ func runWorkerTuned(ctx context.Context, cfg Config, log zerolog.Logger, ready c
 	// waiting for its commit quorum) instead of the port being closed.
 	progress := &startupProgress{}
 	var consumerRef atomic.Pointer[authsync.Consumer]
-	var notifierRef atomic.Pointer[worker.Notifier]
+	var notifierRef atomic.Pointer[notify.Notifier]
 	var guardRef atomic.Pointer[customdata.Guard]
-	checks := []worker.Check{
+	checks := []ops.Check{
 		{Name: "startup", Check: progress.Check},
 		{Name: "auth-consumer", Check: func() error {
 			if c := consumerRef.Load(); c != nil {
@@ -244,7 +246,7 @@ func runWorkerTuned(ctx context.Context, cfg Config, log zerolog.Logger, ready c
 		}},
 	}
 	if cfg.NoticesEnabled {
-		checks = append(checks, worker.Check{Name: "notifier", Check: func() error {
+		checks = append(checks, ops.Check{Name: "notifier", Check: func() error {
 			if n := notifierRef.Load(); n != nil {
 				return n.Healthy()
 			}
@@ -257,7 +259,7 @@ func runWorkerTuned(ctx context.Context, cfg Config, log zerolog.Logger, ready c
 		opsCtx, stopOps := context.WithCancel(context.Background())
 		opsDone := make(chan error, 1)
 		go func() {
-			opsErr := worker.NewOpsServer(cfg.HTTPAddr, reg, log, checks...).Run(opsCtx)
+			opsErr := ops.NewServer(cfg.HTTPAddr, reg, log, checks...).Run(opsCtx)
 			if opsErr != nil {
 				cancelAll() // the worker cannot run without its probes
 			}
@@ -336,9 +338,9 @@ func runWorkerTuned(ctx context.Context, cfg Config, log zerolog.Logger, ready c
 	if err != nil {
 		return err
 	}
-	var notifier *worker.Notifier
+	var notifier *notify.Notifier
 	if cfg.NoticesEnabled {
-		if notifier, err = worker.NewNotifier(cfg.notifierConfig(), js, db, log, reg); err != nil {
+		if notifier, err = notify.New(cfg.notifierConfig(), js, db, log, reg); err != nil {
 			return err
 		}
 		if err := untilAvailable(ctx, log, progress, "provision notice stream and buckets", func() error { return notifier.Provision(ctx) }); err != nil {

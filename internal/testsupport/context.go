@@ -18,3 +18,15 @@ func Context(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// Eventually polls cond until it holds, failing the test after Wait.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, Wait)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

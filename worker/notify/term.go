@@ -1,4 +1,4 @@
-package worker
+package notify
 
 import (
 	"bytes"
@@ -133,8 +133,24 @@ type driverChangeStream struct{ *mongo.ChangeStream }
 func (d driverChangeStream) Event() bson.Raw { return d.Current }
 
 // streamOpener opens the change stream at from (nil: from now).
-type streamOpener func(ctx context.Context, pipeline mongo.Pipeline, from *checkpoint,
-	opts *options.ChangeStreamOptionsBuilder) (changeEvents, error)
+// feedSource opens the change feed: the collection's Watch, or in tests
+// one that fails the way a real server does and the stand-in cannot.
+type feedSource interface {
+	open(ctx context.Context, pipeline mongo.Pipeline, from *checkpoint,
+		opts *options.ChangeStreamOptionsBuilder) (changeEvents, error)
+}
+
+// watchFeed is the production feedSource: the collection's Watch.
+type watchFeed struct{ coll *mongo.Collection }
+
+func (w watchFeed) open(ctx context.Context, pipeline mongo.Pipeline, _ *checkpoint,
+	opts *options.ChangeStreamOptionsBuilder) (changeEvents, error) {
+	cs, err := w.coll.Watch(ctx, pipeline, opts)
+	if err != nil {
+		return nil, err
+	}
+	return driverChangeStream{cs}, nil
+}
 
 func newStreamSession(n *Notifier, term uint64, leaseCtx context.Context) *streamSession {
 	return &streamSession{n: n, log: n.log.With().Uint64("term", term).Logger(), term: term, leaseCtx: leaseCtx,
@@ -382,14 +398,7 @@ func (s *streamSession) open(ctx context.Context, from *checkpoint) (changeEvent
 	octx, cancel := context.WithTimeout(ctx, s.openTimeout())
 	defer cancel()
 	pipeline, opts := changeStreamPipeline(s.n.cfg.UserIDField, s.serverSize), s.n.watchOptions(from)
-	if s.n.openStream != nil {
-		return s.n.openStream(octx, pipeline, from, opts)
-	}
-	cs, err := s.n.coll.Watch(octx, pipeline, opts)
-	if err != nil {
-		return nil, err
-	}
-	return driverChangeStream{cs}, nil
+	return s.n.feeds.open(octx, pipeline, from, opts)
 }
 
 // openTimeout is the time limit of the next open: a poll's, doubled for
@@ -586,7 +595,7 @@ func (s *streamSession) handleInvalidate(ctx context.Context, mc mappedChange) (
 // stream was opened from now). Its Msg-Id is unique per open, so a retry
 // of this publish is stored once but a later gap is flushed again.
 func (s *streamSession) publishFlush(ctx context.Context, reason events.FlushReason, operation string) error {
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%d|%d", reason, s.n.lease.session, s.term, s.opens))
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%d|%d", reason, s.n.lease.Session(), s.term, s.opens))
 	p := plannedNotice{
 		Subject: events.FlushAllSubject(s.n.cfg.SubjectPrefix),
 		MsgID:   "fa-" + hex.EncodeToString(sum[:])[:32],

@@ -1,4 +1,4 @@
-package worker
+package notify
 
 import (
 	"time"
@@ -22,7 +22,7 @@ import (
 func TestChangeStreamProjectionKeepsWhatOwnerChangesNeed(t *testing.T) {
 	m := testsupport.MongoDB(t)
 	coll := m.Client(t).Database(testsupport.DatabaseName(t)).Collection("events")
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	const prefix = "p"
 	id := bson.NewObjectID()
 	token := bson.D{{Key: "_data", Value: "8265A1B2C3000000012B022C0100296E5A1004"}}
@@ -129,7 +129,7 @@ func TestChangeStreamProjectionKeepsWhatOwnerChangesNeed(t *testing.T) {
 // notice, which issuers index by _id.
 func TestNotifierTellsThePreviousOwner(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	e.start()
 	r := e.readNotices()
 	r.until("flush", isFlush(events.FlushNoCheckpoint))

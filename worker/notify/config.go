@@ -1,4 +1,4 @@
-package worker
+package notify
 
 import (
 	"errors"
@@ -47,7 +47,7 @@ const (
 // kvBucketPattern is what JetStream accepts as a key-value bucket name.
 var kvBucketPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 
-// NotifierConfig configures the change-stream notifier: which collection it
+// Config configures the change-stream notifier: which collection it
 // watches, the notice stream it publishes to, and where its checkpoint and
 // leadership lease live.
 //
@@ -58,7 +58,7 @@ var kvBucketPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 // NATS is away it can do neither, which is consistent). It also keeps the
 // notifier read-only on MongoDB (changeStream + find privileges suffice)
 // and needs no transactions, which a standalone or stand-in server lacks.
-type NotifierConfig struct {
+type Config struct {
 	// SubjectPrefix of notices. Default events.DefaultNoticePrefix.
 	SubjectPrefix string
 	// Stream is the notice stream; it listens on "<SubjectPrefix>.>".
@@ -93,7 +93,7 @@ type NotifierConfig struct {
 	// Database, Collection and UserIDField name the watched collection and
 	// the field holding the user id (default "userId"). Database and
 	// Collection are required; Database must match the *mongo.Database
-	// given to NewNotifier.
+	// given to New.
 	Database    string
 	Collection  string
 	UserIDField string
@@ -137,7 +137,7 @@ type NotifierConfig struct {
 	StallAfter time.Duration
 }
 
-func (c *NotifierConfig) setDefaults() {
+func (c *Config) setDefaults() {
 	if c.SubjectPrefix == "" {
 		c.SubjectPrefix = events.DefaultNoticePrefix
 	}
@@ -204,12 +204,12 @@ func (c *NotifierConfig) setDefaults() {
 // streamOpTimeout bounds one open or poll of the change stream: the server
 // holds an empty poll up to MaxAwaitTime, so anything much longer is a hung
 // connection, counted as a failure rather than waited on forever.
-func (c NotifierConfig) streamOpTimeout() time.Duration {
+func (c Config) streamOpTimeout() time.Duration {
 	return c.MaxAwaitTime + min(maxStreamPollGrace, max(time.Second, c.StallAfter/4))
 }
 
 // Validate checks the configuration after defaults are applied.
-func (c NotifierConfig) Validate() error {
+func (c Config) Validate() error {
 	c.setDefaults()
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("notifier: "+format, args...)) }
@@ -273,4 +273,4 @@ func (c NotifierConfig) Validate() error {
 }
 
 // noticeSubjects is the subject filter of the notice stream.
-func (c NotifierConfig) noticeSubjects() []string { return []string{c.SubjectPrefix + ".>"} }
+func (c Config) noticeSubjects() []string { return []string{c.SubjectPrefix + ".>"} }

@@ -1,4 +1,4 @@
-package worker
+package notify
 
 import (
 	"context"
@@ -44,7 +44,7 @@ type notifierEnv struct {
 	client *mongo.Client
 	db     *mongo.Database
 	coll   *mongo.Collection
-	cfg    NotifierConfig
+	cfg    Config
 }
 
 func newNotifierEnv(t testing.TB) *notifierEnv {
@@ -61,7 +61,7 @@ func newNotifierEnvOn(t testing.TB, m *testsupport.Mongo, client *mongo.Client) 
 	coll := db.Collection("customdata")
 	return &notifierEnv{
 		t: t, nats: ns, js: js, mongo: m, client: client, db: db, coll: coll,
-		cfg: NotifierConfig{
+		cfg: Config{
 			Database:         db.Name(),
 			Collection:       coll.Name(),
 			LeaseTTL:         2 * time.Second,
@@ -97,14 +97,14 @@ func (r *runningNotifier) published() float64 {
 }
 
 // start provisions and runs a notifier; it is stopped at cleanup.
-func (e *notifierEnv) start(mutate ...func(*NotifierConfig)) *runningNotifier {
+func (e *notifierEnv) start(mutate ...func(*Config)) *runningNotifier {
 	e.t.Helper()
 	return e.startOn(e.db, mutate...)
 }
 
 // startOn is start with the notifier reaching MongoDB through db (another
 // client's handle on the same database).
-func (e *notifierEnv) startOn(db *mongo.Database, mutate ...func(*NotifierConfig)) *runningNotifier {
+func (e *notifierEnv) startOn(db *mongo.Database, mutate ...func(*Config)) *runningNotifier {
 	e.t.Helper()
 	cfg := e.cfg
 	for _, f := range mutate {
@@ -112,9 +112,9 @@ func (e *notifierEnv) startOn(db *mongo.Database, mutate ...func(*NotifierConfig
 	}
 	reg := prometheus.NewRegistry()
 	log := zerolog.New(zerolog.NewTestWriter(e.t)).Level(zerolog.InfoLevel)
-	n, err := NewNotifier(cfg, e.js, db, log, reg)
+	n, err := New(cfg, e.js, db, log, reg)
 	if err != nil {
-		e.t.Fatalf("NewNotifier: %v", err)
+		e.t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	if err := n.Provision(ctx); err != nil {
@@ -243,31 +243,15 @@ func isUser(user, op string) func(receivedNotice) bool {
 }
 
 // eventually polls cond until it holds or noticeWait passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(noticeWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, noticeWait)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // provision creates the stream and buckets without running a notifier.
 func (e *notifierEnv) provision() {
 	e.t.Helper()
-	n, err := NewNotifier(e.cfg, e.js, e.db, zerolog.Nop(), nil)
+	n, err := New(e.cfg, e.js, e.db, zerolog.Nop(), nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := n.Provision(testCtx(e.t)); err != nil {
+	if err := n.Provision(testsupport.Context(e.t)); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -295,12 +279,12 @@ func (e *notifierEnv) waitCheckpoint(ct *events.ClusterTime) {
 	if ct == nil {
 		e.t.Fatal("waitCheckpoint: notice without cluster time")
 	}
-	ctx := testCtx(e.t)
+	ctx := testsupport.Context(e.t)
 	kv, err := e.js.KeyValue(ctx, DefaultNotifierCheckpointKV)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	eventually(e.t, "checkpoint written", func() bool {
+	testsupport.Eventually(e.t, "checkpoint written", func() bool {
 		entry, err := kv.Get(ctx, kvKeyForNamespace(e.cfg.Database, e.cfg.Collection))
 		if err != nil {
 			return false

@@ -1,4 +1,4 @@
-package worker
+package notify
 
 import (
 	"strings"
@@ -11,7 +11,7 @@ import (
 )
 
 func TestNotifierConfigDefaults(t *testing.T) {
-	c := NotifierConfig{Database: "app", Collection: "customdata"}
+	c := Config{Database: "app", Collection: "customdata"}
 	c.setDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
@@ -41,17 +41,17 @@ func TestNotifierConfigDefaults(t *testing.T) {
 	if c.InstanceID == "" || c.CheckpointBucket == c.LeaseBucket {
 		t.Errorf("instance %q, buckets %q/%q", c.InstanceID, c.CheckpointBucket, c.LeaseBucket)
 	}
-	long := NotifierConfig{Database: "a", Collection: "b", LeaseTTL: 45 * time.Second}
+	long := Config{Database: "a", Collection: "b", LeaseTTL: 45 * time.Second}
 	long.setDefaults()
 	if long.StallAfter != 90*time.Second || long.Validate() != nil {
 		t.Errorf("stall after with a 45s lease = %s (%v), want 90s", long.StallAfter, long.Validate())
 	}
-	quick := NotifierConfig{Database: "a", Collection: "b", MaxAwaitTime: 200 * time.Millisecond, StallAfter: 2 * time.Second, LeaseTTL: time.Second}
+	quick := Config{Database: "a", Collection: "b", MaxAwaitTime: 200 * time.Millisecond, StallAfter: 2 * time.Second, LeaseTTL: time.Second}
 	quick.setDefaults()
 	if got := quick.streamOpTimeout(); got != 1200*time.Millisecond {
 		t.Errorf("stream op timeout with a 2s stall = %s, want 1.2s (grace at least 1s)", got)
 	}
-	short := NotifierConfig{Database: "a", Collection: "b", MaxAge: time.Minute}
+	short := Config{Database: "a", Collection: "b", MaxAge: time.Minute}
 	short.setDefaults()
 	if short.DuplicateWindow != time.Minute {
 		t.Errorf("duplicate window with a 1m max age = %s, want 1m", short.DuplicateWindow)
@@ -61,28 +61,28 @@ func TestNotifierConfigDefaults(t *testing.T) {
 func TestNotifierConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		mutate func(*NotifierConfig)
+		mutate func(*Config)
 		want   string
 	}{
-		{"no database", func(c *NotifierConfig) { c.Database = "" }, "database is required"},
-		{"no collection", func(c *NotifierConfig) { c.Collection = "" }, "collection is required"},
-		{"wildcard prefix", func(c *NotifierConfig) { c.SubjectPrefix = "a.*" }, "subject prefix"},
-		{"dotted stream", func(c *NotifierConfig) { c.Stream = "A.B" }, "stream name"},
-		{"window above max age", func(c *NotifierConfig) { c.MaxAge = time.Minute; c.DuplicateWindow = time.Hour }, "exceeds max age"},
-		{"replicas", func(c *NotifierConfig) { c.Replicas = 7 }, "replicas"},
-		{"provision", func(c *NotifierConfig) { c.Provision = "maybe" }, "provision"},
-		{"bucket name", func(c *NotifierConfig) { c.LeaseBucket = "a.b" }, "lease bucket"},
-		{"same buckets", func(c *NotifierConfig) { c.LeaseBucket = c.CheckpointBucket }, "must differ"},
-		{"lease too short", func(c *NotifierConfig) { c.LeaseTTL = time.Millisecond }, "lease TTL"},
-		{"lease too long", func(c *NotifierConfig) { c.LeaseTTL = time.Hour }, "lease TTL"},
-		{"dotted user field", func(c *NotifierConfig) { c.UserIDField = "a.b" }, "user id field"},
-		{"_id as user field", func(c *NotifierConfig) { c.UserIDField = "_id" }, "user id field"},
-		{"negative oversize", func(c *NotifierConfig) { c.OversizeBytes = -1 }, "oversize"},
-		{"negative interval", func(c *NotifierConfig) { c.IdlePollInterval = -time.Second }, "idle poll"},
-		{"stall within the lease TTL", func(c *NotifierConfig) { c.StallAfter = c.LeaseTTL }, "stall after"},
-		{"negative stall", func(c *NotifierConfig) { c.StallAfter = -time.Second }, "stall after"},
+		{"no database", func(c *Config) { c.Database = "" }, "database is required"},
+		{"no collection", func(c *Config) { c.Collection = "" }, "collection is required"},
+		{"wildcard prefix", func(c *Config) { c.SubjectPrefix = "a.*" }, "subject prefix"},
+		{"dotted stream", func(c *Config) { c.Stream = "A.B" }, "stream name"},
+		{"window above max age", func(c *Config) { c.MaxAge = time.Minute; c.DuplicateWindow = time.Hour }, "exceeds max age"},
+		{"replicas", func(c *Config) { c.Replicas = 7 }, "replicas"},
+		{"provision", func(c *Config) { c.Provision = "maybe" }, "provision"},
+		{"bucket name", func(c *Config) { c.LeaseBucket = "a.b" }, "lease bucket"},
+		{"same buckets", func(c *Config) { c.LeaseBucket = c.CheckpointBucket }, "must differ"},
+		{"lease too short", func(c *Config) { c.LeaseTTL = time.Millisecond }, "lease TTL"},
+		{"lease too long", func(c *Config) { c.LeaseTTL = time.Hour }, "lease TTL"},
+		{"dotted user field", func(c *Config) { c.UserIDField = "a.b" }, "user id field"},
+		{"_id as user field", func(c *Config) { c.UserIDField = "_id" }, "user id field"},
+		{"negative oversize", func(c *Config) { c.OversizeBytes = -1 }, "oversize"},
+		{"negative interval", func(c *Config) { c.IdlePollInterval = -time.Second }, "idle poll"},
+		{"stall within the lease TTL", func(c *Config) { c.StallAfter = c.LeaseTTL }, "stall after"},
+		{"negative stall", func(c *Config) { c.StallAfter = -time.Second }, "stall after"},
 	} {
-		c := NotifierConfig{Database: "app", Collection: "customdata"}
+		c := Config{Database: "app", Collection: "customdata"}
 		c.setDefaults()
 		tc.mutate(&c)
 		err := c.Validate()
@@ -90,7 +90,7 @@ func TestNotifierConfigValidate(t *testing.T) {
 			t.Errorf("%s: Validate = %v, want an error about %q", tc.name, err, tc.want)
 		}
 	}
-	var zero NotifierConfig
+	var zero Config
 	if err := zero.Validate(); err == nil {
 		t.Error("the zero config validates without database and collection")
 	}

@@ -1,4 +1,4 @@
-package worker
+package notify
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
 // TestStreamSessionReopensFromTheNewerPosition: after a transient error the
@@ -23,8 +24,8 @@ import (
 // the stored checkpoint, and from the store otherwise.
 func TestStreamSessionReopensFromTheNewerPosition(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
-	n, err := NewNotifier(e.cfg, e.js, e.db, zerolog.Nop(), nil)
+	ctx := testsupport.Context(t)
+	n, err := New(e.cfg, e.js, e.db, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func (c *changeStreamCommands) snapshot() (aggregates, getMores []bson.Raw) {
 // stand-in, so the test asserts the commands the driver sends.
 func TestNotifierOpensWithAnEmptyFirstBatch(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	var cmds changeStreamCommands
 	client, err := mongo.Connect(options.Client().ApplyURI(e.mongo.URI).SetMonitor(cmds.monitor()))
 	if err != nil {
@@ -231,11 +232,7 @@ func (f *resumeFaults) open(ctx context.Context, pipeline mongo.Pipeline, from *
 			return &failingStream{f.readErr}, nil
 		}
 	}
-	cs, err := f.coll.Watch(ctx, pipeline, opts)
-	if err != nil {
-		return nil, err
-	}
-	return driverChangeStream{cs}, nil
+	return watchFeed{f.coll}.open(ctx, pipeline, from, opts)
 }
 
 func (f *resumeFaults) stats() (opens int, timeouts []time.Duration) {
@@ -260,12 +257,12 @@ func (*failingStream) Close(context.Context) error  { return nil }
 func (e *notifierEnv) startWithFaults(f *resumeFaults) *runningNotifier {
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
-	n, err := NewNotifier(e.cfg, e.js, e.db, zerolog.New(zerolog.NewTestWriter(e.t)).Level(zerolog.InfoLevel), reg)
+	n, err := New(e.cfg, e.js, e.db, zerolog.New(zerolog.NewTestWriter(e.t)).Level(zerolog.InfoLevel), reg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	f.coll = e.coll
-	n.openStream = f.open
+	n.feeds = f
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	r := &runningNotifier{Notifier: n, reg: reg, cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -282,7 +279,7 @@ func (e *notifierEnv) startWithFaults(f *resumeFaults) *runningNotifier {
 // checkpointed, and stops it.
 func (e *notifierEnv) checkpointAfter(user string) *noticeReader {
 	e.t.Helper()
-	ctx := testCtx(e.t)
+	ctx := testsupport.Context(e.t)
 	n := e.start()
 	r := e.readNotices()
 	r.until("first flush", isFlush(events.FlushNoCheckpoint))
@@ -306,7 +303,7 @@ func serverError(code int32, name string) error {
 // errors are injected (the stand-in does not hold elections).
 func TestNotifierRetriesTransientOpenErrors(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	r := e.checkpointAfter("a")
 	if _, err := e.coll.InsertOne(ctx, bson.M{"userId": "meanwhile"}); err != nil {
 		t.Fatal(err)
@@ -336,7 +333,7 @@ func TestNotifierRetriesTransientOpenErrors(t *testing.T) {
 // the stand-in's oplog scan never takes that long.
 func TestNotifierWidensThenGivesUpOnAnOpenThatTimesOut(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	r := e.checkpointAfter("a")
 	f := &resumeFaults{always: serverError(50, "MaxTimeMSExpired")}
 	n := e.startWithFaults(f)
@@ -372,7 +369,7 @@ func TestNotifierWidensThenGivesUpOnAnOpenThatTimesOut(t *testing.T) {
 // injected: a 16 MB event is out of reach of the stand-in and of a test.
 func TestNotifierSkipsAPositionTheServerCannotRead(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	r := e.checkpointAfter("a")
 	f := &resumeFaults{readErr: serverError(10334, "BSONObjectTooLarge")}
 	n := e.startWithFaults(f)

@@ -1,4 +1,4 @@
-package worker
+package notify
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
 // BenchmarkCommitToNotice measures, against the real NATS server and the
@@ -76,7 +77,7 @@ func BenchmarkCommitToNotice(b *testing.B) {
 		}
 	}
 	// The stream is open once the first flush-all is out.
-	eventually(b, "notifier leads", func() bool {
+	testsupport.Eventually(b, "notifier leads", func() bool {
 		return metricValue(n.metrics.flushes.WithLabelValues(string(events.FlushNoCheckpoint))) == 1
 	})
 	if _, err := e.coll.InsertOne(ctx, bson.M{"userId": "warmup"}); err != nil {

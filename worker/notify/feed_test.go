@@ -1,4 +1,4 @@
-package worker
+package notify
 
 import (
 	"context"
@@ -77,7 +77,7 @@ func TestClassifyChangeStreamError(t *testing.T) {
 func TestChangeStreamPipelineOnTheServer(t *testing.T) {
 	m := testsupport.MongoDB(t)
 	coll := m.Client(t).Database(testsupport.DatabaseName(t)).Collection("customdata")
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 
 	supported, conclusive := probeServerSize(ctx, coll)
 	if supported || conclusive {
@@ -162,7 +162,7 @@ func TestChangeStreamPipelineOnTheServer(t *testing.T) {
 func TestChangeStreamRefusesBogusResumeToken(t *testing.T) {
 	m := testsupport.MongoDB(t)
 	coll := m.Client(t).Database(testsupport.DatabaseName(t)).Collection("customdata")
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	if _, err := coll.InsertOne(ctx, bson.M{"userId": "seed"}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package worker
+package ops
 
 import (
 	"context"
@@ -22,7 +22,7 @@ func TestOpsServerReportsReadinessAndMetrics(t *testing.T) {
 	reg.MustRegister(c)
 	c.Inc()
 	var mongoDown atomic.Bool
-	srv := NewOpsServer("", reg, zerolog.Nop(), Check{Name: "mongodb", Check: func() error {
+	srv := NewServer("", reg, zerolog.Nop(), Check{Name: "mongodb", Check: func() error {
 		if mongoDown.Load() {
 			return errors.New("mongodb unreachable")
 		}

@@ -1,4 +1,4 @@
-package worker
+package notify
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/internal/lease"
 	"github.com/customdata-worker/customdata-worker/internal/provision"
 
 	"github.com/cenkalti/backoff/v5"
@@ -53,7 +54,7 @@ var (
 //     while the lease still renews) gives the lease up and stays away for
 //     a lease TTL, so a replica with a working MongoDB path takes over.
 type Notifier struct {
-	cfg     NotifierConfig
+	cfg     Config
 	js      jetstream.JetStream
 	db      *mongo.Database
 	coll    *mongo.Collection
@@ -68,7 +69,7 @@ type Notifier struct {
 	// Bound by Provision or on first use in Run.
 	bindMu          sync.Mutex
 	checkpoints     *checkpointStore
-	lease           *lease
+	lease           *lease.Lease
 	preImagesOK     atomic.Bool // collMod succeeded
 	preImagesWarned atomic.Bool
 
@@ -81,19 +82,19 @@ type Notifier struct {
 	// dropped or renamed (see OnCollectionGone).
 	onCollectionGone func()
 
-	// openStream, when set, opens the change stream instead of the
-	// collection's Watch (tests inject server failures through it).
-	openStream streamOpener
+	// feeds opens the change feed (watchFeed; tests inject server
+	// failures through another feedSource).
+	feeds feedSource
 
 	// releaseOnStop gives the lease up when Run's context ends, so a
 	// standby takes over at once. Tests turn it off to simulate a crash.
 	releaseOnStop bool
 }
 
-// NewNotifier checks cfg and returns a Notifier for the collection
+// New checks cfg and returns a Notifier for the collection
 // cfg.Database.cfg.Collection of db. Metrics are registered on reg (none
 // if reg is nil); each Notifier needs its own registry.
-func NewNotifier(cfg NotifierConfig, js jetstream.JetStream, db *mongo.Database, log zerolog.Logger, reg prometheus.Registerer) (*Notifier, error) {
+func New(cfg Config, js jetstream.JetStream, db *mongo.Database, log zerolog.Logger, reg prometheus.Registerer) (*Notifier, error) {
 	if js == nil || db == nil {
 		return nil, errors.New("notifier: JetStream and database are required")
 	}
@@ -119,6 +120,7 @@ func NewNotifier(cfg NotifierConfig, js jetstream.JetStream, db *mongo.Database,
 		mapper:        noticeMapper{prefix: cfg.SubjectPrefix, userIDField: cfg.UserIDField, oversizeBytes: cfg.OversizeBytes},
 		limiter:       newNoticeLogLimiter(time.Minute),
 		health:        &notifierHealth{},
+		feeds:         watchFeed{coll},
 		releaseOnStop: true,
 	}
 	n.dupGuard = newDuplicateUserGuard(coll, cfg.UserIDField, m, log)
@@ -217,7 +219,7 @@ func (n *Notifier) bind(cpKV, leaseKV jetstream.KeyValue) {
 	}
 	key := kvKeyForNamespace(n.cfg.Database, n.cfg.Collection)
 	n.checkpoints = newCheckpointStore(cpKV, n.cfg.Database, n.cfg.Collection)
-	n.lease = newLease(leaseKV, key, n.cfg.InstanceID, n.cfg.LeaseTTL)
+	n.lease = lease.New(leaseKV, key, n.cfg.InstanceID, n.cfg.LeaseTTL)
 }
 
 func (n *Notifier) bound() bool {
@@ -304,7 +306,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 	lastHolder := ""
 	leaseErrLogged := false
 	for ctx.Err() == nil {
-		ok, err := n.lease.tryAcquire(ctx)
+		ok, err := n.lease.TryAcquire(ctx)
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
@@ -327,7 +329,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 		default:
 			n.health.leaseOK()
 			leaseErrLogged = false
-			if h := n.lease.holder; h != lastHolder {
+			if h := n.lease.Holder(); h != lastHolder {
 				n.log.Info().Str("holder", h).Msg("standing by: another replica holds the change-stream lease")
 				lastHolder = h
 			}
@@ -345,7 +347,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 // to keep away from it), or when ctx ends (the stream stops after the
 // event in hand is published and checkpointed).
 func (n *Notifier) lead(ctx context.Context) (holdOff time.Duration) {
-	term := n.lease.rev
+	term := n.lease.Revision()
 	leaseCtx, cancelLease := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelLease(nil)
 	sessCtx, cancelSess := context.WithCancel(leaseCtx)
@@ -375,7 +377,7 @@ func (n *Notifier) lead(ctx context.Context) (holdOff time.Duration) {
 		n.metrics.leader.Set(0)
 		n.metrics.checkpointWritten(time.Time{})
 	}()
-	if cause := context.Cause(leaseCtx); errors.Is(cause, errLeaseLost) {
+	if cause := context.Cause(leaseCtx); errors.Is(cause, lease.ErrLost) {
 		n.log.Warn().Err(cause).Msg("lost the change-stream lease: stopped the change stream")
 		return 0
 	}
@@ -419,7 +421,7 @@ func (n *Notifier) stepDown(ctx context.Context, cause error) time.Duration {
 func (n *Notifier) releaseLease(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	return n.lease.release(rctx)
+	return n.lease.Release(rctx)
 }
 
 // probeAfterStepDown, on a standby that stepped down, checks whether the
@@ -459,7 +461,7 @@ func (n *Notifier) renewLoop(ctx context.Context, cancel context.CancelCauseFunc
 		case <-t.C:
 		}
 		rctx, rcancel := context.WithTimeout(ctx, interval)
-		err := n.lease.renew(rctx)
+		err := n.lease.Renew(rctx)
 		rcancel()
 		if err != nil {
 			if ctx.Err() == nil {

@@ -1,4 +1,6 @@
-package worker
+// Package lease is a leadership lease in a NATS KV bucket: one holder at
+// a time, renewed by revision, aged out by the bucket's TTL.
+package lease
 
 import (
 	"context"
@@ -12,11 +14,11 @@ import (
 	"github.com/customdata-worker/customdata-worker/events"
 )
 
-// errLeaseLost ends a leadership term: a renewal failed, so another
+// ErrLost ends a leadership term: a renewal failed, so another
 // replica may hold the lease by now.
-var errLeaseLost = errors.New("notifier lease lost")
+var ErrLost = errors.New("notifier lease lost")
 
-// lease is a leadership lease in a KV bucket whose TTL (stream MaxAge) is
+// Lease is a leadership lease in a KV bucket whose TTL (stream MaxAge) is
 // the lease TTL.
 //
 // Acquire is kv.Create, which fails while anyone's value is live. Renew is
@@ -27,8 +29,8 @@ var errLeaseLost = errors.New("notifier lease lost")
 // renewal is in flight; their notices carry the same Nats-Msg-Id per
 // change, so the overlap stores nothing twice.
 //
-// A lease is owned by one goroutine at a time (Notifier.Run).
-type lease struct {
+// A lease is owned by one goroutine at a time (the notifier's Run).
+type Lease struct {
 	kv  jetstream.KeyValue
 	key string
 	// instance is the configured replica name; session is random per
@@ -51,11 +53,11 @@ type leaseRecord struct {
 	RenewedAt  time.Time `json:"renewedAt"`
 }
 
-func newLease(kv jetstream.KeyValue, key, instance string, ttl time.Duration) *lease {
-	return &lease{kv: kv, key: key, instance: instance, session: events.NewEventID(), ttl: ttl}
+func New(kv jetstream.KeyValue, key, instance string, ttl time.Duration) *Lease {
+	return &Lease{kv: kv, key: key, instance: instance, session: events.NewEventID(), ttl: ttl}
 }
 
-func (l *lease) value(acquired time.Time) []byte {
+func (l *Lease) value(acquired time.Time) []byte {
 	now := time.Now().UTC()
 	if acquired.IsZero() {
 		acquired = now
@@ -64,9 +66,9 @@ func (l *lease) value(acquired time.Time) []byte {
 	return b
 }
 
-// tryAcquire takes the lease if nobody holds it (or we still do). It
+// TryAcquire takes the lease if nobody holds it (or we still do). It
 // returns false, nil when another replica holds it.
-func (l *lease) tryAcquire(ctx context.Context) (bool, error) {
+func (l *Lease) TryAcquire(ctx context.Context) (bool, error) {
 	rev, err := l.kv.Create(ctx, l.key, l.value(time.Time{}))
 	if err == nil {
 		l.rev, l.holder = rev, l.instance
@@ -101,21 +103,32 @@ func (l *lease) tryAcquire(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// renew extends a held lease. Any error means the lease may be lost.
-func (l *lease) renew(ctx context.Context) error {
+// Renew extends a held lease. Any error means the lease may be lost.
+func (l *Lease) Renew(ctx context.Context) error {
 	rev, err := l.kv.Update(ctx, l.key, l.value(time.Time{}), l.rev)
 	if err != nil {
-		return fmt.Errorf("%w: renew %s at revision %d: %w", errLeaseLost, l.key, l.rev, err)
+		return fmt.Errorf("%w: renew %s at revision %d: %w", ErrLost, l.key, l.rev, err)
 	}
 	l.rev = rev
 	return nil
 }
 
-// release gives a held lease up so a standby takes over without waiting
+// Release gives a held lease up so a standby takes over without waiting
 // for the TTL. It deletes only our own revision.
-func (l *lease) release(ctx context.Context) error {
+func (l *Lease) Release(ctx context.Context) error {
 	if err := l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev)); err != nil {
 		return fmt.Errorf("release lease %s: %w", l.key, err)
 	}
 	return nil
 }
+
+// Holder is the holder a failed TryAcquire saw, for logs.
+func (l *Lease) Holder() string { return l.holder }
+
+// Revision is the revision of our last write while held: it tells one
+// leadership term from the next.
+func (l *Lease) Revision() uint64 { return l.rev }
+
+// Session is random per process, so a restarted replica never mistakes an
+// old lease for its own.
+func (l *Lease) Session() string { return l.session }

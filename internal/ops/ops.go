@@ -1,4 +1,6 @@
-package worker
+// Package ops serves the operator endpoints: liveness, readiness and
+// Prometheus metrics.
+package ops
 
 import (
 	"context"
@@ -19,18 +21,18 @@ type Check struct {
 	Check func() error
 }
 
-// OpsServer serves the operator endpoints:
+// Server serves the operator endpoints:
 //
 //	/livez    200 while the process runs its loops
 //	/readyz   200 when every check passes, 503 with the failing checks otherwise
 //	/metrics  Prometheus metrics from the given gatherer
-type OpsServer struct {
+type Server struct {
 	srv *http.Server
 	log zerolog.Logger
 }
 
-// NewOpsServer builds the server; Run starts it.
-func NewOpsServer(addr string, gatherer prometheus.Gatherer, log zerolog.Logger, checks ...Check) *OpsServer {
+// NewServer builds the server; Run starts it.
+func NewServer(addr string, gatherer prometheus.Gatherer, log zerolog.Logger, checks ...Check) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
@@ -52,14 +54,14 @@ func NewOpsServer(addr string, gatherer prometheus.Gatherer, log zerolog.Logger,
 		_ = json.NewEncoder(w).Encode(map[string]any{"ready": true})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
-	return &OpsServer{
+	return &Server{
 		srv: &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second},
 		log: log,
 	}
 }
 
 // Run listens until ctx is cancelled, then shuts down gracefully.
-func (o *OpsServer) Run(ctx context.Context) error {
+func (o *Server) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", o.srv.Addr)
 	if err != nil {
 		return err
@@ -68,7 +70,7 @@ func (o *OpsServer) Run(ctx context.Context) error {
 }
 
 // Serve is Run on an existing listener.
-func (o *OpsServer) Serve(ctx context.Context, ln net.Listener) error {
+func (o *Server) Serve(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- o.srv.Serve(ln) }()
 	o.log.Info().Str("addr", ln.Addr().String()).Msg("ops endpoints listening (/livez /readyz /metrics)")

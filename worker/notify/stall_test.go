@@ -1,4 +1,4 @@
-package worker
+package notify
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
 // proxyMode is what a mongoPath does with traffic.
@@ -186,7 +187,7 @@ func TestNotifierStalledLeaderStepsDown(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newNotifierEnv(t)
-			ctx := testCtx(t)
+			ctx := testsupport.Context(t)
 			insert := func(user string) {
 				t.Helper()
 				if _, err := e.coll.InsertOne(ctx, bson.M{"userId": user}); err != nil {
@@ -201,11 +202,11 @@ func TestNotifierStalledLeaderStepsDown(t *testing.T) {
 
 			path := startMongoPath(t, firstMongoHost(t, e.mongo.URI))
 			aDB := clientThrough(t, e.mongo.URI, path).Database(e.db.Name())
-			a := e.startOn(aDB, func(c *NotifierConfig) { c.InstanceID = "a" })
+			a := e.startOn(aDB, func(c *Config) { c.InstanceID = "a" })
 			r := e.readNotices()
 			r.until("flush", isFlush(events.FlushNoCheckpoint))
-			eventually(t, "a leads", a.IsLeader)
-			b := e.start(func(c *NotifierConfig) { c.InstanceID = "b" })
+			testsupport.Eventually(t, "a leads", a.IsLeader)
+			b := e.start(func(c *Config) { c.InstanceID = "b" })
 
 			insert("x1")
 			x1 := r.until("x1", isUser("x1", "insert"))
@@ -217,7 +218,7 @@ func TestNotifierStalledLeaderStepsDown(t *testing.T) {
 			path.set(tc.breakTo)
 			publishedByA := a.published()
 			insert("x2") // a cannot see it
-			eventually(t, "b takes over", b.IsLeader)
+			testsupport.Eventually(t, "b takes over", b.IsLeader)
 			insert("x3")
 			got := r.until("x3", isUser("x3", "insert"))
 			assertNoFlush(t, got) // b resumed at a's checkpoint

@@ -1,4 +1,4 @@
-package worker
+package notify
 
 import (
 	"context"
@@ -23,7 +23,7 @@ import (
 
 func TestNotifierPublishesOneNoticePerChange(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	e.start()
 	r := e.readNotices()
 	if first := r.next(); !isFlush(events.FlushNoCheckpoint)(first) {
@@ -99,7 +99,7 @@ func TestNotifierPublishesOneNoticePerChange(t *testing.T) {
 
 func TestNotifierKeepsCommitOrderPerUser(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	n := e.start()
 	r := e.readNotices()
 	r.until("flush", isFlush(events.FlushNoCheckpoint))
@@ -125,12 +125,12 @@ func TestNotifierKeepsCommitOrderPerUser(t *testing.T) {
 		}
 	}
 	// Each user has six documents: the duplicate guard counts it.
-	eventually(t, "duplicate users counted", func() bool { return metricValue(n.metrics.duplicateUser) > 0 })
+	testsupport.Eventually(t, "duplicate users counted", func() bool { return metricValue(n.metrics.duplicateUser) > 0 })
 }
 
 func TestNotifierRestartLosesNoChange(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	insert := func(user string) {
 		t.Helper()
 		if _, err := e.coll.InsertOne(ctx, bson.M{"userId": user}); err != nil {
@@ -180,7 +180,7 @@ func assertNoFlush(t *testing.T, got []receivedNotice) {
 
 func TestNotifierFlushesFirstWithoutCheckpoint(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	// A change before the notifier ever ran is covered by the flush.
 	if _, err := e.coll.InsertOne(ctx, bson.M{"userId": "early"}); err != nil {
 		t.Fatal(err)
@@ -219,7 +219,7 @@ func TestNotifierCorruptCheckpoint(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newNotifierEnv(t)
-			ctx := testCtx(t)
+			ctx := testsupport.Context(t)
 			e.provision()
 			kv, err := e.js.KeyValue(ctx, DefaultNotifierCheckpointKV)
 			if err != nil {
@@ -251,18 +251,18 @@ func TestNotifierCorruptCheckpoint(t *testing.T) {
 
 func TestNotifierLeaseFailover(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	insert := func(user string) {
 		t.Helper()
 		if _, err := e.coll.InsertOne(ctx, bson.M{"userId": user}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	a := e.start(func(c *NotifierConfig) { c.InstanceID = "a" })
+	a := e.start(func(c *Config) { c.InstanceID = "a" })
 	r := e.readNotices()
 	r.until("flush", isFlush(events.FlushNoCheckpoint))
-	eventually(t, "a leads", a.IsLeader)
-	b := e.start(func(c *NotifierConfig) { c.InstanceID = "b" })
+	testsupport.Eventually(t, "a leads", a.IsLeader)
+	b := e.start(func(c *Config) { c.InstanceID = "b" })
 
 	insert("x1")
 	r.until("x1", isUser("x1", "insert"))
@@ -282,7 +282,7 @@ func TestNotifierLeaseFailover(t *testing.T) {
 	a.stop(true)
 	insert("x2")
 	insert("x3")
-	eventually(t, "b takes over", b.IsLeader)
+	testsupport.Eventually(t, "b takes over", b.IsLeader)
 	got := r.until("x3", isUser("x3", "insert"))
 	assertNoFlush(t, got)
 	if !slices.ContainsFunc(got, isUser("x2", "insert")) {
@@ -295,11 +295,11 @@ func TestNotifierLeaseFailover(t *testing.T) {
 
 func TestNotifierStopsWhenTheLeaseIsLost(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	a := e.start()
 	r := e.readNotices()
 	r.until("flush", isFlush(events.FlushNoCheckpoint))
-	eventually(t, "a leads", a.IsLeader)
+	testsupport.Eventually(t, "a leads", a.IsLeader)
 	if _, err := e.coll.InsertOne(ctx, bson.M{"userId": "x"}); err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +316,7 @@ func TestNotifierStopsWhenTheLeaseIsLost(t *testing.T) {
 	if _, err := kv.Put(ctx, kvKeyForNamespace(e.cfg.Database, e.cfg.Collection), []byte(`{"instance":"thief","session":"x"}`)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a stops leading", func() bool { return !a.IsLeader() })
+	testsupport.Eventually(t, "a stops leading", func() bool { return !a.IsLeader() })
 	before := a.published()
 	if _, err := e.coll.InsertOne(ctx, bson.M{"userId": "y"}); err != nil {
 		t.Fatal(err)
@@ -324,12 +324,12 @@ func TestNotifierStopsWhenTheLeaseIsLost(t *testing.T) {
 	// The thief's value expires after the TTL; a takes over again and
 	// publishes the change from its checkpoint.
 	r.until("y", isUser("y", "insert"))
-	eventually(t, "a leads and published again", func() bool { return a.IsLeader() && a.published() > before })
+	testsupport.Eventually(t, "a leads and published again", func() bool { return a.IsLeader() && a.published() > before })
 }
 
 func TestNotifierDroppedCollectionRecovers(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	e.start()
 	r := e.readNotices()
 	r.until("flush", isFlush(events.FlushNoCheckpoint))
@@ -360,8 +360,8 @@ func TestNotifierDroppedCollectionRecovers(t *testing.T) {
 
 func TestNotifierFlagsOversizeDocuments(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
-	n := e.start(func(c *NotifierConfig) { c.OversizeBytes = 100 })
+	ctx := testsupport.Context(t)
+	n := e.start(func(c *Config) { c.OversizeBytes = 100 })
 	r := e.readNotices()
 	r.until("flush", isFlush(events.FlushNoCheckpoint))
 	if _, err := e.coll.InsertOne(ctx, bson.M{"userId": "small"}); err != nil {
@@ -376,16 +376,16 @@ func TestNotifierFlagsOversizeDocuments(t *testing.T) {
 	if got := r.next(); !isUser("big", "insert")(got) || !got.Oversize {
 		t.Fatalf("got %v, want an oversize notice for big", got)
 	}
-	eventually(t, "oversize counted", func() bool { return metricValue(n.metrics.oversize) == 1 })
+	testsupport.Eventually(t, "oversize counted", func() bool { return metricValue(n.metrics.oversize) == 1 })
 }
 
 func TestNotifierPreAndPostImages(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	if _, err := e.coll.InsertOne(ctx, bson.M{"userId": "seed"}); err != nil { // collMod needs the collection
 		t.Fatal(err)
 	}
-	e.start(func(c *NotifierConfig) { c.PreAndPostImages = true })
+	e.start(func(c *Config) { c.PreAndPostImages = true })
 	r := e.readNotices()
 	r.until("flush", isFlush(events.FlushNoCheckpoint))
 	res, err := e.coll.InsertOne(ctx, bson.M{"userId": "pre"})
@@ -412,7 +412,7 @@ func TestNotifierPreAndPostImages(t *testing.T) {
 
 func TestNotifierHealthAndConfig(t *testing.T) {
 	e := newNotifierEnv(t)
-	n, err := NewNotifier(e.cfg, e.js, e.db, zerolog.Nop(), nil)
+	n, err := New(e.cfg, e.js, e.db, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,23 +420,23 @@ func TestNotifierHealthAndConfig(t *testing.T) {
 		t.Fatalf("Healthy before Run = %v, want ErrNotifierNotRunning", err)
 	}
 	r := e.start()
-	eventually(t, "leads", r.IsLeader)
+	testsupport.Eventually(t, "leads", r.IsLeader)
 	if err := r.Healthy(); err != nil {
 		t.Fatalf("Healthy = %v", err)
 	}
 	bad := e.cfg
 	bad.Database = "other"
-	if _, err := NewNotifier(bad, e.js, e.db, zerolog.Nop(), nil); err == nil {
-		t.Fatal("NewNotifier accepted a database that is not the one given")
+	if _, err := New(bad, e.js, e.db, zerolog.Nop(), nil); err == nil {
+		t.Fatal("New accepted a database that is not the one given")
 	}
 }
 
 func TestNotifierProvisionVerify(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	verify := e.cfg
 	verify.Provision = provision.Verify
-	n, err := NewNotifier(verify, e.js, e.db, zerolog.Nop(), nil)
+	n, err := New(verify, e.js, e.db, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,7 +449,7 @@ func TestNotifierProvisionVerify(t *testing.T) {
 	}
 	other := verify
 	other.LeaseTTL = 5 * time.Second
-	n2, err := NewNotifier(other, e.js, e.db, zerolog.Nop(), nil)
+	n2, err := New(other, e.js, e.db, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,7 +463,7 @@ func TestNotifierProvisionVerify(t *testing.T) {
 // gone.
 func TestNotifierNeverDropsAnUnattributableChange(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	n1 := e.start()
 	r := e.readNotices()
 	r.until("flush", isFlush(events.FlushNoCheckpoint))
@@ -490,7 +490,7 @@ func TestNotifierNeverDropsAnUnattributableChange(t *testing.T) {
 		if !isFlush(events.FlushUnattributable)(got) || got.Operation != "update" {
 			t.Fatalf("update of a deleted document on the stand-in: got %v, want flush_all(change_without_user_or_id)", got)
 		}
-		eventually(t, "counted", func() bool {
+		testsupport.Eventually(t, "counted", func() bool {
 			return metricValue(n2.metrics.flushes.WithLabelValues(string(events.FlushUnattributable))) == 1
 		})
 	} else if got.Kind != events.NoticeUser || got.DocumentID != id || got.Operation != "update" {
@@ -504,7 +504,7 @@ func TestNotifierNeverDropsAnUnattributableChange(t *testing.T) {
 
 func TestNotifierCollectionDroppedWhileStopped(t *testing.T) {
 	e := newNotifierEnv(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	n1 := e.start()
 	r := e.readNotices()
 	r.until("flush", isFlush(events.FlushNoCheckpoint))
@@ -537,8 +537,8 @@ func TestNotifierSurvivesAMongoOutage(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
 	e := newNotifierEnvOn(t, m, client)
-	ctx := testCtx(t)
-	n := e.start(func(c *NotifierConfig) { c.UnhealthyAfter = 300 * time.Millisecond })
+	ctx := testsupport.Context(t)
+	n := e.start(func(c *Config) { c.UnhealthyAfter = 300 * time.Millisecond })
 	r := e.readNotices()
 	r.until("flush", isFlush(events.FlushNoCheckpoint))
 	if _, err := e.coll.InsertOne(ctx, bson.M{"userId": "a"}); err != nil {
@@ -551,17 +551,17 @@ func TestNotifierSurvivesAMongoOutage(t *testing.T) {
 		if err := m.StandIn.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "unhealthy during the outage", func() bool { return errors.Is(n.Healthy(), ErrNotifierUnhealthy) })
+		testsupport.Eventually(t, "unhealthy during the outage", func() bool { return errors.Is(n.Healthy(), ErrNotifierUnhealthy) })
 		if err := m.StandIn.Start(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// The first operation on a pooled connection the outage cut may fail.
-	eventually(t, "insert after the outage", func() bool {
+	testsupport.Eventually(t, "insert after the outage", func() bool {
 		_, err := e.coll.InsertOne(ctx, bson.M{"userId": "b"})
 		return err == nil
 	})
 	got := r.until("b", isUser("b", "insert"))
 	assertNoFlush(t, got) // transient: reopened from the checkpoint
-	eventually(t, "healthy again", func() bool { return n.Healthy() == nil })
+	testsupport.Eventually(t, "healthy again", func() bool { return n.Healthy() == nil })
 }

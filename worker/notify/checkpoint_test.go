@@ -1,4 +1,4 @@
-package worker
+package notify
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 func TestCheckpointStoreRoundTrip(t *testing.T) {
 	ns := testsupport.StartNATS(t)
 	_, js := ns.Connect(t)
-	ctx := testCtx(t)
+	ctx := testsupport.Context(t)
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "CP_TEST"})
 	if err != nil {
 		t.Fatal(err)
