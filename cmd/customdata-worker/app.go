@@ -12,6 +12,7 @@ import (
 
 	"github.com/customdata-worker/customdata-worker/internal/ops"
 	"github.com/customdata-worker/customdata-worker/internal/provision"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats-server/v2/server"
@@ -353,20 +354,15 @@ func runWorkerTuned(ctx context.Context, cfg Config, log zerolog.Logger, ready c
 	guardRef.Store(guard)
 	progress.finish()
 
-	// Each loop gets the shared ctx; the first to fail stops the others.
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	// Each loop gets the group's ctx; the first to fail stops the others.
+	g, runCtx := errgroup.WithContext(ctx)
 	launch := func(name string, fn func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			if err := fn(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-				errs <- fmt.Errorf("%s: %w", name, err)
-				cancel()
+				return fmt.Errorf("%s: %w", name, err)
 			}
-		}()
+			return nil
+		})
 	}
 	launch("auth consumer", consumer.Run)
 	launch("collection guard", guard.Run)
@@ -379,16 +375,11 @@ func runWorkerTuned(ctx context.Context, cfg Config, log zerolog.Logger, ready c
 	log.Info().Msg("running")
 	<-runCtx.Done()
 	log.Info().Msg("shutting down: finishing the in-flight batch")
-	wg.Wait()
-	close(errs)
-	var all []error
-	for err := range errs {
-		all = append(all, err)
+	if err := g.Wait(); err != nil {
+		return err
 	}
-	if len(all) == 0 {
-		log.Info().Msg("stopped cleanly")
-	}
-	return errors.Join(all...)
+	log.Info().Msg("stopped cleanly")
+	return nil
 }
 
 // drainNATS flushes pending publishes and acks, then waits (bounded) for the

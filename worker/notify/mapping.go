@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
@@ -125,12 +124,12 @@ func (m noticeMapper) mapChange(ev bson.Raw) mappedChange {
 	after, _ := ev.Lookup("fullDocument").DocumentOK()
 	before, _ := ev.Lookup("fullDocumentBeforeChange").DocumentOK()
 	if key != nil {
-		out.DocumentID = documentIDString(key.Lookup("_id"))
+		out.DocumentID = events.DocumentID(key.Lookup("_id"))
 	}
 	if out.DocumentID == "" && after != nil {
 		// documentKey always holds _id on MongoDB; servers that report
 		// something else there still name the document in its image.
-		out.DocumentID = documentIDString(after.Lookup("_id"))
+		out.DocumentID = events.DocumentID(after.Lookup("_id"))
 	}
 	out.DocumentID = boundedNoticeID(out.DocumentID, maxNoticeDocumentIDBytes)
 	afterUser := m.lookupUser(after)
@@ -338,30 +337,6 @@ func noticeMsgID(token, ev bson.Raw) string {
 	}
 	sum := sha256.Sum256(material)
 	return "cd-" + hex.EncodeToString(sum[:])[:32]
-}
-
-// documentIDString renders a document _id: ObjectId as hex, a string as is,
-// anything else as canonical extended JSON. "" when absent.
-func documentIDString(v bson.RawValue) string {
-	switch v.Type {
-	case 0, bson.TypeNull, bson.TypeUndefined:
-		return ""
-	case bson.TypeObjectID:
-		return v.ObjectID().Hex()
-	case bson.TypeString:
-		return v.StringValue()
-	}
-	doc, err := bson.Marshal(bson.D{{Key: "v", Value: v}})
-	if err != nil {
-		return ""
-	}
-	js, err := bson.MarshalExtJSON(bson.Raw(doc), true, false)
-	if err != nil {
-		return ""
-	}
-	js = bytes.TrimPrefix(js, []byte(`{"v":`))
-	js = bytes.TrimSuffix(js, []byte(`}`))
-	return string(js)
 }
 
 // lookupString returns doc[key] if it is a non-empty string.
