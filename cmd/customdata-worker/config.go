@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/customdata-worker/customdata-worker/internal/provision"
-
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 )
 
 // envPrefix is prepended to every variable: CUSTOMDATA_NATS_URL, …

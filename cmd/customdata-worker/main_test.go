@@ -76,7 +76,7 @@ func TestAuthSettingsReachTheConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ac := cfg.authConfig()
+	ac := cfg.workerConfig(nil).Auth
 	if ac.MaxBytes != 1<<20 || ac.DeadLetterMaxAge != 720*time.Hour ||
 		!slices.Equal(ac.BackOff, []time.Duration{2 * time.Second, time.Minute}) {
 		t.Fatalf("auth config got max bytes %d, dead-letter max age %s, backoff %v", ac.MaxBytes, ac.DeadLetterMaxAge, ac.BackOff)

@@ -10,11 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/customdata-worker/customdata-worker/worker/customdata"
-
 	"github.com/rs/zerolog"
 
 	"github.com/customdata-worker/customdata-worker/triggers"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 // scriptedBulk answers bulk writes from a script: for each call, the
@@ -63,7 +62,7 @@ func (s *scriptedBulk) describe() string {
 func newBatchTestConsumer(t *testing.T, bulk *scriptedBulk) *Consumer {
 	t.Helper()
 	cfg := Config{RetryMaxInterval: 20 * time.Millisecond}
-	cfg.setDefaults()
+	cfg.SetDefaults()
 	data := customdata.Config{Database: "d", Collection: "c"}
 	data.SetDefaults()
 	m, err := newAuthMetrics(nil)

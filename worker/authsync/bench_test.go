@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/customdata-worker/customdata-worker/worker/customdata"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -15,6 +13,7 @@ import (
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 	"github.com/customdata-worker/customdata-worker/triggers"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 // BenchmarkAuthThroughput measures how fast the real consumer loop drains a

@@ -6,9 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/customdata-worker/customdata-worker/internal/provision"
-
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 )
 
 // Auth consumer defaults.
@@ -107,7 +106,7 @@ type Config struct {
 	MaxClockSkew time.Duration
 }
 
-func (c *Config) setDefaults() {
+func (c *Config) SetDefaults() {
 	if c.Stream == "" {
 		c.Stream = DefaultAuthStream
 	}
@@ -163,7 +162,7 @@ func (c *Config) setDefaults() {
 
 // Validate checks the configuration after defaults are applied.
 func (c Config) Validate() error {
-	c.setDefaults()
+	c.SetDefaults()
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("auth consumer: "+format, args...)) }
 	for _, n := range []struct{ what, name string }{

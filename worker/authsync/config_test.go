@@ -5,14 +5,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/customdata-worker/customdata-worker/internal/provision"
-
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 )
 
 func TestAuthConfigDefaults(t *testing.T) {
 	var c Config
-	c.setDefaults()
+	c.SetDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}

@@ -8,10 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/customdata-worker/customdata-worker/internal/provision"
-
-	"github.com/customdata-worker/customdata-worker/worker/customdata"
-
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,8 +16,10 @@ import (
 
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/outage"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/internal/retry"
 	"github.com/customdata-worker/customdata-worker/triggers"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 // Consumer consumes auth events from JetStream, runs the triggers and
@@ -65,7 +63,7 @@ type Writes interface {
 // does no IO: call Provision, then Run.
 func New(cfg Config, js jetstream.JetStream, coll *mongo.Collection, data customdata.Config,
 	set *triggers.Set, log zerolog.Logger, reg prometheus.Registerer) (*Consumer, error) {
-	cfg.setDefaults()
+	cfg.SetDefaults()
 	data.SetDefaults()
 	if err := errors.Join(cfg.Validate(), data.Validate()); err != nil {
 		return nil, err

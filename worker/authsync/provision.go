@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/customdata-worker/customdata-worker/internal/provision"
-
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 )
 
 // ErrNotProvisioned is returned (wrapped) in verify mode when a stream or

@@ -7,8 +7,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/customdata-worker/customdata-worker/internal/outage"
 )
 
 // Fault says whose fault a failed MongoDB operation is, which decides

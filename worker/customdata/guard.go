@@ -7,10 +7,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/customdata-worker/customdata-worker/internal/outage"
 )
 
 // ErrUserIndexMissing is reported (wrapped) by Guard.Healthy

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/customdata-worker/customdata-worker/internal/outage"
-	"github.com/customdata-worker/customdata-worker/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/customdata-worker/customdata-worker/internal/outage"
+	"github.com/customdata-worker/customdata-worker/triggers"
 )
 
 // Writer turns trigger writes into MongoDB operations on the

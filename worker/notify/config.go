@@ -8,11 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/customdata-worker/customdata-worker/internal/provision"
-
-	"github.com/customdata-worker/customdata-worker/worker/customdata"
-
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 // Notifier defaults.
@@ -137,7 +135,7 @@ type Config struct {
 	StallAfter time.Duration
 }
 
-func (c *Config) setDefaults() {
+func (c *Config) SetDefaults() {
 	if c.SubjectPrefix == "" {
 		c.SubjectPrefix = events.DefaultNoticePrefix
 	}
@@ -210,7 +208,7 @@ func (c Config) streamOpTimeout() time.Duration {
 
 // Validate checks the configuration after defaults are applied.
 func (c Config) Validate() error {
-	c.setDefaults()
+	c.SetDefaults()
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("notifier: "+format, args...)) }
 	if err := events.ValidatePrefix(c.SubjectPrefix); err != nil {

@@ -5,14 +5,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/customdata-worker/customdata-worker/internal/provision"
-
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 )
 
 func TestNotifierConfigDefaults(t *testing.T) {
 	c := Config{Database: "app", Collection: "customdata"}
-	c.setDefaults()
+	c.SetDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
@@ -42,17 +41,17 @@ func TestNotifierConfigDefaults(t *testing.T) {
 		t.Errorf("instance %q, buckets %q/%q", c.InstanceID, c.CheckpointBucket, c.LeaseBucket)
 	}
 	long := Config{Database: "a", Collection: "b", LeaseTTL: 45 * time.Second}
-	long.setDefaults()
+	long.SetDefaults()
 	if long.StallAfter != 90*time.Second || long.Validate() != nil {
 		t.Errorf("stall after with a 45s lease = %s (%v), want 90s", long.StallAfter, long.Validate())
 	}
 	quick := Config{Database: "a", Collection: "b", MaxAwaitTime: 200 * time.Millisecond, StallAfter: 2 * time.Second, LeaseTTL: time.Second}
-	quick.setDefaults()
+	quick.SetDefaults()
 	if got := quick.streamOpTimeout(); got != 1200*time.Millisecond {
 		t.Errorf("stream op timeout with a 2s stall = %s, want 1.2s (grace at least 1s)", got)
 	}
 	short := Config{Database: "a", Collection: "b", MaxAge: time.Minute}
-	short.setDefaults()
+	short.SetDefaults()
 	if short.DuplicateWindow != time.Minute {
 		t.Errorf("duplicate window with a 1m max age = %s, want 1m", short.DuplicateWindow)
 	}
@@ -83,7 +82,7 @@ func TestNotifierConfigValidate(t *testing.T) {
 		{"negative stall", func(c *Config) { c.StallAfter = -time.Second }, "stall after"},
 	} {
 		c := Config{Database: "app", Collection: "customdata"}
-		c.setDefaults()
+		c.SetDefaults()
 		tc.mutate(&c)
 		err := c.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -9,19 +9,19 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/customdata-worker/customdata-worker/internal/lease"
-	"github.com/customdata-worker/customdata-worker/internal/provision"
-
 	"github.com/cenkalti/backoff/v5"
-	"github.com/customdata-worker/customdata-worker/events"
-	"github.com/customdata-worker/customdata-worker/internal/outage"
-	"github.com/customdata-worker/customdata-worker/internal/retry"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/lease"
+	"github.com/customdata-worker/customdata-worker/internal/outage"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+	"github.com/customdata-worker/customdata-worker/internal/retry"
 )
 
 // Errors reported by Notifier.Healthy (wrapped).
@@ -101,7 +101,7 @@ func New(cfg Config, js jetstream.JetStream, db *mongo.Database, log zerolog.Log
 	if cfg.Database == "" {
 		cfg.Database = db.Name()
 	}
-	cfg.setDefaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

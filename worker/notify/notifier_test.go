@@ -9,16 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/customdata-worker/customdata-worker/internal/provision"
-
-	"github.com/customdata-worker/customdata-worker/internal/testsupport"
+	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/rs/zerolog"
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
 func TestNotifierPublishesOneNoticePerChange(t *testing.T) {

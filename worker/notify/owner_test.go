@@ -1,9 +1,8 @@
 package notify
 
 import (
-	"time"
-
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
