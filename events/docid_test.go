@@ -1,19 +1,11 @@
-package events
+package events_test
 
 import (
 	"testing"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
-
-func extJSON(t *testing.T, s string) bson.Raw {
-	t.Helper()
-	var raw bson.Raw
-	if err := bson.UnmarshalExtJSON([]byte(s), false, &raw); err != nil {
-		t.Fatalf("fixture %s: %v", s, err)
-	}
-	return raw
-}
 
 func TestDocumentID(t *testing.T) {
 	cases := []struct{ doc, want string }{
@@ -26,7 +18,7 @@ func TestDocumentID(t *testing.T) {
 		{`{}`, ""},
 	}
 	for _, tc := range cases {
-		if got := DocumentID(extJSON(t, tc.doc).Lookup("_id")); got != tc.want {
+		if got := events.DocumentID(testsupport.ExtJSON(t, tc.doc).Lookup("_id")); got != tc.want {
 			t.Errorf("DocumentID(%s) = %q, want %q", tc.doc, got, tc.want)
 		}
 	}

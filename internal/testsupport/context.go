@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // Wait is how long a test waits for something that should happen: long
@@ -29,4 +31,14 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// ExtJSON parses a relaxed Extended JSON fixture into BSON.
+func ExtJSON(t testing.TB, s string) bson.Raw {
+	t.Helper()
+	var raw bson.Raw
+	if err := bson.UnmarshalExtJSON([]byte(s), false, &raw); err != nil {
+		t.Fatalf("fixture %s: %v", s, err)
+	}
+	return raw
 }

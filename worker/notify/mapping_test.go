@@ -6,9 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
 // Resume tokens and ids used by the fixtures.
@@ -20,15 +19,6 @@ const (
 	wall = `{"$date": "2023-11-14T22:13:20Z"}`
 	ns   = `{"db": "app", "coll": "customdata"}`
 )
-
-func extJSON(t *testing.T, s string) bson.Raw {
-	t.Helper()
-	var raw bson.Raw
-	if err := bson.UnmarshalExtJSON([]byte(s), false, &raw); err != nil {
-		t.Fatalf("fixture %s: %v", s, err)
-	}
-	return raw
-}
 
 func TestNoticeMapChange(t *testing.T) {
 	const prefix = "customdata.invalidated"
@@ -364,7 +354,7 @@ func TestNoticeMapChange(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			m := noticeMapper{prefix: prefix, userIDField: "userId", oversizeBytes: 16384, measureFullDocument: tc.measure}
-			ev := extJSON(t, tc.event)
+			ev := testsupport.ExtJSON(t, tc.event)
 			got := m.mapChange(ev)
 			w := tc.want
 			if got.Operation != w.op || got.Flush != w.flush || got.Invalidate != w.invalid || got.Oversize != w.oversize ||
@@ -433,16 +423,16 @@ func TestNoticeMapChange(t *testing.T) {
 
 func TestNoticeMsgIDIsDerivedFromTheResumeToken(t *testing.T) {
 	m := noticeMapper{prefix: "p", userIDField: "userId"}
-	a1 := m.mapChange(extJSON(t, `{"_id": `+tokA+`, "operationType": "insert", "documentKey": {"_id": 1}, "fullDocument": {"userId": "x"}}`))
-	a2 := m.mapChange(extJSON(t, `{"_id": `+tokA+`, "operationType": "insert", "documentKey": {"_id": 1}, "fullDocument": {"userId": "x"}, "extra": 1}`))
-	b := m.mapChange(extJSON(t, `{"_id": `+tokB+`, "operationType": "insert", "documentKey": {"_id": 1}, "fullDocument": {"userId": "x"}}`))
+	a1 := m.mapChange(testsupport.ExtJSON(t, `{"_id": `+tokA+`, "operationType": "insert", "documentKey": {"_id": 1}, "fullDocument": {"userId": "x"}}`))
+	a2 := m.mapChange(testsupport.ExtJSON(t, `{"_id": `+tokA+`, "operationType": "insert", "documentKey": {"_id": 1}, "fullDocument": {"userId": "x"}, "extra": 1}`))
+	b := m.mapChange(testsupport.ExtJSON(t, `{"_id": `+tokB+`, "operationType": "insert", "documentKey": {"_id": 1}, "fullDocument": {"userId": "x"}}`))
 	if a1.Notices[0].MsgID != a2.Notices[0].MsgID {
 		t.Errorf("same token, different ids: %s %s", a1.Notices[0].MsgID, a2.Notices[0].MsgID)
 	}
 	if a1.Notices[0].MsgID == b.Notices[0].MsgID {
 		t.Errorf("different tokens, same id %s", b.Notices[0].MsgID)
 	}
-	if !bytes.Equal(a1.Token, extJSON(t, tokA)) {
+	if !bytes.Equal(a1.Token, testsupport.ExtJSON(t, tokA)) {
 		t.Errorf("token = %s", a1.Token)
 	}
 }
