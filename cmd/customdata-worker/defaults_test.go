@@ -38,7 +38,6 @@ func TestEnvironmentDefaultsAreThePackagesDefaults(t *testing.T) {
 	note.SetDefaults()
 	gotNote := wc.Notify
 	gotNote.SetDefaults()
-	gotNote.InstanceID, note.InstanceID = "", "" // random per process
 	if !reflect.DeepEqual(gotNote, note) {
 		t.Errorf("notifier: environment %+v\npackage     %+v", gotNote, note)
 	}

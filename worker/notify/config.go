@@ -84,8 +84,8 @@ type Config struct {
 	// every LeaseTTL/3 and a standby takes over at most about LeaseTTL
 	// (+ LeaseTTL/3) after the leader died. Default 10s, at most 1m.
 	LeaseTTL time.Duration
-	// InstanceID names this replica in the lease. Default hostname plus a
-	// random suffix.
+	// InstanceID names this replica in the lease. Default (picked by
+	// New): the hostname plus a random suffix.
 	InstanceID string
 
 	// Database, Collection and UserIDField name the watched collection and
@@ -165,13 +165,6 @@ func (c *Config) SetDefaults() {
 	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = DefaultNotifierLeaseTTL
-	}
-	if c.InstanceID == "" {
-		host, _ := os.Hostname()
-		if host == "" {
-			host = "notifier"
-		}
-		c.InstanceID = host + "-" + events.NewEventID()[:8]
 	}
 	if c.UserIDField == "" {
 		c.UserIDField = customdata.DefaultUserIDField
@@ -272,3 +265,14 @@ func (c Config) Validate() error {
 
 // noticeSubjects is the subject filter of the notice stream.
 func (c Config) noticeSubjects() []string { return []string{c.SubjectPrefix + ".>"} }
+
+// instanceName is the default InstanceID: the hostname plus a random
+// suffix. New picks it, not SetDefaults, so that Validate has no side
+// effects.
+func instanceName() string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "notifier"
+	}
+	return host + "-" + events.NewEventID()[:8]
+}

@@ -1,12 +1,18 @@
 package notify
 
 import (
+	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/provision"
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
+	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 func TestNotifierConfigDefaults(t *testing.T) {
@@ -37,7 +43,9 @@ func TestNotifierConfigDefaults(t *testing.T) {
 			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
 		}
 	}
-	if c.InstanceID == "" || c.CheckpointBucket == c.LeaseBucket {
+	// The instance name is picked by New (hostname, random suffix), so
+	// that defaults and Validate stay free of side effects.
+	if c.InstanceID != "" || c.CheckpointBucket == c.LeaseBucket {
 		t.Errorf("instance %q, buckets %q/%q", c.InstanceID, c.CheckpointBucket, c.LeaseBucket)
 	}
 	long := Config{Database: "a", Collection: "b", LeaseTTL: 45 * time.Second}
@@ -92,5 +100,22 @@ func TestNotifierConfigValidate(t *testing.T) {
 	var zero Config
 	if err := zero.Validate(); err == nil {
 		t.Error("the zero config validates without database and collection")
+	}
+}
+
+func TestNewNamesTheInstance(t *testing.T) {
+	_, js := testsupport.StartNATS(t).Connect(t)
+	// No IO: the client connects on first use, which New does not make.
+	client, err := mongo.Connect(options.Client().ApplyURI("mongodb://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	n, err := New(Config{Collection: "c"}, js, client.Database("d"), zerolog.Nop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host, _ := os.Hostname(); n.cfg.InstanceID == "" || !strings.HasPrefix(n.cfg.InstanceID, host) {
+		t.Fatalf("instance %q, want the hostname %q with a suffix", n.cfg.InstanceID, host)
 	}
 }

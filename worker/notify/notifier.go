@@ -102,6 +102,9 @@ func New(cfg Config, js jetstream.JetStream, db *mongo.Database, log zerolog.Log
 		cfg.Database = db.Name()
 	}
 	cfg.SetDefaults()
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = instanceName()
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
