@@ -111,3 +111,41 @@ func UserIDFromNoticeSubject(prefix, subject string) (string, error) {
 	}
 	return DecodeUserToken(tok)
 }
+
+// PrefixesOverlap reports whether "<a>.>" and "<b>.>" can match a common
+// subject, i.e. one prefix is a token-prefix of the other.
+func PrefixesOverlap(a, b string) bool {
+	ta, tb := strings.Split(a, "."), strings.Split(b, ".")
+	n := min(len(ta), len(tb))
+	for i := 0; i < n; i++ {
+		if ta[i] != tb[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// SubjectMatches reports whether subject matches the NATS subject pattern
+// (with '*' and '>' wildcards).
+func SubjectMatches(pattern, subject string) bool {
+	pt, st := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, p := range pt {
+		if p == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || (p != "*" && p != st[i]) {
+			return false
+		}
+	}
+	return len(pt) == len(st)
+}
+
+// AnyMatches reports whether subject matches one of patterns.
+func AnyMatches(patterns []string, subject string) bool {
+	for _, p := range patterns {
+		if SubjectMatches(p, subject) {
+			return true
+		}
+	}
+	return false
+}

@@ -177,3 +177,26 @@ func TestFlushAllSubjectIsDistinct(t *testing.T) {
 		}
 	}
 }
+
+func TestSubjectMatching(t *testing.T) {
+	cases := []struct {
+		pattern, subject string
+		want             bool
+	}{
+		{"auth.events.>", "auth.events.login", true},
+		{"auth.events.>", "auth.events", false},
+		{"auth.*.login", "auth.events.login", true},
+		{"auth.events.login", "auth.events.login", true},
+		{"auth.events.login", "auth.events.create", false},
+		{"auth.events.*", "auth.events.login.x", false},
+		{">", "anything.at.all", true},
+	}
+	for _, tc := range cases {
+		if got := SubjectMatches(tc.pattern, tc.subject); got != tc.want {
+			t.Errorf("SubjectMatches(%q, %q) = %v, want %v", tc.pattern, tc.subject, got, tc.want)
+		}
+	}
+	if !PrefixesOverlap("auth.events", "auth.events.x") || PrefixesOverlap("auth.events", "auth.deadletter") {
+		t.Error("PrefixesOverlap")
+	}
+}

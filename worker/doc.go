@@ -1,27 +1,16 @@
-// Package worker does all the IO of the custom-data worker. It runs two
-// independent flows:
+// Package worker is the custom-data worker's IO, one subsystem per
+// package:
 //
-// Auth events → triggers → MongoDB. AuthConsumer pulls authentication
-// events (LOGIN, CREATE, DELETE) from a JetStream stream in batches,
-// decodes them strictly (events.Decoder), asks the trigger set
-// (triggers.Set.Decide) what to write, coalesces the batch's writes per
-// user (triggers.Coalesce) and applies each round as one unordered MongoDB
-// BulkWrite on the custom-data collection: one document per user, keyed by
-// the user-id field and protected by a unique index (EnsureUserIndex).
-// A message is acknowledged only after MongoDB acknowledged its writes
-// with the configured write concern. Messages that can never succeed
-// (invalid events, permanent trigger or write errors, too many deliveries)
-// are copied to a dead-letter stream with headers that say why, then
-// terminated. An unavailable MongoDB is not the messages' fault: the batch
-// is held and retried in place, not redelivered or dead-lettered.
+//   - authsync: auth events → triggers → custom-data writes (a JetStream
+//     pull consumer; ack only after MongoDB acknowledged the writes).
+//   - customdata: the custom-data collection: one document per user,
+//     keyed by the user-id field and protected by a unique index; the
+//     writer and its fault vocabulary (Outage, Retry, Permanent).
+//   - notify: custom-data changes → invalidation notices on JetStream
+//     (a MongoDB change feed, checkpointed after each acknowledged
+//     publish; one leader by lease; flush-all on any loss of continuity).
 //
-// MongoDB change stream → notices → JetStream. A change stream on the
-// custom-data collection turns every change into an invalidation notice
-// (events.Notice) published on NATS, so token issuers drop cached custom
-// data. The resume position is checkpointed only after the notice was
-// acknowledged, a lease keeps one publisher active, and any loss of
-// continuity publishes a flush-all notice.
-//
+// This package connects to MongoDB and NATS (ConnectMongo, ConnectNATS).
 // Delivery is at least once in both flows; effects are idempotent
 // ($set, $max, $setOnInsert, delete), so redelivery is harmless.
 package worker

@@ -2,27 +2,22 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/customdata-worker/customdata-worker/internal/embeddednats"
-	"github.com/customdata-worker/customdata-worker/internal/redact"
 	"github.com/customdata-worker/customdata-worker/triggers"
 	"github.com/customdata-worker/customdata-worker/worker"
+	"github.com/customdata-worker/customdata-worker/worker/authsync"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
+	"github.com/customdata-worker/customdata-worker/worker/notify"
 )
 
 const appName = "customdata-worker"
@@ -57,73 +52,47 @@ func triggerSet(cfg Config) (*triggers.Set, triggers.Config, error) {
 	return set, tc, err
 }
 
-func (c Config) natsConfig() worker.NATSConfig {
-	return worker.NATSConfig{
-		URL: c.NATSURL, Name: appName,
-		User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken,
-		NKeySeedFile: c.NATSNKeySeedFile, CredsFile: c.NATSCredsFile,
-		TLSCAFile: c.NATSTLSCA, TLSCertFile: c.NATSTLSCert, TLSKeyFile: c.NATSTLSKey,
-	}
-}
-
-func (c Config) customDataConfig() worker.CustomDataConfig {
-	return worker.CustomDataConfig{
-		Database:        c.Database,
-		Collection:      c.Collection,
-		UserIDField:     c.UserIDField,
-		WriteConcern:    c.WriteConcern,
-		WriteTimeout:    c.WriteTimeout,
-		AllowDuplicates: c.AllowDuplicates,
-	}
-}
-
-func (c Config) authConfig() worker.AuthConfig {
-	return worker.AuthConfig{
-		Stream:           c.AuthStream,
-		SubjectPrefix:    c.AuthSubjectPrefix,
-		MaxAge:           c.AuthMaxAge,
-		MaxBytes:         c.AuthMaxBytes,
-		Replicas:         c.StreamReplicas,
-		DuplicateWindow:  c.DuplicateWindow,
-		Consumer:         c.AuthConsumer,
-		AckWait:          c.AckWait,
-		MaxAckPending:    c.MaxAckPending,
-		MaxDeliver:       c.MaxDeliver,
-		BackOff:          c.RedeliveryBackoff,
-		BatchSize:        c.BatchSize,
-		BatchWait:        c.BatchWait,
-		DeadLetterStream: c.DeadLetterStream,
-		DeadLetterPrefix: c.DeadLetterPrefix,
-		DeadLetterMaxAge: c.DeadLetterMaxAge,
-		Provision:        worker.ProvisionMode(c.Provision),
-	}
-}
-
-func (c Config) notifierConfig() worker.NotifierConfig {
-	return worker.NotifierConfig{
-		SubjectPrefix:    c.NoticeSubjectPrefix,
-		Stream:           c.NoticeStream,
-		MaxAge:           c.NoticeMaxAge,
-		DuplicateWindow:  c.DuplicateWindow,
-		Replicas:         c.StreamReplicas,
-		Provision:        worker.ProvisionMode(c.Provision),
-		LeaseTTL:         c.LeaseTTL,
-		StallAfter:       c.StallAfter,
-		OversizeBytes:    c.OversizeBytes,
-		Database:         c.Database,
-		Collection:       c.Collection,
-		UserIDField:      c.UserIDField,
-		PreAndPostImages: c.PreAndPostImages,
+// workerConfig maps the environment onto worker.Config.
+func (c Config) workerConfig(set *triggers.Set) worker.Config {
+	return worker.Config{
+		MongoURI: c.MongoURI,
+		NATS: worker.NATSConfig{
+			URL: c.NATSURL, Name: appName,
+			User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken,
+			NKeySeedFile: c.NATSNKeySeedFile, CredsFile: c.NATSCredsFile,
+			TLSCAFile: c.NATSTLSCA, TLSCertFile: c.NATSTLSCert, TLSKeyFile: c.NATSTLSKey,
+		},
+		HTTPAddr: c.HTTPAddr,
+		Data: customdata.Config{
+			Database: c.Database, Collection: c.Collection, UserIDField: c.UserIDField,
+			WriteConcern: c.WriteConcern, WriteTimeout: c.WriteTimeout, AllowDuplicates: c.AllowDuplicates,
+		},
+		Auth: authsync.Config{
+			Stream: c.AuthStream, SubjectPrefix: c.AuthSubjectPrefix, MaxAge: c.AuthMaxAge, MaxBytes: c.AuthMaxBytes,
+			Replicas: c.StreamReplicas, DuplicateWindow: c.DuplicateWindow, Consumer: c.AuthConsumer,
+			AckWait: c.AckWait, MaxAckPending: c.MaxAckPending, MaxDeliver: c.MaxDeliver, BackOff: c.RedeliveryBackoff,
+			BatchSize: c.BatchSize, BatchWait: c.BatchWait, DeadLetterStream: c.DeadLetterStream,
+			DeadLetterPrefix: c.DeadLetterPrefix, DeadLetterMaxAge: c.DeadLetterMaxAge, Provision: c.Provision,
+		},
+		Notices: c.NoticesEnabled,
+		Notify: notify.Config{
+			SubjectPrefix: c.NoticeSubjectPrefix, Stream: c.NoticeStream, MaxAge: c.NoticeMaxAge,
+			DuplicateWindow: c.DuplicateWindow, Replicas: c.StreamReplicas, Provision: c.Provision,
+			LeaseTTL: c.LeaseTTL, StallAfter: c.StallAfter, OversizeBytes: c.OversizeBytes,
+			Database: c.Database, Collection: c.Collection, UserIDField: c.UserIDField,
+			PreAndPostImages: c.PreAndPostImages,
+		},
+		Triggers: set,
 	}
 }
 
 // checkConfig validates everything that can be checked without servers.
 func checkConfig(cfg Config) error {
-	if _, _, err := triggerSet(cfg); err != nil {
+	set, _, err := triggerSet(cfg)
+	if err != nil {
 		return fmt.Errorf("triggers: %w", err)
 	}
-	return errors.Join(cfg.natsConfig().Validate(), cfg.customDataConfig().Validate(),
-		cfg.authConfig().Validate(), cfg.notifierConfig().Validate())
+	return cfg.workerConfig(set).Validate()
 }
 
 // startEmbeddedNATS runs a dev NATS server in the process and points cfg at it.
@@ -152,52 +121,8 @@ type started struct {
 	client *mongo.Client
 }
 
-// retryLogged calls fn until it succeeds, stop(err) says retrying cannot
-// help, or ctx ends; it backs off exponentially and logs the first failure
-// only, so an outage is one log line rather than one per attempt.
-func retryLogged[T any](ctx context.Context, log zerolog.Logger, what string, stop func(error) bool, fn func() (T, error)) (T, error) {
-	logged := false
-	return backoff.Retry(ctx, func() (T, error) {
-		v, err := fn()
-		if err != nil && stop(err) {
-			return v, backoff.Permanent(err)
-		}
-		if err != nil && !logged {
-			log.Warn().Err(err).Str("step", what).Msg("dependency unavailable; retrying with backoff")
-			logged = true
-		}
-		return v, err
-	}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(0))
-}
-
-// retryAll: a connection attempt is retried whatever its error (a server
-// down, a DNS name not yet resolvable, credentials being rotated).
-func retryAll(error) bool { return false }
-
-func connectMongo(ctx context.Context, cfg Config, log zerolog.Logger, progress *startupProgress) (*mongo.Client, error) {
-	return retryLogged(ctx, log, "connect to MongoDB", retryAll, func() (*mongo.Client, error) {
-		c, err := worker.ConnectMongo(ctx, cfg.MongoURI, appName, 5*time.Second)
-		progress.failed(err)
-		return c, err
-	})
-}
-
-func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger, progress *startupProgress) (*nats.Conn, error) {
-	return retryLogged(ctx, log, "connect to NATS", retryAll, func() (*nats.Conn, error) {
-		nc, err := worker.ConnectNATS(cfg.natsConfig(), log)
-		progress.failed(err)
-		return nc, err
-	})
-}
-
-// runWorker wires both flows and runs until ctx ends:
-//
-//	auth events (JetStream) → triggers → MongoDB        (worker.AuthConsumer)
-//	change stream (MongoDB) → notices  → JetStream      (worker.Notifier)
-//
-// On shutdown it lets the in-flight batch finish, drains NATS and
-// disconnects MongoDB. If ready is non-nil it receives the connections once
-// everything is provisioned.
+// runWorker runs the worker (worker.Run) on cfg until ctx ends. If ready
+// is not nil it receives the connections once everything is provisioned.
 func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<- started) error {
 	return runWorkerTuned(ctx, cfg, log, ready, nil)
 }
@@ -205,67 +130,11 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 // runWorkerTuned is runWorker with a hook on the custom-data settings that
 // the environment does not expose (tests shorten IndexTimeout).
 func runWorkerTuned(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<- started,
-	tune func(*worker.CustomDataConfig)) (err error) {
+	tune func(*customdata.Config)) error {
 	set, _, err := triggerSet(cfg)
 	if err != nil {
 		return fmt.Errorf("triggers: %w", err)
 	}
-	log.Info().Strs("triggers", set.Names()).Str("mongodb", redact.URI(cfg.MongoURI)).
-		Str("nats", redact.URIs(cfg.NATSURL)).Str("collection", cfg.Database+"."+cfg.Collection).
-		Str("userIdField", cfg.UserIDField).Msg("starting")
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	// The ops endpoints serve from the start, so that /readyz says which
-	// startup step the worker waits for (a dependency down, an index build
-	// waiting for its commit quorum) instead of the port being closed.
-	progress := &startupProgress{}
-	var consumerRef atomic.Pointer[worker.AuthConsumer]
-	var notifierRef atomic.Pointer[worker.Notifier]
-	var guardRef atomic.Pointer[worker.CollectionGuard]
-	checks := []worker.Check{
-		{Name: "startup", Check: progress.Check},
-		{Name: "auth-consumer", Check: func() error {
-			if c := consumerRef.Load(); c != nil {
-				return c.Healthy()
-			}
-			return nil // the startup check speaks for it
-		}},
-		{Name: "collection", Check: func() error {
-			if g := guardRef.Load(); g != nil {
-				return g.Healthy()
-			}
-			return nil
-		}},
-	}
-	if cfg.NoticesEnabled {
-		checks = append(checks, worker.Check{Name: "notifier", Check: func() error {
-			if n := notifierRef.Load(); n != nil {
-				return n.Healthy()
-			}
-			return nil
-		}})
-	}
-	ctx, cancelAll := context.WithCancel(ctx)
-	defer cancelAll()
-	if cfg.HTTPAddr != "" {
-		opsCtx, stopOps := context.WithCancel(context.Background())
-		opsDone := make(chan error, 1)
-		go func() {
-			opsErr := worker.NewOpsServer(cfg.HTTPAddr, reg, log, checks...).Run(opsCtx)
-			if opsErr != nil {
-				cancelAll() // the worker cannot run without its probes
-			}
-			opsDone <- opsErr
-		}()
-		defer func() {
-			stopOps()
-			if opsErr := <-opsDone; opsErr != nil {
-				err = errors.Join(err, fmt.Errorf("ops server: %w", opsErr))
-			}
-		}()
-	}
-
 	if cfg.NATSEmbedded {
 		_, shutdown, err := startEmbeddedNATS(&cfg, log)
 		if err != nil {
@@ -273,193 +142,13 @@ func runWorkerTuned(ctx context.Context, cfg Config, log zerolog.Logger, ready c
 		}
 		defer shutdown()
 	}
-	progress.begin("connect to NATS at " + redact.URIs(cfg.NATSURL))
-	nc, err := connectNATS(ctx, cfg, log, progress)
-	if err != nil {
-		return fmt.Errorf("NATS: %w", err)
-	}
-	defer drainNATS(nc, log)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("JetStream: %w", err)
-	}
-	progress.begin("connect to MongoDB at " + redact.URI(cfg.MongoURI))
-	client, err := connectMongo(ctx, cfg, log, progress)
-	if err != nil {
-		return fmt.Errorf("MongoDB: %w", err)
-	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := client.Disconnect(dctx); err != nil {
-			log.Warn().Err(err).Msg("MongoDB disconnect")
-		}
-	}()
-
-	db := client.Database(cfg.Database)
-	coll := db.Collection(cfg.Collection)
-	indexStep := fmt.Sprintf("ensure the unique index %s_unique on %s.%s", cfg.UserIDField, cfg.Database, cfg.Collection)
-	if cfg.AllowDuplicates {
-		indexStep = fmt.Sprintf("ensure an index on %s.%s.%s", cfg.Database, cfg.Collection, cfg.UserIDField)
-	}
-	if err := untilAvailable(ctx, log, progress, indexStep, func() error {
-		// Each attempt is bounded (CustomDataConfig.IndexTimeout): a build
-		// waiting for its commit quorum is reported, logged and waited
-		// for again, never silently.
-		dataCfg := cfg.customDataConfig()
-		if tune != nil {
-			tune(&dataCfg)
-		}
-		return worker.EnsureUserIndex(ctx, coll, dataCfg, log)
-	}); err != nil {
-		return err
-	}
-	consumer, err := worker.NewAuthConsumer(cfg.authConfig(), js, coll, cfg.customDataConfig(), set, log, reg)
-	if err != nil {
-		return err
-	}
-	if err := untilAvailable(ctx, log, progress, "provision auth-event streams", func() error { return consumer.Provision(ctx) }); err != nil {
-		return err
-	}
-	// Restores the unique user index (and pre-images) when the collection
-	// is dropped or renamed away and comes back while the worker runs.
-	guardCfg := cfg.customDataConfig()
+	wc := cfg.workerConfig(set)
 	if tune != nil {
-		tune(&guardCfg)
+		tune(&wc.Data)
 	}
-	guard, err := worker.NewCollectionGuard(coll, guardCfg, cfg.NoticesEnabled && cfg.PreAndPostImages, log)
-	if err != nil {
-		return err
-	}
-	var notifier *worker.Notifier
-	if cfg.NoticesEnabled {
-		if notifier, err = worker.NewNotifier(cfg.notifierConfig(), js, db, log, reg); err != nil {
-			return err
-		}
-		if err := untilAvailable(ctx, log, progress, "provision notice stream and buckets", func() error { return notifier.Provision(ctx) }); err != nil {
-			return err
-		}
-		notifier.OnCollectionGone(guard.CheckNow)
-		notifierRef.Store(notifier)
-	}
-	consumerRef.Store(consumer)
-	guardRef.Store(guard)
-	progress.finish()
-
-	// Each loop gets the shared ctx; the first to fail stops the others.
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-	launch := func(name string, fn func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-				errs <- fmt.Errorf("%s: %w", name, err)
-				cancel()
-			}
-		}()
-	}
-	launch("auth consumer", consumer.Run)
-	launch("collection guard", guard.Run)
-	if notifier != nil {
-		launch("notifier", notifier.Run)
-	}
+	var onReady func(jetstream.JetStream, *mongo.Client)
 	if ready != nil {
-		ready <- started{js: js, client: client}
+		onReady = func(js jetstream.JetStream, client *mongo.Client) { ready <- started{js: js, client: client} }
 	}
-	log.Info().Msg("running")
-	<-runCtx.Done()
-	log.Info().Msg("shutting down: finishing the in-flight batch")
-	wg.Wait()
-	close(errs)
-	var all []error
-	for err := range errs {
-		all = append(all, err)
-	}
-	if len(all) == 0 {
-		log.Info().Msg("stopped cleanly")
-	}
-	return errors.Join(all...)
-}
-
-// drainNATS flushes pending publishes and acks, then waits (bounded) for the
-// connection to close: Drain itself returns before it is done.
-func drainNATS(nc *nats.Conn, log zerolog.Logger) {
-	if err := nc.Drain(); err != nil {
-		log.Warn().Err(err).Msg("NATS drain")
-		nc.Close()
-		return
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !nc.IsClosed() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !nc.IsClosed() {
-		log.Warn().Msg("NATS drain did not finish within 30s; closing")
-		nc.Close()
-	}
-}
-
-// untilAvailable runs a startup step, retrying while MongoDB or NATS is
-// unavailable and stopping at the first error that retrying cannot fix,
-// such as duplicate users or missing provisioning.
-// Meanwhile /readyz names the step and its last error.
-func untilAvailable(ctx context.Context, log zerolog.Logger, progress *startupProgress, step string, fn func() error) error {
-	notTransient := func(err error) bool { return !worker.IsTransient(err) }
-	progress.begin(step)
-	_, err := retryLogged(ctx, log, step, notTransient, func() (struct{}, error) {
-		err := fn()
-		progress.failed(err)
-		return struct{}{}, err
-	})
-	if err != nil {
-		return fmt.Errorf("%s: %w", step, err)
-	}
-	return nil
-}
-
-// startupProgress is the readiness of a worker that is still starting: the
-// step it is on and, while that step is being retried, its last error.
-type startupProgress struct {
-	mu   sync.Mutex
-	step string
-	err  error
-	done bool
-}
-
-func (p *startupProgress) begin(step string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.step, p.err = step, nil
-}
-
-// failed records the outcome of an attempt of the current step (nil: it
-// worked).
-func (p *startupProgress) failed(err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.err = err
-}
-
-func (p *startupProgress) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.done, p.step, p.err = true, "", nil
-}
-
-// Check is nil once startup finished; until then it names the step.
-func (p *startupProgress) Check() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch {
-	case p.done:
-		return nil
-	case p.err != nil:
-		return fmt.Errorf("starting: %s: %w", p.step, p.err)
-	case p.step != "":
-		return fmt.Errorf("starting: %s", p.step)
-	}
-	return errors.New("starting")
+	return worker.Run(ctx, wc, log, onReady)
 }

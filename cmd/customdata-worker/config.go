@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 )
 
 // envPrefix is prepended to every variable: CUSTOMDATA_NATS_URL, …
@@ -86,7 +88,7 @@ func (c Config) validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		errs = append(errs, fmt.Errorf("%s_LOG_FORMAT must be json or console, not %q", envPrefix, c.LogFormat))
 	}
-	if c.Provision != "create" && c.Provision != "verify" {
+	if provision.Validate(c.Provision) != nil {
 		errs = append(errs, fmt.Errorf("%s_PROVISION must be create or verify, not %q", envPrefix, c.Provision))
 	}
 	if c.MongoURI == "" {

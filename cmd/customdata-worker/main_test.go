@@ -18,7 +18,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
-	"github.com/customdata-worker/customdata-worker/worker"
+	"github.com/customdata-worker/customdata-worker/worker/authsync"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 func TestEnvListsEverySettingWithDefaults(t *testing.T) {
@@ -75,7 +76,7 @@ func TestAuthSettingsReachTheConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ac := cfg.authConfig()
+	ac := cfg.workerConfig(nil).Auth
 	if ac.MaxBytes != 1<<20 || ac.DeadLetterMaxAge != 720*time.Hour ||
 		!slices.Equal(ac.BackOff, []time.Duration{2 * time.Second, time.Minute}) {
 		t.Fatalf("auth config got max bytes %d, dead-letter max age %s, backoff %v", ac.MaxBytes, ac.DeadLetterMaxAge, ac.BackOff)
@@ -172,7 +173,7 @@ func TestRunRefusesToStartOnDuplicateUsers(t *testing.T) {
 	}
 	logs := &syncBuffer{}
 	err = runWorker(ctx, cfg, newLogger(cfg, logs), nil)
-	if !errors.Is(err, worker.ErrDuplicateUsers) || !strings.Contains(err.Error(), "twin") {
+	if !errors.Is(err, customdata.ErrDuplicateUsers) || !strings.Contains(err.Error(), "twin") {
 		t.Fatalf("runWorker = %v, want ErrDuplicateUsers naming the duplicated id", err)
 	}
 	if ctx.Err() != nil {
@@ -197,7 +198,7 @@ func TestRunVerifyModeFailsWhenNothingIsProvisioned(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = runWorker(ctx, cfg, newLogger(cfg, &syncBuffer{}), nil)
-	if !errors.Is(err, worker.ErrNotProvisioned) || !strings.Contains(err.Error(), "AUTH_EVENTS") {
+	if !errors.Is(err, authsync.ErrNotProvisioned) || !strings.Contains(err.Error(), "AUTH_EVENTS") {
 		t.Fatalf("runWorker = %v, want ErrNotProvisioned naming the stream", err)
 	}
 	if ctx.Err() != nil {
@@ -387,7 +388,7 @@ func TestReadyzNamesTheIndexBuildStartupWaitsFor(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- runWorkerTuned(ctx, cfg, newLogger(cfg, logs), nil, func(c *worker.CustomDataConfig) { c.IndexTimeout = time.Second })
+		done <- runWorkerTuned(ctx, cfg, newLogger(cfg, logs), nil, func(c *customdata.Config) { c.IndexTimeout = time.Second })
 	}()
 	readyz := func() (int, string) {
 		resp, err := http.Get("http://" + addr + "/readyz")

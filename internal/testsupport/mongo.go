@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/customdata-worker/customdata-worker/internal/mongostandin"
-
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/customdata-worker/customdata-worker/internal/mongostandin"
 )
 
 // Mongo is a MongoDB a test can use: either the replica set named by

@@ -6,11 +6,11 @@ package testsupport
 import (
 	"testing"
 
-	"github.com/customdata-worker/customdata-worker/internal/embeddednats"
-
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/customdata-worker/customdata-worker/internal/embeddednats"
 )
 
 // NATS is an in-process NATS server with JetStream on a temp dir.

@@ -1,0 +1,557 @@
+package authsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/retry"
+	"github.com/customdata-worker/customdata-worker/triggers"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
+)
+
+const unknownOperation = "unknown"
+
+// authItem is one message of a batch on its way through the batch.
+type authItem struct {
+	msg     jetstream.Msg
+	meta    *jetstream.MsgMetadata
+	op      string // operation label; "unknown" until decoded
+	eventID string
+	userID  string // set once decoded
+	// resolved is set once the message was acked, Nak'd or terminated;
+	// the in-progress heartbeat skips it from then on.
+	resolved atomic.Bool
+
+	writes    int // writes the triggers decided
+	remaining int // writes not yet acknowledged by MongoDB
+	failure   customdata.Fault
+	failErr   error
+	// holdFor: held back behind an event of its user sent back by an
+	// earlier batch; not due again before that one is.
+	holdFor time.Duration
+	// requeue: shutdown came while MongoDB was unavailable; redeliver
+	// without delay and without blame.
+	requeue bool
+}
+
+func (it *authItem) numDelivered() uint64 {
+	if it.meta == nil {
+		return 1
+	}
+	return it.meta.NumDelivered
+}
+
+func (it *authItem) streamSeq() uint64 {
+	if it.meta == nil {
+		return 0
+	}
+	return it.meta.Sequence.Stream
+}
+
+// fail records a failure; the worst class wins.
+func (it *authItem) fail(f customdata.Fault, err error) {
+	if it.failErr == nil || f > it.failure {
+		it.failure, it.failErr = f, err
+	}
+}
+
+// errBlockedByEarlierWrite marks messages whose writes were skipped because
+// an earlier write for the same user in the batch failed: applying them
+// out of order could be wrong (a CREATE after a failed DELETE).
+var errBlockedByEarlierWrite = errors.New("an earlier write for the same user in this batch failed")
+
+// batchStats collects what a batch logs once at its end.
+type batchStats struct {
+	ackFailures, nakFailures, dlqFailures int
+	lastAckErr, lastDLQErr                error
+	deadLettered                          map[string]int // by reason
+	deadLetteredSeqs                      []uint64       // first few, for the log
+	// nakDelay is, by user, the longest redelivery delay given so far in
+	// this batch: a later message of that user is never sent back with a
+	// shorter one, so it cannot come back before the message that held it
+	// back (a CREATE before a failed DELETE).
+	nakDelay map[string]time.Duration
+}
+
+// maxLoggedSeqs bounds the stream sequences one batch log line names.
+const maxLoggedSeqs = 10
+
+// processBatch handles one fetched batch completely. ctx is the shutdown
+// signal: it only cuts short an in-place retry while MongoDB is down; the
+// batch's own writes, acks and dead letters run on a context that
+// shutdown does not cancel, so an in-flight batch is finished.
+func (a *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
+	work := context.WithoutCancel(ctx)
+	a.metrics.batchSize.Observe(float64(len(msgs)))
+	items := make([]*authItem, len(msgs))
+	for i, m := range msgs {
+		meta, _ := m.Metadata()
+		items[i] = &authItem{msg: m, meta: meta, op: unknownOperation}
+	}
+	stopHeartbeat := a.startHeartbeat(items)
+	defer stopHeartbeat()
+
+	var stats batchStats
+	writes, owners := a.decide(work, items, &stats)
+	if len(writes) > 0 {
+		a.applyWrites(ctx, work, items, writes, owners)
+	}
+	for _, it := range items {
+		if !it.resolved.Load() {
+			a.finish(work, it, &stats)
+		}
+	}
+	if stats.ackFailures > 0 {
+		a.log.Warn().Err(stats.lastAckErr).Int("messages", stats.ackFailures).
+			Msg("acknowledging applied auth events failed; they will be redelivered and re-applied (writes are idempotent)")
+	}
+	if stats.nakFailures > 0 {
+		a.log.Warn().Int("messages", stats.nakFailures).
+			Msg("sending Nak/Term for auth events failed; the server redelivers them after ack wait")
+	}
+	if len(stats.deadLettered) > 0 {
+		a.log.Warn().Interface("reasons", stats.deadLettered).Interface("stream_seqs", stats.deadLetteredSeqs).
+			Msg("auth events dead-lettered")
+	}
+	if stats.dlqFailures > 0 {
+		a.log.Warn().Err(stats.lastDLQErr).Int("messages", stats.dlqFailures).
+			Msg("publishing dead letters failed; the messages were Nak'd and will be dead-lettered on redelivery")
+	}
+}
+
+// decide decodes every message and runs the triggers. Messages that cannot
+// be processed are dead-lettered here; those that failed transiently are
+// marked, and Nak'd by finish after the writes of the earlier messages of
+// their user are settled. The writes of the others
+// are returned in stream order with, for each, the index of its message.
+func (a *Consumer) decide(ctx context.Context, items []*authItem, stats *batchStats) ([]triggers.Write, []int) {
+	var writes []triggers.Write
+	var owners []int
+	// A user whose event is sent back for redelivery keeps the rest of
+	// its events in this batch from overtaking it.
+	retrying := map[string]bool{}
+	seqs := make(map[uint64]bool, len(items))
+	for _, it := range items {
+		seqs[it.streamSeq()] = true
+	}
+	inBatch := func(seq uint64) bool { return seqs[seq] }
+	for i, it := range items {
+		ev, err := a.decoder.DecodeWithFallbackID(it.msg.Data(), fallbackEventID(it.msg, it.meta))
+		if err != nil {
+			a.deadLetter(ctx, it, deadLetterReason(err), err, stats)
+			continue
+		}
+		it.op, it.eventID, it.userID = string(ev.OperationType), ev.ID, ev.User.ID
+		if op, ok := events.OperationForSubject(a.cfg.SubjectPrefix, it.msg.Subject()); !ok || op != ev.OperationType {
+			a.deadLetter(ctx, it, string(events.ReasonSubjectMismatch),
+				fmt.Errorf("subject %s does not carry operation %s", it.msg.Subject(), ev.OperationType), stats)
+			continue
+		}
+		if retrying[ev.User.ID] {
+			// Settled with the others after the writes, in stream order
+			// (see retryOrDeadLetter).
+			it.fail(customdata.Retry, errBlockedByEarlierWrite)
+			continue
+		}
+		if wait, held := a.holds.blocker(ev.User.ID, it.streamSeq(), inBatch, time.Now()); held {
+			it.fail(customdata.Retry, errBlockedByEarlierWrite)
+			it.holdFor = wait
+			retrying[ev.User.ID] = true
+			continue
+		}
+		ws, err := a.decideSafely(ev)
+		if err == nil {
+			for _, w := range ws {
+				if err = a.writer.Check(w); err != nil {
+					break
+				}
+			}
+		}
+		if errors.Is(err, triggers.ErrPermanent) {
+			a.deadLetter(ctx, it, events.DeadLetterTriggerError, err, stats)
+			continue
+		}
+		if err != nil {
+			it.fail(customdata.Retry, err)
+			retrying[ev.User.ID] = true
+			continue
+		}
+		it.writes, it.remaining = len(ws), len(ws)
+		for _, w := range ws {
+			writes = append(writes, w)
+			owners = append(owners, i)
+		}
+	}
+	return writes, owners
+}
+
+// errTriggerPanic reports a handler that panicked: the same event would
+// panic again, so it is a permanent trigger error, not a crash loop.
+var errTriggerPanic = errors.New("trigger panicked")
+
+func (a *Consumer) decideSafely(ev events.AuthEvent) (ws []triggers.Write, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ws, err = nil, fmt.Errorf("%w: %v: %w", errTriggerPanic, r, triggers.ErrPermanent)
+		}
+	}()
+	return a.set.Decide(ev)
+}
+
+// applyWrites coalesces the batch's writes and executes the rounds in
+// order, one unordered BulkWrite each. A failed operation fails its own
+// messages, and blocks the later rounds of the same user in this batch.
+func (a *Consumer) applyWrites(ctx, work context.Context, items []*authItem, writes []triggers.Write, owners []int) {
+	rounds := triggers.Coalesce(writes)
+	blocked := map[string]bool{}
+	for r, round := range rounds {
+		var ops []triggers.Merged
+		for _, m := range round {
+			if m.Write.IsNoop() && !blocked[m.Write.UserID] {
+				// Its inputs cancel out: nothing to send, they are done.
+				for _, w := range m.From {
+					items[owners[w]].remaining--
+				}
+				continue
+			}
+			if blocked[m.Write.UserID] {
+				a.failSources(items, owners, m, customdata.Retry, errBlockedByEarlierWrite)
+				continue
+			}
+			ops = append(ops, m)
+		}
+		if len(ops) == 0 {
+			continue
+		}
+		opWrites := make([]triggers.Write, len(ops))
+		for i, m := range ops {
+			opWrites[i] = m.Write
+		}
+		failures, errs, interrupted := a.writeRound(ctx, work, opWrites)
+		if interrupted {
+			a.requeueUnfinished(items, r, len(rounds))
+			return
+		}
+		for i, m := range ops {
+			switch {
+			case failures[i] == customdata.OK:
+				for _, w := range m.From {
+					items[owners[w]].remaining--
+				}
+			case failures[i] == customdata.Permanent && distinctOwners(owners, m.From) > 1:
+				// A merged operation failed for good: find the culprit by
+				// applying the source writes one at a time, in order.
+				allOK, interrupted := a.isolate(ctx, work, items, writes, owners, m)
+				if interrupted {
+					a.requeueUnfinished(items, r, len(rounds))
+					return
+				}
+				if !allOK {
+					blocked[m.Write.UserID] = true
+				}
+			default:
+				a.failSources(items, owners, m, failures[i], errs[i])
+				blocked[m.Write.UserID] = true
+			}
+		}
+	}
+}
+
+// isolate applies the source writes of a failed merged operation one by
+// one. It reports whether all of them succeeded. Once a write fails in a
+// way that will be retried, the later ones wait for it (they are sent back
+// too), as in decide: applied now, they would be overtaken by it.
+func (a *Consumer) isolate(ctx, work context.Context, items []*authItem, writes []triggers.Write, owners []int, m triggers.Merged) (allOK, interrupted bool) {
+	allOK = true
+	held := false
+	for _, w := range m.From {
+		it := items[owners[w]]
+		if it.failErr != nil {
+			allOK = false
+			continue
+		}
+		if held {
+			it.fail(customdata.Retry, errBlockedByEarlierWrite)
+			allOK = false
+			continue
+		}
+		failures, errs, interrupted := a.writeRound(ctx, work, []triggers.Write{writes[w]})
+		if interrupted {
+			return false, true
+		}
+		if failures[0] == customdata.OK {
+			it.remaining--
+			continue
+		}
+		it.fail(failures[0], errs[0])
+		allOK = false
+		held = failures[0] != customdata.Permanent
+	}
+	return allOK, false
+}
+
+// requeueUnfinished handles shutdown while MongoDB is unavailable:
+// messages whose writes are not all durable go back to the stream,
+// unblamed (Nak without delay).
+func (a *Consumer) requeueUnfinished(items []*authItem, round, rounds int) {
+	n := 0
+	for _, it := range items {
+		if it.remaining > 0 && it.failErr == nil && !it.resolved.Load() {
+			it.requeue = true
+			n++
+		}
+	}
+	a.log.Info().Int("round", round).Int("rounds", rounds).Int("messages", n).
+		Msg("shutting down while MongoDB is unavailable; returning unfinished auth events to the stream")
+}
+
+func (a *Consumer) failSources(items []*authItem, owners []int, m triggers.Merged, f customdata.Fault, err error) {
+	for _, w := range m.From {
+		items[owners[w]].fail(f, err)
+	}
+}
+
+func distinctOwners(owners []int, from []int) int {
+	seen := map[int]bool{}
+	for _, w := range from {
+		seen[owners[w]] = true
+	}
+	return len(seen)
+}
+
+// writeRound executes one round. Operations that fail for infrastructure
+// reasons are retried in place with exponential backoff (the messages are
+// kept, their AckWait extended by the heartbeat) until they succeed or
+// shutdown comes, in which case interrupted is true.
+func (a *Consumer) writeRound(ctx, work context.Context, writes []triggers.Write) (failures []customdata.Fault, errs []error, interrupted bool) {
+	n := len(writes)
+	failures, errs = make([]customdata.Fault, n), make([]error, n)
+	pending := make([]int, n)
+	for i := range pending {
+		pending[i] = i
+	}
+	var infraErr error
+	// One round over the pending writes; the writes MongoDB was
+	// unavailable for stay pending and are retried in place.
+	round := func() (struct{}, error) {
+		batch := make([]triggers.Write, len(pending))
+		for j, i := range pending {
+			batch[j] = writes[i]
+			kind := "update"
+			if writes[i].Delete {
+				kind = "delete"
+			}
+			a.metrics.writeOps.WithLabelValues(kind).Inc()
+		}
+		opCtx, cancel := context.WithTimeout(work, a.data.WriteTimeout)
+		start := time.Now()
+		f, e := a.writer.Apply(opCtx, batch)
+		a.metrics.writeLatency.Observe(time.Since(start).Seconds())
+		cancel()
+
+		var infra []int
+		for j, i := range pending {
+			if f[j] == customdata.Outage {
+				infra = append(infra, i)
+				infraErr = e[j]
+				continue
+			}
+			failures[i], errs[i] = f[j], e[j]
+		}
+		pending = infra
+		if len(infra) > 0 {
+			return struct{}{}, infraErr
+		}
+		return struct{}{}, nil
+	}
+	_, err := retry.Forever(ctx, retry.NewBackOff(defaultAuthRetryInitial, a.cfg.RetryMaxInterval), round,
+		func(err error, _ bool) { a.mongoFailed(err) })
+	if err == nil {
+		a.mongoSucceeded()
+		return failures, errs, false
+	}
+	// Stopping: the writes still pending were not applied.
+	a.mongoFailed(infraErr)
+	for _, i := range pending {
+		failures[i], errs[i] = customdata.Outage, infraErr
+	}
+	return failures, errs, true
+}
+
+// finish settles a message after the writes: ack when all its writes are
+// durable, otherwise Nak or dead-letter according to the failure.
+func (a *Consumer) finish(ctx context.Context, it *authItem, stats *batchStats) {
+	switch {
+	case it.requeue:
+		it.resolved.Store(true)
+		if err := it.msg.Nak(); err != nil {
+			stats.nakFailures++
+		}
+		a.metrics.events.WithLabelValues(it.op, outcomeRetried).Inc()
+	case it.failure == customdata.Permanent:
+		a.deadLetter(ctx, it, events.DeadLetterWriteError, it.failErr, stats)
+	case it.failErr != nil:
+		a.retryOrDeadLetter(ctx, it, stats)
+	default:
+		it.resolved.Store(true)
+		if err := a.ack(ctx, it); err != nil {
+			stats.ackFailures++
+			stats.lastAckErr = err
+		}
+		a.holds.settled(it.userID, it.streamSeq())
+		outcome := outcomeApplied
+		if it.writes == 0 {
+			outcome = outcomeNoWrites
+		}
+		a.metrics.events.WithLabelValues(it.op, outcome).Inc()
+	}
+}
+
+// ack acknowledges an applied message. DoubleAck waits for the server's
+// confirmation, so the worker knows the ack was recorded before it fetches
+// more (a lost ack is counted and logged, not silent). While disconnected
+// it falls back to a plain Ack, which the client buffers and sends on
+// reconnect, instead of waiting out a timeout for every message.
+func (a *Consumer) ack(ctx context.Context, it *authItem) error {
+	if !a.js.Conn().IsConnected() {
+		if err := it.msg.Ack(); err != nil {
+			return err
+		}
+		return errNATSDisconnected
+	}
+	ackCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
+	defer cancel()
+	return it.msg.DoubleAck(ackCtx)
+}
+
+// retryOrDeadLetter Naks a failed message with the backoff delay of its
+// delivery count, or dead-letters it on its final delivery. Messages are
+// settled in stream order, and a message is never Nak'd with a shorter
+// delay than an earlier Nak'd message of the same user in the batch: a
+// message held back behind a failed one becomes due no earlier than it.
+func (a *Consumer) retryOrDeadLetter(ctx context.Context, it *authItem, stats *batchStats) {
+	if it.numDelivered() >= uint64(a.cfg.MaxDeliver) {
+		a.deadLetter(ctx, it, events.DeadLetterMaxDeliver, it.failErr, stats)
+		return
+	}
+	it.resolved.Store(true)
+	delay := nakDelay(a.cfg.BackOff, it.numDelivered())
+	if it.userID != "" {
+		if stats.nakDelay == nil {
+			stats.nakDelay = map[string]time.Duration{}
+		}
+		delay = max(delay, stats.nakDelay[it.userID], it.holdFor)
+		stats.nakDelay[it.userID] = delay
+	}
+	if err := it.msg.NakWithDelay(delay); err != nil {
+		stats.nakFailures++
+	}
+	a.holds.sentBack(it.userID, it.streamSeq(), time.Now().Add(delay), time.Now())
+	a.metrics.events.WithLabelValues(it.op, outcomeRetried).Inc()
+	a.log.Debug().Str("event_id", it.eventID).Uint64("stream_seq", it.streamSeq()).
+		Uint64("delivery", it.numDelivered()).Dur("delay", delay).Str("error", errText(it.failErr)).
+		Msg("auth event failed; redelivery scheduled")
+}
+
+// deadLetter publishes a copy of the message to the dead-letter stream,
+// waits for the ack, then terminates the message. If the publish fails
+// the message is Nak'd: it is dead-lettered again on redelivery.
+func (a *Consumer) deadLetter(ctx context.Context, it *authItem, reason string, cause error, stats *batchStats) {
+	it.resolved.Store(true)
+	dl := a.dlq.deadLetterMsg(it.msg, it.meta, reason, cause)
+	err := errNATSDisconnected
+	if a.js.Conn().IsConnected() {
+		// Disconnected, a publish would only wait out its timeout.
+		pubCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
+		err = a.dlq.publish(pubCtx, dl)
+		cancel()
+	}
+	if err != nil {
+		stats.dlqFailures++
+		stats.lastDLQErr = err
+		_ = it.msg.NakWithDelay(nakDelay(a.cfg.BackOff, it.numDelivered()))
+		a.metrics.events.WithLabelValues(it.op, outcomeRetried).Inc()
+		return
+	}
+	if err := it.msg.Term(); err != nil {
+		// The message comes back after AckWait; its dead letter is then
+		// de-duplicated by Nats-Msg-Id.
+		stats.nakFailures++
+	}
+	a.holds.settled(it.userID, it.streamSeq())
+	reasonLabel := dl.Header.Get(events.HeaderDLQReason)
+	a.metrics.events.WithLabelValues(it.op, outcomeDeadLettered).Inc()
+	a.metrics.deadLetters.WithLabelValues(reasonLabel).Inc()
+	if stats.deadLettered == nil {
+		stats.deadLettered = map[string]int{}
+	}
+	stats.deadLettered[reasonLabel]++
+	if len(stats.deadLetteredSeqs) < maxLoggedSeqs {
+		stats.deadLetteredSeqs = append(stats.deadLetteredSeqs, it.streamSeq())
+	}
+	a.log.Debug().Str("event_id", it.eventID).Uint64("stream_seq", it.streamSeq()).
+		Uint64("delivery", it.numDelivered()).Str("reason", reasonLabel).
+		Str("error", errText(cause)).Msg("auth event dead-lettered")
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return truncateUTF8(err.Error(), maxDeadLetterErrorLength)
+}
+
+// progressInterval is how often a batch's messages get in-progress acks:
+// a quarter of what is left of AckWait once the fetch has waited BatchWait
+// (the first message was delivered up to BatchWait before the batch
+// starts), so three extensions in a row may be lost or late before a
+// healthy batch expires. With the defaults (10s, 200ms) it is 2.45s.
+func progressInterval(ackWait, batchWait time.Duration) time.Duration {
+	return max((ackWait-batchWait)/4, 10*time.Millisecond)
+}
+
+func (a *Consumer) progressInterval() time.Duration {
+	return progressInterval(a.currentAckWait(), a.cfg.BatchWait)
+}
+
+// startHeartbeat extends AckWait of the batch's unresolved messages with
+// in-progress acks, so a slow batch (MongoDB down, a slow write concern, a
+// write that takes longer than AckWait) is not redelivered behind the
+// worker's back. It runs on its own goroutine, independent of the writes.
+// The returned stop waits for the goroutine to end.
+func (a *Consumer) startHeartbeat(items []*authItem) (stop func()) {
+	interval := a.progressInterval()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, it := range items {
+					if !it.resolved.Load() {
+						// Best effort: if NATS is down the message is
+						// redelivered later and re-applied idempotently.
+						_ = it.msg.InProgress()
+					}
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}

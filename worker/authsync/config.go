@@ -1,0 +1,232 @@
+package authsync
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+)
+
+// Auth consumer defaults.
+const (
+	DefaultAuthStream           = "AUTH_EVENTS"
+	DefaultAuthConsumer         = "customdata-worker"
+	DefaultDeadLetterStream     = "AUTH_EVENTS_DLQ"
+	DefaultDeadLetterPrefix     = "auth.deadletter"
+	DefaultAuthStreamMaxAge     = 7 * 24 * time.Hour
+	DefaultDuplicateWindow      = 2 * time.Minute
+	DefaultAuthAckWait          = 10 * time.Second
+	DefaultAuthMaxAckPending    = 1000
+	DefaultAuthMaxDeliver       = 10
+	DefaultAuthBatchSize        = 100
+	DefaultAuthBatchWait        = 200 * time.Millisecond
+	DefaultAuthRetryMax         = 10 * time.Second
+	DefaultAuthUnhealthyAfter   = 30 * time.Second
+	maxAuthBatchSize            = 1000
+	minAuthAckWait              = time.Second
+	defaultAuthRetryInitial     = 100 * time.Millisecond
+	defaultAuthOperationTimeout = 5 * time.Second
+)
+
+// DefaultAuthBackOff is the redelivery delay after the 1st, 2nd, …
+// failed delivery; the last step repeats.
+func DefaultAuthBackOff() []time.Duration {
+	return []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute}
+}
+
+// Config configures the auth-event consumer: the JetStream stream it
+// reads, its durable pull consumer, the dead-letter stream, and batching.
+type Config struct {
+	// Stream is the auth-event stream. Default "AUTH_EVENTS".
+	Stream string
+	// SubjectPrefix is where events are published. Default
+	// events.DefaultAuthPrefix ("auth.events"); the stream listens on
+	// "<prefix>.>" so events on unknown subjects are dead-lettered instead
+	// of being lost at the producer.
+	SubjectPrefix string
+	// MaxAge bounds how long an unconsumed event is kept. Default 7 days.
+	MaxAge time.Duration
+	// MaxBytes bounds the stream size; 0 means unlimited. When full,
+	// new publishes are refused (the producer sees an error) rather than
+	// unconsumed events being discarded.
+	MaxBytes int64
+	// Replicas of both streams (1 to 5). Default 1.
+	Replicas int
+	// DuplicateWindow is the de-duplication window on event ids (and on
+	// dead-letter ids). Default 2m.
+	DuplicateWindow time.Duration
+
+	// Consumer is the durable pull consumer name. Default "customdata-worker".
+	Consumer string
+	// AckWait is how long a delivered message may stay unacknowledged
+	// before redelivery. The worker extends it (in-progress acks, see
+	// progressInterval) while it works on a batch, however long that takes,
+	// so AckWait only bounds how soon the batch of a crashed or hung
+	// replica is handed to another. Default 10s.
+	AckWait time.Duration
+	// MaxAckPending bounds delivered-but-unacknowledged messages. Default 1000.
+	MaxAckPending int
+	// MaxDeliver is the delivery at which a message that still fails is
+	// dead-lettered. Default 10. The worker enforces it, not the server
+	// (the consumer's server-side max_deliver is unlimited), so a message
+	// whose dead-letter publish fails is redelivered, never dropped.
+	MaxDeliver int
+	// BackOff is the redelivery delay after the 1st, 2nd, … failed
+	// delivery (Nak with delay); the last step repeats. Default
+	// DefaultAuthBackOff().
+	BackOff []time.Duration
+	// BatchSize is the most messages fetched and written at once. Default 100.
+	BatchSize int
+	// BatchWait is how long a fetch waits to fill a batch. Default 200ms.
+	BatchWait time.Duration
+
+	// DeadLetterStream and DeadLetterPrefix: dead letters are published on
+	// "<prefix>.<reason>" into that stream. Defaults "AUTH_EVENTS_DLQ" and
+	// "auth.deadletter".
+	DeadLetterStream string
+	DeadLetterPrefix string
+	// DeadLetterMaxAge bounds how long dead letters are kept; 0 keeps them
+	// until an operator removes them.
+	DeadLetterMaxAge time.Duration
+
+	// Provision is provision.Create (default) or provision.Verify.
+	Provision string
+
+	// RetryMaxInterval caps the backoff of in-place retries while MongoDB
+	// or NATS is unavailable. Default 10s.
+	RetryMaxInterval time.Duration
+	// UnhealthyAfter is how long fetches or writes may fail before
+	// Healthy reports an error. Default 30s.
+	UnhealthyAfter time.Duration
+	// MaxClockSkew is passed to the event decoder; 0 means
+	// events.DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
+}
+
+func (c *Config) SetDefaults() {
+	if c.Stream == "" {
+		c.Stream = DefaultAuthStream
+	}
+	if c.SubjectPrefix == "" {
+		c.SubjectPrefix = events.DefaultAuthPrefix
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultAuthStreamMaxAge
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.Consumer == "" {
+		c.Consumer = DefaultAuthConsumer
+	}
+	if c.AckWait == 0 {
+		c.AckWait = DefaultAuthAckWait
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = DefaultAuthMaxAckPending
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = DefaultAuthMaxDeliver
+	}
+	if c.BackOff == nil {
+		c.BackOff = DefaultAuthBackOff()
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultAuthBatchSize
+	}
+	if c.BatchWait == 0 {
+		c.BatchWait = DefaultAuthBatchWait
+	}
+	if c.DeadLetterStream == "" {
+		c.DeadLetterStream = DefaultDeadLetterStream
+	}
+	if c.DeadLetterPrefix == "" {
+		c.DeadLetterPrefix = DefaultDeadLetterPrefix
+	}
+	if c.Provision == "" {
+		c.Provision = provision.Create
+	}
+	if c.RetryMaxInterval == 0 {
+		c.RetryMaxInterval = DefaultAuthRetryMax
+	}
+	if c.UnhealthyAfter == 0 {
+		c.UnhealthyAfter = DefaultAuthUnhealthyAfter
+	}
+}
+
+// Validate checks the configuration after defaults are applied.
+func (c Config) Validate() error {
+	c.SetDefaults()
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("auth consumer: "+format, args...)) }
+	for _, n := range []struct{ what, name string }{
+		{"stream", c.Stream}, {"dead-letter stream", c.DeadLetterStream}, {"consumer", c.Consumer},
+	} {
+		if strings.ContainsAny(n.name, ".*> \t\r\n/\\") {
+			add("%s name %q must not contain '.', '*', '>', '/', '\\' or whitespace", n.what, n.name)
+		}
+	}
+	if c.Stream == c.DeadLetterStream {
+		add("stream and dead-letter stream must differ")
+	}
+	if err := events.ValidatePrefix(c.SubjectPrefix); err != nil {
+		add("subject prefix: %v", err)
+	}
+	if err := events.ValidatePrefix(c.DeadLetterPrefix); err != nil {
+		add("dead-letter prefix: %v", err)
+	}
+	if events.PrefixesOverlap(c.SubjectPrefix, c.DeadLetterPrefix) {
+		add("subject prefix %q and dead-letter prefix %q overlap", c.SubjectPrefix, c.DeadLetterPrefix)
+	}
+	if c.MaxAge < 0 || c.DeadLetterMaxAge < 0 {
+		add("max ages must not be negative")
+	}
+	if c.MaxBytes < 0 {
+		add("stream max bytes must not be negative (0 means unlimited)")
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		add("replicas must be 1 to 5, got %d", c.Replicas)
+	}
+	if c.DuplicateWindow < 0 {
+		add("duplicate window must not be negative")
+	}
+	if c.AckWait < minAuthAckWait {
+		add("ack wait must be at least %s, got %s", minAuthAckWait, c.AckWait)
+	}
+	if c.MaxAckPending < 1 {
+		add("max ack pending must be at least 1 (bounded), got %d", c.MaxAckPending)
+	}
+	if c.MaxAckPending < c.BatchSize {
+		add("max ack pending (%d) must be at least the batch size (%d)", c.MaxAckPending, c.BatchSize)
+	}
+	if c.MaxDeliver < 1 {
+		add("max deliver must be at least 1, got %d", c.MaxDeliver)
+	}
+	for i, d := range c.BackOff {
+		if d < 0 {
+			add("backoff[%d] must not be negative", i)
+		}
+	}
+	if c.BatchSize < 1 || c.BatchSize > maxAuthBatchSize {
+		add("batch size must be 1 to %d, got %d", maxAuthBatchSize, c.BatchSize)
+	}
+	if c.BatchWait <= 0 || c.BatchWait >= c.AckWait {
+		add("batch wait must be positive and shorter than ack wait, got %s", c.BatchWait)
+	}
+	if err := provision.Validate(c.Provision); err != nil {
+		add("%v", err)
+	}
+	if c.RetryMaxInterval <= 0 {
+		add("retry max interval must be positive")
+	}
+	if c.UnhealthyAfter <= 0 {
+		add("unhealthy-after must be positive")
+	}
+	return errors.Join(errs...)
+}

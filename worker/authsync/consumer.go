@@ -1,0 +1,290 @@
+package authsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/outage"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+	"github.com/customdata-worker/customdata-worker/internal/retry"
+	"github.com/customdata-worker/customdata-worker/triggers"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
+)
+
+// Consumer consumes auth events from JetStream, runs the triggers and
+// applies their writes to the custom-data collection. A message is acked
+// only after MongoDB acknowledged its writes with the configured write
+// concern; one that cannot be processed is dead-lettered, never dropped.
+type Consumer struct {
+	cfg Config
+	js  jetstream.JetStream
+	// writer applies the triggers' writes: a *customdata.Writer, or a
+	// scripted one in unit tests of the batch logic.
+	writer  Writes
+	data    customdata.Config
+	set     *triggers.Set
+	decoder events.Decoder
+	dlq     *deadLetterer
+	log     zerolog.Logger
+	metrics *authMetrics
+	health  authHealth
+	// holds keeps a user's later events behind its events sent back for
+	// redelivery, across batches.
+	holds *userHolds
+
+	mu       sync.Mutex
+	consumer jetstream.Consumer
+	// ackWait is the consumer's actual AckWait (it may differ from the
+	// config in verify mode); in-progress acks are sent well within it.
+	ackWait time.Duration
+}
+
+// Writes is what the consumer needs of the custom-data collection
+// (*customdata.Writer).
+type Writes interface {
+	// Check refuses a write no trigger may make (permanent).
+	Check(triggers.Write) error
+	// Apply applies one round of writes and says how each failed.
+	Apply(ctx context.Context, writes []triggers.Write) ([]customdata.Fault, []error)
+}
+
+// New validates the configuration and builds a consumer. It
+// does no IO: call Provision, then Run.
+func New(cfg Config, js jetstream.JetStream, coll *mongo.Collection, data customdata.Config,
+	set *triggers.Set, log zerolog.Logger, reg prometheus.Registerer) (*Consumer, error) {
+	cfg.SetDefaults()
+	data.SetDefaults()
+	if err := errors.Join(cfg.Validate(), data.Validate()); err != nil {
+		return nil, err
+	}
+	if js == nil || coll == nil || set == nil {
+		return nil, errors.New("auth consumer: JetStream, collection and trigger set are required")
+	}
+	// A write may take longer than AckWait: in-progress acks, sent on
+	// their own goroutine, keep its messages from being redelivered.
+	writer, err := customdata.NewWriter(coll, data)
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := newAuthMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("auth consumer metrics: %w", err)
+	}
+	a := &Consumer{
+		cfg:     cfg,
+		js:      js,
+		writer:  writer,
+		data:    data,
+		set:     set,
+		decoder: events.Decoder{MaxClockSkew: cfg.MaxClockSkew},
+		dlq:     &deadLetterer{js: js, stream: cfg.DeadLetterStream, prefix: cfg.DeadLetterPrefix},
+		log:     log.With().Str("component", "auth-consumer").Str("stream", cfg.Stream).Str("consumer", cfg.Consumer).Logger(),
+		metrics: metrics,
+		ackWait: cfg.AckWait,
+		holds:   newUserHolds(cfg.MaxAckPending, cfg.AckWait),
+	}
+	return a, nil
+}
+
+// Run consumes until ctx is cancelled, then finishes the batch in flight
+// and returns nil. Outages of NATS or MongoDB are waited out with backoff;
+// Run returns an error only when the NATS connection is closed for good.
+func (a *Consumer) Run(ctx context.Context) error {
+	a.health.setRunning(true)
+	defer a.health.setRunning(false)
+	// Up until a write fails: an idle worker must not look like an outage.
+	a.metrics.mongoUp.Set(1)
+	bo := retry.NewBackOff(defaultAuthRetryInitial, a.cfg.RetryMaxInterval)
+	for ctx.Err() == nil {
+		if a.js.Conn().IsClosed() {
+			return fmt.Errorf("auth consumer: %w", nats.ErrConnectionClosed)
+		}
+		cons, err := a.currentConsumer(ctx)
+		var msgs []jetstream.Msg
+		if err == nil {
+			msgs, err = a.fetch(cons)
+		}
+		if err == nil {
+			bo.Reset()
+			a.fetchSucceeded()
+		}
+		if len(msgs) > 0 {
+			a.processBatch(ctx, msgs)
+		}
+		if err != nil {
+			a.fetchFailed(err)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+				errors.Is(err, jetstream.ErrConsumerDeleted) {
+				a.forgetConsumer()
+			}
+			if !retry.Sleep(ctx, bo.NextBackOff()) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// errNATSDisconnected stands for a fetch that could not be sent.
+var errNATSDisconnected = errors.New("NATS connection is not connected")
+
+// fetch pulls one batch: up to BatchSize messages, waiting at most
+// BatchWait. It drains the batch completely (never abandoning delivered
+// messages on shutdown) and returns what arrived along with any error.
+func (a *Consumer) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
+	if !a.js.Conn().IsConnected() {
+		// A pull request sent now would sit in the reconnect buffer and
+		// look like an idle stream.
+		return nil, errNATSDisconnected
+	}
+	batch, err := cons.Fetch(a.cfg.BatchSize, jetstream.FetchMaxWait(a.cfg.BatchWait))
+	if err != nil {
+		return nil, err
+	}
+	msgs := make([]jetstream.Msg, 0, a.cfg.BatchSize)
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+		return msgs, err
+	}
+	return msgs, nil
+}
+
+// currentConsumer returns the consumer handle, looking it up (and in
+// create mode, provisioning it again) when there is none.
+func (a *Consumer) currentConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	a.mu.Lock()
+	cons := a.consumer
+	a.mu.Unlock()
+	if cons != nil {
+		return cons, nil
+	}
+	lookupCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
+	defer cancel()
+	cons, err := a.js.Consumer(lookupCtx, a.cfg.Stream, a.cfg.Consumer)
+	if err != nil && a.cfg.Provision == provision.Create &&
+		(errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)) {
+		if perr := a.Provision(lookupCtx); perr != nil {
+			return nil, perr
+		}
+		return a.currentConsumer(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up consumer %s on stream %s: %w", a.cfg.Consumer, a.cfg.Stream, err)
+	}
+	a.setConsumer(cons)
+	return cons, nil
+}
+
+func (a *Consumer) setConsumer(cons jetstream.Consumer) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.consumer = cons
+	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+		a.ackWait = info.Config.AckWait
+	}
+}
+
+func (a *Consumer) forgetConsumer() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.consumer = nil
+}
+
+func (a *Consumer) currentAckWait() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ackWait
+}
+
+// Healthy returns nil while fetching from NATS and writing to MongoDB work,
+// or have been failing for less than UnhealthyAfter. Otherwise it says
+// which side is down and since when.
+func (a *Consumer) Healthy() error {
+	return a.health.check(time.Now(), a.cfg.UnhealthyAfter)
+}
+
+func (a *Consumer) fetchFailed(err error) {
+	if a.health.fetch.Failed(time.Now(), err) {
+		a.metrics.natsUp.Set(0)
+		a.log.Warn().Err(err).Msg("fetching auth events fails; retrying with backoff")
+	}
+}
+
+func (a *Consumer) fetchSucceeded() {
+	if down, ok := a.health.fetch.Succeeded(time.Now()); ok {
+		a.metrics.natsUp.Set(1)
+		if down > 0 {
+			a.log.Info().Dur("down_for", down).Msg("fetching auth events works again")
+		}
+	}
+}
+
+func (a *Consumer) mongoFailed(err error) {
+	if a.health.mongo.Failed(time.Now(), err) {
+		a.metrics.mongoUp.Set(0)
+		a.log.Warn().Err(err).Msg("MongoDB unavailable for custom-data writes; holding the batch (not acked, not counted as a delivery) and retrying with backoff")
+	}
+}
+
+func (a *Consumer) mongoSucceeded() {
+	if down, ok := a.health.mongo.Succeeded(time.Now()); ok {
+		a.metrics.mongoUp.Set(1)
+		if down > 0 {
+			a.log.Info().Dur("down_for", down).Msg("MongoDB custom-data writes work again")
+		}
+	}
+}
+
+// authHealth tracks both sides of the consumer: fetching from NATS and
+// writing to MongoDB.
+type authHealth struct {
+	fetch, mongo outage.Tracker
+
+	mu           sync.Mutex
+	running      bool
+	runningSince time.Time
+}
+
+func (h *authHealth) setRunning(r bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.running = r
+	if r {
+		h.runningSince = time.Now()
+	}
+}
+
+func (h *authHealth) check(now time.Time, grace time.Duration) error {
+	h.mu.Lock()
+	running, runningSince := h.running, h.runningSince
+	h.mu.Unlock()
+	if !running {
+		return errors.New("auth consumer is not running")
+	}
+	var problems []string
+	if down, err, ok := h.fetch.Down(now); ok && down >= grace {
+		problems = append(problems, fmt.Sprintf("NATS: fetching auth events has failed for %s: %v", down.Round(time.Second), err))
+	} else if !h.fetch.Known() && now.Sub(runningSince) >= grace {
+		problems = append(problems, fmt.Sprintf("NATS: no successful fetch of auth events in %s", now.Sub(runningSince).Round(time.Second)))
+	}
+	if down, err, ok := h.mongo.Down(now); ok && down >= grace {
+		problems = append(problems, fmt.Sprintf("MongoDB: custom-data writes have failed for %s: %v", down.Round(time.Second), err))
+	}
+	if len(problems) > 0 {
+		return errors.New("auth consumer unhealthy: " + strings.Join(problems, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+package authsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/customdata-worker/customdata-worker/events"
+)
+
+const (
+	deadLetterUnknownReason  = "unknown"
+	maxDeadLetterErrorLength = 2048 // room for every problem of a rejected event (events.MaxProblems)
+)
+
+// deadLetterer publishes copies of failed messages to the dead-letter stream.
+type deadLetterer struct {
+	js     jetstream.JetStream
+	stream string
+	prefix string
+	// maxPayload is the server's limit on headers plus body; 0 means ask
+	// the connection (tests set it).
+	maxPayload int64
+}
+
+func (d *deadLetterer) payloadLimit() int64 {
+	if d.maxPayload > 0 {
+		return d.maxPayload
+	}
+	if d.js != nil {
+		return d.js.Conn().MaxPayload()
+	}
+	return 0
+}
+
+// deadLetterMsgID is the Nats-Msg-Id of a dead letter: a repeat (after a
+// lost Term) is de-duplicated by the dead-letter stream.
+func deadLetterMsgID(stream string, seq uint64) string {
+	return "dlq-" + stream + "-" + strconv.FormatUint(seq, 10)
+}
+
+// deadLetterMsg builds the dead letter for msg. cause must not carry
+// document content: callers pass decoder rejections (names and limits
+// only), trigger errors, or write errors reduced to their codes.
+func (d *deadLetterer) deadLetterMsg(msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string, cause error) *nats.Msg {
+	if reason == "" || !isSubjectToken(reason) {
+		reason = deadLetterUnknownReason
+	}
+	h := nats.Header{}
+	h.Set(events.HeaderDLQReason, reason)
+	if cause != nil {
+		h.Set(events.HeaderDLQError, truncateUTF8(cause.Error(), maxDeadLetterErrorLength))
+	}
+	h.Set(events.HeaderDLQOriginalSubject, msg.Subject())
+	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
+		h.Set(events.HeaderDLQOriginalMsgID, id)
+	}
+	if meta != nil {
+		h.Set(events.HeaderDLQOriginalStream, meta.Stream)
+		h.Set(events.HeaderDLQDeliveryCount, strconv.FormatUint(meta.NumDelivered, 10))
+		h.Set(events.HeaderDLQStreamSequence, strconv.FormatUint(meta.Sequence.Stream, 10))
+		h.Set(jetstream.MsgIDHeader, deadLetterMsgID(meta.Stream, meta.Sequence.Stream))
+	}
+	return &nats.Msg{Subject: d.prefix + "." + reason, Header: h, Data: d.fit(h, msg.Data())}
+}
+
+// fit returns data, cut if it would not fit beside the headers in one
+// message: a message published near the max payload would otherwise never
+// fit in the dead-letter stream and be redelivered forever.
+func (d *deadLetterer) fit(h nats.Header, data []byte) []byte {
+	limit := d.payloadLimit()
+	if limit <= 0 {
+		return data
+	}
+	// NATS/1.0 line, "Key: value\r\n" per header, final CRLF, plus the
+	// headers still to come: Dlq-Truncated and, at publish, the expected
+	// stream.
+	headerBytes := int64(len("NATS/1.0\r\n\r\n")) +
+		int64(len(events.HeaderDLQTruncated)+len(": \r\n")+20) +
+		int64(len(jetstream.ExpectedStreamHeader)+len(": \r\n")+len(d.stream))
+	for k, vs := range h {
+		for _, v := range vs {
+			headerBytes += int64(len(k) + len(": \r\n") + len(v))
+		}
+	}
+	room := limit - headerBytes
+	if int64(len(data)) <= room {
+		return data
+	}
+	h.Set(events.HeaderDLQTruncated, strconv.Itoa(len(data)))
+	return data[:max(room, 0)]
+}
+
+// publish publishes the dead letter and waits for the stream's ack.
+func (d *deadLetterer) publish(ctx context.Context, dl *nats.Msg) error {
+	ack, err := d.js.PublishMsg(ctx, dl, jetstream.WithExpectStream(d.stream))
+	if err != nil {
+		return fmt.Errorf("publish dead letter to %s: %w", d.stream, err)
+	}
+	if ack == nil {
+		return errors.New("publish dead letter: no ack")
+	}
+	return nil
+}
+
+// deadLetterReason is the Dlq-Reason for a decoder rejection.
+func deadLetterReason(err error) string {
+	if r := events.ReasonOf(err); r != "" {
+		return string(r)
+	}
+	return deadLetterUnknownReason
+}
+
+func isSubjectToken(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
+}

@@ -1,0 +1,127 @@
+package authsync
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
+	"github.com/customdata-worker/customdata-worker/triggers"
+)
+
+// flakyOn registers a trigger on op that fails transiently the first n
+// times it runs, then succeeds without writing.
+func flakyOn(op events.Operation, n int) func(*authEnv) {
+	return func(e *authEnv) {
+		var mu sync.Mutex
+		calls := 0
+		err := e.set.Register("flaky", triggers.On(op), triggers.HandlerFunc(func(events.AuthEvent) ([]triggers.Write, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if calls <= n {
+				return nil, errors.New("downstream lookup failed")
+			}
+			return nil, nil
+		}))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// fetchBatch pulls one batch of exactly want messages from the durable
+// consumer, waiting for them with a generous deadline.
+func (e *authEnv) fetchBatch(c *Consumer, want int) []jetstream.Msg {
+	e.t.Helper()
+	ctx, cancel := e.ctx()
+	defer cancel()
+	cons, err := c.currentConsumer(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var msgs []jetstream.Msg
+	deadline := time.Now().Add(authWait)
+	for len(msgs) < want {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("got %d messages, want %d", len(msgs), want)
+		}
+		batch, err := cons.Fetch(want-len(msgs), jetstream.FetchMaxWait(500*time.Millisecond))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+	}
+	return msgs
+}
+
+// TestAuthHeldBackEventIsNotRedeliveredBeforeItsBlocker: a DELETE that
+// failed for the second time waits the second backoff step; the CREATE of
+// the same user held back behind it in that batch must not come back
+// earlier (it would create the document, and the late DELETE remove it).
+// Before the fix the CREATE was Nak'd with the delay of its own first
+// delivery and the user ended without a document.
+func TestAuthHeldBackEventIsNotRedeliveredBeforeItsBlocker(t *testing.T) {
+	e := newAuthEnv(t, testsupport.MongoDB(t), flakyOn(events.OperationDelete, 2), func(e *authEnv) {
+		e.cfg.MaxDeliver = 5
+		e.cfg.BackOff = []time.Duration{50 * time.Millisecond, 3 * time.Second}
+	})
+	c, _ := e.newConsumer()
+	t0 := authBaseTime()
+	ctx, cancel := e.ctx()
+	defer cancel()
+
+	e.publish(e.event(events.OperationDelete, "kim", t0))
+	c.processBatch(ctx, e.fetchBatch(c, 1)) // the DELETE fails once: Nak 50ms
+	e.publish(e.event(events.OperationCreate, "kim", t0.Add(time.Second)))
+	// Let the DELETE's redelivery fall due, so that the next fetch holds
+	// both (redeliveries first).
+	time.Sleep(time.Second)
+	// One batch: the DELETE's 2nd delivery (fails again: Nak 3s) and the
+	// CREATE's 1st, held back behind it.
+	msgs := e.fetchBatch(c, 2)
+	if meta, _ := msgs[0].Metadata(); meta.NumDelivered != 2 {
+		t.Fatalf("first message of the batch is delivery %d, want the DELETE's 2nd", meta.NumDelivered)
+	}
+	c.processBatch(ctx, msgs)
+
+	e.run(c)
+	e.waitSettled()
+	if e.doc("kim") == nil {
+		t.Fatal("kim has no document: the held-back CREATE was applied before the DELETE that held it back")
+	}
+	if n := len(e.deadLetters()); n != 0 {
+		t.Fatalf("%d dead letters, want 0", n)
+	}
+}
+
+// TestAuthLaterEventWaitsForItsUsersEventSentBackEarlier: a CREATE
+// published after its user's DELETE failed arrives in another batch than
+// the DELETE's redelivery; it must wait for it rather than be applied
+// first. Before the fix the CREATE was applied at once and the DELETE,
+// retried later, removed the new document.
+func TestAuthLaterEventWaitsForItsUsersEventSentBackEarlier(t *testing.T) {
+	e := newAuthEnv(t, testsupport.MongoDB(t), flakyOn(events.OperationDelete, 1), func(e *authEnv) {
+		e.cfg.BackOff = []time.Duration{2 * time.Second}
+	})
+	_, reg := e.start()
+	t0 := authBaseTime()
+	e.publish(e.event(events.OperationDelete, "lee", t0))
+	e.waitFor("the DELETE sent back for redelivery", func() bool {
+		return authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "DELETE", "outcome": "retried"}) == 1
+	})
+	e.publish(e.event(events.OperationCreate, "lee", t0.Add(time.Second)))
+	e.waitSettled()
+	if e.doc("lee") == nil {
+		t.Fatal("lee has no document: the CREATE was applied before the earlier DELETE")
+	}
+	if got := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "CREATE", "outcome": "applied"}); got != 1 {
+		t.Fatalf("applied CREATE events = %v, want 1", got)
+	}
+}

@@ -1,0 +1,42 @@
+package worker
+
+import (
+	"errors"
+
+	"github.com/customdata-worker/customdata-worker/triggers"
+	"github.com/customdata-worker/customdata-worker/worker/authsync"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
+	"github.com/customdata-worker/customdata-worker/worker/notify"
+)
+
+// Config is everything Run needs. Each subsystem's section has its own
+// defaults (zero values are replaced by them) and its own Validate.
+type Config struct {
+	// MongoURI is the MongoDB connection string (never logged unredacted).
+	MongoURI string
+	// NATS says how to reach NATS; NATS.Name also names the MongoDB client.
+	NATS NATSConfig
+	// HTTPAddr serves /livez, /readyz and /metrics; empty disables them.
+	HTTPAddr string
+	// Data is the custom-data collection.
+	Data customdata.Config
+	// Auth is the auth-event consumer.
+	Auth authsync.Config
+	// Notices turns the notifier on; Notify configures it.
+	Notices bool
+	Notify  notify.Config
+	// Triggers decides the writes of each auth event. Required.
+	Triggers *triggers.Set
+}
+
+// Validate checks every section without contacting a server.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Triggers == nil {
+		errs = append(errs, errors.New("worker: a trigger set is required"))
+	}
+	// The notifier's settings are checked even when it is off, so that
+	// turning it on later cannot reveal a mistake made today.
+	errs = append(errs, c.NATS.Validate(), c.Data.Validate(), c.Auth.Validate(), c.Notify.Validate())
+	return errors.Join(errs...)
+}

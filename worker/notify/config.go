@@ -1,0 +1,278 @@
+package notify
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
+)
+
+// Notifier defaults.
+const (
+	DefaultNoticeStream           = "CUSTOMDATA_NOTICES"
+	DefaultNoticeMaxAge           = time.Hour
+	DefaultNoticeDuplicateWindow  = 2 * time.Minute
+	DefaultNotifierCheckpointKV   = "CUSTOMDATA_NOTIFIER_CHECKPOINTS"
+	DefaultNotifierLeaseKV        = "CUSTOMDATA_NOTIFIER_LEASE"
+	DefaultNotifierLeaseTTL       = 10 * time.Second
+	DefaultNoticeOversizeBytes    = 16384
+	DefaultNotifierRetryMax       = 10 * time.Second
+	DefaultNotifierUnhealthyAfter = 30 * time.Second
+	DefaultNotifierMaxAwait       = time.Second
+	DefaultNotifierIdlePoll       = 20 * time.Millisecond
+	DefaultNotifierCheckpointLag  = time.Second
+	DefaultNotifierStallAfter     = 30 * time.Second
+
+	// MaxNotifierLeaseTTL bounds LeaseTTL: a longer lease delays failover
+	// past what issuers tolerate without notices.
+	MaxNotifierLeaseTTL = time.Minute
+	// minNotifierLeaseTTL keeps renewals (every TTL/3) meaningful against
+	// round-trip times.
+	minNotifierLeaseTTL = 300 * time.Millisecond
+	// maxStreamPollGrace caps how long a change-stream open or poll may
+	// take beyond MaxAwaitTime before it counts as failed (hung).
+	maxStreamPollGrace = 10 * time.Second
+	// duplicateUserMemory bounds the set of users already warned about.
+	duplicateUserMemory = 10_000
+)
+
+// kvBucketPattern is what JetStream accepts as a key-value bucket name.
+var kvBucketPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+
+// Config configures the change-stream notifier: which collection it
+// watches, the notice stream it publishes to, and where its checkpoint and
+// leadership lease live.
+//
+// Checkpoints live in NATS KV, next to the lease, not in MongoDB: a
+// checkpoint may only be written after the notice's publish was
+// acknowledged, and both the acknowledgement and the lease are NATS-side,
+// so whenever the notifier can publish it can also checkpoint (and when
+// NATS is away it can do neither, which is consistent). It also keeps the
+// notifier read-only on MongoDB (changeStream + find privileges suffice)
+// and needs no transactions, which a standalone or stand-in server lacks.
+type Config struct {
+	// SubjectPrefix of notices. Default events.DefaultNoticePrefix.
+	SubjectPrefix string
+	// Stream is the notice stream; it listens on "<SubjectPrefix>.>".
+	// Default "CUSTOMDATA_NOTICES".
+	Stream string
+	// MaxAge is how long notices are kept for issuers to replay. Default 1h.
+	MaxAge time.Duration
+	// DuplicateWindow is the de-duplication window on notice ids; a
+	// notice re-published after a restart or failover within it is stored
+	// once. Default 2m; at most MaxAge.
+	DuplicateWindow time.Duration
+	// Replicas of the stream and both KV buckets (1 to 5). Default 1.
+	Replicas int
+	// Provision is provision.Create (default: create or update the stream
+	// and buckets) or provision.Verify (only check them).
+	Provision string
+
+	// CheckpointBucket is the KV bucket holding resume tokens. Default
+	// "CUSTOMDATA_NOTIFIER_CHECKPOINTS".
+	CheckpointBucket string
+	// LeaseBucket is the KV bucket holding the leadership lease; its TTL is
+	// LeaseTTL. Default "CUSTOMDATA_NOTIFIER_LEASE".
+	LeaseBucket string
+	// LeaseTTL is how long a lease lives without renewal; the leader renews
+	// every LeaseTTL/3 and a standby takes over at most about LeaseTTL
+	// (+ LeaseTTL/3) after the leader died. Default 10s, at most 1m.
+	LeaseTTL time.Duration
+	// InstanceID names this replica in the lease. Default (picked by
+	// New): the hostname plus a random suffix.
+	InstanceID string
+
+	// Database, Collection and UserIDField name the watched collection and
+	// the field holding the user id (default "userId"). Database and
+	// Collection are required; Database must match the *mongo.Database
+	// given to New.
+	Database    string
+	Collection  string
+	UserIDField string
+	// OversizeBytes: documents larger than this are flagged Oversize in
+	// their notice (and counted). Default 16384.
+	OversizeBytes int
+	// PreAndPostImages enables changeStreamPreAndPostImages on the
+	// collection at startup (MongoDB 6.0+; needs collMod privilege) and
+	// requests pre-images, so deletes name the user. Off by default:
+	// MongoDB before 6.0 rejects the fullDocumentBeforeChange option. If
+	// the server refuses collMod the notifier warns and continues; deletes
+	// then carry only the document id.
+	PreAndPostImages bool
+
+	// RetryMaxInterval caps the backoff between attempts to reopen the
+	// change stream or reach NATS. Default 10s.
+	RetryMaxInterval time.Duration
+	// UnhealthyAfter is how long the change stream or the lease may fail
+	// before Healthy reports an error. Default 30s.
+	UnhealthyAfter time.Duration
+	// MaxAwaitTime is how long the server may hold an empty poll of the
+	// change stream. Default 1s.
+	MaxAwaitTime time.Duration
+	// IdlePollInterval is the shortest time between two empty polls.
+	// Servers normally hold an empty poll up to MaxAwaitTime, so this only
+	// matters for servers that answer at once, which would otherwise be
+	// polled in a tight loop. Default 20ms.
+	IdlePollInterval time.Duration
+	// CheckpointInterval bounds how far the checkpoint may lag behind the
+	// last acknowledged notice while changes keep arriving (the checkpoint
+	// is written as soon as the stream has nothing buffered). Default 1s.
+	CheckpointInterval time.Duration
+	// StallAfter: when the leader's change stream has made no progress
+	// (no event, no answered poll) and has failed every attempt since, for
+	// longer than this, the leader gives the lease up and stays out of the
+	// competition for a lease TTL, so a replica whose MongoDB works takes
+	// over. A poll or open that does not answer within MaxAwaitTime plus a
+	// grace (StallAfter/4, between 1s and 10s) counts as failed, so a hung
+	// server is caught too. Default 30s, or 2×LeaseTTL if that is longer;
+	// must exceed LeaseTTL.
+	StallAfter time.Duration
+}
+
+func (c *Config) SetDefaults() {
+	if c.SubjectPrefix == "" {
+		c.SubjectPrefix = events.DefaultNoticePrefix
+	}
+	if c.Stream == "" {
+		c.Stream = DefaultNoticeStream
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultNoticeMaxAge
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultNoticeDuplicateWindow
+		if c.MaxAge > 0 && c.MaxAge < c.DuplicateWindow {
+			c.DuplicateWindow = c.MaxAge
+		}
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Provision == "" {
+		c.Provision = provision.Create
+	}
+	if c.CheckpointBucket == "" {
+		c.CheckpointBucket = DefaultNotifierCheckpointKV
+	}
+	if c.LeaseBucket == "" {
+		c.LeaseBucket = DefaultNotifierLeaseKV
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultNotifierLeaseTTL
+	}
+	if c.UserIDField == "" {
+		c.UserIDField = customdata.DefaultUserIDField
+	}
+	if c.OversizeBytes == 0 {
+		c.OversizeBytes = DefaultNoticeOversizeBytes
+	}
+	if c.RetryMaxInterval == 0 {
+		c.RetryMaxInterval = DefaultNotifierRetryMax
+	}
+	if c.UnhealthyAfter == 0 {
+		c.UnhealthyAfter = DefaultNotifierUnhealthyAfter
+	}
+	if c.MaxAwaitTime == 0 {
+		c.MaxAwaitTime = DefaultNotifierMaxAwait
+	}
+	if c.IdlePollInterval == 0 {
+		c.IdlePollInterval = DefaultNotifierIdlePoll
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = DefaultNotifierCheckpointLag
+	}
+	if c.StallAfter == 0 {
+		c.StallAfter = max(DefaultNotifierStallAfter, 2*c.LeaseTTL)
+	}
+}
+
+// streamOpTimeout bounds one open or poll of the change stream: the server
+// holds an empty poll up to MaxAwaitTime, so anything much longer is a hung
+// connection, counted as a failure rather than waited on forever.
+func (c Config) streamOpTimeout() time.Duration {
+	return c.MaxAwaitTime + min(maxStreamPollGrace, max(time.Second, c.StallAfter/4))
+}
+
+// Validate checks the configuration after defaults are applied.
+func (c Config) Validate() error {
+	c.SetDefaults()
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("notifier: "+format, args...)) }
+	if err := events.ValidatePrefix(c.SubjectPrefix); err != nil {
+		add("subject prefix: %w", err)
+	}
+	if c.Stream == "" || strings.ContainsAny(c.Stream, ".*> \t\r\n") {
+		add("stream name %q must be non-empty and contain no '.', '*', '>' or spaces", c.Stream)
+	}
+	if c.MaxAge < 0 {
+		add("max age must not be negative")
+	}
+	if c.DuplicateWindow < 0 {
+		add("duplicate window must not be negative")
+	}
+	if c.MaxAge > 0 && c.DuplicateWindow > c.MaxAge {
+		add("duplicate window %s exceeds max age %s", c.DuplicateWindow, c.MaxAge)
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		add("replicas must be 1 to 5, got %d", c.Replicas)
+	}
+	if err := provision.Validate(c.Provision); err != nil {
+		add("%v", err)
+	}
+	for _, b := range []struct{ what, name string }{{"checkpoint bucket", c.CheckpointBucket}, {"lease bucket", c.LeaseBucket}} {
+		if !kvBucketPattern.MatchString(b.name) {
+			add("%s %q must match %s", b.what, b.name, kvBucketPattern)
+		}
+	}
+	if c.CheckpointBucket == c.LeaseBucket {
+		add("checkpoint and lease buckets must differ (the lease bucket expires keys)")
+	}
+	if c.LeaseTTL < minNotifierLeaseTTL || c.LeaseTTL > MaxNotifierLeaseTTL {
+		add("lease TTL must be between %s and %s, got %s", minNotifierLeaseTTL, MaxNotifierLeaseTTL, c.LeaseTTL)
+	}
+	if c.StallAfter <= c.LeaseTTL {
+		add("stall after %s must exceed the lease TTL %s", c.StallAfter, c.LeaseTTL)
+	}
+	if c.Database == "" {
+		add("database is required")
+	}
+	if c.Collection == "" {
+		add("collection is required")
+	}
+	if err := customdata.ValidateFieldName(c.UserIDField); err != nil {
+		add("user id field: %w", err)
+	}
+	if c.OversizeBytes < 0 {
+		add("oversize bytes must not be negative")
+	}
+	for _, d := range []struct {
+		what string
+		v    time.Duration
+	}{{"retry max interval", c.RetryMaxInterval}, {"unhealthy after", c.UnhealthyAfter}, {"max await time", c.MaxAwaitTime},
+		{"idle poll interval", c.IdlePollInterval}, {"checkpoint interval", c.CheckpointInterval}} {
+		if d.v < 0 {
+			add("%s must not be negative", d.what)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// noticeSubjects is the subject filter of the notice stream.
+func (c Config) noticeSubjects() []string { return []string{c.SubjectPrefix + ".>"} }
+
+// instanceName is the default InstanceID: the hostname plus a random
+// suffix. New picks it, not SetDefaults, so that Validate has no side
+// effects.
+func instanceName() string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "notifier"
+	}
+	return host + "-" + events.NewEventID()[:8]
+}

@@ -1,0 +1,179 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/outage"
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
+)
+
+// TestClassifyChangeStreamError: only errors that say the position is gone
+// or invalid are discontinuities; everything an election, a restart or load
+// produces on the aggregate (which never carries ResumableChangeStreamError)
+// is retried from the checkpoint.
+func TestClassifyChangeStreamError(t *testing.T) {
+	cmd := func(code int32, labels ...string) error {
+		return fmt.Errorf("wrapped: %w", mongo.CommandError{Code: code, Message: "m", Labels: labels})
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want streamErrorClass
+	}{
+		{"history lost", cmd(286, "NonResumableChangeStreamError"), streamHistoryLost},
+		{"fatal: resume point gone (4.0-4.2)", cmd(280), streamHistoryLost},
+		{"3.6: resume point may no longer be in the oplog", cmd(40576), streamHistoryLost},
+		{"3.6-4.0: resume token not found", cmd(40585), streamHistoryLost},
+		{"invalid resume token", cmd(260), streamTokenInvalid},
+		{"unknown expression ($bsonSize on old servers)", cmd(168), streamPipelineUnsupported},
+		{"max time expired", cmd(50), streamTimedOut},
+		{"exceeded time limit (mongos)", cmd(262), streamTimedOut},
+		{"majority read concern not available yet", cmd(134), streamTransient},
+		{"interrupted", cmd(11601), streamTransient},
+		{"query plan killed", cmd(175), streamTransient},
+		{"election in progress", cmd(216), streamTransient},
+		{"shutdown in progress", cmd(91), streamTransient},
+		{"primary stepped down", cmd(189), streamTransient},
+		{"not primary", cmd(10107), streamTransient},
+		{"not primary, no secondaryOk", cmd(13435), streamTransient},
+		{"stepping down", cmd(11602), streamTransient},
+		{"cursor killed", cmd(237), streamTransient},
+		{"resumable label wins over the code", cmd(10334, "ResumableChangeStreamError"), streamTransient},
+		{"network label", cmd(0, "NetworkError"), streamTransient},
+		{"retryable label", cmd(0, "RetryableError"), streamTransient},
+		{"deadline", context.DeadlineExceeded, streamTransient},
+		{"canceled", fmt.Errorf("x: %w", context.Canceled), streamTransient},
+		{"client disconnected", mongo.ErrClientDisconnected, streamTransient},
+		{"not a server error (server selection, I/O)", errors.New("boom"), streamTransient},
+		// The stand-in answers a bogus resume token with "Unknown error"
+		// and no code: retried, and past maxPositionRefusals identical
+		// refusals at one position, a flush-all.
+		{"server error without a code", cmd(0), streamRefused},
+		{"event too large", cmd(10334), streamRefused},
+		{"non-resumable label, unknown code", cmd(9999, "NonResumableChangeStreamError"), streamRefused},
+		{"unauthorized", cmd(13), streamRefused},
+	} {
+		if got := classifyStreamError(tc.err); got != tc.want {
+			t.Errorf("%s: class %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	if flushReasonForRefusedToken(streamHistoryLost) != events.FlushHistoryLost ||
+		flushReasonForRefusedToken(streamTokenInvalid) != events.FlushBadCheckpoint {
+		t.Error("flush reasons for refused tokens")
+	}
+}
+
+// TestChangeStreamPipelineOnTheServer runs both pipeline variants against
+// the test server and maps what comes out, as the notifier would.
+func TestChangeStreamPipelineOnTheServer(t *testing.T) {
+	m := testsupport.MongoDB(t)
+	coll := m.Client(t).Database(testsupport.DatabaseName(t)).Collection("customdata")
+	ctx := testsupport.Context(t)
+
+	supported, conclusive := probeServerSize(ctx, coll)
+	if supported || conclusive {
+		t.Fatalf("probe on an empty collection = %v, %v; want inconclusive", supported, conclusive)
+	}
+	if _, err := coll.InsertOne(ctx, bson.M{"userId": "seed"}); err != nil {
+		t.Fatal(err)
+	}
+	supported, conclusive = probeServerSize(ctx, coll)
+	if !conclusive || supported != (m.StandIn == nil) {
+		// Stand-in gap: no $bsonSize (InvalidPipelineOperator, 168).
+		t.Fatalf("probe = supported %v, conclusive %v; want supported only on real MongoDB", supported, conclusive)
+	}
+
+	watch := func(serverSize bool) *mongo.ChangeStream {
+		t.Helper()
+		cs, err := coll.Watch(ctx, changeStreamPipeline("userId", serverSize),
+			options.ChangeStream().SetFullDocument(options.UpdateLookup).SetMaxAwaitTime(time.Second))
+		if err != nil {
+			t.Fatalf("watch (server size %v): %v", serverSize, err)
+		}
+		t.Cleanup(func() { _ = cs.Close(context.Background()) })
+		return cs
+	}
+	next := func(cs *mongo.ChangeStream) (bson.Raw, error) {
+		t.Helper()
+		deadline := time.Now().Add(noticeWait)
+		for time.Now().Before(deadline) {
+			if cs.TryNext(ctx) {
+				return cs.Current, nil
+			}
+			if err := cs.Err(); err != nil {
+				return nil, err
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatal("no change event")
+		return nil, nil
+	}
+
+	sized := watch(true)
+	local := watch(false)
+	big := bson.M{"userId": "u1", "blob": string(make([]byte, 300))}
+	if _, err := coll.InsertOne(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+
+	ev, err := next(sized)
+	if m.StandIn != nil {
+		// The stand-in accepts the pipeline at open and fails the first
+		// event: the notifier reads that as "size in the worker".
+		if classifyStreamError(err) != streamPipelineUnsupported {
+			t.Fatalf("stand-in, sized pipeline: event %v, err %v; want InvalidPipelineOperator", ev, err)
+		}
+	} else {
+		if err != nil {
+			t.Fatalf("sized pipeline: %v", err)
+		}
+		mc := noticeMapper{prefix: "p", userIDField: "userId", oversizeBytes: 100}.mapChange(ev)
+		if mc.DuplicateCheckUser != "u1" || !mc.Oversize || mc.Size < 300 {
+			t.Fatalf("sized event maps to %+v", mc)
+		}
+		if doc, _ := ev.Lookup("fullDocument").DocumentOK(); doc == nil || doc.Lookup("blob").Type != 0 {
+			t.Fatalf("projected fullDocument = %v, want only _id and userId", doc)
+		}
+	}
+
+	ev, err = next(local)
+	if err != nil {
+		t.Fatalf("local pipeline: %v", err)
+	}
+	mc := noticeMapper{prefix: "p", userIDField: "userId", oversizeBytes: 100, measureFullDocument: true}.mapChange(ev)
+	if mc.DuplicateCheckUser != "u1" || !mc.Oversize || mc.Size < 300 || mc.Notices[0].Notice.UserID != "u1" {
+		t.Fatalf("local event maps to %+v", mc)
+	}
+}
+
+// TestChangeStreamRefusesBogusResumeToken records what the server says to
+// a token it cannot use: never a transient error, so the notifier flushes
+// at once (invalid token, history lost) or after maxPositionRefusals
+// identical refusals, instead of retrying forever.
+func TestChangeStreamRefusesBogusResumeToken(t *testing.T) {
+	m := testsupport.MongoDB(t)
+	coll := m.Client(t).Database(testsupport.DatabaseName(t)).Collection("customdata")
+	ctx := testsupport.Context(t)
+	if _, err := coll.InsertOne(ctx, bson.M{"userId": "seed"}); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetResumeAfter(bson.M{"_data": "zz-not-a-token"}))
+	if err == nil {
+		_ = cs.Close(ctx)
+		t.Fatal("the server accepted a bogus resume token")
+	}
+	class := classifyStreamError(err)
+	if class == streamTransient || class == streamPipelineUnsupported {
+		t.Fatalf("bogus token: class %s (code %d): %v", class, outage.FirstCode(err), err)
+	}
+	t.Logf("bogus resume token: class %s, code %d", class, outage.FirstCode(err))
+}

@@ -1,0 +1,562 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/lease"
+	"github.com/customdata-worker/customdata-worker/internal/outage"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+	"github.com/customdata-worker/customdata-worker/internal/retry"
+)
+
+// Errors reported by Notifier.Healthy (wrapped).
+var (
+	// ErrNotifierNotRunning: Run has not started or has returned.
+	ErrNotifierNotRunning = errors.New("notifier not running")
+	// ErrNotifierUnhealthy: the lease or the change stream has been
+	// failing for longer than UnhealthyAfter, or this replica stepped down
+	// because its change stream stalled and has not seen it work since.
+	ErrNotifierUnhealthy = errors.New("notifier unhealthy")
+)
+
+// Notifier watches the custom-data collection with a change stream and
+// publishes an invalidation notice on JetStream for every change, so token
+// issuers drop stale data at once. No change is ever skipped silently:
+//
+//   - Every notice is published with a Nats-Msg-Id derived from the
+//     change's resume token and acknowledged before the checkpoint moves
+//     past it; after a restart the stream resumes at the checkpoint, and
+//     re-published notices are de-duplicated by JetStream.
+//   - When continuity is unknown (no checkpoint, a checkpoint the server
+//     rejects as invalid, history lost, a position the server refuses to
+//     read from again and again, the collection dropped or renamed, the stream
+//     invalidated, or a change that names neither user nor document) it
+//     publishes a flush-all, after opening the stream that covers
+//     everything since.
+//   - Several replicas may run; one holds a lease in NATS KV and runs the
+//     change stream, the others stand by and take over when it expires.
+//     A leader whose change stream stalls (fails or hangs for StallAfter
+//     while the lease still renews) gives the lease up and stays away for
+//     a lease TTL, so a replica with a working MongoDB path takes over.
+type Notifier struct {
+	cfg     Config
+	js      jetstream.JetStream
+	db      *mongo.Database
+	coll    *mongo.Collection
+	log     zerolog.Logger
+	metrics *notifierMetrics
+	mapper  noticeMapper
+	limiter *noticeLogLimiter
+	health  *notifierHealth
+
+	dupGuard *duplicateUserGuard
+
+	// Bound by Provision or on first use in Run.
+	bindMu          sync.Mutex
+	checkpoints     *checkpointStore
+	lease           *lease.Lease
+	preImagesOK     atomic.Bool // collMod succeeded
+	preImagesWarned atomic.Bool
+
+	running atomic.Bool
+	leader  atomic.Bool
+	// warnedLocalSize: the "server cannot size documents" warning is out.
+	warnedLocalSize atomic.Bool
+
+	// onCollectionGone is called when the stream reports the collection
+	// dropped or renamed (see OnCollectionGone).
+	onCollectionGone func()
+
+	// feeds opens the change feed (watchFeed; tests inject server
+	// failures through another feedSource).
+	feeds feedSource
+
+	// releaseOnStop gives the lease up when Run's context ends, so a
+	// standby takes over at once. Tests turn it off to simulate a crash.
+	releaseOnStop bool
+}
+
+// New checks cfg and returns a Notifier for the collection
+// cfg.Database.cfg.Collection of db. Metrics are registered on reg (none
+// if reg is nil); each Notifier needs its own registry.
+func New(cfg Config, js jetstream.JetStream, db *mongo.Database, log zerolog.Logger, reg prometheus.Registerer) (*Notifier, error) {
+	if js == nil || db == nil {
+		return nil, errors.New("notifier: JetStream and database are required")
+	}
+	if cfg.Database == "" {
+		cfg.Database = db.Name()
+	}
+	cfg.SetDefaults()
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = instanceName()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Database != db.Name() {
+		return nil, fmt.Errorf("notifier: configured database %q but given database %q", cfg.Database, db.Name())
+	}
+	m, err := newNotifierMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	coll := db.Collection(cfg.Collection)
+	log = log.With().Str("component", "notifier").Str("collection", cfg.Database+"."+cfg.Collection).
+		Str("instance", cfg.InstanceID).Logger()
+	n := &Notifier{
+		cfg: cfg, js: js, db: db, coll: coll, log: log, metrics: m,
+		mapper:        noticeMapper{prefix: cfg.SubjectPrefix, userIDField: cfg.UserIDField, oversizeBytes: cfg.OversizeBytes},
+		limiter:       newNoticeLogLimiter(time.Minute),
+		health:        &notifierHealth{},
+		feeds:         watchFeed{coll},
+		releaseOnStop: true,
+	}
+	n.dupGuard = newDuplicateUserGuard(coll, cfg.UserIDField, m, log)
+	return n, nil
+}
+
+// Provision creates (provision.Create) or verifies (provision.Verify) the
+// notice stream and both KV buckets, and with PreAndPostImages enables
+// pre-images on the collection. It is idempotent.
+func (n *Notifier) Provision(ctx context.Context) error {
+	streamCfg := jetstream.StreamConfig{
+		Name:        n.cfg.Stream,
+		Description: "Custom-data invalidation notices (customdata-worker)",
+		Subjects:    n.cfg.noticeSubjects(),
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      n.cfg.MaxAge,
+		Duplicates:  n.cfg.DuplicateWindow,
+		Replicas:    n.cfg.Replicas,
+		Storage:     jetstream.FileStorage,
+	}
+	cpCfg := jetstream.KeyValueConfig{
+		Bucket:      n.cfg.CheckpointBucket,
+		Description: "Change-stream checkpoints of the customdata-worker notifier",
+		History:     5,
+		Replicas:    n.cfg.Replicas,
+		Storage:     jetstream.FileStorage,
+	}
+	leaseCfg := jetstream.KeyValueConfig{
+		Bucket:      n.cfg.LeaseBucket,
+		Description: "Change-stream leadership lease of the customdata-worker notifier; TTL is the lease TTL",
+		History:     1,
+		TTL:         n.cfg.LeaseTTL,
+		Replicas:    n.cfg.Replicas,
+		Storage:     jetstream.FileStorage,
+	}
+	var cpKV, leaseKV jetstream.KeyValue
+	switch n.cfg.Provision {
+	case provision.Create:
+		if _, err := n.js.CreateOrUpdateStream(ctx, streamCfg); err != nil {
+			return fmt.Errorf("notifier: provision stream %s: %w", n.cfg.Stream, err)
+		}
+		var err error
+		if cpKV, err = n.js.CreateOrUpdateKeyValue(ctx, cpCfg); err != nil {
+			return fmt.Errorf("notifier: provision bucket %s: %w", cpCfg.Bucket, err)
+		}
+		if leaseKV, err = n.js.CreateOrUpdateKeyValue(ctx, leaseCfg); err != nil {
+			return fmt.Errorf("notifier: provision bucket %s: %w", leaseCfg.Bucket, err)
+		}
+	default:
+		var err error
+		if err = n.verifyStream(ctx); err != nil {
+			return err
+		}
+		if cpKV, err = n.js.KeyValue(ctx, cpCfg.Bucket); err != nil {
+			return fmt.Errorf("notifier: checkpoint bucket %s: %w", cpCfg.Bucket, err)
+		}
+		if leaseKV, err = n.js.KeyValue(ctx, leaseCfg.Bucket); err != nil {
+			return fmt.Errorf("notifier: lease bucket %s: %w", leaseCfg.Bucket, err)
+		}
+		st, err := leaseKV.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("notifier: lease bucket %s: %w", leaseCfg.Bucket, err)
+		}
+		if st.TTL() != n.cfg.LeaseTTL {
+			return fmt.Errorf("notifier: lease bucket %s has TTL %s, want the lease TTL %s", leaseCfg.Bucket, st.TTL(), n.cfg.LeaseTTL)
+		}
+	}
+	n.bind(cpKV, leaseKV)
+	n.ensurePreImages(ctx)
+	return nil
+}
+
+func (n *Notifier) verifyStream(ctx context.Context) error {
+	s, err := n.js.Stream(ctx, n.cfg.Stream)
+	if err != nil {
+		return fmt.Errorf("notifier: stream %s: %w", n.cfg.Stream, err)
+	}
+	info := s.CachedInfo()
+	probe := n.cfg.SubjectPrefix + ".user.x"
+	if !events.AnyMatches(info.Config.Subjects, probe) {
+		return fmt.Errorf("notifier: stream %s listens on %q, which does not cover %q", n.cfg.Stream, info.Config.Subjects, n.cfg.noticeSubjects()[0])
+	}
+	if info.Config.Duplicates < n.cfg.DuplicateWindow {
+		n.log.Warn().Dur("stream_window", info.Config.Duplicates).Dur("configured_window", n.cfg.DuplicateWindow).
+			Msg("notice stream de-duplicates over a shorter window than configured")
+	}
+	return nil
+}
+
+func (n *Notifier) bind(cpKV, leaseKV jetstream.KeyValue) {
+	n.bindMu.Lock()
+	defer n.bindMu.Unlock()
+	if n.checkpoints != nil {
+		return
+	}
+	key := kvKeyForNamespace(n.cfg.Database, n.cfg.Collection)
+	n.checkpoints = newCheckpointStore(cpKV, n.cfg.Database, n.cfg.Collection)
+	n.lease = lease.New(leaseKV, key, n.cfg.InstanceID, n.cfg.LeaseTTL)
+}
+
+func (n *Notifier) bound() bool {
+	n.bindMu.Lock()
+	defer n.bindMu.Unlock()
+	return n.checkpoints != nil
+}
+
+// bindExisting looks up provisioned buckets (Run without Provision).
+func (n *Notifier) bindExisting(ctx context.Context) error {
+	cpKV, err := n.js.KeyValue(ctx, n.cfg.CheckpointBucket)
+	if err != nil {
+		return fmt.Errorf("checkpoint bucket %s: %w", n.cfg.CheckpointBucket, err)
+	}
+	leaseKV, err := n.js.KeyValue(ctx, n.cfg.LeaseBucket)
+	if err != nil {
+		return fmt.Errorf("lease bucket %s: %w", n.cfg.LeaseBucket, err)
+	}
+	n.bind(cpKV, leaseKV)
+	return nil
+}
+
+// ensurePreImages enables changeStreamPreAndPostImages when configured, at
+// provisioning and at the start of each leadership term until it works. A
+// refusal (old server, missing privilege, no collection yet) is logged once:
+// deletes then name only the document.
+func (n *Notifier) ensurePreImages(ctx context.Context) {
+	if !n.cfg.PreAndPostImages || n.preImagesOK.Load() {
+		return
+	}
+	err := n.db.RunCommand(ctx, bson.D{
+		{Key: "collMod", Value: n.cfg.Collection},
+		{Key: "changeStreamPreAndPostImages", Value: bson.D{{Key: "enabled", Value: true}}},
+	}).Err()
+	if err != nil {
+		if n.preImagesWarned.CompareAndSwap(false, true) {
+			n.log.Warn().Err(err).Int("code", outage.FirstCode(err)).
+				Msg("could not enable changeStreamPreAndPostImages (MongoDB 6.0+): deletes name only the document id until it works")
+		}
+		return
+	}
+	n.preImagesOK.Store(true)
+	n.log.Info().Msg("changeStreamPreAndPostImages enabled on the collection")
+}
+
+// Run competes for the lease and, while holding it, runs the change stream
+// and publishes notices. It blocks until ctx is cancelled and then returns
+// nil; failures of MongoDB or NATS are retried with backoff, never fatal.
+func (n *Notifier) Run(ctx context.Context) error {
+	if !n.running.CompareAndSwap(false, true) {
+		return errors.New("notifier: Run called twice")
+	}
+	n.health.reset()
+	defer n.running.Store(false)
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	guardCtx, stopGuard := context.WithCancel(ctx)
+	defer stopGuard()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n.dupGuard.run(guardCtx)
+	}()
+
+	if !n.bound() {
+		bo := backoff.NewExponentialBackOff()
+		bo.InitialInterval = 200 * time.Millisecond
+		bo.MaxInterval = n.cfg.RetryMaxInterval
+		_, err := retry.Forever(ctx, bo, func() (struct{}, error) { return struct{}{}, n.bindExisting(ctx) },
+			func(err error, first bool) {
+				n.health.leaseFailed(err)
+				if first {
+					n.log.Warn().Err(err).Msg("notifier buckets unavailable (not provisioned?); retrying")
+				}
+			})
+		if err != nil {
+			return nil
+		}
+	}
+
+	n.log.Info().Dur("lease_ttl", n.cfg.LeaseTTL).Msg("notifier started: competing for the change-stream lease")
+	interval := n.cfg.LeaseTTL / 3
+	lastHolder := ""
+	leaseErrLogged := false
+	for ctx.Err() == nil {
+		ok, err := n.lease.TryAcquire(ctx)
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return nil
+			}
+			n.health.leaseFailed(err)
+			if !leaseErrLogged {
+				n.log.Warn().Err(err).Msg("cannot reach the lease; retrying")
+				leaseErrLogged = true
+			}
+		case ok:
+			n.health.leaseOK()
+			leaseErrLogged, lastHolder = false, ""
+			if holdOff := n.lead(ctx); holdOff > 0 {
+				// Stepped down: stay out of the competition long enough
+				// for a standby to win it.
+				retry.Sleep(ctx, holdOff)
+			}
+			continue
+		default:
+			n.health.leaseOK()
+			leaseErrLogged = false
+			if h := n.lease.Holder(); h != lastHolder {
+				n.log.Info().Str("holder", h).Msg("standing by: another replica holds the change-stream lease")
+				lastHolder = h
+			}
+			n.probeAfterStepDown(ctx)
+		}
+		// Jitter keeps standbys from hammering the bucket in step.
+		retry.Sleep(ctx, interval-interval/10+time.Duration(rand.Int64N(int64(interval/5)+1)))
+	}
+	return nil
+}
+
+// lead runs one leadership term. The term ends the moment a renewal fails
+// (leaseCtx is cancelled, which also aborts an in-flight publish), when
+// the change stream stalls (the lease is given up; lead returns how long
+// to keep away from it), or when ctx ends (the stream stops after the
+// event in hand is published and checkpointed).
+func (n *Notifier) lead(ctx context.Context) (holdOff time.Duration) {
+	term := n.lease.Revision()
+	leaseCtx, cancelLease := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelLease(nil)
+	sessCtx, cancelSess := context.WithCancel(leaseCtx)
+	defer cancelSess()
+	defer context.AfterFunc(ctx, cancelSess)()
+	n.leader.Store(true)
+	n.metrics.leader.Set(1)
+	n.log.Info().Uint64("term", term).Msg("acquired the change-stream lease: leading")
+
+	renewDone := make(chan struct{})
+	go func() {
+		defer close(renewDone)
+		n.renewLoop(leaseCtx, cancelLease)
+	}()
+	pctx, pcancel := context.WithTimeout(sessCtx, n.cfg.streamOpTimeout())
+	n.ensurePreImages(pctx)
+	pcancel()
+	stalled := newStreamSession(n, term, leaseCtx).run(sessCtx)
+	cancelLease(errTermEnded)
+	<-renewDone
+
+	n.health.streamOK()
+	defer func() {
+		// After the health update: whoever sees "not leader" also sees
+		// why.
+		n.leader.Store(false)
+		n.metrics.leader.Set(0)
+		n.metrics.checkpointWritten(time.Time{})
+	}()
+	if cause := context.Cause(leaseCtx); errors.Is(cause, lease.ErrLost) {
+		n.log.Warn().Err(cause).Msg("lost the change-stream lease: stopped the change stream")
+		return 0
+	}
+	if stalled != nil && ctx.Err() == nil {
+		return n.stepDown(ctx, stalled)
+	}
+	if ctx.Err() != nil && n.releaseOnStop {
+		if err := n.releaseLease(ctx); err != nil {
+			n.log.Debug().Err(err).Msg("lease release failed; it expires by itself")
+		}
+	}
+	n.log.Info().Msg("stopped leading")
+	return 0
+}
+
+// stepDownStalled labels stepdowns_total for a stalled change stream.
+const stepDownStalled = "change_stream_stalled"
+
+// stepDown gives the lease up after the change stream stalled, and returns
+// how long to keep away from it: one TTL plus jitter when released (a
+// standby polls every TTL/3, so it wins), two when the release failed (our
+// value may live one more TTL).
+func (n *Notifier) stepDown(ctx context.Context, cause error) time.Duration {
+	n.health.steppedDown(cause)
+	n.metrics.stepdowns.WithLabelValues(stepDownStalled).Inc()
+	holdOff := n.cfg.LeaseTTL
+	releaseErr := n.releaseLease(ctx)
+	if releaseErr != nil {
+		holdOff *= 2
+	}
+	holdOff += time.Duration(rand.Int64N(int64(n.cfg.LeaseTTL/5) + 1))
+	ev := n.log.Warn().Err(cause).Dur("stall_after", n.cfg.StallAfter).Dur("hold_off", holdOff)
+	if releaseErr != nil {
+		ev = ev.AnErr("release_error", releaseErr)
+	}
+	ev.Msg("stepped down: the change stream made no progress while the lease still renewed; leaving the lease to a replica whose MongoDB works")
+	return holdOff
+}
+
+// releaseLease deletes our lease revision, bounded in time.
+func (n *Notifier) releaseLease(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	return n.lease.Release(rctx)
+}
+
+// probeAfterStepDown, on a standby that stepped down, checks whether the
+// change stream works again (opens one and closes it) and if so clears the
+// step-down from Healthy. It does not compete for the lease: a replica
+// that recovered simply stands by.
+func (n *Notifier) probeAfterStepDown(ctx context.Context) {
+	if !n.health.isSteppedDown() {
+		return
+	}
+	timeout := n.cfg.streamOpTimeout()
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cs, err := n.coll.Watch(pctx, mongo.Pipeline{}, options.ChangeStream().SetMaxAwaitTime(n.cfg.MaxAwaitTime))
+	if err != nil {
+		return
+	}
+	closeChangeStream(ctx, cs, timeout)
+	n.health.streamOK()
+	n.log.Info().Msg("the change stream works again after the step-down: healthy, standing by")
+}
+
+// errTermEnded cancels the lease context once a term is over.
+var errTermEnded = errors.New("leadership term ended")
+
+// renewLoop renews the lease every TTL/3. A renewal that fails or takes
+// longer than TTL/3 ends the term: by then another replica may be about to
+// take over.
+func (n *Notifier) renewLoop(ctx context.Context, cancel context.CancelCauseFunc) {
+	interval := n.cfg.LeaseTTL / 3
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, rcancel := context.WithTimeout(ctx, interval)
+		err := n.lease.Renew(rctx)
+		rcancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				n.health.leaseFailed(err)
+			}
+			cancel(err)
+			return
+		}
+		n.health.leaseOK()
+	}
+}
+
+// OnCollectionGone registers f, called each time the change stream
+// reports the collection dropped or renamed (or its database dropped), so
+// whoever restores the collection's indexes can look at once. f runs on
+// the notifier's goroutine and must not block. Call it before Run.
+func (n *Notifier) OnCollectionGone(f func()) { n.onCollectionGone = f }
+
+func (n *Notifier) collectionGone() {
+	if n.onCollectionGone != nil {
+		n.onCollectionGone()
+	}
+}
+
+// IsLeader reports whether this replica currently runs the change stream.
+func (n *Notifier) IsLeader() bool { return n.leader.Load() }
+
+// Healthy returns nil while the notifier runs and neither the lease nor
+// (on the leader) the change stream or publishing has been failing for
+// longer than UnhealthyAfter.
+func (n *Notifier) Healthy() error {
+	if !n.running.Load() {
+		return ErrNotifierNotRunning
+	}
+	return n.health.check(n.cfg.UnhealthyAfter, n.leader.Load())
+}
+
+// notifierHealth tracks since when the lease and the stream fail.
+type notifierHealth struct {
+	lease, stream outage.Tracker
+
+	mu sync.Mutex
+	// stepDownErr: this replica stepped down because its change stream
+	// stalled, and has not seen a change stream work since.
+	stepDownErr error
+}
+
+func (h *notifierHealth) reset() {
+	h.lease.Reset()
+	h.stream.Reset()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stepDownErr = nil
+}
+
+func (h *notifierHealth) leaseFailed(err error) { h.lease.Failed(time.Now(), err) }
+
+func (h *notifierHealth) leaseOK() { h.lease.Succeeded(time.Now()) }
+
+func (h *notifierHealth) streamFailed(err error) { h.stream.Failed(time.Now(), err) }
+
+// streamOK: the change stream works (this also ends a step-down).
+func (h *notifierHealth) streamOK() {
+	h.stream.Succeeded(time.Now())
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stepDownErr = nil
+}
+
+func (h *notifierHealth) steppedDown(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stepDownErr = err
+}
+
+func (h *notifierHealth) isSteppedDown() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.stepDownErr != nil
+}
+
+func (h *notifierHealth) check(after time.Duration, leader bool) error {
+	now := time.Now()
+	if down, err, ok := h.lease.Down(now); ok && down > after {
+		return fmt.Errorf("%w: lease unavailable for %s: %w", ErrNotifierUnhealthy, down.Round(time.Second), err)
+	}
+	if err := func() error { h.mu.Lock(); defer h.mu.Unlock(); return h.stepDownErr }(); err != nil {
+		// Reported at once: the stream already failed for StallAfter.
+		return fmt.Errorf("%w: stepped down from leading: %w", ErrNotifierUnhealthy, err)
+	}
+	if down, err, ok := h.stream.Down(now); leader && ok && down > after {
+		return fmt.Errorf("%w: change stream or publishing failing for %s: %w", ErrNotifierUnhealthy, down.Round(time.Second), err)
+	}
+	return nil
+}

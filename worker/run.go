@@ -1,0 +1,307 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/customdata-worker/customdata-worker/internal/ops"
+	"github.com/customdata-worker/customdata-worker/internal/outage"
+	"github.com/customdata-worker/customdata-worker/internal/redact"
+	"github.com/customdata-worker/customdata-worker/internal/retry"
+	"github.com/customdata-worker/customdata-worker/worker/authsync"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
+	"github.com/customdata-worker/customdata-worker/worker/notify"
+)
+
+// Run wires both flows and runs them until ctx ends:
+//
+//	auth events (JetStream) → triggers → MongoDB        (authsync.Consumer)
+//	change stream (MongoDB) → notices  → JetStream      (notify.Notifier)
+//
+// Startup steps (connect, ensure the unique index, provision) are retried
+// while a dependency is down and stop at the first error retrying cannot
+// fix; meanwhile the ops endpoints serve and /readyz names the step. On
+// shutdown it lets the in-flight batch finish, drains NATS and disconnects
+// MongoDB. If ready is not nil it is called with the connections once
+// everything is provisioned.
+func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(jetstream.JetStream, *mongo.Client)) (err error) {
+	if cfg.Triggers == nil {
+		return errors.New("worker: a trigger set is required")
+	}
+	log.Info().Strs("triggers", cfg.Triggers.Names()).Str("mongodb", redact.URI(cfg.MongoURI)).
+		Str("nats", redact.URIs(cfg.NATS.URL)).Str("collection", cfg.Data.Database+"."+cfg.Data.Collection).
+		Str("userIdField", cfg.Data.UserIDField).Msg("starting")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The ops endpoints serve from the start, so that /readyz says which
+	// startup step the worker waits for (a dependency down, an index build
+	// waiting for its commit quorum) instead of the port being closed.
+	progress := &startupProgress{}
+	var consumerRef atomic.Pointer[authsync.Consumer]
+	var notifierRef atomic.Pointer[notify.Notifier]
+	var guardRef atomic.Pointer[customdata.Guard]
+	checks := []ops.Check{
+		{Name: "startup", Check: progress.Check},
+		{Name: "auth-consumer", Check: func() error {
+			if c := consumerRef.Load(); c != nil {
+				return c.Healthy()
+			}
+			return nil // the startup check speaks for it
+		}},
+		{Name: "collection", Check: func() error {
+			if g := guardRef.Load(); g != nil {
+				return g.Healthy()
+			}
+			return nil
+		}},
+	}
+	if cfg.Notices {
+		checks = append(checks, ops.Check{Name: "notifier", Check: func() error {
+			if n := notifierRef.Load(); n != nil {
+				return n.Healthy()
+			}
+			return nil
+		}})
+	}
+	ctx, cancelAll := context.WithCancel(ctx)
+	defer cancelAll()
+	if cfg.HTTPAddr != "" {
+		opsCtx, stopOps := context.WithCancel(context.Background())
+		opsDone := make(chan error, 1)
+		go func() {
+			opsErr := ops.NewServer(cfg.HTTPAddr, reg, log, checks...).Run(opsCtx)
+			if opsErr != nil {
+				cancelAll() // the worker cannot run without its probes
+			}
+			opsDone <- opsErr
+		}()
+		defer func() {
+			stopOps()
+			if opsErr := <-opsDone; opsErr != nil {
+				err = errors.Join(err, fmt.Errorf("ops server: %w", opsErr))
+			}
+		}()
+	}
+
+	progress.begin("connect to NATS at " + redact.URIs(cfg.NATS.URL))
+	nc, err := connectNATS(ctx, cfg, log, progress)
+	if err != nil {
+		return fmt.Errorf("NATS: %w", err)
+	}
+	defer drainNATS(nc, log)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("JetStream: %w", err)
+	}
+	progress.begin("connect to MongoDB at " + redact.URI(cfg.MongoURI))
+	client, err := connectMongo(ctx, cfg, log, progress)
+	if err != nil {
+		return fmt.Errorf("MongoDB: %w", err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := client.Disconnect(dctx); err != nil {
+			log.Warn().Err(err).Msg("MongoDB disconnect")
+		}
+	}()
+
+	db := client.Database(cfg.Data.Database)
+	coll := db.Collection(cfg.Data.Collection)
+	indexStep := fmt.Sprintf("ensure the unique index %s_unique on %s.%s", cfg.Data.UserIDField, cfg.Data.Database, cfg.Data.Collection)
+	if cfg.Data.AllowDuplicates {
+		indexStep = fmt.Sprintf("ensure an index on %s.%s.%s", cfg.Data.Database, cfg.Data.Collection, cfg.Data.UserIDField)
+	}
+	if err := untilAvailable(ctx, log, progress, indexStep, func() error {
+		// Each attempt is bounded (customdata.Config.IndexTimeout): a build
+		// waiting for its commit quorum is reported, logged and waited
+		// for again, never silently.
+		return customdata.EnsureUserIndex(ctx, coll, cfg.Data, log)
+	}); err != nil {
+		return err
+	}
+	consumer, err := authsync.New(cfg.Auth, js, coll, cfg.Data, cfg.Triggers, log, reg)
+	if err != nil {
+		return err
+	}
+	if err := untilAvailable(ctx, log, progress, "provision auth-event streams", func() error { return consumer.Provision(ctx) }); err != nil {
+		return err
+	}
+	// Restores the unique user index (and pre-images) when the collection
+	// is dropped or renamed away and comes back while the worker runs.
+	guard, err := customdata.NewGuard(coll, cfg.Data, cfg.Notices && cfg.Notify.PreAndPostImages, log)
+	if err != nil {
+		return err
+	}
+	var notifier *notify.Notifier
+	if cfg.Notices {
+		if notifier, err = notify.New(cfg.Notify, js, db, log, reg); err != nil {
+			return err
+		}
+		if err := untilAvailable(ctx, log, progress, "provision notice stream and buckets", func() error { return notifier.Provision(ctx) }); err != nil {
+			return err
+		}
+		notifier.OnCollectionGone(guard.CheckNow)
+		notifierRef.Store(notifier)
+	}
+	consumerRef.Store(consumer)
+	guardRef.Store(guard)
+	progress.finish()
+
+	// Each loop gets the group's ctx; the first to fail stops the others.
+	g, runCtx := errgroup.WithContext(ctx)
+	launch := func(name string, fn func(context.Context) error) {
+		g.Go(func() error {
+			if err := fn(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	launch("auth consumer", consumer.Run)
+	launch("collection guard", guard.Run)
+	if notifier != nil {
+		launch("notifier", notifier.Run)
+	}
+	if ready != nil {
+		ready(js, client)
+	}
+	log.Info().Msg("running")
+	<-runCtx.Done()
+	log.Info().Msg("shutting down: finishing the in-flight batch")
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	log.Info().Msg("stopped cleanly")
+	return nil
+}
+
+// retryLogged calls fn until it succeeds, stop(err) says retrying cannot
+// help, or ctx ends; it backs off exponentially and logs the first failure
+// only, so an outage is one log line rather than one per attempt.
+func retryLogged[T any](ctx context.Context, log zerolog.Logger, what string, stop func(error) bool, fn func() (T, error)) (T, error) {
+	return retry.Forever(ctx, backoff.NewExponentialBackOff(), func() (T, error) {
+		v, err := fn()
+		if err != nil && stop(err) {
+			return v, retry.Stop(err)
+		}
+		return v, err
+	}, func(err error, first bool) {
+		if first {
+			log.Warn().Err(err).Str("step", what).Msg("dependency unavailable; retrying with backoff")
+		}
+	})
+}
+
+// retryAll: a connection attempt is retried whatever its error (a server
+// down, a DNS name not yet resolvable, credentials being rotated).
+func retryAll(error) bool { return false }
+
+func connectMongo(ctx context.Context, cfg Config, log zerolog.Logger, progress *startupProgress) (*mongo.Client, error) {
+	return retryLogged(ctx, log, "connect to MongoDB", retryAll, func() (*mongo.Client, error) {
+		c, err := ConnectMongo(ctx, cfg.MongoURI, cfg.NATS.Name, 5*time.Second)
+		progress.failed(err)
+		return c, err
+	})
+}
+
+func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger, progress *startupProgress) (*nats.Conn, error) {
+	return retryLogged(ctx, log, "connect to NATS", retryAll, func() (*nats.Conn, error) {
+		nc, err := ConnectNATS(cfg.NATS, log)
+		progress.failed(err)
+		return nc, err
+	})
+}
+
+// drainNATS flushes pending publishes and acks, then waits (bounded) for the
+// connection to close: Drain itself returns before it is done.
+func drainNATS(nc *nats.Conn, log zerolog.Logger) {
+	if err := nc.Drain(); err != nil {
+		log.Warn().Err(err).Msg("NATS drain")
+		nc.Close()
+		return
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !nc.IsClosed() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !nc.IsClosed() {
+		log.Warn().Msg("NATS drain did not finish within 30s; closing")
+		nc.Close()
+	}
+}
+
+// untilAvailable runs a startup step, retrying while MongoDB or NATS is
+// unavailable and stopping at the first error that retrying cannot fix,
+// such as duplicate users or missing provisioning.
+// Meanwhile /readyz names the step and its last error.
+func untilAvailable(ctx context.Context, log zerolog.Logger, progress *startupProgress, step string, fn func() error) error {
+	notTransient := func(err error) bool { return !outage.Is(err) }
+	progress.begin(step)
+	_, err := retryLogged(ctx, log, step, notTransient, func() (struct{}, error) {
+		err := fn()
+		progress.failed(err)
+		return struct{}{}, err
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", step, err)
+	}
+	return nil
+}
+
+// startupProgress is the readiness of a worker that is still starting: the
+// step it is on and, while that step is being retried, its last error.
+type startupProgress struct {
+	mu   sync.Mutex
+	step string
+	err  error
+	done bool
+}
+
+func (p *startupProgress) begin(step string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.step, p.err = step, nil
+}
+
+// failed records the outcome of an attempt of the current step (nil: it
+// worked).
+func (p *startupProgress) failed(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.err = err
+}
+
+func (p *startupProgress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done, p.step, p.err = true, "", nil
+}
+
+// Check is nil once startup finished; until then it names the step.
+func (p *startupProgress) Check() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.done:
+		return nil
+	case p.err != nil:
+		return fmt.Errorf("starting: %s: %w", p.step, p.err)
+	case p.step != "":
+		return fmt.Errorf("starting: %s", p.step)
+	}
+	return errors.New("starting")
+}
