@@ -461,18 +461,20 @@ func TestStreamResetDetection(t *testing.T) {
 		return &jetstream.StreamInfo{Created: created, State: jetstream.StreamState{LastSeq: last}}
 	}
 	for _, tc := range []struct {
-		name  string
-		f     feed
-		info  *jetstream.StreamInfo
-		reset bool
+		name    string
+		created time.Time // of the stream followed so far
+		next    uint64
+		info    *jetstream.StreamInfo
+		reset   bool
 	}{
-		{"first follow", feed{}, info(t0, 5), false},
-		{"same stream, grown", feed{created: t0, next: 6}, info(t0, 9), false},
-		{"same stream, nothing new", feed{created: t0, next: 6}, info(t0, 5), false},
-		{"recreated", feed{created: t0, next: 6}, info(t0.Add(time.Minute), 9), true},
-		{"sequence went backwards", feed{created: t0, next: 6}, info(t0, 2), true},
+		{"first follow", time.Time{}, 0, info(t0, 5), false},
+		{"same stream, grown", t0, 6, info(t0, 9), false},
+		{"same stream, nothing new", t0, 6, info(t0, 5), false},
+		{"recreated", t0, 6, info(t0.Add(time.Minute), 9), true},
+		{"sequence went backwards", t0, 6, info(t0, 2), true},
 	} {
-		if got := tc.f.resetBy(tc.info) != ""; got != tc.reset {
+		f := &feed{created: tc.created, next: tc.next}
+		if got := f.resetBy(tc.info) != ""; got != tc.reset {
 			t.Errorf("%s: reset = %v, want %v", tc.name, got, tc.reset)
 		}
 	}
