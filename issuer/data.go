@@ -81,22 +81,25 @@ func (d Data) Size() int {
 func (d Data) Oversize() bool { return d.d != nil && d.d.oversize }
 
 // Raw returns the document's BSON, shared with every other reader of the
-// same cached value: do not modify it. nil when not found or refused.
+// same cached value: do not modify it. nil when not found or refused. Its
+// capacity is its length, so appending to it copies instead of writing
+// into what other readers see.
 func (d Data) Raw() bson.Raw {
 	if d.d == nil {
 		return nil
 	}
-	return d.d.raw
+	return d.d.raw[:len(d.d.raw):len(d.d.raw)]
 }
 
 // JSON returns the document as relaxed Extended JSON (dates as
 // {"$date":"…"}), shared with every other reader: do not modify it. nil
-// when not found or refused; use it as a JSON null.
+// when not found or refused; use it as a JSON null. Like Raw, appending to
+// it copies.
 func (d Data) JSON() []byte {
 	if d.d == nil {
 		return nil
 	}
-	return d.d.json
+	return d.d.json[:len(d.d.json):len(d.d.json)]
 }
 
 // Lookup returns the value at the dotted path of keys, or a zero RawValue.
