@@ -1,10 +1,11 @@
 package issuer
 
 import (
-	"bytes"
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/customdata-worker/customdata-worker/events"
 )
 
 // Data is one user's custom data as read from MongoDB: the first inserted
@@ -30,7 +31,7 @@ type doc struct {
 // Extended JSON form is computed once here, so issuers that put the data in
 // a token pay for it per read, not per hit.
 func newData(raw bson.Raw, limit int, refuse bool) (Data, error) {
-	d := &doc{docID: documentIDString(raw.Lookup("_id")), size: len(raw)}
+	d := &doc{docID: events.DocumentID(raw.Lookup("_id")), size: len(raw)}
 	d.oversize = limit > 0 && d.size > limit
 	if d.oversize && refuse {
 		d.err = fmt.Errorf("document %s is %d bytes, limit %d: %w", d.docID, d.size, limit, ErrOversize)
@@ -130,30 +131,4 @@ func (d Data) Err() error {
 		return nil
 	}
 	return d.d.err
-}
-
-// documentIDString renders a document _id the way the worker names it in
-// notices (README "Notice contract"): ObjectId as hex, a string as is,
-// anything else as canonical Extended JSON; "" when absent. It must agree
-// with the worker byte for byte, or doc.<token> notices would miss.
-func documentIDString(v bson.RawValue) string {
-	switch v.Type {
-	case 0, bson.TypeNull, bson.TypeUndefined:
-		return ""
-	case bson.TypeObjectID:
-		return v.ObjectID().Hex()
-	case bson.TypeString:
-		return v.StringValue()
-	}
-	wrapped, err := bson.Marshal(bson.D{{Key: "v", Value: v}})
-	if err != nil {
-		return ""
-	}
-	js, err := bson.MarshalExtJSON(bson.Raw(wrapped), true, false)
-	if err != nil {
-		return ""
-	}
-	js = bytes.TrimPrefix(js, []byte(`{"v":`))
-	js = bytes.TrimSuffix(js, []byte(`}`))
-	return string(js)
 }

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/customdata-worker/customdata-worker/events"
 )
 
 // Document ids must render exactly as the worker renders them in notices
@@ -24,11 +26,11 @@ func TestDocumentIDRendersLikeNotices(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := documentIDString(bson.Raw(raw).Lookup("_id")); got != tc.want {
+		if got := events.DocumentID(bson.Raw(raw).Lookup("_id")); got != tc.want {
 			t.Errorf("_id %#v renders %q, want %q", tc.id, got, tc.want)
 		}
 	}
-	if got := documentIDString(bson.RawValue{}); got != "" {
+	if got := events.DocumentID(bson.RawValue{}); got != "" {
 		t.Errorf("missing _id renders %q", got)
 	}
 }
