@@ -66,7 +66,9 @@ func (e *authEnv) fetchBatch(c *Consumer, want int) []jetstream.Msg {
 // the same user held back behind it in that batch must not come back
 // earlier (it would create the document, and the late DELETE remove it).
 // Before the fix the CREATE was Nak'd with the delay of its own first
-// delivery and the user ended without a document.
+// delivery and the user ended without a document. The redeliveries are
+// drained by a second consumer that starts with empty memory, as another
+// replica would: across replicas the Nak delay is the only protection.
 func TestAuthHeldBackEventIsNotRedeliveredBeforeItsBlocker(t *testing.T) {
 	e := newAuthEnv(t, testsupport.MongoDB(t), flakyOn(events.OperationDelete, 2), func(e *authEnv) {
 		e.cfg.MaxDeliver = 5
@@ -91,7 +93,10 @@ func TestAuthHeldBackEventIsNotRedeliveredBeforeItsBlocker(t *testing.T) {
 	}
 	c.processBatch(ctx, msgs)
 
-	e.run(c)
+	// The redeliveries go to another replica, which has no memory of what
+	// c sent back: only the Nak delays keep the CREATE behind the DELETE.
+	other, _ := e.newConsumer()
+	e.run(other)
 	e.waitSettled()
 	if e.doc("kim") == nil {
 		t.Fatal("kim has no document: the held-back CREATE was applied before the DELETE that held it back")
