@@ -130,3 +130,52 @@ func TestAuthLaterEventWaitsForItsUsersEventSentBackEarlier(t *testing.T) {
 		t.Fatalf("applied CREATE events = %v, want 1", got)
 	}
 }
+
+// TestAuthEventHeldBehindADeadLetteredOneIsApplied: a CREATE held back
+// behind its user's DELETE, which keeps failing, burns its deliveries in
+// step with it. When the DELETE is dead-lettered on its last delivery the
+// CREATE is no longer held back by anything: it must be applied (in that
+// same batch, after the DELETE's termination), not dead-lettered for
+// deliveries its blocker used up. Before the fix both were dead-lettered
+// as max_deliver_exceeded and the user had no document.
+func TestAuthEventHeldBehindADeadLetteredOneIsApplied(t *testing.T) {
+	e := newAuthEnv(t, testsupport.MongoDB(t), flakyOn(events.OperationDelete, 1000), func(e *authEnv) {
+		e.cfg.MaxDeliver = 3
+		e.cfg.BackOff = []time.Duration{50 * time.Millisecond}
+	})
+	c, reg := e.newConsumer()
+	t0 := authBaseTime()
+	ctx, cancel := e.ctx()
+	defer cancel()
+
+	e.publish(e.event(events.OperationDelete, "noor", t0))
+	e.publish(e.event(events.OperationCreate, "noor", t0.Add(time.Second)))
+	// Three deliveries of both, in one batch each: the DELETE fails every
+	// time and holds the CREATE back.
+	for delivery := uint64(1); delivery <= 3; delivery++ {
+		msgs := e.fetchBatch(c, 2)
+		for _, m := range msgs {
+			if meta, _ := m.Metadata(); meta.NumDelivered != delivery {
+				t.Fatalf("message %d of the batch is delivery %d, want %d", meta.Sequence.Stream, meta.NumDelivered, delivery)
+			}
+		}
+		c.processBatch(ctx, msgs)
+	}
+	e.waitSettled()
+
+	dls := e.deadLetters()
+	var reasons []string
+	for _, dl := range dls {
+		reasons = append(reasons, dl.Subject+" "+dl.Header.Get(events.HeaderDLQReason))
+	}
+	if len(dls) != 1 || dls[0].Header.Get(events.HeaderDLQReason) != events.DeadLetterMaxDeliver ||
+		dls[0].Header.Get(events.HeaderDLQOriginalSubject) != events.DefaultAuthPrefix+".delete" {
+		t.Fatalf("dead letters %v, want only the DELETE (max_deliver_exceeded)", reasons)
+	}
+	if e.doc("noor") == nil {
+		t.Fatal("noor has no document: the CREATE held back behind the dead-lettered DELETE was not applied")
+	}
+	if got := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "CREATE", "outcome": "applied"}); got != 1 {
+		t.Fatalf("applied CREATE events = %v, want 1", got)
+	}
+}
