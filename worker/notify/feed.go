@@ -144,19 +144,15 @@ var (
 
 // classifyStreamError classifies an error from opening or reading a change
 // stream: what it says about the position (lost, invalid, unreadable) and
-// whether retrying from the checkpoint is the answer. Server error labels
-// are read first, then codes; an error that is not a server error (network,
-// deadline, server selection, a closed client) is transient.
+// whether retrying from the checkpoint is the answer. A server's answer is
+// read first, its labels before its codes: driver v2 makes a server's
+// MaxTimeMSExpired wrap context.DeadlineExceeded, so testing for the
+// context first would take the server's time limit for a client-side one.
+// An error that is not a server's answer (network, a client-side deadline,
+// server selection, a closed client) is transient.
 func classifyStreamError(err error) streamErrorClass {
-	if err == nil || mongo.IsNetworkError(err) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, context.Canceled) || errors.Is(err, mongo.ErrClientDisconnected) {
-		return streamTransient
-	}
 	var se mongo.ServerError
-	if !errors.As(err, &se) {
-		return streamTransient
-	}
-	if outage.HasDownLabel(err) {
+	if err == nil || !errors.As(err, &se) || outage.HasDownLabel(err) || mongo.IsNetworkError(err) {
 		return streamTransient
 	}
 	has := func(list []int) bool { return slices.ContainsFunc(list, se.HasErrorCode) }
@@ -173,8 +169,11 @@ func classifyStreamError(err error) streamErrorClass {
 		// Not exhaustive: an unlisted error is retried too
 		// (streamRefused), it only counts towards maxPositionRefusals.
 		return streamTransient
-	case mongo.IsTimeout(err):
-		return streamTimedOut
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.Is(err, mongo.ErrClientDisconnected):
+		// A server error with none of the codes above that carries a
+		// context error ended on the client's side.
+		return streamTransient
 	}
 	return streamRefused
 }

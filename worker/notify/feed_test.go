@@ -21,8 +21,11 @@ import (
 // produces on the aggregate (which never carries ResumableChangeStreamError)
 // is retried from the checkpoint.
 func TestClassifyChangeStreamError(t *testing.T) {
+	if !errors.Is(serverError(50, "MaxTimeMSExpired"), context.DeadlineExceeded) {
+		t.Fatal("serverError(50) does not wrap context.DeadlineExceeded as driver v2 does")
+	}
 	cmd := func(code int32, labels ...string) error {
-		return fmt.Errorf("wrapped: %w", mongo.CommandError{Code: code, Message: "m", Labels: labels})
+		return fmt.Errorf("wrapped: %w", serverError(code, "", labels...))
 	}
 	for _, tc := range []struct {
 		name string
@@ -35,7 +38,10 @@ func TestClassifyChangeStreamError(t *testing.T) {
 		{"3.6-4.0: resume token not found", cmd(40585), streamHistoryLost},
 		{"invalid resume token", cmd(260), streamTokenInvalid},
 		{"unknown expression ($bsonSize on old servers)", cmd(168), streamPipelineUnsupported},
+		// Driver v2 makes a server's MaxTimeMSExpired wrap
+		// context.DeadlineExceeded: it is still the server's answer.
 		{"max time expired", cmd(50), streamTimedOut},
+		{"max time expired, unwrapped", serverError(50, "MaxTimeMSExpired"), streamTimedOut},
 		{"exceeded time limit (mongos)", cmd(262), streamTimedOut},
 		{"majority read concern not available yet", cmd(134), streamTransient},
 		{"interrupted", cmd(11601), streamTransient},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -13,7 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
 
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
@@ -292,4 +296,31 @@ func (e *notifierEnv) waitCheckpoint(ct *events.ClusterTime) {
 		return err == nil && cp.ClusterTime != nil &&
 			(cp.ClusterTime.T > ct.T || (cp.ClusterTime.T == ct.T && cp.ClusterTime.I >= ct.I))
 	})
+}
+
+// serverError is the error driver v2 returns for a command the server
+// answered with {ok: 0, code, codeName, errorLabels}, built the way the
+// driver builds it: x/mongo/driver turns the reply into a driver.Error
+// (which, for MaxTimeMSExpired, wraps context.DeadlineExceeded so that
+// errors.Is(err, context.DeadlineExceeded) holds for server-side time
+// limits too), and package mongo wraps that in a CommandError (wrapErrors).
+// Tests inject it where the stand-in cannot produce the server's answer.
+func serverError(code int32, name string, labels ...string) error {
+	reply := bson.D{{Key: "ok", Value: 0}, {Key: "errmsg", Value: "injected " + name}, {Key: "code", Value: code}}
+	if name != "" {
+		reply = append(reply, bson.E{Key: "codeName", Value: name})
+	}
+	if len(labels) > 0 {
+		reply = append(reply, bson.E{Key: "errorLabels", Value: labels})
+	}
+	raw, err := bson.Marshal(reply)
+	if err != nil {
+		panic(err)
+	}
+	err = driver.ExtractErrorFromServerResponse(bsoncore.Document(raw))
+	var de driver.Error
+	if !errors.As(err, &de) {
+		panic(fmt.Sprintf("driver made %T of a server reply, want driver.Error", err))
+	}
+	return mongo.CommandError{Code: de.Code, Message: de.Message, Labels: de.Labels, Name: de.Name, Wrapped: err, Raw: bson.Raw(de.Raw)}
 }

@@ -292,9 +292,6 @@ func (e *notifierEnv) checkpointAfter(user string) *noticeReader {
 	return r
 }
 
-func serverError(code int32, name string) error {
-	return mongo.CommandError{Code: code, Name: name, Message: name}
-}
 
 // TestNotifierRetriesTransientOpenErrors: errors around elections and
 // restarts on the resume aggregate (which never carries the
