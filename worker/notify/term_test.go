@@ -292,7 +292,6 @@ func (e *notifierEnv) checkpointAfter(user string) *noticeReader {
 	return r
 }
 
-
 // TestNotifierRetriesTransientOpenErrors: errors around elections and
 // restarts on the resume aggregate (which never carries the
 // ResumableChangeStreamError label) are retried from the checkpoint: no
