@@ -88,9 +88,9 @@ type streamSession struct {
 	// history is gone; the next open starts from now with this flush.
 	distrust events.FlushReason
 
-	// failing: a failure was logged and no stream opened since. opened: a
-	// stream opened since the last failure (the backoff starts over).
-	failing, opened bool
+	// failing: a failure was logged and the feed has made no progress
+	// since (it is logged once per outage).
+	failing bool
 
 	// lastProgress is when the stream last yielded an event or answered a
 	// poll (or the session started); failedSinceProgress says an attempt
@@ -158,9 +158,18 @@ func newStreamSession(n *Notifier, term uint64, leaseCtx context.Context) *strea
 }
 
 // progress records that the stream works.
+// An open alone is not progress: with an empty first batch it succeeds
+// even where every read fails.
 func (s *streamSession) progress() {
 	s.lastProgress = time.Now()
+	if s.failedSinceProgress {
+		s.n.health.streamOK()
+	}
 	s.failedSinceProgress = false
+	if s.failing {
+		s.failing = false
+		s.log.Info().Msg("change stream reopened")
+	}
 }
 
 // run keeps a change stream open and its notices flowing until ctx ends
@@ -196,9 +205,12 @@ func (s *streamSession) run(ctx context.Context) (stalled error) {
 				Msg("change stream failed; reopening from the last checkpoint with backoff")
 			s.failing = true
 		}
-		if s.opened {
+		if !s.failedSinceProgress {
+			// The feed made progress (an event or an answered poll) since
+			// the last failure: a new outage starts the backoff over. An
+			// open alone is no progress: with an empty first batch it
+			// succeeds even where every read fails.
 			bo.Reset()
-			s.opened = false
 		}
 		s.failedSinceProgress = true
 		stuck := time.Since(s.lastProgress)
@@ -330,12 +342,6 @@ func (s *streamSession) runStream(ctx context.Context) error {
 			s.pending = &checkpoint{Token: slices.Clone(tok)}
 			s.savePending(ctx, true)
 		}
-	}
-	s.n.health.streamOK()
-	s.opened = true
-	if s.failing {
-		s.failing = false
-		s.log.Info().Msg("change stream reopened")
 	}
 	return s.consume(ctx, cs)
 }

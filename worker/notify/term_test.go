@@ -209,6 +209,7 @@ type resumeFaults struct {
 
 	mu       sync.Mutex
 	opens    int
+	openedAt []time.Time     // when each open at a position began
 	timeouts []time.Duration // time left for each open at a position
 }
 
@@ -217,6 +218,7 @@ func (f *resumeFaults) open(ctx context.Context, pipeline mongo.Pipeline, from *
 	if from != nil {
 		f.mu.Lock()
 		f.opens++
+		f.openedAt = append(f.openedAt, time.Now())
 		if deadline, ok := ctx.Deadline(); ok {
 			f.timeouts = append(f.timeouts, time.Until(deadline))
 		}
@@ -382,5 +384,41 @@ func TestNotifierSkipsAPositionTheServerCannotRead(t *testing.T) {
 	}
 	if v := metricValue(n.metrics.flushes.WithLabelValues(string(events.FlushPositionUnreadable))); v != 1 {
 		t.Fatalf("flush metric = %v, want 1", v)
+	}
+}
+
+// TestNotifierBacksOffWhenEveryReadFailsAfterAnOpen: the first batch is
+// empty (batchSize 0), so an open succeeds even where the first getMore
+// fails every time; the reopen backoff must keep growing across such opens
+// and start over only after real progress (an event or an answered poll),
+// not cycle at its first step until STALL_AFTER. The getMore failure is
+// injected (a server shutting down, code 91). The bound is a count over
+// a period: sleeps last at least what the backoff asked, so a slow machine
+// only lowers the count.
+func TestNotifierBacksOffWhenEveryReadFailsAfterAnOpen(t *testing.T) {
+	e := newNotifierEnv(t)
+	e.checkpointAfter("a")
+	f := &resumeFaults{readErr: serverError(91, "ShutdownInProgress")}
+	n := e.startWithFaults(f)
+	testsupport.Eventually(t, "a failing open at the checkpoint", func() bool { opens, _ := f.stats(); return opens > 0 })
+	const period = 4 * time.Second
+	time.Sleep(period + time.Second)
+	f.mu.Lock()
+	openedAt := slices.Clone(f.openedAt)
+	f.mu.Unlock()
+	within := 0
+	for _, at := range openedAt {
+		if at.Sub(openedAt[0]) <= period {
+			within++
+		}
+	}
+	// Backoff from 100 ms, ×1.5 per attempt, ±50% jitter, capped at
+	// RetryMaxInterval (1 s): at most 13 opens fit in 4 s. Reset after
+	// every open, it reopens about every 100 ms (some 40 times).
+	if within > 15 {
+		t.Fatalf("%d opens within %s of the first: the reopen backoff starts over after every open", within, period)
+	}
+	if !n.IsLeader() {
+		t.Fatal("stepped down within 5 s; StallAfter is 30 s")
 	}
 }
