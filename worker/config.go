@@ -29,7 +29,9 @@ type Config struct {
 	Triggers *triggers.Set
 }
 
-// Validate checks every section without contacting a server.
+// Validate checks every section without contacting a server (a
+// mongodb+srv name is looked up in DNS; when it does not resolve, that is
+// left to the connection's retries).
 func (c Config) Validate() error {
 	var errs []error
 	if c.Triggers == nil {
@@ -37,6 +39,6 @@ func (c Config) Validate() error {
 	}
 	// The notifier's settings are checked even when it is off, so that
 	// turning it on later cannot reveal a mistake made today.
-	errs = append(errs, c.NATS.Validate(), c.Data.Validate(), c.Auth.Validate(), c.Notify.Validate())
+	errs = append(errs, ValidateMongoURI(c.MongoURI), c.NATS.Validate(), c.Data.Validate(), c.Auth.Validate(), c.Notify.Validate())
 	return errors.Join(errs...)
 }

@@ -38,8 +38,10 @@ import (
 // MongoDB. If ready is not nil it is called with the connections once
 // everything is provisioned.
 func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(jetstream.JetStream, *mongo.Client)) (err error) {
-	if cfg.Triggers == nil {
-		return errors.New("worker: a trigger set is required")
+	// Mistakes that waiting cannot fix (an unusable connection string
+	// among them) end startup at once.
+	if err := cfg.Validate(); err != nil {
+		return err
 	}
 	log.Info().Strs("triggers", cfg.Triggers.Names()).Str("mongodb", redact.URI(cfg.MongoURI)).
 		Str("nats", redact.URIs(cfg.NATS.URL)).Str("collection", cfg.Data.Database+"."+cfg.Data.Collection).

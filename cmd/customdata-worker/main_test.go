@@ -48,6 +48,10 @@ func TestCheckRejectsBadConfiguration(t *testing.T) {
 		{"two NATS auth methods", "CUSTOMDATA_NATS_TOKEN", "t", "only one"},
 		{"missing trigger file", "CUSTOMDATA_TRIGGERS_FILE", "/nonexistent/triggers.yaml", "triggers"},
 		{"not a duration", "CUSTOMDATA_BATCH_WAIT", "soon", "BATCH_WAIT"},
+		{"unescaped slash in the MongoDB password", "CUSTOMDATA_MONGODB_URI", "mongodb://user:pa/ss@h1:27017/?replicaSet=rs0", "MongoDB connection string"},
+		{"MongoDB port not a number", "CUSTOMDATA_MONGODB_URI", "mongodb://user:secretpw@h1:notaport/", "MongoDB connection string"},
+		{"NATS port not a number", "CUSTOMDATA_NATS_URL", "nats://h1:4222,nats://user:secretpw@h2:notaport", "NATS URL"},
+		{"NATS password with a slash", "CUSTOMDATA_NATS_URL", "nats://user:pa/ss@h1:4222", "NATS URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,6 +66,11 @@ func TestCheckRejectsBadConfiguration(t *testing.T) {
 			}
 			if !strings.Contains(errOut.String(), tt.wantErr) {
 				t.Errorf("check error %q does not mention %q", errOut.String(), tt.wantErr)
+			}
+			for _, secret := range []string{"pa/ss", "secretpw"} {
+				if strings.Contains(errOut.String(), secret) {
+					t.Errorf("check error %q shows the password", errOut.String())
+				}
 			}
 		})
 	}
@@ -178,6 +187,36 @@ func TestRunRefusesToStartOnDuplicateUsers(t *testing.T) {
 	}
 	if ctx.Err() != nil {
 		t.Fatal("runWorker retried until the deadline instead of failing at once")
+	}
+}
+
+// TestRunRefusesAnUnusableConnectionString: a connection string that
+// cannot be parsed is a configuration error, not an outage: run stops at
+// once with the reason instead of retrying forever, and never prints the
+// string.
+func TestRunRefusesAnUnusableConnectionString(t *testing.T) {
+	for _, tc := range []struct{ key, value string }{
+		{"CUSTOMDATA_MONGODB_URI", "mongodb://user:pa/ss@127.0.0.1:1/?replicaSet=rs0"},
+		{"CUSTOMDATA_NATS_URL", "nats://user:pa/ss@127.0.0.1:4222"},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			t.Setenv("CUSTOMDATA_HTTP_ADDR", "")
+			t.Setenv(tc.key, tc.value)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cfg, err := loadConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs := &syncBuffer{}
+			err = runWorker(ctx, cfg, newLogger(cfg, logs), nil)
+			if ctx.Err() != nil {
+				t.Fatalf("runWorker retried until the deadline instead of failing at once (%v)", err)
+			}
+			if err == nil || strings.Contains(err.Error(), "pa/ss") || strings.Contains(logs.String(), "pa/ss") {
+				t.Fatalf("runWorker = %v, want an error that does not show the password; logs:\n%s", err, logs.String())
+			}
+		})
 	}
 }
 
@@ -326,11 +365,12 @@ func freeAddr(t *testing.T) string {
 }
 
 // TestStartupLogsCarryNoPassword: the startup line and the connect retry
-// print the connection strings and the driver's error; a password the
-// driver refuses (an unescaped '/') or quotes must not reach them.
+// print the connection strings and the driver's error; a password (here
+// with an escaped '/') must not reach them. A connection string that
+// cannot be parsed ends startup: TestRunRefusesAnUnusableConnectionString.
 func TestStartupLogsCarryNoPassword(t *testing.T) {
 	n := testsupport.StartNATS(t)
-	t.Setenv("CUSTOMDATA_MONGODB_URI", "mongodb://app:pa/ss9w@127.0.0.1:1,127.0.0.1:2/?replicaSet=rs0")
+	t.Setenv("CUSTOMDATA_MONGODB_URI", "mongodb://app:pa%2Fss9w@127.0.0.1:1,127.0.0.1:2/?replicaSet=rs0")
 	t.Setenv("CUSTOMDATA_NATS_URL", n.URL+",nats://app:nats9w@127.0.0.1:1")
 	t.Setenv("CUSTOMDATA_HTTP_ADDR", "")
 	cfg, err := loadConfig()
