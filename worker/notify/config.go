@@ -35,9 +35,9 @@ const (
 	// minNotifierLeaseTTL keeps renewals (every TTL/3) meaningful against
 	// round-trip times.
 	minNotifierLeaseTTL = 300 * time.Millisecond
-	// maxStreamPollGrace caps how long a change-stream open or poll may
+	// maxFeedPollGrace caps how long a change-stream open or poll may
 	// take beyond MaxAwaitTime before it counts as failed (hung).
-	maxStreamPollGrace = 10 * time.Second
+	maxFeedPollGrace = 10 * time.Second
 	// duplicateUserMemory bounds the set of users already warned about.
 	duplicateUserMemory = 10_000
 )
@@ -107,13 +107,13 @@ type Config struct {
 	PreAndPostImages bool
 
 	// RetryMaxInterval caps the backoff between attempts to reopen the
-	// change stream or reach NATS. Default 10s.
+	// change feed or reach NATS. Default 10s.
 	RetryMaxInterval time.Duration
-	// UnhealthyAfter is how long the change stream or the lease may fail
+	// UnhealthyAfter is how long the change feed or the lease may fail
 	// before Healthy reports an error. Default 30s.
 	UnhealthyAfter time.Duration
 	// MaxAwaitTime is how long the server may hold an empty poll of the
-	// change stream. Default 1s.
+	// change feed. Default 1s.
 	MaxAwaitTime time.Duration
 	// IdlePollInterval is the shortest time between two empty polls.
 	// Servers normally hold an empty poll up to MaxAwaitTime, so this only
@@ -122,9 +122,9 @@ type Config struct {
 	IdlePollInterval time.Duration
 	// CheckpointInterval bounds how far the checkpoint may lag behind the
 	// last acknowledged notice while changes keep arriving (the checkpoint
-	// is written as soon as the stream has nothing buffered). Default 1s.
+	// is written as soon as the feed has nothing buffered). Default 1s.
 	CheckpointInterval time.Duration
-	// StallAfter: when the leader's change stream has made no progress
+	// StallAfter: when the leader's change feed has made no progress
 	// (no event, no answered poll) and has failed every attempt since, for
 	// longer than this, the leader gives the lease up and stays out of the
 	// competition for a lease TTL, so a replica whose MongoDB works takes
@@ -192,11 +192,11 @@ func (c *Config) SetDefaults() {
 	}
 }
 
-// streamOpTimeout bounds one open or poll of the change stream: the server
+// feedOpTimeout bounds one open or poll of the change feed: the server
 // holds an empty poll up to MaxAwaitTime, so anything much longer is a hung
 // connection, counted as a failure rather than waited on forever.
-func (c Config) streamOpTimeout() time.Duration {
-	return c.MaxAwaitTime + min(maxStreamPollGrace, max(time.Second, c.StallAfter/4))
+func (c Config) feedOpTimeout() time.Duration {
+	return c.MaxAwaitTime + min(maxFeedPollGrace, max(time.Second, c.StallAfter/4))
 }
 
 // Validate checks the configuration after defaults are applied.

@@ -37,7 +37,7 @@ func TestNotifierConfigDefaults(t *testing.T) {
 		{"user id field", c.UserIDField, "userId"},
 		{"pre-images", c.PreAndPostImages, false},
 		{"stall after", c.StallAfter, 30 * time.Second},
-		{"stream op timeout", c.streamOpTimeout(), time.Second + 7500*time.Millisecond},
+		{"stream op timeout", c.feedOpTimeout(), time.Second + 7500*time.Millisecond},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
@@ -55,7 +55,7 @@ func TestNotifierConfigDefaults(t *testing.T) {
 	}
 	quick := Config{Database: "a", Collection: "b", MaxAwaitTime: 200 * time.Millisecond, StallAfter: 2 * time.Second, LeaseTTL: time.Second}
 	quick.SetDefaults()
-	if got := quick.streamOpTimeout(); got != 1200*time.Millisecond {
+	if got := quick.feedOpTimeout(); got != 1200*time.Millisecond {
 		t.Errorf("stream op timeout with a 2s stall = %s, want 1.2s (grace at least 1s)", got)
 	}
 	short := Config{Database: "a", Collection: "b", MaxAge: time.Minute}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -73,18 +74,23 @@ func newNotifierEnvOn(t testing.TB, m *testsupport.Mongo, client *mongo.Client) 
 	}
 }
 
-// runningNotifier is a Notifier whose Run goroutine the test owns.
+// runningNotifier is a Notifier whose Run goroutine the test owns. It has
+// a NATS connection of its own, as a process would.
 type runningNotifier struct {
 	*Notifier
+	nc     *nats.Conn
 	reg    *prometheus.Registry
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-// stop cancels Run and waits for it. With crash, the lease is not given
-// up, as if the process had died.
+// stop cancels Run and waits for it. With crash, its NATS connection is
+// closed first, as if the process had died: the lease is not given up and
+// no last checkpoint is written.
 func (r *runningNotifier) stop(crash bool) {
-	r.releaseOnStop = !crash
+	if crash {
+		r.nc.Close()
+	}
 	r.cancel()
 	<-r.done
 }
@@ -109,22 +115,33 @@ func (e *notifierEnv) start(mutate ...func(*Config)) *runningNotifier {
 // client's handle on the same database).
 func (e *notifierEnv) startOn(db *mongo.Database, mutate ...func(*Config)) *runningNotifier {
 	e.t.Helper()
+	return e.run(db, nil, true, mutate...)
+}
+
+// run runs a notifier on db whose feed opens through feeds (nil: the
+// collection's Watch), provisioning first if asked; it is stopped at
+// cleanup.
+func (e *notifierEnv) run(db *mongo.Database, feeds feedSource, provision bool, mutate ...func(*Config)) *runningNotifier {
+	e.t.Helper()
 	cfg := e.cfg
 	for _, f := range mutate {
 		f(&cfg)
 	}
 	reg := prometheus.NewRegistry()
 	log := zerolog.New(zerolog.NewTestWriter(e.t)).Level(zerolog.InfoLevel)
-	n, err := New(cfg, e.js, db, log, reg)
+	nc, js := e.nats.Connect(e.t)
+	n, err := newNotifier(cfg, js, db, log, reg, feeds)
 	if err != nil {
 		e.t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	if err := n.Provision(ctx); err != nil {
-		cancel()
-		e.t.Fatalf("Provision: %v", err)
+	if provision {
+		if err := n.Provision(ctx); err != nil {
+			cancel()
+			e.t.Fatalf("Provision: %v", err)
+		}
 	}
-	r := &runningNotifier{Notifier: n, reg: reg, cancel: cancel, done: make(chan struct{})}
+	r := &runningNotifier{Notifier: n, nc: nc, reg: reg, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		if err := n.Run(ctx); err != nil {

@@ -3,51 +3,47 @@ package notify
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/customdata-worker/customdata-worker/internal/retry"
 )
 
-// errReopenNow asks for the stream to be reopened from the checkpoint at
+// errReopenNow asks for the feed to be reopened from the checkpoint at
 // once (not a failure: e.g. the document-size mode changed).
 var errReopenNow = errors.New("reopen the change stream")
 
-// errStreamStalled ends a leadership term on purpose: the change stream
+// errFeedStalled ends a leadership term on purpose: the change feed
 // made no progress for StallAfter while every attempt failed, so another
 // replica, whose MongoDB may work, should lead.
-var errStreamStalled = errors.New("change stream stalled")
+var errFeedStalled = errors.New("change stream stalled")
 
-// idleCheckpointInterval is how often an idle stream's position (the
+// idleCheckpointInterval is how often an idle feed's position (the
 // server's post-batch resume token) is checkpointed: often enough to stay
 // far inside any oplog window, rarely enough to cost nothing.
 const idleCheckpointInterval = 10 * time.Second
 
-// maxOpenTimeouts bounds how often in a row opening the stream at one
+// maxOpenTimeouts bounds how often in a row opening the feed at one
 // position may end in the server's time limit (MaxTimeMSExpired). Each
-// retry doubles the open's time limit; past the bound the stream starts
+// retry doubles the open's time limit; past the bound the feed starts
 // from now after a flush-all (position_unreadable).
 const maxOpenTimeouts = 3
 
 // maxPositionRefusals is how often in a row the server may refuse, with
-// the same error, to open or read the stream at one position before the
+// the same error, to open or read the feed at one position before the
 // position counts as unreadable (e.g. BSONObjectTooLarge for a change
-// whose event exceeds 16 MB): the stream then starts from now after a
+// whose event exceeds 16 MB): the feed then starts from now after a
 // flush-all (position_unreadable) instead of reopening there forever.
 const maxPositionRefusals = 3
 
@@ -55,19 +51,14 @@ const maxPositionRefusals = 3
 // collection) is repeated.
 const sizeProbeInterval = 30 * time.Second
 
-// streamSession runs the change stream for one leadership term. It is
-// used by one goroutine.
-type streamSession struct {
-	n   *Notifier
+// term runs the change feed for one leadership term: open, resume, poll,
+// reopen; it keeps the position (pending, saved, checkpoint) and hands
+// notices to its publisher. It is used by one goroutine and does not know
+// the Notifier: what it needs is given to it (termDeps).
+type term struct {
+	termDeps
 	log zerolog.Logger
-	// leaseCtx ends only when the lease is lost (or the term is over); a
-	// publish attempt runs under it, so shutdown lets it finish while a
-	// lost lease aborts it.
-	leaseCtx context.Context
-	term     uint64 // lease revision at acquisition; names "from now" flushes
-	// opens counts streams opened from now in this term; it makes each
-	// such flush's Msg-Id unique (two gaps are two causes).
-	opens int
+	pub *publisher
 
 	serverSize     bool // the pipeline computes $bsonSize
 	sizeConclusive bool
@@ -76,13 +67,13 @@ type streamSession struct {
 	// pending is the position after the last acknowledged notice, not yet
 	// written to the checkpoint store.
 	pending *checkpoint
-	// saved is the position this session last wrote to the store.
+	// saved is the position this term last wrote to the store.
 	saved          *checkpoint
 	savedToken     []byte
 	lastCheckpoint time.Time
-	// afterStreamEnd: the previous event was a drop/rename/dropDatabase
+	// afterFeedEnd: the previous event was a drop/rename/dropDatabase
 	// whose flush covers the invalidate that follows it.
-	afterStreamEnd bool
+	afterFeedEnd bool
 
 	// distrust: the server said, while reading, that the checkpoint's
 	// history is gone; the next open starts from now with this flush.
@@ -92,13 +83,13 @@ type streamSession struct {
 	// since (it is logged once per outage).
 	failing bool
 
-	// lastProgress is when the stream last yielded an event or answered a
-	// poll (or the session started); failedSinceProgress says an attempt
+	// lastProgress is when the feed last yielded an event or answered a
+	// poll (or the term started); failedSinceProgress says an attempt
 	// failed since. Together they tell a stalled stream from a blip.
 	lastProgress        time.Time
 	failedSinceProgress bool
 
-	// at is the stream's position: where it was opened, then the token of
+	// at is the feed's position: where it was opened, then the token of
 	// the last event or post-batch resume token read. An error repeated
 	// here tells a position the server cannot read from a failing server.
 	at []byte
@@ -113,57 +104,55 @@ type streamSession struct {
 	refusedCode int
 }
 
-// changeEvents is what the session reads a change stream through: the
-// driver's *mongo.ChangeStream, or in tests one that fails the way a real
-// server does and the stand-in cannot. Implementations must be comparable
-// (the session tells streams apart with ==).
-type changeEvents interface {
-	TryNext(ctx context.Context) bool
-	// Event is the event TryNext moved to (ChangeStream.Current).
-	Event() bson.Raw
-	Err() error
-	ResumeToken() bson.Raw
-	RemainingBatchLength() int
-	Close(ctx context.Context) error
+// termDeps is what a term needs, shared by every term of one Notifier.
+type termDeps struct {
+	cfg     Config
+	coll    *mongo.Collection // the watched collection: probed for $bsonSize
+	feeds   feedSource
+	store   *checkpointStore
+	js      jetstream.JetStream
+	metrics *notifierMetrics
+	health  *notifierHealth
+	limiter *logLimiter
+	// localSizeWarned: the "server cannot size documents" warning is out
+	// (once per Notifier, not per term).
+	localSizeWarned *atomic.Bool
+	hooks           termHooks
 }
 
-// driverChangeStream adapts *mongo.ChangeStream to changeEvents.
-type driverChangeStream struct{ *mongo.ChangeStream }
-
-func (d driverChangeStream) Event() bson.Raw { return d.Current }
-
-// streamOpener opens the change stream at from (nil: from now).
-// feedSource opens the change feed: the collection's Watch, or in tests
-// one that fails the way a real server does and the stand-in cannot.
-type feedSource interface {
-	open(ctx context.Context, pipeline mongo.Pipeline, from *checkpoint,
-		opts *options.ChangeStreamOptionsBuilder) (changeEvents, error)
+// termHooks are the effects of a change beyond its notices.
+type termHooks struct {
+	// collectionGone: the feed reported the collection dropped or renamed
+	// (or its database dropped). It must not block.
+	collectionGone func()
+	// changedUser: a user's document changed (the duplicate-user guard
+	// checks it). It must not block.
+	changedUser func(user string)
 }
 
-// watchFeed is the production feedSource: the collection's Watch.
-type watchFeed struct{ coll *mongo.Collection }
-
-func (w watchFeed) open(ctx context.Context, pipeline mongo.Pipeline, _ *checkpoint,
-	opts *options.ChangeStreamOptionsBuilder) (changeEvents, error) {
-	cs, err := w.coll.Watch(ctx, pipeline, opts)
-	if err != nil {
-		return nil, err
+// newTerm starts a term at lease revision rev; leaseCtx ends when the
+// lease is lost or the term is over.
+func newTerm(d termDeps, log zerolog.Logger, leaseSession string, rev uint64, leaseCtx context.Context) *term {
+	log = log.With().Uint64("term", rev).Logger()
+	return &term{
+		termDeps: d,
+		log:      log,
+		pub: &publisher{
+			js: d.js, stream: d.cfg.Stream, prefix: d.cfg.SubjectPrefix, leaseCtx: leaseCtx,
+			retryMax: d.cfg.RetryMaxInterval, metrics: d.metrics, health: d.health, log: log,
+			leaseSession: leaseSession, revision: rev,
+		},
+		lastProgress: time.Now(),
 	}
-	return driverChangeStream{cs}, nil
 }
 
-func newStreamSession(n *Notifier, term uint64, leaseCtx context.Context) *streamSession {
-	return &streamSession{n: n, log: n.log.With().Uint64("term", term).Logger(), term: term, leaseCtx: leaseCtx,
-		lastProgress: time.Now()}
-}
-
-// progress records that the stream works.
+// progress records that the feed works.
 // An open alone is not progress: with an empty first batch it succeeds
 // even where every read fails.
-func (s *streamSession) progress() {
+func (s *term) progress() {
 	s.lastProgress = time.Now()
 	if s.failedSinceProgress {
-		s.n.health.streamOK()
+		s.health.feedOK()
 	}
 	s.failedSinceProgress = false
 	if s.failing {
@@ -172,16 +161,16 @@ func (s *streamSession) progress() {
 	}
 }
 
-// run keeps a change stream open and its notices flowing until ctx ends
-// (nil) or the stream stalls (an error wrapping errStreamStalled): no
+// run keeps a change feed open and its notices flowing until ctx ends
+// (nil) or the feed stalls (an error wrapping errFeedStalled): no
 // progress for StallAfter and every attempt since failed.
-func (s *streamSession) run(ctx context.Context) (stalled error) {
+func (s *term) run(ctx context.Context) (stalled error) {
 	s.probeSize(ctx)
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 100 * time.Millisecond
-	bo.MaxInterval = s.n.cfg.RetryMaxInterval
+	bo.MaxInterval = s.cfg.RetryMaxInterval
 	for ctx.Err() == nil {
-		err := s.runStream(ctx)
+		err := s.runFeed(ctx)
 		if ctx.Err() != nil {
 			break
 		}
@@ -189,17 +178,17 @@ func (s *streamSession) run(ctx context.Context) (stalled error) {
 			bo.Reset()
 			continue
 		}
-		class := classifyStreamError(err)
+		class := classifyFeedError(err)
 		switch class {
-		case streamHistoryLost, streamTokenInvalid:
+		case feedHistoryLost, feedTokenInvalid:
 			// Reported while reading (some servers do): the checkpoint
 			// cannot be resumed from either.
 			s.distrust = flushReasonForRefusedToken(class)
-		case streamRefused:
+		case feedRefused:
 			s.refused(err)
 		}
-		s.n.metrics.streamErrors.WithLabelValues(class.String()).Inc()
-		s.n.health.streamFailed(err)
+		s.metrics.feedErrors.WithLabelValues(class.String()).Inc()
+		s.health.feedFailed(err)
 		if !s.failing {
 			s.log.Warn().Err(err).Str("class", class.String()).Int("code", outage.FirstCode(err)).
 				Msg("change stream failed; reopening from the last checkpoint with backoff")
@@ -217,16 +206,16 @@ func (s *streamSession) run(ctx context.Context) (stalled error) {
 		// An open that ran out of the server's time limit shows a server
 		// that answers; another replica would meet the same scan. The
 		// widening is bounded (maxOpenTimeouts), so the term goes on.
-		widening := class == streamTimedOut && s.openTimeouts > 0 && s.openTimeouts < maxOpenTimeouts
-		if stuck >= s.n.cfg.StallAfter && !widening {
-			stalled = fmt.Errorf("%w: no progress for %s, last error: %w", errStreamStalled, stuck.Round(time.Millisecond), err)
+		widening := class == feedTimedOut && s.openTimeouts > 0 && s.openTimeouts < maxOpenTimeouts
+		if stuck >= s.cfg.StallAfter && !widening {
+			stalled = fmt.Errorf("%w: no progress for %s, last error: %w", errFeedStalled, stuck.Round(time.Millisecond), err)
 			break
 		}
 		// Wake up at the stall deadline at the latest, so the step-down
 		// is not late by a backoff interval.
 		wait := bo.NextBackOff()
 		if !widening {
-			wait = min(wait, s.n.cfg.StallAfter-stuck)
+			wait = min(wait, s.cfg.StallAfter-stuck)
 		}
 		if !retry.Sleep(ctx, wait) {
 			break
@@ -238,20 +227,20 @@ func (s *streamSession) run(ctx context.Context) (stalled error) {
 }
 
 // probeSize decides whether the server computes document sizes.
-func (s *streamSession) probeSize(ctx context.Context) {
+func (s *term) probeSize(ctx context.Context) {
 	s.lastSizeProbe = time.Now()
 	// Bounded like a poll: a hung server must not hold the term here.
-	pctx, cancel := context.WithTimeout(ctx, s.n.cfg.streamOpTimeout())
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.feedOpTimeout())
 	defer cancel()
-	s.serverSize, s.sizeConclusive = probeServerSize(pctx, s.n.coll)
-	if !s.serverSize && s.sizeConclusive && s.n.warnedLocalSize.CompareAndSwap(false, true) {
+	s.serverSize, s.sizeConclusive = probeServerSize(pctx, s.coll)
+	if !s.serverSize && s.sizeConclusive && s.localSizeWarned.CompareAndSwap(false, true) {
 		s.log.Warn().Msg("the server cannot evaluate $bsonSize: change events carry whole documents so the worker can size them")
 	}
 }
 
-// runStream opens the change stream at the checkpoint (or from now, with a
+// runFeed opens the change feed at the checkpoint (or from now, with a
 // flush-all) and consumes it until an error.
-func (s *streamSession) runStream(ctx context.Context) error {
+func (s *term) runFeed(ctx context.Context) error {
 	cp, found, err := s.startPosition(ctx)
 	var flush events.FlushReason
 	if err != nil {
@@ -268,18 +257,18 @@ func (s *streamSession) runStream(ctx context.Context) error {
 		flush, found = s.distrust, false
 	}
 
-	var cs changeEvents
+	var cs feedCursor
 	if found {
 		s.at = cp.Token
 		cs, err = s.open(ctx, &cp)
 		if err != nil {
-			class := classifyStreamError(err)
+			class := classifyFeedError(err)
 			switch class {
-			case streamPipelineUnsupported:
+			case feedPipelineUnsupported:
 				return s.pipelineUnsupported(err)
-			case streamHistoryLost, streamTokenInvalid:
+			case feedHistoryLost, feedTokenInvalid:
 				flush = flushReasonForRefusedToken(class)
-			case streamTimedOut:
+			case feedTimedOut:
 				if n := s.openTimedOut(cp.Token); n < maxOpenTimeouts {
 					return fmt.Errorf("resume change stream (timed out %d times at this position; next open may take %s): %w",
 						n, s.openTimeout(), err)
@@ -307,11 +296,11 @@ func (s *streamSession) runStream(ctx context.Context) error {
 			flush = events.FlushNoCheckpoint
 		}
 		if cs, err = s.open(ctx, nil); err != nil {
-			if classifyStreamError(err) == streamPipelineUnsupported {
+			if classifyFeedError(err) == feedPipelineUnsupported {
 				return s.pipelineUnsupported(err)
 			}
 			if s.distrust == events.FlushPositionUnreadable {
-				// The stream fails from now too: the position was not the
+				// The feed fails from now too: the position was not the
 				// cause. Back to the checkpoint, counting afresh.
 				s.distrust, s.refusals = "", 0
 				s.log.Info().Msg("the change stream cannot be opened from now either: resuming from the checkpoint again")
@@ -320,7 +309,7 @@ func (s *streamSession) runStream(ctx context.Context) error {
 		}
 	}
 	defer func() { s.close(ctx, cs) }()
-	s.afterStreamEnd = false
+	s.afterFeedEnd = false
 	s.distrust = ""
 	s.openTimeouts, s.timeoutAt = 0, nil
 	if flush != "" {
@@ -329,10 +318,9 @@ func (s *streamSession) runStream(ctx context.Context) error {
 	}
 
 	if flush != "" {
-		// The stream is open before the flush is published, so every
-		// change the flush does not cover is seen by the stream.
-		s.opens++
-		if err := s.publishFlush(ctx, flush, ""); err != nil {
+		// The feed is open before the flush is published, so every
+		// change the flush does not cover is seen by the feed.
+		if err := s.pub.publishFromNow(ctx, flush); err != nil {
 			return err
 		}
 		s.log.Warn().Str("reason", string(flush)).Msg("published flush-all: continuity with the previous position is unknown")
@@ -347,17 +335,17 @@ func (s *streamSession) runStream(ctx context.Context) error {
 }
 
 // startPosition is where a (re)opened stream starts: the stored
-// checkpoint, or this session's own position when that is newer. The
-// session's position only moves past a change once its notices are
+// checkpoint, or this term's own position when that is newer. The
+// term's position only moves past a change once its notices are
 // acknowledged (or over a fully read empty batch), so resuming there
 // leaves no gap; it spares re-publishing what the store has not caught up
 // with, and a reopen does not depend on reading the store.
-func (s *streamSession) startPosition(ctx context.Context) (checkpoint, bool, error) {
+func (s *term) startPosition(ctx context.Context) (checkpoint, bool, error) {
 	mem := s.pending
 	if mem == nil {
 		mem = s.saved
 	}
-	stored, found, err := s.n.checkpoints.load(ctx)
+	stored, found, err := s.store.load(ctx)
 	if mem == nil || (err == nil && found && !s.ownIsNewer(*mem, stored)) {
 		return stored, found, err
 	}
@@ -367,12 +355,12 @@ func (s *streamSession) startPosition(ctx context.Context) (checkpoint, bool, er
 	return *mem, true, nil
 }
 
-// ownIsNewer reports whether the session's position mem is past stored.
-// When stored is not what this session last wrote (a deposed leader's
+// ownIsNewer reports whether the term's position mem is past stored.
+// When stored is not what this term last wrote (a deposed leader's
 // final write can land late), positions are compared by cluster time;
 // without one on either side the store wins, as before. Either choice
 // is gap-free: every writer stores only acknowledged positions.
-func (s *streamSession) ownIsNewer(mem, stored checkpoint) bool {
+func (s *term) ownIsNewer(mem, stored checkpoint) bool {
 	if s.saved != nil && bytes.Equal(stored.Token, s.saved.Token) {
 		return true
 	}
@@ -385,38 +373,38 @@ func (s *streamSession) ownIsNewer(mem, stored checkpoint) bool {
 
 // pipelineUnsupported switches to worker-side sizing when the server
 // rejected the $bsonSize pipeline.
-func (s *streamSession) pipelineUnsupported(err error) error {
+func (s *term) pipelineUnsupported(err error) error {
 	if !s.serverSize {
 		return fmt.Errorf("change stream pipeline refused: %w", err)
 	}
 	s.serverSize, s.sizeConclusive = false, true
-	s.n.warnedLocalSize.Store(true)
+	s.localSizeWarned.Store(true)
 	s.log.Warn().Int("code", outage.FirstCode(err)).
 		Msg("the server cannot evaluate $bsonSize: reopening with whole documents, sized by the worker")
 	return errReopenNow
 }
 
-// open opens the change stream. The deadline (which the driver also sends
+// open opens the change feed. The deadline (which the driver also sends
 // as maxTimeMS) turns an open that hangs (a server or path that accepts
 // connections but never answers) into a failure; the driver keeps no
 // reference to ctx once Watch returns.
-func (s *streamSession) open(ctx context.Context, from *checkpoint) (changeEvents, error) {
+func (s *term) open(ctx context.Context, from *checkpoint) (feedCursor, error) {
 	octx, cancel := context.WithTimeout(ctx, s.openTimeout())
 	defer cancel()
-	pipeline, opts := changeStreamPipeline(s.n.cfg.UserIDField, s.serverSize), s.n.watchOptions(from)
-	return s.n.feeds.open(octx, pipeline, from, opts)
+	pipeline, opts := feedPipeline(s.cfg.UserIDField, s.serverSize), feedOptions(s.cfg, from)
+	return s.feeds.open(octx, pipeline, from, opts)
 }
 
 // openTimeout is the time limit of the next open: a poll's, doubled for
 // each open in a row that ran out of the server's time limit at the
 // position (up to maxOpenTimeouts-1 doublings).
-func (s *streamSession) openTimeout() time.Duration {
-	return s.n.cfg.streamOpTimeout() << min(s.openTimeouts, maxOpenTimeouts-1)
+func (s *term) openTimeout() time.Duration {
+	return s.cfg.feedOpTimeout() << min(s.openTimeouts, maxOpenTimeouts-1)
 }
 
 // openTimedOut records that opening at pos ran out of the server's time
 // limit and returns how often in a row it did at pos.
-func (s *streamSession) openTimedOut(pos []byte) int {
+func (s *term) openTimedOut(pos []byte) int {
 	if !bytes.Equal(pos, s.timeoutAt) {
 		s.openTimeouts, s.timeoutAt = 0, pos
 	}
@@ -424,10 +412,10 @@ func (s *streamSession) openTimedOut(pos []byte) int {
 	return s.openTimeouts
 }
 
-// refused records a refusal (streamRefused) at the stream's position. The
+// refused records a refusal (feedRefused) at the feed's position. The
 // same refusal maxPositionRefusals times in a row at one position makes
 // the next open start from now after a flush-all; it is logged once.
-func (s *streamSession) refused(err error) {
+func (s *term) refused(err error) {
 	code := outage.FirstCode(err)
 	if s.at == nil {
 		return // no position to blame: the next open starts from the checkpoint
@@ -445,13 +433,13 @@ func (s *streamSession) refused(err error) {
 
 // close closes cs, bounded like a poll (killCursors on a hung connection
 // would otherwise wait).
-func (s *streamSession) close(ctx context.Context, cs changeEvents) {
-	closeChangeStream(ctx, cs, s.n.cfg.streamOpTimeout())
+func (s *term) close(ctx context.Context, cs feedCursor) {
+	closeFeed(ctx, cs, s.cfg.feedOpTimeout())
 }
 
-// consume handles events until the stream fails or ctx ends.
-func (s *streamSession) consume(ctx context.Context, cs changeEvents) error {
-	// Close streams this function replaced (after an invalidate); the
+// consume handles events until the feed fails or ctx ends.
+func (s *term) consume(ctx context.Context, cs feedCursor) error {
+	// Close feeds this function replaced (after an invalidate); the
 	// caller closes the one it opened.
 	first := cs
 	defer func() {
@@ -463,9 +451,9 @@ func (s *streamSession) consume(ctx context.Context, cs changeEvents) error {
 	for {
 		// Each poll has a deadline: the server answers an empty poll
 		// after MaxAwaitTime, so one that takes much longer is hung and
-		// counts as a failure (the stream is reopened, and a stall ends
+		// counts as a failure (the feed is reopened, and a stall ends
 		// the term) instead of blocking the leader forever.
-		pctx, cancel := context.WithTimeout(ctx, s.n.cfg.streamOpTimeout())
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.feedOpTimeout())
 		got := cs.TryNext(pctx)
 		cancel()
 		if got {
@@ -486,13 +474,13 @@ func (s *streamSession) consume(ctx context.Context, cs changeEvents) error {
 			return err
 		}
 		if err := cs.Err(); err != nil {
-			if classifyStreamError(err) == streamPipelineUnsupported {
+			if classifyFeedError(err) == feedPipelineUnsupported {
 				return s.pipelineUnsupported(err)
 			}
 			return fmt.Errorf("read change stream: %w", err)
 		}
 		s.progress()
-		s.n.health.streamOK()
+		s.health.feedOK()
 		if tok := cs.ResumeToken(); tok != nil && !bytes.Equal(tok, s.at) {
 			s.at = slices.Clone(tok)
 		}
@@ -500,7 +488,7 @@ func (s *streamSession) consume(ctx context.Context, cs changeEvents) error {
 		// token moves on even without changes, which keeps the position
 		// inside the oplog window on a quiet collection.
 		if tok := cs.ResumeToken(); tok != nil && s.pending == nil && !bytes.Equal(tok, s.savedToken) &&
-			time.Since(s.lastCheckpoint) >= idleCheckpointInterval && !s.afterStreamEnd {
+			time.Since(s.lastCheckpoint) >= idleCheckpointInterval && !s.afterFeedEnd {
 			s.pending = &checkpoint{Token: slices.Clone(tok)}
 		}
 		s.savePending(ctx, false)
@@ -514,7 +502,7 @@ func (s *streamSession) consume(ctx context.Context, cs changeEvents) error {
 		}
 		// Servers hold an empty poll up to MaxAwaitTime; one that answers
 		// at once must not be polled in a tight loop.
-		if wait := s.n.cfg.IdlePollInterval - time.Since(lastPoll); wait > 0 && !retry.Sleep(ctx, wait) {
+		if wait := s.cfg.IdlePollInterval - time.Since(lastPoll); wait > 0 && !retry.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
 		lastPoll = time.Now()
@@ -522,42 +510,40 @@ func (s *streamSession) consume(ctx context.Context, cs changeEvents) error {
 }
 
 // handle publishes the notices of one event and advances the pending
-// checkpoint. It returns a new stream when the event ended this one.
-func (s *streamSession) handle(ctx context.Context, cs changeEvents, raw bson.Raw) (changeEvents, error) {
-	mapper := s.n.mapper
-	mapper.measureFullDocument = !s.serverSize
+// checkpoint. It returns a new feed when the event ended this one.
+func (s *term) handle(ctx context.Context, cs feedCursor, raw bson.Raw) (feedCursor, error) {
+	mapper := noticeMapper{prefix: s.cfg.SubjectPrefix, userIDField: s.cfg.UserIDField,
+		oversizeBytes: s.cfg.OversizeBytes, measureFullDocument: !s.serverSize}
 	mc := mapper.mapChange(raw)
 
 	if mc.Invalidate {
 		return s.handleInvalidate(ctx, mc)
 	}
 	for _, p := range mc.Notices {
-		if err := s.publish(ctx, p, mc.ClusterTime); err != nil {
+		if err := s.pub.publish(ctx, p, mc.ClusterTime); err != nil {
 			return nil, err
 		}
 	}
 	switch mc.Flush {
 	case events.FlushCollectionGone:
-		s.n.metrics.flushes.WithLabelValues(string(mc.Flush)).Inc()
 		s.log.Warn().Str("operation", mc.Operation).Msg("collection dropped or renamed: published flush-all; watching for it to return")
-		s.n.collectionGone()
+		s.hooks.collectionGone()
 	case events.FlushUnattributable:
-		s.n.metrics.flushes.WithLabelValues(string(mc.Flush)).Inc()
-		if ok, held := s.n.limiter.allow("unattributable"); ok {
+		if ok, held := s.limiter.allow("unattributable"); ok {
 			s.log.Warn().Str("operation", mc.Operation).Int("suppressed", held).
 				Msg("change event names neither a user nor a document _id: published flush-all")
 		}
 	}
-	s.afterStreamEnd = mc.Flush == events.FlushCollectionGone
+	s.afterFeedEnd = mc.Flush == events.FlushCollectionGone
 	if mc.Oversize {
-		s.n.metrics.oversize.Inc()
-		if ok, held := s.n.limiter.allow("oversize"); ok {
-			s.log.Warn().Str("document_id", mc.DocumentID).Int64("bytes", mc.Size).Int("limit", s.n.cfg.OversizeBytes).
+		s.metrics.oversize.Inc()
+		if ok, held := s.limiter.allow("oversize"); ok {
+			s.log.Warn().Str("document_id", mc.DocumentID).Int64("bytes", mc.Size).Int("limit", s.cfg.OversizeBytes).
 				Int("suppressed", held).Msg("custom-data document exceeds the size limit")
 		}
 	}
 	if mc.DuplicateCheckUser != "" {
-		s.n.dupGuard.enqueue(mc.DuplicateCheckUser)
+		s.hooks.changedUser(mc.DuplicateCheckUser)
 	}
 	if mc.Token != nil {
 		s.at = mc.Token
@@ -567,10 +553,10 @@ func (s *streamSession) handle(ctx context.Context, cs changeEvents, raw bson.Ra
 	return nil, nil
 }
 
-// handleInvalidate opens the stream that follows an invalidate, then
+// handleInvalidate opens the feed that follows an invalidate, then
 // publishes its flush-all (unless the drop/rename just before it already
 // did) and checkpoints the invalidate token for startAfter.
-func (s *streamSession) handleInvalidate(ctx context.Context, mc mappedChange) (changeEvents, error) {
+func (s *term) handleInvalidate(ctx context.Context, mc mappedChange) (feedCursor, error) {
 	if mc.Token == nil {
 		return nil, errors.New("invalidate event without a resume token")
 	}
@@ -580,112 +566,39 @@ func (s *streamSession) handleInvalidate(ctx context.Context, mc mappedChange) (
 		// Retried from the last checkpoint, which precedes the invalidate.
 		return nil, fmt.Errorf("reopen change stream after invalidate: %w", err)
 	}
-	if !s.afterStreamEnd {
+	if !s.afterFeedEnd {
 		for _, p := range mc.Notices {
-			if err := s.publish(ctx, p, mc.ClusterTime); err != nil {
+			if err := s.pub.publish(ctx, p, mc.ClusterTime); err != nil {
 				s.close(ctx, cs)
 				return nil, err
 			}
 		}
-		s.n.metrics.flushes.WithLabelValues(string(events.FlushInvalidated)).Inc()
 		s.log.Warn().Msg("change stream invalidated: published flush-all; watching again")
 	}
-	s.afterStreamEnd = false
+	s.afterFeedEnd = false
 	s.at = next.Token
 	s.pending = next
 	s.savePending(ctx, true)
 	return cs, nil
 }
 
-// publishFlush publishes a flush-all that no change event names (the
-// stream was opened from now). Its Msg-Id is unique per open, so a retry
-// of this publish is stored once but a later gap is flushed again.
-func (s *streamSession) publishFlush(ctx context.Context, reason events.FlushReason, operation string) error {
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%d|%d", reason, s.n.lease.Session(), s.term, s.opens))
-	p := plannedNotice{
-		Subject: events.FlushAllSubject(s.n.cfg.SubjectPrefix),
-		MsgID:   "fa-" + hex.EncodeToString(sum[:])[:32],
-		Notice: events.Notice{
-			SchemaVersion: events.NoticeSchemaVersion,
-			Kind:          events.NoticeFlushAll,
-			Operation:     operation,
-			Reason:        reason,
-		},
-	}
-	if err := s.publish(ctx, p, nil); err != nil {
-		return err
-	}
-	s.n.metrics.flushes.WithLabelValues(string(reason)).Inc()
-	return nil
-}
-
-// publish publishes one notice and waits for JetStream's acknowledgement,
-// retrying with backoff until it is acknowledged or ctx ends (the lease
-// was lost or the worker stops). A notice is never skipped.
-func (s *streamSession) publish(ctx context.Context, p plannedNotice, ct *events.ClusterTime) error {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 50 * time.Millisecond
-	bo.MaxInterval = s.n.cfg.RetryMaxInterval
-	failed := false
-	_, err := retry.Forever(ctx, bo, func() (struct{}, error) {
-		p.Notice.PublishedAt = time.Now().UTC()
-		data, err := json.Marshal(p.Notice)
-		if err != nil {
-			return struct{}{}, retry.Stop(fmt.Errorf("encode notice: %w", err))
-		}
-		msg := &nats.Msg{Subject: p.Subject, Data: data, Header: nats.Header{}}
-		pctx, cancel := context.WithTimeout(s.leaseCtx, 10*time.Second)
-		ack, err := s.n.js.PublishMsg(pctx, msg, jetstream.WithMsgID(p.MsgID), jetstream.WithExpectStream(s.n.cfg.Stream))
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return struct{}{}, retry.Stop(ctx.Err())
-			}
-			if s.leaseCtx.Err() != nil {
-				return struct{}{}, retry.Stop(s.leaseCtx.Err())
-			}
-			return struct{}{}, err
-		}
-		kind := string(p.Notice.Kind)
-		s.n.metrics.published.WithLabelValues(kind, p.Notice.Operation).Inc()
-		if ct != nil {
-			s.n.metrics.latency.Observe(max(0, time.Since(ct.Time()).Seconds()))
-		}
-		if ack.Duplicate {
-			s.log.Debug().Str("msg_id", p.MsgID).Msg("notice already stored (de-duplicated)")
-		}
-		if failed {
-			s.n.health.streamOK()
-			s.log.Info().Msg("publishing notices again")
-		}
-		return struct{}{}, nil
-	}, func(err error, first bool) {
-		s.n.health.streamFailed(err)
-		failed = true
-		if first {
-			s.log.Warn().Err(err).Str("msg_id", p.MsgID).Msg("notice publish failed; retrying with backoff (the change stream waits)")
-		}
-	})
-	return err
-}
-
 // savePending writes the pending checkpoint when forced or when the last
 // write is older than CheckpointInterval. A failed write keeps it pending:
 // the checkpoint only lags, which costs duplicates on restart, never gaps.
-func (s *streamSession) savePending(ctx context.Context, force bool) {
-	if s.pending == nil || ctx.Err() != nil || (!force && time.Since(s.lastCheckpoint) < s.n.cfg.CheckpointInterval) {
+func (s *term) savePending(ctx context.Context, force bool) {
+	if s.pending == nil || ctx.Err() != nil || (!force && time.Since(s.lastCheckpoint) < s.cfg.CheckpointInterval) {
 		return // on the way out run writes it with a fresh context
 	}
 	cp := *s.pending
-	cp.Instance = s.n.cfg.InstanceID
+	cp.Instance = s.cfg.InstanceID
 	cp.WrittenAt = time.Now().UTC()
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := s.n.checkpoints.save(wctx, cp); err != nil {
+	if err := s.store.save(wctx, cp); err != nil {
 		if ctx.Err() != nil {
 			return // stopping: run writes it on the way out
 		}
-		if ok, held := s.n.limiter.allow("checkpoint"); ok {
+		if ok, held := s.limiter.allow("checkpoint"); ok {
 			s.log.Warn().Err(err).Int("suppressed", held).Msg("checkpoint write failed; will retry")
 		}
 		return
@@ -694,12 +607,12 @@ func (s *streamSession) savePending(ctx context.Context, force bool) {
 	s.saved = &cp
 	s.savedToken = cp.Token
 	s.lastCheckpoint = cp.WrittenAt
-	s.n.metrics.checkpointWritten(cp.WrittenAt)
+	s.metrics.checkpointWritten(cp.WrittenAt)
 }
 
-// closeChangeStream closes cs even when ctx has ended, waiting at most
+// closeFeed closes cs even when ctx has ended, waiting at most
 // timeout.
-func closeChangeStream(ctx context.Context, cs interface{ Close(context.Context) error }, timeout time.Duration) {
+func closeFeed(ctx context.Context, cs interface{ Close(context.Context) error }, timeout time.Duration) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	_ = cs.Close(cctx)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
@@ -19,10 +18,10 @@ import (
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
-// TestStreamSessionReopensFromTheNewerPosition: after a transient error the
-// session resumes from its own last acknowledged position when that is past
+// TestTermReopensFromTheNewerPosition: after a transient error the
+// term resumes from its own last acknowledged position when that is past
 // the stored checkpoint, and from the store otherwise.
-func TestStreamSessionReopensFromTheNewerPosition(t *testing.T) {
+func TestTermReopensFromTheNewerPosition(t *testing.T) {
 	e := newNotifierEnv(t)
 	ctx := testsupport.Context(t)
 	n, err := New(e.cfg, e.js, e.db, zerolog.Nop(), nil)
@@ -58,7 +57,7 @@ func TestStreamSessionReopensFromTheNewerPosition(t *testing.T) {
 	)
 	for _, tc := range []struct {
 		name    string
-		saved   *checkpoint // written by this session (and stored, unless stored says otherwise)
+		saved   *checkpoint // written by this term (and stored, unless stored says otherwise)
 		pending *checkpoint
 		stored  *checkpoint // another writer's; nil: the store holds saved
 		special string      // storeNothing, storeGarbage
@@ -75,7 +74,7 @@ func TestStreamSessionReopensFromTheNewerPosition(t *testing.T) {
 		{name: "store unusable", saved: at("mine", 10), special: storeGarbage, want: "mine"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newStreamSession(n, 1, ctx)
+			s := newTerm(n.termDeps(), zerolog.Nop(), "", 1, ctx)
 			s.saved, s.pending = tc.saved, tc.pending
 			switch {
 			case tc.special == storeNothing:
@@ -106,15 +105,15 @@ func TestStreamSessionReopensFromTheNewerPosition(t *testing.T) {
 	}
 }
 
-// changeStreamCommands records the change-stream aggregates and getMores a
+// feedCommands records the change-stream aggregates and getMores a
 // client sends (event.CommandMonitor).
-type changeStreamCommands struct {
+type feedCommands struct {
 	mu         sync.Mutex
 	aggregates []bson.Raw
 	getMores   []bson.Raw
 }
 
-func (c *changeStreamCommands) monitor() *event.CommandMonitor {
+func (c *feedCommands) monitor() *event.CommandMonitor {
 	return &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
 		switch e.CommandName {
 		case "aggregate":
@@ -133,7 +132,7 @@ func (c *changeStreamCommands) monitor() *event.CommandMonitor {
 	}}
 }
 
-func (c *changeStreamCommands) snapshot() (aggregates, getMores []bson.Raw) {
+func (c *feedCommands) snapshot() (aggregates, getMores []bson.Raw) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.aggregates), slices.Clone(c.getMores)
@@ -148,7 +147,7 @@ func (c *changeStreamCommands) snapshot() (aggregates, getMores []bson.Raw) {
 func TestNotifierOpensWithAnEmptyFirstBatch(t *testing.T) {
 	e := newNotifierEnv(t)
 	ctx := testsupport.Context(t)
-	var cmds changeStreamCommands
+	var cmds feedCommands
 	client, err := mongo.Connect(options.Client().ApplyURI(e.mongo.URI).SetMonitor(cmds.monitor()))
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +213,7 @@ type resumeFaults struct {
 }
 
 func (f *resumeFaults) open(ctx context.Context, pipeline mongo.Pipeline, from *checkpoint,
-	opts *options.ChangeStreamOptionsBuilder) (changeEvents, error) {
+	opts *options.ChangeStreamOptionsBuilder) (feedCursor, error) {
 	if from != nil {
 		f.mu.Lock()
 		f.opens++
@@ -231,7 +230,7 @@ func (f *resumeFaults) open(ctx context.Context, pipeline mongo.Pipeline, from *
 			return nil, err
 		}
 		if f.readErr != nil {
-			return &failingStream{f.readErr}, nil
+			return &failingFeed{f.readErr}, nil
 		}
 	}
 	return watchFeed{f.coll}.open(ctx, pipeline, from, opts)
@@ -243,38 +242,23 @@ func (f *resumeFaults) stats() (opens int, timeouts []time.Duration) {
 	return f.opens, slices.Clone(f.timeouts)
 }
 
-// failingStream is a change stream whose every read fails with err (a
-// pointer, as the session compares streams).
-type failingStream struct{ err error }
+// failingFeed is a change stream whose every read fails with err (a
+// pointer, as the term compares streams).
+type failingFeed struct{ err error }
 
-func (*failingStream) TryNext(context.Context) bool { return false }
-func (*failingStream) Event() bson.Raw              { return nil }
-func (f *failingStream) Err() error                 { return f.err }
-func (*failingStream) ResumeToken() bson.Raw        { return nil }
-func (*failingStream) RemainingBatchLength() int    { return 0 }
-func (*failingStream) Close(context.Context) error  { return nil }
+func (*failingFeed) TryNext(context.Context) bool { return false }
+func (*failingFeed) Event() bson.Raw              { return nil }
+func (f *failingFeed) Err() error                 { return f.err }
+func (*failingFeed) ResumeToken() bson.Raw        { return nil }
+func (*failingFeed) RemainingBatchLength() int    { return 0 }
+func (*failingFeed) Close(context.Context) error  { return nil }
 
-// startWithFaults runs a notifier (like e.start) that opens its change
-// streams through f.
+// startWithFaults runs a notifier (like e.start, without provisioning)
+// that opens its change feeds through f.
 func (e *notifierEnv) startWithFaults(f *resumeFaults) *runningNotifier {
 	e.t.Helper()
-	reg := prometheus.NewRegistry()
-	n, err := New(e.cfg, e.js, e.db, zerolog.New(zerolog.NewTestWriter(e.t)).Level(zerolog.InfoLevel), reg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	f.coll = e.coll
-	n.feeds = f
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	r := &runningNotifier{Notifier: n, reg: reg, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(r.done)
-		if err := n.Run(ctx); err != nil {
-			e.t.Errorf("Run returned %v, want nil", err)
-		}
-	}()
-	e.t.Cleanup(func() { r.stop(false) })
-	return r
+	return e.run(e.db, f, false)
 }
 
 // checkpointAfter runs a notifier until user's insert is published and
