@@ -21,7 +21,9 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 // noticeWait is the generous deadline for effects in integration tests.
@@ -41,14 +43,16 @@ func roundTripNotice(n events.Notice) error {
 // pointing at both; changes are made with a plain client (h.coll), never
 // through the notifier.
 type notifierEnv struct {
-	t      testing.TB
-	nats   *testsupport.NATS
-	js     jetstream.JetStream
-	mongo  *testsupport.Mongo
-	client *mongo.Client
-	db     *mongo.Database
-	coll   *mongo.Collection
-	cfg    Config
+	t       testing.TB
+	nats    *testsupport.NATS
+	js      jetstream.JetStream
+	mongo   *testsupport.Mongo
+	client  *mongo.Client
+	db      *mongo.Database
+	coll    *mongo.Collection
+	cfg     Config
+	data    customdata.Config
+	streams provision.Streams
 }
 
 func newNotifierEnv(t testing.TB) *notifierEnv {
@@ -66,11 +70,10 @@ func newNotifierEnvOn(t testing.TB, m *testsupport.Mongo, client *mongo.Client) 
 	return &notifierEnv{
 		t: t, nats: ns, js: js, mongo: m, client: client, db: db, coll: coll,
 		cfg: Config{
-			Database:         db.Name(),
-			Collection:       coll.Name(),
 			LeaseTTL:         2 * time.Second,
 			RetryMaxInterval: time.Second,
 		},
+		data: customdata.Config{Database: db.Name(), Collection: coll.Name()},
 	}
 }
 
@@ -130,7 +133,7 @@ func (e *notifierEnv) run(db *mongo.Database, feeds feedSource, provision bool, 
 	reg := prometheus.NewRegistry()
 	log := zerolog.New(zerolog.NewTestWriter(e.t)).Level(zerolog.InfoLevel)
 	nc, js := e.nats.Connect(e.t)
-	n, err := newNotifier(cfg, js, db, log, reg, feeds)
+	n, err := newNotifier(cfg, e.data, e.streams, js, db, log, reg, feeds)
 	if err != nil {
 		e.t.Fatalf("New: %v", err)
 	}
@@ -267,7 +270,7 @@ func isUser(user, op string) func(receivedNotice) bool {
 // provision creates the stream and buckets without running a notifier.
 func (e *notifierEnv) provision() {
 	e.t.Helper()
-	n, err := New(e.cfg, e.js, e.db, zerolog.Nop(), nil)
+	n, err := New(e.cfg, e.data, e.streams, e.js, e.db, zerolog.Nop(), nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -305,11 +308,11 @@ func (e *notifierEnv) waitCheckpoint(ct *events.ClusterTime) {
 		e.t.Fatal(err)
 	}
 	testsupport.Eventually(e.t, "checkpoint written", func() bool {
-		entry, err := kv.Get(ctx, kvKeyForNamespace(e.cfg.Database, e.cfg.Collection))
+		entry, err := kv.Get(ctx, kvKeyForNamespace(e.data.Database, e.data.Collection))
 		if err != nil {
 			return false
 		}
-		cp, err := decodeCheckpoint(entry.Value(), e.cfg.Database+"."+e.cfg.Collection)
+		cp, err := decodeCheckpoint(entry.Value(), e.data.Database+"."+e.data.Collection)
 		return err == nil && cp.ClusterTime != nil &&
 			(cp.ClusterTime.T > ct.T || (cp.ClusterTime.T == ct.T && cp.ClusterTime.I >= ct.I))
 	})

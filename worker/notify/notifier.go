@@ -22,6 +22,7 @@ import (
 	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/internal/retry"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 // Errors reported by Notifier.Healthy (wrapped).
@@ -55,6 +56,8 @@ var (
 //     a lease TTL, so a replica with a working MongoDB path takes over.
 type Notifier struct {
 	cfg     Config
+	data    customdata.Config
+	streams provision.Streams
 	js      jetstream.JetStream
 	db      *mongo.Database
 	coll    *mongo.Collection
@@ -85,51 +88,55 @@ type Notifier struct {
 	onCollectionGone func()
 }
 
-// New checks cfg and returns a Notifier for the collection
-// cfg.Database.cfg.Collection of db. Metrics are registered on reg (none
-// if reg is nil); each Notifier needs its own registry.
-func New(cfg Config, js jetstream.JetStream, db *mongo.Database, log zerolog.Logger, reg prometheus.Registerer) (*Notifier, error) {
-	return newNotifier(cfg, js, db, log, reg, nil)
+// New checks cfg and returns a Notifier for the collection data names, in
+// db (data.Database must be db's name); streams are the JetStream settings
+// it shares with the auth consumer. Metrics are registered on reg (none if
+// reg is nil); each Notifier needs its own registry.
+func New(cfg Config, data customdata.Config, streams provision.Streams, js jetstream.JetStream, db *mongo.Database,
+	log zerolog.Logger, reg prometheus.Registerer) (*Notifier, error) {
+	return newNotifier(cfg, data, streams, js, db, log, reg, nil)
 }
 
 // newNotifier is New with the change feed opened by feeds (nil: the
 // collection's Watch), so tests can make it fail the way a real server
 // does and the stand-in cannot.
-func newNotifier(cfg Config, js jetstream.JetStream, db *mongo.Database, log zerolog.Logger, reg prometheus.Registerer,
-	feeds feedSource) (*Notifier, error) {
+func newNotifier(cfg Config, data customdata.Config, streams provision.Streams, js jetstream.JetStream, db *mongo.Database,
+	log zerolog.Logger, reg prometheus.Registerer, feeds feedSource) (*Notifier, error) {
 	if js == nil || db == nil {
 		return nil, errors.New("notifier: JetStream and database are required")
 	}
-	if cfg.Database == "" {
-		cfg.Database = db.Name()
+	if data.Database == "" {
+		data.Database = db.Name()
 	}
 	cfg.SetDefaults()
+	data.SetDefaults()
+	streams.SetDefaults()
 	if cfg.InstanceID == "" {
 		cfg.InstanceID = instanceName()
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(cfg.Validate(), cfg.ValidateWith(streams), data.Validate(), streams.Validate()); err != nil {
 		return nil, err
 	}
-	if cfg.Database != db.Name() {
-		return nil, fmt.Errorf("notifier: configured database %q but given database %q", cfg.Database, db.Name())
+	if data.Database != db.Name() {
+		return nil, fmt.Errorf("notifier: configured database %q but given database %q", data.Database, db.Name())
 	}
 	m, err := newNotifierMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	coll := db.Collection(cfg.Collection)
+	coll := db.Collection(data.Collection)
 	if feeds == nil {
 		feeds = watchFeed{coll}
 	}
-	log = log.With().Str("component", "notifier").Str("collection", cfg.Database+"."+cfg.Collection).
+	log = log.With().Str("component", "notifier").Str("collection", data.Database+"."+data.Collection).
 		Str("instance", cfg.InstanceID).Logger()
 	n := &Notifier{
-		cfg: cfg, js: js, db: db, coll: coll, log: log, metrics: m,
+		cfg: cfg, data: data, streams: streams, js: js, db: db, coll: coll, log: log, metrics: m,
 		limiter: newLogLimiter(time.Minute),
 		health:  &notifierHealth{},
 		feeds:   feeds,
 	}
-	n.dupGuard = newDuplicateUserGuard(coll, cfg.UserIDField, m, log)
+	n.dupGuard = newDuplicateUserGuard(coll, data.UserIDField, m, log)
 	return n, nil
 }
 
@@ -144,15 +151,15 @@ func (n *Notifier) Provision(ctx context.Context) error {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      n.cfg.MaxAge,
-		Duplicates:  n.cfg.DuplicateWindow,
-		Replicas:    n.cfg.Replicas,
+		Duplicates:  n.streams.DuplicateWindow,
+		Replicas:    n.streams.Replicas,
 		Storage:     jetstream.FileStorage,
 	}
 	cpCfg := jetstream.KeyValueConfig{
 		Bucket:      n.cfg.CheckpointBucket,
 		Description: "Change-stream checkpoints of the customdata-worker notifier",
 		History:     5,
-		Replicas:    n.cfg.Replicas,
+		Replicas:    n.streams.Replicas,
 		Storage:     jetstream.FileStorage,
 	}
 	leaseCfg := jetstream.KeyValueConfig{
@@ -160,11 +167,11 @@ func (n *Notifier) Provision(ctx context.Context) error {
 		Description: "Change-stream leadership lease of the customdata-worker notifier; TTL is the lease TTL",
 		History:     1,
 		TTL:         n.cfg.LeaseTTL,
-		Replicas:    n.cfg.Replicas,
+		Replicas:    n.streams.Replicas,
 		Storage:     jetstream.FileStorage,
 	}
 	var cpKV, leaseKV jetstream.KeyValue
-	switch n.cfg.Provision {
+	switch n.streams.Mode {
 	case provision.Create:
 		if _, err := n.js.CreateOrUpdateStream(ctx, streamCfg); err != nil {
 			return fmt.Errorf("notifier: provision stream %s: %w", n.cfg.Stream, err)
@@ -210,8 +217,8 @@ func (n *Notifier) verifyStream(ctx context.Context) error {
 	if !events.AnyMatches(info.Config.Subjects, probe) {
 		return fmt.Errorf("notifier: stream %s listens on %q, which does not cover %q", n.cfg.Stream, info.Config.Subjects, n.cfg.noticeSubjects()[0])
 	}
-	if info.Config.Duplicates < n.cfg.DuplicateWindow {
-		n.log.Warn().Dur("stream_window", info.Config.Duplicates).Dur("configured_window", n.cfg.DuplicateWindow).
+	if info.Config.Duplicates < n.streams.DuplicateWindow {
+		n.log.Warn().Dur("stream_window", info.Config.Duplicates).Dur("configured_window", n.streams.DuplicateWindow).
 			Msg("notice stream de-duplicates over a shorter window than configured")
 	}
 	return nil
@@ -223,8 +230,8 @@ func (n *Notifier) bind(cpKV, leaseKV jetstream.KeyValue) {
 	if n.checkpoints != nil {
 		return
 	}
-	key := kvKeyForNamespace(n.cfg.Database, n.cfg.Collection)
-	n.checkpoints = newCheckpointStore(cpKV, n.cfg.Database, n.cfg.Collection)
+	key := kvKeyForNamespace(n.data.Database, n.data.Collection)
+	n.checkpoints = newCheckpointStore(cpKV, n.data.Database, n.data.Collection)
 	n.lease = lease.New(leaseKV, key, n.cfg.InstanceID, n.cfg.LeaseTTL)
 }
 
@@ -257,7 +264,7 @@ func (n *Notifier) ensurePreImages(ctx context.Context) {
 		return
 	}
 	err := n.db.RunCommand(ctx, bson.D{
-		{Key: "collMod", Value: n.cfg.Collection},
+		{Key: "collMod", Value: n.data.Collection},
 		{Key: "changeStreamPreAndPostImages", Value: bson.D{{Key: "enabled", Value: true}}},
 	}).Err()
 	if err != nil {
@@ -402,7 +409,7 @@ func (n *Notifier) lead(ctx context.Context) (holdOff time.Duration) {
 // termDeps is what each term is given (once bound: Provision or Run).
 func (n *Notifier) termDeps() termDeps {
 	return termDeps{
-		cfg: n.cfg, coll: n.coll, feeds: n.feeds, store: n.checkpoints, js: n.js,
+		cfg: n.cfg, data: n.data, coll: n.coll, feeds: n.feeds, store: n.checkpoints, js: n.js,
 		metrics: n.metrics, health: n.health, limiter: n.limiter, localSizeWarned: &n.localSizeWarned,
 		hooks: termHooks{collectionGone: n.collectionGone, changedUser: n.dupGuard.enqueue},
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/customdata-worker/customdata-worker/internal/retry"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 // errReopenNow asks for the feed to be reopened from the checkpoint at
@@ -107,6 +108,7 @@ type term struct {
 // termDeps is what a term needs, shared by every term of one Notifier.
 type termDeps struct {
 	cfg     Config
+	data    customdata.Config
 	coll    *mongo.Collection // the watched collection: probed for $bsonSize
 	feeds   feedSource
 	store   *checkpointStore
@@ -391,7 +393,7 @@ func (s *term) pipelineUnsupported(err error) error {
 func (s *term) open(ctx context.Context, from *checkpoint) (feedCursor, error) {
 	octx, cancel := context.WithTimeout(ctx, s.openTimeout())
 	defer cancel()
-	pipeline, opts := feedPipeline(s.cfg.UserIDField, s.serverSize), feedOptions(s.cfg, from)
+	pipeline, opts := feedPipeline(s.data.UserIDField, s.serverSize), feedOptions(s.cfg, from)
 	return s.feeds.open(octx, pipeline, from, opts)
 }
 
@@ -512,7 +514,7 @@ func (s *term) consume(ctx context.Context, cs feedCursor) error {
 // handle publishes the notices of one event and advances the pending
 // checkpoint. It returns a new feed when the event ended this one.
 func (s *term) handle(ctx context.Context, cs feedCursor, raw bson.Raw) (feedCursor, error) {
-	mapper := noticeMapper{prefix: s.cfg.SubjectPrefix, userIDField: s.cfg.UserIDField,
+	mapper := noticeMapper{prefix: s.cfg.SubjectPrefix, userIDField: s.data.UserIDField,
 		oversizeBytes: s.cfg.OversizeBytes, measureFullDocument: !s.serverSize}
 	mc := mapper.mapChange(raw)
 

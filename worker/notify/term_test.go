@@ -24,7 +24,7 @@ import (
 func TestTermReopensFromTheNewerPosition(t *testing.T) {
 	e := newNotifierEnv(t)
 	ctx := testsupport.Context(t)
-	n, err := New(e.cfg, e.js, e.db, zerolog.Nop(), nil)
+	n, err := New(e.cfg, e.data, e.streams, e.js, e.db, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestTermReopensFromTheNewerPosition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := kvKeyForNamespace(e.cfg.Database, e.cfg.Collection)
+	key := kvKeyForNamespace(e.data.Database, e.data.Collection)
 
 	token := func(name string) []byte {
 		b, err := bson.Marshal(bson.M{"_data": name})
