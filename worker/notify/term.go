@@ -151,28 +151,28 @@ func newTerm(d termDeps, log zerolog.Logger, leaseSession string, rev uint64, le
 // progress records that the feed works.
 // An open alone is not progress: with an empty first batch it succeeds
 // even where every read fails.
-func (s *term) progress() {
-	s.lastProgress = time.Now()
-	if s.failedSinceProgress {
-		s.health.feedOK()
+func (tm *term) progress() {
+	tm.lastProgress = time.Now()
+	if tm.failedSinceProgress {
+		tm.health.feedOK()
 	}
-	s.failedSinceProgress = false
-	if s.failing {
-		s.failing = false
-		s.log.Info().Msg("change stream reopened")
+	tm.failedSinceProgress = false
+	if tm.failing {
+		tm.failing = false
+		tm.log.Info().Msg("change stream reopened")
 	}
 }
 
 // run keeps a change feed open and its notices flowing until ctx ends
 // (nil) or the feed stalls (an error wrapping errFeedStalled): no
 // progress for StallAfter and every attempt since failed.
-func (s *term) run(ctx context.Context) (stalled error) {
-	s.probeSize(ctx)
+func (tm *term) run(ctx context.Context) (stalled error) {
+	tm.probeSize(ctx)
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 100 * time.Millisecond
-	bo.MaxInterval = s.cfg.RetryMaxInterval
+	bo.MaxInterval = tm.cfg.RetryMaxInterval
 	for ctx.Err() == nil {
-		err := s.runFeed(ctx)
+		err := tm.runFeed(ctx)
 		if ctx.Err() != nil {
 			break
 		}
@@ -185,31 +185,31 @@ func (s *term) run(ctx context.Context) (stalled error) {
 		case feedHistoryLost, feedTokenInvalid:
 			// Reported while reading (some servers do): the checkpoint
 			// cannot be resumed from either.
-			s.distrust = flushReasonForRefusedToken(class)
+			tm.distrust = flushReasonForRefusedToken(class)
 		case feedRefused:
-			s.refused(err)
+			tm.refused(err)
 		}
-		s.metrics.feedErrors.WithLabelValues(class.String()).Inc()
-		s.health.feedFailed(err)
-		if !s.failing {
-			s.log.Warn().Err(err).Str("class", class.String()).Int("code", outage.FirstCode(err)).
+		tm.metrics.feedErrors.WithLabelValues(class.String()).Inc()
+		tm.health.feedFailed(err)
+		if !tm.failing {
+			tm.log.Warn().Err(err).Str("class", class.String()).Int("code", outage.FirstCode(err)).
 				Msg("change stream failed; reopening from the last checkpoint with backoff")
-			s.failing = true
+			tm.failing = true
 		}
-		if !s.failedSinceProgress {
+		if !tm.failedSinceProgress {
 			// The feed made progress (an event or an answered poll) since
 			// the last failure: a new outage starts the backoff over. An
 			// open alone is no progress: with an empty first batch it
 			// succeeds even where every read fails.
 			bo.Reset()
 		}
-		s.failedSinceProgress = true
-		stuck := time.Since(s.lastProgress)
+		tm.failedSinceProgress = true
+		stuck := time.Since(tm.lastProgress)
 		// An open that ran out of the server's time limit shows a server
 		// that answers; another replica would meet the same scan. The
 		// widening is bounded (maxOpenTimeouts), so the term goes on.
-		widening := class == feedTimedOut && s.openTimeouts > 0 && s.openTimeouts < maxOpenTimeouts
-		if stuck >= s.cfg.StallAfter && !widening {
+		widening := class == feedTimedOut && tm.openTimeouts > 0 && tm.openTimeouts < maxOpenTimeouts
+		if stuck >= tm.cfg.StallAfter && !widening {
 			stalled = fmt.Errorf("%w: no progress for %s, last error: %w", errFeedStalled, stuck.Round(time.Millisecond), err)
 			break
 		}
@@ -217,63 +217,63 @@ func (s *term) run(ctx context.Context) (stalled error) {
 		// is not late by a backoff interval.
 		wait := bo.NextBackOff()
 		if !widening {
-			wait = min(wait, s.cfg.StallAfter-stuck)
+			wait = min(wait, tm.cfg.StallAfter-stuck)
 		}
 		if !retry.Sleep(ctx, wait) {
 			break
 		}
 	}
 	// Whatever was acknowledged is worth keeping, even on the way out.
-	s.savePending(context.WithoutCancel(ctx), true)
+	tm.savePending(context.WithoutCancel(ctx), true)
 	return stalled
 }
 
 // probeSize decides whether the server computes document sizes.
-func (s *term) probeSize(ctx context.Context) {
-	s.lastSizeProbe = time.Now()
+func (tm *term) probeSize(ctx context.Context) {
+	tm.lastSizeProbe = time.Now()
 	// Bounded like a poll: a hung server must not hold the term here.
-	pctx, cancel := context.WithTimeout(ctx, s.cfg.feedOpTimeout())
+	pctx, cancel := context.WithTimeout(ctx, tm.cfg.feedOpTimeout())
 	defer cancel()
-	s.serverSize, s.sizeConclusive = probeServerSize(pctx, s.coll)
-	if !s.serverSize && s.sizeConclusive && s.localSizeWarned.CompareAndSwap(false, true) {
-		s.log.Warn().Msg("the server cannot evaluate $bsonSize: change events carry whole documents so the worker can size them")
+	tm.serverSize, tm.sizeConclusive = probeServerSize(pctx, tm.coll)
+	if !tm.serverSize && tm.sizeConclusive && tm.localSizeWarned.CompareAndSwap(false, true) {
+		tm.log.Warn().Msg("the server cannot evaluate $bsonSize: change events carry whole documents so the worker can size them")
 	}
 }
 
 // runFeed opens the change feed at the checkpoint (or from now, with a
 // flush-all) and consumes it until an error.
-func (s *term) runFeed(ctx context.Context) error {
-	cp, found, err := s.startPosition(ctx)
+func (tm *term) runFeed(ctx context.Context) error {
+	cp, found, err := tm.startPosition(ctx)
 	var flush events.FlushReason
 	if err != nil {
 		if !errors.Is(err, errCheckpointUnusable) {
 			return err
 		}
-		s.log.Warn().Err(err).Msg("checkpoint unusable: starting from now after a flush-all")
+		tm.log.Warn().Err(err).Msg("checkpoint unusable: starting from now after a flush-all")
 		flush, found = events.FlushBadCheckpoint, false
 	}
-	if found && s.distrust != "" {
-		if s.distrust != events.FlushPositionUnreadable { // refused logged that one
-			s.log.Warn().Str("reason", string(s.distrust)).Msg("the server cannot resume from the checkpoint: starting from now after a flush-all")
+	if found && tm.distrust != "" {
+		if tm.distrust != events.FlushPositionUnreadable { // refused logged that one
+			tm.log.Warn().Str("reason", string(tm.distrust)).Msg("the server cannot resume from the checkpoint: starting from now after a flush-all")
 		}
-		flush, found = s.distrust, false
+		flush, found = tm.distrust, false
 	}
 
 	var cs feedCursor
 	if found {
-		s.at = cp.Token
-		cs, err = s.open(ctx, &cp)
+		tm.at = cp.Token
+		cs, err = tm.open(ctx, &cp)
 		if err != nil {
 			class := classifyFeedError(err)
 			switch class {
 			case feedPipelineUnsupported:
-				return s.pipelineUnsupported(err)
+				return tm.pipelineUnsupported(err)
 			case feedHistoryLost, feedTokenInvalid:
 				flush = flushReasonForRefusedToken(class)
 			case feedTimedOut:
-				if n := s.openTimedOut(cp.Token); n < maxOpenTimeouts {
+				if n := tm.openTimedOut(cp.Token); n < maxOpenTimeouts {
 					return fmt.Errorf("resume change stream (timed out %d times at this position; next open may take %s): %w",
-						n, s.openTimeout(), err)
+						n, tm.openTimeout(), err)
 				}
 				flush = events.FlushPositionUnreadable
 			default:
@@ -285,55 +285,55 @@ func (s *term) runFeed(ctx context.Context) error {
 			// Opening without the token tells a refused token from a
 			// refused stream.
 			refused := err
-			cs, err = s.open(ctx, nil)
+			cs, err = tm.open(ctx, nil)
 			if err != nil {
 				return fmt.Errorf("open change stream after the checkpoint was refused (%v): %w", refused, err)
 			}
-			s.log.Warn().Str("class", class.String()).Int("code", outage.FirstCode(refused)).Str("reason", string(flush)).
-				Int("attempts", max(1, s.openTimeouts)).
+			tm.log.Warn().Str("class", class.String()).Int("code", outage.FirstCode(refused)).Str("reason", string(flush)).
+				Int("attempts", max(1, tm.openTimeouts)).
 				Msg("the server cannot resume from the checkpoint: starting from now after a flush-all")
 		}
 	} else {
 		if flush == "" {
 			flush = events.FlushNoCheckpoint
 		}
-		if cs, err = s.open(ctx, nil); err != nil {
+		if cs, err = tm.open(ctx, nil); err != nil {
 			if classifyFeedError(err) == feedPipelineUnsupported {
-				return s.pipelineUnsupported(err)
+				return tm.pipelineUnsupported(err)
 			}
-			if s.distrust == events.FlushPositionUnreadable {
+			if tm.distrust == events.FlushPositionUnreadable {
 				// The feed fails from now too: the position was not the
 				// cause. Back to the checkpoint, counting afresh.
-				s.distrust, s.refusals = "", 0
-				s.log.Info().Msg("the change stream cannot be opened from now either: resuming from the checkpoint again")
+				tm.distrust, tm.refusals = "", 0
+				tm.log.Info().Msg("the change stream cannot be opened from now either: resuming from the checkpoint again")
 			}
 			return fmt.Errorf("open change stream: %w", err)
 		}
 	}
-	defer func() { s.close(ctx, cs) }()
-	s.afterFeedEnd = false
-	s.distrust = ""
-	s.openTimeouts, s.timeoutAt = 0, nil
+	defer func() { tm.close(ctx, cs) }()
+	tm.afterFeedEnd = false
+	tm.distrust = ""
+	tm.openTimeouts, tm.timeoutAt = 0, nil
 	if flush != "" {
-		s.at = slices.Clone(cs.ResumeToken())
-		s.refusals = 0
+		tm.at = slices.Clone(cs.ResumeToken())
+		tm.refusals = 0
 	}
 
 	if flush != "" {
 		// The feed is open before the flush is published, so every
 		// change the flush does not cover is seen by the feed.
-		if err := s.pub.publishFromNow(ctx, flush); err != nil {
+		if err := tm.pub.publishFromNow(ctx, flush); err != nil {
 			return err
 		}
-		s.log.Warn().Str("reason", string(flush)).Msg("published flush-all: continuity with the previous position is unknown")
+		tm.log.Warn().Str("reason", string(flush)).Msg("published flush-all: continuity with the previous position is unknown")
 		// Servers that report a resume token before the first event give
 		// a checkpoint right away; otherwise the first event does.
 		if tok := cs.ResumeToken(); tok != nil {
-			s.pending = &checkpoint{Token: slices.Clone(tok)}
-			s.savePending(ctx, true)
+			tm.pending = &checkpoint{Token: slices.Clone(tok)}
+			tm.savePending(ctx, true)
 		}
 	}
-	return s.consume(ctx, cs)
+	return tm.consume(ctx, cs)
 }
 
 // startPosition is where a (re)opened stream starts: the stored
@@ -342,17 +342,17 @@ func (s *term) runFeed(ctx context.Context) error {
 // acknowledged (or over a fully read empty batch), so resuming there
 // leaves no gap; it spares re-publishing what the store has not caught up
 // with, and a reopen does not depend on reading the store.
-func (s *term) startPosition(ctx context.Context) (checkpoint, bool, error) {
-	mem := s.pending
+func (tm *term) startPosition(ctx context.Context) (checkpoint, bool, error) {
+	mem := tm.pending
 	if mem == nil {
-		mem = s.saved
+		mem = tm.saved
 	}
-	stored, found, err := s.store.load(ctx)
-	if mem == nil || (err == nil && found && !s.ownIsNewer(*mem, stored)) {
+	stored, found, err := tm.store.load(ctx)
+	if mem == nil || (err == nil && found && !tm.ownIsNewer(*mem, stored)) {
 		return stored, found, err
 	}
 	if err != nil {
-		s.log.Debug().Err(err).Msg("checkpoint not readable: resuming from this term's own position")
+		tm.log.Debug().Err(err).Msg("checkpoint not readable: resuming from this term's own position")
 	}
 	return *mem, true, nil
 }
@@ -362,8 +362,8 @@ func (s *term) startPosition(ctx context.Context) (checkpoint, bool, error) {
 // final write can land late), positions are compared by cluster time;
 // without one on either side the store wins, as before. Either choice
 // is gap-free: every writer stores only acknowledged positions.
-func (s *term) ownIsNewer(mem, stored checkpoint) bool {
-	if s.saved != nil && bytes.Equal(stored.Token, s.saved.Token) {
+func (tm *term) ownIsNewer(mem, stored checkpoint) bool {
+	if tm.saved != nil && bytes.Equal(stored.Token, tm.saved.Token) {
 		return true
 	}
 	if mem.ClusterTime == nil || stored.ClusterTime == nil {
@@ -375,13 +375,13 @@ func (s *term) ownIsNewer(mem, stored checkpoint) bool {
 
 // pipelineUnsupported switches to worker-side sizing when the server
 // rejected the $bsonSize pipeline.
-func (s *term) pipelineUnsupported(err error) error {
-	if !s.serverSize {
+func (tm *term) pipelineUnsupported(err error) error {
+	if !tm.serverSize {
 		return fmt.Errorf("change stream pipeline refused: %w", err)
 	}
-	s.serverSize, s.sizeConclusive = false, true
-	s.localSizeWarned.Store(true)
-	s.log.Warn().Int("code", outage.FirstCode(err)).
+	tm.serverSize, tm.sizeConclusive = false, true
+	tm.localSizeWarned.Store(true)
+	tm.log.Warn().Int("code", outage.FirstCode(err)).
 		Msg("the server cannot evaluate $bsonSize: reopening with whole documents, sized by the worker")
 	return errReopenNow
 }
@@ -390,63 +390,63 @@ func (s *term) pipelineUnsupported(err error) error {
 // as maxTimeMS) turns an open that hangs (a server or path that accepts
 // connections but never answers) into a failure; the driver keeps no
 // reference to ctx once Watch returns.
-func (s *term) open(ctx context.Context, from *checkpoint) (feedCursor, error) {
-	octx, cancel := context.WithTimeout(ctx, s.openTimeout())
+func (tm *term) open(ctx context.Context, from *checkpoint) (feedCursor, error) {
+	octx, cancel := context.WithTimeout(ctx, tm.openTimeout())
 	defer cancel()
-	pipeline, opts := feedPipeline(s.data.UserIDField, s.serverSize), feedOptions(s.cfg, from)
-	return s.feeds.open(octx, pipeline, from, opts)
+	pipeline, opts := feedPipeline(tm.data.UserIDField, tm.serverSize), feedOptions(tm.cfg, from)
+	return tm.feeds.open(octx, pipeline, from, opts)
 }
 
 // openTimeout is the time limit of the next open: a poll's, doubled for
 // each open in a row that ran out of the server's time limit at the
 // position (up to maxOpenTimeouts-1 doublings).
-func (s *term) openTimeout() time.Duration {
-	return s.cfg.feedOpTimeout() << min(s.openTimeouts, maxOpenTimeouts-1)
+func (tm *term) openTimeout() time.Duration {
+	return tm.cfg.feedOpTimeout() << min(tm.openTimeouts, maxOpenTimeouts-1)
 }
 
 // openTimedOut records that opening at pos ran out of the server's time
 // limit and returns how often in a row it did at pos.
-func (s *term) openTimedOut(pos []byte) int {
-	if !bytes.Equal(pos, s.timeoutAt) {
-		s.openTimeouts, s.timeoutAt = 0, pos
+func (tm *term) openTimedOut(pos []byte) int {
+	if !bytes.Equal(pos, tm.timeoutAt) {
+		tm.openTimeouts, tm.timeoutAt = 0, pos
 	}
-	s.openTimeouts++
-	return s.openTimeouts
+	tm.openTimeouts++
+	return tm.openTimeouts
 }
 
 // refused records a refusal (feedRefused) at the feed's position. The
 // same refusal maxPositionRefusals times in a row at one position makes
 // the next open start from now after a flush-all; it is logged once.
-func (s *term) refused(err error) {
+func (tm *term) refused(err error) {
 	code := outage.FirstCode(err)
-	if s.at == nil {
+	if tm.at == nil {
 		return // no position to blame: the next open starts from the checkpoint
 	}
-	if s.refusals == 0 || code != s.refusedCode || !bytes.Equal(s.at, s.refusedAt) {
-		s.refusals, s.refusedCode, s.refusedAt = 0, code, s.at
+	if tm.refusals == 0 || code != tm.refusedCode || !bytes.Equal(tm.at, tm.refusedAt) {
+		tm.refusals, tm.refusedCode, tm.refusedAt = 0, code, tm.at
 	}
-	s.refusals++
-	if s.refusals == maxPositionRefusals && s.distrust == "" {
-		s.distrust = events.FlushPositionUnreadable
-		s.log.Warn().Err(err).Int("code", code).Int("attempts", s.refusals).
+	tm.refusals++
+	if tm.refusals == maxPositionRefusals && tm.distrust == "" {
+		tm.distrust = events.FlushPositionUnreadable
+		tm.log.Warn().Err(err).Int("code", code).Int("attempts", tm.refusals).
 			Msg("the server refuses the change stream at the same position every time: starting from now after a flush-all")
 	}
 }
 
 // close closes cs, bounded like a poll (killCursors on a hung connection
 // would otherwise wait).
-func (s *term) close(ctx context.Context, cs feedCursor) {
-	closeFeed(ctx, cs, s.cfg.feedOpTimeout())
+func (tm *term) close(ctx context.Context, cs feedCursor) {
+	closeFeed(ctx, cs, tm.cfg.feedOpTimeout())
 }
 
 // consume handles events until the feed fails or ctx ends.
-func (s *term) consume(ctx context.Context, cs feedCursor) error {
+func (tm *term) consume(ctx context.Context, cs feedCursor) error {
 	// Close feeds this function replaced (after an invalidate); the
 	// caller closes the one it opened.
 	first := cs
 	defer func() {
 		if cs != first {
-			s.close(ctx, cs)
+			tm.close(ctx, cs)
 		}
 	}()
 	lastPoll := time.Now()
@@ -455,18 +455,18 @@ func (s *term) consume(ctx context.Context, cs feedCursor) error {
 		// after MaxAwaitTime, so one that takes much longer is hung and
 		// counts as a failure (the feed is reopened, and a stall ends
 		// the term) instead of blocking the leader forever.
-		pctx, cancel := context.WithTimeout(ctx, s.cfg.feedOpTimeout())
+		pctx, cancel := context.WithTimeout(ctx, tm.cfg.feedOpTimeout())
 		got := cs.TryNext(pctx)
 		cancel()
 		if got {
-			s.progress()
-			next, err := s.handle(ctx, cs, cs.Event())
+			tm.progress()
+			next, err := tm.handle(ctx, cs, cs.Event())
 			if err != nil {
 				return err
 			}
 			if next != nil {
 				if cs != first {
-					s.close(ctx, cs)
+					tm.close(ctx, cs)
 				}
 				cs = next
 			}
@@ -477,34 +477,34 @@ func (s *term) consume(ctx context.Context, cs feedCursor) error {
 		}
 		if err := cs.Err(); err != nil {
 			if classifyFeedError(err) == feedPipelineUnsupported {
-				return s.pipelineUnsupported(err)
+				return tm.pipelineUnsupported(err)
 			}
 			return fmt.Errorf("read change stream: %w", err)
 		}
-		s.progress()
-		s.health.feedOK()
-		if tok := cs.ResumeToken(); tok != nil && !bytes.Equal(tok, s.at) {
-			s.at = slices.Clone(tok)
+		tm.progress()
+		tm.health.feedOK()
+		if tok := cs.ResumeToken(); tok != nil && !bytes.Equal(tok, tm.at) {
+			tm.at = slices.Clone(tok)
 		}
 		// Idle: keep the checkpoint fresh. The server's post-batch resume
 		// token moves on even without changes, which keeps the position
 		// inside the oplog window on a quiet collection.
-		if tok := cs.ResumeToken(); tok != nil && s.pending == nil && !bytes.Equal(tok, s.savedToken) &&
-			time.Since(s.lastCheckpoint) >= idleCheckpointInterval && !s.afterFeedEnd {
-			s.pending = &checkpoint{Token: slices.Clone(tok)}
+		if tok := cs.ResumeToken(); tok != nil && tm.pending == nil && !bytes.Equal(tok, tm.savedToken) &&
+			time.Since(tm.lastCheckpoint) >= idleCheckpointInterval && !tm.afterFeedEnd {
+			tm.pending = &checkpoint{Token: slices.Clone(tok)}
 		}
-		s.savePending(ctx, false)
-		if !s.sizeConclusive && time.Since(s.lastSizeProbe) >= sizeProbeInterval {
-			s.probeSize(ctx)
-			if s.serverSize {
-				s.savePending(ctx, true)
-				s.log.Info().Msg("the server evaluates $bsonSize: reopening with projected events")
+		tm.savePending(ctx, false)
+		if !tm.sizeConclusive && time.Since(tm.lastSizeProbe) >= sizeProbeInterval {
+			tm.probeSize(ctx)
+			if tm.serverSize {
+				tm.savePending(ctx, true)
+				tm.log.Info().Msg("the server evaluates $bsonSize: reopening with projected events")
 				return errReopenNow
 			}
 		}
 		// Servers hold an empty poll up to MaxAwaitTime; one that answers
 		// at once must not be polled in a tight loop.
-		if wait := s.cfg.IdlePollInterval - time.Since(lastPoll); wait > 0 && !retry.Sleep(ctx, wait) {
+		if wait := tm.cfg.IdlePollInterval - time.Since(lastPoll); wait > 0 && !retry.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
 		lastPoll = time.Now()
@@ -513,44 +513,44 @@ func (s *term) consume(ctx context.Context, cs feedCursor) error {
 
 // handle publishes the notices of one event and advances the pending
 // checkpoint. It returns a new feed when the event ended this one.
-func (s *term) handle(ctx context.Context, cs feedCursor, raw bson.Raw) (feedCursor, error) {
-	mapper := noticeMapper{prefix: s.cfg.SubjectPrefix, userIDField: s.data.UserIDField,
-		oversizeBytes: s.cfg.OversizeBytes, measureFullDocument: !s.serverSize}
+func (tm *term) handle(ctx context.Context, cs feedCursor, raw bson.Raw) (feedCursor, error) {
+	mapper := noticeMapper{prefix: tm.cfg.SubjectPrefix, userIDField: tm.data.UserIDField,
+		oversizeBytes: tm.cfg.OversizeBytes, measureFullDocument: !tm.serverSize}
 	mc := mapper.mapChange(raw)
 
 	if mc.Invalidate {
-		return s.handleInvalidate(ctx, mc)
+		return tm.handleInvalidate(ctx, mc)
 	}
 	for _, p := range mc.Notices {
-		if err := s.pub.publish(ctx, p, mc.ClusterTime); err != nil {
+		if err := tm.pub.publish(ctx, p, mc.ClusterTime); err != nil {
 			return nil, err
 		}
 	}
 	switch mc.Flush {
 	case events.FlushCollectionGone:
-		s.log.Warn().Str("operation", mc.Operation).Msg("collection dropped or renamed: published flush-all; watching for it to return")
-		s.hooks.collectionGone()
+		tm.log.Warn().Str("operation", mc.Operation).Msg("collection dropped or renamed: published flush-all; watching for it to return")
+		tm.hooks.collectionGone()
 	case events.FlushUnattributable:
-		if ok, held := s.limiter.allow("unattributable"); ok {
-			s.log.Warn().Str("operation", mc.Operation).Int("suppressed", held).
+		if ok, held := tm.limiter.allow("unattributable"); ok {
+			tm.log.Warn().Str("operation", mc.Operation).Int("suppressed", held).
 				Msg("change event names neither a user nor a document _id: published flush-all")
 		}
 	}
-	s.afterFeedEnd = mc.Flush == events.FlushCollectionGone
+	tm.afterFeedEnd = mc.Flush == events.FlushCollectionGone
 	if mc.Oversize {
-		s.metrics.oversize.Inc()
-		if ok, held := s.limiter.allow("oversize"); ok {
-			s.log.Warn().Str("document_id", mc.DocumentID).Int64("bytes", mc.Size).Int("limit", s.cfg.OversizeBytes).
+		tm.metrics.oversize.Inc()
+		if ok, held := tm.limiter.allow("oversize"); ok {
+			tm.log.Warn().Str("document_id", mc.DocumentID).Int64("bytes", mc.Size).Int("limit", tm.cfg.OversizeBytes).
 				Int("suppressed", held).Msg("custom-data document exceeds the size limit")
 		}
 	}
 	if mc.DuplicateCheckUser != "" {
-		s.hooks.changedUser(mc.DuplicateCheckUser)
+		tm.hooks.changedUser(mc.DuplicateCheckUser)
 	}
 	if mc.Token != nil {
-		s.at = mc.Token
-		s.pending = &checkpoint{Token: mc.Token, ClusterTime: mc.ClusterTime}
-		s.savePending(ctx, cs.RemainingBatchLength() == 0 || mc.Flush != "")
+		tm.at = mc.Token
+		tm.pending = &checkpoint{Token: mc.Token, ClusterTime: mc.ClusterTime}
+		tm.savePending(ctx, cs.RemainingBatchLength() == 0 || mc.Flush != "")
 	}
 	return nil, nil
 }
@@ -558,58 +558,58 @@ func (s *term) handle(ctx context.Context, cs feedCursor, raw bson.Raw) (feedCur
 // handleInvalidate opens the feed that follows an invalidate, then
 // publishes its flush-all (unless the drop/rename just before it already
 // did) and checkpoints the invalidate token for startAfter.
-func (s *term) handleInvalidate(ctx context.Context, mc mappedChange) (feedCursor, error) {
+func (tm *term) handleInvalidate(ctx context.Context, mc mappedChange) (feedCursor, error) {
 	if mc.Token == nil {
 		return nil, errors.New("invalidate event without a resume token")
 	}
 	next := &checkpoint{Token: mc.Token, StartAfter: true, ClusterTime: mc.ClusterTime}
-	cs, err := s.open(ctx, next)
+	cs, err := tm.open(ctx, next)
 	if err != nil {
 		// Retried from the last checkpoint, which precedes the invalidate.
 		return nil, fmt.Errorf("reopen change stream after invalidate: %w", err)
 	}
-	if !s.afterFeedEnd {
+	if !tm.afterFeedEnd {
 		for _, p := range mc.Notices {
-			if err := s.pub.publish(ctx, p, mc.ClusterTime); err != nil {
-				s.close(ctx, cs)
+			if err := tm.pub.publish(ctx, p, mc.ClusterTime); err != nil {
+				tm.close(ctx, cs)
 				return nil, err
 			}
 		}
-		s.log.Warn().Msg("change stream invalidated: published flush-all; watching again")
+		tm.log.Warn().Msg("change stream invalidated: published flush-all; watching again")
 	}
-	s.afterFeedEnd = false
-	s.at = next.Token
-	s.pending = next
-	s.savePending(ctx, true)
+	tm.afterFeedEnd = false
+	tm.at = next.Token
+	tm.pending = next
+	tm.savePending(ctx, true)
 	return cs, nil
 }
 
 // savePending writes the pending checkpoint when forced or when the last
 // write is older than CheckpointInterval. A failed write keeps it pending:
 // the checkpoint only lags, which costs duplicates on restart, never gaps.
-func (s *term) savePending(ctx context.Context, force bool) {
-	if s.pending == nil || ctx.Err() != nil || (!force && time.Since(s.lastCheckpoint) < s.cfg.CheckpointInterval) {
+func (tm *term) savePending(ctx context.Context, force bool) {
+	if tm.pending == nil || ctx.Err() != nil || (!force && time.Since(tm.lastCheckpoint) < tm.cfg.CheckpointInterval) {
 		return // on the way out run writes it with a fresh context
 	}
-	cp := *s.pending
-	cp.Instance = s.cfg.InstanceID
+	cp := *tm.pending
+	cp.Instance = tm.cfg.InstanceID
 	cp.WrittenAt = time.Now().UTC()
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := s.store.save(wctx, cp); err != nil {
+	if err := tm.store.save(wctx, cp); err != nil {
 		if ctx.Err() != nil {
 			return // stopping: run writes it on the way out
 		}
-		if ok, held := s.limiter.allow("checkpoint"); ok {
-			s.log.Warn().Err(err).Int("suppressed", held).Msg("checkpoint write failed; will retry")
+		if ok, held := tm.limiter.allow("checkpoint"); ok {
+			tm.log.Warn().Err(err).Int("suppressed", held).Msg("checkpoint write failed; will retry")
 		}
 		return
 	}
-	s.pending = nil
-	s.saved = &cp
-	s.savedToken = cp.Token
-	s.lastCheckpoint = cp.WrittenAt
-	s.metrics.checkpointWritten(cp.WrittenAt)
+	tm.pending = nil
+	tm.saved = &cp
+	tm.savedToken = cp.Token
+	tm.lastCheckpoint = cp.WrittenAt
+	tm.metrics.checkpointWritten(cp.WrittenAt)
 }
 
 // closeFeed closes cs even when ctx has ended, waiting at most
