@@ -3,13 +3,14 @@ package worker
 import (
 	"errors"
 
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/triggers"
 	"github.com/customdata-worker/customdata-worker/worker/authsync"
 	"github.com/customdata-worker/customdata-worker/worker/customdata"
 	"github.com/customdata-worker/customdata-worker/worker/notify"
 )
 
-// Config is everything Run needs. Each subsystem's section has its own
+// Config is everything a Worker needs. Each subsystem's section has its own
 // defaults (zero values are replaced by them) and its own Validate.
 type Config struct {
 	// MongoURI is the MongoDB connection string (never logged unredacted).
@@ -18,8 +19,13 @@ type Config struct {
 	NATS NATSConfig
 	// HTTPAddr serves /livez, /readyz and /metrics; empty disables them.
 	HTTPAddr string
-	// Data is the custom-data collection.
-	Data customdata.Config
+	// Shared by both flows, set once:
+	//  - Data is the custom-data collection (database, collection,
+	//    user-id field) and how it is written;
+	//  - Streams are the provision mode, replicas and duplicate window of
+	//    every stream and bucket the worker uses.
+	Data    customdata.Config
+	Streams provision.Streams
 	// Auth is the auth-event consumer.
 	Auth authsync.Config
 	// Notices turns the notifier on; Notify configures it.
@@ -29,7 +35,9 @@ type Config struct {
 	Triggers *triggers.Set
 }
 
-// Validate checks every section without contacting a server.
+// Validate checks every section without contacting a server (a
+// mongodb+srv name is looked up in DNS; when it does not resolve, that is
+// left to the connection's retries).
 func (c Config) Validate() error {
 	var errs []error
 	if c.Triggers == nil {
@@ -37,6 +45,7 @@ func (c Config) Validate() error {
 	}
 	// The notifier's settings are checked even when it is off, so that
 	// turning it on later cannot reveal a mistake made today.
-	errs = append(errs, c.NATS.Validate(), c.Data.Validate(), c.Auth.Validate(), c.Notify.Validate())
+	errs = append(errs, ValidateMongoURI(c.MongoURI), c.NATS.Validate(), c.Data.Validate(), c.Streams.Validate(),
+		c.Auth.Validate(), c.Notify.Validate(), c.Notify.ValidateWith(c.Streams))
 	return errors.Join(errs...)
 }

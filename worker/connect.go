@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -11,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/customdata-worker/customdata-worker/internal/redact"
 )
 
@@ -34,6 +37,9 @@ func (c NATSConfig) Validate() error {
 	if c.URL == "" {
 		return errors.New("NATS URL is empty")
 	}
+	if err := parseNATSURLs(c.URL); err != nil {
+		return err
+	}
 	methods := 0
 	for _, set := range []bool{c.User != "" || c.Password != "", c.Token != "", c.NKeySeedFile != "", c.CredsFile != ""} {
 		if set {
@@ -47,6 +53,46 @@ func (c NATSConfig) Validate() error {
 		return errors.New("NATS: a TLS client certificate needs both cert and key files")
 	}
 	return nil
+}
+
+// parseNATSURLs parses each server of a comma-separated list as the NATS
+// client does (a missing scheme means nats://), so that a list the client
+// cannot use is a configuration error rather than an outage. The error
+// names the server by position only: a URL may hold a password.
+func parseNATSURLs(list string) error {
+	for i, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if !strings.Contains(s, "://") {
+			s = "nats://" + s
+		}
+		u, err := url.Parse(s)
+		if err == nil && u.Host == "" {
+			err = errors.New("no host")
+		}
+		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err // the reason, without the URL
+			}
+			return redact.Err(fmt.Errorf("NATS URL #%d cannot be parsed: %w", i+1, err), redact.SecretsOfURIs(list)...)
+		}
+	}
+	return nil
+}
+
+// ValidateMongoURI parses a MongoDB connection string as the driver does,
+// so that one the driver cannot use is a configuration error rather than
+// an outage. A mongodb+srv name that does not resolve (yet) is left to
+// the connection's retries. The error never shows the string's secrets.
+func ValidateMongoURI(uri string) error {
+	if uri == "" {
+		return errors.New("MongoDB connection string is empty")
+	}
+	err := options.Client().ApplyURI(uri).Validate()
+	if err == nil || outage.Unreachable(err) {
+		return nil
+	}
+	return redact.Err(fmt.Errorf("MongoDB connection string cannot be used: %w", err), redact.Secrets(uri)...)
 }
 
 // ConnectNATS connects with infinite reconnects; connection state changes

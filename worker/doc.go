@@ -10,7 +10,9 @@
 //     (a MongoDB change feed, checkpointed after each acknowledged
 //     publish; one leader by lease; flush-all on any loss of continuity).
 //
-// This package connects to MongoDB and NATS (ConnectMongo, ConnectNATS).
+// This package holds Config (each setting both flows share, once: Data and
+// Streams) and Worker (New, Run, Checks), which connects to MongoDB and
+// NATS (ConnectMongo, ConnectNATS), provisions, and runs the flows.
 // Delivery is at least once in both flows; effects are idempotent
 // ($set, $max, $setOnInsert, delete), so redelivery is harmless.
 package worker

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/worker/authsync"
 	"github.com/customdata-worker/customdata-worker/worker/customdata"
 	"github.com/customdata-worker/customdata-worker/worker/notify"
@@ -11,34 +12,35 @@ import (
 
 // The environment's defaults (the `env` listing, the README table) must be
 // the packages' own: an unset variable means the same as a zero setting.
+// The packages are the only source of defaults; the envconfig tags repeat
+// them for `env` and this test keeps them equal.
 func TestEnvironmentDefaultsAreThePackagesDefaults(t *testing.T) {
 	cfg, err := loadConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
 	wc := cfg.workerConfig(nil)
+	same := func(what string, got, want any, setDefaults func()) {
+		t.Helper()
+		setDefaults()
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: environment %+v\npackage     %+v", what, got, want)
+		}
+	}
 
 	data := customdata.Config{Database: wc.Data.Database, Collection: wc.Data.Collection}
-	data.SetDefaults()
-	got := wc.Data
-	got.SetDefaults()
-	if !reflect.DeepEqual(got, data) {
-		t.Errorf("custom data: environment %+v\npackage     %+v", got, data)
-	}
+	gotData := wc.Data
+	same("custom data", &gotData, &data, func() { data.SetDefaults(); gotData.SetDefaults() })
+
+	var streams provision.Streams
+	gotStreams := wc.Streams
+	same("streams", &gotStreams, &streams, func() { streams.SetDefaults(); gotStreams.SetDefaults() })
 
 	var auth authsync.Config
-	auth.SetDefaults()
 	gotAuth := wc.Auth
-	gotAuth.SetDefaults()
-	if !reflect.DeepEqual(gotAuth, auth) {
-		t.Errorf("auth: environment %+v\npackage     %+v", gotAuth, auth)
-	}
+	same("auth", &gotAuth, &auth, func() { auth.SetDefaults(); gotAuth.SetDefaults() })
 
-	note := notify.Config{Database: wc.Notify.Database, Collection: wc.Notify.Collection}
-	note.SetDefaults()
+	var note notify.Config
 	gotNote := wc.Notify
-	gotNote.SetDefaults()
-	if !reflect.DeepEqual(gotNote, note) {
-		t.Errorf("notifier: environment %+v\npackage     %+v", gotNote, note)
-	}
+	same("notifier", &gotNote, &note, func() { note.SetDefaults(); gotNote.SetDefaults() })
 }

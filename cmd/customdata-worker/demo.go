@@ -7,8 +7,12 @@ import (
 	"io"
 	"os"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
 	"github.com/customdata-worker/customdata-worker/internal/demo"
 	"github.com/customdata-worker/customdata-worker/internal/mongostandin"
+	"github.com/customdata-worker/customdata-worker/worker"
 )
 
 // runDemo runs the real worker in-process on an embedded NATS server and
@@ -48,9 +52,17 @@ func runDemo(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 
 	workerCtx, stopWorker := context.WithCancel(ctx)
 	defer stopWorker()
+	type started struct {
+		js     jetstream.JetStream
+		client *mongo.Client
+	}
 	ready := make(chan started, 1)
 	done := make(chan error, 1)
-	go func() { done <- runWorker(workerCtx, cfg, log, ready) }()
+	go func() {
+		done <- runWorker(workerCtx, cfg, log, worker.WithReady(func(js jetstream.JetStream, client *mongo.Client) {
+			ready <- started{js, client}
+		}))
+	}()
 
 	var st started
 	select {

@@ -66,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "run":
 		log := newLogger(cfg, stderr)
-		if err := runWorker(ctx, cfg, log, nil); err != nil {
+		if err := runWorker(ctx, cfg, log); err != nil {
 			if ctx.Err() != nil {
 				// A stop requested while still waiting for a dependency
 				// is a clean stop, not a failure.

@@ -4,22 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
-	"github.com/customdata-worker/customdata-worker/worker/authsync"
-	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 func TestEnvListsEverySettingWithDefaults(t *testing.T) {
@@ -48,6 +43,10 @@ func TestCheckRejectsBadConfiguration(t *testing.T) {
 		{"two NATS auth methods", "CUSTOMDATA_NATS_TOKEN", "t", "only one"},
 		{"missing trigger file", "CUSTOMDATA_TRIGGERS_FILE", "/nonexistent/triggers.yaml", "triggers"},
 		{"not a duration", "CUSTOMDATA_BATCH_WAIT", "soon", "BATCH_WAIT"},
+		{"unescaped slash in the MongoDB password", "CUSTOMDATA_MONGODB_URI", "mongodb://user:pa/ss@h1:27017/?replicaSet=rs0", "MongoDB connection string"},
+		{"MongoDB port not a number", "CUSTOMDATA_MONGODB_URI", "mongodb://user:secretpw@h1:notaport/", "MongoDB connection string"},
+		{"NATS port not a number", "CUSTOMDATA_NATS_URL", "nats://h1:4222,nats://user:secretpw@h2:notaport", "NATS URL"},
+		{"NATS password with a slash", "CUSTOMDATA_NATS_URL", "nats://user:pa/ss@h1:4222", "NATS URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,6 +61,11 @@ func TestCheckRejectsBadConfiguration(t *testing.T) {
 			}
 			if !strings.Contains(errOut.String(), tt.wantErr) {
 				t.Errorf("check error %q does not mention %q", errOut.String(), tt.wantErr)
+			}
+			for _, secret := range []string{"pa/ss", "secretpw"} {
+				if strings.Contains(errOut.String(), secret) {
+					t.Errorf("check error %q shows the password", errOut.String())
+				}
 			}
 		})
 	}
@@ -117,7 +121,7 @@ func TestDemoRunsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	logs := &syncBuffer{}
+	logs := &testsupport.Logs{}
 	if err := runDemo(ctx, cfg, &out, logs); err != nil {
 		t.Fatalf("demo failed: %v\nstdout:\n%s\nlogs:\n%s", err, out.String(), logs.String())
 	}
@@ -131,78 +135,33 @@ func TestDemoRunsEndToEnd(t *testing.T) {
 	}
 }
 
-// syncBuffer collects logs written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// TestRunRefusesToStartOnDuplicateUsers: an error retrying cannot fix ends
-// startup at once with the reason, instead of retrying forever.
-func TestRunRefusesToStartOnDuplicateUsers(t *testing.T) {
-	m := testsupport.MongoDB(t)
-	n := testsupport.StartNATS(t)
-	db := testsupport.DatabaseName(t)
-	t.Setenv("CUSTOMDATA_MONGODB_URI", m.URI)
-	t.Setenv("CUSTOMDATA_MONGODB_DATABASE", db)
-	t.Setenv("CUSTOMDATA_NATS_URL", n.URL)
-	t.Setenv("CUSTOMDATA_HTTP_ADDR", "")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	coll := m.Client(t).Database(db).Collection("custom_user_data")
-	for range 2 {
-		if _, err := coll.InsertOne(ctx, map[string]any{"userId": "twin"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg, err := loadConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	err = runWorker(ctx, cfg, newLogger(cfg, logs), nil)
-	if !errors.Is(err, customdata.ErrDuplicateUsers) || !strings.Contains(err.Error(), "twin") {
-		t.Fatalf("runWorker = %v, want ErrDuplicateUsers naming the duplicated id", err)
-	}
-	if ctx.Err() != nil {
-		t.Fatal("runWorker retried until the deadline instead of failing at once")
-	}
-}
-
-// TestRunVerifyModeFailsWhenNothingIsProvisioned: with PROVISION=verify
-// the worker creates nothing and says what is missing.
-func TestRunVerifyModeFailsWhenNothingIsProvisioned(t *testing.T) {
-	m := testsupport.MongoDB(t)
-	n := testsupport.StartNATS(t)
-	t.Setenv("CUSTOMDATA_MONGODB_URI", m.URI)
-	t.Setenv("CUSTOMDATA_MONGODB_DATABASE", testsupport.DatabaseName(t))
-	t.Setenv("CUSTOMDATA_NATS_URL", n.URL)
-	t.Setenv("CUSTOMDATA_HTTP_ADDR", "")
-	t.Setenv("CUSTOMDATA_PROVISION", "verify")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cfg, err := loadConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = runWorker(ctx, cfg, newLogger(cfg, &syncBuffer{}), nil)
-	if !errors.Is(err, authsync.ErrNotProvisioned) || !strings.Contains(err.Error(), "AUTH_EVENTS") {
-		t.Fatalf("runWorker = %v, want ErrNotProvisioned naming the stream", err)
-	}
-	if ctx.Err() != nil {
-		t.Fatal("runWorker retried until the deadline instead of failing at once")
+// TestRunRefusesAnUnusableConnectionString: a connection string that
+// cannot be parsed is a configuration error, not an outage: run stops at
+// once with the reason instead of retrying forever, and never prints the
+// string.
+func TestRunRefusesAnUnusableConnectionString(t *testing.T) {
+	for _, tc := range []struct{ key, value string }{
+		{"CUSTOMDATA_MONGODB_URI", "mongodb://user:pa/ss@127.0.0.1:1/?replicaSet=rs0"},
+		{"CUSTOMDATA_NATS_URL", "nats://user:pa/ss@127.0.0.1:4222"},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			t.Setenv("CUSTOMDATA_HTTP_ADDR", "")
+			t.Setenv(tc.key, tc.value)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cfg, err := loadConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs := &testsupport.Logs{}
+			err = runWorker(ctx, cfg, newLogger(cfg, logs))
+			if ctx.Err() != nil {
+				t.Fatalf("runWorker retried until the deadline instead of failing at once (%v)", err)
+			}
+			if err == nil || strings.Contains(err.Error(), "pa/ss") || strings.Contains(logs.String(), "pa/ss") {
+				t.Fatalf("runWorker = %v, want an error that does not show the password; logs:\n%s", err, logs.String())
+			}
+		})
 	}
 }
 
@@ -228,9 +187,9 @@ func TestRunRestoresTheUserIndexWhenTheCollectionComesBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testsupport.Logs{}
 	done := make(chan error, 1)
-	go func() { done <- runWorker(ctx, cfg, newLogger(cfg, logs), nil) }()
+	go func() { done <- runWorker(ctx, cfg, newLogger(cfg, logs)) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -326,22 +285,23 @@ func freeAddr(t *testing.T) string {
 }
 
 // TestStartupLogsCarryNoPassword: the startup line and the connect retry
-// print the connection strings and the driver's error; a password the
-// driver refuses (an unescaped '/') or quotes must not reach them.
+// print the connection strings and the driver's error; a password (here
+// with an escaped '/') must not reach them. A connection string that
+// cannot be parsed ends startup: TestRunRefusesAnUnusableConnectionString.
 func TestStartupLogsCarryNoPassword(t *testing.T) {
 	n := testsupport.StartNATS(t)
-	t.Setenv("CUSTOMDATA_MONGODB_URI", "mongodb://app:pa/ss9w@127.0.0.1:1,127.0.0.1:2/?replicaSet=rs0")
+	t.Setenv("CUSTOMDATA_MONGODB_URI", "mongodb://app:pa%2Fss9w@127.0.0.1:1,127.0.0.1:2/?replicaSet=rs0")
 	t.Setenv("CUSTOMDATA_NATS_URL", n.URL+",nats://app:nats9w@127.0.0.1:1")
 	t.Setenv("CUSTOMDATA_HTTP_ADDR", "")
 	cfg, err := loadConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testsupport.Logs{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- runWorker(ctx, cfg, newLogger(cfg, logs), nil) }()
+	go func() { done <- runWorker(ctx, cfg, newLogger(cfg, logs)) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(logs.String(), "connect to MongoDB") {
 		if time.Now().After(deadline) {
@@ -355,76 +315,5 @@ func TestStartupLogsCarryNoPassword(t *testing.T) {
 		if strings.Contains(logs.String(), secret) {
 			t.Fatalf("logs carry a password fragment %q:\n%s", secret, logs.String())
 		}
-	}
-}
-
-// TestReadyzNamesTheIndexBuildStartupWaitsFor: while createIndexes does not
-// return (withheld by a proxy, as a real server waiting for its commit
-// quorum would), startup retries bounded attempts, logs what it waits for,
-// and /readyz answers 503 naming the index; once the server answers, the
-// worker starts and becomes ready. Before the fix startup hung silently and
-// nothing listened on HTTP_ADDR.
-func TestReadyzNamesTheIndexBuildStartupWaitsFor(t *testing.T) {
-	proxy := testsupport.StartMongoProxy(t, testsupport.MongoDB(t))
-	proxy.Hold("createIndexes")
-	n := testsupport.StartNATS(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	t.Setenv("CUSTOMDATA_MONGODB_URI", proxy.URI)
-	t.Setenv("CUSTOMDATA_MONGODB_DATABASE", testsupport.DatabaseName(t))
-	t.Setenv("CUSTOMDATA_NATS_URL", n.URL)
-	t.Setenv("CUSTOMDATA_HTTP_ADDR", addr)
-	t.Setenv("CUSTOMDATA_NOTICES_ENABLED", "false")
-	cfg, err := loadConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- runWorkerTuned(ctx, cfg, newLogger(cfg, logs), nil, func(c *customdata.Config) { c.IndexTimeout = time.Second })
-	}()
-	readyz := func() (int, string) {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
-	waitUntil := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				code, body := readyz()
-				t.Fatalf("timed out waiting for %s; /readyz %d %s\nlogs:\n%s", what, code, body, logs.String())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	waitUntil("/readyz to name the index build and its commit quorum", func() bool {
-		code, body := readyz()
-		return code == http.StatusServiceUnavailable && strings.Contains(body, "userId_unique") &&
-			strings.Contains(body, "commit quorum")
-	})
-	waitUntil("the log to say what startup waits for", func() bool {
-		return strings.Contains(logs.String(), "commit quorum") && strings.Contains(logs.String(), "retrying")
-	})
-	proxy.Hold("")
-	waitUntil("/readyz 200 once the index is confirmed", func() bool {
-		code, _ := readyz()
-		return code == http.StatusOK
-	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("runWorker = %v", err)
 	}
 }

@@ -3,7 +3,11 @@
 // stream and buckets): create them, or only verify what an operator made.
 package provision
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
 // Mode is Create or Verify. It is an alias of string so that
 // configuration can hold it as a plain string.
@@ -26,4 +30,53 @@ func Validate(m Mode) error {
 		return nil
 	}
 	return fmt.Errorf("provision mode %q: want %q or %q", m, Create, Verify)
+}
+
+// Stream defaults.
+const (
+	DefaultReplicas        = 1
+	DefaultDuplicateWindow = 2 * time.Minute
+)
+
+// Streams are the JetStream settings shared by every stream and bucket the
+// worker provisions (auth events, dead letters, notices, checkpoints,
+// lease): set once, used by both flows.
+type Streams struct {
+	// Mode is Create (default) or Verify.
+	Mode Mode
+	// Replicas of every stream and KV bucket the worker creates (1 to 5).
+	// Default 1.
+	Replicas int
+	// DuplicateWindow is the de-duplication window (Nats-Msg-Id) of the
+	// auth-event, dead-letter and notice streams. Default 2m.
+	DuplicateWindow time.Duration
+}
+
+// SetDefaults replaces zero values by the defaults.
+func (s *Streams) SetDefaults() {
+	if s.Mode == "" {
+		s.Mode = Create
+	}
+	if s.Replicas == 0 {
+		s.Replicas = DefaultReplicas
+	}
+	if s.DuplicateWindow == 0 {
+		s.DuplicateWindow = DefaultDuplicateWindow
+	}
+}
+
+// Validate checks the settings after defaults are applied.
+func (s Streams) Validate() error {
+	s.SetDefaults()
+	var errs []error
+	if err := Validate(s.Mode); err != nil {
+		errs = append(errs, err)
+	}
+	if s.Replicas < 1 || s.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas must be 1 to 5, got %d", s.Replicas))
+	}
+	if s.DuplicateWindow < 0 {
+		errs = append(errs, errors.New("duplicate window must not be negative"))
+	}
+	return errors.Join(errs...)
 }

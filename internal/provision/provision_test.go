@@ -9,3 +9,26 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestStreams(t *testing.T) {
+	var s Streams
+	s.SetDefaults()
+	if s != (Streams{Mode: Create, Replicas: 1, DuplicateWindow: DefaultDuplicateWindow}) {
+		t.Fatalf("defaults = %+v", s)
+	}
+	for _, tc := range []struct {
+		name string
+		s    Streams
+		ok   bool
+	}{
+		{"zero", Streams{}, true},
+		{"verify, 3 replicas", Streams{Mode: Verify, Replicas: 3}, true},
+		{"bad mode", Streams{Mode: "maybe"}, false},
+		{"too many replicas", Streams{Replicas: 7}, false},
+		{"negative window", Streams{DuplicateWindow: -1}, false},
+	} {
+		if err := tc.s.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%s: Validate = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}

@@ -46,8 +46,7 @@ func TestAuthAcceptsAppServicesEvents(t *testing.T) {
 		}
 	})
 	e.start()
-	ctx, cancel := e.ctx()
-	defer cancel()
+	ctx := testsupport.Context(e.t)
 	subject := func(op events.Operation) string { return events.AuthSubject(events.DefaultAuthPrefix, op) }
 
 	// CREATE without id or Msg-Id: the built-in trigger creates the

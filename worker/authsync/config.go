@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/customdata-worker/customdata-worker/events"
-	"github.com/customdata-worker/customdata-worker/internal/provision"
 )
 
 // Auth consumer defaults.
@@ -17,7 +16,6 @@ const (
 	DefaultDeadLetterStream     = "AUTH_EVENTS_DLQ"
 	DefaultDeadLetterPrefix     = "auth.deadletter"
 	DefaultAuthStreamMaxAge     = 7 * 24 * time.Hour
-	DefaultDuplicateWindow      = 2 * time.Minute
 	DefaultAuthAckWait          = 10 * time.Second
 	DefaultAuthMaxAckPending    = 1000
 	DefaultAuthMaxDeliver       = 10
@@ -39,6 +37,9 @@ func DefaultAuthBackOff() []time.Duration {
 
 // Config configures the auth-event consumer: the JetStream stream it
 // reads, its durable pull consumer, the dead-letter stream, and batching.
+// The settings both flows share (provision mode, replicas, duplicate
+// window: provision.Streams; the collection: customdata.Config) are given
+// to New beside it.
 type Config struct {
 	// Stream is the auth-event stream. Default "AUTH_EVENTS".
 	Stream string
@@ -53,12 +54,6 @@ type Config struct {
 	// new publishes are refused (the producer sees an error) rather than
 	// unconsumed events being discarded.
 	MaxBytes int64
-	// Replicas of both streams (1 to 5). Default 1.
-	Replicas int
-	// DuplicateWindow is the de-duplication window on event ids (and on
-	// dead-letter ids). Default 2m.
-	DuplicateWindow time.Duration
-
 	// Consumer is the durable pull consumer name. Default "customdata-worker".
 	Consumer string
 	// AckWait is how long a delivered message may stay unacknowledged
@@ -92,9 +87,6 @@ type Config struct {
 	// until an operator removes them.
 	DeadLetterMaxAge time.Duration
 
-	// Provision is provision.Create (default) or provision.Verify.
-	Provision string
-
 	// RetryMaxInterval caps the backoff of in-place retries while MongoDB
 	// or NATS is unavailable. Default 10s.
 	RetryMaxInterval time.Duration
@@ -115,12 +107,6 @@ func (c *Config) SetDefaults() {
 	}
 	if c.MaxAge == 0 {
 		c.MaxAge = DefaultAuthStreamMaxAge
-	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
-	if c.DuplicateWindow == 0 {
-		c.DuplicateWindow = DefaultDuplicateWindow
 	}
 	if c.Consumer == "" {
 		c.Consumer = DefaultAuthConsumer
@@ -148,9 +134,6 @@ func (c *Config) SetDefaults() {
 	}
 	if c.DeadLetterPrefix == "" {
 		c.DeadLetterPrefix = DefaultDeadLetterPrefix
-	}
-	if c.Provision == "" {
-		c.Provision = provision.Create
 	}
 	if c.RetryMaxInterval == 0 {
 		c.RetryMaxInterval = DefaultAuthRetryMax
@@ -190,12 +173,6 @@ func (c Config) Validate() error {
 	if c.MaxBytes < 0 {
 		add("stream max bytes must not be negative (0 means unlimited)")
 	}
-	if c.Replicas < 1 || c.Replicas > 5 {
-		add("replicas must be 1 to 5, got %d", c.Replicas)
-	}
-	if c.DuplicateWindow < 0 {
-		add("duplicate window must not be negative")
-	}
 	if c.AckWait < minAuthAckWait {
 		add("ack wait must be at least %s, got %s", minAuthAckWait, c.AckWait)
 	}
@@ -218,9 +195,6 @@ func (c Config) Validate() error {
 	}
 	if c.BatchWait <= 0 || c.BatchWait >= c.AckWait {
 		add("batch wait must be positive and shorter than ack wait, got %s", c.BatchWait)
-	}
-	if err := provision.Validate(c.Provision); err != nil {
-		add("%v", err)
 	}
 	if c.RetryMaxInterval <= 0 {
 		add("retry max interval must be positive")

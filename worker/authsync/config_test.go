@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/customdata-worker/customdata-worker/events"
-	"github.com/customdata-worker/customdata-worker/internal/provision"
 )
 
 func TestAuthConfigDefaults(t *testing.T) {
@@ -21,7 +20,6 @@ func TestAuthConfigDefaults(t *testing.T) {
 	}{
 		{"Stream", c.Stream, "AUTH_EVENTS"},
 		{"SubjectPrefix", c.SubjectPrefix, events.DefaultAuthPrefix},
-		{"DuplicateWindow", c.DuplicateWindow, 2 * time.Minute},
 		{"Consumer", c.Consumer, "customdata-worker"},
 		{"AckWait", c.AckWait, 10 * time.Second},
 		{"MaxAckPending", c.MaxAckPending, 1000},
@@ -30,8 +28,6 @@ func TestAuthConfigDefaults(t *testing.T) {
 		{"BatchWait", c.BatchWait, 200 * time.Millisecond},
 		{"DeadLetterStream", c.DeadLetterStream, "AUTH_EVENTS_DLQ"},
 		{"DeadLetterPrefix", c.DeadLetterPrefix, "auth.deadletter"},
-		{"Provision", c.Provision, provision.Create},
-		{"Replicas", c.Replicas, 1},
 		{"RetryMaxInterval", c.RetryMaxInterval, 10 * time.Second},
 	}
 	for _, ch := range checks {
@@ -51,8 +47,6 @@ func TestAuthConfigValidate(t *testing.T) {
 		wantErr string
 	}{
 		{"zero value", func(*Config) {}, ""},
-		{"verify", func(c *Config) { c.Provision = provision.Verify }, ""},
-		{"bad provision", func(c *Config) { c.Provision = "maybe" }, "provision mode"},
 		{"dotted stream", func(c *Config) { c.Stream = "a.b" }, "stream name"},
 		{"same streams", func(c *Config) { c.DeadLetterStream = "AUTH_EVENTS" }, "must differ"},
 		{"wildcard prefix", func(c *Config) { c.SubjectPrefix = "auth.*" }, "subject prefix"},
@@ -64,7 +58,6 @@ func TestAuthConfigValidate(t *testing.T) {
 		{"batch too big", func(c *Config) { c.BatchSize = 5000; c.MaxAckPending = 10000 }, "batch size"},
 		{"batch wait beyond ack wait", func(c *Config) { c.BatchWait = time.Minute }, "batch wait"},
 		{"negative backoff", func(c *Config) { c.BackOff = []time.Duration{-time.Second} }, "backoff"},
-		{"replicas", func(c *Config) { c.Replicas = 7 }, "replicas"},
 		{"negative max bytes", func(c *Config) { c.MaxBytes = -1 }, "max bytes"},
 	}
 	for _, tc := range cases {

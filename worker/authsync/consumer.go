@@ -27,8 +27,9 @@ import (
 // only after MongoDB acknowledged its writes with the configured write
 // concern; one that cannot be processed is dead-lettered, never dropped.
 type Consumer struct {
-	cfg Config
-	js  jetstream.JetStream
+	cfg     Config
+	streams provision.Streams
+	js      jetstream.JetStream
 	// writer applies the triggers' writes: a *customdata.Writer, or a
 	// scripted one in unit tests of the batch logic.
 	writer  Writes
@@ -59,13 +60,16 @@ type Writes interface {
 	Apply(ctx context.Context, writes []triggers.Write) ([]customdata.Fault, []error)
 }
 
-// New validates the configuration and builds a consumer. It
-// does no IO: call Provision, then Run.
-func New(cfg Config, js jetstream.JetStream, coll *mongo.Collection, data customdata.Config,
+// New validates the configuration and builds a consumer of auth events
+// that writes to coll, the collection data describes; streams are the
+// JetStream settings it shares with the notifier. It does no IO: call
+// Provision, then Run.
+func New(cfg Config, data customdata.Config, streams provision.Streams, js jetstream.JetStream, coll *mongo.Collection,
 	set *triggers.Set, log zerolog.Logger, reg prometheus.Registerer) (*Consumer, error) {
 	cfg.SetDefaults()
 	data.SetDefaults()
-	if err := errors.Join(cfg.Validate(), data.Validate()); err != nil {
+	streams.SetDefaults()
+	if err := errors.Join(cfg.Validate(), data.Validate(), streams.Validate()); err != nil {
 		return nil, err
 	}
 	if js == nil || coll == nil || set == nil {
@@ -83,6 +87,7 @@ func New(cfg Config, js jetstream.JetStream, coll *mongo.Collection, data custom
 	}
 	a := &Consumer{
 		cfg:     cfg,
+		streams: streams,
 		js:      js,
 		writer:  writer,
 		data:    data,
@@ -174,7 +179,7 @@ func (a *Consumer) currentConsumer(ctx context.Context) (jetstream.Consumer, err
 	lookupCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
 	defer cancel()
 	cons, err := a.js.Consumer(lookupCtx, a.cfg.Stream, a.cfg.Consumer)
-	if err != nil && a.cfg.Provision == provision.Create &&
+	if err != nil && a.streams.Mode == provision.Create &&
 		(errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)) {
 		if perr := a.Provision(lookupCtx); perr != nil {
 			return nil, perr

@@ -109,8 +109,7 @@ func TestAuthCreateCreatesOnceAndNeverOverwrites(t *testing.T) {
 		t.Fatalf("createdAt = %s, want %s", got, t0)
 	}
 	// The application edits the document; a second CREATE must not touch it.
-	ctx, cancel := e.ctx()
-	defer cancel()
+	ctx := testsupport.Context(e.t)
 	if _, err := e.coll.UpdateOne(ctx, bson.M{"userId": "carol"}, bson.M{"$set": bson.M{"plan": "pro"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -181,8 +180,7 @@ func TestAuthProviderFilterIsRespected(t *testing.T) {
 func TestAuthCoalescesManyLoginsOfOneUserIntoOneWrite(t *testing.T) {
 	e := newAuthEnv(t, testsupport.MongoDB(t), func(e *authEnv) { e.cfg.BatchWait = time.Second })
 	c, reg := e.newConsumer()
-	ctx, cancel := e.ctx()
-	defer cancel()
+	ctx := testsupport.Context(e.t)
 	if _, err := e.coll.InsertOne(ctx, bson.M{"userId": "gina"}); err != nil {
 		t.Fatal(err)
 	}
@@ -348,8 +346,7 @@ func TestDeadLetterPermanentWriteErrorFailsOnlyItsOwnMessages(t *testing.T) {
 		Set: map[string]triggers.ValueSource{"team": {From: triggers.SourceConstant, Value: "red"}},
 	}}
 	e := newAuthEnv(t, testsupport.MongoDB(t), authWithTriggers(cfg), func(e *authEnv) { e.cfg.BatchWait = time.Second })
-	ctx, cancel := e.ctx()
-	defer cancel()
+	ctx := testsupport.Context(e.t)
 	if _, err := e.coll.InsertOne(ctx, bson.M{"userId": "holder", "team": "red"}); err != nil {
 		t.Fatal(err)
 	}
@@ -453,8 +450,7 @@ func TestAuthMongoOutageHoldsBatchThenApplies(t *testing.T) {
 	e.waitFor("events applied after the outage", func() bool {
 		// The test's own client may fail once on a connection the outage
 		// cut; such an error just means "not yet".
-		ctx, cancel := e.ctx()
-		defer cancel()
+		ctx := testsupport.Context(e.t)
 		got, err := e.coll.CountDocuments(ctx, bson.M{"userId": bson.M{"$regex": "^during-"}})
 		return err == nil && got == n
 	})
@@ -519,13 +515,12 @@ func TestAuthGracefulShutdownLosesNothing(t *testing.T) {
 }
 
 func TestAuthVerifyModeFailsClearlyWhenStreamIsMissing(t *testing.T) {
-	e := newAuthEnv(t, testsupport.MongoDB(t), func(e *authEnv) { e.cfg.Provision = provision.Verify })
-	c, err := New(e.cfg, e.js, e.coll, e.data, e.set, e.log, nil)
+	e := newAuthEnv(t, testsupport.MongoDB(t), func(e *authEnv) { e.streams.Mode = provision.Verify })
+	c, err := New(e.cfg, e.data, e.streams, e.js, e.coll, e.set, e.log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := e.ctx()
-	defer cancel()
+	ctx := testsupport.Context(e.t)
 	err = c.Provision(ctx)
 	if !errors.Is(err, ErrNotProvisioned) {
 		t.Fatalf("Provision in verify mode without streams = %v, want ErrNotProvisioned", err)
@@ -544,14 +539,13 @@ func TestAuthVerifyModeAcceptsProvisionedAndRejectsIncompatible(t *testing.T) {
 	e := newAuthEnv(t, testsupport.MongoDB(t))
 	// The operator provisions with create mode (twice: it is idempotent).
 	creator, _ := e.newConsumer()
-	ctx, cancel := e.ctx()
-	defer cancel()
+	ctx := testsupport.Context(e.t)
 	if err := creator.Provision(ctx); err != nil {
 		t.Fatalf("second Provision: %v", err)
 	}
-	verifyCfg := e.cfg
-	verifyCfg.Provision = provision.Verify
-	verifier, err := New(verifyCfg, e.js, e.coll, e.data, e.set, e.log, nil)
+	verify := e.streams
+	verify.Mode = provision.Verify
+	verifier, err := New(e.cfg, e.data, verify, e.js, e.coll, e.set, e.log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -570,9 +564,9 @@ func TestAuthVerifyModeAcceptsProvisionedAndRejectsIncompatible(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	strictCfg := verifyCfg
+	strictCfg := e.cfg
 	strictCfg.Consumer = "strict"
-	strict, err := New(strictCfg, e.js, e.coll, e.data, e.set, e.log, nil)
+	strict, err := New(strictCfg, e.data, verify, e.js, e.coll, e.set, e.log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -585,14 +579,13 @@ func TestAuthVerifyModeAcceptsProvisionedAndRejectsIncompatible(t *testing.T) {
 func TestAuthHealthyReportsNATSDownWhenFetchesFail(t *testing.T) {
 	e := newAuthEnv(t, testsupport.MongoDB(t))
 	creator, _ := e.newConsumer() // provisions; never runs
-	verifyCfg := e.cfg
-	verifyCfg.Provision = provision.Verify
-	c, err := New(verifyCfg, e.js, e.coll, e.data, e.set, e.log, nil)
+	verify := e.streams
+	verify.Mode = provision.Verify
+	c, err := New(e.cfg, e.data, verify, e.js, e.coll, e.set, e.log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := e.ctx()
-	defer cancel()
+	ctx := testsupport.Context(e.t)
 	if err := c.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func TestAuthCrashedWorkersBatchIsRedeliveredWithinDefaultAckWait(t *testing.T) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	crashing, err := New(e.cfg, crashJS, e.coll, e.data, e.set, e.log, nil)
+	crashing, err := New(e.cfg, e.data, e.streams, crashJS, e.coll, e.set, e.log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,8 +133,7 @@ func TestAuthSlowWriteDoesNotExpireAHealthyBatch(t *testing.T) {
 	// Another worker pulls from the same consumer during the slow write.
 	stolen := make(chan int, 1)
 	go func() {
-		ctx, cancel := e.ctx()
-		defer cancel()
+		ctx := testsupport.Context(e.t)
 		cons, err := e.js.Consumer(ctx, DefaultAuthStream, DefaultAuthConsumer)
 		if err != nil {
 			stolen <- -1
@@ -152,8 +151,7 @@ func TestAuthSlowWriteDoesNotExpireAHealthyBatch(t *testing.T) {
 		}
 		stolen <- got
 	}()
-	ctx, cancel := e.ctx()
-	defer cancel()
+	ctx := testsupport.Context(e.t)
 	c.processBatch(ctx, msgs)
 	if got := <-stolen; got != 0 {
 		t.Fatalf("another worker fetched %d messages of a batch in progress (-1: fetch failed)", got)

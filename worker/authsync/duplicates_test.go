@@ -17,8 +17,7 @@ import (
 
 func TestCustomDataDuplicatesFailByDefaultAndFirstInsertedWinsWhenAllowed(t *testing.T) {
 	e := newAuthEnv(t, testsupport.MongoDB(t), func(e *authEnv) { e.data.AllowDuplicates = true })
-	ctx, cancel := e.ctx()
-	defer cancel()
+	ctx := testsupport.Context(e.t)
 	// Driver-generated ObjectIds grow with insertion order.
 	var seeded []any
 	for i, u := range []string{"dup-a", "dup-a", "dup-b", "dup-b", "dup-b", "single"} {

@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 	"github.com/customdata-worker/customdata-worker/triggers"
 	"github.com/customdata-worker/customdata-worker/worker/customdata"
@@ -27,16 +28,17 @@ const authWait = 15 * time.Second
 // authEnv is one auth-consumer test setup: a private NATS server, a fresh
 // database on the given MongoDB, and a publisher.
 type authEnv struct {
-	t     *testing.T
-	mongo *testsupport.Mongo
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	coll  *mongo.Collection
-	cfg   Config
-	data  customdata.Config
-	set   *triggers.Set
-	pub   *events.Publisher
-	log   zerolog.Logger
+	t       *testing.T
+	mongo   *testsupport.Mongo
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	coll    *mongo.Collection
+	cfg     Config
+	data    customdata.Config
+	streams provision.Streams
+	set     *triggers.Set
+	pub     *events.Publisher
+	log     zerolog.Logger
 }
 
 func newAuthEnv(t *testing.T, m *testsupport.Mongo, tweak ...func(*authEnv)) *authEnv {
@@ -97,7 +99,7 @@ func authWithTriggers(cfg triggers.Config) func(*authEnv) {
 func (e *authEnv) newConsumer() (*Consumer, *prometheus.Registry) {
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
-	c, err := New(e.cfg, e.js, e.coll, e.data, e.set, e.log, reg)
+	c, err := New(e.cfg, e.data, e.streams, e.js, e.coll, e.set, e.log, reg)
 	if err != nil {
 		e.t.Fatalf("New: %v", err)
 	}
@@ -169,17 +171,10 @@ func (e *authEnv) event(op events.Operation, user string, at time.Time) events.A
 	return ev
 }
 
-func (e *authEnv) ctx() (context.Context, context.CancelFunc) { return authTestCtx() }
-
-func authTestCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), authWait)
-}
-
 // docs returns the documents of user, in _id order.
 func (e *authEnv) docs(user string) []bson.M {
 	e.t.Helper()
-	ctx, cancel := e.ctx()
-	defer cancel()
+	ctx := testsupport.Context(e.t)
 	cur, err := e.coll.Find(ctx, bson.M{"userId": user})
 	if err != nil {
 		e.t.Fatalf("find %s: %v", user, err)
@@ -206,8 +201,7 @@ func (e *authEnv) doc(user string) bson.M {
 
 func (e *authEnv) count() int64 {
 	e.t.Helper()
-	ctx, cancel := e.ctx()
-	defer cancel()
+	ctx := testsupport.Context(e.t)
 	n, err := e.coll.CountDocuments(ctx, bson.M{})
 	if err != nil {
 		e.t.Fatalf("count: %v", err)
@@ -216,21 +210,15 @@ func (e *authEnv) count() int64 {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
+// waitFor waits for an effect (testsupport.Eventually).
 func (e *authEnv) waitFor(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(authWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out after %s waiting for %s", authWait, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	testsupport.Eventually(e.t, what, cond)
 }
 
 func (e *authEnv) consumerInfo() *jetstream.ConsumerInfo {
 	e.t.Helper()
-	ctx, cancel := e.ctx()
-	defer cancel()
+	ctx := testsupport.Context(e.t)
 	stream := e.cfg.Stream
 	if stream == "" {
 		stream = DefaultAuthStream
@@ -263,8 +251,7 @@ func (e *authEnv) waitSettled() {
 // deadLetters returns every message of the dead-letter stream.
 func (e *authEnv) deadLetters() []*jetstream.RawStreamMsg {
 	e.t.Helper()
-	ctx, cancel := e.ctx()
-	defer cancel()
+	ctx := testsupport.Context(e.t)
 	name := e.cfg.DeadLetterStream
 	if name == "" {
 		name = DefaultDeadLetterStream

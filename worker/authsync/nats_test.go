@@ -1,10 +1,8 @@
 package authsync
 
 import (
-	"bytes"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -58,27 +56,9 @@ func (r *authRestartableNATS) stop() {
 	}
 }
 
-// authSyncBuffer collects log output from several goroutines.
-type authSyncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *authSyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *authSyncBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
-
 func TestAuthNATSOutageIsWaitedOut(t *testing.T) {
 	ns := startAuthRestartableNATS(t)
-	logs := &authSyncBuffer{}
+	logs := &testsupport.Logs{}
 	e := newAuthEnv(t, testsupport.MongoDB(t), func(e *authEnv) {
 		nc, err := nats.Connect(ns.srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 		if err != nil {
@@ -112,10 +92,10 @@ func TestAuthNATSOutageIsWaitedOut(t *testing.T) {
 	e.publish(e.event(events.OperationCreate, "after", t0))
 	e.waitFor("document after the NATS outage", func() bool { return e.doc("after") != nil })
 	e.waitFor("healthy again", func() bool { return c.Healthy() == nil })
-	if n := logs.count("fetching auth events fails"); n != 1 {
+	if n := logs.Count("fetching auth events fails"); n != 1 {
 		t.Fatalf("outage logged %d times, want once", n)
 	}
-	if n := logs.count("fetching auth events works again"); n != 1 {
+	if n := logs.Count("fetching auth events works again"); n != 1 {
 		t.Fatalf("recovery logged %d times, want once", n)
 	}
 }

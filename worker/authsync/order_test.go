@@ -38,8 +38,7 @@ func flakyOn(op events.Operation, n int) func(*authEnv) {
 // consumer, waiting for them with a generous deadline.
 func (e *authEnv) fetchBatch(c *Consumer, want int) []jetstream.Msg {
 	e.t.Helper()
-	ctx, cancel := e.ctx()
-	defer cancel()
+	ctx := testsupport.Context(e.t)
 	cons, err := c.currentConsumer(ctx)
 	if err != nil {
 		e.t.Fatal(err)
@@ -76,8 +75,7 @@ func TestAuthHeldBackEventIsNotRedeliveredBeforeItsBlocker(t *testing.T) {
 	})
 	c, _ := e.newConsumer()
 	t0 := authBaseTime()
-	ctx, cancel := e.ctx()
-	defer cancel()
+	ctx := testsupport.Context(e.t)
 
 	e.publish(e.event(events.OperationDelete, "kim", t0))
 	c.processBatch(ctx, e.fetchBatch(c, 1)) // the DELETE fails once: Nak 50ms

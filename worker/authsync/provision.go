@@ -25,7 +25,7 @@ var ErrIncompatibleProvisioning = errors.New("JetStream resources for auth event
 // (idempotent); in verify mode it only checks them and fails with an error
 // naming every problem.
 func (a *Consumer) Provision(ctx context.Context) error {
-	if a.cfg.Provision == provision.Verify {
+	if a.streams.Mode == provision.Verify {
 		return a.verify(ctx)
 	}
 	if _, err := a.js.CreateOrUpdateStream(ctx, a.authStreamConfig()); err != nil {
@@ -58,8 +58,8 @@ func (a *Consumer) authStreamConfig() jetstream.StreamConfig {
 		MaxBytes:    maxBytes,
 		// Refuse new events rather than silently dropping unconsumed ones.
 		Discard:    jetstream.DiscardNew,
-		Replicas:   a.cfg.Replicas,
-		Duplicates: a.cfg.DuplicateWindow,
+		Replicas:   a.streams.Replicas,
+		Duplicates: a.streams.DuplicateWindow,
 	}
 }
 
@@ -72,8 +72,8 @@ func (a *Consumer) deadLetterStreamConfig() jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		MaxAge:      a.cfg.DeadLetterMaxAge,
 		MaxBytes:    -1,
-		Replicas:    a.cfg.Replicas,
-		Duplicates:  a.cfg.DuplicateWindow,
+		Replicas:    a.streams.Replicas,
+		Duplicates:  a.streams.DuplicateWindow,
 	}
 }
 

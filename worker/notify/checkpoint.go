@@ -29,7 +29,7 @@ type checkpoint struct {
 	Version int `json:"v"`
 	// Token is the resume token, raw BSON.
 	Token []byte `json:"token"`
-	// StartAfter: the token is an invalidate event's; the stream must be
+	// StartAfter: the token is an invalidate event's; the feed must be
 	// reopened with startAfter (resumeAfter would fail).
 	StartAfter bool `json:"startAfter,omitempty"`
 	// Namespace is "<db>.<collection>", checked on load.

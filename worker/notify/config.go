@@ -10,14 +10,12 @@ import (
 
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/provision"
-	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 // Notifier defaults.
 const (
 	DefaultNoticeStream           = "CUSTOMDATA_NOTICES"
 	DefaultNoticeMaxAge           = time.Hour
-	DefaultNoticeDuplicateWindow  = 2 * time.Minute
 	DefaultNotifierCheckpointKV   = "CUSTOMDATA_NOTIFIER_CHECKPOINTS"
 	DefaultNotifierLeaseKV        = "CUSTOMDATA_NOTIFIER_LEASE"
 	DefaultNotifierLeaseTTL       = 10 * time.Second
@@ -35,9 +33,9 @@ const (
 	// minNotifierLeaseTTL keeps renewals (every TTL/3) meaningful against
 	// round-trip times.
 	minNotifierLeaseTTL = 300 * time.Millisecond
-	// maxStreamPollGrace caps how long a change-stream open or poll may
+	// maxFeedPollGrace caps how long a change-stream open or poll may
 	// take beyond MaxAwaitTime before it counts as failed (hung).
-	maxStreamPollGrace = 10 * time.Second
+	maxFeedPollGrace = 10 * time.Second
 	// duplicateUserMemory bounds the set of users already warned about.
 	duplicateUserMemory = 10_000
 )
@@ -45,9 +43,11 @@ const (
 // kvBucketPattern is what JetStream accepts as a key-value bucket name.
 var kvBucketPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 
-// Config configures the change-stream notifier: which collection it
-// watches, the notice stream it publishes to, and where its checkpoint and
-// leadership lease live.
+// Config configures the change-stream notifier: the notice stream it
+// publishes to, and where its checkpoint and leadership lease live. The
+// settings both flows share (the watched collection: customdata.Config;
+// provision mode, replicas and duplicate window: provision.Streams) are
+// given to New beside it.
 //
 // Checkpoints live in NATS KV, next to the lease, not in MongoDB: a
 // checkpoint may only be written after the notice's publish was
@@ -62,17 +62,10 @@ type Config struct {
 	// Stream is the notice stream; it listens on "<SubjectPrefix>.>".
 	// Default "CUSTOMDATA_NOTICES".
 	Stream string
-	// MaxAge is how long notices are kept for issuers to replay. Default 1h.
+	// MaxAge is how long notices are kept for issuers to replay. Default
+	// 1h; at least the duplicate window (provision.Streams), within which a
+	// notice re-published after a restart or failover is stored once.
 	MaxAge time.Duration
-	// DuplicateWindow is the de-duplication window on notice ids; a
-	// notice re-published after a restart or failover within it is stored
-	// once. Default 2m; at most MaxAge.
-	DuplicateWindow time.Duration
-	// Replicas of the stream and both KV buckets (1 to 5). Default 1.
-	Replicas int
-	// Provision is provision.Create (default: create or update the stream
-	// and buckets) or provision.Verify (only check them).
-	Provision string
 
 	// CheckpointBucket is the KV bucket holding resume tokens. Default
 	// "CUSTOMDATA_NOTIFIER_CHECKPOINTS".
@@ -88,13 +81,6 @@ type Config struct {
 	// New): the hostname plus a random suffix.
 	InstanceID string
 
-	// Database, Collection and UserIDField name the watched collection and
-	// the field holding the user id (default "userId"). Database and
-	// Collection are required; Database must match the *mongo.Database
-	// given to New.
-	Database    string
-	Collection  string
-	UserIDField string
 	// OversizeBytes: documents larger than this are flagged Oversize in
 	// their notice (and counted). Default 16384.
 	OversizeBytes int
@@ -107,13 +93,13 @@ type Config struct {
 	PreAndPostImages bool
 
 	// RetryMaxInterval caps the backoff between attempts to reopen the
-	// change stream or reach NATS. Default 10s.
+	// change feed or reach NATS. Default 10s.
 	RetryMaxInterval time.Duration
-	// UnhealthyAfter is how long the change stream or the lease may fail
+	// UnhealthyAfter is how long the change feed or the lease may fail
 	// before Healthy reports an error. Default 30s.
 	UnhealthyAfter time.Duration
 	// MaxAwaitTime is how long the server may hold an empty poll of the
-	// change stream. Default 1s.
+	// change feed. Default 1s.
 	MaxAwaitTime time.Duration
 	// IdlePollInterval is the shortest time between two empty polls.
 	// Servers normally hold an empty poll up to MaxAwaitTime, so this only
@@ -122,9 +108,9 @@ type Config struct {
 	IdlePollInterval time.Duration
 	// CheckpointInterval bounds how far the checkpoint may lag behind the
 	// last acknowledged notice while changes keep arriving (the checkpoint
-	// is written as soon as the stream has nothing buffered). Default 1s.
+	// is written as soon as the feed has nothing buffered). Default 1s.
 	CheckpointInterval time.Duration
-	// StallAfter: when the leader's change stream has made no progress
+	// StallAfter: when the leader's change feed has made no progress
 	// (no event, no answered poll) and has failed every attempt since, for
 	// longer than this, the leader gives the lease up and stays out of the
 	// competition for a lease TTL, so a replica whose MongoDB works takes
@@ -145,18 +131,6 @@ func (c *Config) SetDefaults() {
 	if c.MaxAge == 0 {
 		c.MaxAge = DefaultNoticeMaxAge
 	}
-	if c.DuplicateWindow == 0 {
-		c.DuplicateWindow = DefaultNoticeDuplicateWindow
-		if c.MaxAge > 0 && c.MaxAge < c.DuplicateWindow {
-			c.DuplicateWindow = c.MaxAge
-		}
-	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
-	if c.Provision == "" {
-		c.Provision = provision.Create
-	}
 	if c.CheckpointBucket == "" {
 		c.CheckpointBucket = DefaultNotifierCheckpointKV
 	}
@@ -165,9 +139,6 @@ func (c *Config) SetDefaults() {
 	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = DefaultNotifierLeaseTTL
-	}
-	if c.UserIDField == "" {
-		c.UserIDField = customdata.DefaultUserIDField
 	}
 	if c.OversizeBytes == 0 {
 		c.OversizeBytes = DefaultNoticeOversizeBytes
@@ -192,11 +163,11 @@ func (c *Config) SetDefaults() {
 	}
 }
 
-// streamOpTimeout bounds one open or poll of the change stream: the server
+// feedOpTimeout bounds one open or poll of the change feed: the server
 // holds an empty poll up to MaxAwaitTime, so anything much longer is a hung
 // connection, counted as a failure rather than waited on forever.
-func (c Config) streamOpTimeout() time.Duration {
-	return c.MaxAwaitTime + min(maxStreamPollGrace, max(time.Second, c.StallAfter/4))
+func (c Config) feedOpTimeout() time.Duration {
+	return c.MaxAwaitTime + min(maxFeedPollGrace, max(time.Second, c.StallAfter/4))
 }
 
 // Validate checks the configuration after defaults are applied.
@@ -213,18 +184,6 @@ func (c Config) Validate() error {
 	if c.MaxAge < 0 {
 		add("max age must not be negative")
 	}
-	if c.DuplicateWindow < 0 {
-		add("duplicate window must not be negative")
-	}
-	if c.MaxAge > 0 && c.DuplicateWindow > c.MaxAge {
-		add("duplicate window %s exceeds max age %s", c.DuplicateWindow, c.MaxAge)
-	}
-	if c.Replicas < 1 || c.Replicas > 5 {
-		add("replicas must be 1 to 5, got %d", c.Replicas)
-	}
-	if err := provision.Validate(c.Provision); err != nil {
-		add("%v", err)
-	}
 	for _, b := range []struct{ what, name string }{{"checkpoint bucket", c.CheckpointBucket}, {"lease bucket", c.LeaseBucket}} {
 		if !kvBucketPattern.MatchString(b.name) {
 			add("%s %q must match %s", b.what, b.name, kvBucketPattern)
@@ -239,15 +198,6 @@ func (c Config) Validate() error {
 	if c.StallAfter <= c.LeaseTTL {
 		add("stall after %s must exceed the lease TTL %s", c.StallAfter, c.LeaseTTL)
 	}
-	if c.Database == "" {
-		add("database is required")
-	}
-	if c.Collection == "" {
-		add("collection is required")
-	}
-	if err := customdata.ValidateFieldName(c.UserIDField); err != nil {
-		add("user id field: %w", err)
-	}
 	if c.OversizeBytes < 0 {
 		add("oversize bytes must not be negative")
 	}
@@ -261,6 +211,17 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ValidateWith checks c against the shared stream settings: notices must
+// be kept at least as long as the window that de-duplicates them.
+func (c Config) ValidateWith(streams provision.Streams) error {
+	c.SetDefaults()
+	streams.SetDefaults()
+	if c.MaxAge > 0 && streams.DuplicateWindow > c.MaxAge {
+		return fmt.Errorf("notifier: duplicate window %s exceeds max age %s", streams.DuplicateWindow, c.MaxAge)
+	}
+	return nil
 }
 
 // noticeSubjects is the subject filter of the notice stream.

@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -10,15 +11,16 @@ import (
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 func TestNotifierConfigDefaults(t *testing.T) {
-	c := Config{Database: "app", Collection: "customdata"}
+	var c Config
 	c.SetDefaults()
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(c.Validate(), c.ValidateWith(provision.Streams{})); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
 	for _, tc := range []struct {
@@ -29,15 +31,11 @@ func TestNotifierConfigDefaults(t *testing.T) {
 		{"stream", c.Stream, "CUSTOMDATA_NOTICES"},
 		{"subjects", c.noticeSubjects()[0], events.DefaultNoticePrefix + ".>"},
 		{"max age", c.MaxAge, time.Hour},
-		{"duplicate window", c.DuplicateWindow, 2 * time.Minute},
-		{"replicas", c.Replicas, 1},
-		{"provision", c.Provision, provision.Create},
 		{"lease TTL", c.LeaseTTL, 10 * time.Second},
 		{"oversize", c.OversizeBytes, 16384},
-		{"user id field", c.UserIDField, "userId"},
 		{"pre-images", c.PreAndPostImages, false},
 		{"stall after", c.StallAfter, 30 * time.Second},
-		{"stream op timeout", c.streamOpTimeout(), time.Second + 7500*time.Millisecond},
+		{"stream op timeout", c.feedOpTimeout(), time.Second + 7500*time.Millisecond},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
@@ -48,20 +46,23 @@ func TestNotifierConfigDefaults(t *testing.T) {
 	if c.InstanceID != "" || c.CheckpointBucket == c.LeaseBucket {
 		t.Errorf("instance %q, buckets %q/%q", c.InstanceID, c.CheckpointBucket, c.LeaseBucket)
 	}
-	long := Config{Database: "a", Collection: "b", LeaseTTL: 45 * time.Second}
+	long := Config{LeaseTTL: 45 * time.Second}
 	long.SetDefaults()
 	if long.StallAfter != 90*time.Second || long.Validate() != nil {
 		t.Errorf("stall after with a 45s lease = %s (%v), want 90s", long.StallAfter, long.Validate())
 	}
-	quick := Config{Database: "a", Collection: "b", MaxAwaitTime: 200 * time.Millisecond, StallAfter: 2 * time.Second, LeaseTTL: time.Second}
+	quick := Config{MaxAwaitTime: 200 * time.Millisecond, StallAfter: 2 * time.Second, LeaseTTL: time.Second}
 	quick.SetDefaults()
-	if got := quick.streamOpTimeout(); got != 1200*time.Millisecond {
+	if got := quick.feedOpTimeout(); got != 1200*time.Millisecond {
 		t.Errorf("stream op timeout with a 2s stall = %s, want 1.2s (grace at least 1s)", got)
 	}
-	short := Config{Database: "a", Collection: "b", MaxAge: time.Minute}
-	short.SetDefaults()
-	if short.DuplicateWindow != time.Minute {
-		t.Errorf("duplicate window with a 1m max age = %s, want 1m", short.DuplicateWindow)
+	// Notices are kept at least as long as the window de-duplicating them.
+	short := Config{MaxAge: time.Minute}
+	if err := short.ValidateWith(provision.Streams{}); err == nil || !strings.Contains(err.Error(), "exceeds max age") {
+		t.Errorf("1m max age with the default 2m window: %v, want an error", err)
+	}
+	if err := short.ValidateWith(provision.Streams{DuplicateWindow: time.Minute}); err != nil {
+		t.Errorf("1m max age with a 1m window: %v", err)
 	}
 }
 
@@ -71,25 +72,18 @@ func TestNotifierConfigValidate(t *testing.T) {
 		mutate func(*Config)
 		want   string
 	}{
-		{"no database", func(c *Config) { c.Database = "" }, "database is required"},
-		{"no collection", func(c *Config) { c.Collection = "" }, "collection is required"},
 		{"wildcard prefix", func(c *Config) { c.SubjectPrefix = "a.*" }, "subject prefix"},
 		{"dotted stream", func(c *Config) { c.Stream = "A.B" }, "stream name"},
-		{"window above max age", func(c *Config) { c.MaxAge = time.Minute; c.DuplicateWindow = time.Hour }, "exceeds max age"},
-		{"replicas", func(c *Config) { c.Replicas = 7 }, "replicas"},
-		{"provision", func(c *Config) { c.Provision = "maybe" }, "provision"},
 		{"bucket name", func(c *Config) { c.LeaseBucket = "a.b" }, "lease bucket"},
 		{"same buckets", func(c *Config) { c.LeaseBucket = c.CheckpointBucket }, "must differ"},
 		{"lease too short", func(c *Config) { c.LeaseTTL = time.Millisecond }, "lease TTL"},
 		{"lease too long", func(c *Config) { c.LeaseTTL = time.Hour }, "lease TTL"},
-		{"dotted user field", func(c *Config) { c.UserIDField = "a.b" }, "user id field"},
-		{"_id as user field", func(c *Config) { c.UserIDField = "_id" }, "user id field"},
 		{"negative oversize", func(c *Config) { c.OversizeBytes = -1 }, "oversize"},
 		{"negative interval", func(c *Config) { c.IdlePollInterval = -time.Second }, "idle poll"},
 		{"stall within the lease TTL", func(c *Config) { c.StallAfter = c.LeaseTTL }, "stall after"},
 		{"negative stall", func(c *Config) { c.StallAfter = -time.Second }, "stall after"},
 	} {
-		c := Config{Database: "app", Collection: "customdata"}
+		var c Config
 		c.SetDefaults()
 		tc.mutate(&c)
 		err := c.Validate()
@@ -98,8 +92,8 @@ func TestNotifierConfigValidate(t *testing.T) {
 		}
 	}
 	var zero Config
-	if err := zero.Validate(); err == nil {
-		t.Error("the zero config validates without database and collection")
+	if err := zero.Validate(); err != nil {
+		t.Errorf("the zero config does not validate: %v", err)
 	}
 }
 
@@ -111,7 +105,7 @@ func TestNewNamesTheInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	n, err := New(Config{Collection: "c"}, js, client.Database("d"), zerolog.Nop(), nil)
+	n, err := New(Config{}, customdata.Config{Collection: "c"}, provision.Streams{}, js, client.Database("d"), zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,13 +7,16 @@
 //
 //   - notifier.go: lease competition and one leadership term per lease
 //     held (Notifier.Run, lead); health.
-//   - term.go: one term's feed: open, resume, poll, reopen; the position
-//     (pending, saved, checkpoint) and publishing, the only place a
-//     flush-all is decided and counted.
-//   - feed.go: the feed's pipeline and options, and what a feed error means
-//     for continuity.
-//   - mapping.go: change event → notices; guard.go: the duplicate-user and
-//     oversize guards; checkpoint.go: the checkpoint bucket.
+//   - term.go: one term's feed: open, resume, poll, reopen, and the
+//     position (pending, saved, checkpoint). A term is given what it needs
+//     (termDeps); it never reaches back into the Notifier.
+//   - publish.go: publishing, the only place a notice is published and a
+//     flush-all counted.
+//   - feed.go: where the feed comes from (feedSource), its pipeline and
+//     options, and what a feed error means for continuity.
+//   - mapping.go: change event → notices (and which flush-all a change
+//     calls for); guard.go: the duplicate-user guard and the log limiter;
+//     checkpoint.go: the checkpoint bucket.
 //
 // The position is checkpointed only after the notice was acknowledged, a
 // lease (internal/lease) keeps one publisher active, and any loss of

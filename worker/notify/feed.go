@@ -14,7 +14,45 @@ import (
 	"github.com/customdata-worker/customdata-worker/internal/outage"
 )
 
-// changeStreamPipeline projects each change event down to what a notice
+// feedCursor is what the term reads a change feed through: the
+// driver's *mongo.ChangeStream, or in tests one that fails the way a real
+// server does and the stand-in cannot. Implementations must be comparable
+// (the term tells feeds apart with ==).
+type feedCursor interface {
+	TryNext(ctx context.Context) bool
+	// Event is the event TryNext moved to (ChangeStream.Current).
+	Event() bson.Raw
+	Err() error
+	ResumeToken() bson.Raw
+	RemainingBatchLength() int
+	Close(ctx context.Context) error
+}
+
+// driverFeed adapts *mongo.ChangeStream to feedCursor.
+type driverFeed struct{ *mongo.ChangeStream }
+
+func (d driverFeed) Event() bson.Raw { return d.Current }
+
+// feedSource opens the change feed: the collection's Watch, or in tests
+// one that fails the way a real server does and the stand-in cannot.
+type feedSource interface {
+	open(ctx context.Context, pipeline mongo.Pipeline, from *checkpoint,
+		opts *options.ChangeStreamOptionsBuilder) (feedCursor, error)
+}
+
+// watchFeed is the production feedSource: the collection's Watch.
+type watchFeed struct{ coll *mongo.Collection }
+
+func (w watchFeed) open(ctx context.Context, pipeline mongo.Pipeline, _ *checkpoint,
+	opts *options.ChangeStreamOptionsBuilder) (feedCursor, error) {
+	cs, err := w.coll.Watch(ctx, pipeline, opts)
+	if err != nil {
+		return nil, err
+	}
+	return driverFeed{cs}, nil
+}
+
+// feedPipeline projects each change event down to what a notice
 // needs, so documents do not flow through the worker:
 //
 //   - the resume token (_id, kept implicitly), operationType, documentKey,
@@ -39,8 +77,8 @@ import (
 // does exceed the limit, on servers without $bsonSize) either; and the
 // fragments would have to be reassembled. A change the server cannot
 // return is handled instead by maxPositionRefusals: retried, then a
-// flush-all (position_unreadable) and a stream from now.
-func changeStreamPipeline(userIDField string, serverSize bool) mongo.Pipeline {
+// flush-all (position_unreadable) and a feed from now.
+func feedPipeline(userIDField string, serverSize bool) mongo.Pipeline {
 	updatedFields := "$updateDescription.updatedFields"
 	project := bson.D{
 		{Key: "operationType", Value: 1},
@@ -72,43 +110,43 @@ func changeStreamPipeline(userIDField string, serverSize bool) mongo.Pipeline {
 	return mongo.Pipeline{{{Key: "$project", Value: project}}}
 }
 
-// streamErrorClass says what a change-stream error means for continuity.
-type streamErrorClass int
+// feedErrorClass says what a change-stream error means for continuity.
+type feedErrorClass int
 
 const (
-	// streamTransient: the server or the path to it is unavailable, or
+	// feedTransient: the server or the path to it is unavailable, or
 	// the server is busy (elections, restarts, killed or interrupted
 	// operations); reopen from the checkpoint with backoff, no flush.
-	streamTransient streamErrorClass = iota
-	// streamTimedOut: the server gave up on the operation within its time
+	feedTransient feedErrorClass = iota
+	// feedTimedOut: the server gave up on the operation within its time
 	// limit (MaxTimeMSExpired). It answers, so it is alive: an open that
 	// keeps timing out is retried with a wider limit, and past a bound
-	// the stream starts from now after a flush-all.
-	streamTimedOut
-	// streamHistoryLost: the server says the resume point is gone.
-	streamHistoryLost
-	// streamTokenInvalid: the server says the token is not a valid token.
-	streamTokenInvalid
-	// streamPipelineUnsupported: the server cannot evaluate an operator
+	// the feed starts from now after a flush-all.
+	feedTimedOut
+	// feedHistoryLost: the server says the resume point is gone.
+	feedHistoryLost
+	// feedTokenInvalid: the server says the token is not a valid token.
+	feedTokenInvalid
+	// feedPipelineUnsupported: the server cannot evaluate an operator
 	// of the pipeline.
-	streamPipelineUnsupported
-	// streamRefused: any other server error. It is retried from the
+	feedPipelineUnsupported
+	// feedRefused: any other server error. It is retried from the
 	// checkpoint like a transient one; the same refusal repeated at one
 	// position (maxPositionRefusals) means that position cannot be read.
-	streamRefused
+	feedRefused
 )
 
-func (c streamErrorClass) String() string {
+func (c feedErrorClass) String() string {
 	switch c {
-	case streamTransient:
+	case feedTransient:
 		return "transient"
-	case streamTimedOut:
+	case feedTimedOut:
 		return "timed_out"
-	case streamHistoryLost:
+	case feedHistoryLost:
 		return "history_lost"
-	case streamTokenInvalid:
+	case feedTokenInvalid:
 		return "token_invalid"
-	case streamPipelineUnsupported:
+	case feedPipelineUnsupported:
 		return "pipeline_unsupported"
 	}
 	return "refused"
@@ -142,47 +180,46 @@ var (
 	}
 )
 
-// classifyStreamError classifies an error from opening or reading a change
+// classifyFeedError classifies an error from opening or reading a change
 // stream: what it says about the position (lost, invalid, unreadable) and
-// whether retrying from the checkpoint is the answer. Server error labels
-// are read first, then codes; an error that is not a server error (network,
-// deadline, server selection, a closed client) is transient.
-func classifyStreamError(err error) streamErrorClass {
-	if err == nil || mongo.IsNetworkError(err) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, context.Canceled) || errors.Is(err, mongo.ErrClientDisconnected) {
-		return streamTransient
-	}
+// whether retrying from the checkpoint is the answer. A server's answer is
+// read first, its labels before its codes: driver v2 makes a server's
+// MaxTimeMSExpired wrap context.DeadlineExceeded, so testing for the
+// context first would take the server's time limit for a client-side one.
+// An error that is not a server's answer (network, a client-side deadline,
+// server selection, a closed client) is transient.
+func classifyFeedError(err error) feedErrorClass {
 	var se mongo.ServerError
-	if !errors.As(err, &se) {
-		return streamTransient
-	}
-	if outage.HasDownLabel(err) {
-		return streamTransient
+	if err == nil || !errors.As(err, &se) || outage.HasDownLabel(err) || mongo.IsNetworkError(err) {
+		return feedTransient
 	}
 	has := func(list []int) bool { return slices.ContainsFunc(list, se.HasErrorCode) }
 	switch {
 	case has(historyLostCodes):
-		return streamHistoryLost
+		return feedHistoryLost
 	case has(tokenInvalidCodes):
-		return streamTokenInvalid
+		return feedTokenInvalid
 	case has(pipelineUnsupportedCodes):
-		return streamPipelineUnsupported
+		return feedPipelineUnsupported
 	case has(timedOutCodes):
-		return streamTimedOut
+		return feedTimedOut
 	case has(outage.DownCodes):
 		// Not exhaustive: an unlisted error is retried too
-		// (streamRefused), it only counts towards maxPositionRefusals.
-		return streamTransient
-	case mongo.IsTimeout(err):
-		return streamTimedOut
+		// (feedRefused), it only counts towards maxPositionRefusals.
+		return feedTransient
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.Is(err, mongo.ErrClientDisconnected):
+		// A server error with none of the codes above that carries a
+		// context error ended on the client's side.
+		return feedTransient
 	}
-	return streamRefused
+	return feedRefused
 }
 
 // flushReasonForRefusedToken is the flush reason when the server refused
 // to resume from the checkpoint with an error of class c.
-func flushReasonForRefusedToken(c streamErrorClass) events.FlushReason {
-	if c == streamHistoryLost {
+func flushReasonForRefusedToken(c feedErrorClass) events.FlushReason {
+	if c == feedHistoryLost {
 		return events.FlushHistoryLost
 	}
 	return events.FlushBadCheckpoint
@@ -199,20 +236,20 @@ func probeServerSize(ctx context.Context, coll *mongo.Collection) (supported, co
 		{{Key: "$project", Value: bson.D{{Key: "_id", Value: 0}, {Key: "s", Value: bson.D{{Key: "$bsonSize", Value: "$$ROOT"}}}}}},
 	})
 	if err != nil {
-		return false, classifyStreamError(err) == streamPipelineUnsupported
+		return false, classifyFeedError(err) == feedPipelineUnsupported
 	}
 	defer func() { _ = cur.Close(context.WithoutCancel(ctx)) }()
 	if cur.Next(ctx) {
 		return true, true
 	}
-	return false, classifyStreamError(cur.Err()) == streamPipelineUnsupported
+	return false, classifyFeedError(cur.Err()) == feedPipelineUnsupported
 }
 
-// watchOptions are the change-stream options for a start position (nil:
+// feedOptions are the change-stream options for a start position (nil:
 // from now).
 //
 // The first batch is empty (batchSize 0): the aggregate then answers as
-// soon as the stream is set up, instead of scanning the oplog from the
+// soon as the feed is set up, instead of scanning the oplog from the
 // resume point until it fills a batch within the open's time limit, which
 // on a busy cluster minutes behind a quiet collection can time out on
 // every attempt. The scan continues in getMores, whose post-batch resume
@@ -221,11 +258,11 @@ func probeServerSize(ctx context.Context, coll *mongo.Collection) (supported, co
 // cursor.batchSize and omits batchSize from getMores when it is 0, so
 // getMores use the server's default batch size. A resume point lost from
 // history may then be reported by the first getMore instead of the
-// aggregate; the session treats both alike (streamSession.run).
-func (n *Notifier) watchOptions(from *checkpoint) *options.ChangeStreamOptionsBuilder {
-	opts := options.ChangeStream().SetFullDocument(options.UpdateLookup).SetMaxAwaitTime(n.cfg.MaxAwaitTime).
+// aggregate; the term treats both alike (term.run).
+func feedOptions(cfg Config, from *checkpoint) *options.ChangeStreamOptionsBuilder {
+	opts := options.ChangeStream().SetFullDocument(options.UpdateLookup).SetMaxAwaitTime(cfg.MaxAwaitTime).
 		SetBatchSize(0)
-	if n.cfg.PreAndPostImages {
+	if cfg.PreAndPostImages {
 		// Only requested when configured: servers before 6.0 reject the
 		// option, and without pre-images enabled on the collection it
 		// would yield nothing.

@@ -16,65 +16,71 @@ import (
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
-// TestClassifyChangeStreamError: only errors that say the position is gone
+// TestClassifyFeedError: only errors that say the position is gone
 // or invalid are discontinuities; everything an election, a restart or load
 // produces on the aggregate (which never carries ResumableChangeStreamError)
 // is retried from the checkpoint.
-func TestClassifyChangeStreamError(t *testing.T) {
+func TestClassifyFeedError(t *testing.T) {
+	if !errors.Is(serverError(50, "MaxTimeMSExpired"), context.DeadlineExceeded) {
+		t.Fatal("serverError(50) does not wrap context.DeadlineExceeded as driver v2 does")
+	}
 	cmd := func(code int32, labels ...string) error {
-		return fmt.Errorf("wrapped: %w", mongo.CommandError{Code: code, Message: "m", Labels: labels})
+		return fmt.Errorf("wrapped: %w", serverError(code, "", labels...))
 	}
 	for _, tc := range []struct {
 		name string
 		err  error
-		want streamErrorClass
+		want feedErrorClass
 	}{
-		{"history lost", cmd(286, "NonResumableChangeStreamError"), streamHistoryLost},
-		{"fatal: resume point gone (4.0-4.2)", cmd(280), streamHistoryLost},
-		{"3.6: resume point may no longer be in the oplog", cmd(40576), streamHistoryLost},
-		{"3.6-4.0: resume token not found", cmd(40585), streamHistoryLost},
-		{"invalid resume token", cmd(260), streamTokenInvalid},
-		{"unknown expression ($bsonSize on old servers)", cmd(168), streamPipelineUnsupported},
-		{"max time expired", cmd(50), streamTimedOut},
-		{"exceeded time limit (mongos)", cmd(262), streamTimedOut},
-		{"majority read concern not available yet", cmd(134), streamTransient},
-		{"interrupted", cmd(11601), streamTransient},
-		{"query plan killed", cmd(175), streamTransient},
-		{"election in progress", cmd(216), streamTransient},
-		{"shutdown in progress", cmd(91), streamTransient},
-		{"primary stepped down", cmd(189), streamTransient},
-		{"not primary", cmd(10107), streamTransient},
-		{"not primary, no secondaryOk", cmd(13435), streamTransient},
-		{"stepping down", cmd(11602), streamTransient},
-		{"cursor killed", cmd(237), streamTransient},
-		{"resumable label wins over the code", cmd(10334, "ResumableChangeStreamError"), streamTransient},
-		{"network label", cmd(0, "NetworkError"), streamTransient},
-		{"retryable label", cmd(0, "RetryableError"), streamTransient},
-		{"deadline", context.DeadlineExceeded, streamTransient},
-		{"canceled", fmt.Errorf("x: %w", context.Canceled), streamTransient},
-		{"client disconnected", mongo.ErrClientDisconnected, streamTransient},
-		{"not a server error (server selection, I/O)", errors.New("boom"), streamTransient},
+		{"history lost", cmd(286, "NonResumableChangeStreamError"), feedHistoryLost},
+		{"fatal: resume point gone (4.0-4.2)", cmd(280), feedHistoryLost},
+		{"3.6: resume point may no longer be in the oplog", cmd(40576), feedHistoryLost},
+		{"3.6-4.0: resume token not found", cmd(40585), feedHistoryLost},
+		{"invalid resume token", cmd(260), feedTokenInvalid},
+		{"unknown expression ($bsonSize on old servers)", cmd(168), feedPipelineUnsupported},
+		// Driver v2 makes a server's MaxTimeMSExpired wrap
+		// context.DeadlineExceeded: it is still the server's answer.
+		{"max time expired", cmd(50), feedTimedOut},
+		{"max time expired, unwrapped", serverError(50, "MaxTimeMSExpired"), feedTimedOut},
+		{"exceeded time limit (mongos)", cmd(262), feedTimedOut},
+		{"majority read concern not available yet", cmd(134), feedTransient},
+		{"interrupted", cmd(11601), feedTransient},
+		{"query plan killed", cmd(175), feedTransient},
+		{"election in progress", cmd(216), feedTransient},
+		{"shutdown in progress", cmd(91), feedTransient},
+		{"primary stepped down", cmd(189), feedTransient},
+		{"not primary", cmd(10107), feedTransient},
+		{"not primary, no secondaryOk", cmd(13435), feedTransient},
+		{"stepping down", cmd(11602), feedTransient},
+		{"cursor killed", cmd(237), feedTransient},
+		{"resumable label wins over the code", cmd(10334, "ResumableChangeStreamError"), feedTransient},
+		{"network label", cmd(0, "NetworkError"), feedTransient},
+		{"retryable label", cmd(0, "RetryableError"), feedTransient},
+		{"deadline", context.DeadlineExceeded, feedTransient},
+		{"canceled", fmt.Errorf("x: %w", context.Canceled), feedTransient},
+		{"client disconnected", mongo.ErrClientDisconnected, feedTransient},
+		{"not a server error (server selection, I/O)", errors.New("boom"), feedTransient},
 		// The stand-in answers a bogus resume token with "Unknown error"
 		// and no code: retried, and past maxPositionRefusals identical
 		// refusals at one position, a flush-all.
-		{"server error without a code", cmd(0), streamRefused},
-		{"event too large", cmd(10334), streamRefused},
-		{"non-resumable label, unknown code", cmd(9999, "NonResumableChangeStreamError"), streamRefused},
-		{"unauthorized", cmd(13), streamRefused},
+		{"server error without a code", cmd(0), feedRefused},
+		{"event too large", cmd(10334), feedRefused},
+		{"non-resumable label, unknown code", cmd(9999, "NonResumableChangeStreamError"), feedRefused},
+		{"unauthorized", cmd(13), feedRefused},
 	} {
-		if got := classifyStreamError(tc.err); got != tc.want {
+		if got := classifyFeedError(tc.err); got != tc.want {
 			t.Errorf("%s: class %s, want %s", tc.name, got, tc.want)
 		}
 	}
-	if flushReasonForRefusedToken(streamHistoryLost) != events.FlushHistoryLost ||
-		flushReasonForRefusedToken(streamTokenInvalid) != events.FlushBadCheckpoint {
+	if flushReasonForRefusedToken(feedHistoryLost) != events.FlushHistoryLost ||
+		flushReasonForRefusedToken(feedTokenInvalid) != events.FlushBadCheckpoint {
 		t.Error("flush reasons for refused tokens")
 	}
 }
 
-// TestChangeStreamPipelineOnTheServer runs both pipeline variants against
+// TestFeedPipelineOnTheServer runs both pipeline variants against
 // the test server and maps what comes out, as the notifier would.
-func TestChangeStreamPipelineOnTheServer(t *testing.T) {
+func TestFeedPipelineOnTheServer(t *testing.T) {
 	m := testsupport.MongoDB(t)
 	coll := m.Client(t).Database(testsupport.DatabaseName(t)).Collection("customdata")
 	ctx := testsupport.Context(t)
@@ -94,7 +100,7 @@ func TestChangeStreamPipelineOnTheServer(t *testing.T) {
 
 	watch := func(serverSize bool) *mongo.ChangeStream {
 		t.Helper()
-		cs, err := coll.Watch(ctx, changeStreamPipeline("userId", serverSize),
+		cs, err := coll.Watch(ctx, feedPipeline("userId", serverSize),
 			options.ChangeStream().SetFullDocument(options.UpdateLookup).SetMaxAwaitTime(time.Second))
 		if err != nil {
 			t.Fatalf("watch (server size %v): %v", serverSize, err)
@@ -129,7 +135,7 @@ func TestChangeStreamPipelineOnTheServer(t *testing.T) {
 	if m.StandIn != nil {
 		// The stand-in accepts the pipeline at open and fails the first
 		// event: the notifier reads that as "size in the worker".
-		if classifyStreamError(err) != streamPipelineUnsupported {
+		if classifyFeedError(err) != feedPipelineUnsupported {
 			t.Fatalf("stand-in, sized pipeline: event %v, err %v; want InvalidPipelineOperator", ev, err)
 		}
 	} else {
@@ -171,8 +177,8 @@ func TestChangeStreamRefusesBogusResumeToken(t *testing.T) {
 		_ = cs.Close(ctx)
 		t.Fatal("the server accepted a bogus resume token")
 	}
-	class := classifyStreamError(err)
-	if class == streamTransient || class == streamPipelineUnsupported {
+	class := classifyFeedError(err)
+	if class == feedTransient || class == feedPipelineUnsupported {
 		t.Fatalf("bogus token: class %s (code %d): %v", class, outage.FirstCode(err), err)
 	}
 	t.Logf("bogus resume token: class %s, code %d", class, outage.FirstCode(err))

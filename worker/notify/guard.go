@@ -11,23 +11,23 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// noticeLogLimiter lets one warning per kind through per interval and
+// logLimiter lets one warning per kind through per interval and
 // counts what it held back, so a flood of odd events costs one log line
 // per interval.
-type noticeLogLimiter struct {
+type logLimiter struct {
 	every time.Duration
 	mu    sync.Mutex
 	last  map[string]time.Time
 	held  map[string]int
 }
 
-func newNoticeLogLimiter(every time.Duration) *noticeLogLimiter {
-	return &noticeLogLimiter{every: every, last: map[string]time.Time{}, held: map[string]int{}}
+func newLogLimiter(every time.Duration) *logLimiter {
+	return &logLimiter{every: every, last: map[string]time.Time{}, held: map[string]int{}}
 }
 
 // allow reports whether a warning of kind may be logged now, and how many
 // were suppressed since the last one.
-func (l *noticeLogLimiter) allow(kind string) (ok bool, suppressed int) {
+func (l *logLimiter) allow(kind string) (ok bool, suppressed int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()

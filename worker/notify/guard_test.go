@@ -32,7 +32,7 @@ func TestBoundedSetForgetsTheOldest(t *testing.T) {
 }
 
 func TestNoticeLogLimiter(t *testing.T) {
-	l := newNoticeLogLimiter(time.Hour)
+	l := newLogLimiter(time.Hour)
 	if ok, _ := l.allow("a"); !ok {
 		t.Fatal("first a held back")
 	}

@@ -4,19 +4,26 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 // noticeWait is the generous deadline for effects in integration tests.
@@ -36,14 +43,16 @@ func roundTripNotice(n events.Notice) error {
 // pointing at both; changes are made with a plain client (h.coll), never
 // through the notifier.
 type notifierEnv struct {
-	t      testing.TB
-	nats   *testsupport.NATS
-	js     jetstream.JetStream
-	mongo  *testsupport.Mongo
-	client *mongo.Client
-	db     *mongo.Database
-	coll   *mongo.Collection
-	cfg    Config
+	t       testing.TB
+	nats    *testsupport.NATS
+	js      jetstream.JetStream
+	mongo   *testsupport.Mongo
+	client  *mongo.Client
+	db      *mongo.Database
+	coll    *mongo.Collection
+	cfg     Config
+	data    customdata.Config
+	streams provision.Streams
 }
 
 func newNotifierEnv(t testing.TB) *notifierEnv {
@@ -61,26 +70,30 @@ func newNotifierEnvOn(t testing.TB, m *testsupport.Mongo, client *mongo.Client) 
 	return &notifierEnv{
 		t: t, nats: ns, js: js, mongo: m, client: client, db: db, coll: coll,
 		cfg: Config{
-			Database:         db.Name(),
-			Collection:       coll.Name(),
 			LeaseTTL:         2 * time.Second,
 			RetryMaxInterval: time.Second,
 		},
+		data: customdata.Config{Database: db.Name(), Collection: coll.Name()},
 	}
 }
 
-// runningNotifier is a Notifier whose Run goroutine the test owns.
+// runningNotifier is a Notifier whose Run goroutine the test owns. It has
+// a NATS connection of its own, as a process would.
 type runningNotifier struct {
 	*Notifier
+	nc     *nats.Conn
 	reg    *prometheus.Registry
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-// stop cancels Run and waits for it. With crash, the lease is not given
-// up, as if the process had died.
+// stop cancels Run and waits for it. With crash, its NATS connection is
+// closed first, as if the process had died: the lease is not given up and
+// no last checkpoint is written.
 func (r *runningNotifier) stop(crash bool) {
-	r.releaseOnStop = !crash
+	if crash {
+		r.nc.Close()
+	}
 	r.cancel()
 	<-r.done
 }
@@ -105,22 +118,33 @@ func (e *notifierEnv) start(mutate ...func(*Config)) *runningNotifier {
 // client's handle on the same database).
 func (e *notifierEnv) startOn(db *mongo.Database, mutate ...func(*Config)) *runningNotifier {
 	e.t.Helper()
+	return e.run(db, nil, true, mutate...)
+}
+
+// run runs a notifier on db whose feed opens through feeds (nil: the
+// collection's Watch), provisioning first if asked; it is stopped at
+// cleanup.
+func (e *notifierEnv) run(db *mongo.Database, feeds feedSource, provision bool, mutate ...func(*Config)) *runningNotifier {
+	e.t.Helper()
 	cfg := e.cfg
 	for _, f := range mutate {
 		f(&cfg)
 	}
 	reg := prometheus.NewRegistry()
 	log := zerolog.New(zerolog.NewTestWriter(e.t)).Level(zerolog.InfoLevel)
-	n, err := New(cfg, e.js, db, log, reg)
+	nc, js := e.nats.Connect(e.t)
+	n, err := newNotifier(cfg, e.data, e.streams, js, db, log, reg, feeds)
 	if err != nil {
 		e.t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	if err := n.Provision(ctx); err != nil {
-		cancel()
-		e.t.Fatalf("Provision: %v", err)
+	if provision {
+		if err := n.Provision(ctx); err != nil {
+			cancel()
+			e.t.Fatalf("Provision: %v", err)
+		}
 	}
-	r := &runningNotifier{Notifier: n, reg: reg, cancel: cancel, done: make(chan struct{})}
+	r := &runningNotifier{Notifier: n, nc: nc, reg: reg, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		if err := n.Run(ctx); err != nil {
@@ -246,7 +270,7 @@ func isUser(user, op string) func(receivedNotice) bool {
 // provision creates the stream and buckets without running a notifier.
 func (e *notifierEnv) provision() {
 	e.t.Helper()
-	n, err := New(e.cfg, e.js, e.db, zerolog.Nop(), nil)
+	n, err := New(e.cfg, e.data, e.streams, e.js, e.db, zerolog.Nop(), nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -284,12 +308,39 @@ func (e *notifierEnv) waitCheckpoint(ct *events.ClusterTime) {
 		e.t.Fatal(err)
 	}
 	testsupport.Eventually(e.t, "checkpoint written", func() bool {
-		entry, err := kv.Get(ctx, kvKeyForNamespace(e.cfg.Database, e.cfg.Collection))
+		entry, err := kv.Get(ctx, kvKeyForNamespace(e.data.Database, e.data.Collection))
 		if err != nil {
 			return false
 		}
-		cp, err := decodeCheckpoint(entry.Value(), e.cfg.Database+"."+e.cfg.Collection)
+		cp, err := decodeCheckpoint(entry.Value(), e.data.Database+"."+e.data.Collection)
 		return err == nil && cp.ClusterTime != nil &&
 			(cp.ClusterTime.T > ct.T || (cp.ClusterTime.T == ct.T && cp.ClusterTime.I >= ct.I))
 	})
+}
+
+// serverError is the error driver v2 returns for a command the server
+// answered with {ok: 0, code, codeName, errorLabels}, built the way the
+// driver builds it: x/mongo/driver turns the reply into a driver.Error
+// (which, for MaxTimeMSExpired, wraps context.DeadlineExceeded so that
+// errors.Is(err, context.DeadlineExceeded) holds for server-side time
+// limits too), and package mongo wraps that in a CommandError (wrapErrors).
+// Tests inject it where the stand-in cannot produce the server's answer.
+func serverError(code int32, name string, labels ...string) error {
+	reply := bson.D{{Key: "ok", Value: 0}, {Key: "errmsg", Value: "injected " + name}, {Key: "code", Value: code}}
+	if name != "" {
+		reply = append(reply, bson.E{Key: "codeName", Value: name})
+	}
+	if len(labels) > 0 {
+		reply = append(reply, bson.E{Key: "errorLabels", Value: labels})
+	}
+	raw, err := bson.Marshal(reply)
+	if err != nil {
+		panic(err)
+	}
+	err = driver.ExtractErrorFromServerResponse(bsoncore.Document(raw))
+	var de driver.Error
+	if !errors.As(err, &de) {
+		panic(fmt.Sprintf("driver made %T of a server reply, want driver.Error", err))
+	}
+	return mongo.CommandError{Code: de.Code, Message: de.Message, Labels: de.Labels, Name: de.Name, Wrapped: err, Raw: bson.Raw(de.Raw)}
 }

@@ -23,7 +23,7 @@ const (
 	opInvalidate   = "invalidate"
 )
 
-// Fields the change-stream $project adds (see changeStreamPipeline). The
+// Fields the change-stream $project adds (see feedPipeline). The
 // mapper also understands the unprojected event as MongoDB emits it.
 const (
 	fieldUpdatedNames = "updatedFieldNames"
@@ -63,7 +63,7 @@ type mappedChange struct {
 	Notices []plannedNotice
 	// Flush is the flush-all reason when the event maps to a flush-all.
 	Flush events.FlushReason
-	// Invalidate: the server closed the stream; reopen with startAfter.
+	// Invalidate: the server closed the feed; reopen with startAfter.
 	Invalidate bool
 	// Oversize and Size: the changed document's size against the limit
 	// (Size -1 when unknown).
@@ -76,7 +76,7 @@ type mappedChange struct {
 	DocumentID string
 }
 
-// mapChange maps a change event, projected by changeStreamPipeline or as
+// mapChange maps a change event, projected by feedPipeline or as
 // MongoDB emits it, to notices. It never fails: an event it cannot
 // attribute to a user or a document maps to a flush-all, so no change is
 // ever dropped silently.
@@ -332,7 +332,7 @@ func noticeMsgID(token, ev bson.Raw) string {
 		material = token
 	} else {
 		// No token (a server that projected it away would have failed
-		// the stream): the event itself is the next best identity.
+		// the feed): the event itself is the next best identity.
 		material = ev
 	}
 	sum := sha256.Sum256(material)

@@ -15,7 +15,7 @@ type notifierMetrics struct {
 	flushes       *prometheus.CounterVec // reason
 	oversize      prometheus.Counter
 	duplicateUser prometheus.Counter
-	streamErrors  *prometheus.CounterVec // class
+	feedErrors    *prometheus.CounterVec // class
 	leader        prometheus.Gauge
 	stepdowns     *prometheus.CounterVec // reason
 	latency       prometheus.Histogram
@@ -43,7 +43,7 @@ func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "duplicate_user_changes_total",
 			Help: "Changes to a user that has more than one document.",
 		}),
-		streamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		feedErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "change_stream_errors_total",
 			Help: "Change-stream failures that made the notifier reopen it, by class.",
 		}, []string{"class"}),
@@ -68,7 +68,7 @@ func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.published, m.flushes, m.oversize, m.duplicateUser, m.streamErrors, m.stepdowns, m.leader, m.latency, checkpointAge} {
+	for _, c := range []prometheus.Collector{m.published, m.flushes, m.oversize, m.duplicateUser, m.feedErrors, m.stepdowns, m.leader, m.latency, checkpointAge} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register notifier metrics: %w", err)
 		}

@@ -22,47 +22,52 @@ import (
 	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/internal/retry"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 // Errors reported by Notifier.Healthy (wrapped).
 var (
 	// ErrNotifierNotRunning: Run has not started or has returned.
 	ErrNotifierNotRunning = errors.New("notifier not running")
-	// ErrNotifierUnhealthy: the lease or the change stream has been
+	// ErrNotifierUnhealthy: the lease or the change feed has been
 	// failing for longer than UnhealthyAfter, or this replica stepped down
-	// because its change stream stalled and has not seen it work since.
+	// because its change feed stalled and has not seen it work since.
 	ErrNotifierUnhealthy = errors.New("notifier unhealthy")
 )
 
-// Notifier watches the custom-data collection with a change stream and
+// Notifier watches the custom-data collection with a change feed and
 // publishes an invalidation notice on JetStream for every change, so token
 // issuers drop stale data at once. No change is ever skipped silently:
 //
 //   - Every notice is published with a Nats-Msg-Id derived from the
 //     change's resume token and acknowledged before the checkpoint moves
-//     past it; after a restart the stream resumes at the checkpoint, and
+//     past it; after a restart the feed resumes at the checkpoint, and
 //     re-published notices are de-duplicated by JetStream.
 //   - When continuity is unknown (no checkpoint, a checkpoint the server
 //     rejects as invalid, history lost, a position the server refuses to
-//     read from again and again, the collection dropped or renamed, the stream
+//     read from again and again, the collection dropped or renamed, the feed
 //     invalidated, or a change that names neither user nor document) it
-//     publishes a flush-all, after opening the stream that covers
+//     publishes a flush-all, after opening the feed that covers
 //     everything since.
 //   - Several replicas may run; one holds a lease in NATS KV and runs the
-//     change stream, the others stand by and take over when it expires.
-//     A leader whose change stream stalls (fails or hangs for StallAfter
+//     change feed, the others stand by and take over when it expires.
+//     A leader whose change feed stalls (fails or hangs for StallAfter
 //     while the lease still renews) gives the lease up and stays away for
 //     a lease TTL, so a replica with a working MongoDB path takes over.
 type Notifier struct {
 	cfg     Config
+	data    customdata.Config
+	streams provision.Streams
 	js      jetstream.JetStream
 	db      *mongo.Database
 	coll    *mongo.Collection
 	log     zerolog.Logger
 	metrics *notifierMetrics
-	mapper  noticeMapper
-	limiter *noticeLogLimiter
+	limiter *logLimiter
 	health  *notifierHealth
+	// feeds opens the change feed: the collection's Watch (tests inject
+	// server failures through another feedSource, see newNotifier).
+	feeds feedSource
 
 	dupGuard *duplicateUserGuard
 
@@ -75,58 +80,63 @@ type Notifier struct {
 
 	running atomic.Bool
 	leader  atomic.Bool
-	// warnedLocalSize: the "server cannot size documents" warning is out.
-	warnedLocalSize atomic.Bool
+	// localSizeWarned: the "server cannot size documents" warning is out.
+	localSizeWarned atomic.Bool
 
-	// onCollectionGone is called when the stream reports the collection
+	// onCollectionGone is called when the feed reports the collection
 	// dropped or renamed (see OnCollectionGone).
 	onCollectionGone func()
-
-	// feeds opens the change feed (watchFeed; tests inject server
-	// failures through another feedSource).
-	feeds feedSource
-
-	// releaseOnStop gives the lease up when Run's context ends, so a
-	// standby takes over at once. Tests turn it off to simulate a crash.
-	releaseOnStop bool
 }
 
-// New checks cfg and returns a Notifier for the collection
-// cfg.Database.cfg.Collection of db. Metrics are registered on reg (none
-// if reg is nil); each Notifier needs its own registry.
-func New(cfg Config, js jetstream.JetStream, db *mongo.Database, log zerolog.Logger, reg prometheus.Registerer) (*Notifier, error) {
+// New checks cfg and returns a Notifier for the collection data names, in
+// db (data.Database must be db's name); streams are the JetStream settings
+// it shares with the auth consumer. Metrics are registered on reg (none if
+// reg is nil); each Notifier needs its own registry.
+func New(cfg Config, data customdata.Config, streams provision.Streams, js jetstream.JetStream, db *mongo.Database,
+	log zerolog.Logger, reg prometheus.Registerer) (*Notifier, error) {
+	return newNotifier(cfg, data, streams, js, db, log, reg, nil)
+}
+
+// newNotifier is New with the change feed opened by feeds (nil: the
+// collection's Watch), so tests can make it fail the way a real server
+// does and the stand-in cannot.
+func newNotifier(cfg Config, data customdata.Config, streams provision.Streams, js jetstream.JetStream, db *mongo.Database,
+	log zerolog.Logger, reg prometheus.Registerer, feeds feedSource) (*Notifier, error) {
 	if js == nil || db == nil {
 		return nil, errors.New("notifier: JetStream and database are required")
 	}
-	if cfg.Database == "" {
-		cfg.Database = db.Name()
+	if data.Database == "" {
+		data.Database = db.Name()
 	}
 	cfg.SetDefaults()
+	data.SetDefaults()
+	streams.SetDefaults()
 	if cfg.InstanceID == "" {
 		cfg.InstanceID = instanceName()
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(cfg.Validate(), cfg.ValidateWith(streams), data.Validate(), streams.Validate()); err != nil {
 		return nil, err
 	}
-	if cfg.Database != db.Name() {
-		return nil, fmt.Errorf("notifier: configured database %q but given database %q", cfg.Database, db.Name())
+	if data.Database != db.Name() {
+		return nil, fmt.Errorf("notifier: configured database %q but given database %q", data.Database, db.Name())
 	}
 	m, err := newNotifierMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	coll := db.Collection(cfg.Collection)
-	log = log.With().Str("component", "notifier").Str("collection", cfg.Database+"."+cfg.Collection).
+	coll := db.Collection(data.Collection)
+	if feeds == nil {
+		feeds = watchFeed{coll}
+	}
+	log = log.With().Str("component", "notifier").Str("collection", data.Database+"."+data.Collection).
 		Str("instance", cfg.InstanceID).Logger()
 	n := &Notifier{
-		cfg: cfg, js: js, db: db, coll: coll, log: log, metrics: m,
-		mapper:        noticeMapper{prefix: cfg.SubjectPrefix, userIDField: cfg.UserIDField, oversizeBytes: cfg.OversizeBytes},
-		limiter:       newNoticeLogLimiter(time.Minute),
-		health:        &notifierHealth{},
-		feeds:         watchFeed{coll},
-		releaseOnStop: true,
+		cfg: cfg, data: data, streams: streams, js: js, db: db, coll: coll, log: log, metrics: m,
+		limiter: newLogLimiter(time.Minute),
+		health:  &notifierHealth{},
+		feeds:   feeds,
 	}
-	n.dupGuard = newDuplicateUserGuard(coll, cfg.UserIDField, m, log)
+	n.dupGuard = newDuplicateUserGuard(coll, data.UserIDField, m, log)
 	return n, nil
 }
 
@@ -141,15 +151,15 @@ func (n *Notifier) Provision(ctx context.Context) error {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      n.cfg.MaxAge,
-		Duplicates:  n.cfg.DuplicateWindow,
-		Replicas:    n.cfg.Replicas,
+		Duplicates:  n.streams.DuplicateWindow,
+		Replicas:    n.streams.Replicas,
 		Storage:     jetstream.FileStorage,
 	}
 	cpCfg := jetstream.KeyValueConfig{
 		Bucket:      n.cfg.CheckpointBucket,
 		Description: "Change-stream checkpoints of the customdata-worker notifier",
 		History:     5,
-		Replicas:    n.cfg.Replicas,
+		Replicas:    n.streams.Replicas,
 		Storage:     jetstream.FileStorage,
 	}
 	leaseCfg := jetstream.KeyValueConfig{
@@ -157,11 +167,11 @@ func (n *Notifier) Provision(ctx context.Context) error {
 		Description: "Change-stream leadership lease of the customdata-worker notifier; TTL is the lease TTL",
 		History:     1,
 		TTL:         n.cfg.LeaseTTL,
-		Replicas:    n.cfg.Replicas,
+		Replicas:    n.streams.Replicas,
 		Storage:     jetstream.FileStorage,
 	}
 	var cpKV, leaseKV jetstream.KeyValue
-	switch n.cfg.Provision {
+	switch n.streams.Mode {
 	case provision.Create:
 		if _, err := n.js.CreateOrUpdateStream(ctx, streamCfg); err != nil {
 			return fmt.Errorf("notifier: provision stream %s: %w", n.cfg.Stream, err)
@@ -207,8 +217,8 @@ func (n *Notifier) verifyStream(ctx context.Context) error {
 	if !events.AnyMatches(info.Config.Subjects, probe) {
 		return fmt.Errorf("notifier: stream %s listens on %q, which does not cover %q", n.cfg.Stream, info.Config.Subjects, n.cfg.noticeSubjects()[0])
 	}
-	if info.Config.Duplicates < n.cfg.DuplicateWindow {
-		n.log.Warn().Dur("stream_window", info.Config.Duplicates).Dur("configured_window", n.cfg.DuplicateWindow).
+	if info.Config.Duplicates < n.streams.DuplicateWindow {
+		n.log.Warn().Dur("stream_window", info.Config.Duplicates).Dur("configured_window", n.streams.DuplicateWindow).
 			Msg("notice stream de-duplicates over a shorter window than configured")
 	}
 	return nil
@@ -220,8 +230,8 @@ func (n *Notifier) bind(cpKV, leaseKV jetstream.KeyValue) {
 	if n.checkpoints != nil {
 		return
 	}
-	key := kvKeyForNamespace(n.cfg.Database, n.cfg.Collection)
-	n.checkpoints = newCheckpointStore(cpKV, n.cfg.Database, n.cfg.Collection)
+	key := kvKeyForNamespace(n.data.Database, n.data.Collection)
+	n.checkpoints = newCheckpointStore(cpKV, n.data.Database, n.data.Collection)
 	n.lease = lease.New(leaseKV, key, n.cfg.InstanceID, n.cfg.LeaseTTL)
 }
 
@@ -254,7 +264,7 @@ func (n *Notifier) ensurePreImages(ctx context.Context) {
 		return
 	}
 	err := n.db.RunCommand(ctx, bson.D{
-		{Key: "collMod", Value: n.cfg.Collection},
+		{Key: "collMod", Value: n.data.Collection},
 		{Key: "changeStreamPreAndPostImages", Value: bson.D{{Key: "enabled", Value: true}}},
 	}).Err()
 	if err != nil {
@@ -268,7 +278,7 @@ func (n *Notifier) ensurePreImages(ctx context.Context) {
 	n.log.Info().Msg("changeStreamPreAndPostImages enabled on the collection")
 }
 
-// Run competes for the lease and, while holding it, runs the change stream
+// Run competes for the lease and, while holding it, runs the change feed
 // and publishes notices. It blocks until ctx is cancelled and then returns
 // nil; failures of MongoDB or NATS are retried with backoff, never fatal.
 func (n *Notifier) Run(ctx context.Context) error {
@@ -346,33 +356,33 @@ func (n *Notifier) Run(ctx context.Context) error {
 
 // lead runs one leadership term. The term ends the moment a renewal fails
 // (leaseCtx is cancelled, which also aborts an in-flight publish), when
-// the change stream stalls (the lease is given up; lead returns how long
-// to keep away from it), or when ctx ends (the stream stops after the
+// the change feed stalls (the lease is given up; lead returns how long
+// to keep away from it), or when ctx ends (the feed stops after the
 // event in hand is published and checkpointed).
 func (n *Notifier) lead(ctx context.Context) (holdOff time.Duration) {
-	term := n.lease.Revision()
+	rev := n.lease.Revision()
 	leaseCtx, cancelLease := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelLease(nil)
-	sessCtx, cancelSess := context.WithCancel(leaseCtx)
-	defer cancelSess()
-	defer context.AfterFunc(ctx, cancelSess)()
+	termCtx, cancelTerm := context.WithCancel(leaseCtx)
+	defer cancelTerm()
+	defer context.AfterFunc(ctx, cancelTerm)()
 	n.leader.Store(true)
 	n.metrics.leader.Set(1)
-	n.log.Info().Uint64("term", term).Msg("acquired the change-stream lease: leading")
+	n.log.Info().Uint64("term", rev).Msg("acquired the change-stream lease: leading")
 
 	renewDone := make(chan struct{})
 	go func() {
 		defer close(renewDone)
 		n.renewLoop(leaseCtx, cancelLease)
 	}()
-	pctx, pcancel := context.WithTimeout(sessCtx, n.cfg.streamOpTimeout())
+	pctx, pcancel := context.WithTimeout(termCtx, n.cfg.feedOpTimeout())
 	n.ensurePreImages(pctx)
 	pcancel()
-	stalled := newStreamSession(n, term, leaseCtx).run(sessCtx)
+	stalled := newTerm(n.termDeps(), n.log, n.lease.Session(), rev, leaseCtx).run(termCtx)
 	cancelLease(errTermEnded)
 	<-renewDone
 
-	n.health.streamOK()
+	n.health.feedOK()
 	defer func() {
 		// After the health update: whoever sees "not leader" also sees
 		// why.
@@ -387,7 +397,7 @@ func (n *Notifier) lead(ctx context.Context) (holdOff time.Duration) {
 	if stalled != nil && ctx.Err() == nil {
 		return n.stepDown(ctx, stalled)
 	}
-	if ctx.Err() != nil && n.releaseOnStop {
+	if ctx.Err() != nil {
 		if err := n.releaseLease(ctx); err != nil {
 			n.log.Debug().Err(err).Msg("lease release failed; it expires by itself")
 		}
@@ -396,10 +406,19 @@ func (n *Notifier) lead(ctx context.Context) (holdOff time.Duration) {
 	return 0
 }
 
-// stepDownStalled labels stepdowns_total for a stalled change stream.
+// termDeps is what each term is given (once bound: Provision or Run).
+func (n *Notifier) termDeps() termDeps {
+	return termDeps{
+		cfg: n.cfg, data: n.data, coll: n.coll, feeds: n.feeds, store: n.checkpoints, js: n.js,
+		metrics: n.metrics, health: n.health, limiter: n.limiter, localSizeWarned: &n.localSizeWarned,
+		hooks: termHooks{collectionGone: n.collectionGone, changedUser: n.dupGuard.enqueue},
+	}
+}
+
+// stepDownStalled labels stepdowns_total for a stalled change feed.
 const stepDownStalled = "change_stream_stalled"
 
-// stepDown gives the lease up after the change stream stalled, and returns
+// stepDown gives the lease up after the change feed stalled, and returns
 // how long to keep away from it: one TTL plus jitter when released (a
 // standby polls every TTL/3, so it wins), two when the release failed (our
 // value may live one more TTL).
@@ -428,22 +447,22 @@ func (n *Notifier) releaseLease(ctx context.Context) error {
 }
 
 // probeAfterStepDown, on a standby that stepped down, checks whether the
-// change stream works again (opens one and closes it) and if so clears the
+// change feed works again (opens one and closes it) and if so clears the
 // step-down from Healthy. It does not compete for the lease: a replica
 // that recovered simply stands by.
 func (n *Notifier) probeAfterStepDown(ctx context.Context) {
 	if !n.health.isSteppedDown() {
 		return
 	}
-	timeout := n.cfg.streamOpTimeout()
+	timeout := n.cfg.feedOpTimeout()
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cs, err := n.coll.Watch(pctx, mongo.Pipeline{}, options.ChangeStream().SetMaxAwaitTime(n.cfg.MaxAwaitTime))
 	if err != nil {
 		return
 	}
-	closeChangeStream(ctx, cs, timeout)
-	n.health.streamOK()
+	closeFeed(ctx, cs, timeout)
+	n.health.feedOK()
 	n.log.Info().Msg("the change stream works again after the step-down: healthy, standing by")
 }
 
@@ -477,7 +496,7 @@ func (n *Notifier) renewLoop(ctx context.Context, cancel context.CancelCauseFunc
 	}
 }
 
-// OnCollectionGone registers f, called each time the change stream
+// OnCollectionGone registers f, called each time the change feed
 // reports the collection dropped or renamed (or its database dropped), so
 // whoever restores the collection's indexes can look at once. f runs on
 // the notifier's goroutine and must not block. Call it before Run.
@@ -489,11 +508,11 @@ func (n *Notifier) collectionGone() {
 	}
 }
 
-// IsLeader reports whether this replica currently runs the change stream.
+// IsLeader reports whether this replica currently runs the change feed.
 func (n *Notifier) IsLeader() bool { return n.leader.Load() }
 
 // Healthy returns nil while the notifier runs and neither the lease nor
-// (on the leader) the change stream or publishing has been failing for
+// (on the leader) the change feed or publishing has been failing for
 // longer than UnhealthyAfter.
 func (n *Notifier) Healthy() error {
 	if !n.running.Load() {
@@ -502,13 +521,13 @@ func (n *Notifier) Healthy() error {
 	return n.health.check(n.cfg.UnhealthyAfter, n.leader.Load())
 }
 
-// notifierHealth tracks since when the lease and the stream fail.
+// notifierHealth tracks since when the lease and the feed fail.
 type notifierHealth struct {
 	lease, stream outage.Tracker
 
 	mu sync.Mutex
-	// stepDownErr: this replica stepped down because its change stream
-	// stalled, and has not seen a change stream work since.
+	// stepDownErr: this replica stepped down because its change feed
+	// stalled, and has not seen a change feed work since.
 	stepDownErr error
 }
 
@@ -524,10 +543,10 @@ func (h *notifierHealth) leaseFailed(err error) { h.lease.Failed(time.Now(), err
 
 func (h *notifierHealth) leaseOK() { h.lease.Succeeded(time.Now()) }
 
-func (h *notifierHealth) streamFailed(err error) { h.stream.Failed(time.Now(), err) }
+func (h *notifierHealth) feedFailed(err error) { h.stream.Failed(time.Now(), err) }
 
-// streamOK: the change stream works (this also ends a step-down).
-func (h *notifierHealth) streamOK() {
+// feedOK: the change feed works (this also ends a step-down).
+func (h *notifierHealth) feedOK() {
 	h.stream.Succeeded(time.Now())
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -552,7 +571,7 @@ func (h *notifierHealth) check(after time.Duration, leader bool) error {
 		return fmt.Errorf("%w: lease unavailable for %s: %w", ErrNotifierUnhealthy, down.Round(time.Second), err)
 	}
 	if err := func() error { h.mu.Lock(); defer h.mu.Unlock(); return h.stepDownErr }(); err != nil {
-		// Reported at once: the stream already failed for StallAfter.
+		// Reported at once: the feed already failed for StallAfter.
 		return fmt.Errorf("%w: stepped down from leading: %w", ErrNotifierUnhealthy, err)
 	}
 	if down, err, ok := h.stream.Down(now); leader && ok && down > after {

@@ -223,7 +223,7 @@ func TestNotifierCorruptCheckpoint(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := kv.Put(ctx, kvKeyForNamespace(e.cfg.Database, e.cfg.Collection), tc.value(e.cfg.Database+"."+e.cfg.Collection)); err != nil {
+			if _, err := kv.Put(ctx, kvKeyForNamespace(e.data.Database, e.data.Collection), tc.value(e.data.Database+"."+e.data.Collection)); err != nil {
 				t.Fatal(err)
 			}
 			e.start()
@@ -311,7 +311,7 @@ func TestNotifierStopsWhenTheLeaseIsLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(ctx, kvKeyForNamespace(e.cfg.Database, e.cfg.Collection), []byte(`{"instance":"thief","session":"x"}`)); err != nil {
+	if _, err := kv.Put(ctx, kvKeyForNamespace(e.data.Database, e.data.Collection), []byte(`{"instance":"thief","session":"x"}`)); err != nil {
 		t.Fatal(err)
 	}
 	testsupport.Eventually(t, "a stops leading", func() bool { return !a.IsLeader() })
@@ -410,7 +410,7 @@ func TestNotifierPreAndPostImages(t *testing.T) {
 
 func TestNotifierHealthAndConfig(t *testing.T) {
 	e := newNotifierEnv(t)
-	n, err := New(e.cfg, e.js, e.db, zerolog.Nop(), nil)
+	n, err := New(e.cfg, e.data, e.streams, e.js, e.db, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,9 +422,9 @@ func TestNotifierHealthAndConfig(t *testing.T) {
 	if err := r.Healthy(); err != nil {
 		t.Fatalf("Healthy = %v", err)
 	}
-	bad := e.cfg
+	bad := e.data
 	bad.Database = "other"
-	if _, err := New(bad, e.js, e.db, zerolog.Nop(), nil); err == nil {
+	if _, err := New(e.cfg, bad, e.streams, e.js, e.db, zerolog.Nop(), nil); err == nil {
 		t.Fatal("New accepted a database that is not the one given")
 	}
 }
@@ -432,9 +432,9 @@ func TestNotifierHealthAndConfig(t *testing.T) {
 func TestNotifierProvisionVerify(t *testing.T) {
 	e := newNotifierEnv(t)
 	ctx := testsupport.Context(t)
-	verify := e.cfg
-	verify.Provision = provision.Verify
-	n, err := New(verify, e.js, e.db, zerolog.Nop(), nil)
+	verify := e.streams
+	verify.Mode = provision.Verify
+	n, err := New(e.cfg, e.data, verify, e.js, e.db, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,9 +445,9 @@ func TestNotifierProvisionVerify(t *testing.T) {
 	if err := n.Provision(ctx); err != nil {
 		t.Fatalf("verify after create: %v", err)
 	}
-	other := verify
+	other := e.cfg
 	other.LeaseTTL = 5 * time.Second
-	n2, err := New(other, e.js, e.db, zerolog.Nop(), nil)
+	n2, err := New(other, e.data, verify, e.js, e.db, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,7 +93,7 @@ func TestChangeStreamProjectionKeepsWhatOwnerChangesNeed(t *testing.T) {
 	}
 	for _, serverSize := range []bool{false, true} {
 		if serverSize && m.StandIn != nil {
-			continue // stand-in gap: no $bsonSize (see TestChangeStreamPipelineOnTheServer)
+			continue // stand-in gap: no $bsonSize (see TestFeedPipelineOnTheServer)
 		}
 		for _, tc := range cases {
 			if err := coll.Drop(ctx); err != nil {
@@ -102,7 +102,7 @@ func TestChangeStreamProjectionKeepsWhatOwnerChangesNeed(t *testing.T) {
 			if _, err := coll.InsertOne(ctx, tc.event); err != nil {
 				t.Fatalf("%s: store the event: %v", tc.name, err)
 			}
-			cur, err := coll.Aggregate(ctx, changeStreamPipeline("userId", serverSize))
+			cur, err := coll.Aggregate(ctx, feedPipeline("userId", serverSize))
 			if err != nil {
 				t.Fatalf("%s (server size %v): project: %v", tc.name, serverSize, err)
 			}

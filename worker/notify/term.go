@@ -3,51 +3,48 @@ package notify
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/customdata-worker/customdata-worker/internal/retry"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
-// errReopenNow asks for the stream to be reopened from the checkpoint at
+// errReopenNow asks for the feed to be reopened from the checkpoint at
 // once (not a failure: e.g. the document-size mode changed).
 var errReopenNow = errors.New("reopen the change stream")
 
-// errStreamStalled ends a leadership term on purpose: the change stream
+// errFeedStalled ends a leadership term on purpose: the change feed
 // made no progress for StallAfter while every attempt failed, so another
 // replica, whose MongoDB may work, should lead.
-var errStreamStalled = errors.New("change stream stalled")
+var errFeedStalled = errors.New("change stream stalled")
 
-// idleCheckpointInterval is how often an idle stream's position (the
+// idleCheckpointInterval is how often an idle feed's position (the
 // server's post-batch resume token) is checkpointed: often enough to stay
 // far inside any oplog window, rarely enough to cost nothing.
 const idleCheckpointInterval = 10 * time.Second
 
-// maxOpenTimeouts bounds how often in a row opening the stream at one
+// maxOpenTimeouts bounds how often in a row opening the feed at one
 // position may end in the server's time limit (MaxTimeMSExpired). Each
-// retry doubles the open's time limit; past the bound the stream starts
+// retry doubles the open's time limit; past the bound the feed starts
 // from now after a flush-all (position_unreadable).
 const maxOpenTimeouts = 3
 
 // maxPositionRefusals is how often in a row the server may refuse, with
-// the same error, to open or read the stream at one position before the
+// the same error, to open or read the feed at one position before the
 // position counts as unreadable (e.g. BSONObjectTooLarge for a change
-// whose event exceeds 16 MB): the stream then starts from now after a
+// whose event exceeds 16 MB): the feed then starts from now after a
 // flush-all (position_unreadable) instead of reopening there forever.
 const maxPositionRefusals = 3
 
@@ -55,19 +52,14 @@ const maxPositionRefusals = 3
 // collection) is repeated.
 const sizeProbeInterval = 30 * time.Second
 
-// streamSession runs the change stream for one leadership term. It is
-// used by one goroutine.
-type streamSession struct {
-	n   *Notifier
+// term runs the change feed for one leadership term: open, resume, poll,
+// reopen; it keeps the position (pending, saved, checkpoint) and hands
+// notices to its publisher. It is used by one goroutine and does not know
+// the Notifier: what it needs is given to it (termDeps).
+type term struct {
+	termDeps
 	log zerolog.Logger
-	// leaseCtx ends only when the lease is lost (or the term is over); a
-	// publish attempt runs under it, so shutdown lets it finish while a
-	// lost lease aborts it.
-	leaseCtx context.Context
-	term     uint64 // lease revision at acquisition; names "from now" flushes
-	// opens counts streams opened from now in this term; it makes each
-	// such flush's Msg-Id unique (two gaps are two causes).
-	opens int
+	pub *publisher
 
 	serverSize     bool // the pipeline computes $bsonSize
 	sizeConclusive bool
@@ -76,29 +68,29 @@ type streamSession struct {
 	// pending is the position after the last acknowledged notice, not yet
 	// written to the checkpoint store.
 	pending *checkpoint
-	// saved is the position this session last wrote to the store.
+	// saved is the position this term last wrote to the store.
 	saved          *checkpoint
 	savedToken     []byte
 	lastCheckpoint time.Time
-	// afterStreamEnd: the previous event was a drop/rename/dropDatabase
+	// afterFeedEnd: the previous event was a drop/rename/dropDatabase
 	// whose flush covers the invalidate that follows it.
-	afterStreamEnd bool
+	afterFeedEnd bool
 
 	// distrust: the server said, while reading, that the checkpoint's
 	// history is gone; the next open starts from now with this flush.
 	distrust events.FlushReason
 
-	// failing: a failure was logged and no stream opened since. opened: a
-	// stream opened since the last failure (the backoff starts over).
-	failing, opened bool
+	// failing: a failure was logged and the feed has made no progress
+	// since (it is logged once per outage).
+	failing bool
 
-	// lastProgress is when the stream last yielded an event or answered a
-	// poll (or the session started); failedSinceProgress says an attempt
+	// lastProgress is when the feed last yielded an event or answered a
+	// poll (or the term started); failedSinceProgress says an attempt
 	// failed since. Together they tell a stalled stream from a blip.
 	lastProgress        time.Time
 	failedSinceProgress bool
 
-	// at is the stream's position: where it was opened, then the token of
+	// at is the feed's position: where it was opened, then the token of
 	// the last event or post-batch resume token read. An error repeated
 	// here tells a position the server cannot read from a failing server.
 	at []byte
@@ -113,66 +105,74 @@ type streamSession struct {
 	refusedCode int
 }
 
-// changeEvents is what the session reads a change stream through: the
-// driver's *mongo.ChangeStream, or in tests one that fails the way a real
-// server does and the stand-in cannot. Implementations must be comparable
-// (the session tells streams apart with ==).
-type changeEvents interface {
-	TryNext(ctx context.Context) bool
-	// Event is the event TryNext moved to (ChangeStream.Current).
-	Event() bson.Raw
-	Err() error
-	ResumeToken() bson.Raw
-	RemainingBatchLength() int
-	Close(ctx context.Context) error
+// termDeps is what a term needs, shared by every term of one Notifier.
+type termDeps struct {
+	cfg     Config
+	data    customdata.Config
+	coll    *mongo.Collection // the watched collection: probed for $bsonSize
+	feeds   feedSource
+	store   *checkpointStore
+	js      jetstream.JetStream
+	metrics *notifierMetrics
+	health  *notifierHealth
+	limiter *logLimiter
+	// localSizeWarned: the "server cannot size documents" warning is out
+	// (once per Notifier, not per term).
+	localSizeWarned *atomic.Bool
+	hooks           termHooks
 }
 
-// driverChangeStream adapts *mongo.ChangeStream to changeEvents.
-type driverChangeStream struct{ *mongo.ChangeStream }
-
-func (d driverChangeStream) Event() bson.Raw { return d.Current }
-
-// streamOpener opens the change stream at from (nil: from now).
-// feedSource opens the change feed: the collection's Watch, or in tests
-// one that fails the way a real server does and the stand-in cannot.
-type feedSource interface {
-	open(ctx context.Context, pipeline mongo.Pipeline, from *checkpoint,
-		opts *options.ChangeStreamOptionsBuilder) (changeEvents, error)
+// termHooks are the effects of a change beyond its notices.
+type termHooks struct {
+	// collectionGone: the feed reported the collection dropped or renamed
+	// (or its database dropped). It must not block.
+	collectionGone func()
+	// changedUser: a user's document changed (the duplicate-user guard
+	// checks it). It must not block.
+	changedUser func(user string)
 }
 
-// watchFeed is the production feedSource: the collection's Watch.
-type watchFeed struct{ coll *mongo.Collection }
-
-func (w watchFeed) open(ctx context.Context, pipeline mongo.Pipeline, _ *checkpoint,
-	opts *options.ChangeStreamOptionsBuilder) (changeEvents, error) {
-	cs, err := w.coll.Watch(ctx, pipeline, opts)
-	if err != nil {
-		return nil, err
+// newTerm starts a term at lease revision rev; leaseCtx ends when the
+// lease is lost or the term is over.
+func newTerm(d termDeps, log zerolog.Logger, leaseSession string, rev uint64, leaseCtx context.Context) *term {
+	log = log.With().Uint64("term", rev).Logger()
+	return &term{
+		termDeps: d,
+		log:      log,
+		pub: &publisher{
+			js: d.js, stream: d.cfg.Stream, prefix: d.cfg.SubjectPrefix, leaseCtx: leaseCtx,
+			retryMax: d.cfg.RetryMaxInterval, metrics: d.metrics, health: d.health, log: log,
+			leaseSession: leaseSession, revision: rev,
+		},
+		lastProgress: time.Now(),
 	}
-	return driverChangeStream{cs}, nil
 }
 
-func newStreamSession(n *Notifier, term uint64, leaseCtx context.Context) *streamSession {
-	return &streamSession{n: n, log: n.log.With().Uint64("term", term).Logger(), term: term, leaseCtx: leaseCtx,
-		lastProgress: time.Now()}
+// progress records that the feed works.
+// An open alone is not progress: with an empty first batch it succeeds
+// even where every read fails.
+func (tm *term) progress() {
+	tm.lastProgress = time.Now()
+	if tm.failedSinceProgress {
+		tm.health.feedOK()
+	}
+	tm.failedSinceProgress = false
+	if tm.failing {
+		tm.failing = false
+		tm.log.Info().Msg("change stream reopened")
+	}
 }
 
-// progress records that the stream works.
-func (s *streamSession) progress() {
-	s.lastProgress = time.Now()
-	s.failedSinceProgress = false
-}
-
-// run keeps a change stream open and its notices flowing until ctx ends
-// (nil) or the stream stalls (an error wrapping errStreamStalled): no
+// run keeps a change feed open and its notices flowing until ctx ends
+// (nil) or the feed stalls (an error wrapping errFeedStalled): no
 // progress for StallAfter and every attempt since failed.
-func (s *streamSession) run(ctx context.Context) (stalled error) {
-	s.probeSize(ctx)
+func (tm *term) run(ctx context.Context) (stalled error) {
+	tm.probeSize(ctx)
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 100 * time.Millisecond
-	bo.MaxInterval = s.n.cfg.RetryMaxInterval
+	bo.MaxInterval = tm.cfg.RetryMaxInterval
 	for ctx.Err() == nil {
-		err := s.runStream(ctx)
+		err := tm.runFeed(ctx)
 		if ctx.Err() != nil {
 			break
 		}
@@ -180,97 +180,100 @@ func (s *streamSession) run(ctx context.Context) (stalled error) {
 			bo.Reset()
 			continue
 		}
-		class := classifyStreamError(err)
+		class := classifyFeedError(err)
 		switch class {
-		case streamHistoryLost, streamTokenInvalid:
+		case feedHistoryLost, feedTokenInvalid:
 			// Reported while reading (some servers do): the checkpoint
 			// cannot be resumed from either.
-			s.distrust = flushReasonForRefusedToken(class)
-		case streamRefused:
-			s.refused(err)
+			tm.distrust = flushReasonForRefusedToken(class)
+		case feedRefused:
+			tm.refused(err)
 		}
-		s.n.metrics.streamErrors.WithLabelValues(class.String()).Inc()
-		s.n.health.streamFailed(err)
-		if !s.failing {
-			s.log.Warn().Err(err).Str("class", class.String()).Int("code", outage.FirstCode(err)).
+		tm.metrics.feedErrors.WithLabelValues(class.String()).Inc()
+		tm.health.feedFailed(err)
+		if !tm.failing {
+			tm.log.Warn().Err(err).Str("class", class.String()).Int("code", outage.FirstCode(err)).
 				Msg("change stream failed; reopening from the last checkpoint with backoff")
-			s.failing = true
+			tm.failing = true
 		}
-		if s.opened {
+		if !tm.failedSinceProgress {
+			// The feed made progress (an event or an answered poll) since
+			// the last failure: a new outage starts the backoff over. An
+			// open alone is no progress: with an empty first batch it
+			// succeeds even where every read fails.
 			bo.Reset()
-			s.opened = false
 		}
-		s.failedSinceProgress = true
-		stuck := time.Since(s.lastProgress)
+		tm.failedSinceProgress = true
+		stuck := time.Since(tm.lastProgress)
 		// An open that ran out of the server's time limit shows a server
 		// that answers; another replica would meet the same scan. The
 		// widening is bounded (maxOpenTimeouts), so the term goes on.
-		widening := class == streamTimedOut && s.openTimeouts > 0 && s.openTimeouts < maxOpenTimeouts
-		if stuck >= s.n.cfg.StallAfter && !widening {
-			stalled = fmt.Errorf("%w: no progress for %s, last error: %w", errStreamStalled, stuck.Round(time.Millisecond), err)
+		widening := class == feedTimedOut && tm.openTimeouts > 0 && tm.openTimeouts < maxOpenTimeouts
+		if stuck >= tm.cfg.StallAfter && !widening {
+			stalled = fmt.Errorf("%w: no progress for %s, last error: %w", errFeedStalled, stuck.Round(time.Millisecond), err)
 			break
 		}
 		// Wake up at the stall deadline at the latest, so the step-down
 		// is not late by a backoff interval.
 		wait := bo.NextBackOff()
 		if !widening {
-			wait = min(wait, s.n.cfg.StallAfter-stuck)
+			wait = min(wait, tm.cfg.StallAfter-stuck)
 		}
 		if !retry.Sleep(ctx, wait) {
 			break
 		}
 	}
 	// Whatever was acknowledged is worth keeping, even on the way out.
-	s.savePending(context.WithoutCancel(ctx), true)
+	tm.savePending(context.WithoutCancel(ctx), true)
 	return stalled
 }
 
 // probeSize decides whether the server computes document sizes.
-func (s *streamSession) probeSize(ctx context.Context) {
-	s.lastSizeProbe = time.Now()
+func (tm *term) probeSize(ctx context.Context) {
+	tm.lastSizeProbe = time.Now()
 	// Bounded like a poll: a hung server must not hold the term here.
-	pctx, cancel := context.WithTimeout(ctx, s.n.cfg.streamOpTimeout())
+	pctx, cancel := context.WithTimeout(ctx, tm.cfg.feedOpTimeout())
 	defer cancel()
-	s.serverSize, s.sizeConclusive = probeServerSize(pctx, s.n.coll)
-	if !s.serverSize && s.sizeConclusive && s.n.warnedLocalSize.CompareAndSwap(false, true) {
-		s.log.Warn().Msg("the server cannot evaluate $bsonSize: change events carry whole documents so the worker can size them")
+	tm.serverSize, tm.sizeConclusive = probeServerSize(pctx, tm.coll)
+	if !tm.serverSize && tm.sizeConclusive && tm.localSizeWarned.CompareAndSwap(false, true) {
+		tm.log.Warn().Msg("the server cannot evaluate $bsonSize: change events carry whole documents so the worker can size them")
 	}
 }
 
-// runStream opens the change stream at the checkpoint (or from now, with a
+// runFeed opens the change feed at the checkpoint (or from now, with a
 // flush-all) and consumes it until an error.
-func (s *streamSession) runStream(ctx context.Context) error {
-	cp, found, err := s.startPosition(ctx)
+func (tm *term) runFeed(ctx context.Context) error {
+	cp, found, err := tm.startPosition(ctx)
 	var flush events.FlushReason
 	if err != nil {
 		if !errors.Is(err, errCheckpointUnusable) {
 			return err
 		}
-		s.log.Warn().Err(err).Msg("checkpoint unusable: starting from now after a flush-all")
+		tm.log.Warn().Err(err).Msg("checkpoint unusable: starting from now after a flush-all")
 		flush, found = events.FlushBadCheckpoint, false
 	}
-	if found && s.distrust != "" {
-		if s.distrust != events.FlushPositionUnreadable { // refused logged that one
-			s.log.Warn().Str("reason", string(s.distrust)).Msg("the server cannot resume from the checkpoint: starting from now after a flush-all")
+	if found && tm.distrust != "" {
+		if tm.distrust != events.FlushPositionUnreadable { // refused logged that one
+			tm.log.Warn().Str("reason", string(tm.distrust)).Msg("the server cannot resume from the checkpoint: starting from now after a flush-all")
 		}
-		flush, found = s.distrust, false
+		flush, found = tm.distrust, false
 	}
 
-	var cs changeEvents
+	var cs feedCursor
 	if found {
-		s.at = cp.Token
-		cs, err = s.open(ctx, &cp)
+		tm.at = cp.Token
+		cs, err = tm.open(ctx, &cp)
 		if err != nil {
-			class := classifyStreamError(err)
+			class := classifyFeedError(err)
 			switch class {
-			case streamPipelineUnsupported:
-				return s.pipelineUnsupported(err)
-			case streamHistoryLost, streamTokenInvalid:
+			case feedPipelineUnsupported:
+				return tm.pipelineUnsupported(err)
+			case feedHistoryLost, feedTokenInvalid:
 				flush = flushReasonForRefusedToken(class)
-			case streamTimedOut:
-				if n := s.openTimedOut(cp.Token); n < maxOpenTimeouts {
+			case feedTimedOut:
+				if n := tm.openTimedOut(cp.Token); n < maxOpenTimeouts {
 					return fmt.Errorf("resume change stream (timed out %d times at this position; next open may take %s): %w",
-						n, s.openTimeout(), err)
+						n, tm.openTimeout(), err)
 				}
 				flush = events.FlushPositionUnreadable
 			default:
@@ -282,92 +285,85 @@ func (s *streamSession) runStream(ctx context.Context) error {
 			// Opening without the token tells a refused token from a
 			// refused stream.
 			refused := err
-			cs, err = s.open(ctx, nil)
+			cs, err = tm.open(ctx, nil)
 			if err != nil {
 				return fmt.Errorf("open change stream after the checkpoint was refused (%v): %w", refused, err)
 			}
-			s.log.Warn().Str("class", class.String()).Int("code", outage.FirstCode(refused)).Str("reason", string(flush)).
-				Int("attempts", max(1, s.openTimeouts)).
+			tm.log.Warn().Str("class", class.String()).Int("code", outage.FirstCode(refused)).Str("reason", string(flush)).
+				Int("attempts", max(1, tm.openTimeouts)).
 				Msg("the server cannot resume from the checkpoint: starting from now after a flush-all")
 		}
 	} else {
 		if flush == "" {
 			flush = events.FlushNoCheckpoint
 		}
-		if cs, err = s.open(ctx, nil); err != nil {
-			if classifyStreamError(err) == streamPipelineUnsupported {
-				return s.pipelineUnsupported(err)
+		if cs, err = tm.open(ctx, nil); err != nil {
+			if classifyFeedError(err) == feedPipelineUnsupported {
+				return tm.pipelineUnsupported(err)
 			}
-			if s.distrust == events.FlushPositionUnreadable {
-				// The stream fails from now too: the position was not the
+			if tm.distrust == events.FlushPositionUnreadable {
+				// The feed fails from now too: the position was not the
 				// cause. Back to the checkpoint, counting afresh.
-				s.distrust, s.refusals = "", 0
-				s.log.Info().Msg("the change stream cannot be opened from now either: resuming from the checkpoint again")
+				tm.distrust, tm.refusals = "", 0
+				tm.log.Info().Msg("the change stream cannot be opened from now either: resuming from the checkpoint again")
 			}
 			return fmt.Errorf("open change stream: %w", err)
 		}
 	}
-	defer func() { s.close(ctx, cs) }()
-	s.afterStreamEnd = false
-	s.distrust = ""
-	s.openTimeouts, s.timeoutAt = 0, nil
+	defer func() { tm.close(ctx, cs) }()
+	tm.afterFeedEnd = false
+	tm.distrust = ""
+	tm.openTimeouts, tm.timeoutAt = 0, nil
 	if flush != "" {
-		s.at = slices.Clone(cs.ResumeToken())
-		s.refusals = 0
+		tm.at = slices.Clone(cs.ResumeToken())
+		tm.refusals = 0
 	}
 
 	if flush != "" {
-		// The stream is open before the flush is published, so every
-		// change the flush does not cover is seen by the stream.
-		s.opens++
-		if err := s.publishFlush(ctx, flush, ""); err != nil {
+		// The feed is open before the flush is published, so every
+		// change the flush does not cover is seen by the feed.
+		if err := tm.pub.publishFromNow(ctx, flush); err != nil {
 			return err
 		}
-		s.log.Warn().Str("reason", string(flush)).Msg("published flush-all: continuity with the previous position is unknown")
+		tm.log.Warn().Str("reason", string(flush)).Msg("published flush-all: continuity with the previous position is unknown")
 		// Servers that report a resume token before the first event give
 		// a checkpoint right away; otherwise the first event does.
 		if tok := cs.ResumeToken(); tok != nil {
-			s.pending = &checkpoint{Token: slices.Clone(tok)}
-			s.savePending(ctx, true)
+			tm.pending = &checkpoint{Token: slices.Clone(tok)}
+			tm.savePending(ctx, true)
 		}
 	}
-	s.n.health.streamOK()
-	s.opened = true
-	if s.failing {
-		s.failing = false
-		s.log.Info().Msg("change stream reopened")
-	}
-	return s.consume(ctx, cs)
+	return tm.consume(ctx, cs)
 }
 
 // startPosition is where a (re)opened stream starts: the stored
-// checkpoint, or this session's own position when that is newer. The
-// session's position only moves past a change once its notices are
+// checkpoint, or this term's own position when that is newer. The
+// term's position only moves past a change once its notices are
 // acknowledged (or over a fully read empty batch), so resuming there
 // leaves no gap; it spares re-publishing what the store has not caught up
 // with, and a reopen does not depend on reading the store.
-func (s *streamSession) startPosition(ctx context.Context) (checkpoint, bool, error) {
-	mem := s.pending
+func (tm *term) startPosition(ctx context.Context) (checkpoint, bool, error) {
+	mem := tm.pending
 	if mem == nil {
-		mem = s.saved
+		mem = tm.saved
 	}
-	stored, found, err := s.n.checkpoints.load(ctx)
-	if mem == nil || (err == nil && found && !s.ownIsNewer(*mem, stored)) {
+	stored, found, err := tm.store.load(ctx)
+	if mem == nil || (err == nil && found && !tm.ownIsNewer(*mem, stored)) {
 		return stored, found, err
 	}
 	if err != nil {
-		s.log.Debug().Err(err).Msg("checkpoint not readable: resuming from this term's own position")
+		tm.log.Debug().Err(err).Msg("checkpoint not readable: resuming from this term's own position")
 	}
 	return *mem, true, nil
 }
 
-// ownIsNewer reports whether the session's position mem is past stored.
-// When stored is not what this session last wrote (a deposed leader's
+// ownIsNewer reports whether the term's position mem is past stored.
+// When stored is not what this term last wrote (a deposed leader's
 // final write can land late), positions are compared by cluster time;
 // without one on either side the store wins, as before. Either choice
 // is gap-free: every writer stores only acknowledged positions.
-func (s *streamSession) ownIsNewer(mem, stored checkpoint) bool {
-	if s.saved != nil && bytes.Equal(stored.Token, s.saved.Token) {
+func (tm *term) ownIsNewer(mem, stored checkpoint) bool {
+	if tm.saved != nil && bytes.Equal(stored.Token, tm.saved.Token) {
 		return true
 	}
 	if mem.ClusterTime == nil || stored.ClusterTime == nil {
@@ -379,98 +375,98 @@ func (s *streamSession) ownIsNewer(mem, stored checkpoint) bool {
 
 // pipelineUnsupported switches to worker-side sizing when the server
 // rejected the $bsonSize pipeline.
-func (s *streamSession) pipelineUnsupported(err error) error {
-	if !s.serverSize {
+func (tm *term) pipelineUnsupported(err error) error {
+	if !tm.serverSize {
 		return fmt.Errorf("change stream pipeline refused: %w", err)
 	}
-	s.serverSize, s.sizeConclusive = false, true
-	s.n.warnedLocalSize.Store(true)
-	s.log.Warn().Int("code", outage.FirstCode(err)).
+	tm.serverSize, tm.sizeConclusive = false, true
+	tm.localSizeWarned.Store(true)
+	tm.log.Warn().Int("code", outage.FirstCode(err)).
 		Msg("the server cannot evaluate $bsonSize: reopening with whole documents, sized by the worker")
 	return errReopenNow
 }
 
-// open opens the change stream. The deadline (which the driver also sends
+// open opens the change feed. The deadline (which the driver also sends
 // as maxTimeMS) turns an open that hangs (a server or path that accepts
 // connections but never answers) into a failure; the driver keeps no
 // reference to ctx once Watch returns.
-func (s *streamSession) open(ctx context.Context, from *checkpoint) (changeEvents, error) {
-	octx, cancel := context.WithTimeout(ctx, s.openTimeout())
+func (tm *term) open(ctx context.Context, from *checkpoint) (feedCursor, error) {
+	octx, cancel := context.WithTimeout(ctx, tm.openTimeout())
 	defer cancel()
-	pipeline, opts := changeStreamPipeline(s.n.cfg.UserIDField, s.serverSize), s.n.watchOptions(from)
-	return s.n.feeds.open(octx, pipeline, from, opts)
+	pipeline, opts := feedPipeline(tm.data.UserIDField, tm.serverSize), feedOptions(tm.cfg, from)
+	return tm.feeds.open(octx, pipeline, from, opts)
 }
 
 // openTimeout is the time limit of the next open: a poll's, doubled for
 // each open in a row that ran out of the server's time limit at the
 // position (up to maxOpenTimeouts-1 doublings).
-func (s *streamSession) openTimeout() time.Duration {
-	return s.n.cfg.streamOpTimeout() << min(s.openTimeouts, maxOpenTimeouts-1)
+func (tm *term) openTimeout() time.Duration {
+	return tm.cfg.feedOpTimeout() << min(tm.openTimeouts, maxOpenTimeouts-1)
 }
 
 // openTimedOut records that opening at pos ran out of the server's time
 // limit and returns how often in a row it did at pos.
-func (s *streamSession) openTimedOut(pos []byte) int {
-	if !bytes.Equal(pos, s.timeoutAt) {
-		s.openTimeouts, s.timeoutAt = 0, pos
+func (tm *term) openTimedOut(pos []byte) int {
+	if !bytes.Equal(pos, tm.timeoutAt) {
+		tm.openTimeouts, tm.timeoutAt = 0, pos
 	}
-	s.openTimeouts++
-	return s.openTimeouts
+	tm.openTimeouts++
+	return tm.openTimeouts
 }
 
-// refused records a refusal (streamRefused) at the stream's position. The
+// refused records a refusal (feedRefused) at the feed's position. The
 // same refusal maxPositionRefusals times in a row at one position makes
 // the next open start from now after a flush-all; it is logged once.
-func (s *streamSession) refused(err error) {
+func (tm *term) refused(err error) {
 	code := outage.FirstCode(err)
-	if s.at == nil {
+	if tm.at == nil {
 		return // no position to blame: the next open starts from the checkpoint
 	}
-	if s.refusals == 0 || code != s.refusedCode || !bytes.Equal(s.at, s.refusedAt) {
-		s.refusals, s.refusedCode, s.refusedAt = 0, code, s.at
+	if tm.refusals == 0 || code != tm.refusedCode || !bytes.Equal(tm.at, tm.refusedAt) {
+		tm.refusals, tm.refusedCode, tm.refusedAt = 0, code, tm.at
 	}
-	s.refusals++
-	if s.refusals == maxPositionRefusals && s.distrust == "" {
-		s.distrust = events.FlushPositionUnreadable
-		s.log.Warn().Err(err).Int("code", code).Int("attempts", s.refusals).
+	tm.refusals++
+	if tm.refusals == maxPositionRefusals && tm.distrust == "" {
+		tm.distrust = events.FlushPositionUnreadable
+		tm.log.Warn().Err(err).Int("code", code).Int("attempts", tm.refusals).
 			Msg("the server refuses the change stream at the same position every time: starting from now after a flush-all")
 	}
 }
 
 // close closes cs, bounded like a poll (killCursors on a hung connection
 // would otherwise wait).
-func (s *streamSession) close(ctx context.Context, cs changeEvents) {
-	closeChangeStream(ctx, cs, s.n.cfg.streamOpTimeout())
+func (tm *term) close(ctx context.Context, cs feedCursor) {
+	closeFeed(ctx, cs, tm.cfg.feedOpTimeout())
 }
 
-// consume handles events until the stream fails or ctx ends.
-func (s *streamSession) consume(ctx context.Context, cs changeEvents) error {
-	// Close streams this function replaced (after an invalidate); the
+// consume handles events until the feed fails or ctx ends.
+func (tm *term) consume(ctx context.Context, cs feedCursor) error {
+	// Close feeds this function replaced (after an invalidate); the
 	// caller closes the one it opened.
 	first := cs
 	defer func() {
 		if cs != first {
-			s.close(ctx, cs)
+			tm.close(ctx, cs)
 		}
 	}()
 	lastPoll := time.Now()
 	for {
 		// Each poll has a deadline: the server answers an empty poll
 		// after MaxAwaitTime, so one that takes much longer is hung and
-		// counts as a failure (the stream is reopened, and a stall ends
+		// counts as a failure (the feed is reopened, and a stall ends
 		// the term) instead of blocking the leader forever.
-		pctx, cancel := context.WithTimeout(ctx, s.n.cfg.streamOpTimeout())
+		pctx, cancel := context.WithTimeout(ctx, tm.cfg.feedOpTimeout())
 		got := cs.TryNext(pctx)
 		cancel()
 		if got {
-			s.progress()
-			next, err := s.handle(ctx, cs, cs.Event())
+			tm.progress()
+			next, err := tm.handle(ctx, cs, cs.Event())
 			if err != nil {
 				return err
 			}
 			if next != nil {
 				if cs != first {
-					s.close(ctx, cs)
+					tm.close(ctx, cs)
 				}
 				cs = next
 			}
@@ -480,35 +476,35 @@ func (s *streamSession) consume(ctx context.Context, cs changeEvents) error {
 			return err
 		}
 		if err := cs.Err(); err != nil {
-			if classifyStreamError(err) == streamPipelineUnsupported {
-				return s.pipelineUnsupported(err)
+			if classifyFeedError(err) == feedPipelineUnsupported {
+				return tm.pipelineUnsupported(err)
 			}
 			return fmt.Errorf("read change stream: %w", err)
 		}
-		s.progress()
-		s.n.health.streamOK()
-		if tok := cs.ResumeToken(); tok != nil && !bytes.Equal(tok, s.at) {
-			s.at = slices.Clone(tok)
+		tm.progress()
+		tm.health.feedOK()
+		if tok := cs.ResumeToken(); tok != nil && !bytes.Equal(tok, tm.at) {
+			tm.at = slices.Clone(tok)
 		}
 		// Idle: keep the checkpoint fresh. The server's post-batch resume
 		// token moves on even without changes, which keeps the position
 		// inside the oplog window on a quiet collection.
-		if tok := cs.ResumeToken(); tok != nil && s.pending == nil && !bytes.Equal(tok, s.savedToken) &&
-			time.Since(s.lastCheckpoint) >= idleCheckpointInterval && !s.afterStreamEnd {
-			s.pending = &checkpoint{Token: slices.Clone(tok)}
+		if tok := cs.ResumeToken(); tok != nil && tm.pending == nil && !bytes.Equal(tok, tm.savedToken) &&
+			time.Since(tm.lastCheckpoint) >= idleCheckpointInterval && !tm.afterFeedEnd {
+			tm.pending = &checkpoint{Token: slices.Clone(tok)}
 		}
-		s.savePending(ctx, false)
-		if !s.sizeConclusive && time.Since(s.lastSizeProbe) >= sizeProbeInterval {
-			s.probeSize(ctx)
-			if s.serverSize {
-				s.savePending(ctx, true)
-				s.log.Info().Msg("the server evaluates $bsonSize: reopening with projected events")
+		tm.savePending(ctx, false)
+		if !tm.sizeConclusive && time.Since(tm.lastSizeProbe) >= sizeProbeInterval {
+			tm.probeSize(ctx)
+			if tm.serverSize {
+				tm.savePending(ctx, true)
+				tm.log.Info().Msg("the server evaluates $bsonSize: reopening with projected events")
 				return errReopenNow
 			}
 		}
 		// Servers hold an empty poll up to MaxAwaitTime; one that answers
 		// at once must not be polled in a tight loop.
-		if wait := s.n.cfg.IdlePollInterval - time.Since(lastPoll); wait > 0 && !retry.Sleep(ctx, wait) {
+		if wait := tm.cfg.IdlePollInterval - time.Since(lastPoll); wait > 0 && !retry.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
 		lastPoll = time.Now()
@@ -516,184 +512,109 @@ func (s *streamSession) consume(ctx context.Context, cs changeEvents) error {
 }
 
 // handle publishes the notices of one event and advances the pending
-// checkpoint. It returns a new stream when the event ended this one.
-func (s *streamSession) handle(ctx context.Context, cs changeEvents, raw bson.Raw) (changeEvents, error) {
-	mapper := s.n.mapper
-	mapper.measureFullDocument = !s.serverSize
+// checkpoint. It returns a new feed when the event ended this one.
+func (tm *term) handle(ctx context.Context, cs feedCursor, raw bson.Raw) (feedCursor, error) {
+	mapper := noticeMapper{prefix: tm.cfg.SubjectPrefix, userIDField: tm.data.UserIDField,
+		oversizeBytes: tm.cfg.OversizeBytes, measureFullDocument: !tm.serverSize}
 	mc := mapper.mapChange(raw)
 
 	if mc.Invalidate {
-		return s.handleInvalidate(ctx, mc)
+		return tm.handleInvalidate(ctx, mc)
 	}
 	for _, p := range mc.Notices {
-		if err := s.publish(ctx, p, mc.ClusterTime); err != nil {
+		if err := tm.pub.publish(ctx, p, mc.ClusterTime); err != nil {
 			return nil, err
 		}
 	}
 	switch mc.Flush {
 	case events.FlushCollectionGone:
-		s.n.metrics.flushes.WithLabelValues(string(mc.Flush)).Inc()
-		s.log.Warn().Str("operation", mc.Operation).Msg("collection dropped or renamed: published flush-all; watching for it to return")
-		s.n.collectionGone()
+		tm.log.Warn().Str("operation", mc.Operation).Msg("collection dropped or renamed: published flush-all; watching for it to return")
+		tm.hooks.collectionGone()
 	case events.FlushUnattributable:
-		s.n.metrics.flushes.WithLabelValues(string(mc.Flush)).Inc()
-		if ok, held := s.n.limiter.allow("unattributable"); ok {
-			s.log.Warn().Str("operation", mc.Operation).Int("suppressed", held).
+		if ok, held := tm.limiter.allow("unattributable"); ok {
+			tm.log.Warn().Str("operation", mc.Operation).Int("suppressed", held).
 				Msg("change event names neither a user nor a document _id: published flush-all")
 		}
 	}
-	s.afterStreamEnd = mc.Flush == events.FlushCollectionGone
+	tm.afterFeedEnd = mc.Flush == events.FlushCollectionGone
 	if mc.Oversize {
-		s.n.metrics.oversize.Inc()
-		if ok, held := s.n.limiter.allow("oversize"); ok {
-			s.log.Warn().Str("document_id", mc.DocumentID).Int64("bytes", mc.Size).Int("limit", s.n.cfg.OversizeBytes).
+		tm.metrics.oversize.Inc()
+		if ok, held := tm.limiter.allow("oversize"); ok {
+			tm.log.Warn().Str("document_id", mc.DocumentID).Int64("bytes", mc.Size).Int("limit", tm.cfg.OversizeBytes).
 				Int("suppressed", held).Msg("custom-data document exceeds the size limit")
 		}
 	}
 	if mc.DuplicateCheckUser != "" {
-		s.n.dupGuard.enqueue(mc.DuplicateCheckUser)
+		tm.hooks.changedUser(mc.DuplicateCheckUser)
 	}
 	if mc.Token != nil {
-		s.at = mc.Token
-		s.pending = &checkpoint{Token: mc.Token, ClusterTime: mc.ClusterTime}
-		s.savePending(ctx, cs.RemainingBatchLength() == 0 || mc.Flush != "")
+		tm.at = mc.Token
+		tm.pending = &checkpoint{Token: mc.Token, ClusterTime: mc.ClusterTime}
+		tm.savePending(ctx, cs.RemainingBatchLength() == 0 || mc.Flush != "")
 	}
 	return nil, nil
 }
 
-// handleInvalidate opens the stream that follows an invalidate, then
+// handleInvalidate opens the feed that follows an invalidate, then
 // publishes its flush-all (unless the drop/rename just before it already
 // did) and checkpoints the invalidate token for startAfter.
-func (s *streamSession) handleInvalidate(ctx context.Context, mc mappedChange) (changeEvents, error) {
+func (tm *term) handleInvalidate(ctx context.Context, mc mappedChange) (feedCursor, error) {
 	if mc.Token == nil {
 		return nil, errors.New("invalidate event without a resume token")
 	}
 	next := &checkpoint{Token: mc.Token, StartAfter: true, ClusterTime: mc.ClusterTime}
-	cs, err := s.open(ctx, next)
+	cs, err := tm.open(ctx, next)
 	if err != nil {
 		// Retried from the last checkpoint, which precedes the invalidate.
 		return nil, fmt.Errorf("reopen change stream after invalidate: %w", err)
 	}
-	if !s.afterStreamEnd {
+	if !tm.afterFeedEnd {
 		for _, p := range mc.Notices {
-			if err := s.publish(ctx, p, mc.ClusterTime); err != nil {
-				s.close(ctx, cs)
+			if err := tm.pub.publish(ctx, p, mc.ClusterTime); err != nil {
+				tm.close(ctx, cs)
 				return nil, err
 			}
 		}
-		s.n.metrics.flushes.WithLabelValues(string(events.FlushInvalidated)).Inc()
-		s.log.Warn().Msg("change stream invalidated: published flush-all; watching again")
+		tm.log.Warn().Msg("change stream invalidated: published flush-all; watching again")
 	}
-	s.afterStreamEnd = false
-	s.at = next.Token
-	s.pending = next
-	s.savePending(ctx, true)
+	tm.afterFeedEnd = false
+	tm.at = next.Token
+	tm.pending = next
+	tm.savePending(ctx, true)
 	return cs, nil
-}
-
-// publishFlush publishes a flush-all that no change event names (the
-// stream was opened from now). Its Msg-Id is unique per open, so a retry
-// of this publish is stored once but a later gap is flushed again.
-func (s *streamSession) publishFlush(ctx context.Context, reason events.FlushReason, operation string) error {
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%d|%d", reason, s.n.lease.Session(), s.term, s.opens))
-	p := plannedNotice{
-		Subject: events.FlushAllSubject(s.n.cfg.SubjectPrefix),
-		MsgID:   "fa-" + hex.EncodeToString(sum[:])[:32],
-		Notice: events.Notice{
-			SchemaVersion: events.NoticeSchemaVersion,
-			Kind:          events.NoticeFlushAll,
-			Operation:     operation,
-			Reason:        reason,
-		},
-	}
-	if err := s.publish(ctx, p, nil); err != nil {
-		return err
-	}
-	s.n.metrics.flushes.WithLabelValues(string(reason)).Inc()
-	return nil
-}
-
-// publish publishes one notice and waits for JetStream's acknowledgement,
-// retrying with backoff until it is acknowledged or ctx ends (the lease
-// was lost or the worker stops). A notice is never skipped.
-func (s *streamSession) publish(ctx context.Context, p plannedNotice, ct *events.ClusterTime) error {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 50 * time.Millisecond
-	bo.MaxInterval = s.n.cfg.RetryMaxInterval
-	failed := false
-	_, err := retry.Forever(ctx, bo, func() (struct{}, error) {
-		p.Notice.PublishedAt = time.Now().UTC()
-		data, err := json.Marshal(p.Notice)
-		if err != nil {
-			return struct{}{}, retry.Stop(fmt.Errorf("encode notice: %w", err))
-		}
-		msg := &nats.Msg{Subject: p.Subject, Data: data, Header: nats.Header{}}
-		pctx, cancel := context.WithTimeout(s.leaseCtx, 10*time.Second)
-		ack, err := s.n.js.PublishMsg(pctx, msg, jetstream.WithMsgID(p.MsgID), jetstream.WithExpectStream(s.n.cfg.Stream))
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return struct{}{}, retry.Stop(ctx.Err())
-			}
-			if s.leaseCtx.Err() != nil {
-				return struct{}{}, retry.Stop(s.leaseCtx.Err())
-			}
-			return struct{}{}, err
-		}
-		kind := string(p.Notice.Kind)
-		s.n.metrics.published.WithLabelValues(kind, p.Notice.Operation).Inc()
-		if ct != nil {
-			s.n.metrics.latency.Observe(max(0, time.Since(ct.Time()).Seconds()))
-		}
-		if ack.Duplicate {
-			s.log.Debug().Str("msg_id", p.MsgID).Msg("notice already stored (de-duplicated)")
-		}
-		if failed {
-			s.n.health.streamOK()
-			s.log.Info().Msg("publishing notices again")
-		}
-		return struct{}{}, nil
-	}, func(err error, first bool) {
-		s.n.health.streamFailed(err)
-		failed = true
-		if first {
-			s.log.Warn().Err(err).Str("msg_id", p.MsgID).Msg("notice publish failed; retrying with backoff (the change stream waits)")
-		}
-	})
-	return err
 }
 
 // savePending writes the pending checkpoint when forced or when the last
 // write is older than CheckpointInterval. A failed write keeps it pending:
 // the checkpoint only lags, which costs duplicates on restart, never gaps.
-func (s *streamSession) savePending(ctx context.Context, force bool) {
-	if s.pending == nil || ctx.Err() != nil || (!force && time.Since(s.lastCheckpoint) < s.n.cfg.CheckpointInterval) {
+func (tm *term) savePending(ctx context.Context, force bool) {
+	if tm.pending == nil || ctx.Err() != nil || (!force && time.Since(tm.lastCheckpoint) < tm.cfg.CheckpointInterval) {
 		return // on the way out run writes it with a fresh context
 	}
-	cp := *s.pending
-	cp.Instance = s.n.cfg.InstanceID
+	cp := *tm.pending
+	cp.Instance = tm.cfg.InstanceID
 	cp.WrittenAt = time.Now().UTC()
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := s.n.checkpoints.save(wctx, cp); err != nil {
+	if err := tm.store.save(wctx, cp); err != nil {
 		if ctx.Err() != nil {
 			return // stopping: run writes it on the way out
 		}
-		if ok, held := s.n.limiter.allow("checkpoint"); ok {
-			s.log.Warn().Err(err).Int("suppressed", held).Msg("checkpoint write failed; will retry")
+		if ok, held := tm.limiter.allow("checkpoint"); ok {
+			tm.log.Warn().Err(err).Int("suppressed", held).Msg("checkpoint write failed; will retry")
 		}
 		return
 	}
-	s.pending = nil
-	s.saved = &cp
-	s.savedToken = cp.Token
-	s.lastCheckpoint = cp.WrittenAt
-	s.n.metrics.checkpointWritten(cp.WrittenAt)
+	tm.pending = nil
+	tm.saved = &cp
+	tm.savedToken = cp.Token
+	tm.lastCheckpoint = cp.WrittenAt
+	tm.metrics.checkpointWritten(cp.WrittenAt)
 }
 
-// closeChangeStream closes cs even when ctx has ended, waiting at most
+// closeFeed closes cs even when ctx has ended, waiting at most
 // timeout.
-func closeChangeStream(ctx context.Context, cs interface{ Close(context.Context) error }, timeout time.Duration) {
+func closeFeed(ctx context.Context, cs interface{ Close(context.Context) error }, timeout time.Duration) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	_ = cs.Close(cctx)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
@@ -19,13 +18,13 @@ import (
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
-// TestStreamSessionReopensFromTheNewerPosition: after a transient error the
-// session resumes from its own last acknowledged position when that is past
+// TestTermReopensFromTheNewerPosition: after a transient error the
+// term resumes from its own last acknowledged position when that is past
 // the stored checkpoint, and from the store otherwise.
-func TestStreamSessionReopensFromTheNewerPosition(t *testing.T) {
+func TestTermReopensFromTheNewerPosition(t *testing.T) {
 	e := newNotifierEnv(t)
 	ctx := testsupport.Context(t)
-	n, err := New(e.cfg, e.js, e.db, zerolog.Nop(), nil)
+	n, err := New(e.cfg, e.data, e.streams, e.js, e.db, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +35,7 @@ func TestStreamSessionReopensFromTheNewerPosition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := kvKeyForNamespace(e.cfg.Database, e.cfg.Collection)
+	key := kvKeyForNamespace(e.data.Database, e.data.Collection)
 
 	token := func(name string) []byte {
 		b, err := bson.Marshal(bson.M{"_data": name})
@@ -58,7 +57,7 @@ func TestStreamSessionReopensFromTheNewerPosition(t *testing.T) {
 	)
 	for _, tc := range []struct {
 		name    string
-		saved   *checkpoint // written by this session (and stored, unless stored says otherwise)
+		saved   *checkpoint // written by this term (and stored, unless stored says otherwise)
 		pending *checkpoint
 		stored  *checkpoint // another writer's; nil: the store holds saved
 		special string      // storeNothing, storeGarbage
@@ -75,7 +74,7 @@ func TestStreamSessionReopensFromTheNewerPosition(t *testing.T) {
 		{name: "store unusable", saved: at("mine", 10), special: storeGarbage, want: "mine"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newStreamSession(n, 1, ctx)
+			s := newTerm(n.termDeps(), zerolog.Nop(), "", 1, ctx)
 			s.saved, s.pending = tc.saved, tc.pending
 			switch {
 			case tc.special == storeNothing:
@@ -106,15 +105,15 @@ func TestStreamSessionReopensFromTheNewerPosition(t *testing.T) {
 	}
 }
 
-// changeStreamCommands records the change-stream aggregates and getMores a
+// feedCommands records the change-stream aggregates and getMores a
 // client sends (event.CommandMonitor).
-type changeStreamCommands struct {
+type feedCommands struct {
 	mu         sync.Mutex
 	aggregates []bson.Raw
 	getMores   []bson.Raw
 }
 
-func (c *changeStreamCommands) monitor() *event.CommandMonitor {
+func (c *feedCommands) monitor() *event.CommandMonitor {
 	return &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
 		switch e.CommandName {
 		case "aggregate":
@@ -133,7 +132,7 @@ func (c *changeStreamCommands) monitor() *event.CommandMonitor {
 	}}
 }
 
-func (c *changeStreamCommands) snapshot() (aggregates, getMores []bson.Raw) {
+func (c *feedCommands) snapshot() (aggregates, getMores []bson.Raw) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.aggregates), slices.Clone(c.getMores)
@@ -148,7 +147,7 @@ func (c *changeStreamCommands) snapshot() (aggregates, getMores []bson.Raw) {
 func TestNotifierOpensWithAnEmptyFirstBatch(t *testing.T) {
 	e := newNotifierEnv(t)
 	ctx := testsupport.Context(t)
-	var cmds changeStreamCommands
+	var cmds feedCommands
 	client, err := mongo.Connect(options.Client().ApplyURI(e.mongo.URI).SetMonitor(cmds.monitor()))
 	if err != nil {
 		t.Fatal(err)
@@ -209,14 +208,16 @@ type resumeFaults struct {
 
 	mu       sync.Mutex
 	opens    int
+	openedAt []time.Time     // when each open at a position began
 	timeouts []time.Duration // time left for each open at a position
 }
 
 func (f *resumeFaults) open(ctx context.Context, pipeline mongo.Pipeline, from *checkpoint,
-	opts *options.ChangeStreamOptionsBuilder) (changeEvents, error) {
+	opts *options.ChangeStreamOptionsBuilder) (feedCursor, error) {
 	if from != nil {
 		f.mu.Lock()
 		f.opens++
+		f.openedAt = append(f.openedAt, time.Now())
 		if deadline, ok := ctx.Deadline(); ok {
 			f.timeouts = append(f.timeouts, time.Until(deadline))
 		}
@@ -229,7 +230,7 @@ func (f *resumeFaults) open(ctx context.Context, pipeline mongo.Pipeline, from *
 			return nil, err
 		}
 		if f.readErr != nil {
-			return &failingStream{f.readErr}, nil
+			return &failingFeed{f.readErr}, nil
 		}
 	}
 	return watchFeed{f.coll}.open(ctx, pipeline, from, opts)
@@ -241,38 +242,23 @@ func (f *resumeFaults) stats() (opens int, timeouts []time.Duration) {
 	return f.opens, slices.Clone(f.timeouts)
 }
 
-// failingStream is a change stream whose every read fails with err (a
-// pointer, as the session compares streams).
-type failingStream struct{ err error }
+// failingFeed is a change stream whose every read fails with err (a
+// pointer, as the term compares streams).
+type failingFeed struct{ err error }
 
-func (*failingStream) TryNext(context.Context) bool { return false }
-func (*failingStream) Event() bson.Raw              { return nil }
-func (f *failingStream) Err() error                 { return f.err }
-func (*failingStream) ResumeToken() bson.Raw        { return nil }
-func (*failingStream) RemainingBatchLength() int    { return 0 }
-func (*failingStream) Close(context.Context) error  { return nil }
+func (*failingFeed) TryNext(context.Context) bool { return false }
+func (*failingFeed) Event() bson.Raw              { return nil }
+func (f *failingFeed) Err() error                 { return f.err }
+func (*failingFeed) ResumeToken() bson.Raw        { return nil }
+func (*failingFeed) RemainingBatchLength() int    { return 0 }
+func (*failingFeed) Close(context.Context) error  { return nil }
 
-// startWithFaults runs a notifier (like e.start) that opens its change
-// streams through f.
+// startWithFaults runs a notifier (like e.start, without provisioning)
+// that opens its change feeds through f.
 func (e *notifierEnv) startWithFaults(f *resumeFaults) *runningNotifier {
 	e.t.Helper()
-	reg := prometheus.NewRegistry()
-	n, err := New(e.cfg, e.js, e.db, zerolog.New(zerolog.NewTestWriter(e.t)).Level(zerolog.InfoLevel), reg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	f.coll = e.coll
-	n.feeds = f
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	r := &runningNotifier{Notifier: n, reg: reg, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(r.done)
-		if err := n.Run(ctx); err != nil {
-			e.t.Errorf("Run returned %v, want nil", err)
-		}
-	}()
-	e.t.Cleanup(func() { r.stop(false) })
-	return r
+	return e.run(e.db, f, false)
 }
 
 // checkpointAfter runs a notifier until user's insert is published and
@@ -290,10 +276,6 @@ func (e *notifierEnv) checkpointAfter(user string) *noticeReader {
 	e.waitCheckpoint(got[len(got)-1].ClusterTime)
 	n.stop(false)
 	return r
-}
-
-func serverError(code int32, name string) error {
-	return mongo.CommandError{Code: code, Name: name, Message: name}
 }
 
 // TestNotifierRetriesTransientOpenErrors: errors around elections and
@@ -386,5 +368,41 @@ func TestNotifierSkipsAPositionTheServerCannotRead(t *testing.T) {
 	}
 	if v := metricValue(n.metrics.flushes.WithLabelValues(string(events.FlushPositionUnreadable))); v != 1 {
 		t.Fatalf("flush metric = %v, want 1", v)
+	}
+}
+
+// TestNotifierBacksOffWhenEveryReadFailsAfterAnOpen: the first batch is
+// empty (batchSize 0), so an open succeeds even where the first getMore
+// fails every time; the reopen backoff must keep growing across such opens
+// and start over only after real progress (an event or an answered poll),
+// not cycle at its first step until STALL_AFTER. The getMore failure is
+// injected (a server shutting down, code 91). The bound is a count over
+// a period: sleeps last at least what the backoff asked, so a slow machine
+// only lowers the count.
+func TestNotifierBacksOffWhenEveryReadFailsAfterAnOpen(t *testing.T) {
+	e := newNotifierEnv(t)
+	e.checkpointAfter("a")
+	f := &resumeFaults{readErr: serverError(91, "ShutdownInProgress")}
+	n := e.startWithFaults(f)
+	testsupport.Eventually(t, "a failing open at the checkpoint", func() bool { opens, _ := f.stats(); return opens > 0 })
+	const period = 4 * time.Second
+	time.Sleep(period + time.Second)
+	f.mu.Lock()
+	openedAt := slices.Clone(f.openedAt)
+	f.mu.Unlock()
+	within := 0
+	for _, at := range openedAt {
+		if at.Sub(openedAt[0]) <= period {
+			within++
+		}
+	}
+	// Backoff from 100 ms, ×1.5 per attempt, ±50% jitter, capped at
+	// RetryMaxInterval (1 s): at most 13 opens fit in 4 s. Reset after
+	// every open, it reopens about every 100 ms (some 40 times).
+	if within > 15 {
+		t.Fatalf("%d opens within %s of the first: the reopen backoff starts over after every open", within, period)
+	}
+	if !n.IsLeader() {
+		t.Fatal("stepped down within 5 s; StallAfter is 30 s")
 	}
 }
