@@ -1,6 +1,7 @@
 package authsync
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -143,7 +144,7 @@ func TestAuthEventHeldBehindADeadLetteredOneIsApplied(t *testing.T) {
 	})
 	c, reg := e.newConsumer()
 	t0 := authBaseTime()
-	ctx, cancel := e.ctx()
+	ctx, cancel := context.WithCancel(testsupport.Context(t))
 	defer cancel()
 
 	e.publish(e.event(events.OperationDelete, "noor", t0))

@@ -1,6 +1,7 @@
 package authsync
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -134,7 +135,7 @@ func TestAuthHeldBackEventIsNotDeadLetteredForItsBlockersDeliveries(t *testing.T
 				meta: &jetstream.MsgMetadata{Stream: "AUTH_EVENTS", NumDelivered: tc.delivered, Sequence: jetstream.SequencePair{Stream: 7}},
 				op:   "CREATE", userID: "u", failure: customdata.Retry, failErr: tc.failErr,
 			}
-			ctx, cancel := e.ctx()
+			ctx, cancel := context.WithCancel(testsupport.Context(t))
 			defer cancel()
 			c.retryOrDeadLetter(ctx, it, &batchStats{})
 			dls := e.deadLetters()
