@@ -40,51 +40,114 @@ type Merged struct {
 // round in the order of their first write in the batch; the input is not
 // modified.
 func Coalesce(writes []Write) [][]Merged {
+	return coalesce(writes, true)
+}
+
+// CoalesceShared is Coalesce without copying: a Merged that stands for a
+// single input write shares that write's maps instead of holding a copy
+// (merged writes are always new maps). For callers that modify neither
+// the input nor the output, such as the worker, which only encodes them.
+func CoalesceShared(writes []Write) [][]Merged {
+	return coalesce(writes, false)
+}
+
+func coalesce(writes []Write, clone bool) [][]Merged {
 	type chunk struct {
 		merged Merged
+		user   int  // index into users
 		sealed bool // holds an invalid write; nothing merges in or out
 	}
-	perUser := make(map[string][]chunk)
-	var users []string
+	type userState struct {
+		last   int // index into chunks of the user's latest chunk
+		rounds int // chunks of the user so far
+	}
+	// One backing array for the From of every chunk that stands for a
+	// single write; a merge appends, which copies (capacity 1).
+	indexes := make([]int, len(writes))
+	chunks := make([]chunk, 0, len(writes))
+	users := make(map[string]int, len(writes))
+	var states []userState
 	for i, w := range writes {
-		chunks, seen := perUser[w.UserID]
+		indexes[i] = i
+		u, seen := users[w.UserID]
 		if !seen {
-			users = append(users, w.UserID)
+			u = len(states)
+			users[w.UserID] = u
+			states = append(states, userState{last: -1})
 		}
 		valid := ValidateWrite(w) == nil
-		if n := len(chunks); n > 0 && valid && !chunks[n-1].sealed {
-			last := &chunks[n-1].merged
-			if merged, ok := mergeWrites(last.Write, w); ok {
+		if st := &states[u]; st.last >= 0 && valid && !chunks[st.last].sealed {
+			last := &chunks[st.last].merged
+			if merged, ok := mergeWrites(last.Write, w, clone); ok {
 				last.Write = merged
 				last.From = append(last.From, i)
 				continue
 			}
 		}
-		perUser[w.UserID] = append(chunks, chunk{
-			merged: Merged{Write: cloneWrite(w), From: []int{i}},
+		if clone {
+			w = cloneWrite(w)
+		}
+		chunks = append(chunks, chunk{
+			merged: Merged{Write: w, From: indexes[i : i+1 : i+1]},
+			user:   u,
 			sealed: !valid,
 		})
+		states[u].last = len(chunks) - 1
+		states[u].rounds++
 	}
-	var rounds [][]Merged
-	for _, u := range users {
-		for k, c := range perUser[u] {
-			if k == len(rounds) {
-				rounds = append(rounds, nil)
-			}
-			rounds[k] = append(rounds[k], c.merged)
+	// Round k holds the k-th chunk of every user that has one, users in
+	// the order of their first write. Chunks were made in stream order,
+	// so a user's chunks come in round order, and the first round's in
+	// user order; the later rounds are put in user order.
+	nRounds := 0
+	for _, st := range states {
+		nRounds = max(nRounds, st.rounds)
+	}
+	if nRounds == 0 {
+		return nil
+	}
+	rounds := make([][]Merged, nRounds)
+	rounds[0] = make([]Merged, 0, len(states))
+	roundUsers := make([][]int, nRounds)
+	seenRounds := make([]int, len(states))
+	for _, c := range chunks {
+		k := seenRounds[c.user]
+		seenRounds[c.user]++
+		rounds[k] = append(rounds[k], c.merged)
+		if k > 0 {
+			roundUsers[k] = append(roundUsers[k], c.user)
 		}
+	}
+	for k := 1; k < nRounds; k++ {
+		sortByUser(rounds[k], roundUsers[k])
 	}
 	return rounds
 }
 
+// sortByUser sorts round by the user index of each of its entries
+// (distinct within a round), keeping both slices in step.
+func sortByUser(round []Merged, users []int) {
+	// Rounds after the first are short and usually already in order:
+	// insertion sort.
+	for i := 1; i < len(round); i++ {
+		for j := i; j > 0 && users[j] < users[j-1]; j-- {
+			users[j], users[j-1] = users[j-1], users[j]
+			round[j], round[j-1] = round[j-1], round[j]
+		}
+	}
+}
+
 // mergeWrites returns one write equivalent to applying acc then w, both for
 // the same user, or false when there is none.
-func mergeWrites(acc, w Write) (Write, bool) {
+func mergeWrites(acc, w Write, clone bool) (Write, bool) {
 	if w.IsNoop() {
 		return acc, true
 	}
 	if acc.IsNoop() {
-		return cloneWrite(w), true
+		if clone {
+			return cloneWrite(w), true
+		}
+		return w, true
 	}
 	if acc.Delete || w.Delete {
 		// Deleting twice is deleting once; a delete next to an update is

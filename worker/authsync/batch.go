@@ -209,7 +209,8 @@ func (a *Consumer) decideSafely(ev events.AuthEvent) (ws []triggers.Write, err e
 // order, one unordered BulkWrite each. A failed operation fails its own
 // messages, and blocks the later rounds of the same user in this batch.
 func (a *Consumer) applyWrites(ctx, work context.Context, items []*authItem, writes []triggers.Write, owners []int) {
-	rounds := triggers.Coalesce(writes)
+	// The writes are only read from here on: no copies needed.
+	rounds := triggers.CoalesceShared(writes)
 	blocked := map[string]bool{}
 	for r, round := range rounds {
 		var ops []triggers.Merged
