@@ -69,8 +69,8 @@ type AuthEvent struct {
 type User struct {
 	// ID is the user id that keys the custom-data document.
 	ID string `json:"id"`
-	// Type is informational ("normal", "server" or "system" in App
-	// Services).
+	// Type is informational: "normal", "server" or "system", as App
+	// Services documents it (ValidUserType), or empty when not given.
 	Type string `json:"type,omitempty"`
 	// Identities are the provider identities linked to the user.
 	Identities []Identity `json:"identities,omitempty"`
@@ -144,6 +144,7 @@ const (
 	ReasonUnknownOperation   Reason = "unknown_operation"
 	ReasonInvalidProvider    Reason = "invalid_provider"
 	ReasonInvalidUserID      Reason = "invalid_user_id"
+	ReasonInvalidUserType    Reason = "invalid_user_type"
 	ReasonInvalidTime        Reason = "invalid_time"
 	ReasonSubjectMismatch    Reason = "subject_mismatch"
 )
@@ -174,10 +175,12 @@ func (r Reason) rank() int {
 		return 9
 	case ReasonInvalidUserID:
 		return 10
-	case ReasonInvalidTime:
+	case ReasonInvalidUserType:
 		return 11
+	case ReasonInvalidTime:
+		return 12
 	}
-	return 12
+	return 13
 }
 
 // ErrInvalidEvent matches (errors.Is) every rejection of an auth event.
@@ -203,8 +206,8 @@ type RejectError struct {
 	Reason Reason
 	Detail string
 	// Problems are all the problems found, the primary one first, then the
-	// others in the order they appear in the event. A syntax error ends the
-	// reading: what lies after it is not checked. Nil for a RejectError
+	// others in the order they appear in the event. A syntax error or a
+	// repeated key ends the reading: what lies after it is not checked. Nil for a RejectError
 	// built by hand, which stands for its one problem.
 	Problems []Problem
 	// Omitted counts problems beyond MaxProblems that are not listed.
@@ -436,6 +439,9 @@ func (d Decoder) validate(ev *AuthEvent, ps *problems, skip fields, idFromFallba
 	if r, detail := checkUserID(ev.User.ID); r != "" && skip&fieldUserID == 0 {
 		ps.add(r, "%s", detail)
 	}
+	if ev.User.Type != "" && !ValidUserType(ev.User.Type) {
+		ps.add(ReasonInvalidUserType, "%s", userTypeRule)
+	}
 	if skip&fieldTime == 0 {
 		d.checkTime(ev.Time, ps)
 	}
@@ -461,6 +467,21 @@ func (d Decoder) checkTime(t time.Time, ps *problems) {
 	if t.After(now().Add(skew)) {
 		ps.add(ReasonInvalidTime, "time is more than %s in the future", skew)
 	}
+}
+
+// User types App Services documents.
+const (
+	UserTypeNormal = "normal"
+	UserTypeServer = "server"
+	UserTypeSystem = "system"
+)
+
+const userTypeRule = `user.type, when given, must be "normal", "server" or "system"`
+
+// ValidUserType reports whether t is one of the user types App Services
+// documents: UserTypeNormal, UserTypeServer or UserTypeSystem.
+func ValidUserType(t string) bool {
+	return t == UserTypeNormal || t == UserTypeServer || t == UserTypeSystem
 }
 
 // ValidEventID reports whether id has the documented event-id shape,

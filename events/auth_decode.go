@@ -20,7 +20,10 @@ import (
 // and type of the typed fields, and builds the event as it goes. It keeps
 // reading after a problem that leaves the JSON readable (a wrong type, an
 // unknown or forbidden key, a too-deep value), so that a rejection lists
-// every problem; only a syntax error ends the reading.
+// every problem; only an error that leaves the rest unreadable ends the
+// reading: a syntax error, a repeated name (which the reader refuses as
+// one), a top level that is not an object, nesting beyond the reader's
+// own bound.
 
 // decodeOptions: an escaped lone surrogate (\ud800) decodes to U+FFFD, as
 // encoding/json does (the user-id rule then refuses it there); raw invalid
@@ -185,7 +188,12 @@ func (p *parser) user(u *User, bad *fields) {
 				*bad |= fieldUserID
 			}
 		case "type":
-			u.Type, _ = p.string("user.type")
+			// null means not given; a given type, even empty, is checked
+			// (by validate, which also checks events built in code).
+			given := p.dec.PeekKind() == '"'
+			if u.Type, ok = p.string("user.type"); ok && given && u.Type == "" {
+				p.ps.add(ReasonInvalidUserType, "%s", userTypeRule)
+			}
 		case "data":
 			u.Data = p.object("user.data", true)
 		case "custom_data":

@@ -170,6 +170,11 @@ func TestDecodeRejects(t *testing.T) {
 		{"long provider", eventWith(t, map[string]any{"providers": []string{strings.Repeat("p", 65)}}), ReasonInvalidProvider},
 		{"too many providers", eventWith(t, map[string]any{"providers": providers}), ReasonInvalidProvider},
 
+		// User type: App Services documents normal, server and system.
+		{"unknown user type", eventWith(t, map[string]any{"user.type": "admin"}), ReasonInvalidUserType},
+		{"user type in another case", eventWith(t, map[string]any{"user.type": "Normal"}), ReasonInvalidUserType},
+		{"empty user type", eventWith(t, map[string]any{"user.type": ""}), ReasonInvalidUserType},
+
 		// User id.
 		{"missing user", eventWith(t, map[string]any{"user": nil}), ReasonMissingField},
 		{"missing user id", eventWith(t, map[string]any{"user.id": nil}), ReasonMissingField},
@@ -369,6 +374,7 @@ func TestValidate(t *testing.T) {
 		{"unknown operation", func(e *AuthEvent) { e.OperationType = "UPDATE" }, ReasonUnknownOperation},
 		{"schema version", func(e *AuthEvent) { e.SchemaVersion = 2 }, ReasonUnsupportedVersion},
 		{"no id", func(e *AuthEvent) { e.ID = "" }, ReasonMissingField},
+		{"unknown user type", func(e *AuthEvent) { e.User.Type = "robot" }, ReasonInvalidUserType},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,12 @@ const (
 	DeadLetterMaxDeliver   = "max_deliver_exceeded"
 	DeadLetterTriggerError = "permanent_trigger_error"
 	DeadLetterWriteError   = "permanent_write_error"
+	// DeadLetterHeldBack: the event was held back behind an earlier event
+	// of its user that was still being retried when the server's
+	// max_deliver of the consumer ran out (only a consumer provisioned
+	// with a finite max_deliver has such a limit). Nothing of it was
+	// applied; replay it once that earlier event is settled.
+	DeadLetterHeldBack = "held_back_by_earlier_event"
 )
 
 // Dead-letter headers: a dead letter is the original event (body cut to

@@ -41,7 +41,7 @@ func FuzzDecode(f *testing.F) {
 		ReasonTooLarge: true, ReasonMalformedJSON: true, ReasonTooDeep: true, ReasonUnknownField: true,
 		ReasonForbiddenKey: true, ReasonUnsupportedVersion: true, ReasonMissingField: true,
 		ReasonInvalidEventID: true, ReasonUnknownOperation: true, ReasonInvalidProvider: true,
-		ReasonInvalidUserID: true, ReasonInvalidTime: true,
+		ReasonInvalidUserID: true, ReasonInvalidUserType: true, ReasonInvalidTime: true,
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := testDecoder()

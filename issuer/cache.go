@@ -60,6 +60,21 @@ func WithNotices(js jetstream.JetStream, cfg NoticeConfig) CacheOption {
 	}
 }
 
+// WithMetricsLabels adds constant labels to every collector of the cache,
+// so that several caches (say, one per collection) can register on one
+// registry: give each its own label values.
+func WithMetricsLabels(labels prometheus.Labels) CacheOption {
+	return func(c *Cache) error {
+		for k := range labels {
+			if k == "kind" || k == "reason" {
+				return fmt.Errorf("issuer: WithMetricsLabels: label %q is used by the cache's own metrics", k)
+			}
+		}
+		c.labels = labels
+		return nil
+	}
+}
+
 // WithLogger sets the logger (default: none). The cache logs state changes
 // (following, flushes with their reason), never custom-data contents.
 func WithLogger(log zerolog.Logger) CacheOption {
@@ -76,60 +91,89 @@ func WithLogger(log zerolog.Logger) CacheOption {
 // user is returned to its callers but never cached, so an older value
 // cannot outlive the notice that replaced it.
 type Cache struct {
-	src  Getter
-	cfg  CacheConfig
-	log  zerolog.Logger
-	m    *metrics
-	feed *feed
-	now  func() time.Time // tests replace it
-	sf   singleflight.Group
-	tick atomic.Int64 // logical clock for recency
+	src    Getter
+	cfg    CacheConfig
+	log    zerolog.Logger
+	m      *metrics
+	feed   *feed
+	now    func() time.Time // tests replace it
+	clock  atomic.Int64     // recency clock: advances on every store and hit
+	labels prometheus.Labels
+	sf     singleflight.Group
+	// waiting counts callers that have started or joined a read and wait
+	// for it.
+	waiting atomic.Int64
 
 	mu      sync.RWMutex
 	entries map[string]*entry
 	byDoc   map[string][]*entry  // document _id → entries holding it (one, or briefly more after an owner change)
 	flights map[string][]*flight // reads in progress, by user (usually one; more after an invalidation)
 	keep    bool                 // whether reads may be kept: no feed configured, or the feed is followed
+	docInvs uint64               // document invalidations so far: orders them against reads
 }
 
 type entry struct {
 	userID  string
 	data    Data
-	expires time.Time // zero: no TTL
-	used    atomic.Int64
+	expires time.Time    // zero: no TTL
+	used    atomic.Int64 // last use, on Cache.clock
 }
 
 // flight is one MongoDB read in progress. Under Cache.mu, stale is set when
 // an invalidation of its user (or of everything) arrives while it runs, and
-// docs collects the document ids invalidated meanwhile: which document the
-// read returns is known only when it ends.
+// docs collects the document invalidations meanwhile: which document the
+// read returns is known only when it ends, so a document invalidation
+// neither spoils nor splits the reads of other users in advance.
 type flight struct {
 	stale bool
-	docs  []string
+	docs  []docInvalidation
 }
 
-// maxFlightDocs bounds flight.docs; past it the flight is simply stale.
+// docInvalidation is one document invalidation, numbered by Cache.docInvs.
+type docInvalidation struct {
+	id  string
+	seq uint64
+}
+
+// maxFlightDocs bounds flight.docs; past it the flight is stale, and
+// unjoinable.
 const maxFlightDocs = 32
 
-func (f *flight) spoiledBy(documentID string) {
+// spoiledBy records a document invalidation; false when the flight had
+// no room left for it and is now simply stale.
+func (f *flight) spoiledBy(inv docInvalidation) bool {
 	if len(f.docs) == maxFlightDocs {
 		f.stale = true
-		return
-	}
-	f.docs = append(f.docs, documentID)
-}
-
-func (f *flight) keeps(d Data) bool {
-	if f.stale {
 		return false
 	}
+	f.docs = append(f.docs, inv)
+	return true
+}
+
+// keeps reports whether the read's result may be cached.
+func (f *flight) keeps(d Data) bool {
+	return !f.stale && !invalidated(f.docs, d, ^uint64(0))
+}
+
+// invalidated reports whether one of invs, numbered at most asked, names
+// the document d holds.
+func invalidated(invs []docInvalidation, d Data, asked uint64) bool {
 	id := d.DocumentID()
-	for _, x := range f.docs {
-		if x == id {
-			return false
+	if id == "" {
+		return false
+	}
+	for _, x := range invs {
+		if x.seq <= asked && x.id == id {
+			return true
 		}
 	}
-	return true
+	return false
+}
+
+// flightResult is what a read hands every caller that shares it.
+type flightResult struct {
+	d    Data
+	docs []docInvalidation // made while the read ran; read-only once it ended
 }
 
 // NewCache returns a cache in front of src.
@@ -156,7 +200,7 @@ func NewCache(src Getter, cfg CacheConfig, opts ...CacheOption) (*Cache, error) 
 		return nil, ErrNoFreshness
 	}
 	c.keep = c.feed == nil
-	c.m = newMetrics(func() float64 {
+	c.m = newMetrics(c.labels, func() float64 {
 		c.mu.RLock()
 		defer c.mu.RUnlock()
 		return float64(len(c.entries))
@@ -165,7 +209,8 @@ func NewCache(src Getter, cfg CacheConfig, opts ...CacheOption) (*Cache, error) 
 }
 
 // Collectors returns the cache's Prometheus collectors for the issuer to
-// register on its own registry: customdata_issuer_cache_hits_total,
+// register on its own registry (two caches on one registry need
+// WithMetricsLabels): customdata_issuer_cache_hits_total,
 // …_cache_misses_total, …_invalidations_total{kind}, …_flushes_total{reason},
 // …_read_duration_seconds, …_read_errors_total, …_notices_total,
 // …_notices_following, …_cache_entries.
@@ -178,15 +223,20 @@ func (c *Cache) Get(ctx context.Context, userID string) (Data, error) {
 	c.mu.RLock()
 	e := c.entries[userID]
 	if e != nil && (e.expires.IsZero() || c.now().Before(e.expires)) {
-		e.used.Store(c.tick.Load())
+		// Exact LRU order: the clock moves on every use, except when
+		// this entry is already the most recently used one.
+		if e.used.Load() != c.clock.Load() {
+			e.used.Store(c.clock.Add(1))
+		}
 		d := e.data
 		c.mu.RUnlock()
 		c.m.hits.Inc()
 		return d, d.Err()
 	}
+	asked := c.docInvs
 	c.mu.RUnlock()
 	c.m.misses.Inc()
-	return c.read(ctx, userID)
+	return c.read(ctx, userID, asked)
 }
 
 // Refresh drops the user's entry and reads MongoDB again (the equivalent of
@@ -195,9 +245,10 @@ func (c *Cache) Get(ctx context.Context, userID string) (Data, error) {
 func (c *Cache) Refresh(ctx context.Context, userID string) (Data, error) {
 	c.mu.Lock()
 	c.dropUser(userID)
+	asked := c.docInvs
 	c.mu.Unlock()
 	c.m.invRefresh.Inc()
-	return c.read(ctx, userID)
+	return c.read(ctx, userID, asked)
 }
 
 // InvalidateUser drops what is cached for userID, and spoils a read of it in
@@ -259,41 +310,62 @@ func (c *Cache) Following() bool {
 	return c.keep
 }
 
-// read performs (or joins) the one MongoDB read of userID.
-func (c *Cache) read(ctx context.Context, userID string) (Data, error) {
-	ch := c.sf.DoChan(userID, func() (any, error) {
-		c.mu.Lock()
-		f := &flight{}
-		c.flights[userID] = append(c.flights[userID], f)
-		c.mu.Unlock()
-
-		// Shared by every caller that joins: a caller's cancellation must
-		// not fail the others, so the read is bounded by ReadTimeout only.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ReadTimeout)
-		start := time.Now()
-		d, err := c.src.Get(rctx, userID)
-		c.m.readSeconds.Observe(time.Since(start).Seconds())
-		cancel()
-
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.endFlightLocked(userID, f)
-		if err != nil && !errors.Is(err, ErrOversize) {
-			c.m.readErrors.Inc()
-			return d, err
+// read performs (or joins) the one MongoDB read of userID, for a caller
+// that asked when c.docInvs was asked. A joined read may have begun before
+// a document invalidation the caller saw; if it returns that document,
+// the caller reads again, from a read that begins after it asked.
+func (c *Cache) read(ctx context.Context, userID string, asked uint64) (Data, error) {
+	for again := false; ; again = true {
+		ch := c.sf.DoChan(userID, func() (any, error) { return c.load(ctx, userID) })
+		c.waiting.Add(1)
+		var r singleflight.Result
+		select {
+		case r = <-ch:
+			c.waiting.Add(-1)
+		case <-ctx.Done():
+			c.waiting.Add(-1)
+			return Data{}, fmt.Errorf("issuer: read custom data: %w", ctx.Err())
 		}
-		if c.keep && f.keeps(d) {
-			c.storeLocked(userID, d)
+		res, _ := r.Val.(flightResult)
+		if !again && invalidated(res.docs, res.d, asked) {
+			// Any read begun after this Forget began after the caller
+			// asked: it is fresh enough whatever happens meanwhile.
+			c.mu.Lock()
+			c.sf.Forget(userID)
+			c.mu.Unlock()
+			continue
 		}
-		return d, err
-	})
-	select {
-	case r := <-ch:
-		d, _ := r.Val.(Data)
-		return d, r.Err
-	case <-ctx.Done():
-		return Data{}, fmt.Errorf("issuer: read custom data: %w", ctx.Err())
+		return res.d, r.Err
 	}
+}
+
+// load is one MongoDB read, shared by every caller that joins it.
+func (c *Cache) load(ctx context.Context, userID string) (any, error) {
+	c.mu.Lock()
+	f := &flight{}
+	c.flights[userID] = append(c.flights[userID], f)
+	c.mu.Unlock()
+
+	// Shared by every caller that joins: a caller's cancellation must
+	// not fail the others, so the read is bounded by ReadTimeout only.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ReadTimeout)
+	start := time.Now()
+	d, err := c.src.Get(rctx, userID)
+	c.m.readSeconds.Observe(time.Since(start).Seconds())
+	cancel()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.endFlightLocked(userID, f)
+	res := flightResult{d: d, docs: f.docs}
+	if err != nil && !errors.Is(err, ErrOversize) {
+		c.m.readErrors.Inc()
+		return res, err
+	}
+	if c.keep && f.keeps(d) {
+		c.storeLocked(userID, d)
+	}
+	return res, err
 }
 
 func (c *Cache) storeLocked(userID string, d Data) {
@@ -305,7 +377,7 @@ func (c *Cache) storeLocked(userID string, d Data) {
 	if c.cfg.TTL > 0 {
 		e.expires = c.now().Add(c.cfg.TTL)
 	}
-	e.used.Store(c.tick.Add(1))
+	e.used.Store(c.clock.Add(1))
 	c.entries[userID] = e
 	if id := d.DocumentID(); id != "" {
 		c.byDoc[id] = append(c.byDoc[id], e)
@@ -314,7 +386,8 @@ func (c *Cache) storeLocked(userID string, d Data) {
 
 // evictLocked drops the least recently used of a few entries picked at
 // random (map iteration order), as Redis does: no list to maintain on hits,
-// so a hit needs only the read lock.
+// so a hit needs only the read lock (and writes its entry's stamp
+// atomically).
 func (c *Cache) evictLocked() {
 	const sample = 8
 	var victim *entry
@@ -330,10 +403,12 @@ func (c *Cache) evictLocked() {
 	c.dropEntryLocked(victim)
 }
 
-// dropUser and the other drop functions run with c.mu held. Each also
-// makes the reads in progress that may have seen the old value unjoinable
-// (singleflight Forget), so callers arriving after an invalidation start a
-// new read instead of sharing one that began before it.
+// dropUser and the other drop functions run with c.mu held. dropUser and
+// spoilAllLocked also make the reads in progress that may have seen the
+// old value unjoinable (singleflight Forget), so callers arriving after
+// the invalidation start a new read instead of sharing one that began
+// before it. dropDocument cannot know which reads will return the
+// document, so it only records itself in each (see read).
 func (c *Cache) dropUser(userID string) {
 	c.dropEntryLocked(c.entries[userID])
 	for _, f := range c.flights[userID] {
@@ -346,12 +421,17 @@ func (c *Cache) dropDocument(documentID string) {
 	for _, e := range append([]*entry(nil), c.byDoc[documentID]...) {
 		c.dropEntryLocked(e)
 	}
-	// Which document a read returns is known only when it ends.
+	// Which document a read returns is known only when it ends: the read
+	// is not kept if it returns this one, and a caller that joins it after
+	// now reads again in that case.
+	c.docInvs++
+	inv := docInvalidation{id: documentID, seq: c.docInvs}
 	for u, fs := range c.flights {
 		for _, f := range fs {
-			f.spoiledBy(documentID)
+			if !f.spoiledBy(inv) {
+				c.sf.Forget(u)
+			}
 		}
-		c.sf.Forget(u)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -166,6 +167,9 @@ func TestNoticesDropWhatTheyName(t *testing.T) {
 		{"undecodable token flushes", prefix + ".user.!!", nil, true, true},
 		{"unknown subject kind flushes", prefix + ".group." + events.EncodeUserToken("ada"), nil, true, true},
 		{"unrelated subject is ignored", "other.user." + events.EncodeUserToken("ada"), nil, false, false},
+		// A user notice whose payload cannot be read may have named a
+		// document that changed owner: only a flush is safe.
+		{"unreadable user-notice payload flushes", events.UserNoticeSubject(prefix, "carol"), []byte(`{"schemaVersion":1,"kind":"user","documentId":`), true, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -208,9 +212,9 @@ func TestConcurrentMissesShareOneRead(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); results <- plan(t, c, "ada") }()
 	}
-	// Wait until every caller has joined: misses are counted before the
-	// read is joined, and none of them can finish before release.
-	waitFor(t, func() bool { return testutil.ToFloat64(c.m.misses) == callers })
+	// Wait until every caller has joined the read (a miss is counted
+	// before it joins); none of them can finish before release.
+	waitFor(t, func() bool { return c.waiting.Load() == callers })
 	close(g.release)
 	wg.Wait()
 	close(results)
@@ -226,18 +230,39 @@ func TestConcurrentMissesShareOneRead(t *testing.T) {
 
 // A notice that arrives while a read is in flight: the read's (older)
 // value goes to the callers that were already waiting, but is not cached,
-// and callers arriving after the notice do not join that read.
+// and a Get after the notice sees the change. After a notice naming the
+// user (or everything) it starts a new read at once; after a document
+// notice it may join the read in flight (which document that read returns
+// is known only when it ends), and re-reads if the read returned that
+// document.
 func TestNoticeDuringReadIsNotOverwrittenByTheOlderValue(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		notice func(c *Cache)
+		name    string
+		notice  func(t *testing.T, c *Cache)
+		mayJoin bool
 	}{
-		{"user notice", func(c *Cache) { c.HandleNotice(events.UserNoticeSubject(events.DefaultNoticePrefix, "ada"), nil) }},
-		{"document notice", func(c *Cache) {
+		{"user notice", func(_ *testing.T, c *Cache) {
+			c.HandleNotice(events.UserNoticeSubject(events.DefaultNoticePrefix, "ada"), nil)
+		}, false},
+		{"document notice", func(_ *testing.T, c *Cache) {
 			c.HandleNotice(events.DocumentNoticeSubject(events.DefaultNoticePrefix, "d1"), nil)
-		}},
-		{"flush-all", func(c *Cache) { c.HandleNotice(events.FlushAllSubject(events.DefaultNoticePrefix), nil) }},
-		{"refresh", func(c *Cache) { _, _ = c.Refresh(context.Background(), "ada") }},
+		}, true},
+		{"owner change notice for the new owner", func(_ *testing.T, c *Cache) {
+			c.HandleNotice(events.UserNoticeSubject(events.DefaultNoticePrefix, "carol"),
+				[]byte(`{"schemaVersion":1,"kind":"user","userId":"carol","documentId":"d1","operation":"update","publishedAt":"2026-11-25T00:00:00Z"}`))
+		}, true},
+		{"flush-all", func(_ *testing.T, c *Cache) { c.HandleNotice(events.FlushAllSubject(events.DefaultNoticePrefix), nil) }, false},
+		{"refresh", func(t *testing.T, c *Cache) {
+			// Joining the held read would block until this deadline.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			d, err := c.Refresh(ctx, "ada")
+			if err != nil {
+				t.Errorf("Refresh joined the read that began before it: %v", err)
+			} else if got := d.Lookup("plan").StringValue(); got != "pro" {
+				t.Errorf("Refresh: %q, want pro", got)
+			}
+		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := newFake()
@@ -251,20 +276,33 @@ func TestNoticeDuringReadIsNotOverwrittenByTheOlderValue(t *testing.T) {
 			<-g.started // the read has seen plan=free and is held
 
 			src.set("ada", "d1", bson.E{Key: "plan", Value: "pro"}) // the change commits
-			tc.notice(c)                                            // its notice arrives
+			tc.notice(t, c)                                         // its notice arrives
 
-			// A Get after the notice starts a new read: it sees the change.
-			// (Joining the held read would block until this deadline.)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
-			d, err := c.Get(ctx, "ada")
-			if err != nil {
-				t.Fatalf("Get after the notice joined the read that began before it: %v", err)
+			type result struct {
+				d   Data
+				err error
 			}
-			if got := d.Lookup("plan").StringValue(); got != "pro" {
+			after := make(chan result, 1)
+			go func() { d, err := c.Get(ctx, "ada"); after <- result{d, err} }()
+			var r result
+			if tc.mayJoin {
+				// Let it join the held read, or finish on its own.
+				waitFor(t, func() bool { return c.waiting.Load() == 2 || len(after) == 1 })
+				close(g.release)
+				r = <-after
+			} else {
+				// It must not wait for the held read.
+				r = <-after
+				close(g.release)
+			}
+			if r.err != nil {
+				t.Fatalf("Get after the notice: %v (joined the read that began before it?)", r.err)
+			}
+			if got := r.d.Lookup("plan").StringValue(); got != "pro" {
 				t.Fatalf("Get after the notice: %q, want pro", got)
 			}
-			close(g.release)
 			if got := <-first; got != "free" {
 				t.Fatalf("the held read returned %q, want its own (older) value", got)
 			}
@@ -273,6 +311,40 @@ func TestNoticeDuringReadIsNotOverwrittenByTheOlderValue(t *testing.T) {
 				t.Fatalf("after the old read returned: %q, want pro", got)
 			}
 		})
+	}
+}
+
+// Notices about other users and documents (the steady background of a
+// busy worker: every user notice names a document) must not split the
+// read of an unrelated user: a caller arriving after them still shares
+// the read in flight, and its value is cached.
+func TestUnrelatedNoticesKeepReadsShared(t *testing.T) {
+	src := newFake()
+	src.set("bob", "d2", bson.E{Key: "plan", Value: "free"})
+	g := newGate()
+	src.gate = g
+	c := following(t, src, CacheConfig{})
+
+	first := make(chan string, 1)
+	go func() { first <- plan(t, c, "bob") }()
+	<-g.started
+	c.HandleNotice(events.UserNoticeSubject(events.DefaultNoticePrefix, "carol"),
+		[]byte(`{"schemaVersion":1,"kind":"user","userId":"carol","documentId":"d9","operation":"update","publishedAt":"2026-11-25T00:00:00Z"}`))
+	c.HandleNotice(events.DocumentNoticeSubject(events.DefaultNoticePrefix, "d1"), nil)
+
+	second := make(chan string, 1)
+	go func() { second <- plan(t, c, "bob") }()
+	waitFor(t, func() bool { return c.waiting.Load() == 2 || len(second) == 1 })
+	close(g.release)
+	if a, b := <-first, <-second; a != "free" || b != "free" {
+		t.Fatalf("reads returned %q and %q", a, b)
+	}
+	if n := src.reads.Load(); n != 1 {
+		t.Fatalf("MongoDB reads = %d, want 1 (the later caller joins the read in flight)", n)
+	}
+	plan(t, c, "bob")
+	if n := src.reads.Load(); n != 1 {
+		t.Fatalf("MongoDB reads = %d, want 1 (bob's value is cached)", n)
 	}
 }
 
@@ -425,14 +497,18 @@ func TestReadErrorsAreNotCachedAndWaitersStopOnTheirContext(t *testing.T) {
 }
 
 func TestFeedSequenceGaps(t *testing.T) {
-	f := &feed{next: 10}
+	f := &feed{next: 10, gen: 2}
 	for _, tc := range []struct {
 		seq uint64
 		gap bool
 	}{{10, false}, {11, false}, {11, false}, {5, false}, {13, true}, {14, false}} {
-		if _, gap := f.advance(tc.seq); gap != tc.gap {
+		if _, gap := f.advance(2, tc.seq); gap != tc.gap {
 			t.Fatalf("advance(%d) gap = %v, want %v", tc.seq, gap, tc.gap)
 		}
+	}
+	// A late delivery of a stopped consumer is not sequenced.
+	if _, gap := f.advance(1, 100); gap || f.next != 15 {
+		t.Fatalf("an older consumer's delivery moved the sequence: gap %v, next %d", gap, f.next)
 	}
 }
 
@@ -444,5 +520,49 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 15s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Hits count as use: with no store between them, the entry hit longest
+// ago is still the one evicted. (Eviction is exact LRU while the cache
+// holds fewer entries than the eviction sample; repeated because a
+// recency tie would pick a victim at random.)
+func TestEvictionFollowsHitsNotOnlyStores(t *testing.T) {
+	for round := range 20 {
+		src := newFake()
+		for i := range 5 {
+			src.set(fmt.Sprint("u", i), fmt.Sprint("d", i))
+		}
+		c := following(t, src, CacheConfig{MaxEntries: 4})
+		for i := range 4 {
+			plan(t, c, fmt.Sprint("u", i))
+		}
+		for _, u := range []string{"u3", "u2", "u1", "u0"} { // u3 is now the least recently used
+			plan(t, c, u)
+		}
+		plan(t, c, "u4")
+		if _, kept := c.entries["u3"]; kept || len(c.entries) != 4 {
+			t.Fatalf("round %d: u3 kept = %v with %d entries; the least recently hit entry must go", round, kept, len(c.entries))
+		}
+	}
+}
+
+// Two caches register on one registry when their collectors carry
+// distinct constant labels.
+func TestTwoCachesOnOneRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	for _, coll := range []string{"a", "b"} {
+		c, err := NewCache(newFake(), CacheConfig{TTL: time.Minute}, WithMetricsLabels(prometheus.Labels{"collection": coll}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range c.Collectors() {
+			if err := reg.Register(m); err != nil {
+				t.Fatalf("cache %s: %v", coll, err)
+			}
+		}
+	}
+	if _, err := NewCache(newFake(), CacheConfig{TTL: time.Minute}, WithMetricsLabels(prometheus.Labels{"reason": "x"})); err == nil {
+		t.Fatal("a label clashing with the cache's own was accepted")
 	}
 }

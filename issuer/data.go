@@ -1,10 +1,11 @@
 package issuer
 
 import (
-	"bytes"
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/customdata-worker/customdata-worker/events"
 )
 
 // Data is one user's custom data as read from MongoDB: the first inserted
@@ -30,7 +31,7 @@ type doc struct {
 // Extended JSON form is computed once here, so issuers that put the data in
 // a token pay for it per read, not per hit.
 func newData(raw bson.Raw, limit int, refuse bool) (Data, error) {
-	d := &doc{docID: documentIDString(raw.Lookup("_id")), size: len(raw)}
+	d := &doc{docID: events.DocumentID(raw.Lookup("_id")), size: len(raw)}
 	d.oversize = limit > 0 && d.size > limit
 	if d.oversize && refuse {
 		d.err = fmt.Errorf("document %s is %d bytes, limit %d: %w", d.docID, d.size, limit, ErrOversize)
@@ -81,22 +82,25 @@ func (d Data) Size() int {
 func (d Data) Oversize() bool { return d.d != nil && d.d.oversize }
 
 // Raw returns the document's BSON, shared with every other reader of the
-// same cached value: do not modify it. nil when not found or refused.
+// same cached value: do not modify it. nil when not found or refused. Its
+// capacity is its length, so appending to it copies instead of writing
+// into what other readers see.
 func (d Data) Raw() bson.Raw {
 	if d.d == nil {
 		return nil
 	}
-	return d.d.raw
+	return d.d.raw[:len(d.d.raw):len(d.d.raw)]
 }
 
 // JSON returns the document as relaxed Extended JSON (dates as
 // {"$date":"…"}), shared with every other reader: do not modify it. nil
-// when not found or refused; use it as a JSON null.
+// when not found or refused; use it as a JSON null. Like Raw, appending to
+// it copies.
 func (d Data) JSON() []byte {
 	if d.d == nil {
 		return nil
 	}
-	return d.d.json
+	return d.d.json[:len(d.d.json):len(d.d.json)]
 }
 
 // Lookup returns the value at the dotted path of keys, or a zero RawValue.
@@ -127,30 +131,4 @@ func (d Data) Err() error {
 		return nil
 	}
 	return d.d.err
-}
-
-// documentIDString renders a document _id the way the worker names it in
-// notices (README "Notice contract"): ObjectId as hex, a string as is,
-// anything else as canonical Extended JSON; "" when absent. It must agree
-// with the worker byte for byte, or doc.<token> notices would miss.
-func documentIDString(v bson.RawValue) string {
-	switch v.Type {
-	case 0, bson.TypeNull, bson.TypeUndefined:
-		return ""
-	case bson.TypeObjectID:
-		return v.ObjectID().Hex()
-	case bson.TypeString:
-		return v.StringValue()
-	}
-	wrapped, err := bson.Marshal(bson.D{{Key: "v", Value: v}})
-	if err != nil {
-		return ""
-	}
-	js, err := bson.MarshalExtJSON(bson.Raw(wrapped), true, false)
-	if err != nil {
-		return ""
-	}
-	js = bytes.TrimPrefix(js, []byte(`{"v":`))
-	js = bytes.TrimSuffix(js, []byte(`}`))
-	return string(js)
 }

@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/customdata-worker/customdata-worker/internal/embeddednats"
 	"github.com/customdata-worker/customdata-worker/internal/mongostandin"
@@ -46,7 +47,16 @@ func Example() {
 		return
 	}
 	prometheus.NewRegistry().MustRegister(cache.Collectors()...)
-	go func() { _ = cache.Run(ctx) }() // follow notices until ctx ends
+	// Run follows the notices until ctx ends; it is owned like any other
+	// part of the server: stopped, waited for, and its error looked at.
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return cache.Run(ctx) })
+	defer func() {
+		cancel()
+		if err := g.Wait(); err != nil {
+			fmt.Println(err)
+		}
+	}()
 
 	data, err := cache.Get(ctx, "ada")
 	if err != nil {

@@ -57,31 +57,48 @@ func (c NoticeConfig) Validate() error {
 type feed struct {
 	js  jetstream.JetStream
 	cfg NoticeConfig
+	// checkEvery is how often a followed stream's identity is checked
+	// (tests shorten it).
+	checkEvery time.Duration
 
 	running sync.Mutex // one Run at a time
 	seqMu   sync.Mutex
-	next    uint64 // stream sequence expected next
+	gen     uint64    // consumer generation: a late delivery of an older consumer is not sequenced
+	next    uint64    // stream sequence expected next
+	created time.Time // creation time of the stream last followed (zero: none yet)
 }
+
+// Why Run is not following; each ends one follow and starts another.
+var (
+	errConnClosed   = errors.New("NATS connection closed")
+	errInterrupted  = errors.New("NATS connection interrupted")
+	errStreamReset  = errors.New("notice stream was recreated or reset")
+	errConsumerLost = errors.New("notice consumer failed")
+)
 
 // Run follows the notice stream until ctx ends, keeping the cache fresh.
 // It returns nil when ctx ends, ErrNoticesNotConfigured without
-// WithNotices, and an error wrapping ErrNoticesLost when the NATS
-// connection is closed for good. While it cannot follow the stream (stream
-// missing, NATS down) it retries, and the cache reads through.
+// WithNotices, and an error wrapping ErrNoticesLost (and its cause) when
+// the NATS connection is closed for good. While it cannot follow the
+// stream (stream missing, NATS down) it retries, and the cache reads
+// through: it keeps nothing.
 //
 // How it follows, and why: it reads the CUSTOMDATA_NOTICES stream with an
 // ordered consumer (ephemeral, no acks, flow-controlled) starting just after
 // the stream's last sequence at the time it starts, rather than a plain
 // subscription to <prefix>.>. A plain subscription gives no way to know a
 // notice was missed (a slow-consumer drop or a disconnect loses messages
-// silently). Stream sequences make every loss visible: the consumer
-// resumes after the last sequence it delivered when it is recreated, and
-// Run checks that each sequence follows the previous one, so a skipped
-// sequence (notices aged out of the stream while we were away, a purge)
-// flushes the cache. Around that check it also flushes, and reads through,
-// whenever it cannot know notices are flowing: the connection drops
-// (flush, read through until it is back, flush again), the consumer
-// reports missed heartbeats or its deletion, or Run stops.
+// silently). With stream sequences Run checks that each notice follows the
+// previous one, so a skipped sequence (a purge, notices aged out) flushes
+// the cache. And whenever it cannot know that notices are flowing — the
+// connection drops or comes back, the consumer reports missed heartbeats or
+// its deletion, the stream was recreated (its creation time changed, or its
+// last sequence went below one already delivered) — it stops keeping
+// values, flushes, and starts a new consumer from the stream's end as it
+// is then, flushing again. It never relies on a consumer resuming by
+// itself: after a server restart with an empty store or a recreated
+// stream, sequences start again at 1 and a resumed consumer would wait
+// for numbers the new stream reaches only much later.
 func (c *Cache) Run(ctx context.Context) error {
 	f := c.feed
 	if f == nil {
@@ -96,57 +113,98 @@ func (c *Cache) Run(ctx context.Context) error {
 	status := nc.StatusChanged(nats.CONNECTED, nats.RECONNECTING, nats.DISCONNECTED, nats.CLOSED)
 	defer nc.RemoveStatusListener(status)
 
-	wait := 100 * time.Millisecond
-	logged := false
+	const firstWait = 100 * time.Millisecond
+	wait, down, reason := firstWait, false, FlushFollowing
 	for {
-		err := c.follow(ctx, nc, status)
+		followed, err := c.follow(ctx, nc, status, reason)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, ErrNoticesLost) || nc.IsClosed() {
+		if errors.Is(err, errConnClosed) || nc.IsClosed() {
 			c.log.Error().Err(err).Msg("notice feed lost for good: reading MongoDB on every Get")
-			return fmt.Errorf("issuer: %w", ErrNoticesLost)
+			return fmt.Errorf("issuer: %w: %w", ErrNoticesLost, err)
 		}
-		if !logged {
-			c.log.Warn().Err(err).Msg("cannot follow notices; reading through to MongoDB and retrying")
-			logged = true
+		if followed {
+			wait, down = firstWait, false // a new outage: say so
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
+		if !down {
+			c.log.Warn().Err(err).Str("stream", f.cfg.Stream).Str("cache", "reading through to MongoDB, keeping nothing").
+				Msg("not following invalidation notices")
+			down = true
+		}
+		reason = FlushFollowing
+		switch {
+		case errors.Is(err, errInterrupted):
+			reason = FlushReconnected
+		case errors.Is(err, errStreamReset):
+			reason = FlushStreamReset
+		}
+		timer := time.NewTimer(wait)
+	waiting:
+		for {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return nil
+			case st, ok := <-status:
+				if !ok || st == nats.CLOSED {
+					timer.Stop()
+					c.log.Error().Msg("notice feed lost for good: reading MongoDB on every Get")
+					return fmt.Errorf("issuer: %w: %w", ErrNoticesLost, errConnClosed)
+				}
+				if st == nats.CONNECTED {
+					timer.Stop()
+					reason = FlushReconnected
+					break waiting // back: try at once
+				}
+			case <-timer.C:
+				break waiting
+			}
 		}
 		wait = min(2*wait, f.cfg.RetryWait)
 	}
 }
 
-// follow runs one ordered consumer until it fails, the connection drops for
-// good, or ctx ends. The cache keeps values only while it runs.
-func (c *Cache) follow(ctx context.Context, nc *nats.Conn, status <-chan nats.Status) error {
+// follow runs one ordered consumer, from the stream's end as it is now,
+// until it fails, the connection drops, the stream turns out to have been
+// recreated, or ctx ends. The cache keeps values only while it runs; it
+// reports whether it got that far.
+func (c *Cache) follow(ctx context.Context, nc *nats.Conn, status <-chan nats.Status, reason string) (bool, error) {
 	f := c.feed
 	// Status changes seen before this attempt are history: the flush when
 	// following starts covers them.
 	for len(status) > 0 {
-		<-status
+		if st := <-status; st == nats.CLOSED {
+			return false, errConnClosed
+		}
 	}
 	stream, err := f.js.Stream(ctx, f.cfg.Stream)
 	if err != nil {
-		return fmt.Errorf("notice stream %s: %w", f.cfg.Stream, err)
+		return false, fmt.Errorf("notice stream %s: %w", f.cfg.Stream, err)
 	}
-	start := stream.CachedInfo().State.LastSeq + 1
+	info := stream.CachedInfo()
+	start := info.State.LastSeq + 1
 	f.seqMu.Lock()
-	f.next = start
+	if reset := f.resetBy(info); reset != "" {
+		reason = FlushStreamReset
+		c.log.Warn().Str("stream", f.cfg.Stream).Str("why", reset).Msg("notice stream was recreated: following it from its new end")
+	}
+	f.gen++
+	gen := f.gen
+	f.next, f.created = start, info.Created
 	f.seqMu.Unlock()
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{f.cfg.SubjectPrefix + ".>"},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    start,
+		// Run, not the consumer, recovers from a failure (see Run).
+		MaxResetAttempts: 1,
 	})
 	if err != nil {
-		return fmt.Errorf("notice consumer: %w", err)
+		return false, fmt.Errorf("notice consumer: %w", err)
 	}
 	consumerErr := make(chan error, 1)
-	cc, err := cons.Consume(c.onMessage,
+	cc, err := cons.Consume(func(m jetstream.Msg) { c.onMessage(gen, m) },
 		// Missed heartbeats are noticed within a few seconds, not the
 		// default 30s pull expiry.
 		jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(2*time.Second),
@@ -157,68 +215,106 @@ func (c *Cache) follow(ctx context.Context, nc *nats.Conn, status <-chan nats.St
 			}
 		}))
 	if err != nil {
-		return fmt.Errorf("consume notices: %w", err)
+		return false, fmt.Errorf("consume notices: %w", err)
 	}
 	defer cc.Stop()
 
-	c.setKeep(true, FlushFollowing)
+	c.setKeep(true, reason)
 	c.log.Info().Str("stream", f.cfg.Stream).Uint64("from_sequence", start).Msg("following invalidation notices")
-	defer c.setKeep(false, FlushStopped)
+	// Whatever ends this follow, nothing kept so far is trusted, and
+	// nothing is kept until the next one starts.
+	stopped := FlushStopped // the flush reason when this follow ends
+	defer func() { c.setKeep(false, stopped) }()
+	check := time.NewTicker(f.checkInterval())
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return true, ctx.Err()
 		case st, ok := <-status:
-			switch {
-			case !ok || st == nats.CLOSED:
-				return ErrNoticesLost
-			case st == nats.CONNECTED && nc.IsConnected():
-				// The ordered consumer recreates itself after the last
-				// sequence it delivered, so what changed meanwhile arrives
-				// as replayed notices; still, nothing read while we were
-				// away is trusted.
-				c.setKeep(true, FlushReconnected)
-				c.log.Info().Msg("NATS reconnected: cache flushed, following notices again")
-			case nc.IsConnected():
-				// A drop already healed (its CONNECTED is queued next).
-				c.flush(FlushDisconnected)
-			default:
-				c.setKeep(false, FlushDisconnected)
-				c.log.Warn().Str("status", st.String()).Msg("NATS connection lost: cache flushed, reading through until it is back")
+			if !ok || st == nats.CLOSED {
+				return true, errConnClosed
 			}
+			// Disconnected, reconnecting, or already back: notices may
+			// have been missed, and the stream may not be the one we
+			// followed (a server restarted with an empty store).
+			stopped = FlushDisconnected
+			return true, fmt.Errorf("%w (%s)", errInterrupted, st)
 		case err := <-consumerErr:
 			if errors.Is(err, jetstream.ErrConnectionClosed) {
-				return ErrNoticesLost
+				return true, fmt.Errorf("%w: %w", errConnClosed, err)
 			}
-			// The ordered consumer recreates itself after missed
-			// heartbeats or a deletion; meanwhile notices may be late.
-			c.flush(FlushConsumer)
-			c.log.Warn().Err(err).Msg("notice consumer failed: cache flushed")
+			stopped = FlushConsumer
+			return true, fmt.Errorf("%w: %w", errConsumerLost, err)
+		case <-check.C:
+			ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			info, err := stream.Info(ictx)
+			cancel()
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				stopped = FlushStreamReset
+				return true, fmt.Errorf("%w: %w", errStreamReset, err)
+			}
+			if err != nil {
+				continue // the consumer's heartbeats watch the connection
+			}
+			f.seqMu.Lock()
+			reset := f.resetBy(info)
+			f.seqMu.Unlock()
+			if reset != "" {
+				stopped = FlushStreamReset
+				return true, fmt.Errorf("%w: %s", errStreamReset, reset)
+			}
 		}
 	}
 }
 
-func (c *Cache) onMessage(m jetstream.Msg) {
+func (f *feed) checkInterval() time.Duration {
+	if f.checkEvery > 0 {
+		return f.checkEvery
+	}
+	return 30 * time.Second
+}
+
+// resetBy reports why info shows a different stream from the one last
+// followed ("" if it does not): another creation time, or a last sequence
+// below one already delivered. Called with seqMu held.
+func (f *feed) resetBy(info *jetstream.StreamInfo) string {
+	switch {
+	case f.created.IsZero():
+		return ""
+	case !info.Created.Equal(f.created):
+		return "creation time changed"
+	case info.State.LastSeq+1 < f.next:
+		return "last sequence went backwards"
+	}
+	return ""
+}
+
+func (c *Cache) onMessage(gen uint64, m jetstream.Msg) {
 	c.m.notices.Inc()
 	// A notice without metadata cannot be placed in the sequence: treat
 	// it as a possible gap.
 	md, err := m.Metadata()
 	if err != nil {
 		c.flush(FlushGap)
-	} else if next, gap := c.feed.advance(md.Sequence.Stream); gap {
+	} else if next, gap := c.feed.advance(gen, md.Sequence.Stream); gap {
 		c.flush(FlushGap)
 		c.log.Warn().Uint64("expected", next).Uint64("got", md.Sequence.Stream).Msg("notice stream sequence gap: cache flushed")
 	}
 	c.HandleNotice(m.Subject(), m.Data())
 }
 
-// advance records that stream sequence seq was delivered and reports
-// whether sequences were skipped before it. A sequence at or below the
-// last one is a replay after the consumer recreated itself: harmless, the
-// notice is applied again.
-func (f *feed) advance(seq uint64) (expected uint64, gap bool) {
+// advance records that stream sequence seq was delivered by consumer
+// generation gen and reports whether sequences were skipped before it. A
+// sequence at or below the last one is a redelivery: harmless, the notice
+// is applied again. A delivery of an older consumer (one that was
+// stopped) is applied but not sequenced.
+func (f *feed) advance(gen, seq uint64) (expected uint64, gap bool) {
 	f.seqMu.Lock()
 	defer f.seqMu.Unlock()
+	if gen != f.gen {
+		return f.next, false
+	}
 	expected = f.next
 	if seq >= f.next {
 		f.next = seq + 1
@@ -239,7 +335,8 @@ func (f *feed) advance(seq uint64) (expected uint64, gap bool) {
 //   - <prefix>.doc.<token>: drop every entry holding that document _id.
 //   - <prefix>.all, or a payload of kind flush_all: drop everything.
 //   - anything else under the prefix (an unknown subject, an undecodable
-//     token): drop everything, since it may have named anyone.
+//     token, a user notice whose non-empty payload cannot be decoded):
+//     drop everything, since it may have named anyone.
 func (c *Cache) HandleNotice(subject string, payload []byte) {
 	prefix := events.DefaultNoticePrefix
 	if c.feed != nil {
@@ -264,6 +361,13 @@ func (c *Cache) HandleNotice(subject string, payload []byte) {
 	}
 	switch kind {
 	case "user":
+		if perr != nil && len(payload) > 0 {
+			// The payload may have named a document that changed owner,
+			// held in the cache under someone else: only a flush is safe.
+			c.flush(FlushUnreadable)
+			c.log.Warn().Str("subject", subject).Err(perr).Msg("notice payload unreadable: cache flushed")
+			return
+		}
 		c.mu.Lock()
 		c.dropUser(id)
 		if perr == nil && n.DocumentID != "" {

@@ -123,6 +123,8 @@ func runIssuer(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	}
 	s := &server{
 		pub: pub, data: data, tok: tok, log: log,
+		// A forced re-read (?force=true) per user per second, bursts of 3.
+		force: newForceLimiter(time.Second, 3, 10_000),
 		issued: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reference_issuer_tokens_issued_total",
 			Help: "Tokens issued by endpoint."}, []string{"endpoint"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reference_issuer_requests_failed_total",

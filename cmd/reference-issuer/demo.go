@@ -50,6 +50,15 @@ func runDemo(ctx context.Context, workerBin string, stdout, stderr io.Writer) er
 		uri = s.URI()
 	}
 	db := fmt.Sprintf("issuer_demo_%d", time.Now().Unix())
+	client, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		return err
+	}
+	defer client.Disconnect(context.Background())
+	// Deferred before the worker starts, so it runs after the worker has
+	// stopped: a drop under a running worker would be a "collection
+	// dropped" flush-all and warnings, not the end of a demo.
+	defer client.Database(db).Drop(context.Background())
 
 	w, err := startWorker(workerBin, map[string]string{
 		"CUSTOMDATA_NATS_URL": ns.ClientURL(), "CUSTOMDATA_MONGODB_URI": uri, "CUSTOMDATA_MONGODB_DATABASE": db,
@@ -81,13 +90,7 @@ func runDemo(ctx context.Context, workerBin string, stdout, stderr io.Writer) er
 	}
 	defer func() { stopIssuer(); <-done }()
 
-	client, err := mongo.Connect(options.Client().ApplyURI(uri))
-	if err != nil {
-		return err
-	}
-	defer client.Disconnect(context.Background())
 	coll := client.Database(db).Collection(cfg.Collection)
-	defer client.Database(db).Drop(context.Background())
 
 	fmt.Fprintf(stdout, "Worker (%s) and reference issuer (%s) running on embedded NATS; collection %s.%s\n", workerBin, app.URL, db, cfg.Collection)
 	if err := poll(ctx, 60*time.Second, func() bool { return app.Cache.Following() }); err != nil {

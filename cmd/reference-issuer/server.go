@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/issuer"
@@ -32,6 +35,8 @@ type server struct {
 	ready  func(context.Context) error
 	issued *prometheus.CounterVec
 	failed *prometheus.CounterVec
+	// force limits ?force=true per user (nil: unlimited, in tests).
+	force *forceLimiter
 }
 
 // tokenResponse is the body of a successful /login or /refresh.
@@ -69,7 +74,14 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	err := dec.Decode(&req)
+	if err == nil {
+		// One object and nothing after it.
+		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
+			err = errors.New("data after the JSON object")
+		}
+	}
+	if err != nil {
 		s.fail(w, "login", "bad_request", http.StatusBadRequest, "body must be {\"userId\": …, \"provider\": …}")
 		return
 	}
@@ -87,8 +99,9 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) refresh(w http.ResponseWriter, r *http.Request) {
-	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
+	// The scheme is case-insensitive (RFC 7235 §2.1).
+	scheme, raw, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		s.fail(w, "refresh", "no_token", http.StatusUnauthorized, "Authorization: Bearer <token> required")
 		return
 	}
@@ -98,8 +111,16 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// ?force=true is refreshCustomData(): re-read MongoDB whatever the cache
-	// holds. Without it the cache answers, kept fresh by notices.
-	s.respond(w, r, "refresh", userID, provider, r.URL.Query().Get("force") == "true")
+	// holds. Without it the cache answers, kept fresh by notices. Forced
+	// re-reads are limited per user, so that a client looping on it cannot
+	// turn the issuer into a MongoDB load generator; past the limit the
+	// cache answers, which notices keep fresh anyway.
+	force := r.URL.Query().Get("force") == "true"
+	if force && s.force != nil && !s.force.allow(userID) {
+		s.log.Debug().Msg("forced refresh over its per-user limit: answered from the cache")
+		force = false
+	}
+	s.respond(w, r, "refresh", userID, provider, force)
 }
 
 func (s *server) respond(w http.ResponseWriter, r *http.Request, endpoint, userID, provider string, force bool) {
@@ -129,7 +150,7 @@ func (s *server) respond(w http.ResponseWriter, r *http.Request, endpoint, userI
 	s.issued.WithLabelValues(endpoint).Inc()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(tokenResponse{AccessToken: token, TokenType: "Bearer", ExpiresIn: int64(time.Until(exp).Seconds())})
+	_ = json.NewEncoder(w).Encode(tokenResponse{AccessToken: token, TokenType: "Bearer", ExpiresIn: int64(exp.Sub(s.tok.now()).Seconds())})
 }
 
 func (s *server) jwks(w http.ResponseWriter, _ *http.Request) {
@@ -142,4 +163,44 @@ func (s *server) fail(w http.ResponseWriter, endpoint, reason string, status int
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// forceLimiter allows each user a forced re-read (?force=true) every
+// `every`, with a burst, remembering at most max users: when full, users
+// whose allowance is back to a full burst are forgotten, and if none is, a
+// new user is refused until some are.
+type forceLimiter struct {
+	every time.Duration
+	burst int
+	max   int
+	now   func() time.Time
+
+	mu    sync.Mutex
+	users map[string]*rate.Limiter
+}
+
+func newForceLimiter(every time.Duration, burst, maxUsers int) *forceLimiter {
+	return &forceLimiter{every: every, burst: burst, max: maxUsers, now: time.Now, users: make(map[string]*rate.Limiter)}
+}
+
+func (l *forceLimiter) allow(userID string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	lim := l.users[userID]
+	if lim == nil {
+		if len(l.users) >= l.max {
+			for u, x := range l.users {
+				if x.TokensAt(now) >= float64(l.burst) {
+					delete(l.users, u)
+				}
+			}
+			if len(l.users) >= l.max {
+				return false
+			}
+		}
+		lim = rate.NewLimiter(rate.Every(l.every), l.burst)
+		l.users[userID] = lim
+	}
+	return lim.AllowN(now, 1)
 }

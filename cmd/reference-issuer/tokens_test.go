@@ -119,6 +119,9 @@ func TestAPI(t *testing.T) {
 		{"login with unknown field", "/login", "", `{"userId":"ada","provider":"p","admin":true}`, http.StatusBadRequest, ""},
 		{"login with blank user", "/login", "", `{"userId":" ","provider":"local-userpass"}`, http.StatusBadRequest, "invalid_user_id"},
 		{"login without provider", "/login", "", `{"userId":"ada"}`, http.StatusBadRequest, "invalid_provider"},
+		{"login with data after the object", "/login", "", `{"userId":"ada","provider":"local-userpass"} {"userId":"eve"}`, http.StatusBadRequest, "body must be"},
+		{"refresh with a lower-case scheme", "/refresh", "bearer " + tokA, "", http.StatusOK, ""},
+		{"refresh with another scheme", "/refresh", "Basic " + tokA, "", http.StatusUnauthorized, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodPost, srv.URL+tc.path, strings.NewReader(tc.body))
@@ -156,5 +159,57 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 	t.Setenv("ISSUER_CACHE_TTL", "30s")
 	if _, err := loadConfig(); err != nil {
 		t.Fatalf("TTL-only cache: %v", err)
+	}
+}
+
+// counting serves one document and counts forced re-reads.
+type counting struct {
+	staticData
+	refreshes int
+}
+
+func (c *counting) Refresh(ctx context.Context, userID string) (issuer.Data, error) {
+	c.refreshes++ // requests are sequential in the test
+	return c.Get(ctx, userID)
+}
+
+// expires_in follows the issuer's clock (the one that stamps exp), and
+// ?force=true is limited per user: past the burst, the cache answers.
+func TestRefreshExpiryAndForceLimit(t *testing.T) {
+	tok, _, _ := newTokens("", "ref", time.Minute)
+	fixed := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	tok.now = func() time.Time { return fixed }
+	data := &counting{staticData: staticData{"ada": {{Key: "plan", Value: "pro"}}}}
+	force := newForceLimiter(time.Second, 3, 10)
+	force.now = tok.now
+	s := &server{data: data, tok: tok, log: zerolog.Nop(), ready: func(context.Context) error { return nil }, force: force,
+		issued: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "i"}, []string{"endpoint"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "f"}, []string{"endpoint", "reason"})}
+	srv := httptest.NewServer(s.routes(prometheus.NewRegistry()))
+	defer srv.Close()
+	d, _ := data.Get(context.Background(), "ada")
+	token, _, err := tok.issue("ada", "local-userpass", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/refresh?force=true", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body tokenResponse
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("refresh %d: %d %v", i, resp.StatusCode, err)
+		}
+		if body.ExpiresIn != 60 {
+			t.Fatalf("expires_in = %d, want 60 (the token TTL, on the issuer's clock)", body.ExpiresIn)
+		}
+	}
+	if data.refreshes != 3 {
+		t.Fatalf("forced re-reads = %d for 10 forced refreshes, want the burst of 3", data.refreshes)
 	}
 }

@@ -1,6 +1,21 @@
 // Package redact removes secrets from connection strings, and from texts
 // that quote them (driver and client errors), before they are logged or
 // printed.
+//
+// Connection strings are redacted structurally: the URI is split into
+// scheme, user info, hosts, path and query, the password (or NATS token)
+// and secret query values are replaced, and a URI that cannot be split is
+// not printed at all. The user info ends at the '@' followed by a valid
+// host list and a path and query that parse; when an '@' in the query
+// (appName=a@b) also qualifies, the first is taken if it reads as the
+// MongoDB driver reads URIs, else the last (more is masked, nothing leaks).
+//
+// Other texts (errors) are cleaned by the secrets of the URIs they may
+// quote: a secret of MinSecretLength (8) bytes or more wherever it occurs,
+// a shorter one only where a URI holds it (user info before '@', the value
+// of a secret query parameter), so that a password "1" or "admin" neither
+// garbles "127.0.0.1" nor reveals itself next to "authSource=admin".
+// Fragments Go's URL parser quotes in its errors are masked where quoted.
 package redact
 
 import (
@@ -71,22 +86,66 @@ func split(uri string, needScheme bool) (p uriParts, ok bool) {
 	return p, true
 }
 
-// lastAtBeforeHosts returns the index of the last '@' of s that is followed
-// by a valid host list (up to the next '/' or '?'), or -1.
+// lastAtBeforeHosts returns the index of the '@' of s that ends the user
+// info, or -1. A candidate is an '@' followed by a valid host list (up to
+// the next '/' or '?') and by a path and query that parse. When several
+// qualify (an '@' in the query, "appName=a@b", or in a password), the first
+// is taken only if it reads as MongoDB's driver reads a URI (user info
+// without '/', '?' or '@', a query of key=value pairs); otherwise the last,
+// so that whatever could be a password is masked rather than printed.
 func lastAtBeforeHosts(s string) int {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] != '@' {
-			continue
-		}
-		after := s[i+1:]
-		if end := strings.IndexAny(after, "/?"); end >= 0 {
-			after = after[:end]
-		}
-		if validHostList(after) {
-			return i
+	var candidates []int
+	for i := 0; i < len(s); i++ {
+		if s[i] == '@' && validAfterUserinfo(s[i+1:]) {
+			candidates = append(candidates, i)
 		}
 	}
-	return -1
+	switch {
+	case len(candidates) == 0:
+		return -1
+	case len(candidates) == 1:
+		return candidates[0]
+	}
+	first := candidates[0]
+	if !strings.ContainsAny(s[:first], "/?@") && strictQuery(s[first+1:]) {
+		return first
+	}
+	return candidates[len(candidates)-1]
+}
+
+// validAfterUserinfo reports whether s reads as hosts[/path][?query]: a
+// valid host list, and a path of at most one segment.
+func validAfterUserinfo(s string) bool {
+	end := strings.IndexAny(s, "/?")
+	if end < 0 {
+		return validHostList(s)
+	}
+	if !validHostList(s[:end]) {
+		return false
+	}
+	path, _, _ := strings.Cut(s[end:], "?")
+	return !strings.ContainsAny(strings.TrimPrefix(path, "/"), "/@")
+}
+
+// strictQuery reports whether the query of hosts[/path][?query], if any, is
+// a list of key=value pairs with plain keys.
+func strictQuery(s string) bool {
+	_, query, ok := strings.Cut(s, "?")
+	if !ok || query == "" {
+		return true
+	}
+	for _, pair := range strings.Split(query, "&") {
+		key, _, hasValue := strings.Cut(pair, "=")
+		if !hasValue || key == "" {
+			return false
+		}
+		for _, r := range key {
+			if !(isAlnum(r) || r == '_' || r == '-' || r == '.') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func validScheme(s string) bool {
@@ -301,17 +360,69 @@ func SecretsOfURIs(list string) []string {
 	return out
 }
 
+// MinSecretLength is the length from which Text masks a secret wherever
+// it occurs. A shorter one ("1", "admin") is masked only where a URI holds
+// it, since its characters also occur in hosts, ports and option values
+// ("authSource=admin"), where masking them would reveal the secret.
+const MinSecretLength = 8
+
 // Text returns s with every secret replaced by "xxxxx", longest first so
-// that a secret containing another is cut whole.
+// that a secret containing another is cut whole. A secret of
+// MinSecretLength bytes or more is replaced wherever it occurs; a shorter
+// one only where a URI holds it: as user info (after ':', '/', ',', a
+// space, a quote or at the start, and before '@') or as the value of a
+// secret query parameter ("password=…").
 func Text(s string, secrets ...string) string {
 	secrets = slices.Clone(secrets)
 	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
 	for _, sec := range secrets {
-		if sec != "" {
+		switch {
+		case sec == "":
+		case len(sec) >= MinSecretLength:
 			s = strings.ReplaceAll(s, sec, Mask)
+		default:
+			s = replaceWhereURIHolds(s, sec)
 		}
 	}
 	return s
+}
+
+func replaceWhereURIHolds(s, sec string) string {
+	var b strings.Builder
+	i := 0
+	for {
+		j := strings.Index(s[i:], sec)
+		if j < 0 {
+			break
+		}
+		j += i
+		end := j + len(sec)
+		b.WriteString(s[i:j])
+		if heldByURI(s[:j], s[end:]) {
+			b.WriteString(Mask)
+		} else {
+			b.WriteString(sec)
+		}
+		i = end
+	}
+	b.WriteString(s[i:])
+	return b.String()
+}
+
+// heldByURI reports whether a secret between before and after sits where a
+// URI keeps secrets.
+func heldByURI(before, after string) bool {
+	if strings.HasPrefix(after, "@") {
+		if before == "" || strings.ContainsRune(":/, \"'", rune(before[len(before)-1])) {
+			return true
+		}
+	}
+	if strings.HasSuffix(before, "=") && (after == "" || strings.ContainsRune("&;,: \t\n\"')#", rune(after[0]))) {
+		key := before[:len(before)-1]
+		key = key[strings.LastIndexAny(key, "?&; \"'")+1:]
+		return isSecretParam(key)
+	}
+	return false
 }
 
 // Err wraps err so that its message has every secret replaced (see Text);
@@ -324,24 +435,35 @@ func Err(err error, secrets ...string) error {
 	if err == nil {
 		return nil
 	}
+	// Fragments the URL parser quotes are cut where it quotes them,
+	// whatever their length.
+	var quoted []string
 	var esc url.EscapeError
 	if errors.As(err, &esc) {
-		secrets = append(secrets, string(esc))
+		quoted = append(quoted, string(esc))
 	}
 	var host url.InvalidHostError
 	if errors.As(err, &host) {
-		secrets = append(secrets, string(host))
+		quoted = append(quoted, string(host))
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		// `parse "<url>": invalid port ":pa" after host`: the URL, and
 		// every fragment the parser quotes, may hold a password.
 		secrets = append(secrets, ue.URL, quotedInner(ue.URL))
+		quoted = append(quoted, ue.URL, quotedInner(ue.URL))
 		if ue.Err != nil {
-			secrets = append(secrets, quotedFragments(ue.Err.Error())...)
+			quoted = append(quoted, quotedFragments(ue.Err.Error())...)
 		}
 	}
-	return &redactedError{msg: Text(err.Error(), secrets...), err: err}
+	msg := err.Error()
+	for _, q := range quoted {
+		if q != "" {
+			msg = strings.ReplaceAll(msg, strconv.Quote(q), `"`+Mask+`"`)
+			msg = strings.ReplaceAll(msg, `"`+q+`"`, `"`+Mask+`"`)
+		}
+	}
+	return &redactedError{msg: Text(msg, secrets...), err: err}
 }
 
 type redactedError struct {

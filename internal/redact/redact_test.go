@@ -21,7 +21,9 @@ func TestURIHidesSecrets(t *testing.T) {
 		{"colon in password", "mongodb://bob:pa:ss@h1/", "mongodb://bob:xxxxx@h1/", []string{"pa:ss"}},
 		{"password that looks like a host and a path", "mongodb://u:p@ss/x@h1/db", "mongodb://u:xxxxx@h1/db", []string{"ss/x"}},
 		{"percent-encoded password", "mongodb://bob:p%40ss%2Fw%3Ard@h1:27017/", "mongodb://bob:xxxxx@h1:27017/", []string{"p%40ss", "%2Fw%3Ard"}},
-		{"at sign in the query", "mongodb://bob:pw1@h1/?appName=a@b", "", []string{"pw1"}},
+		{"at sign in the query", "mongodb://bob:pw1@h1/?appName=a@b", "mongodb://bob:xxxxx@h1/?appName=a@b", []string{"pw1"}},
+		{"at sign in the query, no path", "mongodb://user:pw@h1/?appName=a@b&w=1", "mongodb://user:xxxxx@h1/?appName=a@b&w=1", []string{"pw@"}},
+		{"password that looks like a host and a query", "mongodb://u:p@x?y@h1/db", "mongodb://u:xxxxx@h1/db", []string{"x?y", "p@x"}},
 		{"multi host with ports", "mongodb://bob:hunter2@h1:27017,h2:27017,h3:27018/?replicaSet=rs0", "mongodb://bob:xxxxx@h1:27017,h2:27017,h3:27018/?replicaSet=rs0", []string{"hunter2"}},
 		{"IPv6 hosts", "mongodb://bob:hunter2@[::1]:27017,[fe80::1%25eth0]:27018/", "mongodb://bob:xxxxx@[::1]:27017,[fe80::1%25eth0]:27018/", []string{"hunter2"}},
 		{"Unix socket", "mongodb://bob:hunter2@%2Ftmp%2Fmongodb-27017.sock/app", "mongodb://bob:xxxxx@%2Ftmp%2Fmongodb-27017.sock/app", []string{"hunter2"}},
@@ -135,5 +137,39 @@ func TestErrCutsWhatTheURLParserQuotes(t *testing.T) {
 				t.Errorf("%q: error %q carries %q", raw, got, frag)
 			}
 		}
+	}
+}
+
+// TestTextMasksShortSecretsOnlyWhereAURIHoldsThem: a short secret is not
+// masked wherever its characters happen to occur (a password "1" would cut
+// every 1 of an address, and "admin" next to authSource=admin would say
+// what the password is); it is masked where a URI holds it. A secret of
+// MinSecretLength or more is masked everywhere.
+func TestTextMasksShortSecretsOnlyWhereAURIHoldsThem(t *testing.T) {
+	tests := []struct {
+		name, uri, text, want string
+	}{
+		{"one-character password", "mongodb://u:1@127.0.0.1:27017/",
+			"connect mongodb://u:1@127.0.0.1:27017/: server 127.0.0.1:27017 refused",
+			"connect mongodb://u:xxxxx@127.0.0.1:27017/: server 127.0.0.1:27017 refused"},
+		{"password admin with authSource=admin", "mongodb://root:admin@h1/?authSource=admin",
+			"auth error on mongodb://root:admin@h1/?authSource=admin (db admin)",
+			"auth error on mongodb://root:xxxxx@h1/?authSource=admin (db admin)"},
+		{"short secret query parameter", "mongodb://h1/?tlsCertificateKeyFilePassword=abc&authSource=abc",
+			"open mongodb://h1/?tlsCertificateKeyFilePassword=abc&authSource=abc",
+			"open mongodb://h1/?tlsCertificateKeyFilePassword=xxxxx&authSource=abc"},
+		{"long secret anywhere", "mongodb://u:correct-horse@h1/",
+			"server said: bad password correct-horse",
+			"server said: bad password xxxxx"},
+		{"at sign in the query", "mongodb://user:pw@h1/?appName=a@b",
+			"dial mongodb://user:pw@h1/?appName=a@b: no route to h1",
+			"dial mongodb://user:xxxxx@h1/?appName=a@b: no route to h1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Text(tt.text, Secrets(tt.uri)...); got != tt.want {
+				t.Errorf("Text(%q) = %q, want %q", tt.text, got, tt.want)
+			}
+		})
 	}
 }

@@ -36,9 +36,29 @@ type authItem struct {
 	// holdFor: held back behind an event of its user sent back by an
 	// earlier batch; not due again before that one is.
 	holdFor time.Duration
+	// heldOutside: held back behind such an event (not in this batch).
+	heldOutside bool
 	// requeue: shutdown came while MongoDB was unavailable; redeliver
 	// without delay and without blame.
 	requeue bool
+	// sentBack: settled in a way that lets it come back and be applied
+	// later (Nak'd, or a dead letter whose termination is unconfirmed);
+	// the later events of its user must then not overtake it.
+	sentBack bool
+}
+
+// heldBackOnly reports whether the item failed only because it was held
+// back behind an earlier event of its user.
+func (it *authItem) heldBackOnly() bool {
+	return it.failure == customdata.Retry && errors.Is(it.failErr, errBlockedByEarlierWrite) && !it.requeue
+}
+
+// runAgain clears what a pass over the batch decided for the item, so
+// that the next pass decides it afresh.
+func (it *authItem) runAgain() {
+	it.writes, it.remaining = 0, 0
+	it.failure, it.failErr = customdata.OK, nil
+	it.holdFor, it.heldOutside = 0, false
 }
 
 func (it *authItem) numDelivered() uint64 {
@@ -99,14 +119,16 @@ func (a *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 	defer stopHeartbeat()
 
 	var stats batchStats
-	writes, owners := a.decide(work, items, &stats)
-	if len(writes) > 0 {
-		a.applyWrites(ctx, work, items, writes, owners)
-	}
-	for _, it := range items {
-		if !it.resolved.Load() {
-			a.finish(work, it, &stats)
+	// Each pass decides, applies and settles its events; the events held
+	// back only behind events of their user that the pass dead-lettered
+	// for good are no longer held back and run again (a smaller set each
+	// time: their blockers are settled).
+	for pass := items; len(pass) > 0; {
+		writes, owners := a.decide(work, pass, &stats)
+		if len(writes) > 0 {
+			a.applyWrites(ctx, work, pass, writes, owners)
 		}
+		pass = a.settle(work, pass, &stats)
 	}
 	if stats.ackFailures > 0 {
 		a.log.Warn().Err(stats.lastAckErr).Int("messages", stats.ackFailures).
@@ -162,7 +184,7 @@ func (a *Consumer) decide(ctx context.Context, items []*authItem, stats *batchSt
 		}
 		if wait, held := a.holds.blocker(ev.User.ID, it.streamSeq(), inBatch, time.Now()); held {
 			it.fail(customdata.Retry, errBlockedByEarlierWrite)
-			it.holdFor = wait
+			it.holdFor, it.heldOutside = wait, true
 			retrying[ev.User.ID] = true
 			continue
 		}
@@ -392,6 +414,7 @@ func (a *Consumer) finish(ctx context.Context, it *authItem, stats *batchStats) 
 	switch {
 	case it.requeue:
 		it.resolved.Store(true)
+		it.sentBack = true
 		if err := it.msg.Nak(); err != nil {
 			stats.nakFailures++
 		}
@@ -437,24 +460,26 @@ func (a *Consumer) ack(ctx context.Context, it *authItem) error {
 // settled in stream order, and a message is never Nak'd with a shorter
 // delay than an earlier Nak'd message of the same user in the batch: a
 // message held back behind a failed one becomes due no earlier than it.
+//
+// A message that failed only because it is held back behind an event of
+// its user still out for redelivery is not dead-lettered at MaxDeliver:
+// its blocker used up those deliveries. It is sent back again, behind its
+// blocker, for as long as the server delivers it (the consumer's own
+// max_deliver, unlimited when the worker provisions it); only on the
+// server's last delivery is it dead-lettered, as held_back_by_earlier_event.
 func (a *Consumer) retryOrDeadLetter(ctx context.Context, it *authItem, stats *batchStats) {
 	if it.numDelivered() >= uint64(a.cfg.MaxDeliver) {
-		a.deadLetter(ctx, it, events.DeadLetterMaxDeliver, it.failErr, stats)
-		return
+		switch {
+		case !it.heldBackOnly():
+			a.deadLetter(ctx, it, events.DeadLetterMaxDeliver, it.failErr, stats)
+			return
+		case a.lastServerDelivery(it.numDelivered()):
+			a.deadLetter(ctx, it, events.DeadLetterHeldBack, it.failErr, stats)
+			return
+		}
 	}
 	it.resolved.Store(true)
-	delay := nakDelay(a.cfg.BackOff, it.numDelivered())
-	if it.userID != "" {
-		if stats.nakDelay == nil {
-			stats.nakDelay = map[string]time.Duration{}
-		}
-		delay = max(delay, stats.nakDelay[it.userID], it.holdFor)
-		stats.nakDelay[it.userID] = delay
-	}
-	if err := it.msg.NakWithDelay(delay); err != nil {
-		stats.nakFailures++
-	}
-	a.holds.sentBack(it.userID, it.streamSeq(), time.Now().Add(delay), time.Now())
+	delay := a.sendBack(it, nakDelay(a.cfg.BackOff, it.numDelivered()), stats)
 	a.metrics.events.WithLabelValues(it.op, outcomeRetried).Inc()
 	a.log.Debug().Str("event_id", it.eventID).Uint64("stream_seq", it.streamSeq()).
 		Uint64("delivery", it.numDelivered()).Dur("delay", delay).Str("error", errText(it.failErr)).
@@ -477,14 +502,20 @@ func (a *Consumer) deadLetter(ctx context.Context, it *authItem, reason string, 
 	if err != nil {
 		stats.dlqFailures++
 		stats.lastDLQErr = err
-		_ = it.msg.NakWithDelay(nakDelay(a.cfg.BackOff, it.numDelivered()))
+		// It comes back and may then be applied: the later events of its
+		// user stay behind it.
+		a.sendBack(it, nakDelay(a.cfg.BackOff, it.numDelivered()), stats)
 		a.metrics.events.WithLabelValues(it.op, outcomeRetried).Inc()
 		return
 	}
-	if err := it.msg.Term(); err != nil {
-		// The message comes back after AckWait; its dead letter is then
-		// de-duplicated by Nats-Msg-Id.
-		stats.nakFailures++
+	if confirmed, err := a.terminate(ctx, it); !confirmed {
+		// The message may come back after AckWait (its dead letter is
+		// then de-duplicated by Nats-Msg-Id): the later events of its
+		// user stay behind it.
+		it.sentBack = true
+		if err != nil {
+			stats.nakFailures++
+		}
 	}
 	a.holds.settled(it.userID, it.streamSeq())
 	reasonLabel := dl.Header.Get(events.HeaderDLQReason)

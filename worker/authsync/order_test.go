@@ -66,7 +66,9 @@ func (e *authEnv) fetchBatch(c *Consumer, want int) []jetstream.Msg {
 // the same user held back behind it in that batch must not come back
 // earlier (it would create the document, and the late DELETE remove it).
 // Before the fix the CREATE was Nak'd with the delay of its own first
-// delivery and the user ended without a document.
+// delivery and the user ended without a document. The redeliveries are
+// drained by a second consumer that starts with empty memory, as another
+// replica would: across replicas the Nak delay is the only protection.
 func TestAuthHeldBackEventIsNotRedeliveredBeforeItsBlocker(t *testing.T) {
 	e := newAuthEnv(t, testsupport.MongoDB(t), flakyOn(events.OperationDelete, 2), func(e *authEnv) {
 		e.cfg.MaxDeliver = 5
@@ -91,7 +93,10 @@ func TestAuthHeldBackEventIsNotRedeliveredBeforeItsBlocker(t *testing.T) {
 	}
 	c.processBatch(ctx, msgs)
 
-	e.run(c)
+	// The redeliveries go to another replica, which has no memory of what
+	// c sent back: only the Nak delays keep the CREATE behind the DELETE.
+	other, _ := e.newConsumer()
+	e.run(other)
 	e.waitSettled()
 	if e.doc("kim") == nil {
 		t.Fatal("kim has no document: the held-back CREATE was applied before the DELETE that held it back")
@@ -120,6 +125,55 @@ func TestAuthLaterEventWaitsForItsUsersEventSentBackEarlier(t *testing.T) {
 	e.waitSettled()
 	if e.doc("lee") == nil {
 		t.Fatal("lee has no document: the CREATE was applied before the earlier DELETE")
+	}
+	if got := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "CREATE", "outcome": "applied"}); got != 1 {
+		t.Fatalf("applied CREATE events = %v, want 1", got)
+	}
+}
+
+// TestAuthEventHeldBehindADeadLetteredOneIsApplied: a CREATE held back
+// behind its user's DELETE, which keeps failing, burns its deliveries in
+// step with it. When the DELETE is dead-lettered on its last delivery the
+// CREATE is no longer held back by anything: it must be applied (in that
+// same batch, after the DELETE's termination), not dead-lettered for
+// deliveries its blocker used up. Before the fix both were dead-lettered
+// as max_deliver_exceeded and the user had no document.
+func TestAuthEventHeldBehindADeadLetteredOneIsApplied(t *testing.T) {
+	e := newAuthEnv(t, testsupport.MongoDB(t), flakyOn(events.OperationDelete, 1000), func(e *authEnv) {
+		e.cfg.MaxDeliver = 3
+		e.cfg.BackOff = []time.Duration{50 * time.Millisecond}
+	})
+	c, reg := e.newConsumer()
+	t0 := authBaseTime()
+	ctx, cancel := e.ctx()
+	defer cancel()
+
+	e.publish(e.event(events.OperationDelete, "noor", t0))
+	e.publish(e.event(events.OperationCreate, "noor", t0.Add(time.Second)))
+	// Three deliveries of both, in one batch each: the DELETE fails every
+	// time and holds the CREATE back.
+	for delivery := uint64(1); delivery <= 3; delivery++ {
+		msgs := e.fetchBatch(c, 2)
+		for _, m := range msgs {
+			if meta, _ := m.Metadata(); meta.NumDelivered != delivery {
+				t.Fatalf("message %d of the batch is delivery %d, want %d", meta.Sequence.Stream, meta.NumDelivered, delivery)
+			}
+		}
+		c.processBatch(ctx, msgs)
+	}
+	e.waitSettled()
+
+	dls := e.deadLetters()
+	var reasons []string
+	for _, dl := range dls {
+		reasons = append(reasons, dl.Subject+" "+dl.Header.Get(events.HeaderDLQReason))
+	}
+	if len(dls) != 1 || dls[0].Header.Get(events.HeaderDLQReason) != events.DeadLetterMaxDeliver ||
+		dls[0].Header.Get(events.HeaderDLQOriginalSubject) != events.DefaultAuthPrefix+".delete" {
+		t.Fatalf("dead letters %v, want only the DELETE (max_deliver_exceeded)", reasons)
+	}
+	if e.doc("noor") == nil {
+		t.Fatal("noor has no document: the CREATE held back behind the dead-lettered DELETE was not applied")
 	}
 	if got := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "CREATE", "outcome": "applied"}); got != 1 {
 		t.Fatalf("applied CREATE events = %v, want 1", got)

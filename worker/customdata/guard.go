@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,6 +20,12 @@ import (
 // was dropped or renamed away, "one document per user" does not hold until
 // the index is back.
 var ErrUserIndexMissing = errors.New("unique user index missing")
+
+// ErrCollectionUncheckable is reported (wrapped) by Guard.Healthy while
+// MongoDB refuses the guard's listCollections or listIndexes for a reason
+// waiting cannot fix (a missing privilege): the guard cannot see whether
+// "one document per user" holds.
+var ErrCollectionUncheckable = errors.New("custom-data collection cannot be checked")
 
 // Collection guard timing.
 const (
@@ -92,7 +99,8 @@ func (g *Guard) CheckNow() {
 
 // Healthy returns nil while the unique user index is in place (always with
 // AllowDuplicates, which promises no unique index), else an error wrapping
-// ErrUserIndexMissing, ErrDuplicateUsers or ErrUserIndexConflict.
+// ErrUserIndexMissing, ErrDuplicateUsers, ErrUserIndexConflict or
+// ErrCollectionUncheckable.
 func (g *Guard) Healthy() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -129,16 +137,16 @@ func (g *Guard) check(ctx context.Context) {
 	defer cancel()
 	spec, err := g.collection(cctx)
 	if err != nil {
-		// MongoDB unavailable: the auth consumer reports that; the last
-		// known state stands.
-		g.log.Debug().Err(err).Msg("collection check failed; retrying")
+		g.checkFailed("listCollections", err)
 		return
 	}
 	if spec == nil {
 		g.mu.Lock()
 		g.wasAbsent = true
 		g.mu.Unlock()
-		if !g.cfg.AllowDuplicates {
+		if g.cfg.AllowDuplicates {
+			g.report(nil)
+		} else {
 			g.report(fmt.Errorf("%w: collection %s does not exist (dropped or renamed?); the index is restored as soon as it is back",
 				ErrUserIndexMissing, g.coll.Name()))
 		}
@@ -152,7 +160,7 @@ func (g *Guard) check(ctx context.Context) {
 	}
 	indexes, err := userFieldIndexes(cctx, g.coll, g.cfg.UserIDField)
 	if err != nil {
-		g.log.Debug().Err(err).Msg("listing indexes failed; retrying")
+		g.checkFailed("listIndexes", err)
 		return
 	}
 	if g.hasWantedIndex(indexes) {
@@ -169,6 +177,7 @@ func (g *Guard) check(ctx context.Context) {
 	case err == nil:
 		g.report(nil)
 	case g.cfg.AllowDuplicates:
+		g.report(nil) // no unique index is promised
 		g.log.Debug().Err(err).Msg("restoring the user-id index failed; retrying")
 	case errors.Is(err, ErrDuplicateUsers), errors.Is(err, ErrUserIndexConflict):
 		// What startup refuses to start with: reported, retried, never
@@ -177,6 +186,20 @@ func (g *Guard) check(ctx context.Context) {
 	default:
 		g.report(fmt.Errorf("%w on %s.%s; restoring it failed, retrying: %w", ErrUserIndexMissing, g.coll.Name(), g.cfg.UserIDField, err))
 	}
+}
+
+// checkFailed handles a failed look at the collection. MongoDB unavailable:
+// the auth consumer and the notifier report that, and the last known state
+// stands. Anything else (a missing privilege, which outage counts as an
+// outage for writes, or a refusal) makes the replica not ready, with why,
+// until a look succeeds: the guard cannot see whether the index is there.
+func (g *Guard) checkFailed(what string, err error) {
+	if outage.MongoDB(err) && !slices.Contains(outage.AccessCodes, outage.FirstCode(err)) {
+		g.log.Debug().Err(err).Str("command", what).Msg("collection check failed; retrying")
+		return
+	}
+	g.report(fmt.Errorf("%w: %s refused, retrying (the worker needs the listCollections and listIndexes privileges on the database): %w",
+		ErrCollectionUncheckable, what, err))
 }
 
 // collection returns the collection's listCollections entry, nil when it
@@ -229,11 +252,14 @@ func (g *Guard) report(problem error) {
 	case problem == nil && prev != nil:
 		g.log.Info().Msg("unique index on the user-id field is back: one document per user holds again")
 	case problem != nil && (prev == nil || prev.Error() != problem.Error()):
-		ev := g.log.Error()
-		if errors.Is(problem, ErrUserIndexMissing) {
-			ev = g.log.Warn()
+		switch {
+		case errors.Is(problem, ErrCollectionUncheckable):
+			g.log.Warn().Err(problem).Msg("cannot check the custom-data collection: not ready until a check succeeds")
+		case errors.Is(problem, ErrUserIndexMissing):
+			g.log.Warn().Err(problem).Msg("custom-data collection lacks its unique user index: not ready until it is restored")
+		default:
+			g.log.Error().Err(problem).Msg("custom-data collection lacks its unique user index: not ready until it is restored")
 		}
-		ev.Err(problem).Msg("custom-data collection lacks its unique user index: not ready until it is restored")
 	}
 }
 

@@ -3,6 +3,7 @@ package customdata
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -221,5 +222,41 @@ func TestCollectionGuardWithAllowDuplicates(t *testing.T) {
 	ix, err := userFieldIndexes(ctx, coll, "userId")
 	if err != nil || len(ix) != 1 || ix[0].unique {
 		t.Fatalf("indexes on userId after the collection came back = %+v (%v), want one plain index", ix, err)
+	}
+}
+
+// TestCollectionGuardReportsARefusedCheck: listCollections or listIndexes
+// refused for a reason waiting cannot fix (a missing privilege) must make
+// the replica not ready and say why; an outage leaves the last known state.
+// The stand-in has no users or roles, so the errors are built as the driver
+// returns them (mongo.CommandError) and given to the guard's decision.
+func TestCollectionGuardReportsARefusedCheck(t *testing.T) {
+	unauthorized := mongo.CommandError{Code: 13, Name: "Unauthorized",
+		Message: "not authorized on app to execute command { listCollections: 1 }"}
+	down := mongo.CommandError{Code: 91, Name: "ShutdownInProgress", Labels: []string{"RetryableError"}}
+	for _, tt := range []struct {
+		name      string
+		err       error
+		wantReady bool
+	}{
+		{"missing privilege", fmt.Errorf("list collections: %w", unauthorized), false},
+		{"server shutting down", fmt.Errorf("list collections: %w", down), true},
+		{"network", fmt.Errorf("list collections: %w", mongo.CommandError{Labels: []string{"NetworkError"}}), true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := NewGuard(guardClient(t, testsupport.MongoDB(t), nil).Database("d").Collection("c"),
+				Config{Database: "d", Collection: "c"}, false, zerolog.New(zerolog.NewTestWriter(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.checkFailed("list collections", tt.err)
+			got := g.Healthy()
+			if tt.wantReady && got != nil {
+				t.Fatalf("Healthy after %v = %v, want nil (an outage: the last state stands)", tt.err, got)
+			}
+			if !tt.wantReady && (!errors.Is(got, ErrCollectionUncheckable) || !strings.Contains(got.Error(), "Unauthorized")) {
+				t.Fatalf("Healthy after %v = %v, want ErrCollectionUncheckable naming the refusal", tt.err, got)
+			}
+		})
 	}
 }
