@@ -98,6 +98,9 @@ type batchStats struct {
 	// shorter one, so it cannot come back before the message that held it
 	// back (a CREATE before a failed DELETE).
 	nakDelay map[string]time.Duration
+	// acks: the applied messages of the current pass, in stream order,
+	// for ackApplied to acknowledge together.
+	acks []*authItem
 }
 
 // maxLoggedSeqs bounds the stream sequences one batch log line names.
@@ -129,6 +132,7 @@ func (a *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 			a.applyWrites(ctx, work, pass, writes, owners)
 		}
 		pass = a.settle(work, pass, &stats)
+		a.ackApplied(work, &stats)
 	}
 	if stats.ackFailures > 0 {
 		a.log.Warn().Err(stats.lastAckErr).Int("messages", stats.ackFailures).
@@ -425,10 +429,8 @@ func (a *Consumer) finish(ctx context.Context, it *authItem, stats *batchStats) 
 		a.retryOrDeadLetter(ctx, it, stats)
 	default:
 		it.resolved.Store(true)
-		if err := a.ack(ctx, it); err != nil {
-			stats.ackFailures++
-			stats.lastAckErr = err
-		}
+		// Acked with the others of its pass by ackApplied.
+		stats.acks = append(stats.acks, it)
 		a.holds.settled(it.userID, it.streamSeq())
 		outcome := outcomeApplied
 		if it.writes == 0 {
@@ -436,23 +438,6 @@ func (a *Consumer) finish(ctx context.Context, it *authItem, stats *batchStats) 
 		}
 		a.metrics.events.WithLabelValues(it.op, outcome).Inc()
 	}
-}
-
-// ack acknowledges an applied message. DoubleAck waits for the server's
-// confirmation, so the worker knows the ack was recorded before it fetches
-// more (a lost ack is counted and logged, not silent). While disconnected
-// it falls back to a plain Ack, which the client buffers and sends on
-// reconnect, instead of waiting out a timeout for every message.
-func (a *Consumer) ack(ctx context.Context, it *authItem) error {
-	if !a.js.Conn().IsConnected() {
-		if err := it.msg.Ack(); err != nil {
-			return err
-		}
-		return errNATSDisconnected
-	}
-	ackCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
-	defer cancel()
-	return it.msg.DoubleAck(ackCtx)
 }
 
 // retryOrDeadLetter Naks a failed message with the backoff delay of its
