@@ -114,9 +114,12 @@ func (a *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 	work := context.WithoutCancel(ctx)
 	a.metrics.batchSize.Observe(float64(len(msgs)))
 	items := make([]*authItem, len(msgs))
+	store := make([]authItem, len(msgs)) // one allocation for the batch
 	for i, m := range msgs {
-		meta, _ := m.Metadata()
-		items[i] = &authItem{msg: m, meta: meta, op: unknownOperation}
+		it := &store[i]
+		it.msg, it.op = m, unknownOperation
+		it.meta, _ = m.Metadata()
+		items[i] = it
 	}
 	stopHeartbeat := a.startHeartbeat(items)
 	defer stopHeartbeat()
