@@ -56,6 +56,7 @@ func coalesce(writes []Write, clone bool) [][]Merged {
 		merged Merged
 		user   int  // index into users
 		sealed bool // holds an invalid write; nothing merges in or out
+		owned  bool // merged.Write's maps were made here: update in place
 	}
 	type userState struct {
 		last   int // index into chunks of the user's latest chunk
@@ -77,10 +78,10 @@ func coalesce(writes []Write, clone bool) [][]Merged {
 		}
 		valid := ValidateWrite(w) == nil
 		if st := &states[u]; st.last >= 0 && valid && !chunks[st.last].sealed {
-			last := &chunks[st.last].merged
-			if merged, ok := mergeWrites(last.Write, w, clone); ok {
-				last.Write = merged
-				last.From = append(last.From, i)
+			c := &chunks[st.last]
+			if merged, owned, ok := mergeWrites(c.merged.Write, c.owned, w, clone); ok {
+				c.merged.Write, c.owned = merged, owned
+				c.merged.From = append(c.merged.From, i)
 				continue
 			}
 		}
@@ -91,6 +92,7 @@ func coalesce(writes []Write, clone bool) [][]Merged {
 			merged: Merged{Write: w, From: indexes[i : i+1 : i+1]},
 			user:   u,
 			sealed: !valid,
+			owned:  clone,
 		})
 		states[u].last = len(chunks) - 1
 		states[u].rounds++
@@ -138,48 +140,63 @@ func sortByUser(round []Merged, users []int) {
 }
 
 // mergeWrites returns one write equivalent to applying acc then w, both for
-// the same user, or false when there is none.
-func mergeWrites(acc, w Write, clone bool) (Write, bool) {
+// the same user, or ok false when there is none; acc and w are left
+// unchanged then. accOwned says that acc's maps belong to Coalesce alone
+// (made by it): they are then updated in place instead of copied, and owned
+// says the same of the result. With clone false, a result that is simply w
+// shares w's maps.
+func mergeWrites(acc Write, accOwned bool, w Write, clone bool) (merged Write, owned, ok bool) {
 	if w.IsNoop() {
-		return acc, true
+		return acc, accOwned, true
 	}
 	if acc.IsNoop() {
 		if clone {
-			return cloneWrite(w), true
+			return cloneWrite(w), true, true
 		}
-		return w, true
+		return w, false, true
 	}
 	if acc.Delete || w.Delete {
 		// Deleting twice is deleting once; a delete next to an update is
 		// order-sensitive and cannot be expressed as one operation.
-		return acc, acc.Delete && w.Delete
+		return acc, accOwned, acc.Delete && w.Delete
 	}
 	if acc.Upsert != w.Upsert {
-		return Write{}, false
+		return Write{}, false, false
 	}
 	for f := range w.Set {
 		if _, ok := acc.Max[f]; ok {
-			return Write{}, false
+			return Write{}, false, false
 		}
 		if _, ok := acc.SetOnInsert[f]; ok {
-			return Write{}, false
+			return Write{}, false, false
 		}
 	}
-	for f := range w.Max {
+	for f, b := range w.Max {
 		if _, ok := acc.Set[f]; ok {
-			return Write{}, false
+			return Write{}, false, false
 		}
 		if _, ok := acc.SetOnInsert[f]; ok {
-			return Write{}, false
+			return Write{}, false, false
+		}
+		if a, ok := acc.Max[f]; ok {
+			if _, ok := maxValue(a, b); !ok {
+				return Write{}, false, false
+			}
 		}
 	}
-	merged := Write{
+	// From here on the merge cannot fail.
+	merged = Write{
 		UserID:      acc.UserID,
 		Upsert:      acc.Upsert,
-		Set:         maps.Clone(acc.Set),
-		Max:         maps.Clone(acc.Max),
-		SetOnInsert: maps.Clone(acc.SetOnInsert),
+		Set:         acc.Set,
+		Max:         acc.Max,
+		SetOnInsert: acc.SetOnInsert,
 		// w.SetOnInsert is dropped on purpose: see Coalesce.
+	}
+	if !accOwned {
+		merged.Set = maps.Clone(acc.Set)
+		merged.Max = maps.Clone(acc.Max)
+		merged.SetOnInsert = maps.Clone(acc.SetOnInsert)
 	}
 	if len(w.Set) > 0 && merged.Set == nil {
 		merged.Set = make(map[string]any, len(w.Set))
@@ -189,18 +206,12 @@ func mergeWrites(acc, w Write, clone bool) (Write, bool) {
 		merged.Max = make(map[string]any, len(w.Max))
 	}
 	for f, b := range w.Max {
-		a, ok := merged.Max[f]
-		if !ok {
-			merged.Max[f] = b
-			continue
+		if a, ok := merged.Max[f]; ok {
+			b, _ = maxValue(a, b) // checked above
 		}
-		m, ok := maxValue(a, b)
-		if !ok {
-			return Write{}, false
-		}
-		merged.Max[f] = m
+		merged.Max[f] = b
 	}
-	return merged, true
+	return merged, true, true
 }
 
 // maxValue returns what $max leaves behind after applying a then b: the

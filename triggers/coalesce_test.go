@@ -477,8 +477,15 @@ func TestCoalesceEquivalence(t *testing.T) {
 		if again := Coalesce(in); !reflect.DeepEqual(again, rounds) {
 			t.Fatalf("iteration %d: Coalesce is not deterministic", iter)
 		}
+		before := make([]Write, len(in))
+		for i, w := range in {
+			before[i] = cloneWrite(w)
+		}
 		if shared := CoalesceShared(in); !reflect.DeepEqual(shared, rounds) {
 			t.Fatalf("iteration %d: CoalesceShared differs from Coalesce", iter)
+		}
+		if !reflect.DeepEqual(in, before) {
+			t.Fatalf("iteration %d: CoalesceShared modified its input", iter)
 		}
 	}
 }
