@@ -28,7 +28,7 @@ func BenchmarkDecide(b *testing.B) {
 
 // BenchmarkCoalesce measures coalescing one batch of 100 lastLogin writes,
 // all of distinct users (nothing merges) and spread over 10 users (most
-// merge), per batch.
+// merge), per batch, with Coalesce and with CoalesceShared.
 //
 //	go test -run '^$' -bench Coalesce -benchmem ./triggers/
 func BenchmarkCoalesce(b *testing.B) {
@@ -45,6 +45,15 @@ func BenchmarkCoalesce(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if rounds := Coalesce(writes); len(rounds) != 1 || len(rounds[0]) != users {
+					b.Fatalf("%d rounds", len(rounds))
+				}
+			}
+		})
+		// What the worker calls: no copies of single-write results.
+		b.Run(fmt.Sprintf("shared-batch-100-users-%d", users), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if rounds := CoalesceShared(writes); len(rounds) != 1 || len(rounds[0]) != users {
 					b.Fatalf("%d rounds", len(rounds))
 				}
 			}

@@ -40,83 +40,163 @@ type Merged struct {
 // round in the order of their first write in the batch; the input is not
 // modified.
 func Coalesce(writes []Write) [][]Merged {
+	return coalesce(writes, true)
+}
+
+// CoalesceShared is Coalesce without copying: a Merged that stands for a
+// single input write shares that write's maps instead of holding a copy
+// (merged writes are always new maps). For callers that modify neither
+// the input nor the output, such as the worker, which only encodes them.
+func CoalesceShared(writes []Write) [][]Merged {
+	return coalesce(writes, false)
+}
+
+func coalesce(writes []Write, clone bool) [][]Merged {
 	type chunk struct {
 		merged Merged
+		user   int  // index into users
 		sealed bool // holds an invalid write; nothing merges in or out
+		owned  bool // merged.Write's maps were made here: update in place
 	}
-	perUser := make(map[string][]chunk)
-	var users []string
+	type userState struct {
+		last   int // index into chunks of the user's latest chunk
+		rounds int // chunks of the user so far
+	}
+	// One backing array for the From of every chunk that stands for a
+	// single write; a merge appends, which copies (capacity 1).
+	indexes := make([]int, len(writes))
+	chunks := make([]chunk, 0, len(writes))
+	users := make(map[string]int, len(writes))
+	var states []userState
 	for i, w := range writes {
-		chunks, seen := perUser[w.UserID]
+		indexes[i] = i
+		u, seen := users[w.UserID]
 		if !seen {
-			users = append(users, w.UserID)
+			u = len(states)
+			users[w.UserID] = u
+			states = append(states, userState{last: -1})
 		}
 		valid := ValidateWrite(w) == nil
-		if n := len(chunks); n > 0 && valid && !chunks[n-1].sealed {
-			last := &chunks[n-1].merged
-			if merged, ok := mergeWrites(last.Write, w); ok {
-				last.Write = merged
-				last.From = append(last.From, i)
+		if st := &states[u]; st.last >= 0 && valid && !chunks[st.last].sealed {
+			c := &chunks[st.last]
+			if merged, owned, ok := mergeWrites(c.merged.Write, c.owned, w, clone); ok {
+				c.merged.Write, c.owned = merged, owned
+				c.merged.From = append(c.merged.From, i)
 				continue
 			}
 		}
-		perUser[w.UserID] = append(chunks, chunk{
-			merged: Merged{Write: cloneWrite(w), From: []int{i}},
-			sealed: !valid,
-		})
-	}
-	var rounds [][]Merged
-	for _, u := range users {
-		for k, c := range perUser[u] {
-			if k == len(rounds) {
-				rounds = append(rounds, nil)
-			}
-			rounds[k] = append(rounds[k], c.merged)
+		if clone {
+			w = cloneWrite(w)
 		}
+		chunks = append(chunks, chunk{
+			merged: Merged{Write: w, From: indexes[i : i+1 : i+1]},
+			user:   u,
+			sealed: !valid,
+			owned:  clone,
+		})
+		states[u].last = len(chunks) - 1
+		states[u].rounds++
+	}
+	// Round k holds the k-th chunk of every user that has one, users in
+	// the order of their first write. Chunks were made in stream order,
+	// so a user's chunks come in round order, and the first round's in
+	// user order; the later rounds are put in user order.
+	nRounds := 0
+	for _, st := range states {
+		nRounds = max(nRounds, st.rounds)
+	}
+	if nRounds == 0 {
+		return nil
+	}
+	rounds := make([][]Merged, nRounds)
+	rounds[0] = make([]Merged, 0, len(states))
+	roundUsers := make([][]int, nRounds)
+	seenRounds := make([]int, len(states))
+	for _, c := range chunks {
+		k := seenRounds[c.user]
+		seenRounds[c.user]++
+		rounds[k] = append(rounds[k], c.merged)
+		if k > 0 {
+			roundUsers[k] = append(roundUsers[k], c.user)
+		}
+	}
+	for k := 1; k < nRounds; k++ {
+		sortByUser(rounds[k], roundUsers[k])
 	}
 	return rounds
 }
 
+// sortByUser sorts round by the user index of each of its entries
+// (distinct within a round), keeping both slices in step.
+func sortByUser(round []Merged, users []int) {
+	// Rounds after the first are short and usually already in order:
+	// insertion sort.
+	for i := 1; i < len(round); i++ {
+		for j := i; j > 0 && users[j] < users[j-1]; j-- {
+			users[j], users[j-1] = users[j-1], users[j]
+			round[j], round[j-1] = round[j-1], round[j]
+		}
+	}
+}
+
 // mergeWrites returns one write equivalent to applying acc then w, both for
-// the same user, or false when there is none.
-func mergeWrites(acc, w Write) (Write, bool) {
+// the same user, or ok false when there is none; acc and w are left
+// unchanged then. accOwned says that acc's maps belong to Coalesce alone
+// (made by it): they are then updated in place instead of copied, and owned
+// says the same of the result. With clone false, a result that is simply w
+// shares w's maps.
+func mergeWrites(acc Write, accOwned bool, w Write, clone bool) (merged Write, owned, ok bool) {
 	if w.IsNoop() {
-		return acc, true
+		return acc, accOwned, true
 	}
 	if acc.IsNoop() {
-		return cloneWrite(w), true
+		if clone {
+			return cloneWrite(w), true, true
+		}
+		return w, false, true
 	}
 	if acc.Delete || w.Delete {
 		// Deleting twice is deleting once; a delete next to an update is
 		// order-sensitive and cannot be expressed as one operation.
-		return acc, acc.Delete && w.Delete
+		return acc, accOwned, acc.Delete && w.Delete
 	}
 	if acc.Upsert != w.Upsert {
-		return Write{}, false
+		return Write{}, false, false
 	}
 	for f := range w.Set {
 		if _, ok := acc.Max[f]; ok {
-			return Write{}, false
+			return Write{}, false, false
 		}
 		if _, ok := acc.SetOnInsert[f]; ok {
-			return Write{}, false
+			return Write{}, false, false
 		}
 	}
-	for f := range w.Max {
+	for f, b := range w.Max {
 		if _, ok := acc.Set[f]; ok {
-			return Write{}, false
+			return Write{}, false, false
 		}
 		if _, ok := acc.SetOnInsert[f]; ok {
-			return Write{}, false
+			return Write{}, false, false
+		}
+		if a, ok := acc.Max[f]; ok {
+			if _, ok := maxValue(a, b); !ok {
+				return Write{}, false, false
+			}
 		}
 	}
-	merged := Write{
+	// From here on the merge cannot fail.
+	merged = Write{
 		UserID:      acc.UserID,
 		Upsert:      acc.Upsert,
-		Set:         maps.Clone(acc.Set),
-		Max:         maps.Clone(acc.Max),
-		SetOnInsert: maps.Clone(acc.SetOnInsert),
+		Set:         acc.Set,
+		Max:         acc.Max,
+		SetOnInsert: acc.SetOnInsert,
 		// w.SetOnInsert is dropped on purpose: see Coalesce.
+	}
+	if !accOwned {
+		merged.Set = maps.Clone(acc.Set)
+		merged.Max = maps.Clone(acc.Max)
+		merged.SetOnInsert = maps.Clone(acc.SetOnInsert)
 	}
 	if len(w.Set) > 0 && merged.Set == nil {
 		merged.Set = make(map[string]any, len(w.Set))
@@ -126,18 +206,12 @@ func mergeWrites(acc, w Write) (Write, bool) {
 		merged.Max = make(map[string]any, len(w.Max))
 	}
 	for f, b := range w.Max {
-		a, ok := merged.Max[f]
-		if !ok {
-			merged.Max[f] = b
-			continue
+		if a, ok := merged.Max[f]; ok {
+			b, _ = maxValue(a, b) // checked above
 		}
-		m, ok := maxValue(a, b)
-		if !ok {
-			return Write{}, false
-		}
-		merged.Max[f] = m
+		merged.Max[f] = b
 	}
-	return merged, true
+	return merged, true, true
 }
 
 // maxValue returns what $max leaves behind after applying a then b: the

@@ -191,12 +191,20 @@ func TestCoalesce(t *testing.T) {
 			in:    []Write{login("u1", 1), set("u1", "$x", 1), login("u1", 2)},
 			shape: "round 0: u1[0]\nround 1: u1[1]\nround 2: u1[2]\n",
 		},
+		{
+			name:  "later rounds keep the users' first-write order",
+			in:    []Write{login("u1", 1), login("u2", 1), set("u2", "$x", 1), login("u3", 1), set("u1", "$x", 1), set("u3", "$x", 1), login("u1", 2)},
+			shape: "round 0: u1[0] u2[1] u3[3]\nround 1: u1[4] u2[2] u3[5]\nround 2: u1[6]\n",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rounds := Coalesce(tt.in)
 			if got := shapeOf(rounds); got != tt.shape {
 				t.Fatalf("rounds:\n%swant:\n%s", got, tt.shape)
+			}
+			if shared := CoalesceShared(tt.in); !reflect.DeepEqual(shared, rounds) {
+				t.Fatalf("CoalesceShared differs from Coalesce:\n%swant:\n%s", shapeOf(shared), tt.shape)
 			}
 			for user, want := range tt.merged {
 				var got []Write
@@ -468,6 +476,16 @@ func TestCoalesceEquivalence(t *testing.T) {
 		}
 		if again := Coalesce(in); !reflect.DeepEqual(again, rounds) {
 			t.Fatalf("iteration %d: Coalesce is not deterministic", iter)
+		}
+		before := make([]Write, len(in))
+		for i, w := range in {
+			before[i] = cloneWrite(w)
+		}
+		if shared := CoalesceShared(in); !reflect.DeepEqual(shared, rounds) {
+			t.Fatalf("iteration %d: CoalesceShared differs from Coalesce", iter)
+		}
+		if !reflect.DeepEqual(in, before) {
+			t.Fatalf("iteration %d: CoalesceShared modified its input", iter)
 		}
 	}
 }

@@ -109,6 +109,7 @@ func (s *Set) Decide(ev events.AuthEvent) ([]Write, error) {
 		if err != nil {
 			return nil, fmt.Errorf("trigger %s: %w", r.name, err)
 		}
+		noops := 0
 		for _, w := range ws {
 			if w.UserID != ev.User.ID {
 				return nil, fmt.Errorf("trigger %s: write for another user: %w", r.name, ErrPermanent)
@@ -116,6 +117,19 @@ func (s *Set) Decide(ev events.AuthEvent) ([]Write, error) {
 			if err := ValidateWrite(w); err != nil {
 				return nil, fmt.Errorf("trigger %s: %w", r.name, err)
 			}
+			if w.IsNoop() {
+				noops++
+			}
+		}
+		if out == nil && noops == 0 && len(ws) > 0 {
+			// The common case, one handler matching: its slice is the
+			// result, without a copy. Clipped, so a later handler's
+			// writes are appended to a new array, never into the
+			// handler's.
+			out = ws[:len(ws):len(ws)]
+			continue
+		}
+		for _, w := range ws {
 			if !w.IsNoop() {
 				out = append(out, w)
 			}

@@ -50,7 +50,7 @@ type Config struct {
 	DeadLetterPrefix  string          `envconfig:"DLQ_SUBJECT_PREFIX" default:"auth.deadletter" desc:"dead letters go to <prefix>.<reason>"`
 	DeadLetterMaxAge  time.Duration   `envconfig:"DLQ_MAX_AGE" default:"0" desc:"how long dead letters are kept; 0 = until an operator removes them"`
 	Provision         string          `envconfig:"PROVISION" default:"create" desc:"create: create-or-update streams, consumer and buckets; verify: only check that an operator did"`
-	BatchSize         int             `envconfig:"BATCH_SIZE" default:"100" desc:"most auth events fetched and written per batch"`
+	BatchSize         int             `envconfig:"BATCH_SIZE" default:"500" desc:"most auth events fetched and written per batch"`
 	BatchWait         time.Duration   `envconfig:"BATCH_WAIT" default:"200ms" desc:"longest wait to fill a batch"`
 	AckWait           time.Duration   `envconfig:"ACK_WAIT" default:"10s" desc:"redelivery timeout of an unacknowledged event: how soon a crashed replica's batch goes to another (a working replica extends it)"`
 	MaxAckPending     int             `envconfig:"MAX_ACK_PENDING" default:"1000" desc:"most events in flight across replicas"`

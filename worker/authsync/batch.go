@@ -98,6 +98,9 @@ type batchStats struct {
 	// shorter one, so it cannot come back before the message that held it
 	// back (a CREATE before a failed DELETE).
 	nakDelay map[string]time.Duration
+	// acks: the applied messages of the current pass, in stream order,
+	// for ackApplied to acknowledge together.
+	acks []*authItem
 }
 
 // maxLoggedSeqs bounds the stream sequences one batch log line names.
@@ -111,9 +114,12 @@ func (a *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 	work := context.WithoutCancel(ctx)
 	a.metrics.batchSize.Observe(float64(len(msgs)))
 	items := make([]*authItem, len(msgs))
+	store := make([]authItem, len(msgs)) // one allocation for the batch
 	for i, m := range msgs {
-		meta, _ := m.Metadata()
-		items[i] = &authItem{msg: m, meta: meta, op: unknownOperation}
+		it := &store[i]
+		it.msg, it.op = m, unknownOperation
+		it.meta, _ = m.Metadata()
+		items[i] = it
 	}
 	stopHeartbeat := a.startHeartbeat(items)
 	defer stopHeartbeat()
@@ -129,6 +135,7 @@ func (a *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 			a.applyWrites(ctx, work, pass, writes, owners)
 		}
 		pass = a.settle(work, pass, &stats)
+		a.ackApplied(work, &stats)
 	}
 	if stats.ackFailures > 0 {
 		a.log.Warn().Err(stats.lastAckErr).Int("messages", stats.ackFailures).
@@ -231,7 +238,8 @@ func (a *Consumer) decideSafely(ev events.AuthEvent) (ws []triggers.Write, err e
 // order, one unordered BulkWrite each. A failed operation fails its own
 // messages, and blocks the later rounds of the same user in this batch.
 func (a *Consumer) applyWrites(ctx, work context.Context, items []*authItem, writes []triggers.Write, owners []int) {
-	rounds := triggers.Coalesce(writes)
+	// The writes are only read from here on: no copies needed.
+	rounds := triggers.CoalesceShared(writes)
 	blocked := map[string]bool{}
 	for r, round := range rounds {
 		var ops []triggers.Merged
@@ -424,10 +432,8 @@ func (a *Consumer) finish(ctx context.Context, it *authItem, stats *batchStats) 
 		a.retryOrDeadLetter(ctx, it, stats)
 	default:
 		it.resolved.Store(true)
-		if err := a.ack(ctx, it); err != nil {
-			stats.ackFailures++
-			stats.lastAckErr = err
-		}
+		// Acked with the others of its pass by ackApplied.
+		stats.acks = append(stats.acks, it)
 		a.holds.settled(it.userID, it.streamSeq())
 		outcome := outcomeApplied
 		if it.writes == 0 {
@@ -435,23 +441,6 @@ func (a *Consumer) finish(ctx context.Context, it *authItem, stats *batchStats) 
 		}
 		a.metrics.events.WithLabelValues(it.op, outcome).Inc()
 	}
-}
-
-// ack acknowledges an applied message. DoubleAck waits for the server's
-// confirmation, so the worker knows the ack was recorded before it fetches
-// more (a lost ack is counted and logged, not silent). While disconnected
-// it falls back to a plain Ack, which the client buffers and sends on
-// reconnect, instead of waiting out a timeout for every message.
-func (a *Consumer) ack(ctx context.Context, it *authItem) error {
-	if !a.js.Conn().IsConnected() {
-		if err := it.msg.Ack(); err != nil {
-			return err
-		}
-		return errNATSDisconnected
-	}
-	ackCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
-	defer cancel()
-	return it.msg.DoubleAck(ackCtx)
 }
 
 // retryOrDeadLetter Naks a failed message with the backoff delay of its

@@ -19,7 +19,7 @@ const (
 	DefaultAuthAckWait          = 10 * time.Second
 	DefaultAuthMaxAckPending    = 1000
 	DefaultAuthMaxDeliver       = 10
-	DefaultAuthBatchSize        = 100
+	DefaultAuthBatchSize        = 500
 	DefaultAuthBatchWait        = 200 * time.Millisecond
 	DefaultAuthRetryMax         = 10 * time.Second
 	DefaultAuthUnhealthyAfter   = 30 * time.Second
@@ -73,7 +73,7 @@ type Config struct {
 	// delivery (Nak with delay); the last step repeats. Default
 	// DefaultAuthBackOff().
 	BackOff []time.Duration
-	// BatchSize is the most messages fetched and written at once. Default 100.
+	// BatchSize is the most messages fetched and written at once. Default 500.
 	BatchSize int
 	// BatchWait is how long a fetch waits to fill a batch. Default 200ms.
 	BatchWait time.Duration

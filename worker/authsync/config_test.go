@@ -24,7 +24,7 @@ func TestAuthConfigDefaults(t *testing.T) {
 		{"AckWait", c.AckWait, 10 * time.Second},
 		{"MaxAckPending", c.MaxAckPending, 1000},
 		{"MaxDeliver", c.MaxDeliver, 10},
-		{"BatchSize", c.BatchSize, 100},
+		{"BatchSize", c.BatchSize, 500},
 		{"BatchWait", c.BatchWait, 200 * time.Millisecond},
 		{"DeadLetterStream", c.DeadLetterStream, "AUTH_EVENTS_DLQ"},
 		{"DeadLetterPrefix", c.DeadLetterPrefix, "auth.deadletter"},

@@ -1,8 +1,11 @@
 package customdata
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,13 +77,105 @@ func TestCustomDataWriteModels(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := describeModel(t, w.model(tc.write, tc.target)); got != tc.want {
+			_, m, err := w.model(nil, tc.write, tc.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := describeModel(t, m); got != tc.want {
 				t.Fatalf("model = %s\nwant    %s", got, tc.want)
 			}
 		})
 	}
 	if err := w.Check(triggers.Write{UserID: "u1", Set: map[string]any{"uid": "u2"}}); !errors.Is(err, triggers.ErrPermanent) {
 		t.Fatalf("a write of the user-id field = %v, want ErrPermanent", err)
+	}
+}
+
+// TestEncodeMatchesDriver: the write models encoded with the bsoncore
+// appenders are byte for byte what the driver's default registry makes of
+// the same filter and update as bson.D (the encoding the writer used
+// before), for every value type a trigger write may carry, with the fields
+// under each operator in sorted order.
+func TestEncodeMatchesDriver(t *testing.T) {
+	at := time.Date(2025, 1, 2, 3, 4, 5, 678_901_234, time.UTC)
+	before1970 := time.Date(1969, 12, 31, 23, 59, 59, 999_500_000, time.UTC)
+	// What firstDocumentID returns: the _id as read from the server.
+	idType, idData, err := bson.MarshalValue(bson.NewObjectID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rawID := bson.RawValue{Type: idType, Value: idData}
+	cases := []struct {
+		name   string
+		write  triggers.Write
+		target any
+	}{
+		{"lastLogin", triggers.Write{UserID: "u1", Max: map[string]any{"lastLogin": at}}, nil},
+		{"lastLogin upsert", triggers.Write{UserID: "u1", Upsert: true, Max: map[string]any{"lastLogin": at.In(time.FixedZone("x", 3600))}}, nil},
+		{"before 1970", triggers.Write{UserID: "u1", Max: map[string]any{"t": before1970}}, nil},
+		{"every type", triggers.Write{UserID: "ü-1", Upsert: true,
+			Set:         map[string]any{"s": "x", "b": true, "n": nil, "i": 7, "big": 1 << 40, "neg": -1 << 31, "i32": int32(-5), "i64": int64(5), "f": 1.5},
+			Max:         map[string]any{"z": int64(1) << 50, "a": -2.25, "m": at},
+			SetOnInsert: map[string]any{"createdAt": at, "plan": "free", "score": 0}}, nil},
+		{"delete", triggers.Write{UserID: "u1", Delete: true}, nil},
+		{"resolved string target", triggers.Write{UserID: "u1", Max: map[string]any{"t": at}}, "first-id"},
+		{"resolved raw target", triggers.Write{UserID: "u1", Set: map[string]any{"t": false}}, rawID},
+	}
+	w := &Writer{field: "uid"}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, m, err := w.model(nil, tc.write, tc.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantFilter := bson.D{{Key: "uid", Value: tc.write.UserID}}
+			if tc.target != nil {
+				wantFilter = bson.D{{Key: "_id", Value: tc.target}, {Key: "uid", Value: tc.write.UserID}}
+			}
+			var gotFilter, gotUpdate any
+			var wantUpdate bson.D
+			switch x := m.(type) {
+			case *mongo.DeleteManyModel:
+				gotFilter = x.Filter
+			case *mongo.UpdateOneModel:
+				gotFilter, gotUpdate = x.Filter, x.Update
+				if x.Upsert == nil || *x.Upsert != tc.write.Upsert {
+					t.Fatalf("upsert = %v, want %v", x.Upsert, tc.write.Upsert)
+				}
+				for _, op := range []struct {
+					name   string
+					fields map[string]any
+				}{{"$set", tc.write.Set}, {"$max", tc.write.Max}, {"$setOnInsert", tc.write.SetOnInsert}} {
+					if len(op.fields) == 0 {
+						continue
+					}
+					var sub bson.D
+					for _, k := range slices.Sorted(maps.Keys(op.fields)) {
+						sub = append(sub, bson.E{Key: k, Value: op.fields[k]})
+					}
+					wantUpdate = append(wantUpdate, bson.E{Key: op.name, Value: sub})
+				}
+			}
+			mustEqualBSON(t, "filter", gotFilter, wantFilter)
+			if wantUpdate != nil {
+				mustEqualBSON(t, "update", gotUpdate, wantUpdate)
+			}
+		})
+	}
+}
+
+func mustEqualBSON(t *testing.T, what string, got any, want bson.D) {
+	t.Helper()
+	raw, ok := got.(bson.Raw)
+	if !ok {
+		t.Fatalf("%s is %T, want bson.Raw", what, got)
+	}
+	wantRaw, err := bson.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(raw, wantRaw) {
+		t.Fatalf("%s = %s\nwant   %s", what, raw, bson.Raw(wantRaw))
 	}
 }
 
@@ -98,8 +193,12 @@ func describeModel(t *testing.T, m mongo.WriteModel) string {
 		return fmt.Sprintf("%T filter=%s", m, js(x.Filter))
 	case *mongo.UpdateOneModel:
 		var ops []string
-		for _, e := range x.Update.(bson.D) {
-			ops = append(ops, e.Key)
+		elems, err := x.Update.(bson.Raw).Elements()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range elems {
+			ops = append(ops, e.Key())
 		}
 		return fmt.Sprintf("%T filter=%s upsert=%v update=%v", m, js(x.Filter), x.Upsert != nil && *x.Upsert, ops)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -21,6 +22,10 @@ type Writer struct {
 	// resolveFirst makes updates target the lowest _id of the user
 	// explicitly; without a unique index the server could pick any match.
 	resolveFirst bool
+	// bufs recycles the buffers the write models of one Apply call are
+	// encoded into (*[]byte). The driver is done with the models when
+	// BulkWrite returns, so a buffer is reused only after that.
+	bufs sync.Pool
 }
 
 func NewWriter(coll *mongo.Collection, cfg Config) (*Writer, error) {
@@ -49,29 +54,47 @@ func (w *Writer) Check(wr triggers.Write) error {
 	return nil
 }
 
-// model builds the operation for wr. Updates filter on the user-id field,
-// or, when resolving, on the _id of the user's first document (target),
-// keeping the user-id field in the filter so an upsert after a concurrent
-// delete still creates a keyed document.
-func (w *Writer) model(wr triggers.Write, target any) mongo.WriteModel {
+// model appends the BSON of the operation for wr to buf and returns the
+// operation, which refers to those bytes. Updates filter on the user-id
+// field, or, when resolving, on the _id of the user's first document
+// (target), keeping the user-id field in the filter so an upsert after a
+// concurrent delete still creates a keyed document.
+func (w *Writer) model(buf []byte, wr triggers.Write, target any) ([]byte, mongo.WriteModel, error) {
+	var m modelSlot
+	return w.modelInto(buf, &m, wr, target)
+}
+
+// modelSlot is the storage of one write model; Apply allocates them a
+// batch at a time.
+type modelSlot struct {
+	update mongo.UpdateOneModel
+	del    mongo.DeleteManyModel
+	upsert bool
+}
+
+func (w *Writer) modelInto(buf []byte, slot *modelSlot, wr triggers.Write, target any) ([]byte, mongo.WriteModel, error) {
 	if wr.Delete {
 		// Every document of a deleted user goes, duplicates included.
-		return mongo.NewDeleteManyModel().SetFilter(bson.D{{Key: w.field, Value: wr.UserID}})
-	}
-	filter := bson.D{{Key: w.field, Value: wr.UserID}}
-	if target != nil {
-		filter = bson.D{{Key: "_id", Value: target}, {Key: w.field, Value: wr.UserID}}
-	}
-	update := bson.D{}
-	for _, op := range []struct {
-		name   string
-		fields map[string]any
-	}{{"$set", wr.Set}, {"$max", wr.Max}, {"$setOnInsert", wr.SetOnInsert}} {
-		if len(op.fields) > 0 {
-			update = append(update, bson.E{Key: op.name, Value: bson.M(op.fields)})
+		buf, filter, err := appendFilter(buf, w.field, wr.UserID, nil)
+		if err != nil {
+			return buf, nil, err
 		}
+		slot.del.Filter = filter
+		return buf, &slot.del, nil
 	}
-	return mongo.NewUpdateOneModel().SetFilter(filter).SetUpdate(update).SetUpsert(wr.Upsert)
+	buf, filter, err := appendFilter(buf, w.field, wr.UserID, target)
+	if err != nil {
+		return buf, nil, err
+	}
+	var update bson.Raw
+	var keys [8]string
+	buf, update, _, err = appendUpdate(buf, wr, keys[:0])
+	if err != nil {
+		return buf, nil, err
+	}
+	slot.upsert = wr.Upsert
+	slot.update = mongo.UpdateOneModel{Filter: filter, Update: update, Upsert: &slot.upsert}
+	return buf, &slot.update, nil
 }
 
 // firstDocumentID returns the lowest _id among userID's documents, or nil
@@ -99,18 +122,38 @@ func (w *Writer) firstDocumentID(ctx context.Context, userID string) (any, error
 func (w *Writer) Apply(ctx context.Context, writes []triggers.Write) ([]Fault, []error) {
 	n := len(writes)
 	models := make([]mongo.WriteModel, n)
+	slots := make([]modelSlot, n)
+	bp, _ := w.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	buf := (*bp)[:0]
+	var encodeErr error
 	for i, wr := range writes {
 		var target any
 		if w.resolveFirst && !wr.Delete {
 			id, err := w.firstDocumentID(ctx, wr.UserID)
 			if err != nil {
+				w.putBuf(bp, buf)
 				return w.allFailed(n, err)
 			}
 			target = id
 		}
-		models[i] = w.model(wr, target)
+		var err error
+		if buf, models[i], err = w.modelInto(buf, &slots[i], wr, target); err != nil {
+			// triggers.ValidateWrite keeps such values out; should one
+			// get here, it fails as a BulkWrite that cannot encode it
+			// would: unattributable, so isolated below, Retry alone.
+			models = nil
+			encodeErr = err
+			break
+		}
 	}
-	_, err := w.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	err := encodeErr
+	if models != nil {
+		_, err = w.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	}
+	w.putBuf(bp, buf)
 	perOp, errs, ok := classifyBulkError(err, n, w.field)
 	if ok {
 		return perOp, errs
@@ -126,6 +169,18 @@ func (w *Writer) Apply(ctx context.Context, writes []triggers.Write) ([]Fault, [
 		perOp[i], errs[i] = f[0], e[0]
 	}
 	return perOp, errs
+}
+
+// maxPooledBuf keeps an unusually large batch's buffer from being held
+// for good.
+const maxPooledBuf = 1 << 20
+
+func (w *Writer) putBuf(bp *[]byte, buf []byte) {
+	if cap(buf) > maxPooledBuf {
+		return
+	}
+	*bp = buf[:0]
+	w.bufs.Put(bp)
 }
 
 func (w *Writer) allFailed(n int, err error) ([]Fault, []error) {
