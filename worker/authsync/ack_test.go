@@ -31,7 +31,7 @@ func TestAuthBatchAcksAreConfirmedTogether(t *testing.T) {
 		e.publish(e.event(events.OperationLogin, fmt.Sprintf("user-%d", i%20), base.Add(time.Duration(i)*time.Second)))
 	}
 	msgs := e.fetchBatch(c, n)
-	ctx, cancel := e.ctx()
+	ctx, cancel := context.WithCancel(testsupport.Context(e.t))
 	defer cancel()
 	c.processBatch(ctx, msgs)
 
@@ -81,7 +81,7 @@ func (e *authEnv) seedUsers(n int) {
 	for i := range docs {
 		docs[i] = bson.M{"userId": fmt.Sprintf("user-%d", i)}
 	}
-	ctx, cancel := e.ctx()
+	ctx, cancel := context.WithCancel(testsupport.Context(e.t))
 	defer cancel()
 	if _, err := e.coll.InsertMany(ctx, docs); err != nil {
 		e.t.Fatal(err)
@@ -124,7 +124,7 @@ func TestAuthFailedBatchConfirmationMeansRedeliveryNotLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := New(e.cfg, firstJS, e.coll, e.data, e.set, e.log, nil)
+	first, err := New(e.cfg, e.data, e.streams, firstJS, e.coll, e.set, e.log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestAuthFailedBatchConfirmationMeansRedeliveryNotLoss(t *testing.T) {
 	}
 	msgs := e.fetchBatch(first, count)
 	msgs[count-1] = failingConfirm{Msg: msgs[count-1], nc: firstNC}
-	ctx, cancel := e.ctx()
+	ctx, cancel := context.WithCancel(testsupport.Context(e.t))
 	defer cancel()
 	first.processBatch(ctx, msgs)
 	if !firstNC.IsClosed() {
