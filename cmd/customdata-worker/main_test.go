@@ -47,6 +47,12 @@ func TestCheckRejectsBadConfiguration(t *testing.T) {
 		{"MongoDB port not a number", "CUSTOMDATA_MONGODB_URI", "mongodb://user:secretpw@h1:notaport/", "MongoDB connection string"},
 		{"NATS port not a number", "CUSTOMDATA_NATS_URL", "nats://h1:4222,nats://user:secretpw@h2:notaport", "NATS URL"},
 		{"NATS password with a slash", "CUSTOMDATA_NATS_URL", "nats://user:pa/ss@h1:4222", "NATS URL"},
+		// NATS refuses these at run time ("invalid stream name"): check must too.
+		{"slash in the notice stream", "CUSTOMDATA_NOTICE_STREAM", "A/B", "stream name"},
+		{"backslash in the notice stream", "CUSTOMDATA_NOTICE_STREAM", `A\B`, "stream name"},
+		{"slash in the auth stream", "CUSTOMDATA_AUTH_STREAM", "A/B", "stream name"},
+		{"backslash in the dead-letter stream", "CUSTOMDATA_DLQ_STREAM", `A\B`, "stream name"},
+		{"slash in the consumer", "CUSTOMDATA_AUTH_CONSUMER", "a/b", "consumer name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ package provision
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -79,4 +80,15 @@ func (s Streams) Validate() error {
 		errs = append(errs, errors.New("duplicate window must not be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+// ValidateName accepts a JetStream stream or consumer name: non-empty,
+// without '.', '*', '>', '/', '\\' or whitespace, which the server refuses
+// ("invalid stream name") or which would name a file path in its store.
+// what names the setting in the error ("stream", "consumer", …).
+func ValidateName(what, name string) error {
+	if name == "" || strings.ContainsAny(name, ".*>/\\ \t\r\n") {
+		return fmt.Errorf("%s name %q must be non-empty and contain no '.', '*', '>', '/', '\\' or whitespace", what, name)
+	}
+	return nil
 }

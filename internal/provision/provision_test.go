@@ -32,3 +32,18 @@ func TestStreams(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"AUTH_EVENTS", true}, {"customdata-worker", true},
+		{"", false}, {"A.B", false}, {"A*", false}, {"A>", false},
+		{"A/B", false}, {`A\B`, false}, {"A B", false}, {"A\tB", false}, {"A\nB", false},
+	} {
+		if err := ValidateName("stream", tc.name); (err == nil) != tc.ok {
+			t.Errorf("ValidateName(%q) = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}

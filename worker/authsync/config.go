@@ -3,10 +3,10 @@ package authsync
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
 )
 
 // Auth consumer defaults.
@@ -151,8 +151,8 @@ func (c Config) Validate() error {
 	for _, n := range []struct{ what, name string }{
 		{"stream", c.Stream}, {"dead-letter stream", c.DeadLetterStream}, {"consumer", c.Consumer},
 	} {
-		if strings.ContainsAny(n.name, ".*> \t\r\n/\\") {
-			add("%s name %q must not contain '.', '*', '>', '/', '\\' or whitespace", n.what, n.name)
+		if err := provision.ValidateName(n.what, n.name); err != nil {
+			add("%w", err)
 		}
 	}
 	if c.Stream == c.DeadLetterStream {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/customdata-worker/customdata-worker/events"
@@ -178,8 +177,8 @@ func (c Config) Validate() error {
 	if err := events.ValidatePrefix(c.SubjectPrefix); err != nil {
 		add("subject prefix: %w", err)
 	}
-	if c.Stream == "" || strings.ContainsAny(c.Stream, ".*> \t\r\n") {
-		add("stream name %q must be non-empty and contain no '.', '*', '>' or spaces", c.Stream)
+	if err := provision.ValidateName("stream", c.Stream); err != nil {
+		add("%w", err)
 	}
 	if c.MaxAge < 0 {
 		add("max age must not be negative")

@@ -74,6 +74,8 @@ func TestNotifierConfigValidate(t *testing.T) {
 	}{
 		{"wildcard prefix", func(c *Config) { c.SubjectPrefix = "a.*" }, "subject prefix"},
 		{"dotted stream", func(c *Config) { c.Stream = "A.B" }, "stream name"},
+		{"slash in the stream", func(c *Config) { c.Stream = "A/B" }, "stream name"},
+		{"backslash in the stream", func(c *Config) { c.Stream = `A\B` }, "stream name"},
 		{"bucket name", func(c *Config) { c.LeaseBucket = "a.b" }, "lease bucket"},
 		{"same buckets", func(c *Config) { c.LeaseBucket = c.CheckpointBucket }, "must differ"},
 		{"lease too short", func(c *Config) { c.LeaseTTL = time.Millisecond }, "lease TTL"},
