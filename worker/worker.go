@@ -105,7 +105,8 @@ func (w *Worker) Checks() []ops.Check {
 // dependency is down and stop at the first error retrying cannot fix;
 // meanwhile the ops endpoints serve and /readyz names the step. On
 // shutdown it lets the in-flight batch finish, drains NATS and
-// disconnects MongoDB. A Worker runs once.
+// disconnects MongoDB. Once ctx ends, Run returns nil, whether startup
+// finished or not. A Worker runs once.
 func (w *Worker) Run(ctx context.Context) error {
 	if !w.running.CompareAndSwap(false, true) {
 		return errors.New("worker: Run called twice")
@@ -134,7 +135,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer stopOps()
 		return w.run(gctx)
 	})
-	return g.Wait()
+	err := g.Wait()
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		// Stopped while a startup step waited: a clean stop, as after startup.
+		w.log.Info().Err(err).Msg("stopped before startup finished")
+		return nil
+	}
+	return err
 }
 
 // run is Run's body: startup, then the flows.

@@ -177,3 +177,33 @@ func TestReadyzNamesTheIndexBuildStartupWaitsFor(t *testing.T) {
 		t.Fatalf("Run = %v", err)
 	}
 }
+
+// TestRunReturnsNilWhenStoppedDuringStartup: stopping a worker that is
+// still waiting for a dependency is a clean stop, not an error, as it is
+// once the flows run.
+func TestRunReturnsNilWhenStoppedDuringStartup(t *testing.T) {
+	// Nothing listens on a port taken and released at once: MongoDB is down.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri := "mongodb://" + l.Addr().String() + "/?directConnection=true"
+	_ = l.Close()
+	w, _, logs := newWorker(t, uri, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	testsupport.Eventually(t, "the MongoDB connection is retried", func() bool {
+		return logs.Count(`"step":"connect to MongoDB"`) > 0
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after a stop during startup = %v, want nil", err)
+		}
+	case <-time.After(testsupport.Wait):
+		t.Fatal("Run did not return after its context ended")
+	}
+}

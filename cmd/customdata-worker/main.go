@@ -67,12 +67,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "run":
 		log := newLogger(cfg, stderr)
 		if err := runWorker(ctx, cfg, log); err != nil {
-			if ctx.Err() != nil {
-				// A stop requested while still waiting for a dependency
-				// is a clean stop, not a failure.
-				log.Info().Err(err).Msg("stopped before startup finished")
-				return 0
-			}
 			log.Error().Err(err).Msg("worker stopped with an error")
 			return 1
 		}
