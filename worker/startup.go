@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -16,11 +15,18 @@ import (
 	"github.com/customdata-worker/customdata-worker/internal/retry"
 )
 
+// Startup retries back off from startupRetryInitial, doubling, to at most
+// startupRetryMax (the README's Outages: "capped at 10 s").
+const (
+	startupRetryInitial = 500 * time.Millisecond
+	startupRetryMax     = 10 * time.Second
+)
+
 // retryLogged calls fn until it succeeds, stop(err) says retrying cannot
 // help, or ctx ends; it backs off exponentially and logs the first failure
 // only, so an outage is one log line rather than one per attempt.
 func retryLogged[T any](ctx context.Context, log zerolog.Logger, what string, stop func(error) bool, fn func() (T, error)) (T, error) {
-	return retry.Forever(ctx, backoff.NewExponentialBackOff(), func() (T, error) {
+	return retry.Forever(ctx, retry.NewBackOff(startupRetryInitial, startupRetryMax), func() (T, error) {
 		v, err := fn()
 		if err != nil && stop(err) {
 			return v, retry.Stop(err)
@@ -53,20 +59,31 @@ func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger, progress *
 	})
 }
 
-// drainNATS flushes pending publishes and acks, then waits (bounded) for the
-// connection to close: Drain itself returns before it is done.
+// drainNATS flushes pending publishes and acks, then waits for the
+// connection to close: Drain itself returns before it is done. The client
+// closes the connection itself once its drain timeout (30 s by default)
+// has passed; the wait is bounded a little beyond that all the same.
 func drainNATS(nc *nats.Conn, log zerolog.Logger) {
+	closed := make(chan struct{})
+	logClosed := nc.Opts.ClosedCB // set by ConnectNATS; kept
+	nc.SetClosedHandler(func(c *nats.Conn) {
+		if logClosed != nil {
+			logClosed(c)
+		}
+		close(closed)
+	})
 	if err := nc.Drain(); err != nil {
 		log.Warn().Err(err).Msg("NATS drain")
 		nc.Close()
 		return
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !nc.IsClosed() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !nc.IsClosed() {
-		log.Warn().Msg("NATS drain did not finish within 30s; closing")
+	timeout := nc.Opts.DrainTimeout + 10*time.Second
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-closed:
+	case <-t.C:
+		log.Warn().Dur("after", timeout).Msg("NATS drain did not finish; closing")
 		nc.Close()
 	}
 }
