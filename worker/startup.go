@@ -93,9 +93,9 @@ func drainNATS(nc *nats.Conn, log zerolog.Logger) {
 // such as duplicate users or missing provisioning.
 // Meanwhile /readyz names the step and its last error.
 func untilAvailable(ctx context.Context, log zerolog.Logger, progress *startupProgress, step string, fn func() error) error {
-	notTransient := func(err error) bool { return !outage.Is(err) }
+	notAnOutage := func(err error) bool { return !outage.Is(err) }
 	progress.begin(step)
-	_, err := retryLogged(ctx, log, step, notTransient, func() (struct{}, error) {
+	_, err := retryLogged(ctx, log, step, notAnOutage, func() (struct{}, error) {
 		err := fn()
 		progress.failed(err)
 		return struct{}{}, err

@@ -156,8 +156,8 @@ func (a *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 }
 
 // decide decodes every message and runs the triggers. Messages that cannot
-// be processed are dead-lettered here; those that failed transiently are
-// marked, and Nak'd by finish after the writes of the earlier messages of
+// be processed are dead-lettered here; those to be retried (customdata.Retry:
+// this delivery failed, a later one may work) are marked, and Nak'd by finish after the writes of the earlier messages of
 // their user are settled. The writes of the others
 // are returned in stream order with, for each, the index of its message.
 func (a *Consumer) decide(ctx context.Context, items []*authItem, stats *batchStats) ([]triggers.Write, []int) {
