@@ -35,9 +35,10 @@ type Config struct {
 	Triggers *triggers.Set
 }
 
-// Validate checks every section without contacting a server (a
-// mongodb+srv name is looked up in DNS; when it does not resolve, that is
-// left to the connection's retries).
+// Validate checks every section without contacting MongoDB or NATS. Its
+// one IO: the driver parses a mongodb+srv URI by looking its SRV and TXT
+// records up in DNS (a name that does not resolve is left to the
+// connection's retries, not reported).
 func (c Config) Validate() error {
 	var errs []error
 	if c.Triggers == nil {

@@ -53,8 +53,9 @@ func WithReady(f func(jetstream.JetStream, *mongo.Client)) Option {
 	return func(w *Worker) { w.ready = f }
 }
 
-// New checks cfg (every section, without contacting a server) and returns
-// a Worker ready to Run. Mistakes that waiting cannot fix, an unusable
+// New checks cfg (every section, without contacting MongoDB or NATS: the
+// only IO is the DNS lookup of a mongodb+srv name, see Config.Validate) and
+// returns a Worker ready to Run. Mistakes that waiting cannot fix, an unusable
 // connection string among them, are reported here.
 func New(cfg Config, opts ...Option) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
