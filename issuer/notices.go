@@ -15,7 +15,7 @@ import (
 )
 
 // DefaultNoticeStream is the worker's default CUSTOMDATA_NOTICE_STREAM.
-const DefaultNoticeStream = "CUSTOMDATA_NOTICES"
+const DefaultNoticeStream = events.DefaultNoticeStream
 
 // NoticeConfig names where the worker publishes notices. The zero value is
 // the worker's defaults.

@@ -9,16 +9,18 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/customdata-worker/customdata-worker/events"
 )
 
 // Defaults shared with the worker (CUSTOMDATA_MONGODB_DATABASE,
 // CUSTOMDATA_MONGODB_COLLECTION, CUSTOMDATA_USER_ID_FIELD,
 // CUSTOMDATA_OVERSIZE_BYTES).
 const (
-	DefaultDatabase      = "app"
-	DefaultCollection    = "custom_user_data"
-	DefaultUserIDField   = "userId"
-	DefaultOversizeBytes = 16 * 1024
+	DefaultDatabase      = events.DefaultDatabase
+	DefaultCollection    = events.DefaultCollection
+	DefaultUserIDField   = events.DefaultUserIDField
+	DefaultOversizeBytes = events.DefaultOversizeBytes
 )
 
 // OversizePolicy says what a read does with a document over the size limit.

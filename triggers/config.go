@@ -21,7 +21,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultUserIDField    = "userId"
+	DefaultUserIDField    = events.DefaultUserIDField
 	DefaultLastLoginField = "lastLogin"
 	DefaultCreatedAtField = "createdAt"
 )

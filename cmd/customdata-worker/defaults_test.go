@@ -12,8 +12,9 @@ import (
 
 // The environment's defaults (the `env` listing, the README table) must be
 // the packages' own: an unset variable means the same as a zero setting.
-// The packages are the only source of defaults; the envconfig tags repeat
-// them for `env` and this test keeps them equal.
+// The packages are the only source of defaults (those shared with issuers
+// come from package events); the envconfig tags repeat them for `env` and
+// this test keeps them equal, database and collection included.
 func TestEnvironmentDefaultsAreThePackagesDefaults(t *testing.T) {
 	cfg, err := loadConfig()
 	if err != nil {
@@ -28,7 +29,7 @@ func TestEnvironmentDefaultsAreThePackagesDefaults(t *testing.T) {
 		}
 	}
 
-	data := customdata.Config{Database: wc.Data.Database, Collection: wc.Data.Collection}
+	var data customdata.Config
 	gotData := wc.Data
 	same("custom data", &gotData, &data, func() { data.SetDefaults(); gotData.SetDefaults() })
 

@@ -25,10 +25,10 @@ const (
 	authStream     = "AUTH_EVENTS"
 	authPrefix     = events.DefaultAuthPrefix
 	authConsumer   = "customdata-worker"
-	noticeStream   = "CUSTOMDATA_NOTICES"
+	noticeStream   = events.DefaultNoticeStream
 	noticePrefix   = events.DefaultNoticePrefix
-	collectionName = "custom_user_data"
-	userIDField    = "userId"
+	collectionName = events.DefaultCollection
+	userIDField    = events.DefaultUserIDField
 	provider       = "local-userpass"
 )
 

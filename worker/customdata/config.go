@@ -8,11 +8,15 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+
+	"github.com/customdata-worker/customdata-worker/events"
 )
 
 // Custom-data defaults.
 const (
-	DefaultUserIDField  = "userId"
+	DefaultDatabase     = events.DefaultDatabase
+	DefaultCollection   = events.DefaultCollection
+	DefaultUserIDField  = events.DefaultUserIDField
 	DefaultWriteConcern = "majority"
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultIndexTimeout = 30 * time.Second
@@ -30,7 +34,8 @@ const (
 // the first inserted, i.e. the lowest _id (ObjectIds grow with insertion
 // time), and that is the one the worker writes to.
 type Config struct {
-	// Database and Collection name the custom-data collection. Required.
+	// Database and Collection name the custom-data collection. Defaults
+	// "app" and "custom_user_data".
 	Database   string
 	Collection string
 	// UserIDField is the field holding the user id. Default "userId".
@@ -55,7 +60,14 @@ type Config struct {
 	AllowDuplicates bool
 }
 
+// SetDefaults replaces zero values by the defaults.
 func (c *Config) SetDefaults() {
+	if c.Database == "" {
+		c.Database = DefaultDatabase
+	}
+	if c.Collection == "" {
+		c.Collection = DefaultCollection
+	}
 	if c.UserIDField == "" {
 		c.UserIDField = DefaultUserIDField
 	}
@@ -74,12 +86,6 @@ func (c *Config) SetDefaults() {
 func (c Config) Validate() error {
 	c.SetDefaults()
 	var errs []error
-	if c.Database == "" {
-		errs = append(errs, errors.New("custom data: database is required"))
-	}
-	if c.Collection == "" {
-		errs = append(errs, errors.New("custom data: collection is required"))
-	}
 	if err := ValidateFieldName(c.UserIDField); err != nil {
 		errs = append(errs, fmt.Errorf("custom data: user id field: %w", err))
 	}

@@ -21,7 +21,7 @@ import (
 func TestCustomDataConfigDefaultsAndValidate(t *testing.T) {
 	var zero Config
 	zero.SetDefaults()
-	if zero.UserIDField != "userId" || zero.WriteConcern != "majority" || zero.WriteTimeout != DefaultWriteTimeout || zero.AllowDuplicates {
+	if zero.Database != "app" || zero.Collection != "custom_user_data" || zero.UserIDField != "userId" || zero.WriteConcern != "majority" || zero.WriteTimeout != DefaultWriteTimeout || zero.AllowDuplicates {
 		t.Fatalf("defaults = %+v", zero)
 	}
 	ok := Config{Database: "app", Collection: "users"}
@@ -34,8 +34,8 @@ func TestCustomDataConfigDefaultsAndValidate(t *testing.T) {
 		{"w number", func(c *Config) { c.WriteConcern = "2" }, ""},
 		{"w zero refused", func(c *Config) { c.WriteConcern = "0" }, "write concern"},
 		{"w garbage", func(c *Config) { c.WriteConcern = "all" }, "write concern"},
-		{"no database", func(c *Config) { c.Database = "" }, "database"},
-		{"no collection", func(c *Config) { c.Collection = "" }, "collection"},
+		{"no database: the default", func(c *Config) { c.Database = "" }, ""},
+		{"no collection: the default", func(c *Config) { c.Collection = "" }, ""},
 		{"dotted field", func(c *Config) { c.UserIDField = "user.id" }, "user id field"},
 		{"operator field", func(c *Config) { c.UserIDField = "$id" }, "user id field"},
 		{"_id field", func(c *Config) { c.UserIDField = "_id" }, "user id field"},

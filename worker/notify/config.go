@@ -13,12 +13,12 @@ import (
 
 // Notifier defaults.
 const (
-	DefaultNoticeStream           = "CUSTOMDATA_NOTICES"
+	DefaultNoticeStream           = events.DefaultNoticeStream
 	DefaultNoticeMaxAge           = time.Hour
 	DefaultNotifierCheckpointKV   = "CUSTOMDATA_NOTIFIER_CHECKPOINTS"
 	DefaultNotifierLeaseKV        = "CUSTOMDATA_NOTIFIER_LEASE"
 	DefaultNotifierLeaseTTL       = 10 * time.Second
-	DefaultNoticeOversizeBytes    = 16384
+	DefaultNoticeOversizeBytes    = events.DefaultOversizeBytes
 	DefaultNotifierRetryMax       = 10 * time.Second
 	DefaultNotifierUnhealthyAfter = 30 * time.Second
 	DefaultNotifierMaxAwait       = time.Second
