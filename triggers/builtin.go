@@ -16,7 +16,7 @@ func NewSet(cfg Config) (*Set, error) {
 		return nil, err
 	}
 	cfg.normalize()
-	s := &Set{}
+	s := &Set{userIDField: cfg.UserIDField}
 	register := func(name string, f Filter, h Handler) error {
 		if err := s.Register(name, f, h); err != nil {
 			return configErr("%v", err)

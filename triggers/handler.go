@@ -70,7 +70,16 @@ type registered struct {
 // startup, then call Decide concurrently.
 type Set struct {
 	handlers []registered
+	// userIDField is the Config.UserIDField NewSet validated the
+	// triggers against; empty when none was named.
+	userIDField string
 }
+
+// UserIDField is the user-id field NewSet checked that no trigger writes
+// (Config.UserIDField); empty for a set built by hand or from a config
+// that named none. The worker refuses a set checked for another field
+// than its collection's.
+func (s *Set) UserIDField() string { return s.userIDField }
 
 // Register adds a handler under a unique name.
 func (s *Set) Register(name string, f Filter, h Handler) error {

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/triggers"
@@ -43,10 +44,23 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Triggers == nil {
 		errs = append(errs, errors.New("worker: a trigger set is required"))
+	} else if err := c.triggersMatchData(); err != nil {
+		errs = append(errs, err)
 	}
 	// The notifier's settings are checked even when it is off, so that
 	// turning it on later cannot reveal a mistake made today.
 	errs = append(errs, ValidateMongoURI(c.MongoURI), c.NATS.Validate(), c.Data.Validate(), c.Streams.Validate(),
 		c.Auth.Validate(), c.Notify.Validate(), c.Notify.ValidateWith(c.Streams))
 	return errors.Join(errs...)
+}
+
+// triggersMatchData: triggers checked against one user-id field (so that
+// none writes it) must not run on a collection keyed by another.
+func (c Config) triggersMatchData() error {
+	data := c.Data
+	data.SetDefaults()
+	if f := c.Triggers.UserIDField(); f != "" && f != data.UserIDField {
+		return fmt.Errorf("worker: the triggers' userIdField %q differs from the collection's user-id field %q", f, data.UserIDField)
+	}
+	return nil
 }

@@ -110,6 +110,29 @@ func TestNewRefusesAnUnusableConnectionString(t *testing.T) {
 	}
 }
 
+// TestNewRefusesTriggersOfAnotherUserIDField: triggers checked against one
+// user-id field must not run on a collection keyed by another (they could
+// write the worker's key field); an embedder gets the error from New, as
+// the command does for its trigger file.
+func TestNewRefusesTriggersOfAnotherUserIDField(t *testing.T) {
+	set, err := triggers.NewSet(triggers.Config{UserIDField: "uid"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := worker.Config{MongoURI: "mongodb://127.0.0.1:1/", NATS: worker.NATSConfig{URL: "nats://127.0.0.1:1"}, Triggers: set}
+	for _, tc := range []struct {
+		field string
+		ok    bool
+	}{{"", false}, {"userId", false}, {"uid", true}} {
+		cfg := base
+		cfg.Data.UserIDField = tc.field
+		_, err := worker.New(cfg)
+		if (err == nil) != tc.ok || (err != nil && !strings.Contains(err.Error(), `"uid"`)) {
+			t.Errorf("New with user-id field %q and triggers for \"uid\" = %v, want ok=%v", tc.field, err, tc.ok)
+		}
+	}
+}
+
 // TestReadyzNamesTheIndexBuildStartupWaitsFor: while createIndexes does not
 // return (withheld by a proxy, as a real server waiting for its commit
 // quorum would), startup retries bounded attempts, logs what it waits for,

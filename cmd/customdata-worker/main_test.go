@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -74,6 +76,24 @@ func TestCheckRejectsBadConfiguration(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A trigger file checked against another user-id field than the worker's
+// is refused by check (and run).
+func TestCheckRejectsATriggerFileForAnotherUserIDField(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "triggers.yaml")
+	if err := os.WriteFile(file, []byte("userIdField: uid\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CUSTOMDATA_TRIGGERS_FILE", file)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), `userIdField "uid"`) {
+		t.Fatalf("check = %d (%q), want 2 naming the trigger file's userIdField", code, errOut.String())
+	}
+	t.Setenv("CUSTOMDATA_USER_ID_FIELD", "uid")
+	if code := run([]string{"check"}, &out, &errOut); code != 0 {
+		t.Fatalf("check with USER_ID_FIELD=uid = %d (%q), want 0", code, errOut.String())
 	}
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/rs/zerolog"
@@ -22,9 +21,8 @@ func triggerSet(cfg Config) (*triggers.Set, triggers.Config, error) {
 	if tc.UserIDField == "" {
 		tc.UserIDField = cfg.UserIDField
 	}
-	if tc.UserIDField != cfg.UserIDField {
-		return nil, tc, fmt.Errorf("trigger file says userIdField %q but %s_USER_ID_FIELD is %q", tc.UserIDField, envPrefix, cfg.UserIDField)
-	}
+	// A file naming another field than USER_ID_FIELD is refused by
+	// worker.New (Config.Validate), for embedders too.
 	set, err := triggers.NewSet(tc)
 	return set, tc, err
 }
