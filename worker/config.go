@@ -11,6 +11,26 @@ import (
 	"github.com/customdata-worker/customdata-worker/worker/notify"
 )
 
+// Streams are the JetStream settings shared by every stream and bucket the
+// worker provisions (auth events, dead letters, notices, checkpoints,
+// lease): provision mode (default ProvisionCreate), replicas (1 to 5,
+// default 1) and the duplicate window of the streams (default 2m).
+type Streams = provision.Streams
+
+// ProvisionMode says what the worker does with its JetStream resources at
+// startup: ProvisionCreate or ProvisionVerify.
+type ProvisionMode = provision.Mode
+
+// Provision modes.
+const (
+	// ProvisionCreate creates or updates the streams, consumer and buckets
+	// (idempotent). The default.
+	ProvisionCreate = provision.Create
+	// ProvisionVerify only checks that the resources an operator made
+	// exist with compatible settings.
+	ProvisionVerify = provision.Verify
+)
+
 // Config is everything a Worker needs. Each subsystem's section has its own
 // defaults (zero values are replaced by them) and its own Validate.
 type Config struct {
@@ -26,7 +46,7 @@ type Config struct {
 	//  - Streams are the provision mode, replicas and duplicate window of
 	//    every stream and bucket the worker uses.
 	Data    customdata.Config
-	Streams provision.Streams
+	Streams Streams
 	// Auth is the auth-event consumer.
 	Auth authsync.Config
 	// Notices turns the notifier on; Notify configures it.

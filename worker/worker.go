@@ -71,11 +71,15 @@ func New(cfg Config, opts ...Option) (*Worker, error) {
 	return w, nil
 }
 
+// Check is one readiness check: its component's name, and a func that
+// returns nil when the component is healthy, else what is wrong.
+type Check = ops.Check
+
 // Checks are the worker's readiness checks, by component: startup (the
 // step it waits for), auth-consumer, collection and, with notices on,
 // notifier. /readyz serves them.
-func (w *Worker) Checks() []ops.Check {
-	checks := []ops.Check{
+func (w *Worker) Checks() []Check {
+	checks := []Check{
 		{Name: "startup", Check: w.progress.Check},
 		{Name: "auth-consumer", Check: func() error {
 			if c := w.consumer.Load(); c != nil {
@@ -91,7 +95,7 @@ func (w *Worker) Checks() []ops.Check {
 		}},
 	}
 	if w.cfg.Notices {
-		checks = append(checks, ops.Check{Name: "notifier", Check: func() error {
+		checks = append(checks, Check{Name: "notifier", Check: func() error {
 			if n := w.notifier.Load(); n != nil {
 				return n.Healthy()
 			}

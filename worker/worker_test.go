@@ -12,7 +12,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 	"github.com/customdata-worker/customdata-worker/triggers"
 	"github.com/customdata-worker/customdata-worker/worker"
@@ -83,7 +82,7 @@ func runFailing(t *testing.T, w *worker.Worker) error {
 // TestRunVerifyModeFailsWhenNothingIsProvisioned: in verify mode the
 // worker creates nothing and says what is missing.
 func TestRunVerifyModeFailsWhenNothingIsProvisioned(t *testing.T) {
-	w, _, _ := newWorker(t, testsupport.MongoDB(t).URI, func(c *worker.Config) { c.Streams.Mode = provision.Verify })
+	w, _, _ := newWorker(t, testsupport.MongoDB(t).URI, func(c *worker.Config) { c.Streams.Mode = worker.ProvisionVerify })
 	if err := runFailing(t, w); !errors.Is(err, authsync.ErrNotProvisioned) || !strings.Contains(err.Error(), "AUTH_EVENTS") {
 		t.Fatalf("Run = %v, want ErrNotProvisioned naming the stream", err)
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/triggers"
 	"github.com/customdata-worker/customdata-worker/worker"
 	"github.com/customdata-worker/customdata-worker/worker/authsync"
@@ -37,7 +36,7 @@ func (c Config) workerConfig(set *triggers.Set) worker.Config {
 			NKeySeedFile: c.NATSNKeySeedFile, CredsFile: c.NATSCredsFile, TLSCAFile: c.NATSTLSCA, TLSCertFile: c.NATSTLSCert, TLSKeyFile: c.NATSTLSKey},
 		Data: customdata.Config{Database: c.Database, Collection: c.Collection, UserIDField: c.UserIDField,
 			WriteConcern: c.WriteConcern, WriteTimeout: c.WriteTimeout, AllowDuplicates: c.AllowDuplicates},
-		Streams: provision.Streams{Mode: c.Provision, Replicas: c.StreamReplicas, DuplicateWindow: c.DuplicateWindow},
+		Streams: worker.Streams{Mode: worker.ProvisionMode(c.Provision), Replicas: c.StreamReplicas, DuplicateWindow: c.DuplicateWindow},
 		Auth: authsync.Config{Stream: c.AuthStream, SubjectPrefix: c.AuthSubjectPrefix, MaxAge: c.AuthMaxAge, MaxBytes: c.AuthMaxBytes,
 			Consumer: c.AuthConsumer, AckWait: c.AckWait, MaxAckPending: c.MaxAckPending, MaxDeliver: c.MaxDeliver,
 			BackOff: c.RedeliveryBackoff, BatchSize: c.BatchSize, BatchWait: c.BatchWait,

@@ -88,7 +88,7 @@ func (c Config) validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		errs = append(errs, fmt.Errorf("%s_LOG_FORMAT must be json or console, not %q", envPrefix, c.LogFormat))
 	}
-	if provision.Validate(c.Provision) != nil {
+	if provision.Validate(provision.Mode(c.Provision)) != nil {
 		errs = append(errs, fmt.Errorf("%s_PROVISION must be create or verify, not %q", envPrefix, c.Provision))
 	}
 	if c.MongoURI == "" {

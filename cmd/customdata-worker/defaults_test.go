@@ -4,7 +4,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/customdata-worker/customdata-worker/internal/provision"
+	"github.com/customdata-worker/customdata-worker/worker"
 	"github.com/customdata-worker/customdata-worker/worker/authsync"
 	"github.com/customdata-worker/customdata-worker/worker/customdata"
 	"github.com/customdata-worker/customdata-worker/worker/notify"
@@ -33,7 +33,7 @@ func TestEnvironmentDefaultsAreThePackagesDefaults(t *testing.T) {
 	gotData := wc.Data
 	same("custom data", &gotData, &data, func() { data.SetDefaults(); gotData.SetDefaults() })
 
-	var streams provision.Streams
+	var streams worker.Streams
 	gotStreams := wc.Streams
 	same("streams", &gotStreams, &streams, func() { streams.SetDefaults(); gotStreams.SetDefaults() })
 

@@ -10,18 +10,17 @@ import (
 	"time"
 )
 
-// Mode is Create or Verify. It is an alias of string so that
-// configuration can hold it as a plain string.
-type Mode = string
+// Mode is Create or Verify (the spelling of CUSTOMDATA_PROVISION).
+type Mode string
 
 // Provision modes.
 const (
 	// Create creates or updates the streams, consumer and buckets at
 	// startup (idempotent).
-	Create = "create"
+	Create Mode = "create"
 	// Verify only checks that operator-provisioned resources exist with
 	// compatible settings.
-	Verify = "verify"
+	Verify Mode = "verify"
 )
 
 // Validate accepts Create and Verify.
