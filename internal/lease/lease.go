@@ -53,6 +53,8 @@ type leaseRecord struct {
 	RenewedAt  time.Time `json:"renewedAt"`
 }
 
+// New is instance's lease under key of kv, held for ttl after each
+// acquisition or renewal. It does not contact the server.
 func New(kv jetstream.KeyValue, key, instance string, ttl time.Duration) *Lease {
 	return &Lease{kv: kv, key: key, instance: instance, session: events.NewEventID(), ttl: ttl}
 }

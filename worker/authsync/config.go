@@ -98,6 +98,7 @@ type Config struct {
 	MaxClockSkew time.Duration
 }
 
+// SetDefaults replaces zero values by the defaults.
 func (c *Config) SetDefaults() {
 	if c.Stream == "" {
 		c.Stream = DefaultAuthStream

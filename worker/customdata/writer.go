@@ -28,6 +28,9 @@ type Writer struct {
 	bufs sync.Pool
 }
 
+// NewWriter writes to coll with cfg's write concern and user-id field;
+// with cfg.AllowDuplicates it resolves each user's first document before
+// updating. It fails only on an unusable write concern.
 func NewWriter(coll *mongo.Collection, cfg Config) (*Writer, error) {
 	cfg.SetDefaults()
 	wc, err := cfg.writeConcern()
@@ -41,7 +44,7 @@ func NewWriter(coll *mongo.Collection, cfg Config) (*Writer, error) {
 	}, nil
 }
 
-// checkWrite refuses writes that would touch _id or the user-id field: a
+// Check refuses writes that would touch _id or the user-id field: a
 // trigger may only change the document's data, never which user it is.
 func (w *Writer) Check(wr triggers.Write) error {
 	for _, m := range []map[string]any{wr.Set, wr.Max, wr.SetOnInsert} {

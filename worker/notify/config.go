@@ -120,6 +120,7 @@ type Config struct {
 	StallAfter time.Duration
 }
 
+// SetDefaults replaces zero values by the defaults.
 func (c *Config) SetDefaults() {
 	if c.SubjectPrefix == "" {
 		c.SubjectPrefix = events.DefaultNoticePrefix
