@@ -214,9 +214,19 @@ func (a *Consumer) currentAckWait() time.Duration {
 	return a.ackWait
 }
 
+// Errors reported by Consumer.Healthy (wrapped).
+var (
+	// ErrConsumerNotRunning: Run has not started or has returned.
+	ErrConsumerNotRunning = errors.New("auth consumer is not running")
+	// ErrConsumerUnhealthy: fetching auth events from NATS or writing to
+	// MongoDB has been failing for longer than UnhealthyAfter.
+	ErrConsumerUnhealthy = errors.New("auth consumer unhealthy")
+)
+
 // Healthy returns nil while fetching from NATS and writing to MongoDB work,
 // or have been failing for less than UnhealthyAfter. Otherwise it says
-// which side is down and since when.
+// which side is down and since when (ErrConsumerUnhealthy), or that Run is
+// not running (ErrConsumerNotRunning).
 func (a *Consumer) Healthy() error {
 	return a.health.check(time.Now(), a.cfg.UnhealthyAfter)
 }
@@ -277,7 +287,7 @@ func (h *authHealth) check(now time.Time, grace time.Duration) error {
 	running, runningSince := h.running, h.runningSince
 	h.mu.Unlock()
 	if !running {
-		return errors.New("auth consumer is not running")
+		return ErrConsumerNotRunning
 	}
 	var problems []string
 	if down, err, ok := h.fetch.Down(now); ok && down >= grace {
@@ -289,7 +299,7 @@ func (h *authHealth) check(now time.Time, grace time.Duration) error {
 		problems = append(problems, fmt.Sprintf("MongoDB: custom-data writes have failed for %s: %v", down.Round(time.Second), err))
 	}
 	if len(problems) > 0 {
-		return errors.New("auth consumer unhealthy: " + strings.Join(problems, "; "))
+		return fmt.Errorf("%w: %s", ErrConsumerUnhealthy, strings.Join(problems, "; "))
 	}
 	return nil
 }

@@ -430,7 +430,7 @@ func TestAuthMongoOutageHoldsBatchThenApplies(t *testing.T) {
 	e.waitFor("the batch held, unacknowledged", func() bool { return unacked(e.consumerInfo()) })
 	e.waitFor("Healthy to report MongoDB down", func() bool {
 		err := c.Healthy()
-		return err != nil && strings.Contains(err.Error(), "MongoDB")
+		return errors.Is(err, ErrConsumerUnhealthy) && strings.Contains(err.Error(), "MongoDB")
 	})
 	// Stay down longer than AckWait: in-progress acks must keep the
 	// messages from being redelivered (which would count deliveries).
@@ -599,7 +599,7 @@ func TestAuthHealthyReportsNATSDownWhenFetchesFail(t *testing.T) {
 	}
 	e.waitFor("Healthy to report NATS fetch failures", func() bool {
 		err := c.Healthy()
-		return err != nil && strings.Contains(err.Error(), "NATS") && !strings.Contains(err.Error(), "MongoDB")
+		return errors.Is(err, ErrConsumerUnhealthy) && strings.Contains(err.Error(), "NATS") && !strings.Contains(err.Error(), "MongoDB")
 	})
 	// The operator restores it; the worker resumes on its own.
 	if err := creator.Provision(ctx); err != nil {
@@ -616,7 +616,7 @@ func TestAuthRunReturnsNilOnCancel(t *testing.T) {
 	stop := e.run(c)
 	e.waitFor("running", func() bool { return c.Healthy() == nil })
 	stop()
-	if err := c.Healthy(); err == nil || !strings.Contains(err.Error(), "not running") {
+	if err := c.Healthy(); !errors.Is(err, ErrConsumerNotRunning) {
 		t.Fatalf("Healthy after Run returned = %v, want not running", err)
 	}
 }
