@@ -152,7 +152,9 @@ func (w *Worker) Run(ctx context.Context) error {
 // run is Run's body: startup, then the flows.
 func (w *Worker) run(ctx context.Context) error {
 	cfg, log, progress := w.cfg, w.log, &w.progress
-	progress.begin("connect to NATS at " + redact.URIs(cfg.NATS.URL))
+	// The steps do not name the servers: a failed attempt's error does
+	// (and the "starting" log line), once.
+	progress.begin("connect to NATS")
 	nc, err := connectNATS(ctx, cfg, log, progress)
 	if err != nil {
 		return fmt.Errorf("NATS: %w", err)
@@ -162,7 +164,7 @@ func (w *Worker) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("JetStream: %w", err)
 	}
-	progress.begin("connect to MongoDB at " + redact.URI(cfg.MongoURI))
+	progress.begin("connect to MongoDB")
 	client, err := connectMongo(ctx, cfg, log, progress)
 	if err != nil {
 		return fmt.Errorf("MongoDB: %w", err)

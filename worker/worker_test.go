@@ -229,3 +229,35 @@ func TestRunReturnsNilWhenStoppedDuringStartup(t *testing.T) {
 		t.Fatal("Run did not return after its context ended")
 	}
 }
+
+// TestReadyzNamesTheUnreachableServerOnce: while MongoDB cannot be
+// reached, /readyz names the step and the connection string (redacted),
+// once.
+func TestReadyzNamesTheUnreachableServerOnce(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	w, _, _ := newWorker(t, "mongodb://app:secretpw@"+addr+"/?directConnection=true", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	var startup string
+	testsupport.Eventually(t, "/readyz's startup check reports the failed attempt", func() bool {
+		for _, c := range w.Checks() {
+			if c.Name == "startup" {
+				if err := c.Check(); err != nil {
+					startup = err.Error()
+				}
+			}
+		}
+		return strings.Contains(startup, "does not answer")
+	})
+	// (The driver's own error lists the topology's addresses besides.)
+	if n := strings.Count(startup, "mongodb://"); n != 1 || strings.Contains(startup, "secretpw") || !strings.Contains(startup, "connect to MongoDB") {
+		t.Fatalf("startup check = %q, want the step and the server once, without the password", startup)
+	}
+}
