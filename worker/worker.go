@@ -223,10 +223,13 @@ func (w *Worker) run(ctx context.Context) error {
 	flows, runCtx := errgroup.WithContext(ctx)
 	launch := func(name string, fn func(context.Context) error) {
 		flows.Go(func() error {
-			if err := fn(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-				return fmt.Errorf("%s: %w", name, err)
+			err := fn(runCtx)
+			if err == nil || (runCtx.Err() != nil && errors.Is(err, context.Canceled)) {
+				return nil // stopping
 			}
-			return nil
+			// Also a context.Canceled while nothing stops: a flow that
+			// ends by itself must stop the worker, not vanish.
+			return fmt.Errorf("%s: %w", name, err)
 		})
 	}
 	launch("auth consumer", consumer.Run)
