@@ -3,6 +3,9 @@ package authsync
 import (
 	"context"
 	"time"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 // settle settles the messages of one pass over a batch in stream order and
@@ -101,4 +104,117 @@ func nakDelay(steps []time.Duration, numDelivered uint64) time.Duration {
 		i = uint64(len(steps) - 1)
 	}
 	return steps[i]
+}
+
+// finish settles a message after the writes: ack when all its writes are
+// durable, otherwise Nak or dead-letter according to the failure.
+func (a *Consumer) finish(ctx context.Context, it *authItem, stats *batchStats) {
+	switch {
+	case it.requeue:
+		it.resolved.Store(true)
+		it.sentBack = true
+		if err := it.msg.Nak(); err != nil {
+			stats.nakFailures++
+		}
+		a.metrics.events.WithLabelValues(it.op, outcomeRetried).Inc()
+	case it.failure == customdata.Permanent:
+		a.deadLetter(ctx, it, events.DeadLetterWriteError, it.failErr, stats)
+	case it.failErr != nil:
+		a.retryOrDeadLetter(ctx, it, stats)
+	default:
+		it.resolved.Store(true)
+		// Acked with the others of its pass by ackApplied.
+		stats.acks = append(stats.acks, it)
+		a.holds.settled(it.userID, it.streamSeq())
+		outcome := outcomeApplied
+		if it.writes == 0 {
+			outcome = outcomeNoWrites
+		}
+		a.metrics.events.WithLabelValues(it.op, outcome).Inc()
+	}
+}
+
+// retryOrDeadLetter Naks a failed message with the backoff delay of its
+// delivery count, or dead-letters it on its final delivery. Messages are
+// settled in stream order, and a message is never Nak'd with a shorter
+// delay than an earlier Nak'd message of the same user in the batch: a
+// message held back behind a failed one becomes due no earlier than it.
+//
+// A message that failed only because it is held back behind an event of
+// its user still out for redelivery is not dead-lettered at MaxDeliver:
+// its blocker used up those deliveries. It is sent back again, behind its
+// blocker, for as long as the server delivers it (the consumer's own
+// max_deliver, unlimited when the worker provisions it); only on the
+// server's last delivery is it dead-lettered, as held_back_by_earlier_event.
+func (a *Consumer) retryOrDeadLetter(ctx context.Context, it *authItem, stats *batchStats) {
+	if it.numDelivered() >= uint64(a.cfg.MaxDeliver) {
+		switch {
+		case !it.heldBackOnly():
+			a.deadLetter(ctx, it, events.DeadLetterMaxDeliver, it.failErr, stats)
+			return
+		case a.lastServerDelivery(it.numDelivered()):
+			a.deadLetter(ctx, it, events.DeadLetterHeldBack, it.failErr, stats)
+			return
+		}
+	}
+	it.resolved.Store(true)
+	delay := a.sendBack(it, nakDelay(a.cfg.BackOff, it.numDelivered()), stats)
+	a.metrics.events.WithLabelValues(it.op, outcomeRetried).Inc()
+	a.log.Debug().Str("event_id", it.eventID).Uint64("stream_seq", it.streamSeq()).
+		Uint64("delivery", it.numDelivered()).Dur("delay", delay).Str("error", errText(it.failErr)).
+		Msg("auth event failed; redelivery scheduled")
+}
+
+// deadLetter publishes a copy of the message to the dead-letter stream,
+// waits for the ack, then terminates the message. If the publish fails
+// the message is Nak'd: it is dead-lettered again on redelivery.
+func (a *Consumer) deadLetter(ctx context.Context, it *authItem, reason string, cause error, stats *batchStats) {
+	it.resolved.Store(true)
+	dl := a.dlq.deadLetterMsg(it.msg, it.meta, reason, cause)
+	err := errNATSDisconnected
+	if a.js.Conn().IsConnected() {
+		// Disconnected, a publish would only wait out its timeout.
+		pubCtx, cancel := context.WithTimeout(ctx, defaultAuthOperationTimeout)
+		err = a.dlq.publish(pubCtx, dl)
+		cancel()
+	}
+	if err != nil {
+		stats.dlqFailures++
+		stats.lastDLQErr = err
+		// It comes back and may then be applied: the later events of its
+		// user stay behind it.
+		a.sendBack(it, nakDelay(a.cfg.BackOff, it.numDelivered()), stats)
+		a.metrics.events.WithLabelValues(it.op, outcomeRetried).Inc()
+		return
+	}
+	if confirmed, err := a.terminate(ctx, it); !confirmed {
+		// The message may come back after AckWait (its dead letter is
+		// then de-duplicated by Nats-Msg-Id): the later events of its
+		// user stay behind it.
+		it.sentBack = true
+		if err != nil {
+			stats.nakFailures++
+		}
+	}
+	a.holds.settled(it.userID, it.streamSeq())
+	reasonLabel := dl.Header.Get(events.HeaderDLQReason)
+	a.metrics.events.WithLabelValues(it.op, outcomeDeadLettered).Inc()
+	a.metrics.deadLetters.WithLabelValues(reasonLabel).Inc()
+	if stats.deadLettered == nil {
+		stats.deadLettered = map[string]int{}
+	}
+	stats.deadLettered[reasonLabel]++
+	if len(stats.deadLetteredSeqs) < maxLoggedSeqs {
+		stats.deadLetteredSeqs = append(stats.deadLetteredSeqs, it.streamSeq())
+	}
+	a.log.Debug().Str("event_id", it.eventID).Uint64("stream_seq", it.streamSeq()).
+		Uint64("delivery", it.numDelivered()).Str("reason", reasonLabel).
+		Str("error", errText(cause)).Msg("auth event dead-lettered")
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return truncateUTF8(err.Error(), maxDeadLetterErrorLength)
 }
