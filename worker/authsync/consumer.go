@@ -93,7 +93,7 @@ func New(cfg Config, data customdata.Config, streams provision.Streams, js jetst
 		data:    data,
 		set:     set,
 		decoder: events.Decoder{MaxClockSkew: cfg.MaxClockSkew},
-		dlq:     &deadLetterer{js: js, stream: cfg.DeadLetterStream, prefix: cfg.DeadLetterPrefix},
+		dlq:     newDeadLetterer(js, cfg.DeadLetterStream, cfg.DeadLetterPrefix),
 		log:     log.With().Str("component", "auth-consumer").Str("stream", cfg.Stream).Str("consumer", cfg.Consumer).Logger(),
 		metrics: metrics,
 		ackWait: cfg.AckWait,

@@ -23,19 +23,24 @@ type deadLetterer struct {
 	js     jetstream.JetStream
 	stream string
 	prefix string
-	// maxPayload is the server's limit on headers plus body; 0 means ask
-	// the connection (tests set it).
-	maxPayload int64
+	// maxPayload is the server's limit on headers plus body (the
+	// connection's MaxPayload; nil: none known).
+	maxPayload func() int64
+}
+
+func newDeadLetterer(js jetstream.JetStream, stream, prefix string) *deadLetterer {
+	d := &deadLetterer{js: js, stream: stream, prefix: prefix}
+	if js != nil {
+		d.maxPayload = func() int64 { return js.Conn().MaxPayload() }
+	}
+	return d
 }
 
 func (d *deadLetterer) payloadLimit() int64 {
-	if d.maxPayload > 0 {
-		return d.maxPayload
+	if d.maxPayload == nil {
+		return 0
 	}
-	if d.js != nil {
-		return d.js.Conn().MaxPayload()
-	}
-	return 0
+	return d.maxPayload()
 }
 
 // deadLetterMsgID is the Nats-Msg-Id of a dead letter: a repeat (after a

@@ -104,7 +104,7 @@ func TestDeadLetterFitsTheMaxPayload(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := &deadLetterer{stream: "DLQ", prefix: "dlq", maxPayload: limit}
+			d := &deadLetterer{stream: "DLQ", prefix: "dlq", maxPayload: func() int64 { return limit }}
 			orig := fakeMsg{subject: "auth.events.login", data: []byte(strings.Repeat("x", tt.body)), header: nats.Header{}}
 			dl := d.deadLetterMsg(orig, meta, "too_large", errors.New("invalid auth event: too_large"))
 			// What the client checks at publish, including the header
