@@ -82,7 +82,7 @@ func NewGuard(coll *mongo.Collection, cfg Config, preImages bool, log zerolog.Lo
 	}
 	return &Guard{
 		coll: coll, cfg: cfg, preImages: preImages,
-		log:      log.With().Str("component", "collection-guard").Str("namespace", coll.Database().Name()+"."+coll.Name()).Logger(),
+		log:      log.With().Str("component", "collection-guard").Str("collection", namespace(coll)).Logger(),
 		interval: DefaultCollectionCheckInterval,
 		poke:     make(chan struct{}, 1),
 	}, nil

@@ -82,7 +82,7 @@ func ensureUserIndex(ctx context.Context, coll *mongo.Collection, cfg Config, lo
 			return err
 		}
 		if dups.count > 0 {
-			log.Warn().Str("collection", coll.Name()).Str("field", field).
+			log.Warn().Str("collection", namespace(coll)).Str("field", field).
 				Int64("duplicated_users", dups.count).Strs("sample_user_ids", dups.samples).
 				Msg("custom-data collection holds several documents for some users; writes go to the first inserted (lowest _id) of each")
 		}
@@ -113,12 +113,12 @@ func ensureUserIndex(ctx context.Context, coll *mongo.Collection, cfg Config, lo
 		Options: options.Index().SetUnique(true).SetName(userIndexName(field)).
 			SetPartialFilterExpression(bson.D{{Key: field, Value: bson.D{{Key: "$exists", Value: true}}}}),
 	}
-	log.Info().Str("collection", coll.Name()).Str("index", userIndexName(field)).Str("commit_quorum", userIndexCommitQuorum).
+	log.Info().Str("collection", namespace(coll)).Str("index", userIndexName(field)).Str("commit_quorum", userIndexCommitQuorum).
 		Msg("building the unique index on the user-id field; it is ready once a majority of the data-bearing voting members built it")
 	_, err = coll.Indexes().CreateOne(ctx, model, options.CreateIndexes().SetCommitQuorumString(userIndexCommitQuorum))
 	switch {
 	case err == nil:
-		log.Info().Str("collection", coll.Name()).Str("field", field).Msg("unique index on the user-id field is in place")
+		log.Info().Str("collection", namespace(coll)).Str("field", field).Msg("unique index on the user-id field is in place")
 		return nil
 	case mongo.IsDuplicateKeyError(err):
 		dups, derr := findDuplicateUsers(ctx, coll, field)
@@ -221,3 +221,7 @@ func findDuplicateUsers(ctx context.Context, coll *mongo.Collection, field strin
 	}
 	return d, nil
 }
+
+// namespace is coll's "<database>.<collection>", as every log line names
+// the collection.
+func namespace(coll *mongo.Collection) string { return coll.Database().Name() + "." + coll.Name() }
