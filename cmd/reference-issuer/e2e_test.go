@@ -13,7 +13,6 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go/jetstream"
-	dto "github.com/prometheus/client_model/go"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
@@ -212,38 +211,14 @@ func (s *stack) cached(t *testing.T, token, what string) tokenClaims {
 	return c
 }
 
+// metric sums name's samples whose labels include the name/value pairs.
 func (s *stack) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := s.app.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
+	want := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
 	}
-	return sumMetric(mfs, name, labels...)
-}
-
-func sumMetric(mfs []*dto.MetricFamily, name string, labels ...string) float64 {
-	total := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			total += m.GetCounter().GetValue()
-		}
-	}
-	return total
+	return testsupport.Metric(t, s.app.Registry, name, want)
 }
 
 func waitUntil(t testing.TB, timeout time.Duration, what string, ok func() bool) {

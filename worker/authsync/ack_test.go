@@ -42,7 +42,7 @@ func TestAuthBatchAcksAreConfirmedTogether(t *testing.T) {
 		t.Fatalf("after the batch: %d acks pending, ack floor %d; want 0 and %d",
 			info.NumAckPending, info.AckFloor.Stream, lastSeq.Sequence.Stream)
 	}
-	if got := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"outcome": "applied"}); got != n {
+	if got := testsupport.Metric(t, reg, "customdata_worker_auth_events_total", map[string]string{"outcome": "applied"}); got != n {
 		t.Fatalf("applied = %v, want %d", got, n)
 	}
 	// Nothing comes back once AckWait is over.
@@ -153,7 +153,7 @@ func TestAuthFailedBatchConfirmationMeansRedeliveryNotLoss(t *testing.T) {
 	second, reg := e.newConsumer()
 	e.run(second)
 	e.waitSettled()
-	got := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"outcome": "applied"})
+	got := testsupport.Metric(t, reg, "customdata_worker_auth_events_total", map[string]string{"outcome": "applied"})
 	if got < 1 {
 		t.Fatalf("the second worker applied %v redelivered events, want at least the one whose ack was never sent", got)
 	}

@@ -47,7 +47,7 @@ func TestAuthLoginSetsLastLoginAndNeverLowersIt(t *testing.T) {
 	if got := authTimeField(t, e.doc("alice"), "lastLogin"); !got.Equal(login.Time) {
 		t.Fatalf("lastLogin = %s after an older login, want %s", got, login.Time)
 	}
-	if n := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "LOGIN", "outcome": "applied"}); n != 3 {
+	if n := testsupport.Metric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "LOGIN", "outcome": "applied"}); n != 3 {
 		t.Errorf("applied LOGIN events = %v, want 3", n)
 	}
 	// Default lastLogin has no upsert: a login of a user without a
@@ -92,7 +92,7 @@ func TestAuthSameEventIDHasOneEffect(t *testing.T) {
 	if got := e.doc("bob")["lastEventId"]; got != ev.ID {
 		t.Fatalf("lastEventId = %v, want %s", got, ev.ID)
 	}
-	if got := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "LOGIN"}); got != 1 {
+	if got := testsupport.Metric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "LOGIN"}); got != 1 {
 		t.Fatalf("LOGIN events handled = %v, want 1", got)
 	}
 }
@@ -147,7 +147,7 @@ func TestAuthDeleteRemovesDocumentAndMissingIsSuccess(t *testing.T) {
 
 	e.publish(e.event(events.OperationDelete, "never-existed", t0))
 	e.waitSettled()
-	if got := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "DELETE", "outcome": "applied"}); got != 2 {
+	if got := testsupport.Metric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "DELETE", "outcome": "applied"}); got != 2 {
 		t.Fatalf("applied DELETE events = %v, want 2 (deleting a missing document succeeds)", got)
 	}
 	if n := len(e.deadLetters()); n != 0 {
@@ -170,7 +170,7 @@ func TestAuthProviderFilterIsRespected(t *testing.T) {
 	if d := e.doc("frank"); d != nil {
 		t.Fatalf("login via a filtered-out provider wrote %v", d)
 	}
-	if got := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"outcome": "no_writes"}); got != 1 {
+	if got := testsupport.Metric(t, reg, "customdata_worker_auth_events_total", map[string]string{"outcome": "no_writes"}); got != 1 {
 		t.Fatalf("no_writes events = %v, want 1", got)
 	}
 	e.publish(e.event(events.OperationLogin, "frank", t0.Add(time.Minute)))
@@ -201,13 +201,13 @@ func TestAuthCoalescesManyLoginsOfOneUserIntoOneWrite(t *testing.T) {
 	if got := authTimeField(t, e.doc("gina"), "lastLogin"); !got.Equal(latest) {
 		t.Fatalf("lastLogin = %s, want the latest %s", got, latest)
 	}
-	if got := authMetric(t, reg, "customdata_worker_auth_batch_messages", nil); got != 1 {
+	if got := testsupport.Metric(t, reg, "customdata_worker_auth_batch_messages", nil); got != 1 {
 		t.Fatalf("batches = %v, want all %d logins in one batch", got, n)
 	}
-	if got := authMetric(t, reg, "customdata_worker_auth_write_operations_total", nil); got != 1 {
+	if got := testsupport.Metric(t, reg, "customdata_worker_auth_write_operations_total", nil); got != 1 {
 		t.Fatalf("write operations = %v, want 1 for %d logins of one user", got, n)
 	}
-	if got := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"outcome": "applied"}); got != n {
+	if got := testsupport.Metric(t, reg, "customdata_worker_auth_events_total", map[string]string{"outcome": "applied"}); got != n {
 		t.Fatalf("applied = %v, want %d", got, n)
 	}
 }
@@ -391,11 +391,11 @@ func TestDeadLetterPermanentWriteErrorFailsOnlyItsOwnMessages(t *testing.T) {
 		{map[string]string{"operation": "CREATE", "outcome": "applied"}, 1},
 		{map[string]string{"operation": "LOGIN", "outcome": "dead_lettered"}, 1},
 	} {
-		if got := authMetric(t, reg, "customdata_worker_auth_events_total", want.labels); got != want.n {
+		if got := testsupport.Metric(t, reg, "customdata_worker_auth_events_total", want.labels); got != want.n {
 			t.Errorf("events %v = %v, want %v", want.labels, got, want.n)
 		}
 	}
-	if got := authMetric(t, reg, "customdata_worker_auth_dead_letters_total", map[string]string{"reason": events.DeadLetterWriteError}); got != 1 {
+	if got := testsupport.Metric(t, reg, "customdata_worker_auth_dead_letters_total", map[string]string{"reason": events.DeadLetterWriteError}); got != 1 {
 		t.Fatalf("dead letters metric = %v, want 1", got)
 	}
 }
@@ -440,7 +440,7 @@ func TestAuthMongoOutageHoldsBatchThenApplies(t *testing.T) {
 		t.Fatalf("during the outage: pending %d, ack pending %d, redelivered %d; want all %d unacked, none redelivered",
 			info.NumPending, info.NumAckPending, info.NumRedelivered, n)
 	}
-	if got := authMetric(t, reg, "customdata_worker_auth_mongo_up", nil); got != 0 {
+	if got := testsupport.Metric(t, reg, "customdata_worker_auth_mongo_up", nil); got != 0 {
 		t.Fatalf("mongo_up = %v during the outage", got)
 	}
 
@@ -458,10 +458,10 @@ func TestAuthMongoOutageHoldsBatchThenApplies(t *testing.T) {
 	if dls := e.deadLetters(); len(dls) != 0 {
 		t.Fatalf("%d events dead-lettered because of an outage", len(dls))
 	}
-	if got := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"outcome": "retried"}); got != 0 {
+	if got := testsupport.Metric(t, reg, "customdata_worker_auth_events_total", map[string]string{"outcome": "retried"}); got != 0 {
 		t.Fatalf("%v events Nak'd because of an outage, want 0", got)
 	}
-	if got := authMetric(t, reg, "customdata_worker_auth_mongo_up", nil); got != 1 {
+	if got := testsupport.Metric(t, reg, "customdata_worker_auth_mongo_up", nil); got != 1 {
 		t.Fatalf("mongo_up = %v after the outage", got)
 	}
 	e.waitFor("Healthy after recovery", func() bool { return c.Healthy() == nil })

@@ -159,7 +159,7 @@ func TestAuthSlowWriteDoesNotExpireAHealthyBatch(t *testing.T) {
 	if e.doc("noa") == nil {
 		t.Fatal("the slow write was not applied")
 	}
-	if got := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"outcome": "applied"}); got != 1 {
+	if got := testsupport.Metric(t, reg, "customdata_worker_auth_events_total", map[string]string{"outcome": "applied"}); got != 1 {
 		t.Fatalf("applied = %v, want 1", got)
 	}
 	e.waitSettled()

@@ -118,14 +118,14 @@ func TestAuthLaterEventWaitsForItsUsersEventSentBackEarlier(t *testing.T) {
 	t0 := authBaseTime()
 	e.publish(e.event(events.OperationDelete, "lee", t0))
 	e.waitFor("the DELETE sent back for redelivery", func() bool {
-		return authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "DELETE", "outcome": "retried"}) == 1
+		return testsupport.Metric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "DELETE", "outcome": "retried"}) == 1
 	})
 	e.publish(e.event(events.OperationCreate, "lee", t0.Add(time.Second)))
 	e.waitSettled()
 	if e.doc("lee") == nil {
 		t.Fatal("lee has no document: the CREATE was applied before the earlier DELETE")
 	}
-	if got := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "CREATE", "outcome": "applied"}); got != 1 {
+	if got := testsupport.Metric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "CREATE", "outcome": "applied"}); got != 1 {
 		t.Fatalf("applied CREATE events = %v, want 1", got)
 	}
 }
@@ -174,7 +174,7 @@ func TestAuthEventHeldBehindADeadLetteredOneIsApplied(t *testing.T) {
 	if e.doc("noor") == nil {
 		t.Fatal("noor has no document: the CREATE held back behind the dead-lettered DELETE was not applied")
 	}
-	if got := authMetric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "CREATE", "outcome": "applied"}); got != 1 {
+	if got := testsupport.Metric(t, reg, "customdata_worker_auth_events_total", map[string]string{"operation": "CREATE", "outcome": "applied"}); got != 1 {
 		t.Fatalf("applied CREATE events = %v, want 1", got)
 	}
 }
