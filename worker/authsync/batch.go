@@ -130,9 +130,8 @@ func (a *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 	// for good are no longer held back and run again (a smaller set each
 	// time: their blockers are settled).
 	for pass := items; len(pass) > 0; {
-		writes, owners := a.decide(work, pass, &stats)
-		if len(writes) > 0 {
-			a.applyWrites(ctx, work, pass, writes, owners)
+		if planned := a.decide(work, pass, &stats); len(planned.writes) > 0 {
+			a.applyWrites(ctx, work, pass, planned)
 		}
 		pass = a.settle(work, pass, &stats)
 		a.ackApplied(work, &stats)
@@ -160,10 +159,8 @@ func (a *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 // (customdata.Retry: this delivery failed, a later one may work) are
 // marked, and Nak'd by finish after the writes of the earlier messages of
 // their user are settled. The writes of the others are returned in stream
-// order with, for each, the index of its message.
-func (a *Consumer) decide(ctx context.Context, items []*authItem, stats *batchStats) ([]triggers.Write, []int) {
-	var writes []triggers.Write
-	var owners []int
+// order, each with its message.
+func (a *Consumer) decide(ctx context.Context, items []*authItem, stats *batchStats) (planned plannedWrites) {
 	// A user whose event is sent back for redelivery keeps the rest of
 	// its events in this batch from overtaking it.
 	retrying := map[string]bool{}
@@ -172,7 +169,7 @@ func (a *Consumer) decide(ctx context.Context, items []*authItem, stats *batchSt
 		seqs[it.streamSeq()] = true
 	}
 	inBatch := func(seq uint64) bool { return seqs[seq] }
-	for i, it := range items {
+	for _, it := range items {
 		ev, err := a.decoder.DecodeWithFallbackID(it.msg.Data(), fallbackEventID(it.msg, it.meta))
 		if err != nil {
 			a.deadLetter(ctx, it, deadLetterReason(err), err, stats)
@@ -215,11 +212,40 @@ func (a *Consumer) decide(ctx context.Context, items []*authItem, stats *batchSt
 		}
 		it.writes, it.remaining = len(ws), len(ws)
 		for _, w := range ws {
-			writes = append(writes, w)
-			owners = append(owners, i)
+			planned.add(w, it)
 		}
 	}
-	return writes, owners
+	return planned
+}
+
+// plannedWrites are the writes of one pass in stream order and the message
+// each came from (owner[i] decided writes[i]). The writes stay a slice of
+// their own: triggers.CoalesceShared reads them as they are, and its
+// Merged.From indexes them.
+type plannedWrites struct {
+	writes []triggers.Write
+	owner  []*authItem
+}
+
+func (p *plannedWrites) add(w triggers.Write, it *authItem) {
+	p.writes = append(p.writes, w)
+	p.owner = append(p.owner, it)
+}
+
+// owners counts the messages the source writes of m came from.
+func (p plannedWrites) owners(m triggers.Merged) int {
+	seen := map[*authItem]bool{}
+	for _, w := range m.From {
+		seen[p.owner[w]] = true
+	}
+	return len(seen)
+}
+
+// fail fails the messages the source writes of m came from.
+func (p plannedWrites) fail(m triggers.Merged, f customdata.Fault, err error) {
+	for _, w := range m.From {
+		p.owner[w].fail(f, err)
+	}
 }
 
 // errTriggerPanic reports a handler that panicked: the same event would
@@ -238,9 +264,9 @@ func (a *Consumer) decideSafely(ev events.AuthEvent) (ws []triggers.Write, err e
 // applyWrites coalesces the batch's writes and executes the rounds in
 // order, one unordered BulkWrite each. A failed operation fails its own
 // messages, and blocks the later rounds of the same user in this batch.
-func (a *Consumer) applyWrites(ctx, work context.Context, items []*authItem, writes []triggers.Write, owners []int) {
+func (a *Consumer) applyWrites(ctx, work context.Context, items []*authItem, planned plannedWrites) {
 	// The writes are only read from here on: no copies needed.
-	rounds := triggers.CoalesceShared(writes)
+	rounds := triggers.CoalesceShared(planned.writes)
 	blocked := map[string]bool{}
 	for r, round := range rounds {
 		var ops []triggers.Merged
@@ -248,12 +274,12 @@ func (a *Consumer) applyWrites(ctx, work context.Context, items []*authItem, wri
 			if m.Write.IsNoop() && !blocked[m.Write.UserID] {
 				// Its inputs cancel out: nothing to send, they are done.
 				for _, w := range m.From {
-					items[owners[w]].remaining--
+					planned.owner[w].remaining--
 				}
 				continue
 			}
 			if blocked[m.Write.UserID] {
-				a.failSources(items, owners, m, customdata.Retry, errBlockedByEarlierWrite)
+				planned.fail(m, customdata.Retry, errBlockedByEarlierWrite)
 				continue
 			}
 			ops = append(ops, m)
@@ -274,12 +300,12 @@ func (a *Consumer) applyWrites(ctx, work context.Context, items []*authItem, wri
 			switch {
 			case failures[i] == customdata.OK:
 				for _, w := range m.From {
-					items[owners[w]].remaining--
+					planned.owner[w].remaining--
 				}
-			case failures[i] == customdata.Permanent && distinctOwners(owners, m.From) > 1:
+			case failures[i] == customdata.Permanent && planned.owners(m) > 1:
 				// A merged operation failed for good: find the culprit by
 				// applying the source writes one at a time, in order.
-				allOK, interrupted := a.isolate(ctx, work, items, writes, owners, m)
+				allOK, interrupted := a.isolate(ctx, work, planned, m)
 				if interrupted {
 					a.requeueUnfinished(items, r, len(rounds))
 					return
@@ -288,7 +314,7 @@ func (a *Consumer) applyWrites(ctx, work context.Context, items []*authItem, wri
 					blocked[m.Write.UserID] = true
 				}
 			default:
-				a.failSources(items, owners, m, failures[i], errs[i])
+				planned.fail(m, failures[i], errs[i])
 				blocked[m.Write.UserID] = true
 			}
 		}
@@ -299,11 +325,11 @@ func (a *Consumer) applyWrites(ctx, work context.Context, items []*authItem, wri
 // one. It reports whether all of them succeeded. Once a write fails in a
 // way that will be retried, the later ones wait for it (they are sent back
 // too), as in decide: applied now, they would be overtaken by it.
-func (a *Consumer) isolate(ctx, work context.Context, items []*authItem, writes []triggers.Write, owners []int, m triggers.Merged) (allOK, interrupted bool) {
+func (a *Consumer) isolate(ctx, work context.Context, planned plannedWrites, m triggers.Merged) (allOK, interrupted bool) {
 	allOK = true
 	held := false
 	for _, w := range m.From {
-		it := items[owners[w]]
+		it := planned.owner[w]
 		if it.failErr != nil {
 			allOK = false
 			continue
@@ -313,7 +339,7 @@ func (a *Consumer) isolate(ctx, work context.Context, items []*authItem, writes 
 			allOK = false
 			continue
 		}
-		failures, errs, interrupted := a.writeRound(ctx, work, []triggers.Write{writes[w]})
+		failures, errs, interrupted := a.writeRound(ctx, work, []triggers.Write{planned.writes[w]})
 		if interrupted {
 			return false, true
 		}
@@ -341,20 +367,6 @@ func (a *Consumer) requeueUnfinished(items []*authItem, round, rounds int) {
 	}
 	a.log.Info().Int("round", round).Int("rounds", rounds).Int("messages", n).
 		Msg("shutting down while MongoDB is unavailable; returning unfinished auth events to the stream")
-}
-
-func (a *Consumer) failSources(items []*authItem, owners []int, m triggers.Merged, f customdata.Fault, err error) {
-	for _, w := range m.From {
-		items[owners[w]].fail(f, err)
-	}
-}
-
-func distinctOwners(owners []int, from []int) int {
-	seen := map[int]bool{}
-	for _, w := range from {
-		seen[owners[w]] = true
-	}
-	return len(seen)
 }
 
 // writeRound executes one round. Operations that fail for infrastructure

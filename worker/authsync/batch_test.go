@@ -188,17 +188,17 @@ func TestAuthApplyWritesMapsFailuresToMessages(t *testing.T) {
 			bulk := &scriptedBulk{answer: tc.answer}
 			a := newBatchTestConsumer(t, bulk)
 			items := make([]*authItem, len(tc.writes))
-			owners := make([]int, len(tc.writes))
-			for i := range tc.writes {
+			var planned plannedWrites
+			for i, w := range tc.writes {
 				items[i] = &authItem{op: "LOGIN", writes: 1, remaining: 1}
-				owners[i] = i
+				planned.add(w, items[i])
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			if tc.shutdown {
 				cancel()
 			}
-			a.applyWrites(ctx, context.Background(), items, tc.writes, owners)
+			a.applyWrites(ctx, context.Background(), items, planned)
 			for i, w := range tc.want {
 				it := items[i]
 				if it.failure != w.failure || (it.remaining == 0) != w.done || it.requeue != w.requeue {
