@@ -39,6 +39,11 @@ func (a *Consumer) ackApplied(ctx context.Context, stats *batchStats) {
 	if len(acks) == 0 {
 		return
 	}
+	// Only now: the heartbeat extends an applied message until its ack is
+	// sent, however long the rest of its pass took to settle.
+	for _, it := range acks {
+		it.resolved.Store(true)
+	}
 	if !a.js.Conn().IsConnected() {
 		for _, it := range acks {
 			_ = it.msg.Ack()

@@ -431,8 +431,8 @@ func (a *Consumer) finish(ctx context.Context, it *authItem, stats *batchStats) 
 	case it.failErr != nil:
 		a.retryOrDeadLetter(ctx, it, stats)
 	default:
-		it.resolved.Store(true)
-		// Acked with the others of its pass by ackApplied.
+		// Acked with the others of its pass by ackApplied, which marks it
+		// resolved: until then the heartbeat keeps extending it.
 		stats.acks = append(stats.acks, it)
 		a.holds.settled(it.userID, it.streamSeq())
 		outcome := outcomeApplied
