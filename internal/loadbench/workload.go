@@ -22,14 +22,15 @@ import (
 // Names the harness gives the worker and the stand-in contenders, so that
 // it can find their streams and consumers.
 const (
-	authStream     = "AUTH_EVENTS"
-	authPrefix     = events.DefaultAuthPrefix
-	authConsumer   = "customdata-worker"
-	noticeStream   = "CUSTOMDATA_NOTICES"
-	noticePrefix   = events.DefaultNoticePrefix
-	collectionName = "custom_user_data"
-	userIDField    = "userId"
-	provider       = "local-userpass"
+	authStream       = "AUTH_EVENTS"
+	authPrefix       = events.DefaultAuthPrefix
+	authConsumer     = "customdata-worker"
+	deadLetterStream = "AUTH_EVENTS_DLQ"
+	noticeStream     = "CUSTOMDATA_NOTICES"
+	noticePrefix     = events.DefaultNoticePrefix
+	collectionName   = "custom_user_data"
+	userIDField      = "userId"
+	provider         = "local-userpass"
 )
 
 // backlog is a set of LOGIN events, encoded on the wire exactly as
