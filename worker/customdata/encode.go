@@ -19,8 +19,10 @@ import (
 // per-field encoders, a buffer per document). The bytes are the ones the
 // driver's default registry produces for the same values (see
 // TestEncodeMatchesDriver), except that the fields under each operator are
-// in sorted order rather than in Go's random map order; the server applies
-// an operator's fields in lexicographic order anyway (MongoDB 5.0+).
+// in sorted (byte) order rather than in Go's random map order. The server
+// does not apply them in the order sent anyway: since MongoDB 5.0 an update
+// operator processes fields with string names in lexicographic order and
+// fields with numeric names in numeric order.
 
 // ErrKeyHasNUL: a write names a field with a NUL byte, which a BSON key
 // cannot hold. The driver's bson.Marshal refuses such a key with an error;
