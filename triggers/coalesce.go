@@ -40,18 +40,21 @@ type Merged struct {
 // round in the order of their first write in the batch; the input is not
 // modified.
 func Coalesce(writes []Write) [][]Merged {
-	return coalesce(writes, true)
+	return coalesce(writes, true, true)
 }
 
-// CoalesceShared is Coalesce without copying: a Merged that stands for a
-// single input write shares that write's maps instead of holding a copy
-// (merged writes are always new maps). For callers that modify neither
-// the input nor the output, such as the worker, which only encodes them.
+// CoalesceShared is Coalesce without copying and without validating: a
+// Merged that stands for a single input write shares that write's maps
+// instead of holding a copy (merged writes are always new maps), and every
+// input write must already have passed ValidateWrite, as the writes of
+// Set.Decide have (an invalid one may be merged). For callers that modify
+// neither the input nor the output, such as the worker, which only encodes
+// them.
 func CoalesceShared(writes []Write) [][]Merged {
-	return coalesce(writes, false)
+	return coalesce(writes, false, false)
 }
 
-func coalesce(writes []Write, clone bool) [][]Merged {
+func coalesce(writes []Write, clone, validate bool) [][]Merged {
 	type chunk struct {
 		merged Merged
 		user   int  // index into users
@@ -76,7 +79,7 @@ func coalesce(writes []Write, clone bool) [][]Merged {
 			users[w.UserID] = u
 			states = append(states, userState{last: -1})
 		}
-		valid := ValidateWrite(w) == nil
+		valid := !validate || ValidateWrite(w) == nil
 		if st := &states[u]; st.last >= 0 && valid && !chunks[st.last].sealed {
 			c := &chunks[st.last]
 			if merged, owned, ok := mergeWrites(c.merged.Write, c.owned, w, clone); ok {

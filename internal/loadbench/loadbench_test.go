@@ -310,3 +310,41 @@ func TestMedianRun(t *testing.T) {
 		t.Errorf("single run = %+v", m)
 	}
 }
+
+// TestCheckDelivery: after a drain, deliveries beyond one per event are
+// reported as redeliveries, and a contender that dead-lettered events
+// fails verification even though MongoDB may hold the right final state
+// (dead-lettering all but each user's newest login would pass verify).
+func TestCheckDelivery(t *testing.T) {
+	tests := []struct {
+		name                 string
+		deliveries, lastSeq  uint64
+		deadLetters          *uint64
+		wantRedelivered      uint64
+		wantVerified         bool
+		wantErrHasDeadLetter bool
+	}{
+		{"clean worker", 1000, 1000, ptr(uint64(0)), 0, true, false},
+		{"redeliveries are reported, not failed", 1012, 1000, ptr(uint64(0)), 12, true, false},
+		{"dead letters fail the run", 1000, 1000, ptr(uint64(3)), 0, false, true},
+		{"no dead-letter stream to check (naive, broker)", 1000, 1000, nil, 0, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := contenderResult{Verified: true}
+			checkDelivery(&res, tt.deliveries, tt.lastSeq, tt.deadLetters)
+			if res.Redelivered == nil || *res.Redelivered != tt.wantRedelivered {
+				t.Errorf("redelivered = %v, want %d", res.Redelivered, tt.wantRedelivered)
+			}
+			if res.Verified != tt.wantVerified {
+				t.Errorf("verified = %v (%q), want %v", res.Verified, res.VerifyError, tt.wantVerified)
+			}
+			if got := strings.Contains(res.VerifyError, "dead-lettered"); got != tt.wantErrHasDeadLetter {
+				t.Errorf("verify error %q, want it to name dead letters: %v", res.VerifyError, tt.wantErrHasDeadLetter)
+			}
+			if (res.DeadLetters == nil) != (tt.deadLetters == nil) {
+				t.Errorf("dead letters = %v, want %v", res.DeadLetters, tt.deadLetters)
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -44,7 +45,14 @@ type contenderResult struct {
 	EventsPerSRuns []float64 `json:"events_per_s_runs,omitempty"`
 	Verified       bool      `json:"verified"`
 	VerifyError    string    `json:"verify_error,omitempty"`
-	ExitCode       int       `json:"exit_code"`
+	// Redelivered counts deliveries beyond one per event (redeliveries
+	// after AckWait or a Nak), from the consumer's delivered sequence;
+	// nil for the database ceiling. DeadLetters is the size of the
+	// dead-letter stream after a worker's drain (nil for the others); any
+	// dead letter fails verification.
+	Redelivered *uint64 `json:"redelivered"`
+	DeadLetters *uint64 `json:"dead_letters,omitempty"`
+	ExitCode    int     `json:"exit_code"`
 	// Notices, for a worker with notices on: how many the notice stream
 	// held when the drain ended and once it settled, and how long after
 	// the drain it settled.
@@ -245,14 +253,18 @@ func (r *report) printTable(w io.Writer) {
 	for _, wl := range r.Workloads {
 		fmt.Fprintf(w, "\n%s — %s\n", wl.Name, wl.Description)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "contender\tevents/s\tdrain s\tCPU µs/ev\tstand-in µs/ev\tnats µs/ev\tpeak RSS MiB\tother load %\tok\t")
+		fmt.Fprintln(tw, "contender\tevents/s\tdrain s\tCPU µs/ev\tstand-in µs/ev\tnats µs/ev\tpeak RSS MiB\tother load %\tredelivered\tok\t")
 		for _, c := range wl.Contenders {
 			ok := "yes"
 			if !c.Verified {
 				ok = "NO"
 			}
-			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.1f\t%s\t%s\t%.1f\t%s\t%s\t\n", c.Name, c.EventsPerS, c.DrainS, c.CPUUsPerEvent,
-				fmtOpt(c.StandinCPUUsPerEvent, "%.1f"), fmtOpt(c.NATSCPUUsPerEvent, "%.1f"), c.PeakRSSMiB, fmtOpt(c.OtherLoadPct, "%.0f"), ok)
+			redelivered := "-"
+			if c.Redelivered != nil {
+				redelivered = strconv.FormatUint(*c.Redelivered, 10)
+			}
+			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.1f\t%s\t%s\t%.1f\t%s\t%s\t%s\t\n", c.Name, c.EventsPerS, c.DrainS, c.CPUUsPerEvent,
+				fmtOpt(c.StandinCPUUsPerEvent, "%.1f"), fmtOpt(c.NATSCPUUsPerEvent, "%.1f"), c.PeakRSSMiB, fmtOpt(c.OtherLoadPct, "%.0f"), redelivered, ok)
 		}
 		tw.Flush()
 		for _, c := range wl.Contenders {

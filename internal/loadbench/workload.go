@@ -22,14 +22,15 @@ import (
 // Names the harness gives the worker and the stand-in contenders, so that
 // it can find their streams and consumers.
 const (
-	authStream     = "AUTH_EVENTS"
-	authPrefix     = events.DefaultAuthPrefix
-	authConsumer   = "customdata-worker"
-	noticeStream   = events.DefaultNoticeStream
-	noticePrefix   = events.DefaultNoticePrefix
-	collectionName = events.DefaultCollection
-	userIDField    = events.DefaultUserIDField
-	provider       = "local-userpass"
+	authStream       = "AUTH_EVENTS"
+	authPrefix       = events.DefaultAuthPrefix
+	authConsumer     = "customdata-worker"
+	deadLetterStream = "AUTH_EVENTS_DLQ"
+	noticeStream     = events.DefaultNoticeStream
+	noticePrefix     = events.DefaultNoticePrefix
+	collectionName   = events.DefaultCollection
+	userIDField      = events.DefaultUserIDField
+	provider         = "local-userpass"
 )
 
 // backlog is a set of LOGIN events, encoded on the wire exactly as

@@ -20,9 +20,15 @@ import (
 // order they are sent, and the server reads a connection in order (nats-server
 // v2.15 server/consumer.go). So once the DoubleAck of the last message is
 // answered, every Ack sent before it on this connection has been
-// processed: the batch is confirmed as surely as with a DoubleAck each.
-// (Nak, Term and in-progress acks of the batch, sent earlier on the same
-// connection, are covered too; nothing here depends on that.) There is no
+// processed: the batch is confirmed as surely as with a DoubleAck each,
+// unless the consumer's leader changed meanwhile (a replicated consumer):
+// the old leader drops the acks it had queued but not processed
+// (setLeader(false) drains ackMsgs), while the new leader may answer the
+// DoubleAck. Such lost acks are not counted as ack failures; their
+// messages are redelivered after AckWait and re-applied, within
+// at-least-once. (Nak, Term and in-progress acks of the batch, sent
+// earlier on the same connection, are covered too; nothing here depends
+// on that.) There is no
 // "ack everything up to" for AckExplicit consumers, and AckAll would also
 // ack the messages a batch sends back for redelivery.
 //
@@ -38,6 +44,11 @@ func (a *Consumer) ackApplied(ctx context.Context, stats *batchStats) {
 	stats.acks = stats.acks[:0]
 	if len(acks) == 0 {
 		return
+	}
+	// Only now: the heartbeat extends an applied message until its ack is
+	// sent, however long the rest of its pass took to settle.
+	for _, it := range acks {
+		it.resolved.Store(true)
 	}
 	if !a.js.Conn().IsConnected() {
 		for _, it := range acks {

@@ -122,8 +122,8 @@ func (a *Consumer) finish(ctx context.Context, it *authItem, stats *batchStats) 
 	case it.failErr != nil:
 		a.retryOrDeadLetter(ctx, it, stats)
 	default:
-		it.resolved.Store(true)
-		// Acked with the others of its pass by ackApplied.
+		// Acked with the others of its pass by ackApplied, which marks it
+		// resolved: until then the heartbeat keeps extending it.
 		stats.acks = append(stats.acks, it)
 		a.holds.settled(it.userID, it.streamSeq())
 		outcome := outcomeApplied
@@ -169,7 +169,6 @@ func (a *Consumer) retryOrDeadLetter(ctx context.Context, it *authItem, stats *b
 // waits for the ack, then terminates the message. If the publish fails
 // the message is Nak'd: it is dead-lettered again on redelivery.
 func (a *Consumer) deadLetter(ctx context.Context, it *authItem, reason string, cause error, stats *batchStats) {
-	it.resolved.Store(true)
 	dl := a.dlq.deadLetterMsg(it.msg, it.meta, reason, cause)
 	err := errNATSDisconnected
 	if a.js.Conn().IsConnected() {
@@ -178,6 +177,10 @@ func (a *Consumer) deadLetter(ctx context.Context, it *authItem, reason string, 
 		err = a.dlq.publish(pubCtx, dl)
 		cancel()
 	}
+	// Resolved only now: the heartbeat extends the message while its dead
+	// letter is published, so a slow dead-letter stream cannot let it
+	// expire and reach another replica.
+	it.resolved.Store(true)
 	if err != nil {
 		stats.dlqFailures++
 		stats.lastDLQErr = err

@@ -239,3 +239,48 @@ func TestCustomDataEnsureUserIndexRefusesNonUniqueIndex(t *testing.T) {
 		t.Fatalf("with AllowDuplicates: %v", err)
 	}
 }
+
+// TestEncodeRefusesNULInKeys: a BSON key cannot hold a NUL byte. A write
+// whose field name (or the configured user-id field) has one is refused
+// with an error, as the driver's bson.Marshal refuses it, never a panic;
+// Apply then fails that write as Retry with the error (unreachable through
+// the triggers, which refuse control characters, and through Config, which
+// validates the user-id field: Apply is exported and must not panic).
+func TestEncodeRefusesNULInKeys(t *testing.T) {
+	if _, err := bson.Marshal(bson.D{{Key: "a\x00b", Value: 1}}); err == nil {
+		t.Fatal("the driver encodes a key with NUL; this test's premise is wrong")
+	}
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	cases := []struct {
+		name   string
+		field  string
+		write  triggers.Write
+		target any
+	}{
+		{"$set key", "uid", triggers.Write{UserID: "u1", Set: map[string]any{"a\x00b": "x"}}, nil},
+		{"$max key", "uid", triggers.Write{UserID: "u1", Max: map[string]any{"last\x00Login": at}}, nil},
+		{"$setOnInsert key", "uid", triggers.Write{UserID: "u1", SetOnInsert: map[string]any{"\x00": 1}}, nil},
+		{"key of a resolved-target write", "uid", triggers.Write{UserID: "u1", Set: map[string]any{"a\x00": true}}, "first-id"},
+		{"user-id field of an update", "u\x00id", triggers.Write{UserID: "u1", Max: map[string]any{"lastLogin": at}}, nil},
+		{"user-id field of a delete", "u\x00id", triggers.Write{UserID: "u1", Delete: true}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &Writer{field: tc.field}
+			buf, m, err := w.model(make([]byte, 3, 64), tc.write, tc.target)
+			if !errors.Is(err, ErrKeyHasNUL) {
+				t.Fatalf("encoded %v, err %v; want ErrKeyHasNUL", m, err)
+			}
+			if len(buf) != 3 {
+				t.Fatalf("buffer has %d bytes after the failed encoding, want the 3 it had", len(buf))
+			}
+			if tc.target != nil {
+				return
+			}
+			faults, errs := w.Apply(testsupport.Context(t), []triggers.Write{tc.write})
+			if faults[0] != Retry || errs[0] == nil {
+				t.Fatalf("Apply = %v, %v; want Retry and an error", faults[0], errs[0])
+			}
+		})
+	}
+}

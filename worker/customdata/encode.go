@@ -1,7 +1,10 @@
 package customdata
 
 import (
+	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -16,12 +19,31 @@ import (
 // per-field encoders, a buffer per document). The bytes are the ones the
 // driver's default registry produces for the same values (see
 // TestEncodeMatchesDriver), except that the fields under each operator are
-// in sorted order rather than in Go's random map order; the server applies
-// an operator's fields in lexicographic order anyway (MongoDB 5.0+).
+// in sorted (byte) order rather than in Go's random map order. The server
+// does not apply them in the order sent anyway: since MongoDB 5.0 an update
+// operator processes fields with string names in lexicographic order and
+// fields with numeric names in numeric order.
+
+// ErrKeyHasNUL: a write names a field with a NUL byte, which a BSON key
+// cannot hold. The driver's bson.Marshal refuses such a key with an error;
+// the bsoncore appenders would panic, so the keys are checked first.
+var ErrKeyHasNUL = errors.New("BSON key contains a NUL byte")
+
+// checkKey returns an error wrapping ErrKeyHasNUL if key cannot be a BSON
+// key.
+func checkKey(key string) error {
+	if strings.IndexByte(key, 0) >= 0 {
+		return fmt.Errorf("encode field %q: %w", key, ErrKeyHasNUL)
+	}
+	return nil
+}
 
 // appendFilter appends the filter document {field: userID} or, with a
 // target, {_id: target, field: userID} and returns it as its own slice.
 func appendFilter(buf []byte, field, userID string, target any) ([]byte, bson.Raw, error) {
+	if err := checkKey(field); err != nil {
+		return buf, nil, err
+	}
 	start := len(buf)
 	idx, buf := bsoncore.AppendDocumentStart(buf)
 	if target != nil {
@@ -80,6 +102,9 @@ func appendUpdate(buf []byte, wr triggers.Write, keys []string) ([]byte, bson.Ra
 // triggers.Write) are appended directly; anything else (the resolved
 // target _id, a bson.RawValue) goes through the driver's encoder.
 func appendValueElement(buf []byte, key string, v any) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return buf, err
+	}
 	switch x := v.(type) {
 	case nil:
 		return bsoncore.AppendNullElement(buf, key), nil

@@ -85,6 +85,7 @@ func (w *Writer) modelInto(buf []byte, slot *modelSlot, wr triggers.Write, targe
 		slot.del.Filter = filter
 		return buf, &slot.del, nil
 	}
+	start := len(buf)
 	buf, filter, err := appendFilter(buf, w.field, wr.UserID, target)
 	if err != nil {
 		return buf, nil, err
@@ -93,7 +94,7 @@ func (w *Writer) modelInto(buf []byte, slot *modelSlot, wr triggers.Write, targe
 	var keys [8]string
 	buf, update, _, err = appendUpdate(buf, wr, keys[:0])
 	if err != nil {
-		return buf, nil, err
+		return buf[:start], nil, err
 	}
 	slot.upsert = wr.Upsert
 	slot.update = mongo.UpdateOneModel{Filter: filter, Update: update, Upsert: &slot.upsert}
