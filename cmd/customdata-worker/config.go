@@ -53,7 +53,7 @@ type Config struct {
 	BatchSize         int             `envconfig:"BATCH_SIZE" default:"500" desc:"most auth events fetched and written per batch"`
 	BatchWait         time.Duration   `envconfig:"BATCH_WAIT" default:"200ms" desc:"longest wait to fill a batch"`
 	AckWait           time.Duration   `envconfig:"ACK_WAIT" default:"10s" desc:"redelivery timeout of an unacknowledged event: how soon a crashed replica's batch goes to another (a working replica extends it)"`
-	MaxAckPending     int             `envconfig:"MAX_ACK_PENDING" default:"1000" desc:"most events in flight across replicas"`
+	MaxAckPending     int             `envconfig:"MAX_ACK_PENDING" default:"1000" desc:"most events in flight across replicas: during a backlog each replica holds a batch of up to BATCH_SIZE, so at most MAX_ACK_PENDING / BATCH_SIZE replicas (2 with the defaults) work at once and the others wait; raise it to at least replicas × BATCH_SIZE"`
 	MaxDeliver        int             `envconfig:"MAX_DELIVER" default:"10" desc:"deliveries before an event that keeps failing is dead-lettered"`
 	RedeliveryBackoff []time.Duration `envconfig:"REDELIVERY_BACKOFF" default:"1s,5s,15s,30s,1m,2m,5m" desc:"delay before the 1st, 2nd, … redelivery of an event that failed; the last repeats"`
 	TriggersFile      string          `envconfig:"TRIGGERS_FILE" desc:"YAML or JSON trigger config (see deploy/triggers.example.yaml); empty: built-in defaults"`
