@@ -103,7 +103,7 @@ func ensureUserIndex(ctx context.Context, coll *mongo.Collection, cfg Config, lo
 		}
 	}
 	if len(existing) > 0 {
-		return fmt.Errorf("%w: index %q on %s.%s is not unique; drop it so the worker can create a unique one, or enable AllowDuplicates",
+		return fmt.Errorf("%w: index %q on %s.%s is not unique; drop it so the worker can create a unique one, or set CUSTOMDATA_ALLOW_DUPLICATE_USERS=true (Config.AllowDuplicates)",
 			ErrUserIndexConflict, existing[0].name, coll.Name(), field)
 	}
 	// Partial so that documents without the field (not user documents)
@@ -123,7 +123,7 @@ func ensureUserIndex(ctx context.Context, coll *mongo.Collection, cfg Config, lo
 	case mongo.IsDuplicateKeyError(err):
 		dups, derr := findDuplicateUsers(ctx, coll, field)
 		if derr != nil {
-			return fmt.Errorf("%w in %s (listing them failed: %v); remove or merge the later-inserted documents, or enable AllowDuplicates",
+			return fmt.Errorf("%w in %s (listing them failed: %v); remove or merge the later-inserted documents, or set CUSTOMDATA_ALLOW_DUPLICATE_USERS=true (Config.AllowDuplicates)",
 				ErrDuplicateUsers, coll.Name(), derr)
 		}
 		return duplicateUsersError(coll.Name(), field, dups)
@@ -141,7 +141,7 @@ func duplicateUsersError(collection, field string, d duplicateUsers) error {
 	}
 	return fmt.Errorf("%w: %s: %d user ids have more than one document (e.g. %s) so a unique index on %q cannot be built; "+
 		"remove or merge the later-inserted documents of each (issuers read the one with the lowest _id), "+
-		"or enable AllowDuplicates to run without the unique index",
+		"or set CUSTOMDATA_ALLOW_DUPLICATE_USERS=true (Config.AllowDuplicates) to run without the unique index",
 		ErrDuplicateUsers, collection, d.count, strings.Join(quoted, ", "), field)
 }
 
