@@ -492,7 +492,7 @@ func (tm *term) consume(ctx context.Context, cs feedCursor) error {
 		cancel()
 		if got {
 			tm.progress()
-			next, err := tm.handle(ctx, cs, cs.Event())
+			next, err := tm.handle(ctx, cs.Event())
 			if err != nil {
 				return err
 			}
@@ -548,7 +548,7 @@ func (tm *term) consume(ctx context.Context, cs feedCursor) error {
 
 // handle publishes the notices of one event and advances the pending
 // checkpoint. It returns a new feed when the event ended this one.
-func (tm *term) handle(ctx context.Context, cs feedCursor, raw bson.Raw) (feedCursor, error) {
+func (tm *term) handle(ctx context.Context, raw bson.Raw) (feedCursor, error) {
 	mapper := noticeMapper{prefix: tm.cfg.SubjectPrefix, userIDField: tm.data.UserIDField,
 		oversizeBytes: tm.cfg.OversizeBytes, measureFullDocument: !tm.serverSize}
 	mc := mapper.mapChange(raw)
