@@ -213,6 +213,7 @@ func (w *Worker) run(ctx context.Context) error {
 			return err
 		}
 		notifier.OnCollectionGone(guard.CheckNow)
+		notifier.UniqueIndexHealth(guard.Healthy)
 		w.notifier.Store(notifier)
 	}
 	w.consumer.Store(consumer)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 func TestBoundedSetForgetsTheOldest(t *testing.T) {
@@ -47,5 +49,43 @@ func TestNoticeLogLimiter(t *testing.T) {
 	l.last["a"] = time.Now().Add(-2 * time.Hour)
 	if ok, held := l.allow("a"); !ok || held != 5 {
 		t.Fatalf("after the interval: ok %v, suppressed %d; want true, 5", ok, held)
+	}
+}
+
+// TestDuplicateCheckOnlyWhileDuplicatesArePossible: the per-change
+// CountDocuments runs only while the unique user-id index is not known to
+// be in place.
+func TestDuplicateCheckOnlyWhileDuplicatesArePossible(t *testing.T) {
+	missing := func() error { return customdata.ErrUserIndexMissing }
+	healthy := func() error { return nil }
+	for _, tc := range []struct {
+		name       string
+		allowDup   bool
+		index      func() error // nil: not wired
+		goneRecent bool
+		goneLong   bool
+		want       bool
+	}{
+		{name: "unique index in place", index: healthy, want: false},
+		{name: "index missing", index: missing, want: true},
+		{name: "not wired: unknown", want: true},
+		{name: "duplicates allowed", allowDup: true, index: healthy, want: true},
+		{name: "collection just reported gone", index: healthy, goneRecent: true, want: true},
+		{name: "collection gone long ago", index: healthy, goneLong: true, want: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := &Notifier{data: customdata.Config{AllowDuplicates: tc.allowDup}, uniqueIndex: tc.index,
+				dupGuard: &duplicateUserGuard{queue: make(chan string, 1)}}
+			switch {
+			case tc.goneRecent:
+				n.goneAt.Store(time.Now().UnixNano())
+			case tc.goneLong:
+				n.goneAt.Store(time.Now().Add(-2 * duplicateCheckAfterGone).UnixNano())
+			}
+			n.changedUser("ada")
+			if got := len(n.dupGuard.queue) == 1; got != tc.want {
+				t.Fatalf("check queued: %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

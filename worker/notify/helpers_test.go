@@ -53,6 +53,8 @@ type notifierEnv struct {
 	cfg     Config
 	data    customdata.Config
 	streams provision.Streams
+	// tweak, if set, adjusts each Notifier before it runs.
+	tweak func(*Notifier)
 }
 
 func newNotifierEnv(t testing.TB) *notifierEnv {
@@ -136,6 +138,9 @@ func (e *notifierEnv) run(db *mongo.Database, feeds feedSource, provision bool, 
 	n, err := newNotifier(cfg, e.data, e.streams, js, db, log, reg, feeds)
 	if err != nil {
 		e.t.Fatalf("New: %v", err)
+	}
+	if e.tweak != nil {
+		e.tweak(n)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	if provision {

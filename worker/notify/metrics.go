@@ -41,7 +41,7 @@ func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
 		}),
 		duplicateUser: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "duplicate_user_changes_total",
-			Help: "Changes to a user that has more than one document.",
+			Help: "Changes to a user that has more than one document (checked only while the unique user-id index is not known to be in place).",
 		}),
 		feedErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "change_stream_errors_total",

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -86,7 +87,27 @@ type Notifier struct {
 	// onCollectionGone is called when the feed reports the collection
 	// dropped or renamed (see OnCollectionGone).
 	onCollectionGone func()
+	// uniqueIndex reports whether the unique user-id index is in place
+	// (see UniqueIndexHealth); nil: unknown. goneAt is when the feed last
+	// reported the collection gone (UnixNano, 0: never).
+	uniqueIndex func() error
+	goneAt      atomic.Int64
+
+	// noticeJS is the JetStream context user notices are published
+	// through asynchronously; acks counts them on acknowledgement.
+	noticeJS jetstream.JetStream
+	acks     *ackTracker
+	// Tests only: publish user notices through pubJS instead, with at most
+	// maxInFlight unacknowledged (0: maxNoticesInFlight).
+	pubJS       asyncPublisher
+	maxInFlight int
 }
+
+// duplicateCheckAfterGone is how long after the feed reports the
+// collection dropped or renamed the duplicate-user check runs whatever the
+// index looks like: the collection guard needs a moment to see the
+// collection back without its index.
+const duplicateCheckAfterGone = time.Minute
 
 // New checks cfg and returns a Notifier for the collection data names, in
 // db (data.Database must be db's name); streams are the JetStream settings
@@ -137,6 +158,10 @@ func newNotifier(cfg Config, data customdata.Config, streams provision.Streams, 
 		feeds:   feeds,
 	}
 	n.dupGuard = newDuplicateUserGuard(coll, data.UserIDField, m, log)
+	n.acks = newAckTracker(m)
+	if n.noticeJS, err = newNoticeJetStream(js.Conn(), n.acks); err != nil {
+		return nil, fmt.Errorf("notifier: %w", err)
+	}
 	return n, nil
 }
 
@@ -287,6 +312,9 @@ func (n *Notifier) Run(ctx context.Context) error {
 	}
 	n.health.reset()
 	defer n.running.Store(false)
+	// Fails what is still in flight (nothing: every term waits for its
+	// window) and stops the context's reply subscription and listener.
+	defer n.noticeJS.CleanupPublisher()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -411,7 +439,8 @@ func (n *Notifier) termDeps() termDeps {
 	return termDeps{
 		cfg: n.cfg, data: n.data, coll: n.coll, feeds: n.feeds, store: n.checkpoints, js: n.js,
 		metrics: n.metrics, health: n.health, limiter: n.limiter, localSizeWarned: &n.localSizeWarned,
-		hooks: termHooks{collectionGone: n.collectionGone, changedUser: n.dupGuard.enqueue},
+		pubJS: n.publishJS(), acks: n.acks, maxInFlight: n.maxInFlight,
+		hooks: termHooks{collectionGone: n.collectionGone, changedUser: n.changedUser},
 	}
 }
 
@@ -503,6 +532,7 @@ func (n *Notifier) renewLoop(ctx context.Context, cancel context.CancelCauseFunc
 func (n *Notifier) OnCollectionGone(f func()) { n.onCollectionGone = f }
 
 func (n *Notifier) collectionGone() {
+	n.goneAt.Store(time.Now().UnixNano())
 	if n.onCollectionGone != nil {
 		n.onCollectionGone()
 	}
@@ -578,4 +608,52 @@ func (h *notifierHealth) check(after time.Duration, leader bool) error {
 		return fmt.Errorf("%w: change stream or publishing failing for %s: %w", ErrNotifierUnhealthy, down.Round(time.Second), err)
 	}
 	return nil
+}
+
+// newNoticeJetStream is the JetStream context user notices are published
+// through asynchronously: the Notifier's own, so the auth consumer's
+// publishes never share its window. The term bounds the window itself
+// (maxNoticesInFlight); the library's bound is set above it only as a
+// backstop, since past it a publish fails after a short stall instead of
+// waiting. Every acknowledgement is awaited at most noticeAckTimeout.
+func newNoticeJetStream(nc *nats.Conn, lat *ackTracker) (jetstream.JetStream, error) {
+	return jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(2*maxNoticesInFlight),
+		jetstream.WithPublishAsyncTimeout(noticeAckTimeout),
+		jetstream.WithPublishAsyncAckHandler(lat.acked),
+		jetstream.WithPublishAsyncErrHandler(lat.failed))
+}
+
+// publishJS is what terms publish user notices through.
+func (n *Notifier) publishJS() asyncPublisher {
+	if n.pubJS != nil {
+		return n.pubJS
+	}
+	return n.noticeJS
+}
+
+// UniqueIndexHealth tells the notifier how to learn whether the unique
+// index on the user-id field is in place: f returns nil while it is (the
+// collection guard's Healthy). Call it before Run. The duplicate-user
+// check (duplicate_user_changes_total) then runs only while duplicates
+// are possible: with AllowDuplicates, while f reports a problem, and for
+// duplicateCheckAfterGone after the feed reported the collection dropped
+// or renamed. Without it every change is checked.
+func (n *Notifier) UniqueIndexHealth(f func() error) { n.uniqueIndex = f }
+
+// changedUser queues the duplicate-user check of user when duplicates are
+// possible (see UniqueIndexHealth): with the unique index in place a user
+// cannot have two documents, so the per-change query is skipped.
+func (n *Notifier) changedUser(user string) {
+	if n.duplicatesPossible() {
+		n.dupGuard.enqueue(user)
+	}
+}
+
+func (n *Notifier) duplicatesPossible() bool {
+	if n.data.AllowDuplicates || n.uniqueIndex == nil || n.uniqueIndex() != nil {
+		return true
+	}
+	gone := n.goneAt.Load()
+	return gone != 0 && time.Since(time.Unix(0, gone)) < duplicateCheckAfterGone
 }

@@ -286,9 +286,9 @@ func TestNotifierLeaseFailover(t *testing.T) {
 	if !slices.ContainsFunc(got, isUser("x2", "insert")) {
 		t.Fatalf("after failover: got %v, want x2 before x3", got)
 	}
-	if b.published() == 0 {
-		t.Fatal("b took over but published nothing")
-	}
+	// Counted when b's connection gets the acknowledgement, which may be
+	// after an issuer already sees the notice.
+	testsupport.Eventually(t, "b counts what it published", func() bool { return b.published() > 0 })
 }
 
 func TestNotifierStopsWhenTheLeaseIsLost(t *testing.T) {

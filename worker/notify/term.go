@@ -107,15 +107,21 @@ type term struct {
 
 // termDeps is what a term needs, shared by every term of one Notifier.
 type termDeps struct {
-	cfg     Config
-	data    customdata.Config
-	coll    *mongo.Collection // the watched collection: probed for $bsonSize
-	feeds   feedSource
-	store   *checkpointStore
-	js      jetstream.JetStream
-	metrics *notifierMetrics
-	health  *notifierHealth
-	limiter *logLimiter
+	cfg   Config
+	data  customdata.Config
+	coll  *mongo.Collection // the watched collection: probed for $bsonSize
+	feeds feedSource
+	store *checkpointStore
+	js    jetstream.JetStream
+	// pubJS publishes user notices asynchronously (the Notifier's own
+	// JetStream context); acks counts them and observes their latency
+	// on arrival; maxInFlight bounds the unacknowledged ones.
+	pubJS       asyncPublisher
+	acks        *ackTracker
+	maxInFlight int
+	metrics     *notifierMetrics
+	health      *notifierHealth
+	limiter     *logLimiter
 	// localSizeWarned: the "server cannot size documents" warning is out
 	// (once per Notifier, not per term).
 	localSizeWarned *atomic.Bool
@@ -136,10 +142,18 @@ type termHooks struct {
 // lease is lost or the term is over.
 func newTerm(d termDeps, log zerolog.Logger, leaseSession string, rev uint64, leaseCtx context.Context) *term {
 	log = log.With().Uint64("term", rev).Logger()
+	pubRetry := backoff.NewExponentialBackOff()
+	pubRetry.InitialInterval = 50 * time.Millisecond
+	pubRetry.MaxInterval = d.cfg.RetryMaxInterval
+	maxInFlight := d.maxInFlight
+	if maxInFlight <= 0 {
+		maxInFlight = maxNoticesInFlight
+	}
 	return &term{
 		termDeps: d,
 		log:      log,
 		pub: &publisher{
+			async: d.pubJS, acks: d.acks, maxInFlight: maxInFlight, retry: pubRetry,
 			js: d.js, stream: d.cfg.Stream, prefix: d.cfg.SubjectPrefix, leaseCtx: leaseCtx,
 			retryMax: d.cfg.RetryMaxInterval, metrics: d.metrics, health: d.health, log: log,
 			leaseSession: leaseSession, revision: rev,
@@ -178,6 +192,17 @@ func (tm *term) run(ctx context.Context) (stalled error) {
 		}
 		if errors.Is(err, errReopenNow) {
 			bo.Reset()
+			continue
+		}
+		if errors.Is(err, errPublishFailed) {
+			// Not the feed's failure (no feed_errors, no stall): reopen
+			// it from the last acknowledged position, which republishes
+			// the failed notice and every later one. The publisher
+			// logged it and keeps its own backoff, which starts over
+			// once a notice is acknowledged again.
+			if !retry.Sleep(ctx, tm.pub.retry.NextBackOff()) {
+				break
+			}
 			continue
 		}
 		class := classifyFeedError(err)
@@ -449,8 +474,15 @@ func (tm *term) consume(ctx context.Context, cs feedCursor) error {
 			tm.close(ctx, cs)
 		}
 	}()
+	// Whatever is in flight when the feed ends is waited for (bounded by
+	// noticeAckTimeout, or the lease): on the way out the last checkpoint
+	// includes it; after a failure the reopen starts after it.
+	defer func() { _ = tm.reap(true) }()
 	lastPoll := time.Now()
 	for {
+		if err := tm.reap(false); err != nil {
+			return err
+		}
 		// Each poll has a deadline: the server answers an empty poll
 		// after MaxAwaitTime, so one that takes much longer is hung and
 		// counts as a failure (the feed is reopened, and a stall ends
@@ -460,7 +492,7 @@ func (tm *term) consume(ctx context.Context, cs feedCursor) error {
 		cancel()
 		if got {
 			tm.progress()
-			next, err := tm.handle(ctx, cs, cs.Event())
+			next, err := tm.handle(ctx, cs.Event())
 			if err != nil {
 				return err
 			}
@@ -489,7 +521,10 @@ func (tm *term) consume(ctx context.Context, cs feedCursor) error {
 		// Idle: keep the checkpoint fresh. The server's post-batch resume
 		// token moves on even without changes, which keeps the position
 		// inside the oplog window on a quiet collection.
-		if tok := cs.ResumeToken(); tok != nil && tm.pending == nil && !bytes.Equal(tok, tm.savedToken) &&
+		// The post-batch token is past every change read, so it only
+		// stands for them once all their notices are acknowledged (the
+		// window is reaped at the top of the loop).
+		if tok := cs.ResumeToken(); tok != nil && tm.pending == nil && tm.pub.inFlightCount() == 0 && !bytes.Equal(tok, tm.savedToken) &&
 			time.Since(tm.lastCheckpoint) >= idleCheckpointInterval && !tm.afterFeedEnd {
 			tm.pending = &checkpoint{Token: slices.Clone(tok)}
 		}
@@ -513,7 +548,7 @@ func (tm *term) consume(ctx context.Context, cs feedCursor) error {
 
 // handle publishes the notices of one event and advances the pending
 // checkpoint. It returns a new feed when the event ended this one.
-func (tm *term) handle(ctx context.Context, cs feedCursor, raw bson.Raw) (feedCursor, error) {
+func (tm *term) handle(ctx context.Context, raw bson.Raw) (feedCursor, error) {
 	mapper := noticeMapper{prefix: tm.cfg.SubjectPrefix, userIDField: tm.data.UserIDField,
 		oversizeBytes: tm.cfg.OversizeBytes, measureFullDocument: !tm.serverSize}
 	mc := mapper.mapChange(raw)
@@ -521,9 +556,43 @@ func (tm *term) handle(ctx context.Context, cs feedCursor, raw bson.Raw) (feedCu
 	if mc.Invalidate {
 		return tm.handleInvalidate(ctx, mc)
 	}
-	for _, p := range mc.Notices {
-		if err := tm.pub.publish(ctx, p, mc.ClusterTime); err != nil {
+	var pos *checkpoint
+	if mc.Token != nil {
+		pos = &checkpoint{Token: mc.Token, ClusterTime: mc.ClusterTime}
+	}
+	if mc.Flush != "" {
+		// Flush-alls are rare and published synchronously, after every
+		// earlier notice is acknowledged: the flush is then counted and
+		// logged as published only once it is, its position can be
+		// checkpointed at once (a forced write may not pass a notice
+		// still in flight), and no retry of an earlier notice can land
+		// after it.
+		if err := tm.reap(true); err != nil {
 			return nil, err
+		}
+		for _, p := range mc.Notices {
+			if err := tm.pub.publish(ctx, p, mc.ClusterTime); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		for i, p := range mc.Notices {
+			var at *checkpoint
+			if i == len(mc.Notices)-1 {
+				at = pos // the change's position, once all its notices are acknowledged
+			}
+			acked, err := tm.pub.publishAsync(p, mc.ClusterTime, at)
+			if acked != nil {
+				tm.pending = acked
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		if len(mc.Notices) == 0 && pos != nil {
+			if acked := tm.pub.advance(pos); acked != nil {
+				tm.pending = acked
+			}
 		}
 	}
 	switch mc.Flush {
@@ -549,10 +618,35 @@ func (tm *term) handle(ctx context.Context, cs feedCursor, raw bson.Raw) (feedCu
 	}
 	if mc.Token != nil {
 		tm.at = mc.Token
-		tm.pending = &checkpoint{Token: mc.Token, ClusterTime: mc.ClusterTime}
-		tm.savePending(ctx, cs.RemainingBatchLength() == 0 || mc.Flush != "")
 	}
+	if mc.Flush != "" && pos != nil {
+		tm.pending = pos
+		tm.savePending(ctx, true)
+		return nil, nil
+	}
+	// Otherwise the pending position moves as acknowledgements arrive and
+	// is written every CheckpointInterval (and when the term ends): not
+	// after every getMore batch, which under load would cost a KV write
+	// every few changes.
+	if err := tm.reap(false); err != nil {
+		return nil, err
+	}
+	tm.savePending(ctx, false)
 	return nil, nil
+}
+
+// reap moves the pending position to the last change whose notices, and
+// all earlier ones, are acknowledged. With block it waits for every
+// notice in flight; if the lease ends first, it returns the lease's cause.
+func (tm *term) reap(block bool) error {
+	acked, err := tm.pub.reap(block, false)
+	if acked != nil {
+		tm.pending = acked
+	}
+	if err == nil && block && tm.pub.inFlightCount() > 0 {
+		err = fmt.Errorf("waiting for notice acknowledgements: %w", context.Cause(tm.pub.leaseCtx))
+	}
+	return err
 }
 
 // handleInvalidate opens the feed that follows an invalidate, then
@@ -561,6 +655,11 @@ func (tm *term) handle(ctx context.Context, cs feedCursor, raw bson.Raw) (feedCu
 func (tm *term) handleInvalidate(ctx context.Context, mc mappedChange) (feedCursor, error) {
 	if mc.Token == nil {
 		return nil, errors.New("invalidate event without a resume token")
+	}
+	// Every earlier notice is acknowledged before the invalidate's
+	// position (forced below) can be checkpointed.
+	if err := tm.reap(true); err != nil {
+		return nil, err
 	}
 	next := &checkpoint{Token: mc.Token, StartAfter: true, ClusterTime: mc.ClusterTime}
 	cs, err := tm.open(ctx, next)
