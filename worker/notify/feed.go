@@ -174,10 +174,6 @@ var (
 		15999, // invalid operator (older servers)
 		31325, // unknown expression operator
 	}
-	timedOutCodes = []int{
-		50,  // MaxTimeMSExpired
-		262, // ExceededTimeLimit (mongos)
-	}
 )
 
 // classifyFeedError classifies an error from opening or reading a change
@@ -201,10 +197,12 @@ func classifyFeedError(err error) feedErrorClass {
 		return feedTokenInvalid
 	case has(pipelineUnsupportedCodes):
 		return feedPipelineUnsupported
-	case has(timedOutCodes):
+	case has(outage.TimeLimitCodes):
 		return feedTimedOut
-	case has(outage.DownCodes):
-		// Not exhaustive: an unlisted error is retried too
+	case has(outage.DownCodes), has(outage.AccessCodes):
+		// The same "is it down?" codes as every other MongoDB call; access
+		// refused is fixed by an operator, and the feed then resumes from
+		// the checkpoint. Not exhaustive: an unlisted error is retried too
 		// (feedRefused), it only counts towards maxPositionRefusals.
 		return feedTransient
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),

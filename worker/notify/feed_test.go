@@ -53,6 +53,10 @@ func TestClassifyFeedError(t *testing.T) {
 		{"not primary, no secondaryOk", cmd(13435), feedTransient},
 		{"stepping down", cmd(11602), feedTransient},
 		{"cursor killed", cmd(237), feedTransient},
+		// Access refused: an operator fixes it and the feed resumes from
+		// the checkpoint; it must not count as an unreadable position.
+		{"unauthorized", cmd(13), feedTransient},
+		{"authentication failed", cmd(18), feedTransient},
 		{"resumable label wins over the code", cmd(10334, "ResumableChangeStreamError"), feedTransient},
 		{"network label", cmd(0, "NetworkError"), feedTransient},
 		{"retryable label", cmd(0, "RetryableError"), feedTransient},
@@ -66,7 +70,6 @@ func TestClassifyFeedError(t *testing.T) {
 		{"server error without a code", cmd(0), feedRefused},
 		{"event too large", cmd(10334), feedRefused},
 		{"non-resumable label, unknown code", cmd(9999, "NonResumableChangeStreamError"), feedRefused},
-		{"unauthorized", cmd(13), feedRefused},
 	} {
 		if got := classifyFeedError(tc.err); got != tc.want {
 			t.Errorf("%s: class %s, want %s", tc.name, got, tc.want)

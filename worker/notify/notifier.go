@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -327,9 +326,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 	}()
 
 	if !n.bound() {
-		bo := backoff.NewExponentialBackOff()
-		bo.InitialInterval = 200 * time.Millisecond
-		bo.MaxInterval = n.cfg.RetryMaxInterval
+		bo := retry.NewBackOff(200*time.Millisecond, n.cfg.RetryMaxInterval)
 		_, err := retry.Forever(ctx, bo, func() (struct{}, error) { return struct{}{}, n.bindExisting(ctx) },
 			func(err error, first bool) {
 				n.health.leaseFailed(err)

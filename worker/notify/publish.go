@@ -120,9 +120,7 @@ func (p *publisher) publishFromNow(ctx context.Context, reason events.FlushReaso
 // retrying with backoff until it is acknowledged or ctx ends (the lease
 // was lost or the worker stops). A notice is never skipped.
 func (p *publisher) publish(ctx context.Context, n plannedNotice, ct *events.ClusterTime) error {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 50 * time.Millisecond
-	bo.MaxInterval = p.retryMax
+	bo := retry.NewBackOff(50*time.Millisecond, p.retryMax)
 	failed := false
 	_, err := retry.Forever(ctx, bo, func() (struct{}, error) {
 		n.Notice.PublishedAt = time.Now().UTC()

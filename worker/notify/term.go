@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -142,9 +141,7 @@ type termHooks struct {
 // lease is lost or the term is over.
 func newTerm(d termDeps, log zerolog.Logger, leaseSession string, rev uint64, leaseCtx context.Context) *term {
 	log = log.With().Uint64("term", rev).Logger()
-	pubRetry := backoff.NewExponentialBackOff()
-	pubRetry.InitialInterval = 50 * time.Millisecond
-	pubRetry.MaxInterval = d.cfg.RetryMaxInterval
+	pubRetry := retry.NewBackOff(50*time.Millisecond, d.cfg.RetryMaxInterval)
 	maxInFlight := d.maxInFlight
 	if maxInFlight <= 0 {
 		maxInFlight = maxNoticesInFlight
@@ -182,9 +179,7 @@ func (tm *term) progress() {
 // progress for StallAfter and every attempt since failed.
 func (tm *term) run(ctx context.Context) (stalled error) {
 	tm.probeSize(ctx)
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 100 * time.Millisecond
-	bo.MaxInterval = tm.cfg.RetryMaxInterval
+	bo := retry.NewBackOff(100*time.Millisecond, tm.cfg.RetryMaxInterval)
 	for ctx.Err() == nil {
 		err := tm.runFeed(ctx)
 		if ctx.Err() != nil {
