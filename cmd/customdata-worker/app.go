@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/customdata-worker/customdata-worker/internal/cli"
 	"github.com/customdata-worker/customdata-worker/triggers"
 	"github.com/customdata-worker/customdata-worker/worker"
 	"github.com/customdata-worker/customdata-worker/worker/authsync"
@@ -18,14 +18,7 @@ import (
 const appName = "customdata-worker"
 
 func newLogger(cfg Config, w io.Writer) zerolog.Logger {
-	level, err := zerolog.ParseLevel(cfg.LogLevel)
-	if err != nil || level == zerolog.NoLevel {
-		level = zerolog.InfoLevel
-	}
-	if cfg.LogFormat == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
-	}
-	return zerolog.New(w).Level(level).With().Timestamp().Str("app", appName).Logger()
+	return cli.NewLogger(w, appName, cfg.LogLevel, cfg.LogFormat)
 }
 
 // workerConfig maps the environment onto worker.Config, each setting once.

@@ -23,9 +23,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"text/tabwriter"
 
-	"github.com/kelseyhightower/envconfig"
+	"github.com/customdata-worker/customdata-worker/internal/cli"
 )
 
 func main() {
@@ -106,11 +105,6 @@ All configuration comes from the environment; see 'customdata-worker env'.
 }
 
 func printEnv(w io.Writer) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	const format = `{{range .}}{{usage_key .}}	{{usage_default .}}	{{usage_description .}}
-{{end}}`
-	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tDESCRIPTION")
 	var c Config
-	_ = envconfig.Usagef(envPrefix, &c, tw, format)
-	_ = tw.Flush()
+	_ = cli.PrintEnv(w, envPrefix, &c)
 }

@@ -21,6 +21,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/cli"
 	"github.com/customdata-worker/customdata-worker/internal/redact"
 	"github.com/customdata-worker/customdata-worker/issuer"
 )
@@ -28,14 +29,7 @@ import (
 const appName = "reference-issuer"
 
 func newLogger(cfg Config, w io.Writer) zerolog.Logger {
-	level, err := zerolog.ParseLevel(cfg.LogLevel)
-	if err != nil || level == zerolog.NoLevel {
-		level = zerolog.InfoLevel
-	}
-	if cfg.LogFormat == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
-	}
-	return zerolog.New(w).Level(level).With().Timestamp().Str("app", appName).Logger()
+	return cli.NewLogger(w, appName, cfg.LogLevel, cfg.LogFormat)
 }
 
 // running is what runIssuer hands to a caller that embeds it (the demo and

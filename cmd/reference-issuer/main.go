@@ -26,9 +26,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"text/tabwriter"
 
-	"github.com/kelseyhightower/envconfig"
+	"github.com/customdata-worker/customdata-worker/internal/cli"
 )
 
 func main() {
@@ -54,11 +53,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	switch cmd {
 	case "env":
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tDESCRIPTION")
 		var c Config
-		_ = envconfig.Usagef(envPrefix, &c, tw, "{{range .}}{{usage_key .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}")
-		_ = tw.Flush()
+		if err := cli.PrintEnv(stdout, envPrefix, &c); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
 		return 0
 	case "help":
 		usage(stdout)
