@@ -164,7 +164,7 @@ func newTerm(d termDeps, log zerolog.Logger, leaseSession string, rev uint64, le
 // even where every read fails.
 func (tm *term) progress() {
 	tm.lastProgress = time.Now()
-	if tm.failedSinceProgress {
+	if tm.failedSinceProgress && !tm.pub.pubFailed {
 		tm.health.feedOK()
 	}
 	tm.failedSinceProgress = false
@@ -509,7 +509,12 @@ func (tm *term) consume(ctx context.Context, cs feedCursor) error {
 			return fmt.Errorf("read change stream: %w", err)
 		}
 		tm.progress()
-		tm.health.feedOK()
+		if !tm.pub.pubFailed {
+			// While notices keep failing to publish the notifier is not
+			// healthy, however well the feed reads: only an acknowledged
+			// notice ends that (publisher.acknowledged).
+			tm.health.feedOK()
+		}
 		if tok := cs.ResumeToken(); tok != nil && !bytes.Equal(tok, tm.at) {
 			tm.at = slices.Clone(tok)
 		}
