@@ -589,6 +589,11 @@ func (tm *term) handle(ctx context.Context, raw bson.Raw) (feedCursor, error) {
 				return nil, err
 			}
 		}
+		if len(mc.Notices) == 0 && pos != nil {
+			if acked := tm.pub.advance(pos); acked != nil {
+				tm.pending = acked
+			}
+		}
 	}
 	switch mc.Flush {
 	case events.FlushCollectionGone:
