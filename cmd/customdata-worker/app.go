@@ -35,7 +35,8 @@ func (c Config) workerConfig(set *triggers.Set) worker.Config {
 			BackOff: c.RedeliveryBackoff, BatchSize: c.BatchSize, BatchWait: c.BatchWait,
 			DeadLetterStream: c.DeadLetterStream, DeadLetterPrefix: c.DeadLetterPrefix, DeadLetterMaxAge: c.DeadLetterMaxAge},
 		Notify: notify.Config{SubjectPrefix: c.NoticeSubjectPrefix, Stream: c.NoticeStream, MaxAge: c.NoticeMaxAge,
-			LeaseTTL: c.LeaseTTL, StallAfter: c.StallAfter, OversizeBytes: c.OversizeBytes, PreAndPostImages: c.PreAndPostImages},
+			LeaseTTL: c.LeaseTTL, StallAfter: c.StallAfter, OversizeBytes: c.OversizeBytes, PreAndPostImages: c.PreAndPostImages,
+			IgnoreFields: c.NoticeIgnoreFields},
 	}
 }
 

@@ -66,6 +66,7 @@ type Config struct {
 	LeaseTTL            time.Duration `envconfig:"LEASE_TTL" default:"10s" desc:"change-stream leadership lease; a standby takes over within it"`
 	StallAfter          time.Duration `envconfig:"STALL_AFTER" desc:"a leader whose change stream makes no progress this long steps down so a standby takes over (default: 30s, or 2 × LEASE_TTL if longer)"`
 	OversizeBytes       int           `envconfig:"OVERSIZE_BYTES" default:"16384" desc:"documents above this size are flagged oversize in notices"`
+	NoticeIgnoreFields  []string      `envconfig:"NOTICE_IGNORE_FIELDS" desc:"comma-separated top-level fields (e.g. lastLogin) whose updates publish no notice when the change event shows only them changed; pair with the issuer's ISSUER_OMIT_FIELDS"`
 	PreAndPostImages    bool          `envconfig:"PRE_AND_POST_IMAGES" default:"false" desc:"enable changeStreamPreAndPostImages on the collection (MongoDB 6.0+) so deletes name the user"`
 
 	// Operations

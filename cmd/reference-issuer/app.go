@@ -42,7 +42,8 @@ type running struct {
 }
 
 func (c Config) sourceConfig() issuer.SourceConfig {
-	sc := issuer.SourceConfig{Database: c.Database, Collection: c.Collection, UserIDField: c.UserIDField, OversizeBytes: c.OversizeBytes}
+	sc := issuer.SourceConfig{Database: c.Database, Collection: c.Collection, UserIDField: c.UserIDField, OversizeBytes: c.OversizeBytes,
+		OmitFields: c.OmitFields}
 	if c.Oversize == "refuse" {
 		sc.Oversize = issuer.OversizeRefuse
 	}

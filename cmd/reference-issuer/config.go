@@ -21,12 +21,13 @@ type Config struct {
 	NATSCredsFile string `envconfig:"NATS_CREDS_FILE" desc:"path to a NATS .creds file (JWT + seed)"`
 	NATSToken     string `envconfig:"NATS_TOKEN" desc:"NATS token (never logged)"`
 
-	MongoURI      string `envconfig:"MONGODB_URI" default:"mongodb://127.0.0.1:27017/?replicaSet=rs0" desc:"MongoDB connection string (the issuer only reads)"`
-	Database      string `envconfig:"MONGODB_DATABASE" default:"app" desc:"database of the custom-data collection (the worker's MONGODB_DATABASE)"`
-	Collection    string `envconfig:"MONGODB_COLLECTION" default:"custom_user_data" desc:"custom-data collection (the worker's MONGODB_COLLECTION)"`
-	UserIDField   string `envconfig:"USER_ID_FIELD" default:"userId" desc:"field holding the user id (the worker's USER_ID_FIELD)"`
-	OversizeBytes int    `envconfig:"OVERSIZE_BYTES" default:"16384" desc:"size limit of custom data put in a token"`
-	Oversize      string `envconfig:"OVERSIZE_POLICY" default:"flag" desc:"flag: put oversize data in the token and set custom_data_oversize; refuse: leave it out"`
+	MongoURI      string   `envconfig:"MONGODB_URI" default:"mongodb://127.0.0.1:27017/?replicaSet=rs0" desc:"MongoDB connection string (the issuer only reads)"`
+	Database      string   `envconfig:"MONGODB_DATABASE" default:"app" desc:"database of the custom-data collection (the worker's MONGODB_DATABASE)"`
+	Collection    string   `envconfig:"MONGODB_COLLECTION" default:"custom_user_data" desc:"custom-data collection (the worker's MONGODB_COLLECTION)"`
+	UserIDField   string   `envconfig:"USER_ID_FIELD" default:"userId" desc:"field holding the user id (the worker's USER_ID_FIELD)"`
+	OversizeBytes int      `envconfig:"OVERSIZE_BYTES" default:"16384" desc:"size limit of custom data put in a token"`
+	OmitFields    []string `envconfig:"OMIT_FIELDS" desc:"comma-separated top-level fields left out of tokens and the cache (e.g. lastLogin); pair with the worker's NOTICE_IGNORE_FIELDS"`
+	Oversize      string   `envconfig:"OVERSIZE_POLICY" default:"flag" desc:"flag: put oversize data in the token and set custom_data_oversize; refuse: leave it out"`
 
 	AuthSubjectPrefix   string        `envconfig:"AUTH_SUBJECT_PREFIX" default:"auth.events" desc:"LOGIN events are published on <prefix>.login (the worker's AUTH_SUBJECT_PREFIX)"`
 	NoticesEnabled      bool          `envconfig:"NOTICES_ENABLED" default:"true" desc:"keep the cache fresh from the worker's notices; false: TTL only"`
