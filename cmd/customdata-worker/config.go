@@ -52,8 +52,9 @@ type Config struct {
 	Provision         string          `envconfig:"PROVISION" default:"create" desc:"create: create-or-update streams, consumer and buckets; verify: only check that an operator did"`
 	BatchSize         int             `envconfig:"BATCH_SIZE" default:"500" desc:"most auth events fetched and written per batch"`
 	BatchWait         time.Duration   `envconfig:"BATCH_WAIT" default:"200ms" desc:"longest wait to fill a batch"`
+	CoalesceWindow    int             `envconfig:"COALESCE_WINDOW" desc:"during a backlog, most events fetched (already waiting, without waiting for more) and coalesced into one set of writes, so a hot user's events cost one write; between BATCH_SIZE and MAX_ACK_PENDING (default: 4000, or MAX_ACK_PENDING if lower)"`
 	AckWait           time.Duration   `envconfig:"ACK_WAIT" default:"10s" desc:"redelivery timeout of an unacknowledged event: how soon a crashed replica's batch goes to another (a working replica extends it)"`
-	MaxAckPending     int             `envconfig:"MAX_ACK_PENDING" default:"1000" desc:"most events in flight across replicas: during a backlog each replica holds a batch of up to BATCH_SIZE, so at most MAX_ACK_PENDING / BATCH_SIZE replicas (2 with the defaults) work at once and the others wait; raise it to at least replicas × BATCH_SIZE"`
+	MaxAckPending     int             `envconfig:"MAX_ACK_PENDING" default:"8000" desc:"most events in flight across replicas: during a backlog each replica holds up to COALESCE_WINDOW events, so at most MAX_ACK_PENDING / COALESCE_WINDOW replicas (2 with the defaults) work at once and the others wait; raise it to at least replicas × COALESCE_WINDOW"`
 	MaxDeliver        int             `envconfig:"MAX_DELIVER" default:"10" desc:"deliveries before an event that keeps failing is dead-lettered"`
 	RedeliveryBackoff []time.Duration `envconfig:"REDELIVERY_BACKOFF" default:"1s,5s,15s,30s,1m,2m,5m" desc:"delay before the 1st, 2nd, … redelivery of an event that failed; the last repeats"`
 	TriggersFile      string          `envconfig:"TRIGGERS_FILE" desc:"YAML or JSON trigger config (see deploy/triggers.example.yaml); empty: built-in defaults"`
