@@ -17,8 +17,8 @@ const (
 	DefaultDeadLetterPrefix   = "auth.deadletter"
 	DefaultAuthStreamMaxAge   = 7 * 24 * time.Hour
 	DefaultAuthAckWait        = 10 * time.Second
-	DefaultAuthMaxAckPending  = 8000
-	DefaultAuthCoalesceWindow = 4000
+	DefaultAuthMaxAckPending  = 20000
+	DefaultAuthCoalesceWindow = 10000
 	DefaultAuthMaxDeliver     = 10
 	DefaultAuthBatchSize      = 500
 	DefaultAuthBatchWait      = 200 * time.Millisecond
@@ -68,7 +68,7 @@ type Config struct {
 	// replica is handed to another. Default 10s.
 	AckWait time.Duration
 	// MaxAckPending bounds delivered-but-unacknowledged messages across
-	// replicas. Default 8000: two replicas, each with a full
+	// replicas. Default 20000: two replicas, each with a full
 	// CoalesceWindow.
 	MaxAckPending int
 	// MaxDeliver is the delivery at which a message that still fails is
@@ -91,7 +91,7 @@ type Config struct {
 	// together. A hot user's many events then cost one write, not one per
 	// batch. Every guarantee holds across the window: an event is acked
 	// only after the write covering it is acknowledged, and one user's
-	// events keep their order. Default 4000 (or MaxAckPending if lower);
+	// events keep their order. Default 10000 (or MaxAckPending if lower);
 	// between BatchSize and MaxAckPending. Set it to BatchSize to process
 	// each batch on its own.
 	CoalesceWindow int
