@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -158,6 +159,20 @@ func TestAPI(t *testing.T) {
 	msg, err := info.GetMsg(ctx, 1)
 	if err != nil || msg.Subject != "auth.events.login" {
 		t.Fatalf("stored event: %v %v", msg, err)
+	}
+	// The header as any JOSE library reads it, and the claims a resource
+	// server checks: a client expecting another audience refuses it.
+	header, _ := base64.RawURLEncoding.DecodeString(strings.Split(tokA, ".")[0])
+	var h map[string]any
+	if err := json.Unmarshal(header, &h); err != nil || h["typ"] != "at+jwt" || h["kid"] != tok.kid() || h["alg"] != "ES256" {
+		t.Fatalf("token header %s (%v), want typ at+jwt, kid %s, alg ES256", header, err, tok.kid())
+	}
+	if a.KeyID != tok.kid() || !a.Expiry.After(time.Now()) || a.SessionExpiry.Before(a.Expiry) {
+		t.Fatalf("claims seen by the client: %+v", a)
+	}
+	elsewhere := &apiClient{base: srv.URL, http: http.DefaultClient, keys: api.keys, iss: "ref", aud: "another-app"}
+	if _, err := elsewhere.verify(ctx, tokA); !errors.Is(err, jwt.ErrInvalidAudience) {
+		t.Fatalf("a client of another audience: %v, want %v", err, jwt.ErrInvalidAudience)
 	}
 	if _, b, err := api.refresh(ctx, tokA, false); err != nil || b.field("plan") != "pro" {
 		t.Fatalf("refresh: %v %+v", err, b)
