@@ -256,8 +256,10 @@ func (c *Cache) Refresh(ctx context.Context, userID string) (Data, error) {
 func (c *Cache) InvalidateUser(userID string) {
 	c.mu.Lock()
 	c.dropUser(userID)
-	c.mu.Unlock()
+	// Counted before the lock is released: a read that sees the new data
+	// then also sees the invalidation counted.
 	c.m.invUser.Inc()
+	c.mu.Unlock()
 }
 
 // InvalidateDocument drops every entry holding the document with this _id

@@ -373,8 +373,8 @@ func (c *Cache) HandleNotice(subject string, payload []byte) {
 		if perr == nil && n.DocumentID != "" {
 			c.dropDocument(n.DocumentID)
 		}
+		c.m.invUser.Inc() // before unlocking, as in InvalidateUser
 		c.mu.Unlock()
-		c.m.invUser.Inc()
 	case "doc":
 		c.InvalidateDocument(id)
 	default:
