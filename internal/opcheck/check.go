@@ -31,7 +31,7 @@ type Config struct {
 // Run checks everything and returns the report; it does not stop at the
 // first failure, only skips what depends on a connection that failed.
 // It changes nothing on either server.
-func Run(ctx context.Context, cfg Config) Report {
+func Run(ctx context.Context, cfg Config) (r Report) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
@@ -45,9 +45,8 @@ func Run(ctx context.Context, cfg Config) Report {
 	w.Streams.SetDefaults()
 	cfg.Worker = w
 
-	var r Report
 	secrets := append(append(redact.Secrets(w.MongoURI), redact.SecretsOfURIs(w.NATS.URL)...), w.NATS.Password, w.NATS.Token)
-	defer r.finish(secrets)
+	defer func() { r.finish(secrets) }() // on the returned report
 	if err := w.Validate(); err != nil {
 		r.add("configuration", Fail, "%v", err)
 		return r

@@ -78,7 +78,7 @@ func judgeProvisioning(r *Report, name, what string, mode provision.Mode, err er
 	case err == nil:
 		r.add(name, OK, "%s present with compatible settings", what)
 	case mode == provision.Create && !outage.NATS(err) && !errors.Is(err, nats.ErrPermissionViolation) && !errors.Is(err, nats.ErrAuthorization):
-		r.add(name, Warn, "%v; PROVISION=create: the worker creates or updates them at startup", err)
+		r.add(name, Warn, "the worker creates or updates them at startup (PROVISION=create); as PROVISION=verify sees them: %v", err)
 	default:
 		r.add(name, Fail, "%v", err)
 	}
