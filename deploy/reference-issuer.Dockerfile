@@ -1,4 +1,7 @@
 # Build: docker build -f deploy/reference-issuer.Dockerfile -t reference-issuer .
+# Run: the issuer listens on 127.0.0.1 unless ISSUER_HTTP_ADDR=:8090 (POST /login
+# trusts any user id: publish the port only where that is fine, see README), and
+# needs ISSUER_SIGNING_KEY_FILE (a mounted key) or ISSUER_DEV_EPHEMERAL_KEY=true.
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -44,8 +46,15 @@ type SourceConfig struct {
 	UserIDField string
 	// OversizeBytes is the size limit (default 16384; negative: no limit).
 	OversizeBytes int
-	// Oversize is the policy for documents over the limit.
+	// Oversize is the policy for documents over the limit; the limit
+	// applies to what is read, so without OmitFields.
 	Oversize OversizePolicy
+	// OmitFields are top-level fields left out of what is read and cached
+	// (a projection), for fields tokens do not carry. Pair it with the
+	// worker's NOTICE_IGNORE_FIELDS: the worker announces no update that
+	// changed only those fields, and a cache that never holds them stays
+	// exactly fresh. Must not hold _id or the user-id field.
+	OmitFields []string
 }
 
 func (c *SourceConfig) setDefaults() {
@@ -72,7 +81,27 @@ func (c SourceConfig) Validate() error {
 	if c.Oversize != OversizeFlag && c.Oversize != OversizeRefuse {
 		return fmt.Errorf("issuer: unknown oversize policy %d", c.Oversize)
 	}
+	for _, f := range c.OmitFields {
+		switch {
+		case f == "" || f == "_id" || f == c.UserIDField:
+			return fmt.Errorf("issuer: omit fields: %q cannot be omitted (empty, _id or the user-id field)", f)
+		case f[0] == '$' || strings.ContainsAny(f, ".\x00"):
+			return fmt.Errorf("issuer: omit fields: %q must be a top-level field name (no '$' prefix, '.' or NUL)", f)
+		}
+	}
 	return nil
+}
+
+// projection excludes OmitFields, in a stable order (nil when none).
+func (c SourceConfig) projection() bson.D {
+	fields := slices.Clone(c.OmitFields)
+	slices.Sort(fields)
+	fields = slices.Compact(fields)
+	var p bson.D
+	for _, f := range fields {
+		p = append(p, bson.E{Key: f, Value: 0})
+	}
+	return p
 }
 
 // Getter returns one user's custom data. Source (a plain read) and Cache
@@ -103,14 +132,18 @@ func NewSource(client *mongo.Client, cfg SourceConfig) (*Source, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
+	// Sorting on _id makes "first inserted wins" hold even when the
+	// worker runs with ALLOW_DUPLICATE_USERS (no unique index); with the
+	// unique index there is one match and the sort is free.
+	find := options.FindOne().SetSort(bson.D{{Key: "_id", Value: 1}})
+	if p := cfg.projection(); p != nil {
+		find.SetProjection(p)
+	}
 	return &Source{
 		coll:  client.Database(cfg.Database).Collection(cfg.Collection),
 		cfg:   cfg,
 		field: cfg.UserIDField,
-		// Sorting on _id makes "first inserted wins" hold even when the
-		// worker runs with ALLOW_DUPLICATE_USERS (no unique index); with
-		// the unique index there is one match and the sort is free.
-		find: options.FindOne().SetSort(bson.D{{Key: "_id", Value: 1}}),
+		find:  find,
 	}, nil
 }
 

@@ -32,10 +32,11 @@ func (c Config) workerConfig(set *triggers.Set) worker.Config {
 		Streams: worker.Streams{Mode: worker.ProvisionMode(c.Provision), Replicas: c.StreamReplicas, DuplicateWindow: c.DuplicateWindow},
 		Auth: authsync.Config{Stream: c.AuthStream, SubjectPrefix: c.AuthSubjectPrefix, MaxAge: c.AuthMaxAge, MaxBytes: c.AuthMaxBytes,
 			Consumer: c.AuthConsumer, AckWait: c.AckWait, MaxAckPending: c.MaxAckPending, MaxDeliver: c.MaxDeliver,
-			BackOff: c.RedeliveryBackoff, BatchSize: c.BatchSize, BatchWait: c.BatchWait,
+			BackOff: c.RedeliveryBackoff, BatchSize: c.BatchSize, BatchWait: c.BatchWait, CoalesceWindow: c.CoalesceWindow,
 			DeadLetterStream: c.DeadLetterStream, DeadLetterPrefix: c.DeadLetterPrefix, DeadLetterMaxAge: c.DeadLetterMaxAge},
 		Notify: notify.Config{SubjectPrefix: c.NoticeSubjectPrefix, Stream: c.NoticeStream, MaxAge: c.NoticeMaxAge,
-			LeaseTTL: c.LeaseTTL, StallAfter: c.StallAfter, OversizeBytes: c.OversizeBytes, PreAndPostImages: c.PreAndPostImages},
+			LeaseTTL: c.LeaseTTL, StallAfter: c.StallAfter, OversizeBytes: c.OversizeBytes, PreAndPostImages: c.PreAndPostImages,
+			IgnoreFields: c.NoticeIgnoreFields},
 	}
 }
 

@@ -52,8 +52,9 @@ type Config struct {
 	Provision         string          `envconfig:"PROVISION" default:"create" desc:"create: create-or-update streams, consumer and buckets; verify: only check that an operator did"`
 	BatchSize         int             `envconfig:"BATCH_SIZE" default:"500" desc:"most auth events fetched and written per batch"`
 	BatchWait         time.Duration   `envconfig:"BATCH_WAIT" default:"200ms" desc:"longest wait to fill a batch"`
+	CoalesceWindow    int             `envconfig:"COALESCE_WINDOW" desc:"during a backlog, most events fetched (already waiting, without waiting for more) and coalesced into one set of writes, so a hot user's events cost one write; between BATCH_SIZE and MAX_ACK_PENDING (default: 10000, or MAX_ACK_PENDING if lower)"`
 	AckWait           time.Duration   `envconfig:"ACK_WAIT" default:"10s" desc:"redelivery timeout of an unacknowledged event: how soon a crashed replica's batch goes to another (a working replica extends it)"`
-	MaxAckPending     int             `envconfig:"MAX_ACK_PENDING" default:"1000" desc:"most events in flight across replicas: during a backlog each replica holds a batch of up to BATCH_SIZE, so at most MAX_ACK_PENDING / BATCH_SIZE replicas (2 with the defaults) work at once and the others wait; raise it to at least replicas × BATCH_SIZE"`
+	MaxAckPending     int             `envconfig:"MAX_ACK_PENDING" default:"20000" desc:"most events in flight across replicas: during a backlog each replica holds up to COALESCE_WINDOW events, so at most MAX_ACK_PENDING / COALESCE_WINDOW replicas (2 with the defaults) work at once and the others wait; raise it to at least replicas × COALESCE_WINDOW"`
 	MaxDeliver        int             `envconfig:"MAX_DELIVER" default:"10" desc:"deliveries before an event that keeps failing is dead-lettered"`
 	RedeliveryBackoff []time.Duration `envconfig:"REDELIVERY_BACKOFF" default:"1s,5s,15s,30s,1m,2m,5m" desc:"delay before the 1st, 2nd, … redelivery of an event that failed; the last repeats"`
 	TriggersFile      string          `envconfig:"TRIGGERS_FILE" desc:"YAML or JSON trigger config (see deploy/triggers.example.yaml); empty: built-in defaults"`
@@ -66,6 +67,7 @@ type Config struct {
 	LeaseTTL            time.Duration `envconfig:"LEASE_TTL" default:"10s" desc:"change-stream leadership lease; a standby takes over within it"`
 	StallAfter          time.Duration `envconfig:"STALL_AFTER" desc:"a leader whose change stream makes no progress this long steps down so a standby takes over (default: 30s, or 2 × LEASE_TTL if longer)"`
 	OversizeBytes       int           `envconfig:"OVERSIZE_BYTES" default:"16384" desc:"documents above this size are flagged oversize in notices"`
+	NoticeIgnoreFields  []string      `envconfig:"NOTICE_IGNORE_FIELDS" desc:"comma-separated top-level fields (e.g. lastLogin) whose updates publish no notice when the change event shows only them changed; pair with the issuer's ISSUER_OMIT_FIELDS"`
 	PreAndPostImages    bool          `envconfig:"PRE_AND_POST_IMAGES" default:"false" desc:"enable changeStreamPreAndPostImages on the collection (MongoDB 6.0+) so deletes name the user"`
 
 	// Operations

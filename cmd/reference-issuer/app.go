@@ -42,7 +42,8 @@ type running struct {
 }
 
 func (c Config) sourceConfig() issuer.SourceConfig {
-	sc := issuer.SourceConfig{Database: c.Database, Collection: c.Collection, UserIDField: c.UserIDField, OversizeBytes: c.OversizeBytes}
+	sc := issuer.SourceConfig{Database: c.Database, Collection: c.Collection, UserIDField: c.UserIDField, OversizeBytes: c.OversizeBytes,
+		OmitFields: c.OmitFields}
 	if c.Oversize == "refuse" {
 		sc.Oversize = issuer.OversizeRefuse
 	}
@@ -57,13 +58,11 @@ func runIssuer(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	log.Info().Str("mongodb", redact.URI(cfg.MongoURI)).Str("nats", redact.URIs(cfg.NATSURL)).
 		Str("collection", cfg.Database+"."+cfg.Collection).Bool("notices", cfg.NoticesEnabled).
 		Int("cache_entries", cfg.CacheMaxEntries).Dur("cache_ttl", cfg.CacheTTL).Msg("starting")
-	tok, generated, err := newTokens(cfg.SigningKeyFile, cfg.TokenIssuer, cfg.TokenTTL)
+	tok, err := newTokens(cfg.tokenConfig())
 	if err != nil {
 		return err
 	}
-	if generated {
-		log.Warn().Str("kid", tok.public.KeyID).Msg("no signing key file: signing with a key generated for this run (tokens die with the process)")
-	}
+	logKeys(log, tok)
 
 	natsOpts := []nats.Option{nats.Name(appName), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(time.Second)}
@@ -118,7 +117,9 @@ func runIssuer(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	s := &server{
 		pub: pub, data: data, tok: tok, log: log,
 		// A forced re-read (?force=true) per user per second, bursts of 3.
-		force: newForceLimiter(time.Second, 3, 10_000),
+		force:           newForceLimiter(time.Second, 3, 10_000),
+		refreshNeedsDoc: cfg.RefreshNeedsDoc,
+		secrets:         readinessSecrets(cfg),
 		issued: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reference_issuer_tokens_issued_total",
 			Help: "Tokens issued by endpoint."}, []string{"endpoint"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reference_issuer_requests_failed_total",
@@ -170,6 +171,7 @@ func runIssuer(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	}
 	base := "http://" + strings.Replace(ln.Addr().String(), "[::]", "127.0.0.1", 1)
 	log.Info().Str("addr", ln.Addr().String()).Str("jwks", base+"/.well-known/jwks.json").Msg("serving")
+	warnLoginTrust(log, ln.Addr())
 	if ready != nil {
 		ready <- running{URL: base, Cache: cache, JS: js, Registry: reg}
 	}

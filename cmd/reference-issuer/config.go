@@ -15,18 +15,19 @@ const envPrefix = "ISSUER"
 
 // Config is every setting of the reference issuer, from the environment.
 type Config struct {
-	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8090" desc:"address of the token API and /livez, /readyz, /metrics"`
+	HTTPAddr string `envconfig:"HTTP_ADDR" default:"127.0.0.1:8090" desc:"address of the token API and /livez, /readyz, /metrics; loopback by default since /login trusts any user id (:8090 listens on every interface)"`
 
 	NATSURL       string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server URL(s), comma-separated"`
 	NATSCredsFile string `envconfig:"NATS_CREDS_FILE" desc:"path to a NATS .creds file (JWT + seed)"`
 	NATSToken     string `envconfig:"NATS_TOKEN" desc:"NATS token (never logged)"`
 
-	MongoURI      string `envconfig:"MONGODB_URI" default:"mongodb://127.0.0.1:27017/?replicaSet=rs0" desc:"MongoDB connection string (the issuer only reads)"`
-	Database      string `envconfig:"MONGODB_DATABASE" default:"app" desc:"database of the custom-data collection (the worker's MONGODB_DATABASE)"`
-	Collection    string `envconfig:"MONGODB_COLLECTION" default:"custom_user_data" desc:"custom-data collection (the worker's MONGODB_COLLECTION)"`
-	UserIDField   string `envconfig:"USER_ID_FIELD" default:"userId" desc:"field holding the user id (the worker's USER_ID_FIELD)"`
-	OversizeBytes int    `envconfig:"OVERSIZE_BYTES" default:"16384" desc:"size limit of custom data put in a token"`
-	Oversize      string `envconfig:"OVERSIZE_POLICY" default:"flag" desc:"flag: put oversize data in the token and set custom_data_oversize; refuse: leave it out"`
+	MongoURI      string   `envconfig:"MONGODB_URI" default:"mongodb://127.0.0.1:27017/?replicaSet=rs0" desc:"MongoDB connection string (the issuer only reads)"`
+	Database      string   `envconfig:"MONGODB_DATABASE" default:"app" desc:"database of the custom-data collection (the worker's MONGODB_DATABASE)"`
+	Collection    string   `envconfig:"MONGODB_COLLECTION" default:"custom_user_data" desc:"custom-data collection (the worker's MONGODB_COLLECTION)"`
+	UserIDField   string   `envconfig:"USER_ID_FIELD" default:"userId" desc:"field holding the user id (the worker's USER_ID_FIELD)"`
+	OversizeBytes int      `envconfig:"OVERSIZE_BYTES" default:"16384" desc:"size limit of custom data put in a token"`
+	OmitFields    []string `envconfig:"OMIT_FIELDS" desc:"comma-separated top-level fields left out of tokens and the cache (e.g. lastLogin); pair with the worker's NOTICE_IGNORE_FIELDS"`
+	Oversize      string   `envconfig:"OVERSIZE_POLICY" default:"flag" desc:"flag: put oversize data in the token and set custom_data_oversize; refuse: leave it out"`
 
 	AuthSubjectPrefix   string        `envconfig:"AUTH_SUBJECT_PREFIX" default:"auth.events" desc:"LOGIN events are published on <prefix>.login (the worker's AUTH_SUBJECT_PREFIX)"`
 	NoticesEnabled      bool          `envconfig:"NOTICES_ENABLED" default:"true" desc:"keep the cache fresh from the worker's notices; false: TTL only"`
@@ -35,20 +36,39 @@ type Config struct {
 	CacheMaxEntries     int           `envconfig:"CACHE_MAX_ENTRIES" default:"10000" desc:"most users cached; 0 disables the cache (every token reads MongoDB)"`
 	CacheTTL            time.Duration `envconfig:"CACHE_TTL" default:"0" desc:"drop cached data this long after it was read; 0 = only notices drop it (required > 0 when notices are off)"`
 
-	TokenIssuer    string        `envconfig:"TOKEN_ISSUER" default:"reference-issuer" desc:"iss claim of issued tokens"`
-	TokenTTL       time.Duration `envconfig:"TOKEN_TTL" default:"15m" desc:"lifetime of an access token"`
-	SigningKeyFile string        `envconfig:"SIGNING_KEY_FILE" desc:"PEM EC P-256 private key (SEC 1 or PKCS#8) signing tokens (ES256); empty: a new key each start (dev only)"`
+	TokenIssuer      string        `envconfig:"TOKEN_ISSUER" default:"reference-issuer" desc:"iss claim of issued tokens"`
+	TokenAudience    string        `envconfig:"TOKEN_AUDIENCE" default:"customdata-app" desc:"aud claim of issued tokens, required on /refresh"`
+	TokenTTL         time.Duration `envconfig:"TOKEN_TTL" default:"15m" desc:"lifetime of an access token"`
+	SessionMaxAge    time.Duration `envconfig:"SESSION_MAX_AGE" default:"12h" desc:"a session ends this long after /login (session_exp claim): /refresh refuses after it and no token outlives it"`
+	RefreshNeedsDoc  bool          `envconfig:"REFRESH_REQUIRES_DOCUMENT" default:"false" desc:"true: /refresh refuses a user who has no custom-data document (deleted, or never created)"`
+	SigningKeyFile   string        `envconfig:"SIGNING_KEY_FILE" desc:"PEM EC P-256 private key (SEC 1 or PKCS#8) signing tokens (ES256); required unless DEV_EPHEMERAL_KEY=true"`
+	PreviousKeyFiles []string      `envconfig:"PREVIOUS_KEY_FILES" desc:"comma-separated PEM keys (private or public) that signed before a rotation: published in the JWKS and accepted on /refresh"`
+	DevEphemeralKey  bool          `envconfig:"DEV_EPHEMERAL_KEY" default:"false" desc:"development only: without SIGNING_KEY_FILE, sign with a key generated at start (each replica its own; tokens die with the process)"`
 
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json, or console for humans"`
 }
 
-func loadConfig() (Config, error) {
+func loadConfig() (Config, error) { return loadConfigWith(nil) }
+
+// loadConfigWith reads the environment, lets adjust override settings (the
+// demo's), then validates.
+func loadConfigWith(adjust func(*Config)) (Config, error) {
 	var c Config
 	if err := envconfig.Process(envPrefix, &c); err != nil {
 		return Config{}, fmt.Errorf("configuration: %w", err)
 	}
+	if adjust != nil {
+		adjust(&c)
+	}
 	return c, c.validate()
+}
+
+func (c Config) tokenConfig() tokenConfig {
+	return tokenConfig{
+		keyConfig: keyConfig{SigningKeyFile: c.SigningKeyFile, PreviousKeyFiles: c.PreviousKeyFiles, AllowEphemeral: c.DevEphemeralKey},
+		Issuer:    c.TokenIssuer, Audience: c.TokenAudience, TTL: c.TokenTTL, SessionMaxAge: c.SessionMaxAge,
+	}
 }
 
 func (c Config) validate() error {
@@ -67,6 +87,15 @@ func (c Config) validate() error {
 	}
 	if c.TokenTTL <= 0 {
 		errs = append(errs, fmt.Errorf("%s_TOKEN_TTL must be positive", envPrefix))
+	}
+	if c.SessionMaxAge < c.TokenTTL {
+		errs = append(errs, fmt.Errorf("%s_SESSION_MAX_AGE (%s) must be at least %s_TOKEN_TTL (%s)", envPrefix, c.SessionMaxAge, envPrefix, c.TokenTTL))
+	}
+	if c.TokenAudience == "" {
+		errs = append(errs, fmt.Errorf("%s_TOKEN_AUDIENCE is required", envPrefix))
+	}
+	if c.SigningKeyFile == "" && !c.DevEphemeralKey {
+		errs = append(errs, errNoSigningKey)
 	}
 	if c.MongoURI == "" || c.NATSURL == "" {
 		errs = append(errs, fmt.Errorf("%s_MONGODB_URI and %s_NATS_URL are required", envPrefix, envPrefix))

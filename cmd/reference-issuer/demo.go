@@ -69,15 +69,16 @@ func runDemo(ctx context.Context, workerBin string, stdout, stderr io.Writer) er
 	}
 	defer func() { _ = w.stop() }()
 
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	cfg.NATSURL, cfg.MongoURI, cfg.Database, cfg.HTTPAddr = ns.ClientURL(), uri, db, "127.0.0.1:0"
-	if os.Getenv(envPrefix+"_LOG_LEVEL") == "" {
-		cfg.LogLevel = "warn"
-	}
-	cfg.LogFormat = "console"
+	cfg, err := loadConfigWith(func(c *Config) {
+		c.NATSURL, c.MongoURI, c.Database, c.HTTPAddr = ns.ClientURL(), uri, db, "127.0.0.1:0"
+		if os.Getenv(envPrefix+"_LOG_LEVEL") == "" {
+			c.LogLevel = "warn"
+		}
+		c.LogFormat = "console"
+		// One issuer living as long as the demo: a key of its own is
+		// right here (ISSUER_SIGNING_KEY_FILE, if set, is still used).
+		c.DevEphemeralKey = true
+	})
 	issuerCtx, stopIssuer := context.WithCancel(ctx)
 	defer stopIssuer()
 	ready, done := make(chan running, 1), make(chan error, 1)
@@ -96,7 +97,7 @@ func runDemo(ctx context.Context, workerBin string, stdout, stderr io.Writer) er
 	if err := poll(ctx, 60*time.Second, func() bool { return app.Cache.Following() }); err != nil {
 		return errors.New("the issuer's cache never followed the worker's notice stream")
 	}
-	api, err := newAPIClient(ctx, app.URL)
+	api, err := newAPIClient(ctx, app.URL, cfg.TokenIssuer, cfg.TokenAudience)
 	if err != nil {
 		return err
 	}

@@ -114,7 +114,8 @@ func startStack(t testing.TB) *stack {
 		t.Fatal(err)
 	}
 	cfg.NATSURL, cfg.MongoURI, cfg.Database, cfg.HTTPAddr = ns.URL, m.URI, db, "127.0.0.1:0"
-	cfg.CacheTTL = 0 // freshness comes from notices only
+	cfg.DevEphemeralKey = true // one issuer for the test's life
+	cfg.CacheTTL = 0           // freshness comes from notices only
 	cfg.LogLevel = "error"
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan running, 1), make(chan error, 1)
@@ -132,7 +133,7 @@ func startStack(t testing.TB) *stack {
 		t.Fatalf("issuer did not start: %v", err)
 	}
 	s.js = s.app.JS
-	if s.api, err = newAPIClient(context.Background(), s.app.URL); err != nil {
+	if s.api, err = newAPIClient(context.Background(), s.app.URL, cfg.TokenIssuer, cfg.TokenAudience); err != nil {
 		t.Fatal(err)
 	}
 

@@ -6,7 +6,7 @@
 //	POST /login {"userId": "…", "provider": "…"}  publish LOGIN, return a token
 //	POST /refresh (Authorization: Bearer <token>)  return a new token with current data
 //	                                               (?force=true re-reads MongoDB)
-//	GET  /.well-known/jwks.json                    the verification key
+//	GET  /.well-known/jwks.json                    the verification keys (current, then previous)
 //	GET  /livez /readyz /metrics
 //
 // Usage:
@@ -62,6 +62,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help":
 		usage(stdout)
 		return 0
+	case "demo":
+		// The demo reads the configuration itself, with its own settings
+		// (embedded NATS, a dev signing key) over the environment's.
+		if err := runDemo(ctx, *workerBin, stdout, stderr); err != nil {
+			fmt.Fprintln(stderr, "demo failed:", err)
+			return 1
+		}
+		return 0
 	}
 	cfg, err := loadConfig()
 	if err != nil {
@@ -73,12 +81,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log := newLogger(cfg, stderr)
 		if err := runIssuer(ctx, cfg, log, nil); err != nil {
 			log.Error().Err(err).Msg("reference issuer stopped with an error")
-			return 1
-		}
-		return 0
-	case "demo":
-		if err := runDemo(ctx, *workerBin, stdout, stderr); err != nil {
-			fmt.Fprintln(stderr, "demo failed:", err)
 			return 1
 		}
 		return 0

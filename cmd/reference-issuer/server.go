@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/redact"
 	"github.com/customdata-worker/customdata-worker/issuer"
 )
 
@@ -37,6 +39,10 @@ type server struct {
 	failed *prometheus.CounterVec
 	// force limits ?force=true per user (nil: unlimited, in tests).
 	force *forceLimiter
+	// refreshNeedsDoc refuses /refresh to a user without a document.
+	refreshNeedsDoc bool
+	// secrets are cut from error text shown on /readyz.
+	secrets []string
 }
 
 // tokenResponse is the body of a successful /login or /refresh.
@@ -48,21 +54,16 @@ type tokenResponse struct {
 
 const maxBody = 64 << 10
 
+// errUserGone: /refresh for a user with no document, when that is refused.
+var errUserGone = errors.New("user no longer exists: log in again")
+
 func (s *server) routes(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /refresh", s.refresh)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		defer cancel()
-		if err := s.ready(ctx); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
 }
@@ -95,7 +96,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "login", "publish_failed", http.StatusServiceUnavailable, "auth event not published")
 		return
 	}
-	s.respond(w, r, "login", req.UserID, req.Provider, false)
+	s.respond(w, r, "login", verified{UserID: req.UserID, Provider: req.Provider, Session: s.tok.newSession()}, false)
 }
 
 func (s *server) refresh(w http.ResponseWriter, r *http.Request) {
@@ -105,11 +106,16 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "refresh", "no_token", http.StatusUnauthorized, "Authorization: Bearer <token> required")
 		return
 	}
-	userID, provider, err := s.tok.verify(strings.TrimSpace(raw))
-	if err != nil {
+	v, err := s.tok.verify(strings.TrimSpace(raw))
+	switch {
+	case errors.Is(err, errSessionEnded):
+		s.fail(w, "refresh", "session_ended", http.StatusUnauthorized, errSessionEnded.Error())
+		return
+	case err != nil:
 		s.fail(w, "refresh", "bad_token", http.StatusUnauthorized, errBadToken.Error())
 		return
 	}
+	userID := v.UserID
 	// ?force=true is refreshCustomData(): re-read MongoDB whatever the cache
 	// holds. Without it the cache answers, kept fresh by notices. Forced
 	// re-reads are limited per user, so that a client looping on it cannot
@@ -120,10 +126,11 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug().Msg("forced refresh over its per-user limit: answered from the cache")
 		force = false
 	}
-	s.respond(w, r, "refresh", userID, provider, force)
+	s.respond(w, r, "refresh", v, force)
 }
 
-func (s *server) respond(w http.ResponseWriter, r *http.Request, endpoint, userID, provider string, force bool) {
+func (s *server) respond(w http.ResponseWriter, r *http.Request, endpoint string, v verified, force bool) {
+	userID := v.UserID
 	var d issuer.Data
 	var err error
 	if rf, ok := s.data.(refresher); ok && force {
@@ -141,7 +148,13 @@ func (s *server) respond(w http.ResponseWriter, r *http.Request, endpoint, userI
 		s.fail(w, endpoint, "data_unavailable", http.StatusServiceUnavailable, "custom data unavailable")
 		return
 	}
-	token, exp, err := s.tok.issue(userID, provider, d)
+	if endpoint == "refresh" && s.refreshNeedsDoc && !d.Found() {
+		// The worker deletes the document on the user's DELETE, and the
+		// cache learns it from the notice: no renewal for a deleted user.
+		s.fail(w, endpoint, "user_gone", http.StatusUnauthorized, errUserGone.Error())
+		return
+	}
+	token, exp, err := s.tok.issue(userID, v.Provider, d, v.Session)
 	if err != nil {
 		s.log.Error().Err(err).Msg("token not signed")
 		s.fail(w, endpoint, "sign_failed", http.StatusInternalServerError, "token not signed")
@@ -153,9 +166,43 @@ func (s *server) respond(w http.ResponseWriter, r *http.Request, endpoint, userI
 	_ = json.NewEncoder(w).Encode(tokenResponse{AccessToken: token, TokenType: "Bearer", ExpiresIn: int64(exp.Sub(s.tok.now()).Seconds())})
 }
 
+// jwksMaxAge is how long clients and proxies may cache the JWK set. A
+// previous key must stay published at least a token lifetime plus this
+// after it stopped signing; a new key reaches a client that does not
+// refetch on an unknown kid within this.
+const jwksMaxAge = 5 * time.Minute
+
 func (s *server) jwks(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(jwksMaxAge.Seconds())))
 	_ = json.NewEncoder(w).Encode(s.tok.jwks())
+}
+
+// ephemeralKeyWarning is on /readyz while the signing key was generated at
+// start: the replica is ready, but its tokens verify nowhere else.
+const ephemeralKeyWarning = "warning: signing with a key generated at start (" + envPrefix + "_DEV_EPHEMERAL_KEY=true): " +
+	"tokens of other replicas and of earlier runs do not verify here, nor these elsewhere; development only\n"
+
+// readyz answers 200 "ok" or 503 with what is not ready, secrets cut from
+// the error text (drivers quote hosts and URIs).
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	var body strings.Builder
+	status := http.StatusOK
+	if err := s.ready(ctx); err != nil {
+		status = http.StatusServiceUnavailable
+		body.WriteString("not ready: " + redact.Err(err, s.secrets...).Error() + "\n")
+	} else {
+		body.WriteString("ok\n")
+	}
+	if s.tok.keys.ephemeral {
+		body.WriteString(ephemeralKeyWarning)
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body.String()))
 }
 
 func (s *server) fail(w http.ResponseWriter, endpoint, reason string, status int, msg string) {

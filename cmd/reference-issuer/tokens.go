@@ -1,17 +1,12 @@
 package main
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -20,93 +15,103 @@ import (
 	"github.com/customdata-worker/customdata-worker/issuer"
 )
 
-// tokens signs and verifies access tokens with one ES256 key, and
-// publishes its public half as a JWK set. Signing is go-jose's (no
+// tokenType is the typ header of every token: a JWT access token
+// (RFC 9068 §2.1), so that it cannot be mistaken for an ID token or any
+// other JWT signed with the same key.
+const tokenType = "at+jwt"
+
+// tokens signs access tokens with the current ES256 key, verifies the ones
+// presented to /refresh against the current and previous keys, and
+// publishes their public halves as a JWK set. Signing is go-jose's (no
 // dependencies of its own, used across the Go ecosystem); nothing here
 // builds or checks a signature by hand.
 type tokens struct {
-	signer jose.Signer
-	public jose.JSONWebKey
-	iss    string
-	ttl    time.Duration
-	now    func() time.Time
+	signer  jose.Signer
+	keys    keySet
+	iss     string
+	aud     string
+	ttl     time.Duration
+	session time.Duration // absolute session length from login
+	now     func() time.Time
 }
 
-// claims are the token's claims beside the registered ones.
+// tokenConfig is what tokens need from the configuration.
+type tokenConfig struct {
+	keyConfig
+	Issuer        string
+	Audience      string
+	TTL           time.Duration
+	SessionMaxAge time.Duration
+}
+
+// claims are the token's claims beside the registered ones. A session
+// starts at /login (auth_time) and ends at session_exp, whatever the
+// refreshes in between: a stolen token renews until then, not forever.
 type claims struct {
-	Provider   string          `json:"provider,omitempty"`
-	CustomData json.RawMessage `json:"custom_data,omitempty"`
-	Oversize   bool            `json:"custom_data_oversize,omitempty"`
+	Provider   string           `json:"provider,omitempty"`
+	AuthTime   *jwt.NumericDate `json:"auth_time,omitempty"`
+	SessionExp *jwt.NumericDate `json:"session_exp,omitempty"`
+	CustomData json.RawMessage  `json:"custom_data,omitempty"`
+	Oversize   bool             `json:"custom_data_oversize,omitempty"`
 }
 
-// errBadToken: the token presented to /refresh is not one of ours, or expired.
-var errBadToken = errors.New("invalid or expired token")
-
-func newTokens(keyFile, iss string, ttl time.Duration) (*tokens, bool, error) {
-	key, generated, err := loadKey(keyFile)
-	if err != nil {
-		return nil, false, err
-	}
-	jwk := jose.JSONWebKey{Key: key, Algorithm: string(jose.ES256), Use: "sig"}
-	thumb, err := jwk.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return nil, false, fmt.Errorf("signing key thumbprint: %w", err)
-	}
-	jwk.KeyID = base64.RawURLEncoding.EncodeToString(thumb) // RFC 7638
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jwk},
-		(&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		return nil, false, fmt.Errorf("signer: %w", err)
-	}
-	return &tokens{signer: signer, public: jwk.Public(), iss: iss, ttl: ttl, now: time.Now}, generated, nil
+// session is the span a chain of refreshed tokens may cover.
+type session struct {
+	AuthTime, Expiry time.Time
 }
 
-func loadKey(file string) (*ecdsa.PrivateKey, bool, error) {
-	if file == "" {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		return k, true, err
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, false, fmt.Errorf("signing key: %w", err)
-	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, false, fmt.Errorf("signing key %s: no PEM block", file)
-	}
-	if k, err := x509.ParseECPrivateKey(block.Bytes); err == nil {
-		return checkP256(file, k)
-	}
-	pk, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, false, fmt.Errorf("signing key %s: not an EC private key: %w", file, err)
-	}
-	k, ok := pk.(*ecdsa.PrivateKey)
-	if !ok {
-		return nil, false, fmt.Errorf("signing key %s: not an EC key", file)
-	}
-	return checkP256(file, k)
+// verified is what /refresh learns from a valid token.
+type verified struct {
+	UserID, Provider string
+	Session          session
 }
 
-func checkP256(file string, k *ecdsa.PrivateKey) (*ecdsa.PrivateKey, bool, error) {
-	if k.Curve != elliptic.P256() {
-		return nil, false, fmt.Errorf("signing key %s: ES256 needs a P-256 key", file)
+var (
+	// errBadToken: the token presented to /refresh is not one of ours, or expired.
+	errBadToken = errors.New("invalid or expired token")
+	// errSessionEnded: the token is ours but its session is over.
+	errSessionEnded = errors.New("session ended: log in again")
+)
+
+func newTokens(c tokenConfig) (*tokens, error) {
+	ks, err := loadKeySet(c.keyConfig)
+	if err != nil {
+		return nil, err
 	}
-	return k, false, nil
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: ks.signing},
+		(&jose.SignerOptions{}).WithType(tokenType))
+	if err != nil {
+		return nil, fmt.Errorf("signer: %w", err)
+	}
+	return &tokens{signer: signer, keys: ks, iss: c.Issuer, aud: c.Audience, ttl: c.TTL, session: c.SessionMaxAge, now: time.Now}, nil
+}
+
+// kid is the key id of the signing key.
+func (t *tokens) kid() string { return t.keys.signing.KeyID }
+
+// newSession starts a session at login.
+func (t *tokens) newSession() session {
+	now := t.now()
+	return session{AuthTime: now, Expiry: now.Add(t.session)}
 }
 
 // issue signs a token for userID carrying d as custom_data (left out when
-// the user has no document or it was refused).
-func (t *tokens) issue(userID, provider string, d issuer.Data) (string, time.Time, error) {
+// the user has no document or it was refused). It expires after the token
+// TTL or at the end of the session, whichever comes first.
+func (t *tokens) issue(userID, provider string, d issuer.Data, s session) (string, time.Time, error) {
 	now := t.now()
 	exp := now.Add(t.ttl)
+	if s.Expiry.Before(exp) {
+		exp = s.Expiry
+	}
 	id := make([]byte, 12)
 	_, _ = rand.Read(id)
 	std := jwt.Claims{
-		Issuer: t.iss, Subject: userID, ID: base64.RawURLEncoding.EncodeToString(id),
+		Issuer: t.iss, Subject: userID, Audience: jwt.Audience{t.aud}, ID: base64.RawURLEncoding.EncodeToString(id),
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(exp),
 	}
-	extra := claims{Provider: provider, CustomData: d.JSON(), Oversize: d.Oversize()}
+	extra := claims{Provider: provider, AuthTime: jwt.NewNumericDate(s.AuthTime), SessionExp: jwt.NewNumericDate(s.Expiry),
+		CustomData: d.JSON(), Oversize: d.Oversize()}
 	raw, err := jwt.Signed(t.signer).Claims(std).Claims(extra).Serialize()
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
@@ -114,28 +119,57 @@ func (t *tokens) issue(userID, provider string, d issuer.Data) (string, time.Tim
 	return raw, exp, nil
 }
 
-// verify checks a token this issuer signed and returns its subject and
-// provider.
-func (t *tokens) verify(raw string) (userID, provider string, err error) {
+// verify checks a token this issuer signed, with the current or a previous
+// key: typ, kid, signature, iss, aud, exp and the session's end.
+func (t *tokens) verify(raw string) (verified, error) {
+	bad := func(err error) (verified, error) { return verified{}, fmt.Errorf("%w: %w", errBadToken, err) }
 	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
-		return "", "", fmt.Errorf("%w: %w", errBadToken, err)
+		return bad(err)
+	}
+	if len(tok.Headers) != 1 {
+		return bad(errors.New("not exactly one signature"))
+	}
+	h := tok.Headers[0]
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); !isTokenType(typ) {
+		return bad(fmt.Errorf("typ %q, want %q", typ, tokenType))
+	}
+	if h.KeyID == "" || len(t.keys.public.Key(h.KeyID)) == 0 {
+		return bad(fmt.Errorf("unknown kid %q", h.KeyID))
 	}
 	var std jwt.Claims
 	var extra claims
-	if err := tok.Claims(t.public, &std, &extra); err != nil {
-		return "", "", fmt.Errorf("%w: %w", errBadToken, err)
+	if err := tok.Claims(t.keys.public, &std, &extra); err != nil { // the key of the header's kid
+		return bad(err)
 	}
-	if err := std.ValidateWithLeeway(jwt.Expected{Issuer: t.iss, Time: t.now()}, 30*time.Second); err != nil {
-		return "", "", fmt.Errorf("%w: %w", errBadToken, err)
+	if std.Subject == "" || std.Expiry == nil || extra.SessionExp == nil {
+		return bad(errors.New("no sub, exp or session_exp"))
 	}
-	if std.Subject == "" {
-		return "", "", fmt.Errorf("%w: no subject", errBadToken)
+	now := t.now()
+	sessionOver := !now.Before(extra.SessionExp.Time())
+	if err := std.ValidateWithLeeway(jwt.Expected{Issuer: t.iss, AnyAudience: jwt.Audience{t.aud}, Time: now}, 30*time.Second); err != nil {
+		if sessionOver && errors.Is(err, jwt.ErrExpired) {
+			return verified{}, errSessionEnded
+		}
+		return bad(err)
 	}
-	return std.Subject, extra.Provider, nil
+	if sessionOver {
+		return verified{}, errSessionEnded
+	}
+	v := verified{UserID: std.Subject, Provider: extra.Provider, Session: session{Expiry: extra.SessionExp.Time()}}
+	if extra.AuthTime != nil {
+		v.Session.AuthTime = extra.AuthTime.Time()
+	}
+	return v, nil
 }
 
-// jwks is the public key set served at /.well-known/jwks.json.
-func (t *tokens) jwks() jose.JSONWebKeySet {
-	return jose.JSONWebKeySet{Keys: []jose.JSONWebKey{t.public}}
+// isTokenType accepts typ as RFC 9068 §4 says a resource server must: the
+// media type, with or without its "application/" prefix, in any case.
+func isTokenType(typ string) bool {
+	typ = strings.ToLower(typ)
+	return typ == tokenType || typ == "application/"+tokenType
 }
+
+// jwks is the public key set served at /.well-known/jwks.json: the
+// signing key first, then the previous ones.
+func (t *tokens) jwks() jose.JSONWebKeySet { return t.keys.public }

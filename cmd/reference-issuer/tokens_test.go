@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -32,38 +35,97 @@ func (s staticData) Get(_ context.Context, userID string) (issuer.Data, error) {
 	return issuer.DataFromRaw(raw)
 }
 
-func TestTokensVerifyOnlyTheirOwnFreshTokens(t *testing.T) {
-	tok, generated, err := newTokens("", "ref", time.Minute)
-	if err != nil || !generated {
-		t.Fatalf("newTokens: %v generated=%v", err, generated)
-	}
-	other, _, _ := newTokens("", "ref", time.Minute)
-	otherIss, _, _ := newTokens("", "someone-else", time.Minute)
-	d, _ := staticData{"ada": {{Key: "plan", Value: "pro"}}}.Get(context.Background(), "ada")
-	good, _, err := tok.issue("ada", "local-userpass", d)
+// devTokens are tokens with a key generated for the test.
+func devTokens(t testing.TB, iss string, ttl time.Duration) *tokens {
+	t.Helper()
+	tok, err := newTokens(tokenConfig{keyConfig: keyConfig{AllowEphemeral: true}, Issuer: iss, Audience: "app", TTL: ttl, SessionMaxAge: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sub, prov, err := tok.verify(good); err != nil || sub != "ada" || prov != "local-userpass" {
-		t.Fatalf("verify own token: %q %q %v", sub, prov, err)
+	return tok
+}
+
+// newTestServer serves s's routes; s gets no-op metrics and readiness.
+func newTestServer(t testing.TB, s *server) *httptest.Server {
+	t.Helper()
+	if s.ready == nil {
+		s.ready = func(context.Context) error { return nil }
+	}
+	s.log = zerolog.Nop()
+	s.issued = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "i"}, []string{"endpoint"})
+	s.failed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "f"}, []string{"endpoint", "reason"})
+	srv := httptest.NewServer(s.routes(prometheus.NewRegistry()))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestTokensVerifyOnlyTheirOwnFreshTokens(t *testing.T) {
+	tok := devTokens(t, "ref", time.Minute)
+	if !tok.keys.ephemeral || tok.kid() == "" {
+		t.Fatalf("dev key: ephemeral=%v kid=%q", tok.keys.ephemeral, tok.kid())
+	}
+	other := devTokens(t, "ref", time.Minute)
+	d, _ := staticData{"ada": {{Key: "plan", Value: "pro"}}}.Get(context.Background(), "ada")
+	good, _, err := tok.issue("ada", "local-userpass", d, tok.newSession())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := tok.verify(good); err != nil || v.UserID != "ada" || v.Provider != "local-userpass" {
+		t.Fatalf("verify own token: %+v %v", v, err)
 	}
 	expired := *tok
 	expired.now = func() time.Time { return time.Now().Add(-2 * time.Minute) }
-	old, _, _ := expired.issue("ada", "local-userpass", d)
-	foreign, _, _ := other.issue("ada", "local-userpass", d)
-	wrongIss, _, _ := otherIss.issue("ada", "local-userpass", d)
+	old, _, _ := expired.issue("ada", "local-userpass", d, expired.newSession())
+	foreign, _, _ := other.issue("ada", "local-userpass", d, other.newSession())
 	parts := strings.Split(good, ".")
 	tampered := parts[0] + "." + strings.TrimRight(parts[1], "A") + "B." + parts[2]
-	for name, raw := range map[string]string{"expired": old, "other key": foreign, "tampered": tampered, "garbage": "x.y.z", "empty": ""} {
-		if _, _, err := tok.verify(raw); !errors.Is(err, errBadToken) {
+
+	// Same key, other claims or headers: each is checked.
+	sameKey := func(mod func(*tokens)) string {
+		c := *tok
+		mod(&c)
+		raw, _, err := c.issue("ada", "", d, c.newSession())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	signerWith := func(opts *jose.SignerOptions) jose.Signer {
+		sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: tok.keys.signing}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	noKid := func(c *tokens) {
+		var err error
+		c.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: tok.keys.signing.Key}, (&jose.SignerOptions{}).WithType(tokenType))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	noSession, err := jwt.Signed(tok.signer).Claims(jwt.Claims{Issuer: "ref", Subject: "ada", Audience: jwt.Audience{"app"},
+		Expiry: jwt.NewNumericDate(time.Now().Add(time.Minute))}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, raw := range map[string]string{
+		"expired": old, "other key": foreign, "tampered": tampered, "garbage": "x.y.z", "empty": "",
+		"other issuer":   sameKey(func(c *tokens) { c.iss = "someone-else" }),
+		"other audience": sameKey(func(c *tokens) { c.aud = "another-app" }),
+		"typ JWT":        sameKey(func(c *tokens) { c.signer = signerWith((&jose.SignerOptions{}).WithType("JWT")) }),
+		"no typ":         sameKey(func(c *tokens) { c.signer = signerWith(&jose.SignerOptions{}) }),
+		"no kid":         sameKey(noKid),
+		"no session_exp": noSession,
+	} {
+		if _, err := tok.verify(raw); !errors.Is(err, errBadToken) {
 			t.Errorf("%s token accepted: %v", name, err)
 		}
 	}
-	// Same key, other issuer: iss is checked.
-	otherIss.signer, otherIss.public = tok.signer, tok.public
-	wrongIss, _, _ = otherIss.issue("ada", "", d)
-	if _, _, err := tok.verify(wrongIss); !errors.Is(err, errBadToken) {
-		t.Errorf("token of another issuer accepted: %v", err)
+	// RFC 9068 §4: the media type form of typ is accepted too.
+	full := sameKey(func(c *tokens) { c.signer = signerWith((&jose.SignerOptions{}).WithType("application/at+jwt")) })
+	if _, err := tok.verify(full); err != nil {
+		t.Errorf("typ application/at+jwt refused: %v", err)
 	}
 }
 
@@ -78,14 +140,10 @@ func TestAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub, _ := events.NewPublisher(js)
-	tok, _, _ := newTokens("", "ref", time.Minute)
+	tok := devTokens(t, "ref", time.Minute)
 	data := staticData{"ada": {{Key: "userId", Value: "ada"}, {Key: "plan", Value: "pro"}}}
-	s := &server{pub: pub, data: data, tok: tok, log: zerolog.Nop(), ready: func(context.Context) error { return nil },
-		issued: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "i"}, []string{"endpoint"}),
-		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "f"}, []string{"endpoint", "reason"})}
-	srv := httptest.NewServer(s.routes(prometheus.NewRegistry()))
-	defer srv.Close()
-	api, err := newAPIClient(ctx, srv.URL)
+	srv := newTestServer(t, &server{pub: pub, data: data, tok: tok})
+	api, err := newAPIClient(ctx, srv.URL, "ref", "app")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +159,20 @@ func TestAPI(t *testing.T) {
 	msg, err := info.GetMsg(ctx, 1)
 	if err != nil || msg.Subject != "auth.events.login" {
 		t.Fatalf("stored event: %v %v", msg, err)
+	}
+	// The header as any JOSE library reads it, and the claims a resource
+	// server checks: a client expecting another audience refuses it.
+	header, _ := base64.RawURLEncoding.DecodeString(strings.Split(tokA, ".")[0])
+	var h map[string]any
+	if err := json.Unmarshal(header, &h); err != nil || h["typ"] != "at+jwt" || h["kid"] != tok.kid() || h["alg"] != "ES256" {
+		t.Fatalf("token header %s (%v), want typ at+jwt, kid %s, alg ES256", header, err, tok.kid())
+	}
+	if a.KeyID != tok.kid() || !a.Expiry.After(time.Now()) || a.SessionExpiry.Before(a.Expiry) {
+		t.Fatalf("claims seen by the client: %+v", a)
+	}
+	elsewhere := &apiClient{base: srv.URL, http: http.DefaultClient, keys: api.keys, iss: "ref", aud: "another-app"}
+	if _, err := elsewhere.verify(ctx, tokA); !errors.Is(err, jwt.ErrInvalidAudience) {
+		t.Fatalf("a client of another audience: %v, want %v", err, jwt.ErrInvalidAudience)
 	}
 	if _, b, err := api.refresh(ctx, tokA, false); err != nil || b.field("plan") != "pro" {
 		t.Fatalf("refresh: %v %+v", err, b)
@@ -144,9 +216,21 @@ func TestAPI(t *testing.T) {
 
 func TestConfigDefaultsAndValidation(t *testing.T) {
 	t.Setenv("ISSUER_CACHE_TTL", "0")
+	// No key file and no dev setting: refused, naming both ways out.
+	if _, err := loadConfig(); err == nil || !strings.Contains(err.Error(), "ISSUER_SIGNING_KEY_FILE") ||
+		!strings.Contains(err.Error(), "ISSUER_DEV_EPHEMERAL_KEY=true") {
+		t.Fatalf("start without a signing key file: %v", err)
+	}
+	if _, err := newTokens(tokenConfig{Issuer: "ref", Audience: "app", TTL: time.Minute, SessionMaxAge: time.Hour}); !errors.Is(err, errNoSigningKey) {
+		t.Fatalf("tokens without a key file: %v", err)
+	}
+	t.Setenv("ISSUER_DEV_EPHEMERAL_KEY", "true")
 	c, err := loadConfig()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.HTTPAddr != "127.0.0.1:8090" || c.TokenAudience == "" || c.SessionMaxAge != 12*time.Hour || c.RefreshNeedsDoc {
+		t.Fatalf("security defaults: addr %q aud %q session %s refresh needs doc %v", c.HTTPAddr, c.TokenAudience, c.SessionMaxAge, c.RefreshNeedsDoc)
 	}
 	if c.Database != "app" || c.Collection != "custom_user_data" || c.UserIDField != "userId" || c.OversizeBytes != 16384 ||
 		c.NoticeStream != "CUSTOMDATA_NOTICES" || c.NoticeSubjectPrefix != events.DefaultNoticePrefix || c.AuthSubjectPrefix != events.DefaultAuthPrefix {
@@ -159,6 +243,10 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 	t.Setenv("ISSUER_CACHE_TTL", "30s")
 	if _, err := loadConfig(); err != nil {
 		t.Fatalf("TTL-only cache: %v", err)
+	}
+	t.Setenv("ISSUER_SESSION_MAX_AGE", "1m")
+	if _, err := loadConfig(); err == nil || !strings.Contains(err.Error(), "ISSUER_SESSION_MAX_AGE") {
+		t.Fatalf("a session shorter than a token: %v", err)
 	}
 }
 
@@ -176,19 +264,15 @@ func (c *counting) Refresh(ctx context.Context, userID string) (issuer.Data, err
 // expires_in follows the issuer's clock (the one that stamps exp), and
 // ?force=true is limited per user: past the burst, the cache answers.
 func TestRefreshExpiryAndForceLimit(t *testing.T) {
-	tok, _, _ := newTokens("", "ref", time.Minute)
+	tok := devTokens(t, "ref", time.Minute)
 	fixed := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 	tok.now = func() time.Time { return fixed }
 	data := &counting{staticData: staticData{"ada": {{Key: "plan", Value: "pro"}}}}
 	force := newForceLimiter(time.Second, 3, 10)
 	force.now = tok.now
-	s := &server{data: data, tok: tok, log: zerolog.Nop(), ready: func(context.Context) error { return nil }, force: force,
-		issued: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "i"}, []string{"endpoint"}),
-		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "f"}, []string{"endpoint", "reason"})}
-	srv := httptest.NewServer(s.routes(prometheus.NewRegistry()))
-	defer srv.Close()
+	srv := newTestServer(t, &server{data: data, tok: tok, force: force})
 	d, _ := data.Get(context.Background(), "ada")
-	token, _, err := tok.issue("ada", "local-userpass", d)
+	token, _, err := tok.issue("ada", "local-userpass", d, tok.newSession())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -214,6 +214,7 @@ func TestSummarize(t *testing.T) {
 				{Name: cDBCeiling, EventsPerS: 12000, Verified: true},
 			}},
 			{Name: wlSkewed, Contenders: []contenderResult{
+				{Name: cWorkerNotices, EventsPerS: 4000, Verified: true},
 				{Name: cWorker, EventsPerS: 5000, Verified: true},
 				{Name: cNaive, EventsPerS: 1000, Verified: true},
 				{Name: cBroker, EventsPerS: 50000, Verified: true},
@@ -234,6 +235,8 @@ func TestSummarize(t *testing.T) {
 		{"ratio_vs_ceiling", *r.RatioVsCeiling, 0.25},
 		{"ratio_vs_naive", *r.RatioVsNaive, 5},
 		{"ratio_vs_broker", *r.RatioVsBrokerSkewed, 0.1},
+		{"ratio_vs_naive, notices on", *r.RatioVsNaiveNotices, 4},
+		{"ratio_vs_broker, notices on", *r.RatioVsBrokerNotices, 0.08},
 		{"worker_cpu (burst)", *r.WorkerCPUUsPerEvent, 90},
 		{"peak_rss", *r.PeakRSSMiB, 30},
 		{"notice p99 (highest sustained)", *r.NoticeP99Ms, 20},
@@ -257,7 +260,7 @@ func TestSummarize(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"ratio_vs_naive", "ratio_vs_ceiling", "worker_cpu_us_per_event", "events_per_s",
-		"notice_p50_ms", "notice_p99_ms", "notice_missing", "peak_rss_mib", "workloads", "machine", "commit"} {
+		"notice_p50_ms", "notice_p99_ms", "notice_missing", "ratio_vs_naive_skewed_notices", "ratio_vs_broker_ceiling_skewed_notices", "peak_rss_mib", "workloads", "machine", "commit"} {
 		if _, ok := back[k]; !ok {
 			t.Errorf("JSON lacks %q", k)
 		}

@@ -129,27 +129,30 @@ type binaryInfo struct {
 // report is the JSON written to BENCH_OUT. The top-level figures are the
 // ones issue targets are stated in; nil means the workload did not run.
 type report struct {
-	RatioVsNaive        *float64    `json:"ratio_vs_naive"`
-	RatioVsCeiling      *float64    `json:"ratio_vs_ceiling"`
-	RatioVsBrokerSkewed *float64    `json:"ratio_vs_broker_ceiling_skewed"`
-	WorkerCPUUsPerEvent *float64    `json:"worker_cpu_us_per_event"`
-	WorkerCPUSource     string      `json:"worker_cpu_source,omitempty"`
-	EventsPerS          *float64    `json:"events_per_s"`
-	NoticeP50Ms         *float64    `json:"notice_p50_ms"`
-	NoticeP99Ms         *float64    `json:"notice_p99_ms"`
-	NoticeMissing       *int        `json:"notice_missing"`
-	NoticeRatePerS      *float64    `json:"notice_rate_per_s"`
-	NoticeTargetMet     *bool       `json:"notice_target_met"`
-	NotifierCPUUsPerChg *float64    `json:"notifier_cpu_us_per_change"`
-	StandinCPUUsPerChg  *float64    `json:"standin_cpu_us_per_change"`
-	PeakRSSMiB          *float64    `json:"peak_rss_mib"`
-	Commit              string      `json:"commit"`
-	CommitDirty         bool        `json:"commit_dirty"`
-	Worker              binaryInfo  `json:"worker"`
-	NATSServer          string      `json:"nats_server"`
-	MongoDB             string      `json:"mongodb"`
-	Machine             machineInfo `json:"machine"`
-	Config              config      `json:"config"`
+	RatioVsNaive        *float64 `json:"ratio_vs_naive"`
+	RatioVsCeiling      *float64 `json:"ratio_vs_ceiling"`
+	RatioVsBrokerSkewed *float64 `json:"ratio_vs_broker_ceiling_skewed"`
+	// The skewed ratios of the worker with notices on.
+	RatioVsNaiveNotices  *float64    `json:"ratio_vs_naive_skewed_notices"`
+	RatioVsBrokerNotices *float64    `json:"ratio_vs_broker_ceiling_skewed_notices"`
+	WorkerCPUUsPerEvent  *float64    `json:"worker_cpu_us_per_event"`
+	WorkerCPUSource      string      `json:"worker_cpu_source,omitempty"`
+	EventsPerS           *float64    `json:"events_per_s"`
+	NoticeP50Ms          *float64    `json:"notice_p50_ms"`
+	NoticeP99Ms          *float64    `json:"notice_p99_ms"`
+	NoticeMissing        *int        `json:"notice_missing"`
+	NoticeRatePerS       *float64    `json:"notice_rate_per_s"`
+	NoticeTargetMet      *bool       `json:"notice_target_met"`
+	NotifierCPUUsPerChg  *float64    `json:"notifier_cpu_us_per_change"`
+	StandinCPUUsPerChg   *float64    `json:"standin_cpu_us_per_change"`
+	PeakRSSMiB           *float64    `json:"peak_rss_mib"`
+	Commit               string      `json:"commit"`
+	CommitDirty          bool        `json:"commit_dirty"`
+	Worker               binaryInfo  `json:"worker"`
+	NATSServer           string      `json:"nats_server"`
+	MongoDB              string      `json:"mongodb"`
+	Machine              machineInfo `json:"machine"`
+	Config               config      `json:"config"`
 	// Environment holds the BENCH_* and CUSTOMDATA_* variables the run
 	// was given (CUSTOMDATA_* pass through to the worker), secrets removed.
 	Environment   map[string]string `json:"environment"`
@@ -184,6 +187,14 @@ func (r *report) summarize() {
 				}
 				if c := w.find(cBroker); c != nil && c.EventsPerS > 0 {
 					r.RatioVsBrokerSkewed = ptr(worker.EventsPerS / c.EventsPerS)
+				}
+			}
+			if wn := w.find(cWorkerNotices); wn != nil && wn.Verified {
+				if c := w.find(cNaive); c != nil && c.Verified && c.EventsPerS > 0 {
+					r.RatioVsNaiveNotices = ptr(wn.EventsPerS / c.EventsPerS)
+				}
+				if c := w.find(cBroker); c != nil && c.EventsPerS > 0 {
+					r.RatioVsBrokerNotices = ptr(wn.EventsPerS / c.EventsPerS)
 				}
 			}
 		case wlBurst:
@@ -293,6 +304,8 @@ func (r *report) printTable(w io.Writer) {
 	fmt.Fprintf(tw, "  ratio_vs_ceiling (distinct)\t%s\n", fmtOpt(r.RatioVsCeiling, "%.2f"))
 	fmt.Fprintf(tw, "  ratio_vs_naive (skewed)\t%s\n", fmtOpt(r.RatioVsNaive, "%.2f"))
 	fmt.Fprintf(tw, "  ratio_vs_broker_ceiling (skewed)\t%s\n", fmtOpt(r.RatioVsBrokerSkewed, "%.2f"))
+	fmt.Fprintf(tw, "  ratio_vs_naive (skewed, notices on)\t%s\n", fmtOpt(r.RatioVsNaiveNotices, "%.2f"))
+	fmt.Fprintf(tw, "  ratio_vs_broker_ceiling (skewed, notices on)\t%s\n", fmtOpt(r.RatioVsBrokerNotices, "%.2f"))
 	fmt.Fprintf(tw, "  worker_cpu_us_per_event (%s)\t%s\n", orDash(r.WorkerCPUSource), fmtOpt(r.WorkerCPUUsPerEvent, "%.1f"))
 	fmt.Fprintf(tw, "  peak_rss_mib (burst)\t%s\n", fmtOpt(r.PeakRSSMiB, "%.1f"))
 	missing := "-"

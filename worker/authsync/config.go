@@ -11,19 +11,24 @@ import (
 
 // Auth consumer defaults.
 const (
-	DefaultAuthStream           = "AUTH_EVENTS"
-	DefaultAuthConsumer         = "customdata-worker"
-	DefaultDeadLetterStream     = "AUTH_EVENTS_DLQ"
-	DefaultDeadLetterPrefix     = "auth.deadletter"
-	DefaultAuthStreamMaxAge     = 7 * 24 * time.Hour
-	DefaultAuthAckWait          = 10 * time.Second
-	DefaultAuthMaxAckPending    = 1000
-	DefaultAuthMaxDeliver       = 10
-	DefaultAuthBatchSize        = 500
-	DefaultAuthBatchWait        = 200 * time.Millisecond
-	DefaultAuthRetryMax         = 10 * time.Second
-	DefaultAuthUnhealthyAfter   = 30 * time.Second
-	maxAuthBatchSize            = 1000
+	DefaultAuthStream         = "AUTH_EVENTS"
+	DefaultAuthConsumer       = "customdata-worker"
+	DefaultDeadLetterStream   = "AUTH_EVENTS_DLQ"
+	DefaultDeadLetterPrefix   = "auth.deadletter"
+	DefaultAuthStreamMaxAge   = 7 * 24 * time.Hour
+	DefaultAuthAckWait        = 10 * time.Second
+	DefaultAuthMaxAckPending  = 20000
+	DefaultAuthCoalesceWindow = 10000
+	DefaultAuthMaxDeliver     = 10
+	DefaultAuthBatchSize      = 500
+	DefaultAuthBatchWait      = 200 * time.Millisecond
+	DefaultAuthRetryMax       = 10 * time.Second
+	DefaultAuthUnhealthyAfter = 30 * time.Second
+	maxAuthBatchSize          = 1000
+	maxAuthCoalesceWindow     = 50_000
+	// maxCoalesceBytes bounds the payload bytes one coalescing window
+	// holds in memory, whatever the events' sizes.
+	maxCoalesceBytes            = 32 << 20
 	minAuthAckWait              = time.Second
 	defaultAuthRetryInitial     = 100 * time.Millisecond
 	defaultAuthOperationTimeout = 5 * time.Second
@@ -62,7 +67,9 @@ type Config struct {
 	// so AckWait only bounds how soon the batch of a crashed or hung
 	// replica is handed to another. Default 10s.
 	AckWait time.Duration
-	// MaxAckPending bounds delivered-but-unacknowledged messages. Default 1000.
+	// MaxAckPending bounds delivered-but-unacknowledged messages across
+	// replicas. Default 20000: two replicas, each with a full
+	// CoalesceWindow.
 	MaxAckPending int
 	// MaxDeliver is the delivery at which a message that still fails is
 	// dead-lettered. Default 10. The worker enforces it, not the server
@@ -77,6 +84,17 @@ type Config struct {
 	BatchSize int
 	// BatchWait is how long a fetch waits to fill a batch. Default 200ms.
 	BatchWait time.Duration
+	// CoalesceWindow is the most events processed as one unit during a
+	// backlog: after a full batch the consumer keeps fetching what is
+	// already waiting, without waiting for more, up to this many events
+	// (or 32 MiB of payload), and decides, coalesces and writes them
+	// together. A hot user's many events then cost one write, not one per
+	// batch. Every guarantee holds across the window: an event is acked
+	// only after the write covering it is acknowledged, and one user's
+	// events keep their order. Default 10000 (or MaxAckPending if lower);
+	// between BatchSize and MaxAckPending. Set it to BatchSize to process
+	// each batch on its own.
+	CoalesceWindow int
 
 	// DeadLetterStream and DeadLetterPrefix: dead letters are published on
 	// "<prefix>.<reason>" into that stream. Defaults "AUTH_EVENTS_DLQ" and
@@ -129,6 +147,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.BatchWait == 0 {
 		c.BatchWait = DefaultAuthBatchWait
+	}
+	if c.CoalesceWindow == 0 {
+		c.CoalesceWindow = max(c.BatchSize, min(DefaultAuthCoalesceWindow, c.MaxAckPending))
 	}
 	if c.DeadLetterStream == "" {
 		c.DeadLetterStream = DefaultDeadLetterStream
@@ -193,6 +214,10 @@ func (c Config) Validate() error {
 	}
 	if c.BatchSize < 1 || c.BatchSize > maxAuthBatchSize {
 		add("batch size must be 1 to %d, got %d", maxAuthBatchSize, c.BatchSize)
+	}
+	if c.CoalesceWindow < c.BatchSize || c.CoalesceWindow > c.MaxAckPending || c.CoalesceWindow > maxAuthCoalesceWindow {
+		add("coalesce window must be between the batch size (%d) and max ack pending (%d), at most %d, got %d",
+			c.BatchSize, c.MaxAckPending, maxAuthCoalesceWindow, c.CoalesceWindow)
 	}
 	if c.BatchWait <= 0 || c.BatchWait >= c.AckWait {
 		add("batch wait must be positive and shorter than ack wait, got %s", c.BatchWait)

@@ -145,8 +145,12 @@ func (a *Consumer) Run(ctx context.Context) error {
 var errNATSDisconnected = errors.New("NATS connection is not connected")
 
 // fetch pulls one batch: up to BatchSize messages, waiting at most
-// BatchWait. It drains the batch completely (never abandoning delivered
-// messages on shutdown) and returns what arrived along with any error.
+// BatchWait. When the batch comes back full (a backlog), it goes on
+// taking what is already waiting, without waiting, up to CoalesceWindow
+// messages (fetchBacklog), so that the whole window is coalesced into one
+// set of writes. It drains every batch completely (never abandoning
+// delivered messages on shutdown) and returns what arrived along with any
+// error.
 func (a *Consumer) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
 	if !a.js.Conn().IsConnected() {
 		// A pull request sent now would sit in the reconnect buffer and
@@ -157,14 +161,45 @@ func (a *Consumer) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	msgs := make([]jetstream.Msg, 0, a.cfg.BatchSize)
-	for m := range batch.Messages() {
-		msgs = append(msgs, m)
-	}
-	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+	msgs, size, err := drain(batch, make([]jetstream.Msg, 0, a.cfg.BatchSize), 0)
+	if err != nil || len(msgs) < a.cfg.BatchSize {
 		return msgs, err
 	}
+	return a.fetchBacklog(cons, msgs, size)
+}
+
+// fetchBacklog extends a full batch with the messages already waiting,
+// one BatchSize at a time, until CoalesceWindow or maxCoalesceBytes is
+// reached or a fetch comes back short (the backlog is gone). An error
+// ends it; the messages already delivered are returned with it, to be
+// processed.
+func (a *Consumer) fetchBacklog(cons jetstream.Consumer, msgs []jetstream.Msg, size int) ([]jetstream.Msg, error) {
+	for len(msgs) < a.cfg.CoalesceWindow && size < maxCoalesceBytes {
+		want := min(a.cfg.BatchSize, a.cfg.CoalesceWindow-len(msgs))
+		batch, err := cons.FetchNoWait(want)
+		if err != nil {
+			return msgs, err
+		}
+		before := len(msgs)
+		if msgs, size, err = drain(batch, msgs, size); err != nil || len(msgs)-before < want {
+			return msgs, err
+		}
+	}
 	return msgs, nil
+}
+
+// drain appends every message of batch to msgs and adds their payload
+// sizes to size. A batch that ended by timing out or finding nothing is
+// not an error.
+func drain(batch jetstream.MessageBatch, msgs []jetstream.Msg, size int) ([]jetstream.Msg, int, error) {
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+		size += len(m.Data())
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+		return msgs, size, err
+	}
+	return msgs, size, nil
 }
 
 // currentConsumer returns the consumer handle, looking it up (and in

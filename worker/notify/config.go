@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/provision"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
 // Notifier defaults.
@@ -90,6 +92,16 @@ type Config struct {
 	// the server refuses collMod the notifier warns and continues; deletes
 	// then carry only the document id.
 	PreAndPostImages bool
+	// IgnoreFields are top-level fields whose changes issuers need not
+	// hear of because tokens do not carry them (e.g. "lastLogin", which
+	// every LOGIN sets): an update that, by its updateDescription, changed
+	// only these fields publishes no notice. Anything the notifier cannot
+	// classify (no updateDescription, a replace, an insert, a delete, an
+	// owner change, an oversize document) is still announced. Pair it
+	// with issuer.SourceConfig.OmitFields so issuers leave the same
+	// fields out of what they cache. Default: none (every change is
+	// announced). Must not hold the user-id field.
+	IgnoreFields []string
 
 	// RetryMaxInterval caps the backoff between attempts to reopen the
 	// change feed or reach NATS. Default 10s.
@@ -201,6 +213,11 @@ func (c Config) Validate() error {
 	if c.OversizeBytes < 0 {
 		add("oversize bytes must not be negative")
 	}
+	for _, f := range c.IgnoreFields {
+		if err := customdata.ValidateFieldName(f); err != nil {
+			add("ignore fields: %w", err)
+		}
+	}
 	for _, d := range []struct {
 		what string
 		v    time.Duration
@@ -211,6 +228,17 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ValidateWithData checks c against the watched collection's settings: a
+// change of the user-id field moves a document between users and must
+// always be announced.
+func (c Config) ValidateWithData(data customdata.Config) error {
+	data.SetDefaults()
+	if slices.Contains(c.IgnoreFields, data.UserIDField) {
+		return fmt.Errorf("notifier: ignore fields must not hold the user-id field %q", data.UserIDField)
+	}
+	return nil
 }
 
 // ValidateWith checks c against the shared stream settings: notices must

@@ -41,6 +41,9 @@ type noticeMapper struct {
 	// measureFullDocument: the event carries the whole fullDocument (the
 	// server cannot compute $bsonSize), so its size is measured here.
 	measureFullDocument bool
+	// ignoreFields: top-level fields an update may change without a
+	// notice (Config.IgnoreFields).
+	ignoreFields []string
 }
 
 // plannedNotice is one notice to publish, with its subject and
@@ -59,8 +62,11 @@ type mappedChange struct {
 	Operation string
 	// ClusterTime is the commit time, when the event has one.
 	ClusterTime *events.ClusterTime
-	// Notices to publish, in order. Never empty.
+	// Notices to publish, in order. Empty only when Ignored.
 	Notices []plannedNotice
+	// Ignored: an update that changed only ignored fields; it publishes
+	// nothing, but its position is still checkpointed.
+	Ignored bool
 	// Flush is the flush-all reason when the event maps to a flush-all.
 	Flush events.FlushReason
 	// Invalidate: the server closed the feed; reopen with startAfter.
@@ -167,6 +173,12 @@ func (m noticeMapper) mapChange(ev bson.Raw) mappedChange {
 		if reported {
 			n.ChangedFields = topLevelFields(paths)
 		}
+		if m.onlyIgnored(n.ChangedFields) && !out.Oversize {
+			// The user-id field is never ignored (ValidateWithData), so
+			// the owner did not change: nobody's cached data is stale.
+			out.Ignored = true
+			return out
+		}
 	}
 	subject := events.UserNoticeSubject(m.prefix, user)
 	if user == "" {
@@ -208,6 +220,21 @@ func (m noticeMapper) mapChange(ev bson.Raw) mappedChange {
 		})
 	}
 	return out
+}
+
+// onlyIgnored reports whether fields, the changed top-level names an
+// update reported, are all ignored. None reported (nil: the server did not
+// say, or too many to list) is never ignored.
+func (m noticeMapper) onlyIgnored(fields []string) bool {
+	if len(m.ignoreFields) == 0 || len(fields) == 0 {
+		return false
+	}
+	for _, f := range fields {
+		if !slices.Contains(m.ignoreFields, f) {
+			return false
+		}
+	}
+	return true
 }
 
 // touchesField reports whether any changed path is field or a path under

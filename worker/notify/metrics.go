@@ -14,6 +14,7 @@ type notifierMetrics struct {
 	published     *prometheus.CounterVec // kind, operation
 	flushes       *prometheus.CounterVec // reason
 	oversize      prometheus.Counter
+	ignored       prometheus.Counter
 	duplicateUser prometheus.Counter
 	feedErrors    *prometheus.CounterVec // class
 	leader        prometheus.Gauge
@@ -38,6 +39,10 @@ func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
 		oversize: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "oversize_documents_total",
 			Help: "Changes to documents larger than the oversize limit.",
+		}),
+		ignored: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "changes_ignored_total",
+			Help: "Updates that changed only NOTICE_IGNORE_FIELDS and so published no notice.",
 		}),
 		duplicateUser: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "duplicate_user_changes_total",
@@ -68,7 +73,7 @@ func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.published, m.flushes, m.oversize, m.duplicateUser, m.feedErrors, m.stepdowns, m.leader, m.latency, checkpointAge} {
+	for _, c := range []prometheus.Collector{m.published, m.flushes, m.oversize, m.ignored, m.duplicateUser, m.feedErrors, m.stepdowns, m.leader, m.latency, checkpointAge} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register notifier metrics: %w", err)
 		}

@@ -134,7 +134,7 @@ func newNotifier(cfg Config, data customdata.Config, streams provision.Streams, 
 	if cfg.InstanceID == "" {
 		cfg.InstanceID = instanceName()
 	}
-	if err := errors.Join(cfg.Validate(), cfg.ValidateWith(streams), data.Validate(), streams.Validate()); err != nil {
+	if err := errors.Join(cfg.Validate(), cfg.ValidateWith(streams), cfg.ValidateWithData(data), data.Validate(), streams.Validate()); err != nil {
 		return nil, err
 	}
 	if data.Database != db.Name() {

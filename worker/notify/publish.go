@@ -228,6 +228,17 @@ func (p *publisher) publishAsync(n plannedNotice, ct *events.ClusterTime, pos *c
 	return acked, nil
 }
 
+// advance records pos as reached once every entry now in the window is
+// acknowledged (a change that published nothing). It returns pos itself
+// when nothing is in flight.
+func (p *publisher) advance(pos *checkpoint) *checkpoint {
+	if len(p.window) == 0 {
+		return pos
+	}
+	p.window = append(p.window, inFlight{pos: pos})
+	return nil
+}
+
 // reap pops acknowledged entries off the head of the window, in order,
 // and returns the newest position they reached (nil: none). With block it
 // waits for the head (one entry if one, else all of the window) instead of

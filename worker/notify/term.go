@@ -550,8 +550,11 @@ func (tm *term) consume(ctx context.Context, cs feedCursor) error {
 // checkpoint. It returns a new feed when the event ended this one.
 func (tm *term) handle(ctx context.Context, raw bson.Raw) (feedCursor, error) {
 	mapper := noticeMapper{prefix: tm.cfg.SubjectPrefix, userIDField: tm.data.UserIDField,
-		oversizeBytes: tm.cfg.OversizeBytes, measureFullDocument: !tm.serverSize}
+		oversizeBytes: tm.cfg.OversizeBytes, measureFullDocument: !tm.serverSize, ignoreFields: tm.cfg.IgnoreFields}
 	mc := mapper.mapChange(raw)
+	if mc.Ignored {
+		tm.metrics.ignored.Inc()
+	}
 
 	if mc.Invalidate {
 		return tm.handleInvalidate(ctx, mc)
@@ -587,6 +590,11 @@ func (tm *term) handle(ctx context.Context, raw bson.Raw) (feedCursor, error) {
 			}
 			if err != nil {
 				return nil, err
+			}
+		}
+		if len(mc.Notices) == 0 && pos != nil {
+			if acked := tm.pub.advance(pos); acked != nil {
+				tm.pending = acked
 			}
 		}
 	}

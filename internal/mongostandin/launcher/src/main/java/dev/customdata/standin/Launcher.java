@@ -4,6 +4,7 @@ import de.bwaldvogel.mongo.MongoBackend;
 import de.bwaldvogel.mongo.MongoServer;
 import de.bwaldvogel.mongo.MongoVersion;
 import de.bwaldvogel.mongo.backend.memory.MemoryBackend;
+import de.bwaldvogel.mongo.oplog.Oplog;
 
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
@@ -14,7 +15,8 @@ import java.nio.charset.StandardCharsets;
 import java.util.List;
 
 /**
- * Starts mongo-java-server in memory with its oplog enabled (change streams)
+ * Starts mongo-java-server in memory with an oplog (change streams; see
+ * IndexedOplog)
  * on 127.0.0.1 and a random or given port, then obeys line commands on stdin:
  *
  *   stop   - stop listening and drop client connections; data is kept
@@ -47,7 +49,13 @@ public final class Launcher {
     private int port;
 
     private Launcher(int port) {
-        MemoryBackend memory = new MemoryBackend();
+        MemoryBackend memory = new MemoryBackend() {
+            @Override
+            protected Oplog createOplog() {
+                // Real MongoDB's read costs; see IndexedOplog.
+                return new IndexedOplog(this, getCursorRegistry());
+            }
+        };
         memory.version(new Mongo44());
         memory.enableOplog();
         this.backend = keepDataOnClose(memory);
