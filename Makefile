@@ -20,6 +20,14 @@ LOADBENCH := bin/loadbench
 # into bin/ so a fresh machine needs nothing else.
 NATS_SERVER := bin/nats-server
 NATS_SERVER_VERSION ?= $(shell $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
+# Build stamp of `customdata-worker version` (internal/buildinfo). The
+# Dockerfiles pass the same -X flags from their VERSION, COMMIT and
+# BUILD_TIME build arguments (a test compares them with LDFLAGS).
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+BUILDINFO  := github.com/customdata-worker/customdata-worker/internal/buildinfo
+LDFLAGS    := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).buildTime=$(BUILD_TIME)
 GOFILES   := $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './vendor/*')
 
 .PHONY: all build demo demo-issuer test unit lint fmt-check vet standin fuzz bench bench-micro bench-load clean
@@ -27,8 +35,8 @@ GOFILES   := $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/customdata-worker
-	$(GO) build -o $(ISSUER_BIN) ./cmd/reference-issuer
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/customdata-worker
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(ISSUER_BIN) ./cmd/reference-issuer
 
 standin: $(STANDIN_JAR)
 

@@ -7,7 +7,11 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/reference-issuer ./cmd/reference-issuer
+# Stamped like the Makefile's LDFLAGS: docker build --build-arg VERSION=… --build-arg COMMIT=… --build-arg BUILD_TIME=…
+ARG VERSION=dev
+ARG COMMIT=unknown
+ARG BUILD_TIME=unknown
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/customdata-worker/customdata-worker/internal/buildinfo.version=${VERSION} -X github.com/customdata-worker/customdata-worker/internal/buildinfo.commit=${COMMIT} -X github.com/customdata-worker/customdata-worker/internal/buildinfo.buildTime=${BUILD_TIME}" -o /out/reference-issuer ./cmd/reference-issuer
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/reference-issuer /reference-issuer

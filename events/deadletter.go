@@ -29,4 +29,10 @@ const (
 	// the body had to be cut to fit the server's max payload beside the
 	// dead-letter headers.
 	HeaderDLQTruncated = "Dlq-Truncated"
+	// HeaderDLQRedriveCount counts how often an operator sent the event
+	// back to its original subject (`customdata-worker dlq redrive`). A
+	// redriven event carries it, with HeaderDLQOriginalMsgID naming the
+	// first publish's Nats-Msg-Id; when it fails again, its new dead
+	// letter keeps both, so the next redrive counts on.
+	HeaderDLQRedriveCount = "Dlq-Redrive-Count"
 )

@@ -6,12 +6,16 @@
 //
 //	customdata-worker [run]   run the worker (configured by CUSTOMDATA_* variables)
 //	customdata-worker env     list every setting with its default
-//	customdata-worker check   validate the configuration and trigger file, then exit
+//	customdata-worker check   check NATS and MongoDB as the worker would use them (--offline: configuration only)
+//	customdata-worker tail    follow invalidation notices
+//	customdata-worker dlq     list|show|redrive|purge dead-lettered auth events
+//	customdata-worker publish publish one auth event (smoke test)
+//	customdata-worker version module version, commit and build time
 //	customdata-worker demo    dev demo: embedded NATS, MONGODB_URI or the in-memory stand-in
 //
 // Subcommands are parsed with the standard library's flag package: the
-// worker is configured by environment only, so four verbs do not justify a
-// CLI framework dependency.
+// worker is configured by environment only and each verb has a few
+// flags, which do not justify a CLI framework dependency.
 package main
 
 import (
@@ -41,9 +45,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	cmd := "run"
+	cmd, rest := "run", []string(nil)
 	if fs.NArg() > 0 {
-		cmd = fs.Arg(0)
+		cmd, rest = fs.Arg(0), fs.Args()[1:]
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -55,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help":
 		usage(stdout)
 		return 0
+	case "version":
+		return runVersion(rest, stdout, stderr)
 	}
 
 	cfg, err := loadConfig()
@@ -71,12 +77,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "check":
-		if err := checkConfig(cfg); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 2
-		}
-		fmt.Fprintln(stdout, "configuration OK")
-		return 0
+		return runCheck(ctx, cfg, rest, stdout, stderr)
+	case "tail":
+		return runTail(ctx, cfg, rest, stdout, stderr)
+	case "dlq":
+		return runDLQ(ctx, cfg, rest, stdout, stderr)
+	case "publish":
+		return runPublish(ctx, cfg, rest, stdout, stderr)
 	case "demo":
 		if err := runDemo(ctx, cfg, stdout, stderr); err != nil {
 			fmt.Fprintln(stderr, "demo failed:", err)
@@ -97,7 +104,13 @@ and publish invalidation notices when it changes.
 Usage:
   customdata-worker [run]   run the worker
   customdata-worker env     list every CUSTOMDATA_* setting with its default
-  customdata-worker check   validate the configuration and trigger file, then exit
+  customdata-worker check   connect to NATS and MongoDB and report whether the worker would run
+                            (--json, --sample N, --timeout D; --offline: configuration and trigger file only)
+  customdata-worker tail    follow invalidation notices (--since D, --user ID, -n N, --json)
+  customdata-worker dlq     list|show SEQ|redrive|purge dead-lettered auth events
+                            (--reason, --user, --since, --until, --seq; redrive/purge: --all, --dry-run)
+  customdata-worker publish publish one auth event for a smoke test (--op, --user, --provider)
+  customdata-worker version module version, commit and build time (--json)
   customdata-worker demo    dev demo on embedded NATS and MONGODB_URI or the stand-in
 
 All configuration comes from the environment; see 'customdata-worker env'.

@@ -63,7 +63,7 @@ func TestCheckRejectsBadConfiguration(t *testing.T) {
 				t.Setenv("CUSTOMDATA_NATS_USER", "alice")
 			}
 			var out, errOut bytes.Buffer
-			code := run([]string{"check"}, &out, &errOut)
+			code := run([]string{"check", "--offline"}, &out, &errOut)
 			if code != 2 {
 				t.Fatalf("check exited %d, want 2 (stdout %q)", code, out.String())
 			}
@@ -88,11 +88,11 @@ func TestCheckRejectsATriggerFileForAnotherUserIDField(t *testing.T) {
 	}
 	t.Setenv("CUSTOMDATA_TRIGGERS_FILE", file)
 	var out, errOut bytes.Buffer
-	if code := run([]string{"check"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), `userIdField "uid"`) {
+	if code := run([]string{"check", "--offline"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), `userIdField "uid"`) {
 		t.Fatalf("check = %d (%q), want 2 naming the trigger file's userIdField", code, errOut.String())
 	}
 	t.Setenv("CUSTOMDATA_USER_ID_FIELD", "uid")
-	if code := run([]string{"check"}, &out, &errOut); code != 0 {
+	if code := run([]string{"check", "--offline"}, &out, &errOut); code != 0 {
 		t.Fatalf("check with USER_ID_FIELD=uid = %d (%q), want 0", code, errOut.String())
 	}
 }
@@ -116,7 +116,7 @@ func TestAuthSettingsReachTheConsumer(t *testing.T) {
 func TestCheckAcceptsDefaultsAndExampleTriggers(t *testing.T) {
 	t.Setenv("CUSTOMDATA_TRIGGERS_FILE", "../../deploy/triggers.example.yaml")
 	var out, errOut bytes.Buffer
-	if code := run([]string{"check"}, &out, &errOut); code != 0 {
+	if code := run([]string{"check", "--offline"}, &out, &errOut); code != 0 {
 		t.Fatalf("check exited %d: %s", code, errOut.String())
 	}
 }

@@ -62,8 +62,15 @@ func (d *deadLetterer) deadLetterMsg(msg jetstream.Msg, meta *jetstream.MsgMetad
 		h.Set(events.HeaderDLQError, truncateUTF8(cause.Error(), maxDeadLetterErrorLength))
 	}
 	h.Set(events.HeaderDLQOriginalSubject, msg.Subject())
-	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
+	// A redriven event names its first publish's id and how often it was
+	// redriven; its dead letter keeps both.
+	if id := msg.Headers().Get(events.HeaderDLQOriginalMsgID); id != "" {
 		h.Set(events.HeaderDLQOriginalMsgID, id)
+	} else if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
+		h.Set(events.HeaderDLQOriginalMsgID, id)
+	}
+	if n := msg.Headers().Get(events.HeaderDLQRedriveCount); n != "" {
+		h.Set(events.HeaderDLQRedriveCount, n)
 	}
 	if meta != nil {
 		h.Set(events.HeaderDLQOriginalStream, meta.Stream)

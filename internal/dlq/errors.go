@@ -1,0 +1,16 @@
+package dlq
+
+import "errors"
+
+var (
+	// ErrNotFound: no dead letter has that sequence.
+	ErrNotFound = errors.New("no dead letter with that sequence")
+	// ErrTruncated: the dead letter's body was cut to fit, so the event
+	// cannot be sent again as it was.
+	ErrTruncated = errors.New("the dead letter's body was truncated; the event cannot be redriven")
+	// ErrNoOriginalSubject: the dead letter does not say where the event
+	// came from.
+	ErrNoOriginalSubject = errors.New("the dead letter has no Dlq-Original-Subject")
+	// ErrNoSelection: redrive and purge need sequences, a reason or All.
+	ErrNoSelection = errors.New("select dead letters by sequence, by reason, or all of them")
+)

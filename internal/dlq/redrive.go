@@ -1,0 +1,117 @@
+package dlq
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/customdata-worker/customdata-worker/events"
+)
+
+// Outcome is what redrive or purge did with one dead letter.
+type Outcome struct {
+	Entry Entry `json:"entry"`
+	// Subject and MsgID are where and as what a redrive republished it.
+	Subject string `json:"subject,omitempty"`
+	MsgID   string `json:"msgId,omitempty"`
+	// Done is false on a dry run and when Err is set.
+	Done bool  `json:"done"`
+	Err  error `json:"-"`
+}
+
+// Redrive republishes every dead letter f selects on its original
+// subject, waits for JetStream's ack, then deletes the dead letter. With
+// dryRun it only reports what it would do. fn sees each outcome; a dead
+// letter that cannot be redriven (truncated, no original subject, publish
+// refused) is reported there and left in place. The returned error is
+// the listing's, or ErrNoSelection.
+func (q *Queue) Redrive(ctx context.Context, f Filter, dryRun bool, fn func(Outcome)) error {
+	if !f.selects() {
+		return ErrNoSelection
+	}
+	stream, err := q.js.Stream(ctx, q.stream)
+	if err != nil {
+		return fmt.Errorf("dead-letter stream %s: %w", q.stream, err)
+	}
+	return q.Each(ctx, f, func(e Entry) error {
+		fn(q.redriveOne(ctx, stream, e, dryRun))
+		return nil
+	})
+}
+
+func (q *Queue) redriveOne(ctx context.Context, stream jetstream.Stream, e Entry, dryRun bool) Outcome {
+	o := Outcome{Entry: e, Subject: e.OriginalSubject}
+	switch {
+	case e.TruncatedFrom > 0:
+		o.Err = ErrTruncated
+		return o
+	case e.OriginalSubject == "" || events.SubjectMatches(q.prefix+".>", e.OriginalSubject):
+		o.Err = ErrNoOriginalSubject
+		return o
+	}
+	msg := redriveMsg(q.stream, e)
+	o.MsgID = msg.Header.Get(jetstream.MsgIDHeader)
+	if dryRun {
+		return o
+	}
+	var opts []jetstream.PublishOpt
+	if e.OriginalStream != "" {
+		opts = append(opts, jetstream.WithExpectStream(e.OriginalStream))
+	}
+	// A duplicate ack means an earlier redrive of this very dead letter
+	// was stored but its deletion failed: the event is back, delete.
+	if _, err := q.js.PublishMsg(ctx, msg, opts...); err != nil {
+		o.Err = fmt.Errorf("republish on %s: %w", e.OriginalSubject, err)
+		return o
+	}
+	if err := stream.DeleteMsg(ctx, e.Sequence); err != nil {
+		o.Err = fmt.Errorf("republished as %s, but deleting dead letter %d failed (redriving it again is de-duplicated): %w", o.MsgID, e.Sequence, err)
+		return o
+	}
+	o.Done = true
+	return o
+}
+
+// redriveMsg is the event of e as it goes back to its original subject:
+// its body, a Nats-Msg-Id the duplicate window has not seen, the first
+// publish's id and the redrive count.
+func redriveMsg(dlqStream string, e Entry) *nats.Msg {
+	n := e.RedriveCount + 1
+	root := e.OriginalMsgID
+	if root == "" {
+		root = "dlq-" + dlqStream + "-" + strconv.FormatUint(e.Sequence, 10)
+	}
+	h := nats.Header{}
+	h.Set(jetstream.MsgIDHeader, root+".redrive-"+strconv.Itoa(n))
+	h.Set(events.HeaderDLQRedriveCount, strconv.Itoa(n))
+	if e.OriginalMsgID != "" {
+		h.Set(events.HeaderDLQOriginalMsgID, e.OriginalMsgID)
+	}
+	return &nats.Msg{Subject: e.OriginalSubject, Header: h, Data: e.Data}
+}
+
+// Purge deletes every dead letter f selects (dryRun: only reports them).
+func (q *Queue) Purge(ctx context.Context, f Filter, dryRun bool, fn func(Outcome)) error {
+	if !f.selects() {
+		return ErrNoSelection
+	}
+	stream, err := q.js.Stream(ctx, q.stream)
+	if err != nil {
+		return fmt.Errorf("dead-letter stream %s: %w", q.stream, err)
+	}
+	return q.Each(ctx, f, func(e Entry) error {
+		o := Outcome{Entry: e}
+		if !dryRun {
+			if err := stream.DeleteMsg(ctx, e.Sequence); err != nil {
+				o.Err = fmt.Errorf("delete dead letter %d: %w", e.Sequence, err)
+			} else {
+				o.Done = true
+			}
+		}
+		fn(o)
+		return nil
+	})
+}
