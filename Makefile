@@ -77,7 +77,8 @@ fuzz:
 
 # Figures, not assertions. bench-micro: decode, trigger decisions and
 # coalescing (-benchmem), plus every benchmark under worker/ (the in-process
-# consumer and commit → notice benchmarks, 2000 iterations), the issuer
+# consumer and commit → notice benchmarks, 2000 iterations), the
+# notifier's own CPU per change on a scripted feed (100,000 changes), the issuer
 # cache hit cost and commit → refreshed-token latency. bench-load: the
 # worker binary against a nats-server process and MongoDB, beside a naive
 # worker and the database and broker ceilings (docs/BENCHMARK.md; WORKER_BIN,
@@ -87,7 +88,8 @@ bench: bench-micro bench-load
 
 bench-micro: $(if $(MONGODB_URI),,standin)
 	$(GO) test -run '^$$' -bench . -benchmem ./events/ ./triggers/
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./worker/...
+	$(GO) test -run '^$$' -bench . -skip '^BenchmarkNotifierOwnCost$$' -benchmem -benchtime 2000x ./worker/...
+	$(GO) test -run '^$$' -bench '^BenchmarkNotifierOwnCost$$' -benchtime 100000x ./worker/notify/
 	$(GO) test -run '^$$' -bench . -benchmem ./issuer/
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./cmd/reference-issuer/
 
