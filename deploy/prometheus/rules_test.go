@@ -1,0 +1,244 @@
+// Package promrules tests deploy/prometheus/alerts.yml against the code:
+// every rule parses as Prometheus parses it, names only metrics and labels
+// the worker and package issuer export, and fires on the series it is
+// meant for (and not on healthy ones).
+package promrules
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/promql/promqltest"
+	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
+	"github.com/customdata-worker/customdata-worker/issuer"
+	"github.com/customdata-worker/customdata-worker/triggers"
+	"github.com/customdata-worker/customdata-worker/worker/authsync"
+	"github.com/customdata-worker/customdata-worker/worker/customdata"
+	"github.com/customdata-worker/customdata-worker/worker/notify"
+)
+
+const rulesFile = "alerts.yml"
+
+func loadRules(t *testing.T) []rulefmt.Rule {
+	t.Helper()
+	groups, errs := rulefmt.ParseFile(rulesFile, false, model.UTF8Validation, parser.NewParser(parser.Options{}), slog.New(slog.DiscardHandler))
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("%s does not load as Prometheus loads it: %v", rulesFile, err)
+	}
+	var rules []rulefmt.Rule
+	for _, g := range groups.Groups {
+		rules = append(rules, g.Rules...)
+	}
+	if len(rules) == 0 {
+		t.Fatal("no rules")
+	}
+	return rules
+}
+
+// exported are the metric families the code registers, with their label
+// names: the auth consumer's and the notifier's (as the worker registers
+// them) and an issuer cache's. Building them does no MongoDB IO; the
+// notifier wants a JetStream context, so an in-process server gives one.
+func exported(t *testing.T) map[string][]string {
+	t.Helper()
+	rec := &recordingRegisterer{families: map[string][]string{}}
+	client, err := mongo.Connect() // no IO until the first operation
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := client.Database("app")
+	_, js := testsupport.StartNATS(t).Connect(t)
+	set, err := triggers.NewSet(triggers.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := customdata.Config{Database: "app"}
+	if _, err := authsync.New(authsync.Config{}, data, provision.Streams{}, js, db.Collection(events.DefaultCollection), set, zerolog.Nop(), rec); err != nil {
+		t.Fatalf("auth consumer: %v", err)
+	}
+	if _, err := notify.New(notify.Config{}, data, provision.Streams{}, js, db, zerolog.Nop(), rec); err != nil {
+		t.Fatalf("notifier: %v", err)
+	}
+	cache, err := issuer.NewCache(unusedGetter{}, issuer.CacheConfig{}, issuer.WithNotices(js, issuer.NoticeConfig{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cache.Collectors() {
+		rec.MustRegister(c)
+	}
+	return rec.families
+}
+
+func TestAlertsNameExportedMetricsAndLabels(t *testing.T) {
+	families := exported(t)
+	// Families the rules may use besides the code's: Prometheus's own.
+	families["up"] = []string{"job", "instance"}
+	for _, r := range loadRules(t) {
+		expr, err := parser.NewParser(parser.Options{}).ParseExpr(r.Expr)
+		if err != nil {
+			t.Fatalf("%s: %v", r.Alert, err)
+		}
+		parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+			vs, ok := n.(*parser.VectorSelector)
+			if !ok {
+				return nil
+			}
+			name := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(vs.Name, "_bucket"), "_sum"), "_count")
+			labels, ok := families[name]
+			if !ok {
+				t.Errorf("alert %s names %s, which nothing exports", r.Alert, vs.Name)
+				return nil
+			}
+			for _, m := range vs.LabelMatchers {
+				if m.Name == "__name__" || m.Name == "job" || m.Name == "instance" || m.Name == "le" {
+					continue
+				}
+				if !slices.Contains(labels, m.Name) {
+					t.Errorf("alert %s matches label %q on %s, which has labels %v", r.Alert, m.Name, name, labels)
+				}
+			}
+			return nil
+		})
+		if r.Annotations["runbook"] == "" || r.Annotations["summary"] == "" {
+			t.Errorf("alert %s has no summary or runbook annotation", r.Alert)
+		}
+	}
+}
+
+// TestAlertsFireOnTheirSeries evaluates each alert's expression over
+// series shaped as the worker and an issuer export them: it must return a
+// result in the bad state and none in the healthy one.
+func TestAlertsFireOnTheirSeries(t *testing.T) {
+	cases := map[string]struct{ firing, healthy string }{
+		"CustomdataWorkerDown": {
+			`up{job="customdata-worker", instance="w1"} 0x20`,
+			`up{job="customdata-worker", instance="w1"} 1x20`},
+		"CustomdataMongoDBDown": {
+			`customdata_worker_auth_mongo_up{instance="w1"} 0x20`,
+			`customdata_worker_auth_mongo_up{instance="w1"} 1x20`},
+		"CustomdataNATSDown": {
+			`customdata_worker_auth_nats_up{instance="w1"} 0x20`,
+			`customdata_worker_auth_nats_up{instance="w1"} 1x20`},
+		"CustomdataDeadLettersGrowing": {
+			`customdata_worker_auth_dead_letters_total{reason="invalid"} 0+1x20`,
+			`customdata_worker_auth_dead_letters_total{reason="invalid"} 3x20`},
+		"CustomdataNotifierNotLeading": {
+			"customdata_worker_notifier_leader{instance=\"w1\"} 0x20\ncustomdata_worker_notifier_leader{instance=\"w2\"} 0x20",
+			"customdata_worker_notifier_leader{instance=\"w1\"} 0x20\ncustomdata_worker_notifier_leader{instance=\"w2\"} 1x20"},
+		"CustomdataCheckpointStale": {
+			`customdata_worker_notifier_checkpoint_age_seconds{instance="w1"} 0+60x20`,
+			`customdata_worker_notifier_checkpoint_age_seconds{instance="w1"} 1x20`},
+		"CustomdataFlushAll": {
+			`customdata_worker_notifier_flush_all_total{reason="history_lost"} 0x10 1x10`,
+			`customdata_worker_notifier_flush_all_total{reason="no_checkpoint"} 1x20`},
+		"CustomdataChangeStreamErrors": {
+			`customdata_worker_notifier_change_stream_errors_total{class="transient"} 0+2x20`,
+			`customdata_worker_notifier_change_stream_errors_total{class="transient"} 1x20`},
+		"CustomdataNoticesSlow": {
+			"customdata_worker_notifier_commit_to_publish_seconds_bucket{le=\"10\"} 0x20\ncustomdata_worker_notifier_commit_to_publish_seconds_bucket{le=\"30\"} 0+100x20\ncustomdata_worker_notifier_commit_to_publish_seconds_bucket{le=\"+Inf\"} 0+100x20",
+			"customdata_worker_notifier_commit_to_publish_seconds_bucket{le=\"0.05\"} 0+100x20\ncustomdata_worker_notifier_commit_to_publish_seconds_bucket{le=\"10\"} 0+100x20\ncustomdata_worker_notifier_commit_to_publish_seconds_bucket{le=\"+Inf\"} 0+100x20"},
+		"CustomdataIssuerNotFollowing": {
+			`customdata_issuer_notices_following{instance="i1"} 0x20`,
+			`customdata_issuer_notices_following{instance="i1"} 1x20`},
+		"CustomdataIssuerReadErrors": {
+			`customdata_issuer_read_errors_total{instance="i1"} 0+5x20`,
+			`customdata_issuer_read_errors_total{instance="i1"} 2x20`},
+	}
+	engine := promqltest.NewTestEngine(t, false, 5*time.Minute, 100000)
+	at := time.Unix(0, 0).Add(19 * time.Minute)
+	for _, r := range loadRules(t) {
+		c, ok := cases[r.Alert]
+		if !ok {
+			t.Errorf("alert %s has no firing/healthy case here", r.Alert)
+			continue
+		}
+		delete(cases, r.Alert)
+		for _, state := range []struct {
+			series string
+			fire   bool
+		}{{c.firing, true}, {c.healthy, false}} {
+			storage := promqltest.LoadedStorage(t, "load 1m\n"+indent(state.series))
+			q, err := engine.NewInstantQuery(context.Background(), storage, nil, r.Expr, at)
+			if err != nil {
+				t.Fatalf("%s: %v", r.Alert, err)
+			}
+			res := q.Exec(context.Background())
+			if res.Err != nil {
+				t.Fatalf("%s: %v", r.Alert, res.Err)
+			}
+			v, err := res.Vector()
+			if err != nil {
+				t.Fatalf("%s: %v", r.Alert, err)
+			}
+			if got := len(v) > 0; got != state.fire {
+				t.Errorf("alert %s on\n%s\nfires = %v, want %v (result %v)", r.Alert, state.series, got, state.fire, v)
+			}
+			q.Close()
+		}
+	}
+	for name := range cases {
+		t.Errorf("case %s names no alert in %s", name, rulesFile)
+	}
+}
+
+func indent(series string) string {
+	lines := strings.Split(series, "\n")
+	for i := range lines {
+		lines[i] = "  " + lines[i]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// recordingRegisterer keeps every registered collector's metric names and
+// label names (from its descriptors).
+type recordingRegisterer struct{ families map[string][]string }
+
+var descPattern = regexp.MustCompile(`fqName: "([^"]+)".*variableLabels: \{([^}]*)\}`)
+
+func (r *recordingRegisterer) Register(c prometheus.Collector) error {
+	ch := make(chan *prometheus.Desc, 16)
+	go func() { c.Describe(ch); close(ch) }()
+	for d := range ch {
+		m := descPattern.FindStringSubmatch(d.String())
+		if m == nil {
+			return errors.New("unexpected descriptor " + d.String())
+		}
+		var labels []string
+		if m[2] != "" {
+			labels = strings.Split(m[2], ",")
+		}
+		r.families[m[1]] = labels
+	}
+	return nil
+}
+
+func (r *recordingRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func (r *recordingRegisterer) Unregister(prometheus.Collector) bool { return true }
+
+type unusedGetter struct{}
+
+func (unusedGetter) Get(context.Context, string) (issuer.Data, error) {
+	return issuer.Data{}, errors.New("unused")
+}
