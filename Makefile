@@ -30,7 +30,7 @@ BUILDINFO  := github.com/customdata-worker/customdata-worker/internal/buildinfo
 LDFLAGS    := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).buildTime=$(BUILD_TIME)
 GOFILES   := $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './vendor/*')
 
-.PHONY: all build demo demo-issuer test unit lint fmt-check vet standin fuzz bench bench-micro bench-load clean
+.PHONY: all build demo demo-issuer test unit lint fmt-check vet standin standin-run fuzz bench bench-micro bench-load clean
 
 all: build
 
@@ -42,6 +42,14 @@ standin: $(STANDIN_JAR)
 
 $(STANDIN_JAR): $(STANDIN)/pom.xml $(wildcard $(STANDIN)/src/main/java/dev/customdata/standin/*.java)
 	$(MVN) -q -B -f $(STANDIN)/pom.xml package
+
+# The stand-in in the foreground on 127.0.0.1:$(STANDIN_PORT), for local
+# trials (in memory, data gone when it stops; Ctrl-C or end of input stops
+# it). Point the worker at it with directConnection=true (it is no replica
+# set): see README, "Trying it on the stand-in".
+STANDIN_PORT ?= 27017
+standin-run: standin
+	java -Xss1m -cp "$(STANDIN_JAR):$(STANDIN)/target/lib/*" dev.customdata.standin.Launcher $(STANDIN_PORT)
 
 # The demo uses MONGODB_URI when set, else starts the in-memory stand-in;
 # NATS runs embedded in the worker process.

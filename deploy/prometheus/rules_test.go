@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -88,6 +89,11 @@ func TestAlertsNameExportedMetricsAndLabels(t *testing.T) {
 	families := exported(t)
 	// Families the rules may use besides the code's: Prometheus's own.
 	families["up"] = []string{"job", "instance"}
+	doc, err := os.ReadFile("../../docs/OPERATIONS.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runbook := strings.Split(string(doc), "\n")
 	for _, r := range loadRules(t) {
 		expr, err := parser.NewParser(parser.Options{}).ParseExpr(r.Expr)
 		if err != nil {
@@ -114,8 +120,14 @@ func TestAlertsNameExportedMetricsAndLabels(t *testing.T) {
 			}
 			return nil
 		})
-		if r.Annotations["runbook"] == "" || r.Annotations["summary"] == "" {
-			t.Errorf("alert %s has no summary or runbook annotation", r.Alert)
+		if r.Annotations["summary"] == "" {
+			t.Errorf("alert %s has no summary", r.Alert)
+		}
+		if want := "docs/OPERATIONS.md#" + strings.ToLower(r.Alert); r.Annotations["runbook"] != want {
+			t.Errorf("alert %s: runbook = %q, want %q", r.Alert, r.Annotations["runbook"], want)
+		}
+		if !slices.Contains(runbook, "## "+r.Alert) {
+			t.Errorf("alert %s has no \"## %s\" entry in docs/OPERATIONS.md", r.Alert, r.Alert)
 		}
 	}
 }
