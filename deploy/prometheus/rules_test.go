@@ -104,7 +104,7 @@ func TestAlertsNameExportedMetricsAndLabels(t *testing.T) {
 			if !ok {
 				return nil
 			}
-			name := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(vs.Name, "_bucket"), "_sum"), "_count")
+			name := baseFamily(vs.Name)
 			labels, ok := families[name]
 			if !ok {
 				t.Errorf("alert %s names %s, which nothing exports", r.Alert, vs.Name)
