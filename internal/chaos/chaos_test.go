@@ -1,0 +1,73 @@
+package chaos
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestChaos is the short chaos run of `make test` (40 s of faults);
+// `make chaos` sets CHAOS_DURATION for the long one. CHAOS_SEED replays a
+// run; NATS_SERVER_BIN names the nats-server binary (the Makefile installs
+// bin/nats-server); MONGODB_URI, if set, is used instead of a stand-in.
+func TestChaos(t *testing.T) {
+	duration := 40 * time.Second
+	if v := os.Getenv("CHAOS_DURATION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("CHAOS_DURATION: %v", err)
+		}
+		duration = d
+	}
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("CHAOS_SEED"); v != "" {
+		s, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("CHAOS_SEED: %v", err)
+		}
+		seed = s
+	}
+	natsBin := os.Getenv("NATS_SERVER_BIN")
+	if natsBin == "" {
+		natsBin = "../../bin/nats-server"
+	}
+	if _, err := exec.LookPath(natsBin); err != nil {
+		t.Fatalf("nats-server binary %s: %v (run `make test`, which installs it, or set NATS_SERVER_BIN)", natsBin, err)
+	}
+	// Logs stay behind when the run fails (t.TempDir would remove them).
+	dir, err := os.MkdirTemp("", "chaos-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() && os.Getenv("CHAOS_KEEP_LOGS") == "" {
+			_ = os.RemoveAll(dir)
+		}
+	})
+	workerBin := filepath.Join(dir, "customdata-worker")
+	if out, err := exec.Command("go", "build", "-o", workerBin, "../../cmd/customdata-worker").CombinedOutput(); err != nil {
+		t.Fatalf("build the worker: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), duration+10*time.Minute)
+	defer cancel()
+	sum, err := Run(ctx, Config{
+		WorkerBin: workerBin, NATSServerBin: natsBin, Dir: dir, Duration: duration, Seed: seed,
+		MongoURI: os.Getenv("MONGODB_URI"), Logf: t.Logf,
+	})
+	t.Log(sum)
+	if err != nil {
+		t.Fatalf("%v\n(logs of every process are in %s; CHAOS_SEED=%d replays the faults)", err, dir, seed)
+	}
+	if total := func() (n int) {
+		for _, c := range sum.Faults {
+			n += c
+		}
+		return n
+	}(); total == 0 {
+		t.Fatal("no fault was injected: the run proves nothing")
+	}
+}

@@ -1,0 +1,107 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"syscall"
+	"time"
+)
+
+// fault is one kind of failure the harness injects.
+type fault string
+
+const (
+	faultKillReplica fault = "kill_replica"   // SIGKILL a random replica, restart it
+	faultKillLeader  fault = "kill_leader"    // SIGKILL the change-stream leader, restart it
+	faultNATSRestart fault = "nats_restart"   // SIGKILL nats-server, restart it on the same store
+	faultMongoCut    fault = "mongodb_outage" // MongoDB unreachable for a while
+	faultPause       fault = "pause_replica"  // SIGSTOP a replica for longer than ACK_WAIT
+)
+
+var allFaults = []fault{faultKillReplica, faultKillLeader, faultNATSRestart, faultMongoCut, faultPause}
+
+// injector draws faults and their moments from the seeded generator.
+type injector struct {
+	rng     *rand.Rand
+	h       *harness
+	counts  map[fault]int
+	every   time.Duration // mean time between faults
+	outage  time.Duration // longest MongoDB outage
+	ackWait time.Duration
+}
+
+// run injects faults until ctx ends: every kind once, in a shuffled
+// order, then again, so even a short run meets each kind.
+func (in *injector) run(ctx context.Context) {
+	var order []fault
+	for {
+		wait := in.every/2 + time.Duration(in.rng.Int64N(int64(in.every)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if len(order) == 0 {
+			order = append(order, allFaults...)
+			in.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		}
+		f := order[0]
+		order = order[1:]
+		if f == faultMongoCut && !in.h.canCutMongo() {
+			f = faultKillReplica
+		}
+		if err := in.inject(ctx, f); err != nil {
+			in.h.logf("fault %s: %v", f, err)
+			continue
+		}
+		in.counts[f]++
+	}
+}
+
+func (in *injector) inject(ctx context.Context, f fault) error {
+	h := in.h
+	pause := func(d time.Duration) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
+	switch f {
+	case faultKillReplica, faultKillLeader:
+		w := h.workers[in.rng.IntN(len(h.workers))]
+		if f == faultKillLeader {
+			w = h.leader(ctx)
+			if w == nil {
+				return fmt.Errorf("no replica leads right now")
+			}
+		}
+		h.logf("fault: SIGKILL %s%s", w.name, map[bool]string{true: " (the leader)"}[f == faultKillLeader])
+		w.kill()
+		pause(time.Duration(500+in.rng.IntN(2500)) * time.Millisecond)
+		return w.start()
+	case faultNATSRestart:
+		h.logf("fault: SIGKILL nats-server, restart on the same store")
+		h.nats.kill()
+		pause(time.Duration(500+in.rng.IntN(2500)) * time.Millisecond)
+		return h.nats.startAndWait(context.WithoutCancel(ctx))
+	case faultMongoCut:
+		d := in.outage/2 + time.Duration(in.rng.Int64N(int64(in.outage/2)))
+		h.logf("fault: MongoDB unreachable for %s", d.Round(time.Second))
+		if err := h.standin.Stop(); err != nil {
+			return err
+		}
+		pause(d)
+		return h.standin.Start()
+	case faultPause:
+		w := h.workers[in.rng.IntN(len(h.workers))]
+		d := in.ackWait + 2*time.Second
+		h.logf("fault: SIGSTOP %s for %s (ACK_WAIT %s)", w.name, d, in.ackWait)
+		if err := w.signal(syscall.SIGSTOP); err != nil {
+			return err
+		}
+		pause(d)
+		return w.signal(syscall.SIGCONT)
+	}
+	return fmt.Errorf("unknown fault %q", f)
+}

@@ -1,0 +1,215 @@
+package chaos
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// process is one child process the harness owns; restart starts the same
+// command again (same arguments, environment and log file, appended).
+type process struct {
+	name string
+	bin  string
+	args []string
+	env  []string
+	log  string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func newProcess(name, bin string, args, env []string, logDir string) *process {
+	return &process{name: name, bin: bin, args: args, env: env, log: filepath.Join(logDir, name+".log")}
+}
+
+func (p *process) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Env = p.env
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("start %s: %w", p.name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(done)
+	}()
+	p.cmd, p.done = cmd, done
+	return nil
+}
+
+// signal sends sig to the running process (no-op when it is not running).
+func (p *process) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return nil
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *process) kill() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGCONT) // a stopped process dies too, but be explicit
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+// stop sends SIGTERM and waits up to grace before SIGKILL.
+func (p *process) stop(grace time.Duration) {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGCONT)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// exited reports whether the process ended without the harness asking.
+func (p *process) exited() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// panicked reports the first line of a Go panic or fatal error in the log.
+func (p *process) panicked() string {
+	f, err := os.Open(p.log)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ") || strings.Contains(line, "DATA RACE") {
+			return line
+		}
+	}
+	return ""
+}
+
+// freePort returns a loopback port nothing listens on right now.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// natsProcess is nats-server with JetStream on disk on a fixed port, so a
+// restarted server has the same URL.
+type natsProcess struct {
+	*process
+	url   string
+	store string
+}
+
+func newNATSProcess(bin, dir string) (*natsProcess, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	store := filepath.Join(dir, "jetstream")
+	p := newProcess("nats-server", bin, []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", store}, os.Environ(), dir)
+	return &natsProcess{process: p, url: fmt.Sprintf("nats://127.0.0.1:%d", port), store: store}, nil
+}
+
+// startAndWait starts the server and waits until it accepts connections.
+func (n *natsProcess) startAndWait(ctx context.Context) error {
+	if err := n.start(); err != nil {
+		return err
+	}
+	addr := strings.TrimPrefix(n.url, "nats://")
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if n.exited() {
+			return errors.New("nats-server exited at start: see " + n.log)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// workerProcess is one replica of the worker binary with its ops endpoint
+// on a fixed port.
+type workerProcess struct {
+	*process
+	metricsURL string
+}
+
+// leads reports whether the replica's metrics say it holds the
+// change-stream lease.
+func (w *workerProcess) leads(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.metricsURL, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "customdata_worker_notifier_leader "); ok {
+			return strings.TrimSpace(v) == "1"
+		}
+	}
+	return false
+}

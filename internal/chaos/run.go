@@ -1,0 +1,361 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/mongostandin"
+	"github.com/customdata-worker/customdata-worker/issuer"
+)
+
+// Config is one chaos run.
+type Config struct {
+	WorkerBin     string        // built customdata-worker binary
+	NATSServerBin string        // nats-server binary
+	Dir           string        // logs and the JetStream store
+	Duration      time.Duration // how long faults are injected
+	Seed          uint64        // draws every fault and moment; printed
+	Users         int           // users the workload logs in (default 200)
+	Replicas      int           // worker replicas (default 2)
+	// MongoURI, when set, is a real MongoDB (no outage fault: the harness
+	// cannot stop it); else a private stand-in is started.
+	MongoURI string
+	// FaultEvery is the mean time between faults (default Duration/8).
+	FaultEvery time.Duration
+	Logf       func(format string, args ...any)
+}
+
+const (
+	database    = "chaos"
+	collection  = "custom_user_data"
+	userIDField = "userId"
+	ackWait     = 4 * time.Second
+	leaseTTL    = 3 * time.Second
+)
+
+// harness holds the processes and clients of one run.
+type harness struct {
+	cfg     Config
+	logf    func(string, ...any)
+	nats    *natsProcess
+	workers []*workerProcess
+	standin *mongostandin.StandIn
+	uri     string
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	client  *mongo.Client
+	coll    *mongo.Collection
+}
+
+func (h *harness) canCutMongo() bool { return h.standin != nil }
+
+// leader is the replica whose metrics say it leads, if any.
+func (h *harness) leader(ctx context.Context) *workerProcess {
+	for _, w := range h.workers {
+		if w.leads(ctx) {
+			return w
+		}
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() {
+	if c.Users == 0 {
+		c.Users = 200
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 2
+	}
+	if c.FaultEvery == 0 {
+		c.FaultEvery = max(c.Duration/8, 3*time.Second)
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+}
+
+// Run starts everything, runs the workload under faults for cfg.Duration,
+// settles and verifies. The error is non-nil when anything was lost or
+// wrong; the Summary says what was counted either way.
+func Run(ctx context.Context, cfg Config) (Summary, error) {
+	cfg.setDefaults()
+	h := &harness{cfg: cfg, logf: cfg.Logf}
+	sum := Summary{Seed: cfg.Seed, Duration: cfg.Duration, Faults: map[fault]int{}}
+	cfg.Logf("chaos: seed %d (CHAOS_SEED=%d replays it), %s of faults, %d users, %d replicas", cfg.Seed, cfg.Seed, cfg.Duration, cfg.Users, cfg.Replicas)
+	defer h.close()
+	if err := h.start(ctx); err != nil {
+		return sum, err
+	}
+	users := make([]string, cfg.Users)
+	for i := range users {
+		users[i] = fmt.Sprintf("user-%04d", i)
+	}
+	pub, err := events.NewPublisher(h.js)
+	if err != nil {
+		return sum, err
+	}
+	led := newLedger()
+
+	// Phase 0: every user signs up; the documents exist before logins.
+	for i, u := range users {
+		ev := events.AuthEvent{OperationType: events.OperationCreate, Providers: []string{providers[i%len(providers)]},
+			User: events.User{ID: u}, Time: time.Now().UTC().Truncate(time.Millisecond)}
+		if err := publishUntilAcked(ctx, pub, ev); err != nil {
+			return sum, err
+		}
+	}
+	if err := h.waitCount(ctx, int64(len(users)), 2*time.Minute); err != nil {
+		return sum, fmt.Errorf("CREATE phase: %w", err)
+	}
+
+	// The issuer follows notices for the whole run, and keeps reading.
+	cache, stopIssuer, err := h.startIssuer(ctx)
+	if err != nil {
+		return sum, err
+	}
+	defer stopIssuer()
+	notices, stopCount, err := h.countNotices(ctx)
+	if err != nil {
+		return sum, err
+	}
+	defer stopCount()
+
+	// Deleted at the end; hostile events aim at the others.
+	var keep, remove []string
+	for i, u := range users {
+		if i%10 == 0 {
+			remove = append(remove, u)
+		} else {
+			keep = append(keep, u)
+		}
+	}
+	chaosCtx, stopChaos := context.WithTimeout(ctx, cfg.Duration)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() { runLogins(chaosCtx, ctx, cfg.Seed+uint64(i)*7919, pub, users, led) })
+	}
+	wg.Go(func() { runHostile(chaosCtx, ctx, cfg.Seed, h.js, events.DefaultAuthPrefix, keep, led, 500*time.Millisecond) })
+	wg.Go(func() { runOutsideWrites(chaosCtx, cfg.Seed, h.coll, userIDField, keep, led) })
+	wg.Go(func() { runReads(chaosCtx, cfg.Seed, cache, users) })
+	in := &injector{rng: newRand(cfg.Seed), h: h, counts: sum.Faults, every: cfg.FaultEvery,
+		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait}
+	wg.Go(func() { in.run(chaosCtx) })
+	wg.Wait()
+	stopChaos()
+	cfg.Logf("chaos: faults over; settling")
+
+	if err := h.restoreAll(ctx); err != nil {
+		return sum, err
+	}
+	var errs []error
+	check := func(err error) {
+		if err != nil {
+			cfg.Logf("chaos: FAIL %v", err)
+			errs = append(errs, err)
+		}
+	}
+	check(h.quiesce(ctx, 3*time.Minute))
+	check(h.verifyLogins(ctx, led))
+
+	// DELETE phase: a tenth of the users are deleted.
+	for _, u := range remove {
+		ev := events.AuthEvent{OperationType: events.OperationDelete, Providers: []string{"local-userpass"},
+			User: events.User{ID: u}, Time: time.Now().UTC().Truncate(time.Millisecond)}
+		if err := publishUntilAcked(ctx, pub, ev); err != nil {
+			return sum, err
+		}
+	}
+	check(h.quiesce(ctx, 2*time.Minute))
+	check(h.verifyMembership(ctx, keep, remove))
+	check(h.verifyDeadLetters(ctx, led))
+	check(h.verifyIssuer(ctx, cache))
+	check(h.verifyNoPanics())
+
+	sum.Logins = led.logins.Load()
+	sum.Duplicates = led.duplicates.Load()
+	sum.Hostile = led.hostileTotal()
+	sum.OutsideWrites = led.outsideWrites.Load()
+	sum.UserNotices, sum.FlushAlls = notices.counts()
+	sum.Redeliveries = h.redeliveries(ctx)
+	sum.OK = len(errs) == 0
+	return sum, errors.Join(errs...)
+}
+
+func (h *harness) start(ctx context.Context) error {
+	cfg := h.cfg
+	h.uri = cfg.MongoURI
+	if h.uri == "" {
+		s, err := mongostandin.Start(ctx)
+		if err != nil {
+			return fmt.Errorf("start the MongoDB stand-in: %w", err)
+		}
+		h.standin, h.uri = s, s.URI()
+	}
+	client, err := mongo.Connect(options.Client().ApplyURI(h.uri).SetTimeout(5 * time.Second))
+	if err != nil {
+		return err
+	}
+	h.client = client
+	h.coll = client.Database(database).Collection(collection)
+	_ = h.coll.Database().Drop(ctx)
+	n, err := newNATSProcess(cfg.NATSServerBin, cfg.Dir)
+	if err != nil {
+		return err
+	}
+	h.nats = n
+	if err := n.startAndWait(ctx); err != nil {
+		return err
+	}
+	for i := range cfg.Replicas {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		name := "worker-" + strconv.Itoa(i+1)
+		env := append(os.Environ(),
+			"CUSTOMDATA_NATS_URL="+n.url,
+			"CUSTOMDATA_MONGODB_URI="+h.uri,
+			"CUSTOMDATA_MONGODB_DATABASE="+database,
+			"CUSTOMDATA_MONGODB_COLLECTION="+collection,
+			"CUSTOMDATA_USER_ID_FIELD="+userIDField,
+			"CUSTOMDATA_ACK_WAIT="+ackWait.String(),
+			"CUSTOMDATA_LEASE_TTL="+leaseTTL.String(),
+			"CUSTOMDATA_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port),
+			"CUSTOMDATA_LOG_FORMAT=json",
+		)
+		w := &workerProcess{process: newProcess(name, cfg.WorkerBin, nil, env, cfg.Dir),
+			metricsURL: "http://127.0.0.1:" + strconv.Itoa(port) + "/metrics"}
+		if err := w.start(); err != nil {
+			return err
+		}
+		h.workers = append(h.workers, w)
+	}
+	nc, err := nats.Connect(n.url, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	h.nc = nc
+	if h.js, err = jetstream.New(nc); err != nil {
+		return err
+	}
+	// The replicas provision the streams; wait for them.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err1 := h.js.Stream(ctx, "AUTH_EVENTS")
+		_, err2 := h.js.Stream(ctx, "CUSTOMDATA_NOTICES")
+		if err1 == nil && err2 == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the replicas did not provision their streams within a minute: %w (logs in %s)", errors.Join(err1, err2), cfg.Dir)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// restoreAll brings every process back: MongoDB listening, NATS up, every
+// replica running and not stopped.
+func (h *harness) restoreAll(ctx context.Context) error {
+	if h.standin != nil {
+		_ = h.standin.Start() // answers "listening" whether it was stopped or not
+	}
+	if h.nats.exited() {
+		if err := h.nats.startAndWait(ctx); err != nil {
+			return err
+		}
+	}
+	for _, w := range h.workers {
+		_ = w.signal(sigCONT)
+		if w.exited() {
+			h.logf("chaos: %s had exited on its own; restarting (see %s)", w.name, w.log)
+			if err := w.start(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (h *harness) close() {
+	for _, w := range h.workers {
+		w.stop(10 * time.Second)
+	}
+	if h.nc != nil {
+		h.nc.Close()
+	}
+	if h.nats != nil {
+		h.nats.stop(5 * time.Second)
+	}
+	if h.client != nil {
+		_ = h.client.Disconnect(context.Background())
+	}
+	if h.standin != nil {
+		_ = h.standin.Close()
+	}
+}
+
+// waitCount waits until the collection holds n documents.
+func (h *harness) waitCount(ctx context.Context, n int64, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	var got int64
+	for time.Now().Before(deadline) {
+		c, err := h.coll.CountDocuments(ctx, bson.D{})
+		if err == nil {
+			if got = c; got == n {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%d documents after %s, want %d", got, within, n)
+}
+
+// startIssuer runs an issuer cache that follows notices on its own NATS
+// connection, as an issuer process would.
+func (h *harness) startIssuer(ctx context.Context) (*issuer.Cache, func(), error) {
+	nc, err := nats.Connect(h.nats.url, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, nil, err
+	}
+	src, err := issuer.NewSource(h.client, issuer.SourceConfig{Database: database, Collection: collection, UserIDField: userIDField})
+	if err != nil {
+		return nil, nil, err
+	}
+	cache, err := issuer.NewCache(src, issuer.CacheConfig{}, issuer.WithNotices(js, issuer.NoticeConfig{}))
+	if err != nil {
+		return nil, nil, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := cache.Run(rctx); err != nil {
+			h.logf("chaos: issuer cache stopped: %v", err)
+		}
+	}()
+	stop := func() { cancel(); <-done; nc.Close() }
+	for deadline := time.Now().Add(30 * time.Second); !cache.Following(); {
+		if time.Now().After(deadline) {
+			stop()
+			return nil, nil, errors.New("the issuer did not start following notices within 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cache, stop, nil
+}

@@ -1,0 +1,277 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/issuer"
+)
+
+const sigCONT = syscall.SIGCONT
+
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 4)) }
+
+// Summary is what a run counted; String is its one-line result.
+type Summary struct {
+	Seed          uint64
+	Duration      time.Duration
+	Logins        int64
+	Duplicates    int64
+	Hostile       int
+	OutsideWrites int64
+	UserNotices   int64
+	FlushAlls     int64
+	Redeliveries  int64
+	Faults        map[fault]int
+	OK            bool
+}
+
+func (s Summary) String() string {
+	var faults []string
+	total := 0
+	for _, f := range allFaults {
+		faults = append(faults, fmt.Sprintf("%s=%d", f, s.Faults[f]))
+		total += s.Faults[f]
+	}
+	result := "FAIL"
+	if s.OK {
+		result = "ok"
+	}
+	return fmt.Sprintf("chaos %s: seed=%d duration=%s logins=%d duplicates=%d hostile=%d outside_writes=%d notices=%d flush_alls=%d redeliveries=%d faults=%d (%s)",
+		result, s.Seed, s.Duration, s.Logins, s.Duplicates, s.Hostile, s.OutsideWrites, s.UserNotices, s.FlushAlls, s.Redeliveries, total, strings.Join(faults, " "))
+}
+
+// quiesce waits until the auth consumer has nothing pending or unacked.
+func (h *harness) quiesce(ctx context.Context, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	var last string
+	for time.Now().Before(deadline) {
+		c, err := h.js.Consumer(ctx, "AUTH_EVENTS", "customdata-worker")
+		if err == nil {
+			info, err := c.Info(ctx)
+			if err == nil {
+				if info.NumPending == 0 && info.NumAckPending == 0 {
+					return nil
+				}
+				last = fmt.Sprintf("%d pending, %d awaiting ack", info.NumPending, info.NumAckPending)
+			} else {
+				last = err.Error()
+			}
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("auth events not drained within %s: %s", within, last)
+}
+
+// verifyLogins: every user's lastLogin is the newest LOGIN JetStream
+// acknowledged for them (users never logged in have none).
+func (h *harness) verifyLogins(ctx context.Context, led *ledger) error {
+	got := map[string]time.Time{}
+	cur, err := h.coll.Find(ctx, bson.D{{Key: userIDField, Value: bson.D{{Key: "$regex", Value: "^user-"}}}})
+	if err != nil {
+		return fmt.Errorf("read back: %w", err)
+	}
+	var docs []bson.M
+	if err := cur.All(ctx, &docs); err != nil {
+		return fmt.Errorf("read back: %w", err)
+	}
+	for _, d := range docs {
+		u, _ := d[userIDField].(string)
+		if t, ok := d["lastLogin"].(bson.DateTime); ok {
+			got[u] = t.Time().UTC()
+		}
+	}
+	led.mu.Lock()
+	defer led.mu.Unlock()
+	var wrong []string
+	for u, want := range led.lastLogin {
+		if g := got[u]; !g.Equal(want) {
+			wrong = append(wrong, fmt.Sprintf("%s: lastLogin %s, want %s", u, g.Format(time.RFC3339Nano), want.Format(time.RFC3339Nano)))
+		}
+	}
+	sort.Strings(wrong)
+	if len(wrong) > 0 {
+		return fmt.Errorf("%d users' lastLogin is not their newest LOGIN, e.g. %s", len(wrong), strings.Join(wrong[:min(5, len(wrong))], "; "))
+	}
+	return nil
+}
+
+// verifyMembership: the deleted users' documents are gone, every other
+// user's document is there (hostile DELETEs aimed at them had no effect).
+func (h *harness) verifyMembership(ctx context.Context, keep, removed []string) error {
+	var errs []error
+	for _, u := range removed {
+		if n, err := h.coll.CountDocuments(ctx, bson.D{{Key: userIDField, Value: u}}); err != nil || n != 0 {
+			errs = append(errs, fmt.Errorf("deleted user %s: %d documents (%v)", u, n, err))
+		}
+	}
+	for _, u := range keep {
+		if n, err := h.coll.CountDocuments(ctx, bson.D{{Key: userIDField, Value: u}}); err != nil || n != 1 {
+			errs = append(errs, fmt.Errorf("user %s: %d documents, want 1 (%v)", u, n, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("CREATE/DELETE effects: %d wrong, e.g. %w", len(errs), errors.Join(errs[:min(5, len(errs))]...))
+	}
+	return nil
+}
+
+// verifyDeadLetters: every hostile event is in the dead-letter stream with
+// a reason, and nothing else is.
+func (h *harness) verifyDeadLetters(ctx context.Context, led *ledger) error {
+	want := led.hostileTotal()
+	s, err := h.js.Stream(ctx, "AUTH_EVENTS_DLQ")
+	if err != nil {
+		return fmt.Errorf("dead-letter stream: %w", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if int(info.State.Msgs) != want {
+		return fmt.Errorf("dead-letter stream holds %d events, want the %d hostile ones", info.State.Msgs, want)
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			return fmt.Errorf("dead letter %d: %w", seq, err)
+		}
+		if m.Header.Get(events.HeaderDLQReason) == "" || !strings.HasPrefix(m.Header.Get(jetstream.MsgIDHeader), "dlq-") {
+			return fmt.Errorf("dead letter %d has no reason: %v", seq, m.Header)
+		}
+	}
+	return nil
+}
+
+// verifyIssuer: the issuer, which cached users all along and heard of
+// changes only through notices, returns every user's current document.
+// A change that went unannounced (with no flush-all after it) leaves its
+// cached copy stale forever, so a short settle is enough.
+func (h *harness) verifyIssuer(ctx context.Context, cache *issuer.Cache) error {
+	ids, err := h.coll.Distinct(ctx, userIDField, bson.D{}).Raw()
+	if err != nil {
+		return fmt.Errorf("list users: %w", err)
+	}
+	vals, _ := ids.Values()
+	var users []string
+	for _, v := range vals {
+		users = append(users, v.StringValue())
+	}
+	var stale []string
+	for attempt := 0; attempt < 20; attempt++ {
+		stale = stale[:0]
+		for _, u := range users {
+			var want bson.Raw
+			err := h.coll.FindOne(ctx, bson.D{{Key: userIDField, Value: u}}).Decode(&want)
+			if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+				return err
+			}
+			got, err := cache.Get(ctx, u)
+			if err != nil {
+				stale = append(stale, u+": "+err.Error())
+				continue
+			}
+			if got.Found() != (want != nil) || (want != nil && !bytes.Equal(got.Raw(), want)) {
+				stale = append(stale, u)
+			}
+		}
+		if len(stale) == 0 {
+			return nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Errorf("the issuer returns stale data for %d of %d users after the run, e.g. %v", len(stale), len(users), stale[:min(5, len(stale))])
+}
+
+func (h *harness) verifyNoPanics() error {
+	var errs []error
+	for _, w := range h.workers {
+		if line := w.panicked(); line != "" {
+			errs = append(errs, fmt.Errorf("%s: %s (see %s)", w.name, line, w.log))
+		}
+	}
+	if line := h.nats.panicked(); line != "" {
+		errs = append(errs, fmt.Errorf("nats-server: %s", line))
+	}
+	return errors.Join(errs...)
+}
+
+// redeliveries counts deliveries beyond one per event (from the consumer's
+// delivered sequence): events redelivered after a kill, a pause or a Nak.
+func (h *harness) redeliveries(ctx context.Context) int64 {
+	c, err := h.js.Consumer(ctx, "AUTH_EVENTS", "customdata-worker")
+	if err != nil {
+		return -1
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return -1
+	}
+	return int64(info.Delivered.Consumer) - int64(info.Delivered.Stream)
+}
+
+// noticeCounter counts notices on the notice stream as an issuer reads
+// them (an ordered consumer, which survives reconnects).
+type noticeCounter struct {
+	mu          sync.Mutex
+	user, flush int64
+}
+
+func (n *noticeCounter) counts() (int64, int64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.user, n.flush
+}
+
+func (h *harness) countNotices(ctx context.Context) (*noticeCounter, func(), error) {
+	n := &noticeCounter{}
+	cons, err := h.js.OrderedConsumer(ctx, "CUSTOMDATA_NOTICES", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+	if err != nil {
+		return nil, nil, err
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		nt, err := events.DecodeNotice(m.Data())
+		if err != nil {
+			return
+		}
+		n.mu.Lock()
+		if nt.Kind == events.NoticeFlushAll {
+			n.flush++
+		} else {
+			n.user++
+		}
+		n.mu.Unlock()
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, cc.Stop, nil
+}
+
+// runReads keeps the issuer reading users (tokens issued and refreshed),
+// so their documents sit in its cache when they change.
+func runReads(ctx context.Context, seed uint64, cache *issuer.Cache, users []string) {
+	rng := rand.New(rand.NewPCG(seed, 5))
+	for ctx.Err() == nil {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, _ = cache.Get(rctx, users[rng.IntN(len(users))])
+		cancel()
+		time.Sleep(time.Millisecond)
+	}
+}
+
