@@ -4,6 +4,7 @@
 #               then watch the change reach a token through the reference issuer
 #   make test   everything CI checks: format, vet, unit + integration tests with -race
 #   make bench  Go micro-benchmarks, then the load benchmark of the worker binary
+#   make chaos  the long fault run (CHAOS_DURATION, default 10m; a short one is in make test)
 #
 # Integration tests need MongoDB: MONGODB_URI if set (a replica set, e.g.
 # `docker compose up -d mongo`), else the in-memory stand-in built here with
@@ -30,7 +31,7 @@ BUILDINFO  := github.com/customdata-worker/customdata-worker/internal/buildinfo
 LDFLAGS    := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).buildTime=$(BUILD_TIME)
 GOFILES   := $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './vendor/*')
 
-.PHONY: all build demo demo-issuer test unit lint fmt-check vet standin standin-run fuzz bench bench-micro bench-load clean
+.PHONY: all build demo demo-issuer test unit lint fmt-check vet standin standin-run chaos fuzz bench bench-micro bench-load clean
 
 all: build
 
@@ -70,8 +71,17 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-test: lint $(if $(MONGODB_URI),,standin)
-	$(GO) test -race -count=1 -timeout 20m ./...
+# The chaos test (internal/chaos) runs nats-server as a process: the
+# binary the Makefile installs into bin/.
+test: lint $(NATS_SERVER) $(if $(MONGODB_URI),,standin)
+	NATS_SERVER_BIN=$(abspath $(NATS_SERVER)) $(GO) test -race -count=1 -timeout 20m ./...
+
+# The long chaos run (the short one is part of `make test`): real
+# nats-server and worker processes under seeded faults for CHAOS_DURATION;
+# CHAOS_SEED replays a run. Prints one summary line; fails on any loss.
+CHAOS_DURATION ?= 10m
+chaos: $(NATS_SERVER) $(if $(MONGODB_URI),,standin)
+	CHAOS_DURATION=$(CHAOS_DURATION) NATS_SERVER_BIN=$(abspath $(NATS_SERVER)) $(GO) test -run '^TestChaos$$' -count=1 -timeout 90m -v ./internal/chaos/
 
 unit:
 	$(GO) test -count=1 ./events/ ./triggers/ ./internal/redact/
