@@ -70,7 +70,7 @@ func (c Config) Validate() error {
 	// The notifier's settings are checked even when it is off, so that
 	// turning it on later cannot reveal a mistake made today.
 	errs = append(errs, ValidateMongoURI(c.MongoURI), c.NATS.Validate(), c.Data.Validate(), c.Streams.Validate(),
-		c.Auth.Validate(), c.Notify.Validate(), c.Notify.ValidateWith(c.Streams))
+		c.Auth.Validate(), c.Notify.Validate(), c.Notify.ValidateWith(c.Streams), c.Notify.ValidateWithData(c.Data))
 	return errors.Join(errs...)
 }
 

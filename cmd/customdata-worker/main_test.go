@@ -55,6 +55,8 @@ func TestCheckRejectsBadConfiguration(t *testing.T) {
 		{"slash in the auth stream", "CUSTOMDATA_AUTH_STREAM", "A/B", "stream name"},
 		{"backslash in the dead-letter stream", "CUSTOMDATA_DLQ_STREAM", `A\B`, "stream name"},
 		{"slash in the consumer", "CUSTOMDATA_AUTH_CONSUMER", "a/b", "consumer name"},
+		// Checked even with notices off, before anything connects.
+		{"user-id field among the ignored fields", "CUSTOMDATA_NOTICE_IGNORE_FIELDS", "lastLogin,userId", "user-id field"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
