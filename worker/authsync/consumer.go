@@ -170,13 +170,23 @@ func (a *Consumer) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
 
 // fetchBacklog extends a full batch with the messages already waiting,
 // one BatchSize at a time, until CoalesceWindow or maxCoalesceBytes is
-// reached or a fetch comes back short (the backlog is gone). An error
-// ends it; the messages already delivered are returned with it, to be
-// processed.
+// reached, a fetch comes back short (the backlog is gone), or the fetch
+// phase has lasted backlogFetchBudget. An error ends it; the messages
+// already delivered are returned with it, to be processed.
+//
+// Each fetch has a short expiry rather than no-wait: when the consumer is
+// at its server-side max_ack_pending (another replica holds the rest, or an
+// operator's consumer allows less than the window) the server parks a
+// pull until it expires, and a no-wait pull then costs the client's full
+// one-second fallback. The time bound keeps the whole phase well inside
+// AckWait, since the heartbeat that extends these messages starts only
+// once the window is processed.
 func (a *Consumer) fetchBacklog(cons jetstream.Consumer, msgs []jetstream.Msg, size int) ([]jetstream.Msg, error) {
-	for len(msgs) < a.cfg.CoalesceWindow && size < maxCoalesceBytes {
+	started := time.Now()
+	budget := a.backlogFetchBudget()
+	for len(msgs) < a.cfg.CoalesceWindow && size < maxCoalesceBytes && time.Since(started) < budget {
 		want := min(a.cfg.BatchSize, a.cfg.CoalesceWindow-len(msgs))
-		batch, err := cons.FetchNoWait(want)
+		batch, err := cons.Fetch(want, jetstream.FetchMaxWait(backlogFetchExpiry))
 		if err != nil {
 			return msgs, err
 		}
@@ -187,6 +197,16 @@ func (a *Consumer) fetchBacklog(cons jetstream.Consumer, msgs []jetstream.Msg, s
 	}
 	return msgs, nil
 }
+
+// backlogFetchExpiry bounds one backlog fetch: messages already waiting
+// arrive at once, so it is only paid when fewer than asked for are left
+// (the end of the backlog) or none may be delivered (max_ack_pending).
+const backlogFetchExpiry = 20 * time.Millisecond
+
+// backlogFetchBudget is the longest fetch phase of one window: a quarter
+// of AckWait, so that the first message fetched, delivered up to
+// BatchWait before it, still gets its first in-progress ack in time.
+func (a *Consumer) backlogFetchBudget() time.Duration { return a.ackWait / 4 }
 
 // drain appends every message of batch to msgs and adds their payload
 // sizes to size. A batch that ended by timing out or finding nothing is

@@ -60,3 +60,39 @@ func TestAuthCoalescesAcrossBatchesDuringABacklog(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthWindowUnderAServerMaxAckPendingBelowIt: a consumer whose
+// server-side max_ack_pending is below the window (an operator's consumer
+// in verify mode, or one an older replica created) still coalesces and
+// applies every event: the backlog fetch stops at what the server lets it
+// have, without waiting out a no-wait pull's one-second fallback per
+// window (the time is logged, not asserted).
+func TestAuthWindowUnderAServerMaxAckPendingBelowIt(t *testing.T) {
+	const n, batch, serverMax = 100, 10, 25
+	e := newAuthEnv(t, testsupport.MongoDB(t), func(e *authEnv) {
+		e.cfg.BatchSize, e.cfg.CoalesceWindow, e.cfg.MaxAckPending = batch, n, n
+	})
+	c, _ := e.newConsumer()
+	cc := c.consumerConfig()
+	cc.MaxAckPending = serverMax
+	if _, err := e.js.CreateOrUpdateConsumer(testsupport.Context(t), c.cfg.Stream, cc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.coll.InsertOne(testsupport.Context(t), bson.M{"userId": "hot"}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := authBaseTime()
+	for i := range n {
+		e.publish(e.event(events.OperationLogin, "hot", t0.Add(time.Duration(i)*time.Second)))
+	}
+	start := time.Now()
+	e.run(c)
+	e.waitSettled()
+	t.Logf("%d events through a server max_ack_pending of %d (window %d) settled in %s", n, serverMax, n, time.Since(start).Round(time.Millisecond))
+	if latest := t0.Add((n - 1) * time.Second); !authTimeField(t, e.doc("hot"), "lastLogin").Equal(latest) {
+		t.Fatalf("lastLogin = %s, want the latest %s", authTimeField(t, e.doc("hot"), "lastLogin"), latest)
+	}
+	if dl := e.deadLetters(); len(dl) != 0 {
+		t.Fatalf("%d events dead-lettered", len(dl))
+	}
+}
