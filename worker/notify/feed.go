@@ -98,6 +98,8 @@ func feedPipeline(userIDField string, serverSize bool) mongo.Pipeline {
 		}}}},
 		{Key: fieldRemoved, Value: "$updateDescription.removedFields"},
 		{Key: fieldTruncated, Value: "$updateDescription.truncatedArrays"},
+		// Path components only (names, array indexes), no values.
+		{Key: fieldDisambiguated, Value: "$updateDescription.disambiguatedPaths"},
 	}
 	if serverSize {
 		project = append(project,

@@ -35,8 +35,22 @@ func TestNoticeMapperIgnoresOnlyWhatItCanClassify(t *testing.T) {
 		{"only lastLogin set", `{"_id": ` + tokA + `, ` + update + `,
 			"updateDescription": {"updatedFields": {"lastLogin": ` + wall + `}, "removedFields": [], "truncatedArrays": []}}`,
 			[]string{"lastLogin"}, true},
-		{"a path under an ignored field", `{"_id": ` + tokA + `, ` + update + `,
+		// A dotted path may be a nested path or one field whose name holds
+		// a dot ("update Event", Path Disambiguation): only
+		// disambiguatedPaths tells, so without it the change is announced.
+		{"a dotted path, not disambiguated", `{"_id": ` + tokA + `, ` + update + `,
 			"updateDescription": {"updatedFields": {"stats.logins": 3}, "removedFields": ["stats.tmp"]}}`,
+			[]string{"lastLogin", "stats"}, false},
+		{"paths under an ignored field, disambiguated", `{"_id": ` + tokA + `, ` + update + `,
+			"updateDescription": {"updatedFields": {"stats.logins": 3}, "removedFields": ["stats.tmp"],
+			"disambiguatedPaths": {"stats.logins": ["stats", "logins"], "stats.tmp": ["stats", "tmp"]}}}`,
+			[]string{"lastLogin", "stats"}, true},
+		{"a top-level field named lastLogin.sub", `{"_id": ` + tokA + `, ` + update + `,
+			"updateDescription": {"updatedFields": {"lastLogin.sub": 2}, "removedFields": [],
+			"disambiguatedPaths": {"lastLogin.sub": ["lastLogin.sub"]}}}`,
+			[]string{"lastLogin"}, false},
+		{"projected form: disambiguated array element", `{"_id": ` + tokA + `, ` + update + `, "fullDocumentSize": 40,
+			"updatedFieldNames": ["lastLogin", "stats.0"], "disambiguatedPaths": {"stats.0": ["stats", {"$numberInt": "0"}]}}`,
 			[]string{"lastLogin", "stats"}, true},
 		{"projected form: updatedFieldNames", `{"_id": ` + tokA + `, ` + update + `, "fullDocumentSize": 40, "updatedFieldNames": ["lastLogin"]}`,
 			[]string{"lastLogin"}, true},

@@ -26,10 +26,11 @@ const (
 // Fields the change-stream $project adds (see feedPipeline). The
 // mapper also understands the unprojected event as MongoDB emits it.
 const (
-	fieldUpdatedNames = "updatedFieldNames"
-	fieldRemoved      = "removedFields"
-	fieldTruncated    = "truncatedArrays"
-	fieldDocSize      = "fullDocumentSize"
+	fieldUpdatedNames  = "updatedFieldNames"
+	fieldRemoved       = "removedFields"
+	fieldTruncated     = "truncatedArrays"
+	fieldDisambiguated = "disambiguatedPaths"
+	fieldDocSize       = "fullDocumentSize"
 )
 
 // noticeMapper turns one change event into the notices it calls for. It is
@@ -173,7 +174,7 @@ func (m noticeMapper) mapChange(ev bson.Raw) mappedChange {
 		if reported {
 			n.ChangedFields = topLevelFields(paths)
 		}
-		if m.onlyIgnored(n.ChangedFields) && !out.Oversize {
+		if reported && m.onlyIgnoredPaths(paths, disambiguatedTops(ev)) && !out.Oversize {
 			// The user-id field is never ignored (ValidateWithData), so
 			// the owner did not change: nobody's cached data is stale.
 			out.Ignored = true
@@ -222,19 +223,61 @@ func (m noticeMapper) mapChange(ev bson.Raw) mappedChange {
 	return out
 }
 
-// onlyIgnored reports whether fields, the changed top-level names an
-// update reported, are all ignored. None reported (nil: the server did not
-// say, or too many to list) is never ignored.
-func (m noticeMapper) onlyIgnored(fields []string) bool {
-	if len(m.ignoreFields) == 0 || len(fields) == 0 {
+// onlyIgnoredPaths reports whether every path an update reported is an
+// ignored field or lies under one. A path with a dot is ambiguous: a
+// nested path ("lastLogin.sub" under lastLogin) or one top-level field
+// whose name holds a dot, which the issuer's projection of lastLogin does
+// not remove. Only disambiguatedPaths (MongoDB 6.1+ with
+// showExpandedEvents, 8.2+ always, for ambiguous paths) tells them apart,
+// so a dotted path counts as ignored only when it names its top-level
+// field there; otherwise it is announced. A LOGIN's own write reports
+// exactly "lastLogin". None reported is never ignored.
+func (m noticeMapper) onlyIgnoredPaths(paths []string, tops map[string]string) bool {
+	if len(m.ignoreFields) == 0 || len(paths) == 0 {
 		return false
 	}
-	for _, f := range fields {
-		if !slices.Contains(m.ignoreFields, f) {
+	for _, p := range paths {
+		top := p
+		if strings.Contains(p, ".") {
+			var ok bool
+			if top, ok = tops[p]; !ok {
+				return false
+			}
+		}
+		if !slices.Contains(m.ignoreFields, top) {
 			return false
 		}
 	}
 	return true
+}
+
+// disambiguatedTops maps each path of updateDescription.disambiguatedPaths
+// (projected or as MongoDB emits it) to its first component, the top-level
+// field it belongs to.
+func disambiguatedTops(ev bson.Raw) map[string]string {
+	d, ok := ev.Lookup(fieldDisambiguated).DocumentOK()
+	if !ok {
+		d, ok = ev.Lookup("updateDescription", "disambiguatedPaths").DocumentOK()
+	}
+	if !ok {
+		return nil
+	}
+	elems, _ := d.Elements()
+	tops := make(map[string]string, len(elems))
+	for _, e := range elems {
+		arr, ok := e.Value().ArrayOK()
+		if !ok {
+			continue
+		}
+		v, err := arr.IndexErr(0)
+		if err != nil {
+			continue
+		}
+		if first, ok := v.StringValueOK(); ok {
+			tops[e.Key()] = first
+		}
+	}
+	return tops
 }
 
 // touchesField reports whether any changed path is field or a path under
