@@ -146,7 +146,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	for i := range 2 {
 		wg.Go(func() { runLogins(chaosCtx, ctx, cfg.Seed+uint64(i)*7919, pub, users, led) })
 	}
-	wg.Go(func() { runHostile(chaosCtx, ctx, cfg.Seed, h.js, events.DefaultAuthPrefix, keep, led, 500*time.Millisecond) })
+	wg.Go(func() {
+		runHostile(chaosCtx, ctx, cfg.Seed, h.js, events.DefaultAuthPrefix, keep, led, 500*time.Millisecond)
+	})
 	wg.Go(func() { runOutsideWrites(chaosCtx, cfg.Seed, h.coll, userIDField, keep, led) })
 	wg.Go(func() { runReads(chaosCtx, cfg.Seed, cache, users) })
 	in := &injector{rng: newRand(cfg.Seed), h: h, counts: sum.Faults, every: cfg.FaultEvery,

@@ -274,4 +274,3 @@ func runReads(ctx context.Context, seed uint64, cache *issuer.Cache, users []str
 		time.Sleep(time.Millisecond)
 	}
 }
-
