@@ -129,8 +129,7 @@ func (a *Consumer) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			a.fetchFailed(err)
-			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
-				errors.Is(err, jetstream.ErrConsumerDeleted) {
+			if consumerMayBeGone(err) {
 				a.forgetConsumer()
 			}
 			if !retry.Sleep(ctx, bo.NextBackOff()) {
@@ -139,6 +138,17 @@ func (a *Consumer) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// consumerMayBeGone reports whether a fetch error can mean that the
+// consumer no longer exists, so that the next round looks it up again
+// (and in create mode provisions it). A pull sent to a consumer that is
+// gone, such as after a server restarted with an empty store, gets no
+// responders rather than a not-found error; a lookup is cheap and finds
+// an existing consumer again when the cause was a server still starting.
+func consumerMayBeGone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, nats.ErrNoResponders)
 }
 
 // errNATSDisconnected stands for a fetch that could not be sent.
@@ -236,6 +246,8 @@ func (a *Consumer) currentConsumer(ctx context.Context) (jetstream.Consumer, err
 	cons, err := a.js.Consumer(lookupCtx, a.cfg.Stream, a.cfg.Consumer)
 	if err != nil && a.streams.Mode == provision.Create &&
 		(errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)) {
+		a.log.Warn().Err(err).Msg("the auth stream or its consumer is gone (deleted, or NATS restarted with an empty store): " +
+			"provisioning them again; events the server lost with them cannot be recovered")
 		if perr := a.Provision(lookupCtx); perr != nil {
 			return nil, perr
 		}

@@ -13,11 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/lease"
 	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/customdata-worker/customdata-worker/internal/provision"
@@ -164,144 +162,6 @@ func newNotifier(cfg Config, data customdata.Config, streams provision.Streams, 
 	return n, nil
 }
 
-// Provision creates (provision.Create) or verifies (provision.Verify) the
-// notice stream and both KV buckets, and with PreAndPostImages enables
-// pre-images on the collection. It is idempotent.
-func (n *Notifier) Provision(ctx context.Context) error {
-	streamCfg := jetstream.StreamConfig{
-		Name:        n.cfg.Stream,
-		Description: "Custom-data invalidation notices (customdata-worker)",
-		Subjects:    n.cfg.noticeSubjects(),
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      n.cfg.MaxAge,
-		Duplicates:  n.streams.DuplicateWindow,
-		Replicas:    n.streams.Replicas,
-		Storage:     jetstream.FileStorage,
-	}
-	cpCfg := jetstream.KeyValueConfig{
-		Bucket:      n.cfg.CheckpointBucket,
-		Description: "Change-stream checkpoints of the customdata-worker notifier",
-		History:     5,
-		Replicas:    n.streams.Replicas,
-		Storage:     jetstream.FileStorage,
-	}
-	leaseCfg := jetstream.KeyValueConfig{
-		Bucket:      n.cfg.LeaseBucket,
-		Description: "Change-stream leadership lease of the customdata-worker notifier; TTL is the lease TTL",
-		History:     1,
-		TTL:         n.cfg.LeaseTTL,
-		Replicas:    n.streams.Replicas,
-		Storage:     jetstream.FileStorage,
-	}
-	var cpKV, leaseKV jetstream.KeyValue
-	switch n.streams.Mode {
-	case provision.Create:
-		if _, err := n.js.CreateOrUpdateStream(ctx, streamCfg); err != nil {
-			return fmt.Errorf("notifier: provision stream %s: %w", n.cfg.Stream, err)
-		}
-		var err error
-		if cpKV, err = n.js.CreateOrUpdateKeyValue(ctx, cpCfg); err != nil {
-			return fmt.Errorf("notifier: provision bucket %s: %w", cpCfg.Bucket, err)
-		}
-		if leaseKV, err = n.js.CreateOrUpdateKeyValue(ctx, leaseCfg); err != nil {
-			return fmt.Errorf("notifier: provision bucket %s: %w", leaseCfg.Bucket, err)
-		}
-	default:
-		var err error
-		if err = n.verifyStream(ctx); err != nil {
-			return err
-		}
-		if cpKV, err = n.js.KeyValue(ctx, cpCfg.Bucket); err != nil {
-			return fmt.Errorf("notifier: checkpoint bucket %s: %w", cpCfg.Bucket, err)
-		}
-		if leaseKV, err = n.js.KeyValue(ctx, leaseCfg.Bucket); err != nil {
-			return fmt.Errorf("notifier: lease bucket %s: %w", leaseCfg.Bucket, err)
-		}
-		st, err := leaseKV.Status(ctx)
-		if err != nil {
-			return fmt.Errorf("notifier: lease bucket %s: %w", leaseCfg.Bucket, err)
-		}
-		if st.TTL() != n.cfg.LeaseTTL {
-			return fmt.Errorf("notifier: lease bucket %s has TTL %s, want the lease TTL %s", leaseCfg.Bucket, st.TTL(), n.cfg.LeaseTTL)
-		}
-	}
-	n.bind(cpKV, leaseKV)
-	n.ensurePreImages(ctx)
-	return nil
-}
-
-func (n *Notifier) verifyStream(ctx context.Context) error {
-	s, err := n.js.Stream(ctx, n.cfg.Stream)
-	if err != nil {
-		return fmt.Errorf("notifier: stream %s: %w", n.cfg.Stream, err)
-	}
-	info := s.CachedInfo()
-	probe := n.cfg.SubjectPrefix + ".user.x"
-	if !events.AnyMatches(info.Config.Subjects, probe) {
-		return fmt.Errorf("notifier: stream %s listens on %q, which does not cover %q", n.cfg.Stream, info.Config.Subjects, n.cfg.noticeSubjects()[0])
-	}
-	if info.Config.Duplicates < n.streams.DuplicateWindow {
-		n.log.Warn().Dur("stream_window", info.Config.Duplicates).Dur("configured_window", n.streams.DuplicateWindow).
-			Msg("notice stream de-duplicates over a shorter window than configured")
-	}
-	return nil
-}
-
-func (n *Notifier) bind(cpKV, leaseKV jetstream.KeyValue) {
-	n.bindMu.Lock()
-	defer n.bindMu.Unlock()
-	if n.checkpoints != nil {
-		return
-	}
-	key := kvKeyForNamespace(n.data.Database, n.data.Collection)
-	n.checkpoints = newCheckpointStore(cpKV, n.data.Database, n.data.Collection)
-	n.lease = lease.New(leaseKV, key, n.cfg.InstanceID, n.cfg.LeaseTTL)
-}
-
-func (n *Notifier) bound() bool {
-	n.bindMu.Lock()
-	defer n.bindMu.Unlock()
-	return n.checkpoints != nil
-}
-
-// bindExisting looks up provisioned buckets (Run without Provision).
-func (n *Notifier) bindExisting(ctx context.Context) error {
-	cpKV, err := n.js.KeyValue(ctx, n.cfg.CheckpointBucket)
-	if err != nil {
-		return fmt.Errorf("checkpoint bucket %s: %w", n.cfg.CheckpointBucket, err)
-	}
-	leaseKV, err := n.js.KeyValue(ctx, n.cfg.LeaseBucket)
-	if err != nil {
-		return fmt.Errorf("lease bucket %s: %w", n.cfg.LeaseBucket, err)
-	}
-	n.bind(cpKV, leaseKV)
-	return nil
-}
-
-// ensurePreImages enables changeStreamPreAndPostImages when configured, at
-// provisioning and at the start of each leadership term until it works. A
-// refusal (old server, missing privilege, no collection yet) is logged once:
-// deletes then name only the document.
-func (n *Notifier) ensurePreImages(ctx context.Context) {
-	if !n.cfg.PreAndPostImages || n.preImagesOK.Load() {
-		return
-	}
-	err := n.db.RunCommand(ctx, bson.D{
-		{Key: "collMod", Value: n.data.Collection},
-		{Key: "changeStreamPreAndPostImages", Value: bson.D{{Key: "enabled", Value: true}}},
-	}).Err()
-	if err != nil {
-		if n.preImagesWarned.CompareAndSwap(false, true) {
-			n.log.Warn().Err(err).Int("code", outage.FirstCode(err)).
-				Msg("could not enable changeStreamPreAndPostImages (MongoDB 6.0+): deletes name only the document id until it works")
-		}
-		return
-	}
-	n.preImagesOK.Store(true)
-	n.log.Info().Msg("changeStreamPreAndPostImages enabled on the collection")
-}
-
 // Run competes for the lease and, while holding it, runs the change feed
 // and publishes notices. It blocks until ctx is cancelled and then returns
 // nil; failures of MongoDB or NATS are retried with backoff, never fatal.
@@ -349,6 +209,12 @@ func (n *Notifier) Run(ctx context.Context) error {
 		case err != nil:
 			if ctx.Err() != nil {
 				return nil
+			}
+			// Connected yet refused: the bucket itself may be gone.
+			if n.js.Conn().IsConnected() {
+				if perr := n.restoreProvisioningBounded(ctx); errors.Is(perr, ErrNotProvisioned) {
+					err = perr // what /readyz must say: nothing to reach
+				}
 			}
 			n.health.leaseFailed(err)
 			if !leaseErrLogged {
@@ -403,6 +269,11 @@ func (n *Notifier) lead(ctx context.Context) (holdOff time.Duration) {
 	pctx, pcancel := context.WithTimeout(termCtx, n.cfg.feedOpTimeout())
 	n.ensurePreImages(pctx)
 	pcancel()
+	// The notice stream alone may be gone (deleted) while the buckets
+	// live on; notices published now must have somewhere to go.
+	if err := n.restoreProvisioningBounded(termCtx); err != nil {
+		n.log.Warn().Err(err).Msg("could not check the notice stream at the start of the term")
+	}
 	stalled := newTerm(n.termDeps(), n.log, n.lease.Session(), rev, leaseCtx).run(termCtx)
 	cancelLease(errTermEnded)
 	<-renewDone

@@ -1,0 +1,198 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/lease"
+	"github.com/customdata-worker/customdata-worker/internal/outage"
+	"github.com/customdata-worker/customdata-worker/internal/provision"
+)
+
+// Provision creates (provision.Create) or verifies (provision.Verify) the
+// notice stream and both KV buckets, and with PreAndPostImages enables
+// pre-images on the collection. It is idempotent.
+func (n *Notifier) Provision(ctx context.Context) error {
+	streamCfg := jetstream.StreamConfig{
+		Name:        n.cfg.Stream,
+		Description: "Custom-data invalidation notices (customdata-worker)",
+		Subjects:    n.cfg.noticeSubjects(),
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      n.cfg.MaxAge,
+		Duplicates:  n.streams.DuplicateWindow,
+		Replicas:    n.streams.Replicas,
+		Storage:     jetstream.FileStorage,
+	}
+	cpCfg := jetstream.KeyValueConfig{
+		Bucket:      n.cfg.CheckpointBucket,
+		Description: "Change-stream checkpoints of the customdata-worker notifier",
+		History:     5,
+		Replicas:    n.streams.Replicas,
+		Storage:     jetstream.FileStorage,
+	}
+	leaseCfg := jetstream.KeyValueConfig{
+		Bucket:      n.cfg.LeaseBucket,
+		Description: "Change-stream leadership lease of the customdata-worker notifier; TTL is the lease TTL",
+		History:     1,
+		TTL:         n.cfg.LeaseTTL,
+		Replicas:    n.streams.Replicas,
+		Storage:     jetstream.FileStorage,
+	}
+	var cpKV, leaseKV jetstream.KeyValue
+	switch n.streams.Mode {
+	case provision.Create:
+		if _, err := n.js.CreateOrUpdateStream(ctx, streamCfg); err != nil {
+			return fmt.Errorf("notifier: provision stream %s: %w", n.cfg.Stream, err)
+		}
+		var err error
+		if cpKV, err = n.js.CreateOrUpdateKeyValue(ctx, cpCfg); err != nil {
+			return fmt.Errorf("notifier: provision bucket %s: %w", cpCfg.Bucket, err)
+		}
+		if leaseKV, err = n.js.CreateOrUpdateKeyValue(ctx, leaseCfg); err != nil {
+			return fmt.Errorf("notifier: provision bucket %s: %w", leaseCfg.Bucket, err)
+		}
+	default:
+		var err error
+		if err = n.verifyStream(ctx); err != nil {
+			return err
+		}
+		if cpKV, err = n.js.KeyValue(ctx, cpCfg.Bucket); err != nil {
+			return fmt.Errorf("notifier: checkpoint bucket %s: %w", cpCfg.Bucket, err)
+		}
+		if leaseKV, err = n.js.KeyValue(ctx, leaseCfg.Bucket); err != nil {
+			return fmt.Errorf("notifier: lease bucket %s: %w", leaseCfg.Bucket, err)
+		}
+		st, err := leaseKV.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("notifier: lease bucket %s: %w", leaseCfg.Bucket, err)
+		}
+		if st.TTL() != n.cfg.LeaseTTL {
+			return fmt.Errorf("notifier: lease bucket %s has TTL %s, want the lease TTL %s", leaseCfg.Bucket, st.TTL(), n.cfg.LeaseTTL)
+		}
+	}
+	n.bind(cpKV, leaseKV)
+	n.ensurePreImages(ctx)
+	return nil
+}
+
+func (n *Notifier) verifyStream(ctx context.Context) error {
+	s, err := n.js.Stream(ctx, n.cfg.Stream)
+	if err != nil {
+		return fmt.Errorf("notifier: stream %s: %w", n.cfg.Stream, err)
+	}
+	info := s.CachedInfo()
+	probe := n.cfg.SubjectPrefix + ".user.x"
+	if !events.AnyMatches(info.Config.Subjects, probe) {
+		return fmt.Errorf("notifier: stream %s listens on %q, which does not cover %q", n.cfg.Stream, info.Config.Subjects, n.cfg.noticeSubjects()[0])
+	}
+	if info.Config.Duplicates < n.streams.DuplicateWindow {
+		n.log.Warn().Dur("stream_window", info.Config.Duplicates).Dur("configured_window", n.streams.DuplicateWindow).
+			Msg("notice stream de-duplicates over a shorter window than configured")
+	}
+	return nil
+}
+
+func (n *Notifier) bind(cpKV, leaseKV jetstream.KeyValue) {
+	n.bindMu.Lock()
+	defer n.bindMu.Unlock()
+	if n.checkpoints != nil {
+		return
+	}
+	key := kvKeyForNamespace(n.data.Database, n.data.Collection)
+	n.checkpoints = newCheckpointStore(cpKV, n.data.Database, n.data.Collection)
+	n.lease = lease.New(leaseKV, key, n.cfg.InstanceID, n.cfg.LeaseTTL)
+}
+
+func (n *Notifier) bound() bool {
+	n.bindMu.Lock()
+	defer n.bindMu.Unlock()
+	return n.checkpoints != nil
+}
+
+// bindExisting looks up provisioned buckets (Run without Provision).
+func (n *Notifier) bindExisting(ctx context.Context) error {
+	cpKV, err := n.js.KeyValue(ctx, n.cfg.CheckpointBucket)
+	if err != nil {
+		return fmt.Errorf("checkpoint bucket %s: %w", n.cfg.CheckpointBucket, err)
+	}
+	leaseKV, err := n.js.KeyValue(ctx, n.cfg.LeaseBucket)
+	if err != nil {
+		return fmt.Errorf("lease bucket %s: %w", n.cfg.LeaseBucket, err)
+	}
+	n.bind(cpKV, leaseKV)
+	return nil
+}
+
+// ensurePreImages enables changeStreamPreAndPostImages when configured, at
+// provisioning and at the start of each leadership term until it works. A
+// refusal (old server, missing privilege, no collection yet) is logged once:
+// deletes then name only the document.
+func (n *Notifier) ensurePreImages(ctx context.Context) {
+	if !n.cfg.PreAndPostImages || n.preImagesOK.Load() {
+		return
+	}
+	err := n.db.RunCommand(ctx, bson.D{
+		{Key: "collMod", Value: n.data.Collection},
+		{Key: "changeStreamPreAndPostImages", Value: bson.D{{Key: "enabled", Value: true}}},
+	}).Err()
+	if err != nil {
+		if n.preImagesWarned.CompareAndSwap(false, true) {
+			n.log.Warn().Err(err).Int("code", outage.FirstCode(err)).
+				Msg("could not enable changeStreamPreAndPostImages (MongoDB 6.0+): deletes name only the document id until it works")
+		}
+		return
+	}
+	n.preImagesOK.Store(true)
+	n.log.Info().Msg("changeStreamPreAndPostImages enabled on the collection")
+}
+
+// ErrNotProvisioned is returned (wrapped) in verify mode when the notice
+// stream or a bucket the notifier needs no longer exists.
+var ErrNotProvisioned = errors.New("JetStream resources of the notifier are not provisioned")
+
+// restoreProvisioning looks for the notice stream and both buckets and, in
+// create mode, provisions again whatever is gone: deleted by someone, or
+// lost with a server restarted on an empty store. Without it the lease
+// would fail with "no response from stream" forever. The checkpoint goes
+// with its bucket, so the next term starts with a flush-all
+// (no_checkpoint). In verify mode it returns ErrNotProvisioned naming what
+// is missing, for /readyz. An error reaching JetStream is returned as is.
+func (n *Notifier) restoreProvisioning(ctx context.Context) error {
+	var missing []string
+	if _, err := n.js.Stream(ctx, n.cfg.Stream); errors.Is(err, jetstream.ErrStreamNotFound) {
+		missing = append(missing, "stream "+n.cfg.Stream)
+	} else if err != nil {
+		return err
+	}
+	for _, bucket := range []string{n.cfg.CheckpointBucket, n.cfg.LeaseBucket} {
+		if _, err := n.js.KeyValue(ctx, bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+			missing = append(missing, "bucket "+bucket)
+		} else if err != nil {
+			return err
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if n.streams.Mode != provision.Create {
+		return fmt.Errorf("notifier: %w: %s do not exist (PROVISION=verify creates nothing)", ErrNotProvisioned, strings.Join(missing, ", "))
+	}
+	n.log.Warn().Strs("missing", missing).Msg("the notifier's JetStream resources are gone (deleted, or NATS restarted " +
+		"with an empty store): provisioning them again; the next leadership term starts with a flush-all")
+	return n.Provision(ctx)
+}
+
+// restoreProvisioningBounded is restoreProvisioning within one feed
+// operation's time.
+func (n *Notifier) restoreProvisioningBounded(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.feedOpTimeout())
+	defer cancel()
+	return n.restoreProvisioning(ctx)
+}
