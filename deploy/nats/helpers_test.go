@@ -118,14 +118,14 @@ func (c *conn) violations() []string {
 func (c *conn) waitRefused(t *testing.T, op, subject string) {
 	t.Helper()
 	want := op + ` to "` + subject + `"`
-	testsupport.Eventually(t, "permissions violation for "+want, func() bool {
+	for deadline := time.Now().Add(testsupport.Wait); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		for _, v := range c.violations() {
 			if strings.HasSuffix(v, want) {
-				return true
+				return
 			}
 		}
-		return false
-	})
+	}
+	t.Fatalf("no permissions violation for %s within %s; got %v", want, testsupport.Wait, c.violations())
 }
 
 // noViolations fails the test if c was refused anything.
