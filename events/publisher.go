@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -16,6 +17,7 @@ type Publisher struct {
 	js      jetstream.JetStream
 	prefix  string
 	decoder Decoder
+	signer  *Signer
 }
 
 // PublisherOption configures a Publisher.
@@ -24,6 +26,12 @@ type PublisherOption func(*Publisher)
 // WithSubjectPrefix sets the auth subject prefix (default DefaultAuthPrefix).
 func WithSubjectPrefix(prefix string) PublisherOption {
 	return func(p *Publisher) { p.prefix = prefix }
+}
+
+// WithSigner signs every event with s (see Signer): required when the
+// worker is configured with trusted signers.
+func WithSigner(s *Signer) PublisherOption {
+	return func(p *Publisher) { p.signer = s }
 }
 
 // NewPublisher returns a Publisher on js.
@@ -66,8 +74,14 @@ func (p *Publisher) Publish(ctx context.Context, ev AuthEvent) (*jetstream.PubAc
 	if _, err := p.decoder.Decode(data); err != nil {
 		return nil, err
 	}
-	subject := AuthSubject(p.prefix, ev.OperationType)
-	ack, err := p.js.Publish(ctx, subject, data, jetstream.WithMsgID(ev.ID))
+	msg := &nats.Msg{Subject: AuthSubject(p.prefix, ev.OperationType), Data: data}
+	if p.signer != nil {
+		if err := p.signer.Sign(msg); err != nil {
+			return nil, err
+		}
+	}
+	subject := msg.Subject
+	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID))
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoStreamResponse) {
 			return nil, fmt.Errorf("publish auth event %s on %s: %w: %w", ev.ID, subject, ErrNotStored, err)
