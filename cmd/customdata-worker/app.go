@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/cli"
 	"github.com/customdata-worker/customdata-worker/triggers"
 	"github.com/customdata-worker/customdata-worker/worker"
@@ -33,11 +35,21 @@ func (c Config) workerConfig(set *triggers.Set) worker.Config {
 		Auth: authsync.Config{Stream: c.AuthStream, SubjectPrefix: c.AuthSubjectPrefix, MaxAge: c.AuthMaxAge, MaxBytes: c.AuthMaxBytes,
 			Consumer: c.AuthConsumer, AckWait: c.AckWait, MaxAckPending: c.MaxAckPending, MaxDeliver: c.MaxDeliver,
 			BackOff: c.RedeliveryBackoff, BatchSize: c.BatchSize, BatchWait: c.BatchWait, CoalesceWindow: c.CoalesceWindow,
-			DeadLetterStream: c.DeadLetterStream, DeadLetterPrefix: c.DeadLetterPrefix, DeadLetterMaxAge: c.DeadLetterMaxAge},
+			DeadLetterStream: c.DeadLetterStream, DeadLetterPrefix: c.DeadLetterPrefix, DeadLetterMaxAge: deadLetterMaxAge(c.DeadLetterMaxAge),
+			TrustedSigners: []events.TrustedSigner(c.TrustedSigners)},
 		Notify: notify.Config{SubjectPrefix: c.NoticeSubjectPrefix, Stream: c.NoticeStream, MaxAge: c.NoticeMaxAge,
 			LeaseTTL: c.LeaseTTL, StallAfter: c.StallAfter, OversizeBytes: c.OversizeBytes, PreAndPostImages: c.PreAndPostImages,
 			IgnoreFields: c.NoticeIgnoreFields},
 	}
+}
+
+// deadLetterMaxAge maps DLQ_MAX_AGE=0 ("until an operator removes them")
+// onto the package's setting for it; unset means the package's default.
+func deadLetterMaxAge(d time.Duration) time.Duration {
+	if d == 0 {
+		return authsync.KeepDeadLettersForever
+	}
+	return d
 }
 
 // checkConfig validates everything that can be checked without servers.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/provision"
 )
 
@@ -48,7 +49,9 @@ type Config struct {
 	StreamReplicas    int             `envconfig:"STREAM_REPLICAS" default:"1" desc:"replicas of the streams and KV buckets the worker creates"`
 	DeadLetterStream  string          `envconfig:"DLQ_STREAM" default:"AUTH_EVENTS_DLQ" desc:"stream of dead-lettered auth events"`
 	DeadLetterPrefix  string          `envconfig:"DLQ_SUBJECT_PREFIX" default:"auth.deadletter" desc:"dead letters go to <prefix>.<reason>"`
-	DeadLetterMaxAge  time.Duration   `envconfig:"DLQ_MAX_AGE" default:"0" desc:"how long dead letters are kept; 0 = until an operator removes them"`
+	DeadLetterMaxAge  time.Duration   `envconfig:"DLQ_MAX_AGE" default:"720h" desc:"how long dead letters (whole events: personal data) are kept; 0 = until an operator removes them"`
+	TrustedSigners    trustedSigners  `envconfig:"TRUSTED_SIGNERS" desc:"public nkeys (U…) whose signed events are accepted, comma-separated, each optionally :OP:OP (e.g. UAB…:LOGIN); set: unsigned and other events are dead-lettered; empty: no signature check"`
+	EventSigningSeed  string          `envconfig:"EVENT_SIGNING_SEED_FILE" desc:"nkey user seed file the publish verb signs events with (never logged)"`
 	Provision         string          `envconfig:"PROVISION" default:"create" desc:"create: create-or-update streams, consumer and buckets; verify: only check that an operator did"`
 	BatchSize         int             `envconfig:"BATCH_SIZE" default:"500" desc:"most auth events fetched and written per batch"`
 	BatchWait         time.Duration   `envconfig:"BATCH_WAIT" default:"200ms" desc:"longest wait to fill a batch"`
@@ -97,4 +100,15 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("%s_MONGODB_URI is empty", envPrefix))
 	}
 	return errors.Join(errs...)
+}
+
+// trustedSigners is TRUSTED_SIGNERS, parsed when the environment is read
+// (the keys themselves are checked with the rest of the configuration).
+type trustedSigners []events.TrustedSigner
+
+// Decode implements envconfig.Decoder.
+func (t *trustedSigners) Decode(value string) error {
+	list, err := events.ParseTrustedSigners(value)
+	*t = list
+	return err
 }

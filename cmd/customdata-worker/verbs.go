@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -163,7 +165,16 @@ func runPublish(ctx context.Context, cfg Config, args []string, stdout, stderr i
 		return exitFailed
 	}
 	defer nc.Close()
-	pub, err := events.NewPublisher(js, events.WithSubjectPrefix(cfg.AuthSubjectPrefix))
+	opts := []events.PublisherOption{events.WithSubjectPrefix(cfg.AuthSubjectPrefix)}
+	if cfg.EventSigningSeed != "" {
+		signer, err := signerFromFile(cfg.EventSigningSeed)
+		if err != nil {
+			fmt.Fprintln(stderr, "publish:", err)
+			return exitUsage
+		}
+		opts = append(opts, events.WithSigner(signer))
+	}
+	pub, err := events.NewPublisher(js, opts...)
 	if err != nil {
 		fmt.Fprintln(stderr, "publish:", err)
 		return exitUsage
@@ -223,4 +234,18 @@ func parseSequences(s string) ([]uint64, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// signerFromFile reads an nkey user seed from path; errors name the path,
+// never the content.
+func signerFromFile(path string) (*events.Signer, error) {
+	seed, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s_EVENT_SIGNING_SEED_FILE: %w", envPrefix, err)
+	}
+	signer, err := events.NewSigner(bytes.TrimSpace(seed))
+	if err != nil {
+		return nil, fmt.Errorf("%s_EVENT_SIGNING_SEED_FILE %s: %w", envPrefix, path, err)
+	}
+	return signer, nil
 }

@@ -77,7 +77,7 @@ func (q *Queue) redriveOne(ctx context.Context, stream jetstream.Stream, e Entry
 
 // redriveMsg is the event of e as it goes back to its original subject:
 // its body, a Nats-Msg-Id the duplicate window has not seen, the first
-// publish's id and the redrive count.
+// publish's id, the redrive count and its signature headers.
 func redriveMsg(dlqStream string, e Entry) *nats.Msg {
 	n := e.RedriveCount + 1
 	root := e.OriginalMsgID
@@ -89,6 +89,13 @@ func redriveMsg(dlqStream string, e Entry) *nats.Msg {
 	h.Set(events.HeaderDLQRedriveCount, strconv.Itoa(n))
 	if e.OriginalMsgID != "" {
 		h.Set(events.HeaderDLQOriginalMsgID, e.OriginalMsgID)
+	}
+	// A signed event keeps its signature: it covers the original subject
+	// and body, which a redrive does not change.
+	for _, k := range []string{events.HeaderSignature, events.HeaderSigner} {
+		if v := e.Headers.Get(k); v != "" {
+			h.Set(k, v)
+		}
 	}
 	return &nats.Msg{Subject: e.OriginalSubject, Header: h, Data: e.Data}
 }

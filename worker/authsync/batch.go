@@ -170,6 +170,13 @@ func (a *Consumer) decide(ctx context.Context, items []*authItem, stats *batchSt
 	}
 	inBatch := func(seq uint64) bool { return seqs[seq] }
 	for _, it := range items {
+		if a.verifier != nil {
+			// Before decoding: nothing of an unverified body is acted on.
+			if err := a.verifier.Verify(a.cfg.SubjectPrefix, it.msg.Subject(), it.msg.Headers(), it.msg.Data()); err != nil {
+				a.deadLetter(ctx, it, deadLetterReason(err), err, stats)
+				continue
+			}
+		}
 		ev, err := a.decoder.DecodeWithFallbackID(it.msg.Data(), fallbackEventID(it.msg, it.meta))
 		if err != nil {
 			a.deadLetter(ctx, it, deadLetterReason(err), err, stats)

@@ -24,8 +24,14 @@ const (
 	DefaultAuthBatchWait      = 200 * time.Millisecond
 	DefaultAuthRetryMax       = 10 * time.Second
 	DefaultAuthUnhealthyAfter = 30 * time.Second
-	maxAuthBatchSize          = 1000
-	maxAuthCoalesceWindow     = 50_000
+	// DefaultDeadLetterMaxAge: dead letters hold whole events, personal
+	// data among them, so they expire unless an operator chooses otherwise.
+	DefaultDeadLetterMaxAge = 30 * 24 * time.Hour
+	// KeepDeadLettersForever as DeadLetterMaxAge keeps dead letters until
+	// an operator removes them.
+	KeepDeadLettersForever time.Duration = -1
+	maxAuthBatchSize                     = 1000
+	maxAuthCoalesceWindow                = 50_000
 	// maxCoalesceBytes bounds the payload bytes one coalescing window
 	// holds in memory, whatever the events' sizes.
 	maxCoalesceBytes            = 32 << 20
@@ -101,8 +107,8 @@ type Config struct {
 	// "auth.deadletter".
 	DeadLetterStream string
 	DeadLetterPrefix string
-	// DeadLetterMaxAge bounds how long dead letters are kept; 0 keeps them
-	// until an operator removes them.
+	// DeadLetterMaxAge bounds how long dead letters are kept. Default 30
+	// days; KeepDeadLettersForever keeps them until an operator removes them.
 	DeadLetterMaxAge time.Duration
 
 	// RetryMaxInterval caps the backoff of in-place retries while MongoDB
@@ -114,6 +120,13 @@ type Config struct {
 	// MaxClockSkew is passed to the event decoder; 0 means
 	// events.DefaultMaxClockSkew.
 	MaxClockSkew time.Duration
+	// TrustedSigners, when set, makes signed events required: an event
+	// is processed only if signed (events.Signer) by one of these keys,
+	// on the subject of an operation its key may send. Any other is
+	// dead-lettered before it is decoded, with its reason (unsigned,
+	// bad_signature, untrusted_signer, operation_not_allowed). Several
+	// keys at once allow rotation. Empty (the default): no check.
+	TrustedSigners []events.TrustedSigner
 }
 
 // SetDefaults replaces zero values by the defaults.
@@ -157,6 +170,9 @@ func (c *Config) SetDefaults() {
 	if c.DeadLetterPrefix == "" {
 		c.DeadLetterPrefix = DefaultDeadLetterPrefix
 	}
+	if c.DeadLetterMaxAge == 0 {
+		c.DeadLetterMaxAge = DefaultDeadLetterMaxAge
+	}
 	if c.RetryMaxInterval == 0 {
 		c.RetryMaxInterval = DefaultAuthRetryMax
 	}
@@ -189,7 +205,7 @@ func (c Config) Validate() error {
 	if events.PrefixesOverlap(c.SubjectPrefix, c.DeadLetterPrefix) {
 		add("subject prefix %q and dead-letter prefix %q overlap", c.SubjectPrefix, c.DeadLetterPrefix)
 	}
-	if c.MaxAge < 0 || c.DeadLetterMaxAge < 0 {
+	if c.MaxAge < 0 || (c.DeadLetterMaxAge < 0 && c.DeadLetterMaxAge != KeepDeadLettersForever) {
 		add("max ages must not be negative")
 	}
 	if c.MaxBytes < 0 {
@@ -227,6 +243,11 @@ func (c Config) Validate() error {
 	}
 	if c.UnhealthyAfter <= 0 {
 		add("unhealthy-after must be positive")
+	}
+	if len(c.TrustedSigners) > 0 {
+		if _, err := events.NewVerifier(c.TrustedSigners); err != nil {
+			add("trusted signers: %w", err)
+		}
 	}
 	return errors.Join(errs...)
 }

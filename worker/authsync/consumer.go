@@ -36,10 +36,12 @@ type Consumer struct {
 	data    customdata.Config
 	set     *triggers.Set
 	decoder events.Decoder
-	dlq     *deadLetterer
-	log     zerolog.Logger
-	metrics *authMetrics
-	health  authHealth
+	// verifier checks signatures when TrustedSigners are configured.
+	verifier *events.Verifier
+	dlq      *deadLetterer
+	log      zerolog.Logger
+	metrics  *authMetrics
+	health   authHealth
 	// holds keeps a user's later events behind its events sent back for
 	// redelivery, across batches.
 	holds *userHolds
@@ -85,19 +87,26 @@ func New(cfg Config, data customdata.Config, streams provision.Streams, js jetst
 	if err != nil {
 		return nil, fmt.Errorf("auth consumer metrics: %w", err)
 	}
+	var verifier *events.Verifier
+	if len(cfg.TrustedSigners) > 0 {
+		if verifier, err = events.NewVerifier(cfg.TrustedSigners); err != nil {
+			return nil, fmt.Errorf("auth consumer: %w", err)
+		}
+	}
 	a := &Consumer{
-		cfg:     cfg,
-		streams: streams,
-		js:      js,
-		writer:  writer,
-		data:    data,
-		set:     set,
-		decoder: events.Decoder{MaxClockSkew: cfg.MaxClockSkew},
-		dlq:     newDeadLetterer(js, cfg.DeadLetterStream, cfg.DeadLetterPrefix),
-		log:     log.With().Str("component", "auth-consumer").Str("stream", cfg.Stream).Str("consumer", cfg.Consumer).Logger(),
-		metrics: metrics,
-		ackWait: cfg.AckWait,
-		holds:   newUserHolds(cfg.MaxAckPending, cfg.AckWait),
+		cfg:      cfg,
+		verifier: verifier,
+		streams:  streams,
+		js:       js,
+		writer:   writer,
+		data:     data,
+		set:      set,
+		decoder:  events.Decoder{MaxClockSkew: cfg.MaxClockSkew},
+		dlq:      newDeadLetterer(js, cfg.DeadLetterStream, cfg.DeadLetterPrefix),
+		log:      log.With().Str("component", "auth-consumer").Str("stream", cfg.Stream).Str("consumer", cfg.Consumer).Logger(),
+		metrics:  metrics,
+		ackWait:  cfg.AckWait,
+		holds:    newUserHolds(cfg.MaxAckPending, cfg.AckWait),
 	}
 	return a, nil
 }

@@ -72,6 +72,13 @@ func (d *deadLetterer) deadLetterMsg(msg jetstream.Msg, meta *jetstream.MsgMetad
 	if n := msg.Headers().Get(events.HeaderDLQRedriveCount); n != "" {
 		h.Set(events.HeaderDLQRedriveCount, n)
 	}
+	// Kept as they came, so that a redriven signed event verifies again
+	// (the signature covers only the subject and the body).
+	for _, k := range []string{events.HeaderSignature, events.HeaderSigner} {
+		if v := msg.Headers().Get(k); v != "" {
+			h.Set(k, v)
+		}
+	}
 	if meta != nil {
 		h.Set(events.HeaderDLQOriginalStream, meta.Stream)
 		h.Set(events.HeaderDLQDeliveryCount, strconv.FormatUint(meta.NumDelivered, 10))

@@ -70,7 +70,7 @@ func (a *Consumer) deadLetterStreamConfig() jetstream.StreamConfig {
 		Subjects:    []string{a.cfg.DeadLetterPrefix + ".>"},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
-		MaxAge:      a.cfg.DeadLetterMaxAge,
+		MaxAge:      max(a.cfg.DeadLetterMaxAge, 0), // KeepDeadLettersForever: no limit
 		MaxBytes:    -1,
 		Replicas:    a.streams.Replicas,
 		Duplicates:  a.streams.DuplicateWindow,
