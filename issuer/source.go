@@ -11,6 +11,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/customdata-worker/customdata-worker/events"
 )
@@ -123,6 +125,18 @@ type Source struct {
 	find  *options.FindOneOptionsBuilder
 }
 
+// readOptions read from the primary with read concern majority, whatever
+// the client's defaults: a re-read after a notice must see the change the
+// notice announced (a lagging secondary would return the old document and
+// the cache would keep it until the next notice), and a write that is not
+// majority-committed may be rolled back without any change event, so
+// caching it would keep data that never existed for good. Change streams
+// report only majority-committed changes, so a majority read on the
+// primary always sees at least the announced one.
+func readOptions() *options.CollectionOptionsBuilder {
+	return options.Collection().SetReadPreference(readpref.Primary()).SetReadConcern(readconcern.Majority())
+}
+
 // NewSource returns a Source on client.
 func NewSource(client *mongo.Client, cfg SourceConfig) (*Source, error) {
 	if client == nil {
@@ -140,7 +154,7 @@ func NewSource(client *mongo.Client, cfg SourceConfig) (*Source, error) {
 		find.SetProjection(p)
 	}
 	return &Source{
-		coll:  client.Database(cfg.Database).Collection(cfg.Collection),
+		coll:  client.Database(cfg.Database).Collection(cfg.Collection, readOptions()),
 		cfg:   cfg,
 		field: cfg.UserIDField,
 		find:  find,

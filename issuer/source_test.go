@@ -4,10 +4,16 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 	"github.com/customdata-worker/customdata-worker/issuer"
@@ -84,5 +90,49 @@ func TestSourceConfigDefaultsAreTheWorkers(t *testing.T) {
 	if issuer.DefaultDatabase != "app" || issuer.DefaultCollection != "custom_user_data" ||
 		issuer.DefaultUserIDField != "userId" || issuer.DefaultOversizeBytes != 16384 {
 		t.Fatal("defaults drifted from the worker's README")
+	}
+}
+
+// TestSourceReadsMajorityCommittedDataFromThePrimary: whatever the
+// client's defaults (here secondaryPreferred and read concern local), a
+// read sends read concern majority and selects the primary, so a re-read
+// after a notice never returns what a lagging secondary or a write that
+// may be rolled back holds.
+func TestSourceReadsMajorityCommittedDataFromThePrimary(t *testing.T) {
+	m := testsupport.MongoDB(t)
+	var mu sync.Mutex
+	var finds []bson.Raw
+	monitor := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		if e.CommandName == "find" {
+			mu.Lock()
+			finds = append(finds, e.Command)
+			mu.Unlock()
+		}
+	}}
+	opts := options.Client().ApplyURI(m.URI).SetMonitor(monitor).
+		SetReadPreference(readpref.SecondaryPreferred()).SetReadConcern(readconcern.Local())
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = client.Disconnect(context.Background()) }()
+	src, err := issuer.NewSource(client, issuer.SourceConfig{Database: testsupport.DatabaseName(t), Collection: "profiles"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Get(testsupport.Context(t), "ada"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(finds) != 1 {
+		t.Fatalf("%d find commands, want 1", len(finds))
+	}
+	level, _ := finds[0].Lookup("readConcern", "level").StringValueOK()
+	if level != "majority" {
+		t.Fatalf("find sent read concern %q, want majority: %s", level, finds[0])
+	}
+	if mode, ok := finds[0].Lookup("$readPreference", "mode").StringValueOK(); ok && mode != "primary" && mode != "primaryPreferred" {
+		t.Fatalf("find sent read preference %q, want the primary", mode)
 	}
 }
