@@ -19,6 +19,9 @@ const (
 	NoticeUser NoticeKind = "user"
 	// NoticeFlushAll: continuity was lost; drop everything you cached.
 	NoticeFlushAll NoticeKind = "flush_all"
+	// NoticeHeartbeat: the leading notifier is alive (HeartbeatSubject);
+	// nothing to drop.
+	NoticeHeartbeat NoticeKind = "heartbeat"
 )
 
 // FlushReason says why a flush-all was published.
@@ -87,7 +90,7 @@ func DecodeNotice(data []byte) (Notice, error) {
 		if n.UserID == "" && n.DocumentID == "" {
 			return Notice{}, fmt.Errorf("decode notice: user notice names neither user nor document")
 		}
-	case NoticeFlushAll:
+	case NoticeFlushAll, NoticeHeartbeat:
 	default:
 		return Notice{}, fmt.Errorf("decode notice: unknown kind %q", n.Kind)
 	}

@@ -102,6 +102,12 @@ func DocumentNoticeSubject(prefix, documentID string) string {
 // so it can never collide with one. Subscribe to <prefix>.> to get all.
 func FlushAllSubject(prefix string) string { return prefix + ".all" }
 
+// HeartbeatSubject is where the notifier that leads says it is alive:
+// <prefix>.heartbeat, every few seconds while its term runs (payload
+// {"kind":"heartbeat"}). An issuer that hears none for a while knows no
+// one announces changes and stops caching. It is no invalidation.
+func HeartbeatSubject(prefix string) string { return prefix + ".heartbeat" }
+
 // UserIDFromNoticeSubject returns the user id a per-user notice subject
 // names.
 func UserIDFromNoticeSubject(prefix, subject string) (string, error) {

@@ -55,7 +55,7 @@ func WithNotices(js jetstream.JetStream, cfg NoticeConfig) CacheOption {
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
-		c.feed = &feed{js: js, cfg: cfg}
+		c.feed = &feed{js: js, cfg: cfg, beat: make(chan struct{}, 1)}
 		return nil
 	}
 }

@@ -21,6 +21,7 @@ const (
 	FlushStopped      = "stopped"       // Run returned
 	FlushUnreadable   = "unreadable"    // a notice whose subject or payload names nothing usable
 	FlushManual       = "manual"        // Cache.Flush called by the issuer
+	FlushNoLeader     = "no_leader"     // no heartbeat of the worker's notifier for NoticeConfig.LeaderTimeout
 )
 
 type metrics struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +29,13 @@ type NoticeConfig struct {
 	// RetryWait is the longest pause between attempts to (re)start following
 	// the stream (default 5s).
 	RetryWait time.Duration
+	// LeaderTimeout: while following, the cache keeps nothing (reads
+	// through) when it has heard no heartbeat of the worker's leading
+	// notifier for this long — every worker down, NATS KV unreachable,
+	// notices off — since then no one would announce a change. It caches
+	// again at the next heartbeat. Default 30s (the worker beats every
+	// 5s); negative: never stop caching for want of heartbeats.
+	LeaderTimeout time.Duration
 }
 
 func (c *NoticeConfig) setDefaults() {
@@ -40,7 +48,15 @@ func (c *NoticeConfig) setDefaults() {
 	if c.RetryWait == 0 {
 		c.RetryWait = 5 * time.Second
 	}
+	if c.LeaderTimeout == 0 {
+		c.LeaderTimeout = DefaultLeaderTimeout
+	}
 }
+
+// DefaultLeaderTimeout is NoticeConfig.LeaderTimeout's default: six of
+// the worker's heartbeats, and longer than a takeover with its default
+// lease.
+const DefaultLeaderTimeout = 30 * time.Second
 
 // Validate checks the configuration (after defaults).
 func (c NoticeConfig) Validate() error {
@@ -66,6 +82,21 @@ type feed struct {
 	gen     uint64    // consumer generation: a late delivery of an older consumer is not sequenced
 	next    uint64    // stream sequence expected next
 	created time.Time // creation time of the stream last followed (zero: none yet)
+
+	lastBeat atomic.Int64  // unix nanoseconds of the last heartbeat (or of the follow's start)
+	beat     chan struct{} // a heartbeat arrived (capacity 1)
+}
+
+// heartbeat records a heartbeat of the leading notifier.
+func (c *Cache) heartbeat() {
+	if c.feed == nil {
+		return
+	}
+	c.feed.lastBeat.Store(time.Now().UnixNano())
+	select {
+	case c.feed.beat <- struct{}{}:
+	default:
+	}
 }
 
 // Why Run is not following; each ends one follow and starts another.
@@ -227,8 +258,31 @@ func (c *Cache) follow(ctx context.Context, nc *nats.Conn, status <-chan nats.St
 	defer func() { c.setKeep(false, stopped) }()
 	check := time.NewTicker(f.checkInterval())
 	defer check.Stop()
+	// The start of following counts as a heartbeat: a leader's first one
+	// is at most its interval away.
+	var watchLeader <-chan time.Time
+	leaderless := false
+	if f.cfg.LeaderTimeout > 0 {
+		f.lastBeat.Store(time.Now().UnixNano())
+		t := time.NewTicker(max(f.cfg.LeaderTimeout/4, 10*time.Millisecond))
+		defer t.Stop()
+		watchLeader = t.C
+	}
 	for {
 		select {
+		case <-watchLeader:
+			if silent := time.Since(time.Unix(0, f.lastBeat.Load())); !leaderless && silent > f.cfg.LeaderTimeout {
+				leaderless = true
+				c.setKeep(false, FlushNoLeader)
+				c.log.Warn().Dur("silent_for", silent.Round(time.Second)).Str("cache", "reading through to MongoDB, keeping nothing").
+					Msg("no heartbeat of the worker's notifier: no one announces changes")
+			}
+		case <-f.beat:
+			if leaderless {
+				leaderless = false
+				c.setKeep(true, FlushFollowing)
+				c.log.Info().Msg("the worker's notifier beats again: caching")
+			}
 		case <-ctx.Done():
 			return true, ctx.Err()
 		case st, ok := <-status:
@@ -334,6 +388,8 @@ func (f *feed) advance(gen, seq uint64) (expected uint64, gap bool) {
 //     document's _id.
 //   - <prefix>.doc.<token>: drop every entry holding that document _id.
 //   - <prefix>.all, or a payload of kind flush_all: drop everything.
+//   - <prefix>.heartbeat: the leading notifier is alive (see
+//     NoticeConfig.LeaderTimeout); nothing to drop.
 //   - anything else under the prefix (an unknown subject, an undecodable
 //     token, a user notice whose non-empty payload cannot be decoded):
 //     drop everything, since it may have named anyone.
@@ -345,6 +401,10 @@ func (c *Cache) HandleNotice(subject string, payload []byte) {
 	rest, ok := strings.CutPrefix(subject, prefix+".")
 	if !ok {
 		return // not a notice subject: nothing to do with us
+	}
+	if rest == "heartbeat" {
+		c.heartbeat()
+		return
 	}
 	n, perr := events.DecodeNotice(payload)
 	if rest == "all" || (perr == nil && n.Kind == events.NoticeFlushAll) {

@@ -179,7 +179,9 @@ func readNotices(t *testing.T, js jetstream.JetStream, prefix, user string) []st
 			return false
 		}
 		for msg := range batch.Messages() {
-			subjects = append(subjects, msg.Subject())
+			if msg.Subject() != events.HeartbeatSubject(prefix) {
+				subjects = append(subjects, msg.Subject())
+			}
 		}
 		return strings.Contains(strings.Join(subjects, " "), events.UserNoticeSubject(prefix, user))
 	})

@@ -250,9 +250,10 @@ func (h *harness) countNotices(ctx context.Context) (*noticeCounter, func(), err
 			return
 		}
 		n.mu.Lock()
-		if nt.Kind == events.NoticeFlushAll {
+		switch nt.Kind {
+		case events.NoticeFlushAll:
 			n.flush++
-		} else {
+		case events.NoticeUser:
 			n.user++
 		}
 		n.mu.Unlock()

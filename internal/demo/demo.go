@@ -90,6 +90,9 @@ func Run(ctx context.Context, env Env) error {
 		return fmt.Errorf("demo: subscribe to notices: %w", err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if m.Subject() == events.HeartbeatSubject(env.NoticePrefix) {
+			return // the leader's liveness, no change
+		}
 		n, err := events.DecodeNotice(m.Data())
 		if err != nil {
 			fmt.Fprintf(out, "  ✗ undecodable notice on %s: %v\n", m.Subject(), err)

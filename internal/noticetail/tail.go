@@ -42,7 +42,8 @@ type Line struct {
 }
 
 // Follow calls fn for each notice until ctx ends (then it returns nil),
-// Limit notices were seen, or fn fails.
+// Limit notices were seen, or fn fails. The leader's heartbeats are no
+// notices and are skipped.
 func Follow(ctx context.Context, js jetstream.JetStream, opts Options, fn func(Line) error) error {
 	if opts.Stream == "" || opts.Prefix == "" {
 		return errors.New("noticetail: stream and subject prefix are required")
@@ -79,6 +80,10 @@ func Follow(ctx context.Context, js jetstream.JetStream, opts Options, fn func(L
 				return nil
 			}
 			return fmt.Errorf("follow notice stream %s: %w", opts.Stream, err)
+		}
+		if m.Subject() == events.HeartbeatSubject(opts.Prefix) {
+			seen-- // the leader's liveness, not a notice
+			continue
 		}
 		line := Line{Subject: m.Subject()}
 		if meta, err := m.Metadata(); err == nil {

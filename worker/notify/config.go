@@ -27,6 +27,10 @@ const (
 	DefaultNotifierIdlePoll       = 20 * time.Millisecond
 	DefaultNotifierCheckpointLag  = time.Second
 	DefaultNotifierStallAfter     = 30 * time.Second
+	// DefaultNotifierHeartbeat is how often the leader publishes
+	// events.HeartbeatSubject; issuers stop caching after hearing none for
+	// their LeaderTimeout (default 30s).
+	DefaultNotifierHeartbeat = 5 * time.Second
 
 	// MaxNotifierLeaseTTL bounds LeaseTTL: a longer lease delays failover
 	// past what issuers tolerate without notices.
@@ -130,6 +134,10 @@ type Config struct {
 	// server is caught too. Default 30s, or 2×LeaseTTL if that is longer;
 	// must exceed LeaseTTL.
 	StallAfter time.Duration
+	// HeartbeatInterval is how often the leader publishes a heartbeat on
+	// <SubjectPrefix>.heartbeat while its term runs, so that issuers can
+	// tell that someone announces changes. Default 5s, at most 1m.
+	HeartbeatInterval time.Duration
 }
 
 // SetDefaults replaces zero values by the defaults.
@@ -172,6 +180,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.StallAfter == 0 {
 		c.StallAfter = max(DefaultNotifierStallAfter, 2*c.LeaseTTL)
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultNotifierHeartbeat
 	}
 }
 
@@ -226,6 +237,9 @@ func (c Config) Validate() error {
 		if d.v < 0 {
 			add("%s must not be negative", d.what)
 		}
+	}
+	if c.HeartbeatInterval < 0 || c.HeartbeatInterval > time.Minute {
+		add("heartbeat interval must be positive and at most 1m, got %s", c.HeartbeatInterval)
 	}
 	return errors.Join(errs...)
 }

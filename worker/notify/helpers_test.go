@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,6 +182,8 @@ type noticeReader struct {
 	ch   chan receivedNotice
 	mu   sync.Mutex
 	seen []receivedNotice
+	// beats counts heartbeats, kept out of ch: they are no notices.
+	beats atomic.Int64
 }
 
 // readNotices needs the stream to exist (start a notifier first).
@@ -197,6 +200,10 @@ func (e *notifierEnv) readNotices() *noticeReader {
 	}
 	r := &noticeReader{t: e.t, ch: make(chan receivedNotice, 1024)}
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		if msg.Subject() == events.HeartbeatSubject(events.DefaultNoticePrefix) {
+			r.beats.Add(1)
+			return
+		}
 		n, err := events.DecodeNotice(msg.Data())
 		if err != nil {
 			e.t.Errorf("notice on %s does not decode: %v", msg.Subject(), err)

@@ -261,6 +261,12 @@ func (n *Notifier) lead(ctx context.Context) (holdOff time.Duration) {
 	n.metrics.leader.Set(1)
 	n.log.Info().Uint64("term", rev).Msg("acquired the change-stream lease: leading")
 
+	beatsDone := make(chan struct{})
+	go func() {
+		defer close(beatsDone)
+		n.heartbeats(termCtx)
+	}()
+	defer func() { cancelTerm(); <-beatsDone }()
 	renewDone := make(chan struct{})
 	go func() {
 		defer close(renewDone)

@@ -1,0 +1,36 @@
+package notify
+
+import (
+	"context"
+	"time"
+
+	"github.com/customdata-worker/customdata-worker/events"
+)
+
+// heartbeatPayload is the notice every heartbeat carries.
+var heartbeatPayload = []byte(`{"schemaVersion":1,"kind":"heartbeat"}`)
+
+// heartbeats publishes events.HeartbeatSubject every HeartbeatInterval
+// until the term's ctx ends, so that issuers can tell that a leader is
+// announcing changes: with none (every replica down, NATS KV unreachable,
+// the lease lost) they stop caching instead of serving data no one
+// invalidates. A failed heartbeat is only logged: the next one follows,
+// and an issuer that misses a few reads through for a while, which is safe.
+func (n *Notifier) heartbeats(ctx context.Context) {
+	subject := events.HeartbeatSubject(n.cfg.SubjectPrefix)
+	t := time.NewTicker(n.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, n.cfg.HeartbeatInterval)
+		_, err := n.js.Publish(pctx, subject, heartbeatPayload)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			n.log.Debug().Err(err).Msg("heartbeat not published")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
