@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io/fs"
+	"net"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -62,11 +63,17 @@ func tlsRefused(err error) bool {
 		authority x509.UnknownAuthorityError
 		host      x509.HostnameError
 		invalid   x509.CertificateInvalidError
-		alert     tls.AlertError // the server refused the handshake
 		record    tls.RecordHeaderError
+		op        *net.OpError
 	)
 	if errors.As(err, &verify) || errors.As(err, &authority) || errors.As(err, &host) ||
-		errors.As(err, &invalid) || errors.As(err, &alert) || errors.As(err, &record) {
+		errors.As(err, &invalid) || errors.As(err, &record) {
+		return true
+	}
+	// The server refused the handshake with a TLS alert ("remote error:
+	// tls: certificate required", "bad certificate", "unknown certificate
+	// authority"): crypto/tls returns it as this operation.
+	if errors.As(err, &op) && op.Op == "remote error" {
 		return true
 	}
 	// A server that requires a client certificate and gets none or one it
