@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // The errors of failed connects are logged by the startup retry: whatever

@@ -58,7 +58,7 @@ func TestEveryAuthenticationMode(t *testing.T) {
 		}},
 		{"TLS with a private CA", natsconn.Config{URL: tlsURL, TLSCAFile: ca.CAFile}, []natsconn.Config{
 			{URL: tlsURL, TLSCAFile: otherCA.CAFile},
-			{URL: tlsURL}, // the system roots do not know the private CA
+			{URL: tlsURL},                         // the system roots do not know the private CA
 			{URL: plainURL, TLSCAFile: ca.CAFile}, // TLS wanted, the server has none
 		}},
 		{"mutual TLS", natsconn.Config{URL: mtlsURL, TLSCAFile: ca.CAFile, TLSCertFile: ca.ClientCert, TLSKeyFile: ca.ClientKey}, []natsconn.Config{
