@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/customdata-worker/customdata-worker/internal/natsconn"
 	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/customdata-worker/customdata-worker/internal/retry"
 )
@@ -39,8 +40,8 @@ func retryLogged[T any](ctx context.Context, log zerolog.Logger, what string, st
 	})
 }
 
-// retryAll: a connection attempt is retried whatever its error (a server
-// down, a DNS name not yet resolvable, credentials being rotated).
+// retryAll: a MongoDB connection attempt is retried whatever its error (a
+// server down, a DNS name not yet resolvable, credentials being rotated).
 func retryAll(error) bool { return false }
 
 func connectMongo(ctx context.Context, cfg Config, log zerolog.Logger, progress *startupProgress) (*mongo.Client, error) {
@@ -51,8 +52,11 @@ func connectMongo(ctx context.Context, cfg Config, log zerolog.Logger, progress 
 	})
 }
 
+// connectNATS retries until NATS answers, but stops at a refusal (bad
+// credentials, TLS that cannot be verified, an unusable file): a retry
+// would only hide it.
 func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger, progress *startupProgress) (*nats.Conn, error) {
-	return retryLogged(ctx, log, "connect to NATS", retryAll, func() (*nats.Conn, error) {
+	return retryLogged(ctx, log, "connect to NATS", natsconn.Refused, func() (*nats.Conn, error) {
 		nc, err := ConnectNATS(cfg.NATS, log)
 		progress.failed(err)
 		return nc, err

@@ -49,6 +49,9 @@ func TestCheckRejectsBadConfiguration(t *testing.T) {
 		{"MongoDB port not a number", "CUSTOMDATA_MONGODB_URI", "mongodb://user:secretpw@h1:notaport/", "MongoDB connection string"},
 		{"NATS port not a number", "CUSTOMDATA_NATS_URL", "nats://h1:4222,nats://user:secretpw@h2:notaport", "NATS URL"},
 		{"NATS password with a slash", "CUSTOMDATA_NATS_URL", "nats://user:pa/ss@h1:4222", "NATS URL"},
+		{"NATS password without a user", "CUSTOMDATA_NATS_PASSWORD", "secretpw", "a password needs a user"},
+		{"missing NATS creds file", "CUSTOMDATA_NATS_CREDS_FILE", "/nonexistent/app.creds", "NATS creds file /nonexistent/app.creds"},
+		{"missing NATS CA file", "CUSTOMDATA_NATS_TLS_CA", "/nonexistent/ca.pem", "NATS TLS CA file /nonexistent/ca.pem"},
 		// NATS refuses these at run time ("invalid stream name"): check must too.
 		{"slash in the notice stream", "CUSTOMDATA_NOTICE_STREAM", "A/B", "stream name"},
 		{"backslash in the notice stream", "CUSTOMDATA_NOTICE_STREAM", `A\B`, "stream name"},

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -64,15 +63,11 @@ func runIssuer(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	}
 	logKeys(log, tok)
 
-	natsOpts := []nats.Option{nats.Name(appName), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
-		nats.ReconnectWait(time.Second)}
-	if cfg.NATSCredsFile != "" {
-		natsOpts = append(natsOpts, nats.UserCredentials(cfg.NATSCredsFile))
+	nc, err := connectNATS(ctx, cfg, log)
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		log.Info().Msg("stopped before NATS answered")
+		return nil
 	}
-	if cfg.NATSToken != "" {
-		natsOpts = append(natsOpts, nats.Token(cfg.NATSToken))
-	}
-	nc, err := nats.Connect(cfg.NATSURL, natsOpts...)
 	if err != nil {
 		return fmt.Errorf("NATS: %w", err)
 	}
@@ -87,7 +82,8 @@ func runIssuer(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	}
 	client, err := mongo.Connect(options.Client().ApplyURI(cfg.MongoURI).SetAppName(appName))
 	if err != nil {
-		return fmt.Errorf("MongoDB: %w", err)
+		// The driver's parse errors quote the connection string.
+		return redact.Err(fmt.Errorf("MongoDB client for %s: %w", redact.URI(cfg.MongoURI), err), redact.Secrets(cfg.MongoURI)...)
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

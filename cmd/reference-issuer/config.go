@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/customdata-worker/customdata-worker/internal/natsconn"
 )
 
 // envPrefix is the reference issuer's own prefix: ISSUER_HTTP_ADDR, …
@@ -17,9 +19,17 @@ const envPrefix = "ISSUER"
 type Config struct {
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:"127.0.0.1:8090" desc:"address of the token API and /livez, /readyz, /metrics; loopback by default since /login trusts any user id (:8090 listens on every interface)"`
 
-	NATSURL       string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server URL(s), comma-separated"`
-	NATSCredsFile string `envconfig:"NATS_CREDS_FILE" desc:"path to a NATS .creds file (JWT + seed)"`
-	NATSToken     string `envconfig:"NATS_TOKEN" desc:"NATS token (never logged)"`
+	// NATS, as the worker's CUSTOMDATA_NATS_* (one of user/password,
+	// token, nkey seed, creds; TLS with any of them).
+	NATSURL          string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server URL(s), comma-separated"`
+	NATSUser         string `envconfig:"NATS_USER" desc:"NATS user (with NATS_PASSWORD)"`
+	NATSPassword     string `envconfig:"NATS_PASSWORD" desc:"NATS password (never logged)"`
+	NATSToken        string `envconfig:"NATS_TOKEN" desc:"NATS token (never logged)"`
+	NATSNKeySeedFile string `envconfig:"NATS_NKEY_SEED_FILE" desc:"path to an nkey seed file"`
+	NATSCredsFile    string `envconfig:"NATS_CREDS_FILE" desc:"path to a NATS .creds file (JWT + seed)"`
+	NATSTLSCA        string `envconfig:"NATS_TLS_CA" desc:"CA bundle to verify NATS servers"`
+	NATSTLSCert      string `envconfig:"NATS_TLS_CERT" desc:"client certificate for NATS mTLS"`
+	NATSTLSKey       string `envconfig:"NATS_TLS_KEY" desc:"client key for NATS mTLS"`
 
 	MongoURI      string   `envconfig:"MONGODB_URI" default:"mongodb://127.0.0.1:27017/?replicaSet=rs0" desc:"MongoDB connection string (the issuer only reads)"`
 	Database      string   `envconfig:"MONGODB_DATABASE" default:"app" desc:"database of the custom-data collection (the worker's MONGODB_DATABASE)"`
@@ -71,6 +81,12 @@ func (c Config) tokenConfig() tokenConfig {
 	}
 }
 
+// natsConfig maps the NATS_* settings, each once.
+func (c Config) natsConfig() natsconn.Config {
+	return natsconn.Config{URL: c.NATSURL, Name: appName, User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken,
+		NKeySeedFile: c.NATSNKeySeedFile, CredsFile: c.NATSCredsFile, TLSCAFile: c.NATSTLSCA, TLSCertFile: c.NATSTLSCert, TLSKeyFile: c.NATSTLSKey}
+}
+
 func (c Config) validate() error {
 	var errs []error
 	if c.LogFormat != "json" && c.LogFormat != "console" {
@@ -99,6 +115,9 @@ func (c Config) validate() error {
 	}
 	if c.MongoURI == "" || c.NATSURL == "" {
 		errs = append(errs, fmt.Errorf("%s_MONGODB_URI and %s_NATS_URL are required", envPrefix, envPrefix))
+	} else if err := c.natsConfig().Validate(); err != nil {
+		// Also reads the configured files: one missing stops the start.
+		errs = append(errs, fmt.Errorf("%s_NATS_*: %w", envPrefix, err))
 	}
 	return errors.Join(errs...)
 }

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"net"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/customdata-worker/customdata-worker/internal/natsconn"
 	"github.com/customdata-worker/customdata-worker/internal/redact"
+	"github.com/customdata-worker/customdata-worker/internal/retry"
 )
 
 // logKeys says which key signs and which previous ones are accepted, and
@@ -42,5 +47,22 @@ func isLoopback(addr net.Addr) bool {
 // readinessSecrets are the configured secrets that a readiness error could
 // quote (drivers' errors name URIs), cut before /readyz shows it.
 func readinessSecrets(cfg Config) []string {
-	return append(append(redact.Secrets(cfg.MongoURI), redact.SecretsOfURIs(cfg.NATSURL)...), cfg.NATSToken)
+	return append(append(redact.Secrets(cfg.MongoURI), redact.SecretsOfURIs(cfg.NATSURL)...), cfg.NATSToken, cfg.NATSPassword)
+}
+
+// connectNATS connects as the worker does: retried with backoff while no
+// server answers (the first failure logged once), stopped at a refusal
+// (credentials, TLS, an unusable file), which retrying would only hide.
+func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger) (*nats.Conn, error) {
+	return retry.Forever(ctx, retry.NewBackOff(500*time.Millisecond, 10*time.Second), func() (*nats.Conn, error) {
+		nc, err := natsconn.Connect(cfg.natsConfig(), log)
+		if natsconn.Refused(err) {
+			return nil, retry.Stop(err)
+		}
+		return nc, err
+	}, func(err error, first bool) {
+		if first {
+			log.Warn().Err(err).Str("step", "connect to NATS").Msg("dependency unavailable; retrying with backoff")
+		}
+	})
 }
