@@ -271,16 +271,16 @@ func TestCustomDataReachesTokensEndToEnd(t *testing.T) {
 	// (On a loaded machine the notice consumer may miss its heartbeats and
 	// the cache flush everything meanwhile: a flush is an invalidation too.)
 	dropped := func() float64 {
-		return s.metric(t, "customdata_issuer_invalidations_total", "kind", "user") + s.metric(t, "customdata_issuer_flushes_total")
+		return s.metric(t, "customdata_issuer_invalidations_total") + s.metric(t, "customdata_issuer_flushes_total")
 	}
 	before := dropped()
 	if _, err := s.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: docID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "plan", Value: "pro"}}}}); err != nil {
 		t.Fatal(err)
 	}
 	s.refreshUntil(t, tokA, "a refresh shows the outside write", func(c tokenClaims) bool { return c.field("plan") == "pro" })
-	if dropped() <= before {
-		t.Fatal("the change showed without a user notice (or a flush) invalidating the cache")
-	}
+	// A read already in flight when the write committed may bring the new
+	// value first; the notice must follow all the same.
+	waitUntil(t, 15*time.Second, "the notice of the outside write invalidates the cache", func() bool { return dropped() > before })
 
 	// The owner changes (ada → bob): ada's next refresh no longer shows it.
 	// (On a server without pre-images, the stand-in among them, the notice
