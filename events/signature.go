@@ -1,9 +1,11 @@
 package events
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -74,6 +76,22 @@ func NewSigner(seed []byte) (*Signer, error) {
 		return nil, fmt.Errorf("%w: the seed is not a user seed (SU…)", ErrInvalidSigningKey)
 	}
 	return &Signer{kp: kp, pub: pub}, nil
+}
+
+// LoadSigner reads an nkey user seed file (as `nk -gen user > auth.nk`
+// writes it) and returns its Signer. Errors name the file, never its
+// content.
+func LoadSigner(path string) (*Signer, error) {
+	seed, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("event signing seed: %w", err)
+	}
+	defer clear(seed)
+	s, err := NewSigner(bytes.TrimSpace(seed))
+	if err != nil {
+		return nil, fmt.Errorf("event signing seed %s: %w", path, err)
+	}
+	return s, nil
 }
 
 // PublicKey is the key to list in the worker's TRUSTED_SIGNERS.

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -167,7 +165,7 @@ func runPublish(ctx context.Context, cfg Config, args []string, stdout, stderr i
 	defer nc.Close()
 	opts := []events.PublisherOption{events.WithSubjectPrefix(cfg.AuthSubjectPrefix)}
 	if cfg.EventSigningSeed != "" {
-		signer, err := signerFromFile(cfg.EventSigningSeed)
+		signer, err := events.LoadSigner(cfg.EventSigningSeed)
 		if err != nil {
 			fmt.Fprintln(stderr, "publish:", err)
 			return exitUsage
@@ -234,18 +232,4 @@ func parseSequences(s string) ([]uint64, error) {
 		out = append(out, n)
 	}
 	return out, nil
-}
-
-// signerFromFile reads an nkey user seed from path; errors name the path,
-// never the content.
-func signerFromFile(path string) (*events.Signer, error) {
-	seed, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s_EVENT_SIGNING_SEED_FILE: %w", envPrefix, err)
-	}
-	signer, err := events.NewSigner(bytes.TrimSpace(seed))
-	if err != nil {
-		return nil, fmt.Errorf("%s_EVENT_SIGNING_SEED_FILE %s: %w", envPrefix, path, err)
-	}
-	return signer, nil
 }

@@ -76,7 +76,16 @@ func runIssuer(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	if err != nil {
 		return fmt.Errorf("JetStream: %w", err)
 	}
-	pub, err := events.NewPublisher(js, events.WithSubjectPrefix(cfg.AuthSubjectPrefix))
+	pubOpts := []events.PublisherOption{events.WithSubjectPrefix(cfg.AuthSubjectPrefix)}
+	if cfg.EventSigningSeed != "" {
+		signer, err := events.LoadSigner(cfg.EventSigningSeed)
+		if err != nil {
+			return fmt.Errorf("%s_EVENT_SIGNING_SEED_FILE: %w", envPrefix, err)
+		}
+		pubOpts = append(pubOpts, events.WithSigner(signer))
+		log.Info().Str("signer", signer.PublicKey()).Msg("LOGIN events are signed")
+	}
+	pub, err := events.NewPublisher(js, pubOpts...)
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ type Config struct {
 	Oversize      string   `envconfig:"OVERSIZE_POLICY" default:"flag" desc:"flag: put oversize data in the token and set custom_data_oversize; refuse: leave it out"`
 
 	AuthSubjectPrefix   string        `envconfig:"AUTH_SUBJECT_PREFIX" default:"auth.events" desc:"LOGIN events are published on <prefix>.login (the worker's AUTH_SUBJECT_PREFIX)"`
+	EventSigningSeed    string        `envconfig:"EVENT_SIGNING_SEED_FILE" desc:"nkey user seed file LOGIN events are signed with (needed when the worker sets TRUSTED_SIGNERS; never logged)"`
 	NoticesEnabled      bool          `envconfig:"NOTICES_ENABLED" default:"true" desc:"keep the cache fresh from the worker's notices; false: TTL only"`
 	NoticeSubjectPrefix string        `envconfig:"NOTICE_SUBJECT_PREFIX" default:"customdata.invalidated" desc:"the worker's NOTICE_SUBJECT_PREFIX"`
 	NoticeStream        string        `envconfig:"NOTICE_STREAM" default:"CUSTOMDATA_NOTICES" desc:"the worker's NOTICE_STREAM"`

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
@@ -92,10 +93,24 @@ func startStack(t testing.TB) *stack {
 	db := testsupport.DatabaseName(t)
 	t.Cleanup(func() { _ = client.Database(db).Drop(context.Background()) })
 
+	// Signed events end to end: the worker accepts only LOGINs signed by
+	// the issuer's key (an unsigned one would be dead-lettered and no
+	// lastLogin would ever show).
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	signer, _ := kp.PublicKey()
+	seedFile := filepath.Join(t.TempDir(), "issuer.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	logs := &lockedBuffer{}
 	w, err := startWorker(bin, map[string]string{
 		"CUSTOMDATA_NATS_URL": ns.URL, "CUSTOMDATA_MONGODB_URI": m.URI, "CUSTOMDATA_MONGODB_DATABASE": db,
 		"CUSTOMDATA_HTTP_ADDR": "", "CUSTOMDATA_LOG_LEVEL": "warn", "CUSTOMDATA_BATCH_WAIT": "20ms",
+		"CUSTOMDATA_TRUSTED_SIGNERS": signer + ":LOGIN",
 	}, logs)
 	if err != nil {
 		t.Fatal(err)
@@ -115,6 +130,7 @@ func startStack(t testing.TB) *stack {
 	}
 	cfg.NATSURL, cfg.MongoURI, cfg.Database, cfg.HTTPAddr = ns.URL, m.URI, db, "127.0.0.1:0"
 	cfg.DevEphemeralKey = true // one issuer for the test's life
+	cfg.EventSigningSeed = seedFile
 	cfg.CacheTTL = 0           // freshness comes from notices only
 	cfg.LogLevel = "error"
 	ctx, cancel := context.WithCancel(context.Background())
