@@ -131,7 +131,7 @@ func startStack(t testing.TB) *stack {
 	cfg.NATSURL, cfg.MongoURI, cfg.Database, cfg.HTTPAddr = ns.URL, m.URI, db, "127.0.0.1:0"
 	cfg.DevEphemeralKey = true // one issuer for the test's life
 	cfg.EventSigningSeed = seedFile
-	cfg.CacheTTL = 0           // freshness comes from notices only
+	cfg.CacheTTL = 0 // freshness comes from notices only
 	cfg.LogLevel = "error"
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan running, 1), make(chan error, 1)
