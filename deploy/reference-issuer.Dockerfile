@@ -15,7 +15,7 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/customdata-wo
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/reference-issuer /reference-issuer
-USER nonroot:nonroot
+USER 65532:65532
 EXPOSE 8090
 ENTRYPOINT ["/reference-issuer"]
 CMD ["run"]
