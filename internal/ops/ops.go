@@ -55,7 +55,10 @@ func NewServer(addr string, gatherer prometheus.Gatherer, log zerolog.Logger, ch
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	return &Server{
-		srv: &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		// Bounded everywhere: a scraper or probe that stalls, or an idle
+		// keep-alive, must not hold a connection (and a goroutine) forever.
+		srv: &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10},
 		log: log,
 	}
 }
