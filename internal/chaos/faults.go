@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"syscall"
 	"time"
 )
@@ -12,14 +13,15 @@ import (
 type fault string
 
 const (
-	faultKillReplica fault = "kill_replica"   // SIGKILL a random replica, restart it
-	faultKillLeader  fault = "kill_leader"    // SIGKILL the change-stream leader, restart it
-	faultNATSRestart fault = "nats_restart"   // SIGKILL nats-server, restart it on the same store
-	faultMongoCut    fault = "mongodb_outage" // MongoDB unreachable for a while
-	faultPause       fault = "pause_replica"  // SIGSTOP a replica for longer than ACK_WAIT
+	faultKillReplica fault = "kill_replica"     // SIGKILL a random replica, restart it
+	faultKillLeader  fault = "kill_leader"      // SIGKILL the change-stream leader, restart it
+	faultNATSRestart fault = "nats_restart"     // SIGKILL nats-server, restart it on the same store
+	faultMongoCut    fault = "mongodb_outage"   // MongoDB unreachable for a while
+	faultPause       fault = "pause_replica"    // SIGSTOP a replica for longer than ACK_WAIT
+	faultEmptyStore  fault = "nats_empty_store" // SIGKILL nats-server, delete its store, restart it empty
 )
 
-var allFaults = []fault{faultKillReplica, faultKillLeader, faultNATSRestart, faultMongoCut, faultPause}
+var allFaults = []fault{faultKillReplica, faultKillLeader, faultNATSRestart, faultMongoCut, faultPause, faultEmptyStore}
 
 // injector draws faults and their moments from the seeded generator.
 type injector struct {
@@ -29,6 +31,9 @@ type injector struct {
 	every   time.Duration // mean time between faults
 	outage  time.Duration // longest MongoDB outage
 	ackWait time.Duration
+	// wiped is called once a server restarted with an empty store accepts
+	// connections again: what was acknowledged before may be lost.
+	wiped func()
 }
 
 // run injects faults until ctx ends: every kind once, in a shuffled
@@ -85,6 +90,18 @@ func (in *injector) inject(ctx context.Context, f fault) error {
 		h.nats.kill()
 		pause(time.Duration(500+in.rng.IntN(2500)) * time.Millisecond)
 		return h.nats.startAndWait(context.WithoutCancel(ctx))
+	case faultEmptyStore:
+		h.logf("fault: SIGKILL nats-server, delete its store, restart it empty")
+		h.nats.kill()
+		if err := os.RemoveAll(h.nats.store); err != nil {
+			return err
+		}
+		pause(time.Duration(500+in.rng.IntN(2500)) * time.Millisecond)
+		if err := h.nats.startAndWait(context.WithoutCancel(ctx)); err != nil {
+			return err
+		}
+		in.wiped()
+		return nil
 	case faultMongoCut:
 		d := in.outage/2 + time.Duration(in.rng.Int64N(int64(in.outage/2)))
 		h.logf("fault: MongoDB unreachable for %s", d.Round(time.Second))

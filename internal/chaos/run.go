@@ -32,7 +32,7 @@ type Config struct {
 	// MongoURI, when set, is a real MongoDB (no outage fault: the harness
 	// cannot stop it); else a private stand-in is started.
 	MongoURI string
-	// FaultEvery is the mean time between faults (default Duration/8).
+	// FaultEvery is the mean time between faults (default Duration/10).
 	FaultEvery time.Duration
 	Logf       func(format string, args ...any)
 }
@@ -79,7 +79,7 @@ func (c *Config) setDefaults() {
 		c.Replicas = 2
 	}
 	if c.FaultEvery == 0 {
-		c.FaultEvery = max(c.Duration/8, 3*time.Second)
+		c.FaultEvery = max(c.Duration/10, 3*time.Second)
 	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
@@ -152,7 +152,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	wg.Go(func() { runOutsideWrites(chaosCtx, cfg.Seed, h.coll, userIDField, keep, led) })
 	wg.Go(func() { runReads(chaosCtx, cfg.Seed, cache, users) })
 	in := &injector{rng: newRand(cfg.Seed), h: h, counts: sum.Faults, every: cfg.FaultEvery,
-		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait}
+		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, wiped: led.wiped}
 	wg.Go(func() { in.run(chaosCtx) })
 	wg.Wait()
 	stopChaos()

@@ -28,11 +28,21 @@ type ledger struct {
 	hostile   map[string]int       // acknowledged hostile events by kind
 	targets   map[string]bool      // users hostile events aimed at
 
+	// After a server lost its store, events acknowledged before may be
+	// gone unconsumed: the end state is then checked against every time
+	// acknowledged (the value must be one of them) and the newest one
+	// acknowledged since the last wipe (the value must be at least that).
+	wipes            int
+	loginTimes       map[string]map[time.Time]bool
+	lastLoginSince   map[string]time.Time
+	hostileSinceWipe int
+
 	logins, duplicates, outsideWrites atomic.Int64
 }
 
 func newLedger() *ledger {
-	return &ledger{lastLogin: map[string]time.Time{}, hostile: map[string]int{}, targets: map[string]bool{}}
+	return &ledger{lastLogin: map[string]time.Time{}, hostile: map[string]int{}, targets: map[string]bool{},
+		loginTimes: map[string]map[time.Time]bool{}, lastLoginSince: map[string]time.Time{}}
 }
 
 func (l *ledger) login(user string, at time.Time) {
@@ -41,12 +51,29 @@ func (l *ledger) login(user string, at time.Time) {
 	if at.After(l.lastLogin[user]) {
 		l.lastLogin[user] = at
 	}
+	if at.After(l.lastLoginSince[user]) {
+		l.lastLoginSince[user] = at
+	}
+	if l.loginTimes[user] == nil {
+		l.loginTimes[user] = map[time.Time]bool{}
+	}
+	l.loginTimes[user][at] = true
+}
+
+// wiped records that the server restarted with an empty store.
+func (l *ledger) wiped() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.wipes++
+	clear(l.lastLoginSince)
+	l.hostileSinceWipe = 0
 }
 
 func (l *ledger) hostileAcked(kind, user string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.hostile[kind]++
+	l.hostileSinceWipe++
 	l.targets[user] = true
 }
 
