@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io/fs"
 	"net"
 	"slices"
 
@@ -154,7 +155,15 @@ func HasDownLabel(err error) bool {
 // an operator, like a password). The driver returns these, wrapped in
 // its own connection and server-selection errors, when no server could
 // be reached at all.
+//
+// A file that cannot be read (a tlsCAFile or tlsCertificateKeyFile named in
+// the URI) is not: its syscall.Errno satisfies net.Error, but retrying
+// cannot fix it.
 func Unreachable(err error) bool {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return false
+	}
 	var ne net.Error
 	var ve *tls.CertificateVerificationError
 	return errors.As(err, &ne) || errors.As(err, &ve) || errors.Is(err, context.DeadlineExceeded)
