@@ -6,7 +6,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"syscall"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -82,6 +84,9 @@ func TestMongoDB(t *testing.T) {
 		// write as a whole is judged per operation.
 		{"per-operation down code", mongo.BulkWriteException{WriteErrors: []mongo.BulkWriteError{{WriteError: mongo.WriteError{Index: 0, Code: 10107}}}}, false},
 		{"bulk with network label", mongo.BulkWriteException{Labels: []string{"NetworkError"}}, true},
+		// A TLS file named in the URI that cannot be opened: its
+		// syscall.Errno is a net.Error, yet no retry can fix it.
+		{"TLS file missing", &fs.PathError{Op: "open", Path: "/etc/ca.pem", Err: syscall.ENOENT}, false},
 		{"plain error", errors.New("something else"), false},
 	}
 	for _, tc := range cases {
