@@ -46,10 +46,6 @@ func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, 
 	return p, nil
 }
 
-// ErrNotStored is returned when the server answered but did not store the
-// event (no stream listens on the subject).
-var ErrNotStored = errors.New("auth event not stored by JetStream")
-
 // Publish validates ev and publishes it. A retried Publish of the same event
 // (same ID) within the stream's duplicate window is stored once. An event
 // without SchemaVersion gets SchemaVersion; one without ID gets a fresh

@@ -3,7 +3,6 @@ package events
 import (
 	"bytes"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -52,10 +51,6 @@ func signedBytes(subject string, data []byte) []byte {
 	b = append(b, 0)
 	return append(b, data...)
 }
-
-// ErrInvalidSigningKey is returned (wrapped) for a seed or public key
-// that is not a valid nkey of a user.
-var ErrInvalidSigningKey = errors.New("invalid event signing key")
 
 // Signer signs auth events with one nkey.
 type Signer struct {

@@ -82,11 +82,6 @@ func (it *authItem) fail(f customdata.Fault, err error) {
 	}
 }
 
-// errBlockedByEarlierWrite marks messages whose writes were skipped because
-// an earlier write for the same user in the batch failed: applying them
-// out of order could be wrong (a CREATE after a failed DELETE).
-var errBlockedByEarlierWrite = errors.New("an earlier write for the same user in this batch failed")
-
 // batchStats collects what a batch logs once at its end.
 type batchStats struct {
 	ackFailures, nakFailures, dlqFailures int
@@ -254,10 +249,6 @@ func (p plannedWrites) fail(m triggers.Merged, f customdata.Fault, err error) {
 		p.owner[w].fail(f, err)
 	}
 }
-
-// errTriggerPanic reports a handler that panicked: the same event would
-// panic again, so it is a permanent trigger error, not a crash loop.
-var errTriggerPanic = errors.New("trigger panicked")
 
 func (a *Consumer) decideSafely(ev events.AuthEvent) (ws []triggers.Write, err error) {
 	defer func() {

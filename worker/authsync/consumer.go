@@ -160,9 +160,6 @@ func consumerMayBeGone(err error) bool {
 		errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, nats.ErrNoResponders)
 }
 
-// errNATSDisconnected stands for a fetch that could not be sent.
-var errNATSDisconnected = errors.New("NATS connection is not connected")
-
 // fetch pulls one batch: up to BatchSize messages, waiting at most
 // BatchWait. When the batch comes back full (a backlog), it goes on
 // taking what is already waiting, without waiting, up to CoalesceWindow
@@ -289,15 +286,6 @@ func (a *Consumer) currentAckWait() time.Duration {
 	defer a.mu.Unlock()
 	return a.ackWait
 }
-
-// Errors reported by Consumer.Healthy (wrapped).
-var (
-	// ErrConsumerNotRunning: Run has not started or has returned.
-	ErrConsumerNotRunning = errors.New("auth consumer is not running")
-	// ErrConsumerUnhealthy: fetching auth events from NATS or writing to
-	// MongoDB has been failing for longer than UnhealthyAfter.
-	ErrConsumerUnhealthy = errors.New("auth consumer unhealthy")
-)
 
 // Healthy returns nil while fetching from NATS and writing to MongoDB work,
 // or have been failing for less than UnhealthyAfter. Otherwise it says

@@ -12,14 +12,6 @@ import (
 	"github.com/customdata-worker/customdata-worker/internal/provision"
 )
 
-// ErrNotProvisioned is returned (wrapped) in verify mode when a stream or
-// the consumer does not exist.
-var ErrNotProvisioned = errors.New("JetStream resources for auth events are not provisioned")
-
-// ErrIncompatibleProvisioning is returned (wrapped) in verify mode when a
-// stream or the consumer exists with settings the worker cannot work with.
-var ErrIncompatibleProvisioning = errors.New("JetStream resources for auth events have incompatible settings")
-
 // Provision makes sure the auth stream, the dead-letter stream and the
 // durable consumer exist. In create mode it creates or updates them
 // (idempotent); in verify mode it only checks them and fails with an error

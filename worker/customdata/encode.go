@@ -1,7 +1,6 @@
 package customdata
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -23,11 +22,6 @@ import (
 // does not apply them in the order sent anyway: since MongoDB 5.0 an update
 // operator processes fields with string names in lexicographic order and
 // fields with numeric names in numeric order.
-
-// ErrKeyHasNUL: a write names a field with a NUL byte, which a BSON key
-// cannot hold. The driver's bson.Marshal refuses such a key with an error;
-// the bsoncore appenders would panic, so the keys are checked first.
-var ErrKeyHasNUL = errors.New("BSON key contains a NUL byte")
 
 // checkKey returns an error wrapping ErrKeyHasNUL if key cannot be a BSON
 // key.

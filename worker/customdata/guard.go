@@ -15,18 +15,6 @@ import (
 	"github.com/customdata-worker/customdata-worker/internal/outage"
 )
 
-// ErrUserIndexMissing is reported (wrapped) by Guard.Healthy
-// while the custom-data collection lacks its unique user index: after it
-// was dropped or renamed away, "one document per user" does not hold until
-// the index is back.
-var ErrUserIndexMissing = errors.New("unique user index missing")
-
-// ErrCollectionUncheckable is reported (wrapped) by Guard.Healthy while
-// MongoDB refuses the guard's listCollections or listIndexes for a reason
-// waiting cannot fix (a missing privilege): the guard cannot see whether
-// "one document per user" holds.
-var ErrCollectionUncheckable = errors.New("custom-data collection cannot be checked")
-
 // Collection guard timing.
 const (
 	// DefaultCollectionCheckInterval is how often the guard lists the

@@ -14,20 +14,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// ErrDuplicateUsers is returned (wrapped) by EnsureUserIndex when several
-// documents share a user id and AllowDuplicates is off.
-var ErrDuplicateUsers = errors.New("custom-data collection has several documents for the same user")
-
-// ErrUserIndexConflict is returned (wrapped) when an index on the user-id
-// field exists with options that prevent the unique index.
-var ErrUserIndexConflict = errors.New("conflicting index on the user-id field")
-
-// ErrIndexBuildTimeout is returned (wrapped, with context.DeadlineExceeded)
-// when EnsureUserIndex did not finish within IndexTimeout: the unique index
-// build is waiting for its commit quorum, or MongoDB does not answer. The
-// build goes on on the server; calling again waits for it again.
-var ErrIndexBuildTimeout = errors.New("the unique user-id index is not ready")
-
 // maxDuplicateSamples bounds the user ids an error or warning names.
 const maxDuplicateSamples = 5
 

@@ -18,11 +18,6 @@ import (
 // checkpointVersion is the format of stored checkpoints.
 const checkpointVersion = 1
 
-// errCheckpointUnusable marks a stored checkpoint that cannot be decoded or
-// belongs to another collection. The notifier then starts from now and
-// publishes a flush-all.
-var errCheckpointUnusable = errors.New("checkpoint unusable")
-
 // checkpoint is the change-stream position up to which every notice has
 // been acknowledged by JetStream.
 type checkpoint struct {

@@ -23,16 +23,6 @@ import (
 	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
-// Errors reported by Notifier.Healthy (wrapped).
-var (
-	// ErrNotifierNotRunning: Run has not started or has returned.
-	ErrNotifierNotRunning = errors.New("notifier not running")
-	// ErrNotifierUnhealthy: the lease or the change feed has been
-	// failing for longer than UnhealthyAfter, or this replica stepped down
-	// because its change feed stalled and has not seen it work since.
-	ErrNotifierUnhealthy = errors.New("notifier unhealthy")
-)
-
 // Notifier watches the custom-data collection with a change feed and
 // publishes an invalidation notice on JetStream for every change, so token
 // issuers drop stale data at once. No change is ever skipped silently:
@@ -368,9 +358,6 @@ func (n *Notifier) probeAfterStepDown(ctx context.Context) {
 	n.health.feedOK()
 	n.log.Info().Msg("the change stream works again after the step-down: healthy, standing by")
 }
-
-// errTermEnded cancels the lease context once a term is over.
-var errTermEnded = errors.New("leadership term ended")
 
 // renewLoop renews the lease every TTL/3. A renewal that fails or takes
 // longer than TTL/3 ends the term: by then another replica may be about to

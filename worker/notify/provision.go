@@ -153,10 +153,6 @@ func (n *Notifier) ensurePreImages(ctx context.Context) {
 	n.log.Info().Msg("changeStreamPreAndPostImages enabled on the collection")
 }
 
-// ErrNotProvisioned is returned (wrapped) in verify mode when the notice
-// stream or a bucket the notifier needs no longer exists.
-var ErrNotProvisioned = errors.New("JetStream resources of the notifier are not provisioned")
-
 // restoreProvisioning looks for the notice stream and both buckets and, in
 // create mode, provisions again whatever is gone: deleted by someone, or
 // lost with a server restarted on an empty store. Without it the lease

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -18,12 +17,6 @@ import (
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/retry"
 )
-
-// errPublishFailed marks a notice publish that failed (no
-// acknowledgement, an error reply, a timeout). The term then reopens the
-// change stream from its last acknowledged position, which republishes
-// the failed notice and every later one with the same Msg-Id.
-var errPublishFailed = errors.New("notice publish failed")
 
 // noticeAckTimeout bounds the wait for a notice's acknowledgement.
 const noticeAckTimeout = 10 * time.Second

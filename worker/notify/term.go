@@ -20,15 +20,6 @@ import (
 	"github.com/customdata-worker/customdata-worker/worker/customdata"
 )
 
-// errReopenNow asks for the feed to be reopened from the checkpoint at
-// once (not a failure: e.g. the document-size mode changed).
-var errReopenNow = errors.New("reopen the change stream")
-
-// errFeedStalled ends a leadership term on purpose: the change feed
-// made no progress for StallAfter while every attempt failed, so another
-// replica, whose MongoDB may work, should lead.
-var errFeedStalled = errors.New("change stream stalled")
-
 // idleCheckpointInterval is how often an idle feed's position (the
 // server's post-batch resume token) is checkpointed: often enough to stay
 // far inside any oplog window, rarely enough to cost nothing.
