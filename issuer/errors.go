@@ -19,3 +19,11 @@ var (
 	// until a new Run follows the notices again.
 	ErrNoticesLost = errors.New("notice feed lost: NATS connection closed")
 )
+
+// Why Run is not following; each ends one follow and starts another.
+var (
+	errConnClosed   = errors.New("NATS connection closed")
+	errInterrupted  = errors.New("NATS connection interrupted")
+	errStreamReset  = errors.New("notice stream was recreated or reset")
+	errConsumerLost = errors.New("notice consumer failed")
+)

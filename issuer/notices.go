@@ -99,14 +99,6 @@ func (c *Cache) heartbeat() {
 	}
 }
 
-// Why Run is not following; each ends one follow and starts another.
-var (
-	errConnClosed   = errors.New("NATS connection closed")
-	errInterrupted  = errors.New("NATS connection interrupted")
-	errStreamReset  = errors.New("notice stream was recreated or reset")
-	errConsumerLost = errors.New("notice consumer failed")
-)
-
 // Run follows the notice stream until ctx ends, keeping the cache fresh.
 // It returns nil when ctx ends, ErrNoticesNotConfigured without
 // WithNotices, and an error wrapping ErrNoticesLost (and its cause) when

@@ -3,7 +3,6 @@ package triggers
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -44,10 +43,6 @@ const (
 	NameDeleteOnUserDelete = "deleteOnUserDelete"
 	RulePrefix             = "rule:"
 )
-
-// ErrInvalidConfig matches (errors.Is) every error of ParseConfig,
-// LoadConfig, Config.Validate and NewSet caused by the configuration.
-var ErrInvalidConfig = errors.New("invalid trigger config")
 
 // ruleNamePattern is the shape of a rule name; names appear in logs and
 // metrics, so they are kept plain.

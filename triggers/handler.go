@@ -22,9 +22,6 @@ type HandlerFunc func(ev events.AuthEvent) ([]Write, error)
 // Handle calls f(ev).
 func (f HandlerFunc) Handle(ev events.AuthEvent) ([]Write, error) { return f(ev) }
 
-// ErrPermanent marks a handler error that retrying cannot fix.
-var ErrPermanent = errors.New("permanent trigger error")
-
 // Filter selects the events a handler runs on. The zero Filter matches
 // nothing; use On to build one.
 type Filter struct {

@@ -14,10 +14,6 @@ import (
 	"github.com/customdata-worker/customdata-worker/events"
 )
 
-// ErrLost ends a leadership term: a renewal failed, so another
-// replica may hold the lease by now.
-var ErrLost = errors.New("notifier lease lost")
-
 // Lease is a leadership lease in a KV bucket whose TTL (stream MaxAge) is
 // the lease TTL.
 //

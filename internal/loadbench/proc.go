@@ -18,9 +18,6 @@ import (
 // (CONFIG_HZ may differ; USER_HZ does not).
 const userHZ = 100
 
-// errNoProcess is returned when a process is gone or has no procfs entry.
-var errNoProcess = errors.New("process not found in /proc")
-
 // cpuTime is the CPU time (user + system) a process has used so far.
 func cpuTime(pid int) (time.Duration, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,9 +13,6 @@ import (
 	"syscall"
 	"time"
 )
-
-// errExited is returned when a process the benchmark waits on has exited.
-var errExited = errors.New("process exited")
 
 // proc is a child process whose stdout and stderr go to a log file.
 type proc struct {
