@@ -21,24 +21,29 @@ type Publisher struct {
 }
 
 // PublisherOption configures a Publisher.
-type PublisherOption func(*Publisher)
+type PublisherOption func(*Publisher) error
 
 // WithSubjectPrefix sets the auth subject prefix (default DefaultAuthPrefix).
 func WithSubjectPrefix(prefix string) PublisherOption {
-	return func(p *Publisher) { p.prefix = prefix }
+	return func(p *Publisher) error { p.prefix = prefix; return nil }
 }
 
 // WithSigner signs every event with s (see Signer): required when the
 // worker is configured with trusted signers.
 func WithSigner(s *Signer) PublisherOption {
-	return func(p *Publisher) { p.signer = s }
+	return func(p *Publisher) error { p.signer = s; return nil }
 }
 
 // NewPublisher returns a Publisher on js.
 func NewPublisher(js jetstream.JetStream, opts ...PublisherOption) (*Publisher, error) {
 	p := &Publisher{js: js, prefix: DefaultAuthPrefix}
 	for _, o := range opts {
-		o(p)
+		if o == nil {
+			continue
+		}
+		if err := o(p); err != nil {
+			return nil, fmt.Errorf("events: publisher: %w", err)
+		}
 	}
 	if err := ValidatePrefix(p.prefix); err != nil {
 		return nil, err

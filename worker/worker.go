@@ -42,15 +42,15 @@ type Worker struct {
 }
 
 // Option changes what New builds.
-type Option func(*Worker)
+type Option func(*Worker) error
 
 // WithLogger logs to log (default: nothing).
-func WithLogger(log zerolog.Logger) Option { return func(w *Worker) { w.log = log } }
+func WithLogger(log zerolog.Logger) Option { return func(w *Worker) error { w.log = log; return nil } }
 
 // WithReady calls f with the connections once startup finished (indexes
 // ensured, streams and buckets provisioned), before the flows run.
 func WithReady(f func(jetstream.JetStream, *mongo.Client)) Option {
-	return func(w *Worker) { w.ready = f }
+	return func(w *Worker) error { w.ready = f; return nil }
 }
 
 // New checks cfg (every section, without contacting MongoDB or NATS: the
@@ -63,8 +63,11 @@ func New(cfg Config, opts ...Option) (*Worker, error) {
 	}
 	w := &Worker{cfg: cfg, log: zerolog.Nop(), reg: prometheus.NewRegistry()}
 	for _, o := range opts {
-		if o != nil {
-			o(w)
+		if o == nil {
+			continue
+		}
+		if err := o(w); err != nil {
+			return nil, fmt.Errorf("worker: %w", err)
 		}
 	}
 	w.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -191,7 +194,8 @@ func (w *Worker) run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	consumer, err := authsync.New(cfg.Auth, cfg.Data, cfg.Streams, js, coll, cfg.Triggers, log, w.reg)
+	consumer, err := authsync.New(js, coll, cfg.Triggers, cfg.Auth,
+		authsync.WithData(cfg.Data), authsync.WithStreams(cfg.Streams), authsync.WithLogger(log), authsync.WithRegisterer(w.reg))
 	if err != nil {
 		return err
 	}
@@ -206,14 +210,15 @@ func (w *Worker) run(ctx context.Context) error {
 	}
 	var notifier *notify.Notifier
 	if cfg.Notices {
-		if notifier, err = notify.New(cfg.Notify, cfg.Data, cfg.Streams, js, db, log, w.reg); err != nil {
+		notifier, err = notify.New(js, db, cfg.Notify,
+			notify.WithData(cfg.Data), notify.WithStreams(cfg.Streams), notify.WithLogger(log), notify.WithRegisterer(w.reg),
+			notify.WithCollectionGone(guard.CheckNow), notify.WithUniqueIndexHealth(guard.Healthy))
+		if err != nil {
 			return err
 		}
 		if err := untilAvailable(ctx, log, progress, "provision notice stream and buckets", func() error { return notifier.Provision(ctx) }); err != nil {
 			return err
 		}
-		notifier.OnCollectionGone(guard.CheckNow)
-		notifier.UniqueIndexHealth(guard.Healthy)
 		w.notifier.Store(notifier)
 	}
 	w.consumer.Store(consumer)

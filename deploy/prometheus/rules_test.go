@@ -20,11 +20,9 @@ import (
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/promql/promqltest"
-	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/customdata-worker/customdata-worker/events"
-	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 	"github.com/customdata-worker/customdata-worker/issuer"
 	"github.com/customdata-worker/customdata-worker/triggers"
@@ -69,10 +67,10 @@ func exported(t *testing.T) map[string][]string {
 		t.Fatal(err)
 	}
 	data := customdata.Config{Database: "app"}
-	if _, err := authsync.New(authsync.Config{}, data, provision.Streams{}, js, db.Collection(events.DefaultCollection), set, zerolog.Nop(), rec); err != nil {
+	if _, err := authsync.New(js, db.Collection(events.DefaultCollection), set, authsync.Config{}, authsync.WithData(data), authsync.WithRegisterer(rec)); err != nil {
 		t.Fatalf("auth consumer: %v", err)
 	}
-	if _, err := notify.New(notify.Config{}, data, provision.Streams{}, js, db, zerolog.Nop(), rec); err != nil {
+	if _, err := notify.New(js, db, notify.Config{}, notify.WithData(data), notify.WithRegisterer(rec)); err != nil {
 		t.Fatalf("notifier: %v", err)
 	}
 	cache, err := issuer.NewCache(unusedGetter{}, issuer.CacheConfig{}, issuer.WithNotices(js, issuer.NoticeConfig{}))

@@ -17,7 +17,6 @@ import (
 
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/dlq"
-	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 	"github.com/customdata-worker/customdata-worker/triggers"
 	"github.com/customdata-worker/customdata-worker/worker/authsync"
@@ -58,8 +57,7 @@ func (e *env) runConsumer(maxClockSkew time.Duration) (stop func()) {
 	if err := customdata.EnsureUserIndex(ctx, e.coll, customdata.Config{}, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
-	c, err := authsync.New(authsync.Config{MaxClockSkew: maxClockSkew, BatchWait: 20 * time.Millisecond},
-		customdata.Config{Database: e.coll.Database().Name()}, provision.Streams{}, e.js, e.coll, set, zerolog.New(zerolog.NewTestWriter(t)), nil)
+	c, err := authsync.New(e.js, e.coll, set, authsync.Config{MaxClockSkew: maxClockSkew, BatchWait: 20 * time.Millisecond}, authsync.WithData(customdata.Config{Database: e.coll.Database().Name()}), authsync.WithLogger(zerolog.New(zerolog.NewTestWriter(t))))
 	if err != nil {
 		t.Fatal(err)
 	}

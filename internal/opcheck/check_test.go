@@ -62,14 +62,14 @@ func (f *fixture) provision() {
 	js, _ := jetstreamNew(t, nc)
 	create := f.cfg.Streams
 	create.Mode = provision.Create
-	c, err := authsync.New(f.cfg.Auth, f.cfg.Data, create, js, f.coll, f.cfg.Triggers, zerolog.Nop(), nil)
+	c, err := authsync.New(js, f.coll, f.cfg.Triggers, f.cfg.Auth, authsync.WithData(f.cfg.Data), authsync.WithStreams(create))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
-	n, err := notify.New(f.cfg.Notify, f.cfg.Data, create, js, f.coll.Database(), zerolog.Nop(), nil)
+	n, err := notify.New(js, f.coll.Database(), f.cfg.Notify, notify.WithData(f.cfg.Data), notify.WithStreams(create))
 	if err != nil {
 		t.Fatal(err)
 	}

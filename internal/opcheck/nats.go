@@ -51,7 +51,7 @@ func checkNATS(ctx context.Context, cfg Config, client *mongo.Client, r *Report)
 	verify := w.Streams
 	verify.Mode = provision.Verify
 	nop := zerolog.Nop()
-	consumer, err := authsync.New(w.Auth, w.Data, verify, js, collection(w, client), w.Triggers, nop, nil)
+	consumer, err := authsync.New(js, collection(w, client), w.Triggers, w.Auth, authsync.WithData(w.Data), authsync.WithStreams(verify), authsync.WithLogger(nop))
 	if err == nil {
 		err = consumer.Provision(cctx)
 	}
@@ -63,7 +63,7 @@ func checkNATS(ctx context.Context, cfg Config, client *mongo.Client, r *Report)
 	nc2 := w.Notify
 	nc2.PreAndPostImages = false // checked on MongoDB below; verification must not collMod
 	db := collection(w, client).Database()
-	notifier, err := notify.New(nc2, w.Data, verify, js, db, nop, nil)
+	notifier, err := notify.New(js, db, nc2, notify.WithData(w.Data), notify.WithStreams(verify), notify.WithLogger(nop))
 	if err == nil {
 		err = notifier.Provision(cctx)
 	}

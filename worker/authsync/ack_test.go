@@ -124,7 +124,7 @@ func TestAuthFailedBatchConfirmationMeansRedeliveryNotLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := New(e.cfg, e.data, e.streams, firstJS, e.coll, e.set, e.log, nil)
+	first, err := New(firstJS, e.coll, e.set, e.cfg, WithData(e.data), WithStreams(e.streams), WithLogger(e.log))
 	if err != nil {
 		t.Fatal(err)
 	}

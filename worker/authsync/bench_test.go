@@ -11,7 +11,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/customdata-worker/customdata-worker/events"
-	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 	"github.com/customdata-worker/customdata-worker/triggers"
 	"github.com/customdata-worker/customdata-worker/worker/customdata"
@@ -59,7 +58,7 @@ func benchAuthThroughput(b *testing.B, users int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := New(Config{}, data, provision.Streams{}, js, coll, set, zerolog.Nop(), prometheus.NewRegistry())
+	c, err := New(js, coll, set, Config{}, WithData(data), WithRegisterer(prometheus.NewRegistry()))
 	if err != nil {
 		b.Fatal(err)
 	}

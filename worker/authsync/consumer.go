@@ -62,12 +62,52 @@ type Writes interface {
 	Apply(ctx context.Context, writes []triggers.Write) ([]customdata.Fault, []error)
 }
 
-// New validates the configuration and builds a consumer of auth events
-// that writes to coll, the collection data describes; streams are the
-// JetStream settings it shares with the notifier. It does no IO: call
-// Provision, then Run.
-func New(cfg Config, data customdata.Config, streams provision.Streams, js jetstream.JetStream, coll *mongo.Collection,
-	set *triggers.Set, log zerolog.Logger, reg prometheus.Registerer) (*Consumer, error) {
+// Option configures a Consumer beyond its Config (see New).
+type Option func(*consumerOptions) error
+
+type consumerOptions struct {
+	data    customdata.Config
+	streams provision.Streams
+	log     zerolog.Logger
+	reg     prometheus.Registerer
+}
+
+// WithData describes the collection the consumer writes to (default:
+// customdata.Config's defaults): its user-id field and write rules.
+func WithData(data customdata.Config) Option {
+	return func(o *consumerOptions) error { o.data = data; return nil }
+}
+
+// WithStreams sets the JetStream settings the consumer shares with the
+// notifier (provision mode, replicas, duplicate window).
+func WithStreams(streams provision.Streams) Option {
+	return func(o *consumerOptions) error { o.streams = streams; return nil }
+}
+
+// WithLogger logs to log (default: nothing).
+func WithLogger(log zerolog.Logger) Option {
+	return func(o *consumerOptions) error { o.log = log; return nil }
+}
+
+// WithRegisterer registers the consumer's metrics on reg (default: none).
+func WithRegisterer(reg prometheus.Registerer) Option {
+	return func(o *consumerOptions) error { o.reg = reg; return nil }
+}
+
+// New validates the configuration and builds a consumer of the auth
+// events on js that runs set and writes to coll (the collection WithData
+// describes). It does no IO: call Provision, then Run.
+func New(js jetstream.JetStream, coll *mongo.Collection, set *triggers.Set, cfg Config, opts ...Option) (*Consumer, error) {
+	o := consumerOptions{log: zerolog.Nop()}
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&o); err != nil {
+			return nil, fmt.Errorf("auth consumer: %w", err)
+		}
+	}
+	data, streams, log, reg := o.data, o.streams, o.log, o.reg
 	cfg.SetDefaults()
 	data.SetDefaults()
 	streams.SetDefaults()

@@ -516,7 +516,7 @@ func TestAuthGracefulShutdownLosesNothing(t *testing.T) {
 
 func TestAuthVerifyModeFailsClearlyWhenStreamIsMissing(t *testing.T) {
 	e := newAuthEnv(t, testsupport.MongoDB(t), func(e *authEnv) { e.streams.Mode = provision.Verify })
-	c, err := New(e.cfg, e.data, e.streams, e.js, e.coll, e.set, e.log, nil)
+	c, err := New(e.js, e.coll, e.set, e.cfg, WithData(e.data), WithStreams(e.streams), WithLogger(e.log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -545,7 +545,7 @@ func TestAuthVerifyModeAcceptsProvisionedAndRejectsIncompatible(t *testing.T) {
 	}
 	verify := e.streams
 	verify.Mode = provision.Verify
-	verifier, err := New(e.cfg, e.data, verify, e.js, e.coll, e.set, e.log, nil)
+	verifier, err := New(e.js, e.coll, e.set, e.cfg, WithData(e.data), WithStreams(verify), WithLogger(e.log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -566,7 +566,7 @@ func TestAuthVerifyModeAcceptsProvisionedAndRejectsIncompatible(t *testing.T) {
 	}
 	strictCfg := e.cfg
 	strictCfg.Consumer = "strict"
-	strict, err := New(strictCfg, e.data, verify, e.js, e.coll, e.set, e.log, nil)
+	strict, err := New(e.js, e.coll, e.set, strictCfg, WithData(e.data), WithStreams(verify), WithLogger(e.log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -581,7 +581,7 @@ func TestAuthHealthyReportsNATSDownWhenFetchesFail(t *testing.T) {
 	creator, _ := e.newConsumer() // provisions; never runs
 	verify := e.streams
 	verify.Mode = provision.Verify
-	c, err := New(e.cfg, e.data, verify, e.js, e.coll, e.set, e.log, nil)
+	c, err := New(e.js, e.coll, e.set, e.cfg, WithData(e.data), WithStreams(verify), WithLogger(e.log))
 	if err != nil {
 		t.Fatal(err)
 	}

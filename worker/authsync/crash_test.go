@@ -79,7 +79,7 @@ func TestAuthCrashedWorkersBatchIsRedeliveredWithinDefaultAckWait(t *testing.T) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	crashing, err := New(e.cfg, e.data, e.streams, crashJS, e.coll, e.set, e.log, nil)
+	crashing, err := New(crashJS, e.coll, e.set, e.cfg, WithData(e.data), WithStreams(e.streams), WithLogger(e.log))
 	if err != nil {
 		t.Fatal(err)
 	}

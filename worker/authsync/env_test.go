@@ -99,7 +99,7 @@ func authWithTriggers(cfg triggers.Config) func(*authEnv) {
 func (e *authEnv) newConsumer() (*Consumer, *prometheus.Registry) {
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
-	c, err := New(e.cfg, e.data, e.streams, e.js, e.coll, e.set, e.log, reg)
+	c, err := New(e.js, e.coll, e.set, e.cfg, WithData(e.data), WithStreams(e.streams), WithLogger(e.log), WithRegisterer(reg))
 	if err != nil {
 		e.t.Fatalf("New: %v", err)
 	}

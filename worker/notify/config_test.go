@@ -12,7 +12,6 @@ import (
 	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 	"github.com/customdata-worker/customdata-worker/worker/customdata"
-	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -107,7 +106,7 @@ func TestNewNamesTheInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	n, err := New(Config{}, customdata.Config{Collection: "c"}, provision.Streams{}, js, client.Database("d"), zerolog.Nop(), nil)
+	n, err := New(js, client.Database("d"), Config{}, WithData(customdata.Config{Collection: "c"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,17 +24,17 @@ func TestNotifierIsUnhealthyWhilePublishesKeepFailing(t *testing.T) {
 	ctx := testsupport.Context(t)
 	var failing atomic.Bool
 	var attempts atomic.Int64
-	e.tweak = func(n *Notifier) {
-		n.pubJS = asyncPublisherFunc(func(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	e.opts = []Option{withNoticePublisher(0, func(real asyncPublisher) asyncPublisher {
+		return asyncPublisherFunc(func(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
 			if !failing.Load() {
-				return n.noticeJS.PublishMsgAsync(m, opts...)
+				return real.PublishMsgAsync(m, opts...)
 			}
 			attempts.Add(1)
 			f := newHeldFuture(m, nil)
 			time.AfterFunc(300*time.Millisecond, func() { f.failWith(errors.New("injected: ack timeout")) })
 			return f, nil
 		})
-	}
+	})}
 	n := e.start(func(c *Config) {
 		c.UnhealthyAfter = time.Second
 		c.RetryMaxInterval = 200 * time.Millisecond

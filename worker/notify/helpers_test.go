@@ -54,8 +54,8 @@ type notifierEnv struct {
 	cfg     Config
 	data    customdata.Config
 	streams provision.Streams
-	// tweak, if set, adjusts each Notifier before it runs.
-	tweak func(*Notifier)
+	// opts are given to each Notifier's New.
+	opts []Option
 }
 
 func newNotifierEnv(t testing.TB) *notifierEnv {
@@ -136,12 +136,10 @@ func (e *notifierEnv) run(db *mongo.Database, feeds feedSource, provision bool, 
 	reg := prometheus.NewRegistry()
 	log := zerolog.New(zerolog.NewTestWriter(e.t)).Level(zerolog.InfoLevel)
 	nc, js := e.nats.Connect(e.t)
-	n, err := newNotifier(cfg, e.data, e.streams, js, db, log, reg, feeds)
+	opts := append([]Option{WithData(e.data), WithStreams(e.streams), WithLogger(log), WithRegisterer(reg), withFeeds(feeds)}, e.opts...)
+	n, err := New(js, db, cfg, opts...)
 	if err != nil {
 		e.t.Fatalf("New: %v", err)
-	}
-	if e.tweak != nil {
-		e.tweak(n)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	if provision {
@@ -282,7 +280,7 @@ func isUser(user, op string) func(receivedNotice) bool {
 // provision creates the stream and buckets without running a notifier.
 func (e *notifierEnv) provision() {
 	e.t.Helper()
-	n, err := New(e.cfg, e.data, e.streams, e.js, e.db, zerolog.Nop(), nil)
+	n, err := New(e.js, e.db, e.cfg, WithData(e.data), WithStreams(e.streams))
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -70,10 +70,10 @@ type Notifier struct {
 	localSizeWarned atomic.Bool
 
 	// onCollectionGone is called when the feed reports the collection
-	// dropped or renamed (see OnCollectionGone).
+	// dropped or renamed (see WithCollectionGone).
 	onCollectionGone func()
 	// uniqueIndex reports whether the unique user-id index is in place
-	// (see UniqueIndexHealth); nil: unknown. goneAt is when the feed last
+	// (see WithUniqueIndexHealth); nil: unknown. goneAt is when the feed last
 	// reported the collection gone (UnixNano, 0: never).
 	uniqueIndex func() error
 	goneAt      atomic.Int64
@@ -82,8 +82,9 @@ type Notifier struct {
 	// through asynchronously; acks counts them on acknowledgement.
 	noticeJS jetstream.JetStream
 	acks     *ackTracker
-	// Tests only: publish user notices through pubJS instead, with at most
-	// maxInFlight unacknowledged (0: maxNoticesInFlight).
+	// pubJS, when set (withNoticePublisher), publishes user notices
+	// instead of noticeJS, with at most maxInFlight unacknowledged
+	// (0: maxNoticesInFlight).
 	pubJS       asyncPublisher
 	maxInFlight int
 }
@@ -94,20 +95,96 @@ type Notifier struct {
 // collection back without its index.
 const duplicateCheckAfterGone = time.Minute
 
-// New checks cfg and returns a Notifier for the collection data names, in
-// db (data.Database must be db's name); streams are the JetStream settings
-// it shares with the auth consumer. Metrics are registered on reg (none if
-// reg is nil); each Notifier needs its own registry.
-func New(cfg Config, data customdata.Config, streams provision.Streams, js jetstream.JetStream, db *mongo.Database,
-	log zerolog.Logger, reg prometheus.Registerer) (*Notifier, error) {
-	return newNotifier(cfg, data, streams, js, db, log, reg, nil)
+// Option configures a Notifier beyond its Config (see New).
+type Option func(*notifierOptions) error
+
+type notifierOptions struct {
+	data             customdata.Config
+	streams          provision.Streams
+	log              zerolog.Logger
+	reg              prometheus.Registerer
+	onCollectionGone func()
+	uniqueIndex      func() error
+	// Test hooks: the change feed opened through feeds (a server's
+	// failures the stand-in cannot produce), user notices published
+	// through wrapPub(the real publisher) with at most maxInFlight
+	// unacknowledged.
+	feeds       feedSource
+	wrapPub     func(asyncPublisher) asyncPublisher
+	maxInFlight int
 }
 
-// newNotifier is New with the change feed opened by feeds (nil: the
-// collection's Watch), so tests can make it fail the way a real server
+// WithData names the watched collection and its user-id rules (default:
+// customdata.Config's defaults); its Database must be New's db (empty:
+// db's name).
+func WithData(data customdata.Config) Option {
+	return func(o *notifierOptions) error { o.data = data; return nil }
+}
+
+// WithStreams sets the JetStream settings the notifier shares with the
+// auth consumer (provision mode, replicas, duplicate window).
+func WithStreams(streams provision.Streams) Option {
+	return func(o *notifierOptions) error { o.streams = streams; return nil }
+}
+
+// WithLogger logs to log (default: nothing).
+func WithLogger(log zerolog.Logger) Option {
+	return func(o *notifierOptions) error { o.log = log; return nil }
+}
+
+// WithRegisterer registers the notifier's metrics on reg (default: none);
+// each Notifier needs its own registry.
+func WithRegisterer(reg prometheus.Registerer) Option {
+	return func(o *notifierOptions) error { o.reg = reg; return nil }
+}
+
+// WithCollectionGone calls f each time the change feed reports the
+// collection dropped or renamed (or its database dropped), so whoever
+// restores the collection's indexes can look at once. f runs on the
+// notifier's goroutine and must not block.
+func WithCollectionGone(f func()) Option {
+	return func(o *notifierOptions) error { o.onCollectionGone = f; return nil }
+}
+
+// WithUniqueIndexHealth tells the notifier how to learn whether the
+// unique index on the user-id field is in place: f returns nil while it
+// is (the collection guard's Healthy). The duplicate-user check
+// (duplicate_user_changes_total) then runs only while duplicates are
+// possible: with AllowDuplicates, while f reports a problem, and for
+// duplicateCheckAfterGone after the feed reported the collection dropped
+// or renamed. Without it every change is checked.
+func WithUniqueIndexHealth(f func() error) Option {
+	return func(o *notifierOptions) error { o.uniqueIndex = f; return nil }
+}
+
+// withFeeds opens the change feed through feeds instead of the
+// collection's Watch, so tests can make it fail the way a real server
 // does and the stand-in cannot.
-func newNotifier(cfg Config, data customdata.Config, streams provision.Streams, js jetstream.JetStream, db *mongo.Database,
-	log zerolog.Logger, reg prometheus.Registerer, feeds feedSource) (*Notifier, error) {
+func withFeeds(feeds feedSource) Option {
+	return func(o *notifierOptions) error { o.feeds = feeds; return nil }
+}
+
+// withNoticePublisher publishes user notices through wrap(the real
+// publisher), with at most maxInFlight unacknowledged (0:
+// maxNoticesInFlight).
+func withNoticePublisher(maxInFlight int, wrap func(real asyncPublisher) asyncPublisher) Option {
+	return func(o *notifierOptions) error { o.wrapPub, o.maxInFlight = wrap, maxInFlight; return nil }
+}
+
+// New checks cfg and returns a Notifier publishing on js the notices of
+// the collection WithData names, in db. It does no IO: call Provision,
+// then Run.
+func New(js jetstream.JetStream, db *mongo.Database, cfg Config, opts ...Option) (*Notifier, error) {
+	o := notifierOptions{log: zerolog.Nop()}
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&o); err != nil {
+			return nil, fmt.Errorf("notifier: %w", err)
+		}
+	}
+	data, streams, log, feeds := o.data, o.streams, o.log, o.feeds
 	if js == nil || db == nil {
 		return nil, errors.New("notifier: JetStream and database are required")
 	}
@@ -126,7 +203,7 @@ func newNotifier(cfg Config, data customdata.Config, streams provision.Streams, 
 	if data.Database != db.Name() {
 		return nil, fmt.Errorf("notifier: configured database %q but given database %q", data.Database, db.Name())
 	}
-	m, err := newNotifierMetrics(reg)
+	m, err := newNotifierMetrics(o.reg)
 	if err != nil {
 		return nil, err
 	}
@@ -141,11 +218,18 @@ func newNotifier(cfg Config, data customdata.Config, streams provision.Streams, 
 		limiter: newLogLimiter(time.Minute),
 		health:  &notifierHealth{},
 		feeds:   feeds,
+
+		onCollectionGone: o.onCollectionGone,
+		uniqueIndex:      o.uniqueIndex,
+		maxInFlight:      o.maxInFlight,
 	}
 	n.dupGuard = newDuplicateUserGuard(coll, data.UserIDField, m, log)
 	n.acks = newAckTracker(m)
 	if n.noticeJS, err = newNoticeJetStream(js.Conn(), n.acks); err != nil {
 		return nil, fmt.Errorf("notifier: %w", err)
+	}
+	if o.wrapPub != nil {
+		n.pubJS = o.wrapPub(n.noticeJS)
 	}
 	return n, nil
 }
@@ -233,12 +317,6 @@ func (n *Notifier) Run(ctx context.Context) error {
 	return nil
 }
 
-// OnCollectionGone registers f, called each time the change feed
-// reports the collection dropped or renamed (or its database dropped), so
-// whoever restores the collection's indexes can look at once. f runs on
-// the notifier's goroutine and must not block. Call it before Run.
-func (n *Notifier) OnCollectionGone(f func()) { n.onCollectionGone = f }
-
 func (n *Notifier) collectionGone() {
 	n.goneAt.Store(time.Now().UnixNano())
 	if n.onCollectionGone != nil {
@@ -271,17 +349,8 @@ func (n *Notifier) publishJS() asyncPublisher {
 	return n.noticeJS
 }
 
-// UniqueIndexHealth tells the notifier how to learn whether the unique
-// index on the user-id field is in place: f returns nil while it is (the
-// collection guard's Healthy). Call it before Run. The duplicate-user
-// check (duplicate_user_changes_total) then runs only while duplicates
-// are possible: with AllowDuplicates, while f reports a problem, and for
-// duplicateCheckAfterGone after the feed reported the collection dropped
-// or renamed. Without it every change is checked.
-func (n *Notifier) UniqueIndexHealth(f func() error) { n.uniqueIndex = f }
-
 // changedUser queues the duplicate-user check of user when duplicates are
-// possible (see UniqueIndexHealth): with the unique index in place a user
+// possible (see WithUniqueIndexHealth): with the unique index in place a user
 // cannot have two documents, so the per-change query is skipped.
 func (n *Notifier) changedUser(user string) {
 	if n.duplicatesPossible() {

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -410,7 +409,7 @@ func TestNotifierPreAndPostImages(t *testing.T) {
 
 func TestNotifierHealthAndConfig(t *testing.T) {
 	e := newNotifierEnv(t)
-	n, err := New(e.cfg, e.data, e.streams, e.js, e.db, zerolog.Nop(), nil)
+	n, err := New(e.js, e.db, e.cfg, WithData(e.data), WithStreams(e.streams))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +423,7 @@ func TestNotifierHealthAndConfig(t *testing.T) {
 	}
 	bad := e.data
 	bad.Database = "other"
-	if _, err := New(e.cfg, bad, e.streams, e.js, e.db, zerolog.Nop(), nil); err == nil {
+	if _, err := New(e.js, e.db, e.cfg, WithData(bad), WithStreams(e.streams)); err == nil {
 		t.Fatal("New accepted a database that is not the one given")
 	}
 }
@@ -434,7 +433,7 @@ func TestNotifierProvisionVerify(t *testing.T) {
 	ctx := testsupport.Context(t)
 	verify := e.streams
 	verify.Mode = provision.Verify
-	n, err := New(e.cfg, e.data, verify, e.js, e.db, zerolog.Nop(), nil)
+	n, err := New(e.js, e.db, e.cfg, WithData(e.data), WithStreams(verify))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +446,7 @@ func TestNotifierProvisionVerify(t *testing.T) {
 	}
 	other := e.cfg
 	other.LeaseTTL = 5 * time.Second
-	n2, err := New(other, e.data, verify, e.js, e.db, zerolog.Nop(), nil)
+	n2, err := New(e.js, e.db, other, WithData(e.data), WithStreams(verify))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,10 +71,10 @@ func TestNotifierCheckpointNeverPassesAnUnacknowledgedNotice(t *testing.T) {
 		attempts  int // publishes of u10's notice
 		u10Failed bool
 	)
-	e.tweak = func(n *Notifier) {
-		n.pubJS = asyncPublisherFunc(func(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	e.opts = []Option{withNoticePublisher(0, func(real asyncPublisher) asyncPublisher {
+		return asyncPublisherFunc(func(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
 			if noticeUser(t, m) != failing {
-				return n.noticeJS.PublishMsgAsync(m, opts...)
+				return real.PublishMsgAsync(m, opts...)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -87,7 +87,7 @@ func TestNotifierCheckpointNeverPassesAnUnacknowledgedNotice(t *testing.T) {
 			}
 			return f, nil
 		})
-	}
+	})}
 	n1 := e.start(func(c *Config) { c.CheckpointInterval = 10 * time.Millisecond })
 	// If the test ends early, let n1's stop (which waits for what is in
 	// flight) end too; cleanups run last-in first-out.
@@ -135,7 +135,7 @@ func TestNotifierCheckpointNeverPassesAnUnacknowledgedNotice(t *testing.T) {
 	}
 
 	// A restart publishes everything after the checkpoint: u10 included.
-	e.tweak = nil
+	e.opts = nil
 	e.start()
 	got = append(got, r.until(failing, isUser(failing, "insert"))...)
 	assertNoFlush(t, got[1:])
@@ -160,10 +160,9 @@ func TestNotifierBoundsNoticesInFlight(t *testing.T) {
 		issued, top int
 		draining    bool // the test is over: hold nothing back
 	)
-	e.tweak = func(n *Notifier) {
-		n.maxInFlight = bound
-		n.pubJS = asyncPublisherFunc(func(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
-			real, err := n.noticeJS.PublishMsgAsync(m, opts...)
+	e.opts = []Option{withNoticePublisher(bound, func(real asyncPublisher) asyncPublisher {
+		return asyncPublisherFunc(func(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+			real, err := real.PublishMsgAsync(m, opts...)
 			if err != nil {
 				return nil, err
 			}
@@ -178,7 +177,7 @@ func TestNotifierBoundsNoticesInFlight(t *testing.T) {
 			top = max(top, len(held))
 			return f, nil
 		})
-	}
+	})}
 	e.start()
 	// Runs before the notifier's stop (cleanups run last-in first-out),
 	// which waits for what is in flight.

@@ -24,7 +24,7 @@ import (
 func TestTermReopensFromTheNewerPosition(t *testing.T) {
 	e := newNotifierEnv(t)
 	ctx := testsupport.Context(t)
-	n, err := New(e.cfg, e.data, e.streams, e.js, e.db, zerolog.Nop(), nil)
+	n, err := New(e.js, e.db, e.cfg, WithData(e.data), WithStreams(e.streams))
 	if err != nil {
 		t.Fatal(err)
 	}
