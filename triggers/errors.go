@@ -8,3 +8,6 @@ var ErrInvalidConfig = errors.New("invalid trigger config")
 
 // ErrPermanent marks a handler error that retrying cannot fix.
 var ErrPermanent = errors.New("permanent trigger error")
+
+// ErrPanicked reports a handler that panicked (see Recover).
+var ErrPanicked = errors.New("trigger panicked")

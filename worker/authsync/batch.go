@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -156,68 +155,57 @@ func (a *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 // their user are settled. The writes of the others are returned in stream
 // order, each with its message.
 func (a *Consumer) decide(ctx context.Context, items []*authItem, stats *batchStats) (planned plannedWrites) {
-	// A user whose event is sent back for redelivery keeps the rest of
-	// its events in this batch from overtaking it.
-	retrying := map[string]bool{}
-	seqs := make(map[uint64]bool, len(items))
+	// Policies for every event are middleware around the trigger set;
+	// the writer is looked up per batch (tests replace it).
+	handler := triggers.Chain(triggers.HandlerFunc(a.set.Decide), triggers.Recover(), triggers.CheckWrites(a.writer.Check))
+	order := newBatchOrder(items, a.holds)
 	for _, it := range items {
-		seqs[it.streamSeq()] = true
-	}
-	inBatch := func(seq uint64) bool { return seqs[seq] }
-	for _, it := range items {
-		if a.verifier != nil {
-			// Before decoding: nothing of an unverified body is acted on.
-			if err := a.verifier.Verify(a.cfg.SubjectPrefix, it.msg.Subject(), it.msg.Headers(), it.msg.Data()); err != nil {
-				a.deadLetter(ctx, it, deadLetterReason(err), err, stats)
-				continue
-			}
-		}
-		ev, err := a.decoder.DecodeWithFallbackID(it.msg.Data(), fallbackEventID(it.msg, it.meta))
+		ev, reason, err := a.admit(it)
 		if err != nil {
-			a.deadLetter(ctx, it, deadLetterReason(err), err, stats)
+			a.deadLetter(ctx, it, reason, err, stats)
 			continue
 		}
-		it.op, it.eventID, it.userID = string(ev.OperationType), ev.ID, ev.User.ID
-		if op, ok := events.OperationForSubject(a.cfg.SubjectPrefix, it.msg.Subject()); !ok || op != ev.OperationType {
-			a.deadLetter(ctx, it, string(events.ReasonSubjectMismatch),
-				fmt.Errorf("subject %s does not carry operation %s", it.msg.Subject(), ev.OperationType), stats)
+		if order.holdBack(it, ev.User.ID) {
 			continue
 		}
-		if retrying[ev.User.ID] {
-			// Settled with the others after the writes, in stream order
-			// (see retryOrDeadLetter).
-			it.fail(customdata.Retry, errBlockedByEarlierWrite)
-			continue
-		}
-		if wait, held := a.holds.blocker(ev.User.ID, it.streamSeq(), inBatch, time.Now()); held {
-			it.fail(customdata.Retry, errBlockedByEarlierWrite)
-			it.holdFor, it.heldOutside = wait, true
-			retrying[ev.User.ID] = true
-			continue
-		}
-		ws, err := a.decideSafely(ev)
-		if err == nil {
-			for _, w := range ws {
-				if err = a.writer.Check(w); err != nil {
-					break
-				}
-			}
-		}
-		if errors.Is(err, triggers.ErrPermanent) {
+		ws, err := handler.Handle(ev)
+		switch {
+		case errors.Is(err, triggers.ErrPermanent):
 			a.deadLetter(ctx, it, events.DeadLetterTriggerError, err, stats)
-			continue
-		}
-		if err != nil {
+		case err != nil:
 			it.fail(customdata.Retry, err)
-			retrying[ev.User.ID] = true
-			continue
-		}
-		it.writes, it.remaining = len(ws), len(ws)
-		for _, w := range ws {
-			planned.add(w, it)
+			order.sentBack(ev.User.ID)
+		default:
+			it.writes, it.remaining = len(ws), len(ws)
+			for _, w := range ws {
+				planned.add(w, it)
+			}
 		}
 	}
 	return planned
+}
+
+// admit reads the event a message carries, or says why it must be
+// dead-lettered (with its Dlq-Reason): a signature that does not verify
+// (when signers are trusted), a body the decoder rejects, a subject that
+// does not carry the event's operation. Nothing of an unverified body is
+// decoded.
+func (a *Consumer) admit(it *authItem) (events.AuthEvent, string, error) {
+	if a.verifier != nil {
+		if err := a.verifier.Verify(a.cfg.SubjectPrefix, it.msg.Subject(), it.msg.Headers(), it.msg.Data()); err != nil {
+			return events.AuthEvent{}, deadLetterReason(err), err
+		}
+	}
+	ev, err := a.decoder.DecodeWithFallbackID(it.msg.Data(), fallbackEventID(it.msg, it.meta))
+	if err != nil {
+		return events.AuthEvent{}, deadLetterReason(err), err
+	}
+	it.op, it.eventID, it.userID = string(ev.OperationType), ev.ID, ev.User.ID
+	if op, ok := events.OperationForSubject(a.cfg.SubjectPrefix, it.msg.Subject()); !ok || op != ev.OperationType {
+		return events.AuthEvent{}, string(events.ReasonSubjectMismatch),
+			fmt.Errorf("subject %s does not carry operation %s", it.msg.Subject(), ev.OperationType)
+	}
+	return ev, "", nil
 }
 
 // plannedWrites are the writes of one pass in stream order and the message
@@ -248,15 +236,6 @@ func (p plannedWrites) fail(m triggers.Merged, f customdata.Fault, err error) {
 	for _, w := range m.From {
 		p.owner[w].fail(f, err)
 	}
-}
-
-func (a *Consumer) decideSafely(ev events.AuthEvent) (ws []triggers.Write, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			ws, err = nil, fmt.Errorf("%w: %v: %w", errTriggerPanic, r, triggers.ErrPermanent)
-		}
-	}()
-	return a.set.Decide(ev)
 }
 
 // applyWrites coalesces the batch's writes and executes the rounds in
@@ -424,52 +403,4 @@ func (a *Consumer) writeRound(ctx, work context.Context, writes []triggers.Write
 		failures[i], errs[i] = customdata.Outage, infraErr
 	}
 	return failures, errs, true
-}
-
-// progressInterval is how often a batch's messages get in-progress acks:
-// a quarter of what is left of AckWait once the fetch has waited BatchWait
-// (the first message was delivered up to BatchWait before the batch
-// starts), so three extensions in a row may be lost or late before a
-// healthy batch expires. With the defaults (10s, 200ms) it is 2.45s.
-func progressInterval(ackWait, batchWait time.Duration) time.Duration {
-	return max((ackWait-batchWait)/4, 10*time.Millisecond)
-}
-
-func (a *Consumer) progressInterval() time.Duration {
-	return progressInterval(a.currentAckWait(), a.cfg.BatchWait)
-}
-
-// startHeartbeat extends AckWait of the batch's unresolved messages with
-// in-progress acks, so a slow batch (MongoDB down, a slow write concern, a
-// write that takes longer than AckWait) is not redelivered behind the
-// worker's back. It runs on its own goroutine, independent of the writes.
-// The returned stop waits for the goroutine to end.
-func (a *Consumer) startHeartbeat(items []*authItem) (stop func()) {
-	interval := a.progressInterval()
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				for _, it := range items {
-					if !it.resolved.Load() {
-						// Best effort: if NATS is down the message is
-						// redelivered later and re-applied idempotently.
-						_ = it.msg.InProgress()
-					}
-				}
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		wg.Wait()
-	}
 }

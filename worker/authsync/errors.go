@@ -7,10 +7,6 @@ import "errors"
 // out of order could be wrong (a CREATE after a failed DELETE).
 var errBlockedByEarlierWrite = errors.New("an earlier write for the same user in this batch failed")
 
-// errTriggerPanic reports a handler that panicked: the same event would
-// panic again, so it is a permanent trigger error, not a crash loop.
-var errTriggerPanic = errors.New("trigger panicked")
-
 // errNATSDisconnected stands for a fetch that could not be sent.
 var errNATSDisconnected = errors.New("NATS connection is not connected")
 
