@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,12 +32,8 @@ type CacheConfig struct {
 }
 
 func (c *CacheConfig) setDefaults() {
-	if c.MaxEntries == 0 {
-		c.MaxEntries = 10000
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = 10 * time.Second
-	}
+	c.MaxEntries = cmp.Or(c.MaxEntries, 10000)
+	c.ReadTimeout = cmp.Or(c.ReadTimeout, 10*time.Second)
 }
 
 // CacheOption adds optional behaviour to a Cache.

@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,18 +40,10 @@ type NoticeConfig struct {
 }
 
 func (c *NoticeConfig) setDefaults() {
-	if c.SubjectPrefix == "" {
-		c.SubjectPrefix = events.DefaultNoticePrefix
-	}
-	if c.Stream == "" {
-		c.Stream = DefaultNoticeStream
-	}
-	if c.RetryWait == 0 {
-		c.RetryWait = 5 * time.Second
-	}
-	if c.LeaderTimeout == 0 {
-		c.LeaderTimeout = DefaultLeaderTimeout
-	}
+	c.SubjectPrefix = cmp.Or(c.SubjectPrefix, events.DefaultNoticePrefix)
+	c.Stream = cmp.Or(c.Stream, DefaultNoticeStream)
+	c.RetryWait = cmp.Or(c.RetryWait, 5*time.Second)
+	c.LeaderTimeout = cmp.Or(c.LeaderTimeout, DefaultLeaderTimeout)
 }
 
 // DefaultLeaderTimeout is NoticeConfig.LeaderTimeout's default: six of

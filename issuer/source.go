@@ -2,6 +2,7 @@ package issuer
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,18 +61,10 @@ type SourceConfig struct {
 }
 
 func (c *SourceConfig) setDefaults() {
-	if c.Database == "" {
-		c.Database = DefaultDatabase
-	}
-	if c.Collection == "" {
-		c.Collection = DefaultCollection
-	}
-	if c.UserIDField == "" {
-		c.UserIDField = DefaultUserIDField
-	}
-	if c.OversizeBytes == 0 {
-		c.OversizeBytes = DefaultOversizeBytes
-	}
+	c.Database = cmp.Or(c.Database, DefaultDatabase)
+	c.Collection = cmp.Or(c.Collection, DefaultCollection)
+	c.UserIDField = cmp.Or(c.UserIDField, DefaultUserIDField)
+	c.OversizeBytes = cmp.Or(c.OversizeBytes, DefaultOversizeBytes)
 }
 
 // Validate checks the configuration (after defaults).

@@ -4,6 +4,7 @@
 package provision
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -54,15 +55,9 @@ type Streams struct {
 
 // SetDefaults replaces zero values by the defaults.
 func (s *Streams) SetDefaults() {
-	if s.Mode == "" {
-		s.Mode = Create
-	}
-	if s.Replicas == 0 {
-		s.Replicas = DefaultReplicas
-	}
-	if s.DuplicateWindow == 0 {
-		s.DuplicateWindow = DefaultDuplicateWindow
-	}
+	s.Mode = cmp.Or(s.Mode, Create)
+	s.Replicas = cmp.Or(s.Replicas, DefaultReplicas)
+	s.DuplicateWindow = cmp.Or(s.DuplicateWindow, DefaultDuplicateWindow)
 }
 
 // Validate checks the settings after defaults are applied.

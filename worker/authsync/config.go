@@ -1,6 +1,7 @@
 package authsync
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -131,54 +132,24 @@ type Config struct {
 
 // SetDefaults replaces zero values by the defaults.
 func (c *Config) SetDefaults() {
-	if c.Stream == "" {
-		c.Stream = DefaultAuthStream
-	}
-	if c.SubjectPrefix == "" {
-		c.SubjectPrefix = events.DefaultAuthPrefix
-	}
-	if c.MaxAge == 0 {
-		c.MaxAge = DefaultAuthStreamMaxAge
-	}
-	if c.Consumer == "" {
-		c.Consumer = DefaultAuthConsumer
-	}
-	if c.AckWait == 0 {
-		c.AckWait = DefaultAuthAckWait
-	}
-	if c.MaxAckPending == 0 {
-		c.MaxAckPending = DefaultAuthMaxAckPending
-	}
-	if c.MaxDeliver == 0 {
-		c.MaxDeliver = DefaultAuthMaxDeliver
-	}
+	c.Stream = cmp.Or(c.Stream, DefaultAuthStream)
+	c.SubjectPrefix = cmp.Or(c.SubjectPrefix, events.DefaultAuthPrefix)
+	c.MaxAge = cmp.Or(c.MaxAge, DefaultAuthStreamMaxAge)
+	c.Consumer = cmp.Or(c.Consumer, DefaultAuthConsumer)
+	c.AckWait = cmp.Or(c.AckWait, DefaultAuthAckWait)
+	c.MaxAckPending = cmp.Or(c.MaxAckPending, DefaultAuthMaxAckPending)
+	c.MaxDeliver = cmp.Or(c.MaxDeliver, DefaultAuthMaxDeliver)
 	if c.BackOff == nil {
 		c.BackOff = DefaultAuthBackOff()
 	}
-	if c.BatchSize == 0 {
-		c.BatchSize = DefaultAuthBatchSize
-	}
-	if c.BatchWait == 0 {
-		c.BatchWait = DefaultAuthBatchWait
-	}
-	if c.CoalesceWindow == 0 {
-		c.CoalesceWindow = max(c.BatchSize, min(DefaultAuthCoalesceWindow, c.MaxAckPending))
-	}
-	if c.DeadLetterStream == "" {
-		c.DeadLetterStream = DefaultDeadLetterStream
-	}
-	if c.DeadLetterPrefix == "" {
-		c.DeadLetterPrefix = DefaultDeadLetterPrefix
-	}
-	if c.DeadLetterMaxAge == 0 {
-		c.DeadLetterMaxAge = DefaultDeadLetterMaxAge
-	}
-	if c.RetryMaxInterval == 0 {
-		c.RetryMaxInterval = DefaultAuthRetryMax
-	}
-	if c.UnhealthyAfter == 0 {
-		c.UnhealthyAfter = DefaultAuthUnhealthyAfter
-	}
+	c.BatchSize = cmp.Or(c.BatchSize, DefaultAuthBatchSize)
+	c.BatchWait = cmp.Or(c.BatchWait, DefaultAuthBatchWait)
+	c.CoalesceWindow = cmp.Or(c.CoalesceWindow, max(c.BatchSize, min(DefaultAuthCoalesceWindow, c.MaxAckPending)))
+	c.DeadLetterStream = cmp.Or(c.DeadLetterStream, DefaultDeadLetterStream)
+	c.DeadLetterPrefix = cmp.Or(c.DeadLetterPrefix, DefaultDeadLetterPrefix)
+	c.DeadLetterMaxAge = cmp.Or(c.DeadLetterMaxAge, DefaultDeadLetterMaxAge)
+	c.RetryMaxInterval = cmp.Or(c.RetryMaxInterval, DefaultAuthRetryMax)
+	c.UnhealthyAfter = cmp.Or(c.UnhealthyAfter, DefaultAuthUnhealthyAfter)
 }
 
 // Validate checks the configuration after defaults are applied.

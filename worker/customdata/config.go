@@ -1,6 +1,7 @@
 package customdata
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strconv"
@@ -62,24 +63,12 @@ type Config struct {
 
 // SetDefaults replaces zero values by the defaults.
 func (c *Config) SetDefaults() {
-	if c.Database == "" {
-		c.Database = DefaultDatabase
-	}
-	if c.Collection == "" {
-		c.Collection = DefaultCollection
-	}
-	if c.UserIDField == "" {
-		c.UserIDField = DefaultUserIDField
-	}
-	if c.WriteConcern == "" {
-		c.WriteConcern = DefaultWriteConcern
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.IndexTimeout == 0 {
-		c.IndexTimeout = DefaultIndexTimeout
-	}
+	c.Database = cmp.Or(c.Database, DefaultDatabase)
+	c.Collection = cmp.Or(c.Collection, DefaultCollection)
+	c.UserIDField = cmp.Or(c.UserIDField, DefaultUserIDField)
+	c.WriteConcern = cmp.Or(c.WriteConcern, DefaultWriteConcern)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
+	c.IndexTimeout = cmp.Or(c.IndexTimeout, DefaultIndexTimeout)
 }
 
 // Validate checks the configuration after defaults are applied.

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -142,48 +143,20 @@ type Config struct {
 
 // SetDefaults replaces zero values by the defaults.
 func (c *Config) SetDefaults() {
-	if c.SubjectPrefix == "" {
-		c.SubjectPrefix = events.DefaultNoticePrefix
-	}
-	if c.Stream == "" {
-		c.Stream = DefaultNoticeStream
-	}
-	if c.MaxAge == 0 {
-		c.MaxAge = DefaultNoticeMaxAge
-	}
-	if c.CheckpointBucket == "" {
-		c.CheckpointBucket = DefaultNotifierCheckpointKV
-	}
-	if c.LeaseBucket == "" {
-		c.LeaseBucket = DefaultNotifierLeaseKV
-	}
-	if c.LeaseTTL == 0 {
-		c.LeaseTTL = DefaultNotifierLeaseTTL
-	}
-	if c.OversizeBytes == 0 {
-		c.OversizeBytes = DefaultNoticeOversizeBytes
-	}
-	if c.RetryMaxInterval == 0 {
-		c.RetryMaxInterval = DefaultNotifierRetryMax
-	}
-	if c.UnhealthyAfter == 0 {
-		c.UnhealthyAfter = DefaultNotifierUnhealthyAfter
-	}
-	if c.MaxAwaitTime == 0 {
-		c.MaxAwaitTime = DefaultNotifierMaxAwait
-	}
-	if c.IdlePollInterval == 0 {
-		c.IdlePollInterval = DefaultNotifierIdlePoll
-	}
-	if c.CheckpointInterval == 0 {
-		c.CheckpointInterval = DefaultNotifierCheckpointLag
-	}
-	if c.StallAfter == 0 {
-		c.StallAfter = max(DefaultNotifierStallAfter, 2*c.LeaseTTL)
-	}
-	if c.HeartbeatInterval == 0 {
-		c.HeartbeatInterval = DefaultNotifierHeartbeat
-	}
+	c.SubjectPrefix = cmp.Or(c.SubjectPrefix, events.DefaultNoticePrefix)
+	c.Stream = cmp.Or(c.Stream, DefaultNoticeStream)
+	c.MaxAge = cmp.Or(c.MaxAge, DefaultNoticeMaxAge)
+	c.CheckpointBucket = cmp.Or(c.CheckpointBucket, DefaultNotifierCheckpointKV)
+	c.LeaseBucket = cmp.Or(c.LeaseBucket, DefaultNotifierLeaseKV)
+	c.LeaseTTL = cmp.Or(c.LeaseTTL, DefaultNotifierLeaseTTL)
+	c.OversizeBytes = cmp.Or(c.OversizeBytes, DefaultNoticeOversizeBytes)
+	c.RetryMaxInterval = cmp.Or(c.RetryMaxInterval, DefaultNotifierRetryMax)
+	c.UnhealthyAfter = cmp.Or(c.UnhealthyAfter, DefaultNotifierUnhealthyAfter)
+	c.MaxAwaitTime = cmp.Or(c.MaxAwaitTime, DefaultNotifierMaxAwait)
+	c.IdlePollInterval = cmp.Or(c.IdlePollInterval, DefaultNotifierIdlePoll)
+	c.CheckpointInterval = cmp.Or(c.CheckpointInterval, DefaultNotifierCheckpointLag)
+	c.StallAfter = cmp.Or(c.StallAfter, max(DefaultNotifierStallAfter, 2*c.LeaseTTL))
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultNotifierHeartbeat)
 }
 
 // feedOpTimeout bounds one open or poll of the change feed: the server
