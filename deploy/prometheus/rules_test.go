@@ -139,11 +139,11 @@ func TestAlertsFireOnTheirSeries(t *testing.T) {
 			`up{job="customdata-worker", instance="w1"} 0x20`,
 			`up{job="customdata-worker", instance="w1"} 1x20`},
 		"CustomdataMongoDBDown": {
-			`customdata_worker_auth_mongo_up{instance="w1"} 0x20`,
-			`customdata_worker_auth_mongo_up{instance="w1"} 1x20`},
+			`customdata_worker_mongo_up{instance="w1"} 0x20`,
+			`customdata_worker_mongo_up{instance="w1"} 1x20`},
 		"CustomdataNATSDown": {
-			`customdata_worker_auth_nats_up{instance="w1"} 0x20`,
-			`customdata_worker_auth_nats_up{instance="w1"} 1x20`},
+			`customdata_worker_nats_up{instance="w1"} 0x20`,
+			`customdata_worker_nats_up{instance="w1"} 1x20`},
 		"CustomdataDeadLettersGrowing": {
 			`customdata_worker_auth_dead_letters_total{reason="invalid"} 0+1x20`,
 			`customdata_worker_auth_dead_letters_total{reason="invalid"} 3x20`},
@@ -151,8 +151,11 @@ func TestAlertsFireOnTheirSeries(t *testing.T) {
 			"customdata_worker_notifier_leader{instance=\"w1\"} 0x20\ncustomdata_worker_notifier_leader{instance=\"w2\"} 0x20",
 			"customdata_worker_notifier_leader{instance=\"w1\"} 0x20\ncustomdata_worker_notifier_leader{instance=\"w2\"} 1x20"},
 		"CustomdataCheckpointStale": {
-			`customdata_worker_notifier_checkpoint_age_seconds{instance="w1"} 0+60x20`,
-			`customdata_worker_notifier_checkpoint_age_seconds{instance="w1"} 1x20`},
+			// Written once at t=60s, then never again (the leader on w1 is
+			// stuck); healthy: written every minute (the value follows the
+			// clock); w2 is a standby (0) in both.
+			"customdata_worker_notifier_checkpoint_timestamp_seconds{instance=\"w1\"} 60x20\ncustomdata_worker_notifier_checkpoint_timestamp_seconds{instance=\"w2\"} 0x20",
+			"customdata_worker_notifier_checkpoint_timestamp_seconds{instance=\"w1\"} 0+60x20\ncustomdata_worker_notifier_checkpoint_timestamp_seconds{instance=\"w2\"} 0x20"},
 		"CustomdataFlushAll": {
 			`customdata_worker_notifier_flush_all_total{reason="history_lost"} 0x10 1x10`,
 			`customdata_worker_notifier_flush_all_total{reason="no_checkpoint"} 1x20`},

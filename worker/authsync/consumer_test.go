@@ -440,7 +440,7 @@ func TestAuthMongoOutageHoldsBatchThenApplies(t *testing.T) {
 		t.Fatalf("during the outage: pending %d, ack pending %d, redelivered %d; want all %d unacked, none redelivered",
 			info.NumPending, info.NumAckPending, info.NumRedelivered, n)
 	}
-	if got := testsupport.Metric(t, reg, "customdata_worker_auth_mongo_up", nil); got != 0 {
+	if got := testsupport.Metric(t, reg, "customdata_worker_mongo_up", nil); got != 0 {
 		t.Fatalf("mongo_up = %v during the outage", got)
 	}
 
@@ -461,7 +461,7 @@ func TestAuthMongoOutageHoldsBatchThenApplies(t *testing.T) {
 	if got := testsupport.Metric(t, reg, "customdata_worker_auth_events_total", map[string]string{"outcome": "retried"}); got != 0 {
 		t.Fatalf("%v events Nak'd because of an outage, want 0", got)
 	}
-	if got := testsupport.Metric(t, reg, "customdata_worker_auth_mongo_up", nil); got != 1 {
+	if got := testsupport.Metric(t, reg, "customdata_worker_mongo_up", nil); got != 1 {
 		t.Fatalf("mongo_up = %v after the outage", got)
 	}
 	e.waitFor("Healthy after recovery", func() bool { return c.Healthy() == nil })

@@ -51,12 +51,12 @@ func newAuthMetrics(reg prometheus.Registerer) (*authMetrics, error) {
 			Help: "Auth events dead-lettered, by reason.",
 		}, []string{"reason"}),
 		mongoUp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "customdata_worker", Subsystem: "auth", Name: "mongo_up",
-			Help: "1 while the last MongoDB write of the auth consumer succeeded, 0 while writes fail for infrastructure reasons.",
+			Namespace: "customdata_worker", Name: "mongo_up",
+			Help: "1 while the worker's last MongoDB write (auth events) succeeded, 0 while writes fail for infrastructure reasons.",
 		}),
 		natsUp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "customdata_worker", Subsystem: "auth", Name: "nats_up",
-			Help: "1 while the last fetch of the auth consumer succeeded, 0 while fetches fail.",
+			Namespace: "customdata_worker", Name: "nats_up",
+			Help: "1 while the worker's last fetch of auth events from NATS succeeded, 0 while fetches fail.",
 		}),
 	}
 	if reg == nil {

@@ -82,7 +82,7 @@ func TestAuthNATSOutageIsWaitedOut(t *testing.T) {
 		err := c.Healthy()
 		return err != nil && strings.Contains(err.Error(), "NATS")
 	})
-	if got := testsupport.Metric(t, reg, "customdata_worker_auth_nats_up", nil); got != 0 {
+	if got := testsupport.Metric(t, reg, "customdata_worker_nats_up", nil); got != 0 {
 		t.Fatalf("nats_up = %v during the outage", got)
 	}
 	time.Sleep(time.Second) // several failed fetches: still one log line

@@ -2,7 +2,6 @@ package notify
 
 import (
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,9 +19,7 @@ type notifierMetrics struct {
 	leader        prometheus.Gauge
 	stepdowns     *prometheus.CounterVec // reason
 	latency       prometheus.Histogram
-
-	mu             sync.Mutex
-	lastCheckpoint time.Time // zero while not leading
+	checkpointAt  prometheus.Gauge // unix seconds; 0 while not leading
 }
 
 func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
@@ -66,14 +63,14 @@ func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300},
 		}),
 	}
-	checkpointAge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: ns, Subsystem: sub, Name: "checkpoint_age_seconds",
-		Help: "Seconds since the leader last wrote its checkpoint (0 on standbys). On an idle collection it grows unless the server reports post-batch resume tokens.",
-	}, m.checkpointAge)
+	m.checkpointAt = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: ns, Subsystem: sub, Name: "checkpoint_timestamp_seconds",
+		Help: "Unix time the leader last wrote its checkpoint (0 on standbys); time() minus it is the checkpoint's age. On an idle collection it stops moving unless the server reports post-batch resume tokens.",
+	})
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.published, m.flushes, m.oversize, m.ignored, m.duplicateUser, m.feedErrors, m.stepdowns, m.leader, m.latency, checkpointAge} {
+	for _, c := range []prometheus.Collector{m.published, m.flushes, m.oversize, m.ignored, m.duplicateUser, m.feedErrors, m.stepdowns, m.leader, m.latency, m.checkpointAt} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register notifier metrics: %w", err)
 		}
@@ -81,17 +78,12 @@ func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
 	return m, nil
 }
 
+// checkpointWritten records a checkpoint write at at; the zero time
+// (a term's end) sets 0.
 func (m *notifierMetrics) checkpointWritten(at time.Time) {
-	m.mu.Lock()
-	m.lastCheckpoint = at
-	m.mu.Unlock()
-}
-
-func (m *notifierMetrics) checkpointAge() float64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.lastCheckpoint.IsZero() {
-		return 0
+	if at.IsZero() {
+		m.checkpointAt.Set(0)
+		return
 	}
-	return time.Since(m.lastCheckpoint).Seconds()
+	m.checkpointAt.Set(float64(at.UnixNano()) / 1e9)
 }
