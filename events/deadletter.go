@@ -1,5 +1,10 @@
 package events
 
+import (
+	"hash/fnv"
+	"strconv"
+)
+
 // Dead-letter reasons beyond the decoder's Reason values. They
 // travel in the Dlq-Reason header and the last subject token.
 const (
@@ -36,3 +41,15 @@ const (
 	// letter keeps both, so the next redrive counts on.
 	HeaderDLQRedriveCount = "Dlq-Redrive-Count"
 )
+
+// DeadLetterMsgID is the Nats-Msg-Id of the dead letter of the message at
+// seq in stream with body: a repeat of the same dead letter (after a lost
+// Term) is de-duplicated by the dead-letter stream. The digest of the
+// body keeps it unique when a stream is deleted or lost and recreated
+// within the duplicate window: its sequences start again at 1, and
+// another event at a reused sequence must not be swallowed as a repeat.
+func DeadLetterMsgID(stream string, seq uint64, body []byte) string {
+	h := fnv.New64a()
+	_, _ = h.Write(body)
+	return "dlq-" + stream + "-" + strconv.FormatUint(seq, 10) + "-" + strconv.FormatUint(h.Sum64(), 16)
+}

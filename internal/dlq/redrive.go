@@ -82,7 +82,7 @@ func redriveMsg(dlqStream string, e Entry) *nats.Msg {
 	n := e.RedriveCount + 1
 	root := e.OriginalMsgID
 	if root == "" {
-		root = "dlq-" + dlqStream + "-" + strconv.FormatUint(e.Sequence, 10)
+		root = events.DeadLetterMsgID(dlqStream, e.Sequence, e.Data)
 	}
 	h := nats.Header{}
 	h.Set(jetstream.MsgIDHeader, root+".redrive-"+strconv.Itoa(n))

@@ -318,7 +318,7 @@ func TestDeadLetterInvalidEvents(t *testing.T) {
 			if got := h.Get(events.HeaderDLQOriginalSubject); got != tc.subject {
 				t.Errorf("Dlq-Original-Subject = %q, want %q", got, tc.subject)
 			}
-			if got := h.Get(jetstream.MsgIDHeader); got != fmt.Sprintf("dlq-%s-%d", DefaultAuthStream, i+1) {
+			if got := h.Get(jetstream.MsgIDHeader); got != events.DeadLetterMsgID(DefaultAuthStream, uint64(i+1), tc.data) {
 				t.Errorf("Nats-Msg-Id = %q", got)
 			}
 			if h.Get(events.HeaderDLQError) == "" || h.Get(events.HeaderDLQDeliveryCount) == "" {

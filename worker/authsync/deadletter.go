@@ -43,12 +43,6 @@ func (d *deadLetterer) payloadLimit() int64 {
 	return d.maxPayload()
 }
 
-// deadLetterMsgID is the Nats-Msg-Id of a dead letter: a repeat (after a
-// lost Term) is de-duplicated by the dead-letter stream.
-func deadLetterMsgID(stream string, seq uint64) string {
-	return "dlq-" + stream + "-" + strconv.FormatUint(seq, 10)
-}
-
 // deadLetterMsg builds the dead letter for msg. cause must not carry
 // document content: callers pass decoder rejections (names and limits
 // only), trigger errors, or write errors reduced to their codes.
@@ -83,7 +77,7 @@ func (d *deadLetterer) deadLetterMsg(msg jetstream.Msg, meta *jetstream.MsgMetad
 		h.Set(events.HeaderDLQOriginalStream, meta.Stream)
 		h.Set(events.HeaderDLQDeliveryCount, strconv.FormatUint(meta.NumDelivered, 10))
 		h.Set(events.HeaderDLQStreamSequence, strconv.FormatUint(meta.Sequence.Stream, 10))
-		h.Set(jetstream.MsgIDHeader, deadLetterMsgID(meta.Stream, meta.Sequence.Stream))
+		h.Set(jetstream.MsgIDHeader, events.DeadLetterMsgID(meta.Stream, meta.Sequence.Stream, msg.Data()))
 	}
 	return &nats.Msg{Subject: d.prefix + "." + reason, Header: h, Data: d.fit(h, msg.Data())}
 }

@@ -53,7 +53,7 @@ func TestDeadLetterMessageHeaders(t *testing.T) {
 				events.HeaderDLQStreamSequence:  "42",
 				events.HeaderDLQOriginalStream:  "AUTH_EVENTS",
 				events.HeaderDLQOriginalMsgID:   "ev-1",
-				jetstream.MsgIDHeader:           "dlq-AUTH_EVENTS-42",
+				jetstream.MsgIDHeader:           "dlq-AUTH_EVENTS-42-bdd3d53c3a0b3fd6", // FNV-1a 64 of the body
 			}
 			for k, v := range want {
 				if got := dl.Header.Get(k); got != v {
