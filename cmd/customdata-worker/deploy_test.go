@@ -311,4 +311,23 @@ func TestComposeMatchesTheWorkerAndTheNATSConfig(t *testing.T) {
 	if d := worker.DependsOn["nats"].Condition; d != "service_healthy" {
 		t.Errorf("the worker waits for nats to be %q, want service_healthy", d)
 	}
+	// The permission tests (deploy/nats) run the nats-server go.mod pins:
+	// compose must run the same release line.
+	if want := "nats:" + natsServerLine(t) + "-"; !strings.HasPrefix(nats.Image, want) {
+		t.Errorf("compose runs %s, want %s… (the nats-server line go.mod pins)", nats.Image, want)
+	}
+}
+
+// natsServerLine is the major.minor of the nats-server go.mod requires.
+func natsServerLine(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*github\.com/nats-io/nats-server/v2 v(\d+\.\d+)\.`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("go.mod does not require github.com/nats-io/nats-server/v2")
+	}
+	return string(m[1])
 }

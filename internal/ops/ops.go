@@ -57,6 +57,8 @@ func NewServer(addr string, gatherer prometheus.Gatherer, log zerolog.Logger, ch
 	return &Server{
 		// Bounded everywhere: a scraper or probe that stalls, or an idle
 		// keep-alive, must not hold a connection (and a goroutine) forever.
+		// A keep-alive between scrapes (15–60 s apart) is worth keeping:
+		// IdleTimeout, which would otherwise be ReadTimeout, spans one.
 		srv: &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10},
 		log: log,
