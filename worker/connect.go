@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,7 +37,35 @@ func ValidateMongoURI(uri string) error {
 	if err == nil || outage.Unreachable(err) {
 		return nil
 	}
+	if files := tlsFiles(uri); files != "" && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
+		// The driver's "does not contain any valid certificates" or
+		// "failed to find CERTIFICATE" does not say which file.
+		err = fmt.Errorf("%w (TLS files: %s)", err, files)
+	}
 	return redact.Err(fmt.Errorf("MongoDB connection string cannot be used: %w", err), redact.Secrets(uri)...)
+}
+
+// tlsFiles lists the TLS file options of uri as "name=path, …" ("" when
+// there are none or the query cannot be read).
+func tlsFiles(uri string) string {
+	_, query, ok := strings.Cut(uri, "?")
+	if !ok {
+		return ""
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return ""
+	}
+	var files []string
+	for k, vs := range q {
+		if strings.EqualFold(k, "tlsCAFile") || strings.EqualFold(k, "tlsCertificateKeyFile") {
+			for _, v := range vs {
+				files = append(files, k+"="+v)
+			}
+		}
+	}
+	slices.Sort(files)
+	return strings.Join(files, ", ")
 }
 
 // ConnectNATS connects once with infinite reconnects afterwards;

@@ -10,7 +10,9 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/customdata-worker/customdata-worker/internal/outage"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
@@ -38,9 +40,11 @@ func TestMongoTLSSettingsInTheURI(t *testing.T) {
 		{"private CA", uri(tlsAddr, "tls=true", "tlsCAFile="+ca.CAFile), ""},
 		{"mutual TLS", uri(mtlsAddr, "tls=true", "tlsCAFile="+ca.CAFile, "tlsCertificateKeyFile="+ca.ClientCertKey), ""},
 		{"server signed by a CA not trusted", uri(tlsAddr, "tls=true", "tlsCAFile="+other.CAFile), "certificate signed by unknown authority"},
-		{"no client certificate where one is required", uri(mtlsAddr, "tls=true", "tlsCAFile="+ca.CAFile), "does not answer"},
-		{"client certificate from another CA", uri(mtlsAddr, "tls=true", "tlsCAFile="+ca.CAFile, "tlsCertificateKeyFile="+other.ClientCertKey), "does not answer"},
-		{"plain connection to a TLS server", uri(tlsAddr), "does not answer"},
+		{"no client certificate where one is required", uri(mtlsAddr, "tls=true", "tlsCAFile="+ca.CAFile), "tls: certificate required"},
+		// Go's client offers only a certificate of a CA the server names:
+		// none here, so the server sees none.
+		{"client certificate from another CA", uri(mtlsAddr, "tls=true", "tlsCAFile="+ca.CAFile, "tlsCertificateKeyFile="+other.ClientCertKey), "tls: certificate required"},
+		{"plain connection to a TLS server", uri(tlsAddr), "connection closed unexpectedly by the other side"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,6 +61,11 @@ func TestMongoTLSSettingsInTheURI(t *testing.T) {
 				}
 				if !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %q, want it to say %q", err, tc.wantErr)
+				}
+				// README: retried like an outage (fixed by an operator
+				// while the worker waits), and named on /readyz.
+				if !outage.Is(err) {
+					t.Fatalf("error %q is not an outage: the worker would stop instead of waiting", err)
 				}
 				return
 			}
@@ -85,21 +94,46 @@ func TestMongoTLSFileThatCannotBeReadStopsTheStart(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), missing) {
 			t.Fatalf("%s: %v, want an error naming %s", q, err, missing)
 		}
+		if outage.Is(err) {
+			t.Fatalf("%s: %v is an outage: the worker would wait for a file instead of stopping", q, err)
+		}
 		if strings.Contains(err.Error(), "S3cretPassw0rd") {
 			t.Fatalf("error carries the password: %v", err)
 		}
 	}
 }
 
+// A TLS file that can be read but holds no usable PEM is a configuration
+// error too; the driver's message does not say which file, so the error
+// names the TLS files the URI configures.
+func TestMongoTLSFileThatIsNotPEMIsNamed(t *testing.T) {
+	junk := t.TempDir() + "/junk.pem"
+	if err := os.WriteFile(junk, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"tlsCAFile=" + junk, "tlsCertificateKeyFile=" + junk} {
+		err := ValidateMongoURI("mongodb://127.0.0.1:27017/?tls=true&" + q)
+		if err == nil || !strings.Contains(err.Error(), q) {
+			t.Fatalf("%s: %v, want an error naming %s", q, err, q)
+		}
+	}
+}
+
 // With MONGODB_URI pointing at a real TLS server (tls=true and its
 // tlsCAFile, with or without a client certificate and SCRAM credentials),
-// the worker's connection works over it, a change stream opens, and the
-// same URI without TLS is refused.
+// the worker's connection works over it and a change stream opens; with
+// MONGODB_REQUIRE_TLS=true (a server in net.tls.mode requireTLS, not
+// allowTLS or preferTLS), the same URI without TLS is refused.
 func TestMongoTLSAgainstMONGODB_URI(t *testing.T) {
 	uri := os.Getenv("MONGODB_URI")
+	// As the driver reads it: option names in any case, and mongodb+srv
+	// turning TLS on by default.
+	if uri == "" || options.Client().ApplyURI(uri).TLSConfig == nil {
+		t.Skip("MONGODB_URI does not use TLS; the TLS proxy test covers the settings")
+	}
 	u, err := url.Parse(uri)
-	if uri == "" || err != nil || (u.Query().Get("tls") != "true" && u.Query().Get("ssl") != "true") {
-		t.Skip("MONGODB_URI does not point at a TLS server (tls=true); the TLS proxy test covers the settings")
+	if err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -114,6 +148,9 @@ func TestMongoTLSAgainstMONGODB_URI(t *testing.T) {
 	}
 	_ = cs.Close(ctx)
 
+	if os.Getenv("MONGODB_REQUIRE_TLS") != "true" || u.Scheme != "mongodb" {
+		return
+	}
 	q := u.Query()
 	q.Del("ssl")
 	q.Set("tls", "false")
