@@ -1,20 +1,13 @@
 package natsconn_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
@@ -49,71 +42,10 @@ func writeFile(t *testing.T, name string, b []byte) string {
 	return p
 }
 
-// pki is a private CA with a server certificate for 127.0.0.1 and a client
-// certificate, as PEM files.
-type pki struct {
-	CAFile, ServerCert, ServerKey, ClientCert, ClientKey string
-}
+// pki is the private CA the tests share (testsupport.NewPKI).
+type pki = testsupport.PKI
 
-func newPKI(t *testing.T, name string) pki {
-	t.Helper()
-	caKey, caCert, caPEM := newCert(t, name+" CA", nil, nil, func(c *x509.Certificate) {
-		c.IsCA, c.BasicConstraintsValid, c.KeyUsage = true, true, x509.KeyUsageCertSign
-	})
-	var p pki
-	p.CAFile = writeFile(t, name+"-ca.pem", caPEM)
-	p.ServerKey, p.ServerCert = issue(t, name+"-server", caKey, caCert, func(c *x509.Certificate) {
-		c.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	})
-	p.ClientKey, p.ClientCert = issue(t, name+"-client", caKey, caCert, func(c *x509.Certificate) {
-		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	})
-	return p
-}
-
-func issue(t *testing.T, name string, caKey *ecdsa.PrivateKey, ca *x509.Certificate, shape func(*x509.Certificate)) (keyFile, certFile string) {
-	t.Helper()
-	key, _, certPEM := newCert(t, name, caKey, ca, shape)
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return writeFile(t, name+"-key.pem", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})),
-		writeFile(t, name+"-cert.pem", certPEM)
-}
-
-// newCert makes a key and a certificate signed by parent (self-signed when
-// parent is nil).
-func newCert(t *testing.T, cn string, parentKey *ecdsa.PrivateKey, parent *x509.Certificate, shape func(*x509.Certificate)) (*ecdsa.PrivateKey, *x509.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	shape(tmpl)
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
+func newPKI(t *testing.T, name string) pki { return testsupport.NewPKI(t, name) }
 
 // serverTLS is the server side of p; verify requires client certificates
 // signed by p's CA.
