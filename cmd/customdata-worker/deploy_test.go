@@ -254,8 +254,10 @@ type composeFile struct {
 		Command     []string          `yaml:"command"`
 		Environment map[string]string `yaml:"environment"`
 		Volumes     []string          `yaml:"volumes"`
+		Ports       []string          `yaml:"ports"`
 		Healthcheck *struct {
-			Test any `yaml:"test"` // a string or a list
+			Test    any    `yaml:"test"` // a string or a list
+			Timeout string `yaml:"timeout"`
 		} `yaml:"healthcheck"`
 		DependsOn map[string]struct {
 			Condition string `yaml:"condition"`
