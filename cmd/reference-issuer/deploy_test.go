@@ -61,6 +61,10 @@ func TestComposeMatchesTheReferenceIssuer(t *testing.T) {
 	if env["ISSUER_NATS_USER"] != "reference-issuer" || env["ISSUER_NATS_PASSWORD"] != services["nats"].Environment["NATS_REFERENCE_ISSUER_PASSWORD"] {
 		t.Errorf("the reference issuer connects as %q with a password the server does not have for it", env["ISSUER_NATS_USER"])
 	}
+	users := testsupport.NATSConfUsers(t, "../../deploy/nats/nats.conf")
+	if p := env["ISSUER_NATS_INBOX_PREFIX"]; !testsupport.MaySubscribeUnder(users["reference-issuer"], p) {
+		t.Errorf("inbox prefix %q is not the inbox nats.conf lets reference-issuer read: it would get no replies", p)
+	}
 }
 
 // The image's HEALTHCHECK and the compose service's healthcheck run the
