@@ -28,7 +28,8 @@ func (c Config) workerConfig(set *triggers.Set) worker.Config {
 	return worker.Config{
 		MongoURI: c.MongoURI, HTTPAddr: c.HTTPAddr, Notices: c.NoticesEnabled, Triggers: set,
 		NATS: worker.NATSConfig{URL: c.NATSURL, Name: appName, User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken,
-			NKeySeedFile: c.NATSNKeySeedFile, CredsFile: c.NATSCredsFile, TLSCAFile: c.NATSTLSCA, TLSCertFile: c.NATSTLSCert, TLSKeyFile: c.NATSTLSKey},
+			NKeySeedFile: c.NATSNKeySeedFile, CredsFile: c.NATSCredsFile, TLSCAFile: c.NATSTLSCA, TLSCertFile: c.NATSTLSCert, TLSKeyFile: c.NATSTLSKey,
+			InboxPrefix: c.NATSInboxPrefix},
 		Data: customdata.Config{Database: c.Database, Collection: c.Collection, UserIDField: c.UserIDField,
 			WriteConcern: c.WriteConcern, WriteTimeout: c.WriteTimeout, AllowDuplicates: c.AllowDuplicates},
 		Streams: worker.Streams{Mode: worker.ProvisionMode(c.Provision), Replicas: c.StreamReplicas, DuplicateWindow: c.DuplicateWindow},

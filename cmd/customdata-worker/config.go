@@ -27,6 +27,7 @@ type Config struct {
 	NATSTLSCA        string `envconfig:"NATS_TLS_CA" desc:"CA bundle to verify NATS servers"`
 	NATSTLSCert      string `envconfig:"NATS_TLS_CERT" desc:"client certificate for NATS mTLS"`
 	NATSTLSKey       string `envconfig:"NATS_TLS_KEY" desc:"client key for NATS mTLS"`
+	NATSInboxPrefix  string `envconfig:"NATS_INBOX_PREFIX" desc:"prefix of this client's reply subjects instead of _INBOX (deploy/nats/nats.conf: _INBOX_<its NATS user>, e.g. _INBOX_customdata-worker)"`
 	NATSEmbedded     bool   `envconfig:"NATS_EMBEDDED" default:"false" desc:"dev only: run a NATS server with JetStream inside the worker instead of connecting to NATS_URL"`
 	NATSEmbeddedDir  string `envconfig:"NATS_EMBEDDED_DIR" desc:"dev only: JetStream store of the embedded server (default: a temp dir)"`
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -20,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/customdata-worker/customdata-worker/internal/ops"
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
 // Without Docker or a cluster here, the deploy files are checked against
@@ -118,6 +120,20 @@ func k8sObjects(t *testing.T) []k8sObject {
 	}
 }
 
+// rolesJSString is a `const name = "value";` of deploy/mongodb/roles.js.
+func rolesJSString(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../deploy/mongodb/roles.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^const ` + name + ` = "([^"]*)";`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("roles.js declares no %s", name)
+	}
+	return string(m[1])
+}
+
 // imageUser is the numeric USER uid:gid of a Dockerfile.
 func imageUser(t *testing.T, path string) (uid, gid int) {
 	t.Helper()
@@ -199,8 +215,16 @@ func TestKubernetesManifestMatchesTheWorker(t *testing.T) {
 	if set["CUSTOMDATA_NATS_USER"] != "customdata-worker" || set["CUSTOMDATA_NATS_PASSWORD"] == "" {
 		t.Errorf("NATS user %q: want the worker's user of deploy/nats/nats.conf with a password", set["CUSTOMDATA_NATS_USER"])
 	}
-	if set["CUSTOMDATA_MONGODB_URI"] == "" {
-		t.Error("no CUSTOMDATA_MONGODB_URI")
+	natsUsers := testsupport.NATSConfUsers(t, "../../deploy/nats/nats.conf")
+	if p := set["CUSTOMDATA_NATS_INBOX_PREFIX"]; !testsupport.MaySubscribeUnder(natsUsers[set["CUSTOMDATA_NATS_USER"]], p) {
+		t.Errorf("inbox prefix %q: not the inbox nats.conf lets %s read, so it would get no replies", p, set["CUSTOMDATA_NATS_USER"])
+	}
+	mongoURI, err := url.Parse(set["CUSTOMDATA_MONGODB_URI"])
+	if err != nil {
+		t.Fatalf("CUSTOMDATA_MONGODB_URI: %v", err)
+	}
+	if u, want := mongoURI.User.Username(), rolesJSString(t, "workerUser"); u != want {
+		t.Errorf("MongoDB user %q, want the worker's user %q of deploy/mongodb/roles.js", u, want)
 	}
 
 	// The probes reach what the ops server serves, on the port the worker
@@ -254,8 +278,10 @@ type composeFile struct {
 		Command     []string          `yaml:"command"`
 		Environment map[string]string `yaml:"environment"`
 		Volumes     []string          `yaml:"volumes"`
+		Ports       []string          `yaml:"ports"`
 		Healthcheck *struct {
-			Test any `yaml:"test"` // a string or a list
+			Test    any    `yaml:"test"` // a string or a list
+			Timeout string `yaml:"timeout"`
 		} `yaml:"healthcheck"`
 		DependsOn map[string]struct {
 			Condition string `yaml:"condition"`
@@ -307,6 +333,10 @@ func TestComposeMatchesTheWorkerAndTheNATSConfig(t *testing.T) {
 	if worker.Environment["CUSTOMDATA_NATS_USER"] != "customdata-worker" ||
 		worker.Environment["CUSTOMDATA_NATS_PASSWORD"] != nats.Environment["NATS_WORKER_PASSWORD"] {
 		t.Errorf("the worker connects as %q with a password the server does not have for it", worker.Environment["CUSTOMDATA_NATS_USER"])
+	}
+	natsUsers := testsupport.NATSConfUsers(t, "../../deploy/nats/nats.conf")
+	if p := worker.Environment["CUSTOMDATA_NATS_INBOX_PREFIX"]; !testsupport.MaySubscribeUnder(natsUsers["customdata-worker"], p) {
+		t.Errorf("the worker's inbox prefix %q is not the inbox nats.conf lets it read: it would get no replies", p)
 	}
 	if d := worker.DependsOn["nats"].Condition; d != "service_healthy" {
 		t.Errorf("the worker waits for nats to be %q, want service_healthy", d)

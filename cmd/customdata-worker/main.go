@@ -11,6 +11,7 @@
 //	customdata-worker dlq     list|show|redrive|purge dead-lettered auth events
 //	customdata-worker publish publish one auth event (smoke test)
 //	customdata-worker version module version, commit and build time
+//	customdata-worker healthcheck  GET its own /readyz (container healthcheck; exit 0 or 1)
 //	customdata-worker demo    dev demo: embedded NATS, MONGODB_URI or the in-memory stand-in
 //
 // Subcommands are parsed with the standard library's flag package: the
@@ -61,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "version":
 		return runVersion(rest, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, rest, stdout, stderr)
 	}
 
 	cfg, err := loadConfig()
@@ -111,6 +114,8 @@ Usage:
                             (--reason, --user, --since, --until, --seq; redrive/purge: --all, --dry-run)
   customdata-worker publish publish one auth event for a smoke test (--op, --user, --provider)
   customdata-worker version module version, commit and build time (--json)
+  customdata-worker healthcheck  GET its own /readyz on CUSTOMDATA_HTTP_ADDR, for a container
+                            healthcheck: exit 0 healthy, 1 not (--path P, --timeout D)
   customdata-worker demo    dev demo on embedded NATS and MONGODB_URI or the stand-in
 
 All configuration comes from the environment; see 'customdata-worker env'.

@@ -30,6 +30,7 @@ type Config struct {
 	NATSTLSCA        string `envconfig:"NATS_TLS_CA" desc:"CA bundle to verify NATS servers"`
 	NATSTLSCert      string `envconfig:"NATS_TLS_CERT" desc:"client certificate for NATS mTLS"`
 	NATSTLSKey       string `envconfig:"NATS_TLS_KEY" desc:"client key for NATS mTLS"`
+	NATSInboxPrefix  string `envconfig:"NATS_INBOX_PREFIX" desc:"prefix of this client's reply subjects instead of _INBOX (deploy/nats/nats.conf: _INBOX_<its NATS user>, e.g. _INBOX_reference-issuer)"`
 
 	MongoURI      string   `envconfig:"MONGODB_URI" default:"mongodb://127.0.0.1:27017/?replicaSet=rs0" desc:"MongoDB connection string (the issuer only reads)"`
 	Database      string   `envconfig:"MONGODB_DATABASE" default:"app" desc:"database of the custom-data collection (the worker's MONGODB_DATABASE)"`
@@ -85,7 +86,8 @@ func (c Config) tokenConfig() tokenConfig {
 // natsConfig maps the NATS_* settings, each once.
 func (c Config) natsConfig() natsconn.Config {
 	return natsconn.Config{URL: c.NATSURL, Name: appName, User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken,
-		NKeySeedFile: c.NATSNKeySeedFile, CredsFile: c.NATSCredsFile, TLSCAFile: c.NATSTLSCA, TLSCertFile: c.NATSTLSCert, TLSKeyFile: c.NATSTLSKey}
+		NKeySeedFile: c.NATSNKeySeedFile, CredsFile: c.NATSCredsFile, TLSCAFile: c.NATSTLSCA, TLSCertFile: c.NATSTLSCert, TLSKeyFile: c.NATSTLSKey,
+		InboxPrefix: c.NATSInboxPrefix}
 }
 
 func (c Config) validate() error {

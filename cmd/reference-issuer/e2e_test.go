@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -255,6 +256,18 @@ func waitUntil(t testing.TB, timeout time.Duration, what string, ok func() bool)
 func TestCustomDataReachesTokensEndToEnd(t *testing.T) {
 	s := startStack(t)
 	ctx := context.Background()
+
+	// Following notices with MongoDB and NATS up: the container's
+	// healthcheck passes.
+	t.Setenv("ISSUER_HTTP_ADDR", strings.TrimPrefix(s.app.URL, "http://"))
+	var hc strings.Builder
+	waitUntil(t, 30*time.Second, "healthcheck exits 0", func() bool {
+		hc.Reset()
+		return run([]string{"healthcheck"}, &hc, &hc) == 0
+	})
+	if want := "healthy: " + s.app.URL + "/readyz answered 200 OK\n"; hc.String() != want {
+		t.Errorf("healthcheck: %q, want %q", hc.String(), want)
+	}
 	suffix := events.NewEventID()[:6]
 	ada, bob := "ada+"+suffix+"@example.com", "bob+"+suffix+"@example.com"
 

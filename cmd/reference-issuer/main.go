@@ -13,6 +13,7 @@
 //
 //	reference-issuer [run]   serve (configured by ISSUER_* variables)
 //	reference-issuer env     list every setting with its default
+//	reference-issuer healthcheck  GET its own /readyz (container healthcheck; exit 0 or 1)
 //	reference-issuer demo    run NATS, MongoDB (or its stand-in), the worker and the
 //	                         issuer, and show custom data flowing into tokens
 package main
@@ -45,9 +46,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	cmd := "run"
+	cmd, rest := "run", []string(nil)
 	if fs.NArg() > 0 {
-		cmd = fs.Arg(0)
+		cmd, rest = fs.Arg(0), fs.Args()[1:]
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -62,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help":
 		usage(stdout)
 		return 0
+	case "healthcheck":
+		return runHealthcheck(ctx, rest, stdout, stderr)
 	case "demo":
 		// The demo reads the configuration itself, with its own settings
 		// (embedded NATS, a dev signing key) over the environment's.
@@ -97,6 +100,8 @@ func usage(w io.Writer) {
 Usage:
   reference-issuer [run]                 serve the token API (ISSUER_* variables)
   reference-issuer env                   list every ISSUER_* setting with its default
+  reference-issuer healthcheck           GET its own /readyz on ISSUER_HTTP_ADDR, for a container
+                                         healthcheck: exit 0 healthy, 1 not (--path P, --timeout D)
   reference-issuer [-worker BIN] demo    run NATS, MongoDB or the stand-in, the worker (BIN,
                                          default bin/customdata-worker) and this issuer, and
                                          show custom data flowing into tokens

@@ -56,6 +56,16 @@ func TestStartupWarningsAndReadiness(t *testing.T) {
 		!strings.Contains(body, "ISSUER_DEV_EPHEMERAL_KEY=true") {
 		t.Fatalf("/readyz: %d %q, want 503 naming mongodb and the dev key", resp.StatusCode, body)
 	}
+	// The container's healthcheck says the same, in one line.
+	t.Setenv("ISSUER_HTTP_ADDR", strings.TrimPrefix(app.URL, "http://"))
+	var hc strings.Builder
+	code := run([]string{"healthcheck"}, &hc, &hc)
+	if want := "unhealthy: " + app.URL + "/readyz answered 503 Service Unavailable: not ready: "; code != 1 ||
+		!strings.HasPrefix(hc.String(), want) || !strings.Contains(hc.String(), "mongodb: ") ||
+		strings.Count(hc.String(), "\n") != 1 || strings.Contains(hc.String(), password) {
+		t.Errorf("healthcheck: exit %d %q, want 1 and one line starting %q, naming mongodb, without the password", code, hc.String(), want)
+	}
+
 	log := logs.String()
 	for _, want := range []string{
 		"POST /login issues a token for ANY user id it is given", "listening on loopback only",

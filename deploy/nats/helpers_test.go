@@ -32,6 +32,10 @@ var (
 // role's password opening another's user would show.
 func (r role) password() string { return "pw-" + r.user + "-0123456789" }
 
+// inboxPrefix is the prefix of r's reply subjects, the only subjects
+// nats.conf lets it subscribe to (under it).
+func (r role) inboxPrefix() string { return "_INBOX_" + r.user }
+
 // loadConfig reads nats.conf as nats-server does, with every password
 // variable set.
 func loadConfig(t *testing.T) *server.Options {
@@ -79,15 +83,23 @@ type conn struct {
 	errs []error
 }
 
+// connect connects as r, with r's inbox prefix, as its binary or a client
+// set up as deploy/nats/README.md says does.
 func connect(t *testing.T, url string, r role) *conn {
 	t.Helper()
+	return connectWith(t, url, r, nats.CustomInboxPrefix(r.inboxPrefix()))
+}
+
+// connectWith connects as r with opts (connect adds r's inbox prefix).
+func connectWith(t *testing.T, url string, r role, opts ...nats.Option) *conn {
+	t.Helper()
 	c := &conn{}
-	nc, err := nats.Connect(url, nats.UserInfo(r.user, r.password()), nats.Name(r.user),
+	nc, err := nats.Connect(url, append(opts, nats.UserInfo(r.user, r.password()), nats.Name(r.user),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			c.mu.Lock()
 			c.errs = append(c.errs, err)
 			c.mu.Unlock()
-		}))
+		}))...)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", r.user, err)
 	}

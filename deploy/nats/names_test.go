@@ -24,7 +24,6 @@ var (
 	durable       = authsync.DefaultAuthConsumer
 	checkpointKV  = notify.DefaultNotifierCheckpointKV
 	leaseKV       = notify.DefaultNotifierLeaseKV
-	inbox         = "_INBOX.>"
 	api           = "$JS.API."
 	authSubjects  = authPrefix + ".>"
 	issuerReading = []string{
@@ -84,7 +83,8 @@ func wantPublish() map[string][]string {
 }
 
 // TestConfigNamesFollowTheCode: every user of nats.conf holds exactly the
-// subjects built from the code's names, may subscribe to its inbox only,
+// subjects built from the code's names, may subscribe to its own inbox
+// prefix only (_INBOX_<user>),
 // is denied nothing explicitly (what is not allowed is denied), and
 // answers no requests.
 func TestConfigNamesFollowTheCode(t *testing.T) {
@@ -106,6 +106,10 @@ func TestConfigNamesFollowTheCode(t *testing.T) {
 	if len(got) != len(want) || len(opts.Nkeys) > 0 {
 		t.Errorf("nats.conf has users %v (and %d nkeys), want exactly %d: %v", keys(got), len(opts.Nkeys), len(want), keys(want))
 	}
+	inboxes := map[string]string{}
+	for _, r := range roles {
+		inboxes[r.user] = r.inboxPrefix() + ".>"
+	}
 	for user, pub := range want {
 		p := got[user]
 		if p == nil || p.Publish == nil || p.Subscribe == nil {
@@ -115,8 +119,8 @@ func TestConfigNamesFollowTheCode(t *testing.T) {
 		if !sameSet(p.Publish.Allow, pub) {
 			t.Errorf("user %s may publish\n  %v\nwant\n  %v", user, p.Publish.Allow, pub)
 		}
-		if !sameSet(p.Subscribe.Allow, []string{inbox}) {
-			t.Errorf("user %s may subscribe to %v, want only %s", user, p.Subscribe.Allow, inbox)
+		if !sameSet(p.Subscribe.Allow, []string{inboxes[user]}) {
+			t.Errorf("user %s may subscribe to %v, want only its own inbox %s", user, p.Subscribe.Allow, inboxes[user])
 		}
 		if len(p.Publish.Deny)+len(p.Subscribe.Deny) > 0 || p.Response != nil {
 			t.Errorf("user %s has deny lists or allow_responses; the allow lists alone should say it", user)

@@ -33,7 +33,8 @@ func startWorker(t *testing.T, url string, m *testsupport.Mongo) (worker.Config,
 	}
 	cfg := worker.Config{
 		MongoURI: m.URI,
-		NATS:     worker.NATSConfig{URL: url, Name: "natsdeploy-worker", User: workerRole.user, Password: workerRole.password()},
+		NATS: worker.NATSConfig{URL: url, Name: "natsdeploy-worker", User: workerRole.user, Password: workerRole.password(),
+			InboxPrefix: workerRole.inboxPrefix()},
 		Data:     customdata.Config{Database: testsupport.DatabaseName(t), Collection: events.DefaultCollection},
 		Notices:  true,
 		Triggers: set,
@@ -185,7 +186,7 @@ func TestEachRoleDoesItsJob(t *testing.T) {
 
 	// check, as `customdata-worker check` runs it with the operator's user.
 	ccfg := wcfg
-	ccfg.NATS.User, ccfg.NATS.Password = opsRole.user, opsRole.password()
+	ccfg.NATS.User, ccfg.NATS.Password, ccfg.NATS.InboxPrefix = opsRole.user, opsRole.password(), opsRole.inboxPrefix()
 	rep := opcheck.Run(ctx, opcheck.Config{Worker: ccfg, Timeout: 5 * time.Second})
 	if !rep.OK {
 		var b strings.Builder

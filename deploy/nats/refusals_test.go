@@ -3,6 +3,7 @@ package natsdeploy_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/noticetail"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
@@ -129,6 +131,16 @@ func TestEachRoleIsRefusedTheRest(t *testing.T) {
 		}, "Publish", api + "STREAM.UPDATE." + authStream},
 		{"operator takes the worker's lease", opsRole, publish("$KV." + leaseKV + ".lease"), "Publish", "$KV." + leaseKV + ".lease"},
 		{"operator publishes a notice", opsRole, publish(noticeSubject), "Publish", noticeSubject},
+
+		// Replies: each role only under its own inbox prefix.
+		{"issuer reads the worker's replies (its fetched auth events)", issuerRole,
+			subscribe(workerRole.inboxPrefix() + ".>"), "Subscription", workerRole.inboxPrefix() + ".>"},
+		{"auth service reads every reply", authService, subscribe("_INBOX.>"), "Subscription", "_INBOX.>"},
+		{"worker reads the operator's replies", workerRole, subscribe(opsRole.inboxPrefix() + ".>"), "Subscription", opsRole.inboxPrefix() + ".>"},
+		{"reference issuer reads the auth service's replies", referenceIssuer,
+			subscribe(authService.inboxPrefix() + ".>"), "Subscription", authService.inboxPrefix() + ".>"},
+		{"operator reads the issuer's replies", opsRole, subscribe(issuerRole.inboxPrefix() + ".>"), "Subscription", issuerRole.inboxPrefix() + ".>"},
+		{"issuer reads every inbox prefix", issuerRole, subscribe("_INBOX_*.>"), "Subscription", "_INBOX_*.>"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := connect(t, url, tc.as)
@@ -143,6 +155,67 @@ func TestEachRoleIsRefusedTheRest(t *testing.T) {
 				t.Fatalf("got %v, want no answer (context deadline exceeded)", err)
 			}
 			c.waitRefused(t, tc.op, tc.subject)
+		})
+	}
+}
+
+// TestRepliesReachOnlyTheirRole: while the worker fetches auth events
+// (delivered to its inbox), the issuer cannot subscribe to that inbox, so
+// it sees none of them; and a client left on the default _INBOX prefix is
+// refused its reply subscription and gets no answer, instead of reading
+// replies in a space every role shares.
+func TestRepliesReachOnlyTheirRole(t *testing.T) {
+	url := startServer(t)
+	startWorker(t, url, testsupport.MongoDB(t))
+	ctx := testsupport.Context(t)
+
+	spy := connect(t, url, issuerRole)
+	sub, err := spy.nc.SubscribeSync(workerRole.inboxPrefix() + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spy.waitRefused(t, "Subscription", workerRole.inboxPrefix()+".>")
+	auth := connect(t, url, authService)
+	pub, err := events.NewPublisher(auth.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctx, events.NewAuthEvent(events.OperationCreate, "ada", "local-userpass")); err != nil {
+		t.Fatalf("auth service publishing: %v", err)
+	}
+	// The worker fetched and applied it: its notice for ada is out.
+	ops := connect(t, url, opsRole)
+	errSeen := errors.New("seen")
+	err = noticetail.Follow(ctx, ops.js, noticetail.Options{Stream: noticeStream, Prefix: noticePrefix, Since: time.Hour, UserID: "ada"},
+		func(l noticetail.Line) error {
+			if l.Notice.UserID == "ada" {
+				return errSeen
+			}
+			return nil
+		})
+	if !errors.Is(err, errSeen) {
+		t.Fatalf("no notice for ada: %v", err)
+	}
+	if m, err := sub.NextMsg(100 * time.Millisecond); err == nil {
+		t.Fatalf("the issuer read a reply sent to the worker: %s %q", m.Subject, m.Data)
+	}
+
+	for _, r := range roles {
+		t.Run(r.user+" on the default prefix", func(t *testing.T) {
+			c := connectWith(t, url, r) // no CustomInboxPrefix: _INBOX
+			cctx, cancel := context.WithTimeout(context.Background(), refusedWait)
+			defer cancel()
+			if _, err := c.js.AccountInfo(cctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("JetStream call on _INBOX: %v, want no answer", err)
+			}
+			testsupport.Eventually(t, "the refusal of its _INBOX subscription", func() bool {
+				for _, v := range c.violations() {
+					if strings.Contains(v, `Subscription to "_INBOX.`) {
+						return true
+					}
+				}
+				return false
+			})
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -29,6 +30,12 @@ type Config struct {
 	TLSCAFile    string // PEM CA bundle verifying the servers
 	TLSCertFile  string // PEM client certificate (mutual TLS), with TLSKeyFile
 	TLSKeyFile   string
+	// InboxPrefix replaces _INBOX as the prefix of the connection's reply
+	// subjects (requests, JetStream API calls, fetches, publish acks):
+	// nats.CustomInboxPrefix. A server that lets each user subscribe only
+	// under its own prefix (deploy/nats/nats.conf) keeps one user from
+	// reading the replies sent to another. Empty: _INBOX.
+	InboxPrefix string
 }
 
 // Validate rejects missing or ambiguous settings, and reads every
@@ -57,6 +64,11 @@ func (c Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("NATS: a TLS client certificate needs both cert and key files")
 	}
+	if c.InboxPrefix != "" {
+		if err := validInboxPrefix(c.InboxPrefix); err != nil {
+			return err
+		}
+	}
 	return c.checkFiles()
 }
 
@@ -83,6 +95,17 @@ func (c Config) checkFiles() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validInboxPrefix applies nats.go's own rules (no wildcard, no trailing
+// dot), and refuses what cannot be one subject prefix (whitespace, empty
+// tokens).
+func validInboxPrefix(p string) error {
+	bad := strings.ContainsAny(p, " \t\r\n") || slices.Contains(strings.Split(p, "."), "")
+	if err := nats.CustomInboxPrefix(p)(&nats.Options{}); err != nil || bad {
+		return fmt.Errorf("NATS inbox prefix %q: not a subject prefix (tokens separated by dots, no * or >, no trailing dot)", p)
+	}
+	return nil
 }
 
 func checkCreds(path string) error {

@@ -21,6 +21,10 @@ func TestValidateRefusesAmbiguousSettings(t *testing.T) {
 		{"password without user", natsconn.Config{URL: "nats://h:4222", Password: "pw-9-secret"}, "a password needs a user"},
 		{"two methods", natsconn.Config{URL: "nats://h:4222", User: "app", Token: "t"}, "set only one of"},
 		{"cert without key", natsconn.Config{URL: "nats://h:4222", TLSCertFile: "c.pem"}, "needs both cert and key"},
+		{"inbox prefix with a wildcard", natsconn.Config{URL: "nats://h:4222", InboxPrefix: "_INBOX_app.>"}, `NATS inbox prefix "_INBOX_app.>"`},
+		{"inbox prefix ending in a dot", natsconn.Config{URL: "nats://h:4222", InboxPrefix: "_INBOX_app."}, "not a subject prefix"},
+		{"inbox prefix with an empty token", natsconn.Config{URL: "nats://h:4222", InboxPrefix: "_INBOX..app"}, "not a subject prefix"},
+		{"inbox prefix with a space", natsconn.Config{URL: "nats://h:4222", InboxPrefix: "_INBOX app"}, "not a subject prefix"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()

@@ -2,7 +2,6 @@ package opcheck
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -28,41 +27,48 @@ func checkMongo(ctx context.Context, cfg Config, client *mongo.Client, connectEr
 	_ = client.Database("admin").RunCommand(cctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&build)
 	r.add("MongoDB", OK, "connected (server %s)", orUnknown(build.Version))
 
-	coll := client.Database(w.Data.Database).Collection(w.Data.Collection)
-	tried := map[string]error{} // privilege → the refusal of trying it
-
+	db := client.Database(w.Data.Database)
+	coll := db.Collection(w.Data.Collection)
+	preImages := w.Notices && w.Notify.PreAndPostImages
+	// Every probe first, then the lines: a line whose probe was refused
+	// names the missing privilege, which the later probes and the user's
+	// listed privileges tell apart (a change stream refused for want of
+	// find, say).
+	acc := newAccess(w.Data.Database, w.Data.Collection)
 	topo, terr := readTopology(cctx, client)
+	var watchErr error
+	if terr == nil {
+		watchErr = acc.tried("changeStream", tryChangeStream(cctx, coll))
+	}
+	ix, ierr := customdata.InspectUserIndex(cctx, coll, w.Data.UserIDField)
+	_ = acc.tried("listIndexes", ierr)
+	s, serr := readSample(cctx, coll, w.Data.UserIDField, cfg.Sample, w.Notify.OversizeBytes, ix.Unique, cfg.Progress)
+	_ = acc.tried("find", serr)
+	spec, lerr := readCollection(cctx, db, w.Data.Collection)
+	_ = acc.tried("listCollections", lerr)
+	tryWrites(cctx, coll, acc)
+	acc.readPrivileges(cctx, client)
+
 	if terr != nil {
 		r.add("change streams", Fail, "cannot tell the deployment's topology: %v", terr)
 	} else {
-		watchErr := tryChangeStream(cctx, coll)
-		if isUnauthorized(watchErr) {
-			tried["changeStream"] = watchErr
-		}
-		st, detail := judgeChangeStreams(topo, watchErr)
+		st, detail := judgeChangeStreams(topo, watchErr, acc)
 		r.add("change streams", st, "%s", detail)
 	}
-
-	ix, ierr := customdata.InspectUserIndex(cctx, coll, w.Data.UserIDField)
-	if isUnauthorized(ierr) {
-		tried["listIndexes"] = ierr
+	checkIndex(r, w.Data, ns, ix, ierr, s, serr, acc)
+	checkSample(r, w.Data, w.Notify.OversizeBytes, ix, s, serr, acc)
+	if preImages {
+		checkPreImages(r, spec, lerr, acc)
 	}
-	s, serr := readSample(cctx, coll, w.Data.UserIDField, cfg.Sample, w.Notify.OversizeBytes, ix.Unique, cfg.Progress)
-	if isUnauthorized(serr) {
-		tried["find"] = serr
-	}
-	checkIndex(r, w.Data, ns, ix, ierr, s, serr)
-	checkSample(r, w.Data, w.Notify.OversizeBytes, ix, s, serr)
-	if w.Notices && w.Notify.PreAndPostImages {
-		checkPreImages(cctx, r, client.Database(w.Data.Database), w.Data.Collection)
-	}
-	checkPrivileges(cctx, r, client, coll, w.Notices && w.Notify.PreAndPostImages, tried)
+	checkPrivileges(r, acc, preImages)
 }
 
-func checkIndex(r *Report, data customdata.Config, ns string, ix customdata.UserIndex, ierr error, s sample, serr error) {
+func checkIndex(r *Report, data customdata.Config, ns string, ix customdata.UserIndex, ierr error, s sample, serr error, acc *access) {
 	name := "unique user-id index"
 	want := customdata.UserIndexName(data.UserIDField)
 	switch {
+	case isUnauthorized(ierr):
+		r.add(name, Fail, "list the indexes of %s: %s", ns, acc.denial("listIndexes"))
 	case ierr != nil:
 		r.add(name, Fail, "list the indexes of %s: %v", ns, ierr)
 	case ix.Unique:
@@ -82,8 +88,12 @@ func checkIndex(r *Report, data customdata.Config, ns string, ix customdata.User
 	}
 }
 
-func checkSample(r *Report, data customdata.Config, oversizeBytes int, ix customdata.UserIndex, s sample, serr error) {
+func checkSample(r *Report, data customdata.Config, oversizeBytes int, ix customdata.UserIndex, s sample, serr error, acc *access) {
 	name := "collection sample"
+	if isUnauthorized(serr) {
+		r.add(name, Fail, "read the collection: %s", acc.denial("find"))
+		return
+	}
 	if serr != nil {
 		r.add(name, Fail, "read the collection: %v", serr)
 		return
@@ -126,20 +136,33 @@ func tryChangeStream(ctx context.Context, coll *mongo.Collection) error {
 	return cs.Close(ctx)
 }
 
-// checkPreImages reads the collection's changeStreamPreAndPostImages
-// option (listCollections), which the worker sets at startup with collMod.
-func checkPreImages(ctx context.Context, r *Report, db *mongo.Database, coll string) {
-	name := "pre-images"
+// readCollection returns the collection's listCollections entry (nil
+// when it does not exist), as the collection guard reads it: its UUID and
+// options, so not nameOnly, which needs the listCollections privilege.
+func readCollection(ctx context.Context, db *mongo.Database, coll string) (*mongo.CollectionSpecification, error) {
 	specs, err := db.ListCollectionSpecifications(ctx, bson.D{{Key: "name", Value: coll}})
-	if err != nil {
-		r.add(name, Fail, "listCollections: %v", err)
-		return
+	if err != nil || len(specs) == 0 {
+		return nil, err
 	}
-	if len(specs) == 0 {
+	return &specs[0], nil
+}
+
+// checkPreImages reads the collection's changeStreamPreAndPostImages
+// option, which the worker sets at startup with collMod.
+func checkPreImages(r *Report, spec *mongo.CollectionSpecification, lerr error, acc *access) {
+	name := "pre-images"
+	switch {
+	case isUnauthorized(lerr):
+		r.add(name, Fail, "listCollections: %s", acc.denial("listCollections"))
+		return
+	case lerr != nil:
+		r.add(name, Fail, "listCollections: %v", lerr)
+		return
+	case spec == nil:
 		r.add(name, Warn, "PRE_AND_POST_IMAGES: the collection does not exist yet; the worker enables changeStreamPreAndPostImages once it does (needs collMod)")
 		return
 	}
-	enabled, err := specs[0].Options.LookupErr("changeStreamPreAndPostImages", "enabled")
+	enabled, err := spec.Options.LookupErr("changeStreamPreAndPostImages", "enabled")
 	if err == nil && enabled.Type == bson.TypeBoolean && enabled.Boolean() {
 		r.add(name, OK, "changeStreamPreAndPostImages enabled on the collection")
 		return
@@ -148,62 +171,56 @@ func checkPreImages(ctx context.Context, r *Report, db *mongo.Database, coll str
 		"(needs collMod and MongoDB 6.0+; until then deletes name only the document id)")
 }
 
-// checkPrivileges tries what can be tried without an effect (an update and
-// a delete that match nothing), adds the refusals met by the other checks,
-// and reads the user's privileges for what cannot be tried (insert,
-// createIndex, collMod).
-func checkPrivileges(ctx context.Context, r *Report, client *mongo.Client, coll *mongo.Collection, preImages bool, tried map[string]error) {
-	name := "MongoDB privileges"
+// tryWrites tries an update and a delete that match nothing: no effect,
+// but the server checks the privilege first.
+func tryWrites(ctx context.Context, coll *mongo.Collection, acc *access) {
 	nothing := bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: bson.A{}}}}}
-	if _, err := coll.UpdateOne(ctx, nothing, bson.D{{Key: "$set", Value: bson.D{{Key: "_check", Value: 1}}}}); isUnauthorized(err) {
-		tried["update"] = err
-	}
-	if _, err := coll.DeleteOne(ctx, nothing); isUnauthorized(err) {
-		tried["remove"] = err
-	}
-	actions := []string{"find", "insert", "update", "remove", "listIndexes", "createIndex", "changeStream"}
-	if preImages {
-		actions = append(actions, "collMod")
-	}
+	_, err := coll.UpdateOne(ctx, nothing, bson.D{{Key: "$set", Value: bson.D{{Key: "_check", Value: 1}}}})
+	_ = acc.tried("update", err)
+	_, err = coll.DeleteOne(ctx, nothing)
+	_ = acc.tried("remove", err)
+}
+
+// triedActions are those check tries (the rest it can only read from the
+// user's privileges: insert, createIndex, collMod).
+const triedActions = "find, update, remove, listIndexes and changeStream"
+
+// checkPrivileges reports every action the worker needs and the user
+// lacks: refused when tried, or not among its listed privileges.
+func checkPrivileges(r *Report, acc *access, preImages bool) {
+	name := "MongoDB privileges"
+	ns := acc.db + "." + acc.coll
+	needed := append(CollectionActions(preImages), DatabaseActions()...)
 	var missing []string
-	for _, a := range actions {
-		if tried[a] != nil {
+	var refusal error
+	for _, a := range needed {
+		if acc.missing(a) {
 			missing = append(missing, a)
+			if refusal == nil {
+				refusal = acc.refused[a]
+			}
 		}
 	}
-	users, privs, authenticated, err := readPrivileges(ctx, client)
-	ns := coll.Database().Name() + "." + coll.Name()
 	switch {
-	case err != nil && len(missing) == 0:
-		r.add(name, Warn, "find, update, remove, listIndexes and changeStream tried and granted; insert and createIndex not verified (%v)", err)
-		return
-	case authenticated:
-		for _, a := range missingActions(privs, coll.Database().Name(), coll.Name(), actions) {
-			if tried[a] == nil {
-				missing = append(missing, a)
-			}
-		}
-	}
-	if len(missing) > 0 {
-		var refusal error
-		for _, a := range missing {
-			if tried[a] != nil {
-				refusal = tried[a]
-				break
-			}
-		}
-		detail := fmt.Sprintf("missing on %s: %s (see deploy/mongodb for the role)", ns, strings.Join(missing, ", "))
+	case len(missing) > 0:
+		detail := notAuthorized(acc, missing)
 		if refusal != nil {
-			detail += fmt.Sprintf("; the server said: %v", errors.Unwrap(refusal))
+			detail += fmt.Sprintf("; the server said: %v", refusal)
 		}
 		r.add(name, Fail, "%s", detail)
-		return
+	case acc.listErr != nil:
+		unverified := "insert and createIndex"
+		if preImages {
+			unverified = "insert, createIndex and collMod"
+		}
+		r.add(name, Warn, "%s tried and granted on %s, listCollections on database %s; %s not verified (%v)",
+			triedActions, ns, acc.db, unverified, acc.listErr)
+	case !acc.listed:
+		r.add(name, OK, "no authenticated user (access control off): %s tried on %s, listCollections on database %s", triedActions, ns, acc.db)
+	default:
+		r.add(name, OK, "%s has %s on %s and %s on database %s", strings.Join(acc.users, ", "),
+			strings.Join(CollectionActions(preImages), ", "), ns, strings.Join(DatabaseActions(), ", "), acc.db)
 	}
-	if !authenticated {
-		r.add(name, OK, "no authenticated user (access control off): find, update, remove, listIndexes and changeStream tried on %s", ns)
-		return
-	}
-	r.add(name, OK, "%s has %s on %s", strings.Join(users, ", "), strings.Join(actions, ", "), ns)
 }
 
 func orUnknown(s string) string {

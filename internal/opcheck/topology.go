@@ -80,8 +80,9 @@ const codeChangeStreamNeedsReplicaSet = 40573
 
 // judgeChangeStreams combines what the server says it is with what
 // happened when a change stream was opened on the collection: the attempt
-// is the proof, the topology the explanation.
-func judgeChangeStreams(t Topology, watchErr error) (Status, string) {
+// is the proof, the topology the explanation. A refusal names what the
+// user lacks: changeStream, or find, which a change stream needs too.
+func judgeChangeStreams(t Topology, watchErr error, acc *access) (Status, string) {
 	var se mongo.ServerError
 	needsRS := errors.As(watchErr, &se) && se.HasErrorCode(codeChangeStreamNeedsReplicaSet)
 	switch {
@@ -93,7 +94,7 @@ func judgeChangeStreams(t Topology, watchErr error) (Status, string) {
 		return Warn, fmt.Sprintf("the server describes itself as %s (no setName, not mongos) yet opened a change stream; "+
 			"real MongoDB needs a replica set or sharded cluster for change streams", t.Kind)
 	case isUnauthorized(watchErr):
-		return Fail, fmt.Sprintf("opening a change stream was refused: missing privilege changeStream (with find) on the collection: %v", watchErr)
+		return Fail, "open a change stream: " + acc.denial("changeStream", "find")
 	case t.Kind == NotInitiated:
 		return Fail, "mongod runs with --replSet but the replica set was never initiated: run rs.initiate()"
 	case needsRS || t.Kind == Standalone:

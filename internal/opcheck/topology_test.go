@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
@@ -65,52 +64,18 @@ func TestJudgeChangeStreams(t *testing.T) {
 		{"standalone refuses", Topology{Kind: Standalone}, standaloneRefusal, Fail, "standalone server: change streams need a replica set"},
 		{"refusal names standalone whatever hello said", Topology{Kind: ReplicaSet, SetName: "rs0"}, standaloneRefusal, Fail, "standalone server"},
 		{"not initiated", Topology{Kind: NotInitiated}, errors.New("no primary"), Fail, "rs.initiate()"},
-		{"missing privilege", Topology{Kind: ReplicaSet, SetName: "rs0"}, unauthorized, Fail, "missing privilege changeStream"},
+		{"missing privilege", Topology{Kind: ReplicaSet, SetName: "rs0"}, unauthorized, Fail,
+			"open a change stream: not authorized: changeStream on app.custom_user_data (grant it: deploy/mongodb/roles.js)"},
 		{"standalone that opens one", Topology{Kind: Standalone}, nil, Warn, "yet opened a change stream"},
 		{"other error", Topology{Kind: ReplicaSet, SetName: "rs0"}, errors.New("connection reset"), Fail, "connection reset"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, detail := judgeChangeStreams(tt.topo, tt.watchErr)
+			acc := newAccess("app", "custom_user_data")
+			st, detail := judgeChangeStreams(tt.topo, acc.tried("changeStream", tt.watchErr), acc)
 			if st != tt.want || !strings.Contains(detail, tt.says) {
 				t.Fatalf("judge = %s %q; want %s containing %q", st, detail, tt.want, tt.says)
 			}
 		})
-	}
-}
-
-// connectionStatus replies shaped as
-// https://www.mongodb.com/docs/manual/reference/command/connectionStatus/
-// shows them, for a user holding the worker's role of deploy/mongodb
-// minus createIndex.
-func TestMissingActionsFromConnectionStatus(t *testing.T) {
-	reply := testsupport.ExtJSON(t, `{"authInfo": {
-		"authenticatedUsers": [{"user": "worker", "db": "admin"}],
-		"authenticatedUserRoles": [{"role": "customdataWorker", "db": "admin"}],
-		"authenticatedUserPrivileges": [
-			{"resource": {"db": "app", "collection": "custom_user_data"}, "actions": ["find", "insert", "update", "remove", "listIndexes", "changeStream"]},
-			{"resource": {"db": "app", "collection": ""}, "actions": ["listCollections"]},
-			{"resource": {"cluster": true}, "actions": ["collMod"]}
-		]}, "ok": 1}`)
-	var cs connectionStatus
-	if err := bson.Unmarshal(reply, &cs); err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"createIndex", "collMod"}
-	got := missingActions(cs.AuthInfo.Privileges, "app", "custom_user_data",
-		[]string{"find", "insert", "update", "remove", "listIndexes", "createIndex", "changeStream", "collMod"})
-	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Fatalf("missing %v, want %v (a cluster resource grants nothing on a collection)", got, want)
-	}
-	if got := missingActions(cs.AuthInfo.Privileges, "other", "custom_user_data", []string{"find"}); len(got) != 1 {
-		t.Fatalf("privileges on app granted on another database: missing %v", got)
-	}
-	anyDB := testsupport.ExtJSON(t, `{"authInfo": {"authenticatedUsers": [{"user": "root", "db": "admin"}],
-		"authenticatedUserPrivileges": [{"resource": {"db": "", "collection": ""}, "actions": ["createIndex"]}]}, "ok": 1}`)
-	if err := bson.Unmarshal(anyDB, &cs); err != nil {
-		t.Fatal(err)
-	}
-	if got := missingActions(cs.AuthInfo.Privileges, "app", "custom_user_data", []string{"createIndex"}); len(got) != 0 {
-		t.Fatalf(`{db: "", collection: ""} does not grant on app.custom_user_data: missing %v`, got)
 	}
 }
