@@ -14,6 +14,7 @@ GO        ?= go
 MVN       ?= mvn
 BIN       := bin/customdata-worker
 ISSUER_BIN := bin/reference-issuer
+BRIDGE_BIN := bin/customdata-bridge
 STANDIN   := internal/mongostandin/launcher
 STANDIN_JAR := $(STANDIN)/target/mongo-standin.jar
 LOADBENCH := bin/loadbench
@@ -38,6 +39,7 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/customdata-worker
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(ISSUER_BIN) ./cmd/reference-issuer
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BRIDGE_BIN) ./cmd/customdata-bridge
 
 standin: $(STANDIN_JAR)
 
