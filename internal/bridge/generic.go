@@ -32,7 +32,6 @@ func (s *Server) serveGeneric(w http.ResponseWriter, r *http.Request) string {
 	}
 	d, err := s.read(r.Context(), user)
 	if err != nil {
-		s.log.Warn().Err(err).Msg("generic read refused: custom data unavailable")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "custom data unavailable"})
 		return outcomeUnavailable
 	}

@@ -111,7 +111,6 @@ func (s *Server) serveHydra(w http.ResponseWriter, r *http.Request) string {
 	}
 	d, err := s.read(r.Context(), user)
 	if err != nil {
-		s.log.Warn().Err(err).Str("client_id", req.Request.ClientID).Msg("Hydra token hook refused: custom data unavailable")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "custom data unavailable"})
 		return outcomeUnavailable
 	}

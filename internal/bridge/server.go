@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,6 +101,9 @@ type Server struct {
 	hydraID   bool
 	tokens    [][sha256.Size]byte
 	logins    *loginQueue
+	// failing is set while reads fail, so that an outage is logged when
+	// it starts and when it ends, not once per call.
+	failing atomic.Bool
 }
 
 // Option configures a Server.
@@ -215,8 +219,15 @@ func (s *Server) read(ctx context.Context, userID string) (issuer.Data, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	d, err := s.data.Get(ctx, userID)
-	if errors.Is(err, issuer.ErrOversize) {
+	switch {
+	case err == nil || errors.Is(err, issuer.ErrOversize):
+		if s.failing.CompareAndSwap(true, false) {
+			s.log.Info().Msg("custom data readable again: hooks answer with it")
+		}
 		return d, nil
+	case !s.failing.Swap(true):
+		s.log.Warn().Err(err).Dur("timeout", s.cfg.Timeout).
+			Msg("custom data unavailable: hooks answer their failure (identity servers refuse tokens) until it is readable again")
 	}
 	return d, err
 }

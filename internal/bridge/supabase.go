@@ -48,7 +48,9 @@ func (s *Server) serveSupabase(w http.ResponseWriter, r *http.Request) string {
 		return outcomeBadRequest
 	}
 	if err := s.supabase.Verify(r.Header, body); err != nil {
-		s.log.Warn().Err(err).Str("webhook_id", r.Header.Get("webhook-id")).Msg("Supabase hook call refused: not verified")
+		// Counted (outcome unauthorized); per call only at debug level, so
+		// that a flood of forged calls cannot flood the log.
+		s.log.Debug().Err(err).Str("webhook_id", r.Header.Get("webhook-id")).Msg("Supabase hook call refused: not verified")
 		supabaseFail(w, http.StatusUnauthorized, "webhook signature not verified")
 		return outcomeUnauthorized
 	}
@@ -59,7 +61,6 @@ func (s *Server) serveSupabase(w http.ResponseWriter, r *http.Request) string {
 	}
 	d, err := s.read(r.Context(), req.UserID)
 	if err != nil {
-		s.log.Warn().Err(err).Str("webhook_id", r.Header.Get("webhook-id")).Msg("Supabase hook call refused: custom data unavailable")
 		supabaseFail(w, http.StatusServiceUnavailable, "custom data unavailable")
 		return outcomeUnavailable
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
@@ -264,6 +266,45 @@ func TestSupabaseProvider(t *testing.T) {
 	} {
 		if got := SupabaseProvider(method); got != want {
 			t.Errorf("SupabaseProvider(%q) = %q, want %q", method, got, want)
+		}
+	}
+}
+
+// An outage is logged when it starts and when it ends, not per call; a
+// forged call is not logged above debug level; no claim, document or
+// secret reaches the log.
+func TestOutageIsLoggedOnce(t *testing.T) {
+	sec := secret(t)
+	data := newFakeData(t, map[string]string{supabaseUser: `{"userId":"` + supabaseUser + `","plan":"pro-secret-plan"}`})
+	logs := &testsupport.Logs{}
+	s, err := New(data, Config{}, WithSupabase(verifier(t, sec)), WithLogger(zerolog.New(logs).Level(zerolog.InfoLevel)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := fixture(t, "supabase/custom-access-token.json")
+	data.mu.Lock()
+	data.err = errDown
+	data.mu.Unlock()
+	for range 3 {
+		if w := serve(s, supabaseCall(t, in, time.Now(), sec)); w.Code != 503 {
+			t.Fatalf("status %d", w.Code)
+		}
+		serve(s, supabaseCall(t, in, time.Now(), secret(t))) // forged
+	}
+	data.mu.Lock()
+	data.err = nil
+	data.mu.Unlock()
+	for range 2 {
+		if w := serve(s, supabaseCall(t, in, time.Now(), sec)); w.Code != 200 {
+			t.Fatalf("status %d", w.Code)
+		}
+	}
+	if logs.Count("custom data unavailable") != 1 || logs.Count("readable again: hooks answer with it") != 1 || logs.Count("\n") != 2 {
+		t.Fatalf("want one line when the outage starts and one when it ends:\n%s", logs)
+	}
+	for _, secretText := range []string{"pro-secret-plan", "authenticated", strings.TrimPrefix(sec, "v1,whsec_")} {
+		if logs.Count(secretText) > 0 {
+			t.Fatalf("the log shows %q:\n%s", secretText, logs)
 		}
 	}
 }
