@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -37,7 +38,7 @@ type fakeData struct {
 	reads int
 }
 
-func newFakeData(t *testing.T, docs map[string]string) *fakeData {
+func newFakeData(t testing.TB, docs map[string]string) *fakeData {
 	t.Helper()
 	f := &fakeData{docs: map[string]issuer.Data{}}
 	for user, js := range docs {
@@ -62,7 +63,7 @@ func (f *fakeData) Get(ctx context.Context, user string) (issuer.Data, error) {
 	return d, err
 }
 
-func fixture(t *testing.T, name string) []byte {
+func fixture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile("testdata/" + name)
 	if err != nil {
@@ -71,14 +72,14 @@ func fixture(t *testing.T, name string) []byte {
 	return b
 }
 
-func secret(t *testing.T) string {
+func secret(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return "v1,whsec_" + base64.StdEncoding.EncodeToString(b)
 }
 
-func verifier(t *testing.T, secrets ...string) *webhook.Verifier {
+func verifier(t testing.TB, secrets ...string) *webhook.Verifier {
 	t.Helper()
 	v, err := webhook.NewVerifier(secrets)
 	if err != nil {
@@ -90,7 +91,7 @@ func verifier(t *testing.T, secrets ...string) *webhook.Verifier {
 // supabaseCall is a hook call as Supabase Auth makes it (supabase/auth
 // internal/hooks/hookhttp: POST, application/json, the three Standard
 // Webhooks headers, one signature per secret joined with ", ").
-func supabaseCall(t *testing.T, body []byte, at time.Time, secrets ...string) *http.Request {
+func supabaseCall(t testing.TB, body []byte, at time.Time, secrets ...string) *http.Request {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodPost, "/hooks/supabase/custom-access-token", bytes.NewReader(body))
 	id := "msg_" + events.NewEventID()
@@ -174,3 +175,21 @@ func extJSON(t *testing.T, v any) string {
 }
 
 func jsonNumber(s string) json.Number { return json.Number(s) }
+
+type bodyReader struct {
+	b []byte
+	i int
+}
+
+func (r *bodyReader) Read(p []byte) (int, error) {
+	if r.i >= len(r.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[r.i:])
+	r.i += n
+	return n, nil
+}
+
+func (r *bodyReader) Close() error { return nil }
+
+func nopBody(b []byte) io.ReadCloser { return &bodyReader{b: b} }

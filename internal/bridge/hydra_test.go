@@ -12,7 +12,7 @@ import (
 
 const hydraKey = "hydra-token-hook-key"
 
-func hydraCall(t *testing.T, body []byte, header, value string) *http.Request {
+func hydraCall(t testing.TB, body []byte, header, value string) *http.Request {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodPost, "/hooks/hydra/token", bytes.NewReader(body))
 	// As Hydra sends it (oauth2/token_hook.go in ory/hydra).
