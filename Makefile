@@ -14,6 +14,7 @@ GO        ?= go
 MVN       ?= mvn
 BIN       := bin/customdata-worker
 ISSUER_BIN := bin/reference-issuer
+BRIDGE_BIN := bin/customdata-bridge
 STANDIN   := internal/mongostandin/launcher
 STANDIN_JAR := $(STANDIN)/target/mongo-standin.jar
 LOADBENCH := bin/loadbench
@@ -38,6 +39,7 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/customdata-worker
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(ISSUER_BIN) ./cmd/reference-issuer
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BRIDGE_BIN) ./cmd/customdata-bridge
 
 standin: $(STANDIN_JAR)
 
@@ -98,7 +100,8 @@ fuzz:
 # coalescing (-benchmem), plus every benchmark under worker/ (the in-process
 # consumer and commit → notice benchmarks, 2000 iterations), the
 # notifier's own CPU per change on a scripted feed (100,000 changes), the issuer
-# cache hit cost and commit → refreshed-token latency. bench-load: the
+# cache hit cost, the bridge's hook calls answered from the cache, and
+# commit → refreshed-token latency. bench-load: the
 # worker binary against a nats-server process and MongoDB, beside a naive
 # worker and the database and broker ceilings (docs/BENCHMARK.md; WORKER_BIN,
 # BENCH_* and MONGODB_URI configure it; JSON goes to BENCH_OUT, default
@@ -110,6 +113,7 @@ bench-micro: $(if $(MONGODB_URI),,standin)
 	$(GO) test -run '^$$' -bench . -skip '^BenchmarkNotifierOwnCost$$' -benchmem -benchtime 2000x ./worker/...
 	$(GO) test -run '^$$' -bench '^BenchmarkNotifierOwnCost$$' -benchtime 100000x ./worker/notify/
 	$(GO) test -run '^$$' -bench . -benchmem ./issuer/
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/bridge/
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./cmd/reference-issuer/
 
 bench-load: build $(NATS_SERVER) $(if $(MONGODB_URI),,standin)

@@ -25,7 +25,8 @@ var (
 	issuerRole      = role{"issuer", "NATS_ISSUER_PASSWORD"}
 	referenceIssuer = role{"reference-issuer", "NATS_REFERENCE_ISSUER_PASSWORD"}
 	opsRole         = role{"customdata-ops", "NATS_OPS_PASSWORD"}
-	roles           = []role{authService, workerRole, issuerRole, referenceIssuer, opsRole}
+	bridgeRole      = role{"customdata-bridge", "NATS_BRIDGE_PASSWORD"}
+	roles           = []role{authService, workerRole, issuerRole, referenceIssuer, opsRole, bridgeRole}
 )
 
 // password is the test's password of r: distinct per role, so that one

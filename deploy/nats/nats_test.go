@@ -103,7 +103,7 @@ func found(t *testing.T, cache *issuer.Cache, user string) bool {
 
 // TestEachRoleDoesItsJob: the auth service publishes, the worker consumes,
 // writes, dead-letters and notifies, the issuers follow the notices, the
-// reference issuer publishes too, and the operator's check, dlq and tail
+// reference issuer and the bridge publish too, and the operator's check, dlq and tail
 // work, each as its own user and without one refusal.
 func TestEachRoleDoesItsJob(t *testing.T) {
 	url := startServer(t)
@@ -115,8 +115,10 @@ func TestEachRoleDoesItsJob(t *testing.T) {
 	iss := connect(t, url, issuerRole)
 	ref := connect(t, url, referenceIssuer)
 	ops := connect(t, url, opsRole)
+	br := connect(t, url, bridgeRole)
 	cache, reg := followNotices(t, iss, m, wcfg.Data.Database)
 	refCache, _ := followNotices(t, ref, m, wcfg.Data.Database)
+	bridgeCache, _ := followNotices(t, br, m, wcfg.Data.Database)
 
 	// A miss is kept (the cache follows notices): only the worker's notice
 	// can make the user appear.
@@ -132,8 +134,16 @@ func TestEachRoleDoesItsJob(t *testing.T) {
 		t.Fatalf("auth service publishing CREATE: %v", err)
 	}
 	testsupport.Eventually(t, "issuers see the new user through a notice", func() bool {
-		return found(t, cache, user) && found(t, refCache, user)
+		return found(t, cache, user) && found(t, refCache, user) && found(t, bridgeCache, user)
 	})
+	// The bridge publishes the LOGIN of a Supabase sign-in.
+	brPub, err := events.NewPublisher(br.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := brPub.Publish(ctx, events.NewAuthEvent(events.OperationLogin, user, "supabase-password")); err != nil {
+		t.Fatalf("bridge publishing LOGIN: %v", err)
+	}
 	if n := testsupport.Metric(t, reg, "customdata_issuer_notices_total", nil); n < 1 {
 		t.Errorf("issuer received %v notices, want at least 1", n)
 	}
@@ -194,7 +204,7 @@ func TestEachRoleDoesItsJob(t *testing.T) {
 		t.Errorf("check as operator failed:\n%s", b.String())
 	}
 
-	for who, c := range map[string]*conn{"auth service": auth, "issuer": iss, "reference issuer": ref, "operator": ops} {
+	for who, c := range map[string]*conn{"auth service": auth, "issuer": iss, "reference issuer": ref, "operator": ops, "bridge": br} {
 		c.noViolations(t, who)
 	}
 	if n := workerLogs.Count("ermissions"); n > 0 {

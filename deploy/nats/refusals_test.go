@@ -101,6 +101,8 @@ func TestEachRoleIsRefusedTheRest(t *testing.T) {
 		{"issuer opens the worker's checkpoint bucket", issuerRole, openBucket(checkpointKV),
 			"Publish", api + "STREAM.INFO.KV_" + checkpointKV},
 		{"reference issuer publishes a notice", referenceIssuer, publish(noticeSubject), "Publish", noticeSubject},
+		{"bridge publishes a notice", bridgeRole, publish(noticeSubject), "Publish", noticeSubject},
+		{"bridge publishes a DELETE", bridgeRole, publishEvent(events.OperationDelete), "Publish", events.AuthSubject(authPrefix, events.OperationDelete)},
 
 		{"auth service reads the notice stream", authService, streamInfo(noticeStream),
 			"Publish", api + "STREAM.INFO." + noticeStream},

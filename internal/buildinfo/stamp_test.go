@@ -29,7 +29,7 @@ func TestMakefileAndDockerfilesStampTheSameVariables(t *testing.T) {
 	if !strings.Contains(makefile, `build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/customdata-worker`) {
 		t.Error("make build does not pass $(LDFLAGS) to the worker's build")
 	}
-	for _, f := range []string{"../../deploy/Dockerfile", "../../deploy/reference-issuer.Dockerfile"} {
+	for _, f := range []string{"../../deploy/Dockerfile", "../../deploy/reference-issuer.Dockerfile", "../../deploy/bridge.Dockerfile"} {
 		df := read(t, f)
 		var build string
 		for _, line := range strings.Split(df, "\n") {

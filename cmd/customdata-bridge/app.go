@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/bridge"
+	"github.com/customdata-worker/customdata-worker/internal/bridge/webhook"
+	"github.com/customdata-worker/customdata-worker/internal/cli"
+	"github.com/customdata-worker/customdata-worker/internal/natsconn"
+	"github.com/customdata-worker/customdata-worker/internal/ops"
+	"github.com/customdata-worker/customdata-worker/internal/redact"
+	"github.com/customdata-worker/customdata-worker/internal/retry"
+	"github.com/customdata-worker/customdata-worker/issuer"
+)
+
+const appName = "customdata-bridge"
+
+func newLogger(cfg Config, w io.Writer) zerolog.Logger {
+	return cli.NewLogger(w, appName, cfg.LogLevel, cfg.LogFormat)
+}
+
+// running is what runBridge hands to a caller that embeds it (the tests).
+type running struct {
+	URL      string        // base URL of the hooks
+	Cache    *issuer.Cache // nil when the cache is off
+	Registry *prometheus.Registry
+}
+
+// runBridge wires the bridge and serves until ctx ends:
+//
+//	hook call → bridge.Server → issuer.Cache (kept fresh by notices) → MongoDB on a miss
+//	Supabase sign-in → events.Publisher (LOGIN), when enabled
+func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<- running) error {
+	log.Info().Str("mongodb", redact.URI(cfg.MongoURI)).Str("nats", redact.URIs(cfg.NATSURL)).
+		Str("collection", cfg.Database+"."+cfg.Collection).Bool("notices", cfg.NoticesEnabled).
+		Int("cache_entries", cfg.CacheMaxEntries).Dur("cache_ttl", cfg.CacheTTL).
+		Bool("supabase", cfg.SupabaseSecrets != "").Bool("hydra", len(cfg.HydraAPIKeys) > 0).Bool("generic", len(cfg.APITokens) > 0).
+		Bool("supabase_logins", cfg.SupabasePublishLogin).Msg("starting")
+
+	var nc *nats.Conn
+	var js jetstream.JetStream
+	if cfg.needsNATS() {
+		var err error
+		nc, err = connectNATS(ctx, cfg, log)
+		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			log.Info().Msg("stopped before NATS answered")
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("NATS: %w", err)
+		}
+		defer nc.Close()
+		if js, err = jetstream.New(nc); err != nil {
+			return fmt.Errorf("JetStream: %w", err)
+		}
+	}
+	client, err := mongo.Connect(options.Client().ApplyURI(cfg.MongoURI).SetAppName(appName))
+	if err != nil {
+		// The driver's parse errors quote the connection string.
+		return redact.Err(fmt.Errorf("MongoDB client for %s: %w", redact.URI(cfg.MongoURI), err), redact.Secrets(cfg.MongoURI)...)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = client.Disconnect(dctx)
+	}()
+	src, err := issuer.NewSource(client, cfg.sourceConfig())
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var data issuer.Getter = src
+	var cache *issuer.Cache
+	if cfg.CacheMaxEntries > 0 {
+		opts := []issuer.CacheOption{issuer.WithLogger(log)}
+		if cfg.NoticesEnabled {
+			opts = append(opts, issuer.WithNotices(js, issuer.NoticeConfig{SubjectPrefix: cfg.NoticeSubjectPrefix, Stream: cfg.NoticeStream}))
+		}
+		// A read nobody waits for any more is not worth finishing.
+		ccfg := issuer.CacheConfig{MaxEntries: cfg.CacheMaxEntries, TTL: cfg.CacheTTL, ReadTimeout: cfg.HookTimeout}
+		if cache, err = issuer.NewCache(src, ccfg, opts...); err != nil {
+			return err
+		}
+		reg.MustRegister(cache.Collectors()...)
+		data = cache
+	}
+	srv, err := newServer(cfg, data, js, log)
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(srv.Collectors()...)
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 15 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("hooks: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
+	g.Go(func() error { return srv.Run(gctx) })
+	if cache != nil && cfg.NoticesEnabled {
+		g.Go(func() error {
+			// Run returns only when ctx ends or the connection is closed
+			// for good; the cache then reads through, which stays correct.
+			if err := cache.Run(gctx); err != nil {
+				log.Error().Err(err).Msg("notice feed stopped")
+			}
+			return nil
+		})
+	}
+	if cfg.OpsAddr != "" {
+		checks := readiness(cfg, nc, cache, client)
+		g.Go(func() error { return ops.NewServer(cfg.OpsAddr, reg, log, checks...).Run(gctx) })
+	}
+	base := "http://" + strings.Replace(ln.Addr().String(), "[::]", "127.0.0.1", 1)
+	log.Info().Str("addr", ln.Addr().String()).Msg("serving hooks")
+	if ready != nil {
+		ready <- running{URL: base, Cache: cache, Registry: reg}
+	}
+	err = g.Wait()
+	log.Info().Msg("stopped")
+	return err
+}
+
+// newServer builds the hooks that are configured.
+func newServer(cfg Config, data issuer.Getter, js jetstream.JetStream, log zerolog.Logger) (*bridge.Server, error) {
+	opts := []bridge.Option{bridge.WithLogger(log)}
+	if cfg.SupabaseSecrets != "" {
+		v, err := webhook.NewVerifier(webhook.ParseSecretList(cfg.SupabaseSecrets))
+		if err != nil {
+			return nil, fmt.Errorf("%s_SUPABASE_HOOK_SECRETS: %w", envPrefix, err)
+		}
+		opts = append(opts, bridge.WithSupabase(v))
+	}
+	if cfg.SupabasePublishLogin {
+		pubOpts := []events.PublisherOption{events.WithSubjectPrefix(cfg.AuthSubjectPrefix)}
+		if cfg.EventSigningSeed != "" {
+			signer, err := events.LoadSigner(cfg.EventSigningSeed)
+			if err != nil {
+				return nil, fmt.Errorf("%s_EVENT_SIGNING_SEED_FILE: %w", envPrefix, err)
+			}
+			pubOpts = append(pubOpts, events.WithSigner(signer))
+			log.Info().Str("signer", signer.PublicKey()).Msg("LOGIN events are signed")
+		}
+		pub, err := events.NewPublisher(js, pubOpts...)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, bridge.WithLogins(pub, bridge.LoginConfig{}))
+	}
+	if len(cfg.HydraAPIKeys) > 0 {
+		opts = append(opts, bridge.WithHydra(bridge.HydraAuth{Header: cfg.HydraAuthHeader, Keys: cfg.HydraAPIKeys}, cfg.HydraIDToken))
+	}
+	if len(cfg.APITokens) > 0 {
+		opts = append(opts, bridge.WithGeneric(cfg.APITokens))
+	}
+	return bridge.New(data, cfg.bridgeConfig(), opts...)
+}
+
+// readiness: ready when NATS is connected (if used), the notices are
+// followed (if on), and MongoDB answers a ping; errors with secrets cut.
+func readiness(cfg Config, nc *nats.Conn, cache *issuer.Cache, client *mongo.Client) []ops.Check {
+	secrets := append(append(redact.Secrets(cfg.MongoURI), redact.SecretsOfURIs(cfg.NATSURL)...), cfg.NATSToken, cfg.NATSPassword)
+	var checks []ops.Check
+	if nc != nil {
+		checks = append(checks, ops.Check{Name: "nats", Check: func() error {
+			if !nc.IsConnected() {
+				return errors.New("not connected")
+			}
+			return nil
+		}})
+	}
+	if cache != nil && cfg.NoticesEnabled {
+		checks = append(checks, ops.Check{Name: "notices", Check: func() error {
+			if !cache.Following() {
+				return errors.New("not following (the cache reads through)")
+			}
+			return nil
+		}})
+	}
+	checks = append(checks, ops.Check{Name: "mongodb", Check: func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if err := client.Ping(ctx, readpref.Primary()); err != nil {
+			return redact.Err(err, secrets...)
+		}
+		return nil
+	}})
+	return checks
+}
+
+// connectNATS connects as the worker does: retried with backoff while no
+// server answers (the first failure logged once), stopped at a refusal
+// (credentials, TLS, an unusable file), which retrying would only hide.
+func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger) (*nats.Conn, error) {
+	return retry.Forever(ctx, retry.NewBackOff(500*time.Millisecond, 10*time.Second), func() (*nats.Conn, error) {
+		nc, err := natsconn.Connect(cfg.natsConfig(), log)
+		if natsconn.Refused(err) {
+			return nil, retry.Stop(err)
+		}
+		return nc, err
+	}, func(err error, first bool) {
+		if first {
+			log.Warn().Err(err).Str("step", "connect to NATS").Msg("dependency unavailable; retrying with backoff")
+		}
+	})
+}

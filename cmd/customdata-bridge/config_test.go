@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestConfigValidation(t *testing.T) {
+	const secret = "v1,whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
+	cases := []struct {
+		name string
+		env  map[string]string
+		err  string // "" for valid
+	}{
+		{name: "Supabase only", env: map[string]string{"SUPABASE_HOOK_SECRETS": secret}},
+		{name: "Hydra only, no NATS needed without cache", env: map[string]string{"HYDRA_API_KEYS": "k", "CACHE_MAX_ENTRIES": "0", "NATS_URL": ""}},
+		{name: "no endpoint", env: nil, err: "no endpoint enabled"},
+		{name: "bad secret", env: map[string]string{"SUPABASE_HOOK_SECRETS": "whsec-nope"}, err: "SUPABASE_HOOK_SECRETS: webhook: secret 1 of 1"},
+		{name: "logins without Supabase", env: map[string]string{"API_TOKENS": "t", "SUPABASE_PUBLISH_LOGINS": "true"}, err: "needs the Supabase hook"},
+		{name: "reserved claim", env: map[string]string{"API_TOKENS": "t", "CLAIM_NAME": "role"}, err: "CLAIM_NAME"},
+		{name: "TTL-less cache without notices", env: map[string]string{"API_TOKENS": "t", "NOTICES_ENABLED": "false"}, err: "CACHE_TTL > 0"},
+		{name: "NATS needed for notices", env: map[string]string{"API_TOKENS": "t", "NATS_URL": ""}, err: "NATS_URL is required"},
+		{name: "zero timeout", env: map[string]string{"API_TOKENS": "t", "HOOK_TIMEOUT": "0s"}, err: "HOOK_TIMEOUT must be positive"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(envPrefix+"_"+k, v)
+			}
+			_, err := loadConfig()
+			switch {
+			case tc.err == "" && err != nil:
+				t.Fatalf("loadConfig: %v", err)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("loadConfig: %v, want an error containing %q", err, tc.err)
+			}
+			if err != nil && strings.Contains(err.Error(), "c2VjcmV0") {
+				t.Fatalf("the error quotes a secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestEnvVerbListsEverySetting(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"env"}, &out, &errOut); code != 0 {
+		t.Fatalf("env: exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{"CUSTOMDATA_BRIDGE_SUPABASE_HOOK_SECRETS", "CUSTOMDATA_BRIDGE_HYDRA_API_KEYS", "CUSTOMDATA_BRIDGE_API_TOKENS", "CUSTOMDATA_BRIDGE_HOOK_TIMEOUT"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("env does not list %s", want)
+		}
+	}
+	if code := run([]string{"nope"}, &out, &errOut); code != 2 {
+		t.Errorf("unknown verb: exit %d", code)
+	}
+}

@@ -1,0 +1,86 @@
+// Command customdata-bridge puts always-fresh custom user data into the
+// tokens of identity servers the team did not write, by answering their
+// token-time hooks from a cache kept fresh by the worker's notices:
+//
+//	POST /hooks/supabase/custom-access-token   Supabase Auth's custom access token hook
+//	POST /hooks/hydra/token                    Ory Hydra's oauth2.token_hook
+//	GET  /v1/users/{userId}/custom-data        the document, for any issuer that can call HTTP
+//	/livez /readyz /metrics                    on CUSTOMDATA_BRIDGE_OPS_ADDR
+//
+// Usage:
+//
+//	customdata-bridge [run]   serve (configured by CUSTOMDATA_BRIDGE_* variables)
+//	customdata-bridge env     list every setting with its default
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/customdata-worker/customdata-worker/internal/cli"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(appName, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { usage(stderr) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cmd := "run"
+	if fs.NArg() > 0 {
+		cmd = fs.Arg(0)
+	}
+	switch cmd {
+	case "env":
+		var c Config
+		if err := cli.PrintEnv(stdout, envPrefix, &c); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		return 0
+	case "help":
+		usage(stdout)
+		return 0
+	case "run":
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n", cmd)
+		usage(stderr)
+		return 2
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := newLogger(cfg, stderr)
+	if err := runBridge(ctx, cfg, log, nil); err != nil {
+		log.Error().Err(err).Msg("bridge stopped with an error")
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `customdata-bridge: fresh custom user data in Supabase Auth and Ory Hydra tokens, and over HTTP.
+
+Usage:
+  customdata-bridge [run]   serve the hooks (CUSTOMDATA_BRIDGE_* variables)
+  customdata-bridge env     list every CUSTOMDATA_BRIDGE_* setting with its default
+`)
+}

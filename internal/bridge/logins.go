@@ -1,0 +1,130 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/retry"
+)
+
+// Publisher publishes auth events: an *events.Publisher.
+type Publisher interface {
+	Publish(ctx context.Context, ev events.AuthEvent) (*jetstream.PubAck, error)
+}
+
+// LoginConfig bounds the LOGIN events published for Supabase logins.
+type LoginConfig struct {
+	// QueueSize is the most LOGINs waiting to be published (default
+	// 1024); past it a LOGIN is dropped and counted, never waited for.
+	QueueSize int
+	// PublishTimeout bounds the attempts to publish one LOGIN (default
+	// 30s): it is retried with backoff meanwhile, then counted as failed.
+	PublishTimeout time.Duration
+}
+
+func (c *LoginConfig) setDefaults() {
+	if c.QueueSize == 0 {
+		c.QueueSize = 1024
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = 30 * time.Second
+	}
+}
+
+// WithLogins publishes a LOGIN through pub for each Supabase login (every
+// authentication_method but token_refresh) whose hook call was answered,
+// so that the worker's LOGIN triggers (lastLogin, …) run with nothing else
+// to deploy. Publishing never delays the hook's answer: LOGINs wait in a
+// bounded queue that Server.Run works off.
+func WithLogins(pub Publisher, cfg LoginConfig) Option {
+	return func(s *Server) error {
+		if pub == nil {
+			return errors.New("bridge: WithLogins: nil publisher")
+		}
+		if cfg.QueueSize < 0 || cfg.PublishTimeout < 0 {
+			return errors.New("bridge: WithLogins: negative queue size or timeout")
+		}
+		cfg.setDefaults()
+		s.logins = &loginQueue{pub: pub, cfg: cfg, ch: make(chan events.AuthEvent, cfg.QueueSize)}
+		return nil
+	}
+}
+
+type loginQueue struct {
+	pub      Publisher
+	cfg      LoginConfig
+	ch       chan events.AuthEvent
+	log      zerolog.Logger
+	m        *metrics
+	dropping atomic.Bool // logged once per spell of a full queue
+}
+
+// offer queues ev without waiting.
+func (q *loginQueue) offer(ev events.AuthEvent) {
+	select {
+	case q.ch <- ev:
+		if q.dropping.CompareAndSwap(true, false) {
+			q.log.Info().Msg("LOGIN queue has room again")
+		}
+	default:
+		q.m.logins.WithLabelValues(loginDropped).Inc()
+		if !q.dropping.Swap(true) {
+			q.log.Warn().Int("queue_size", q.cfg.QueueSize).Str("event_id", ev.ID).
+				Msg("LOGIN queue full (NATS slow or down): dropping LOGINs until it drains")
+		}
+	}
+}
+
+// run publishes queued LOGINs until ctx ends, then gives those still
+// queued one attempt each within 5 s.
+func (q *loginQueue) run(ctx context.Context) {
+	for {
+		select {
+		case ev := <-q.ch:
+			q.publish(ctx, ev)
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			for {
+				select {
+				case ev := <-q.ch:
+					q.publish(dctx, ev)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (q *loginQueue) publish(ctx context.Context, ev events.AuthEvent) {
+	pctx, cancel := context.WithTimeout(ctx, q.cfg.PublishTimeout)
+	defer cancel()
+	_, err := retry.Forever(pctx, retry.NewBackOff(200*time.Millisecond, 5*time.Second), func() (*jetstream.PubAck, error) {
+		ack, err := q.pub.Publish(pctx, ev)
+		if events.ReasonOf(err) != "" {
+			return nil, retry.Stop(err)
+		}
+		return ack, err
+	}, func(err error, first bool) {
+		if first {
+			q.log.Warn().Err(err).Str("event_id", ev.ID).Msg("LOGIN not published yet; retrying")
+		}
+	})
+	switch {
+	case err == nil:
+		q.m.logins.WithLabelValues(loginPublished).Inc()
+	case events.ReasonOf(err) != "":
+		q.m.logins.WithLabelValues(loginRejected).Inc()
+		q.log.Warn().Str("event_id", ev.ID).Str("reason", string(events.ReasonOf(err))).Msg("LOGIN rejected: not published")
+	default:
+		q.m.logins.WithLabelValues(loginFailed).Inc()
+		q.log.Error().Err(err).Str("event_id", ev.ID).Dur("tried_for", q.cfg.PublishTimeout).Msg("LOGIN not published")
+	}
+}
