@@ -53,15 +53,6 @@ func deadLetterMaxAge(d time.Duration) time.Duration {
 	return d
 }
 
-// checkConfig validates everything that can be checked without servers.
-func checkConfig(cfg Config) error {
-	set, _, err := triggerSet(cfg)
-	if err != nil {
-		return fmt.Errorf("triggers: %w", err)
-	}
-	return cfg.workerConfig(set).Validate()
-}
-
 // runWorker runs the worker on cfg until ctx ends; opts reach worker.New.
 func runWorker(ctx context.Context, cfg Config, log zerolog.Logger, opts ...worker.Option) error {
 	set, _, err := triggerSet(cfg)

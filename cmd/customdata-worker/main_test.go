@@ -61,6 +61,7 @@ func TestCheckRejectsBadConfiguration(t *testing.T) {
 		// Checked even with notices off, before anything connects.
 		{"user-id field among the ignored fields", "CUSTOMDATA_NOTICE_IGNORE_FIELDS", "lastLogin,userId", "user-id field"},
 	}
+	unparsable := map[string]bool{"log format": true, "provision": true, "not a duration": true}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(tt.key, tt.value)
@@ -69,15 +70,24 @@ func TestCheckRejectsBadConfiguration(t *testing.T) {
 			}
 			var out, errOut bytes.Buffer
 			code := run([]string{"check", "--offline"}, &out, &errOut)
-			if code != 2 {
-				t.Fatalf("check exited %d, want 2 (stdout %q)", code, out.String())
+			// An environment that cannot be read at all is refused by every
+			// verb as a usage error (2, on stderr) before check runs.
+			if unparsable[tt.name] {
+				if code != 2 || !strings.Contains(errOut.String(), tt.wantErr) {
+					t.Fatalf("check = %d (%q), want 2 naming %s", code, errOut.String(), tt.wantErr)
+				}
+				return
 			}
-			if !strings.Contains(errOut.String(), tt.wantErr) {
-				t.Errorf("check error %q does not mention %q", errOut.String(), tt.wantErr)
+			if code != 1 {
+				t.Fatalf("check exited %d, want 1 (stdout %q)", code, out.String())
+			}
+			if !strings.HasPrefix(out.String(), "✗ configuration: ") || !strings.Contains(out.String(), tt.wantErr) ||
+				!strings.Contains(out.String(), "check failed: the worker would not run") {
+				t.Errorf("check printed %q, want a ✗ configuration line mentioning %q and the verdict", out.String(), tt.wantErr)
 			}
 			for _, secret := range []string{"pa/ss", "secretpw"} {
-				if strings.Contains(errOut.String(), secret) {
-					t.Errorf("check error %q shows the password", errOut.String())
+				if strings.Contains(out.String()+errOut.String(), secret) {
+					t.Errorf("check output %q shows the password", out.String())
 				}
 			}
 		})
@@ -93,8 +103,8 @@ func TestCheckRejectsATriggerFileForAnotherUserIDField(t *testing.T) {
 	}
 	t.Setenv("CUSTOMDATA_TRIGGERS_FILE", file)
 	var out, errOut bytes.Buffer
-	if code := run([]string{"check", "--offline"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), `userIdField "uid"`) {
-		t.Fatalf("check = %d (%q), want 2 naming the trigger file's userIdField", code, errOut.String())
+	if code := run([]string{"check", "--offline"}, &out, &errOut); code != 1 || !strings.Contains(out.String(), `userIdField "uid"`) {
+		t.Fatalf("check = %d (%q), want 1 naming the trigger file's userIdField", code, out.String())
 	}
 	t.Setenv("CUSTOMDATA_USER_ID_FIELD", "uid")
 	if code := run([]string{"check", "--offline"}, &out, &errOut); code != 0 {
@@ -346,5 +356,34 @@ func TestStartupLogsCarryNoPassword(t *testing.T) {
 		if strings.Contains(logs.String(), secret) {
 			t.Fatalf("logs carry a password fragment %q:\n%s", secret, logs.String())
 		}
+	}
+}
+
+// check --offline prints the same report as check, JSON with --json.
+func TestCheckOfflinePrintsTheReport(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "--offline"}, &out, &errOut); code != 0 {
+		t.Fatalf("check --offline = %d: %s", code, errOut.String())
+	}
+	want := "✓ configuration: valid; triggers [lastLogin createOnSignup deleteOnUserDelete]\ncheck passed: the worker would run\n"
+	if out.String() != want {
+		t.Fatalf("check --offline printed %q, want %q", out.String(), want)
+	}
+	out.Reset()
+	t.Setenv("CUSTOMDATA_NOTICE_STREAM", "A/B")
+	if code := run([]string{"check", "--offline", "--json"}, &out, &errOut); code != 1 {
+		t.Fatalf("check --offline --json = %d, want 1", code)
+	}
+	var rep struct {
+		OK     bool `json:"ok"`
+		Checks []struct {
+			Name, Status, Detail string
+		} `json:"checks"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("check --offline --json printed %q: %v", out.String(), err)
+	}
+	if rep.OK || len(rep.Checks) != 1 || rep.Checks[0].Name != "configuration" || rep.Checks[0].Status != "fail" {
+		t.Fatalf("report %+v, want one failed configuration check", rep)
 	}
 }

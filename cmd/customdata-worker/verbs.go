@@ -70,23 +70,17 @@ func runCheck(ctx context.Context, cfg Config, args []string, stdout, stderr io.
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if *offline {
-		if err := checkConfig(cfg); err != nil {
-			fmt.Fprintln(stderr, err)
-			return exitUsage
-		}
-		fmt.Fprintln(stdout, "configuration OK")
-		return exitOK
-	}
-	set, _, err := triggerSet(cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, fmt.Errorf("triggers: %w", err))
-		return exitUsage
-	}
 	if *sample == 0 {
 		*sample = -1 // opcheck: negative reads none
 	}
-	rep := opcheck.Run(ctx, opcheck.Config{Worker: cfg.workerConfig(set), Sample: *sample, Progress: stderr, Timeout: *timeout})
+	set, _, err := triggerSet(cfg)
+	ccfg := opcheck.Config{Worker: cfg.workerConfig(set), Sample: *sample, Progress: stderr, Timeout: *timeout}
+	var rep opcheck.Report
+	if *offline || err != nil {
+		rep = opcheck.Offline(ccfg, err)
+	} else {
+		rep = opcheck.Run(ctx, ccfg)
+	}
 	if *asJSON {
 		_ = rep.WriteJSON(stdout)
 	} else {

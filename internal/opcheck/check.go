@@ -45,13 +45,10 @@ func Run(ctx context.Context, cfg Config) (r Report) {
 	w.Streams.SetDefaults()
 	cfg.Worker = w
 
-	secrets := append(append(redact.Secrets(w.MongoURI), redact.SecretsOfURIs(w.NATS.URL)...), w.NATS.Password, w.NATS.Token)
-	defer func() { r.finish(secrets) }() // on the returned report
-	if err := w.Validate(); err != nil {
-		r.add("configuration", Fail, "%v", err)
+	defer func() { r.finish(secretsOf(w)) }() // on the returned report
+	if !checkConfiguration(w, nil, &r) {
 		return r
 	}
-	r.add("configuration", OK, "valid; triggers %v", w.Triggers.Names())
 
 	// The collection handle is needed by the auth consumer's verification
 	// (it does no IO with it), whether MongoDB answers or not.
@@ -62,6 +59,35 @@ func Run(ctx context.Context, cfg Config) (r Report) {
 	checkNATS(ctx, cfg, client, &r)
 	checkMongo(ctx, cfg, client, mongoErr, &r)
 	return r
+}
+
+// Offline is `check --offline`: Run's configuration line alone (the
+// settings and the trigger file, whose loading failed with triggersErr
+// when not nil), contacting no server.
+func Offline(cfg Config, triggersErr error) (r Report) {
+	defer func() { r.finish(secretsOf(cfg.Worker)) }()
+	checkConfiguration(cfg.Worker, triggersErr, &r)
+	return r
+}
+
+// checkConfiguration adds the configuration line and reports whether it
+// passed.
+func checkConfiguration(w worker.Config, triggersErr error, r *Report) bool {
+	if triggersErr != nil {
+		r.add("configuration", Fail, "triggers: %v", triggersErr)
+		return false
+	}
+	if err := w.Validate(); err != nil {
+		r.add("configuration", Fail, "%v", err)
+		return false
+	}
+	r.add("configuration", OK, "valid; triggers %v", w.Triggers.Names())
+	return true
+}
+
+// secretsOf lists what the report must never show.
+func secretsOf(w worker.Config) []string {
+	return append(append(redact.Secrets(w.MongoURI), redact.SecretsOfURIs(w.NATS.URL)...), w.NATS.Password, w.NATS.Token)
 }
 
 func appName(w worker.Config) string {
