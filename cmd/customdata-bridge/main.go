@@ -15,13 +15,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/customdata-worker/customdata-worker/internal/cli"
 )
@@ -31,18 +28,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet(appName, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { usage(stderr) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	cmd := "run"
-	if fs.NArg() > 0 {
-		cmd = fs.Arg(0)
+	cmd, _, code, ok := cli.ParseVerb(flag.NewFlagSet(appName, flag.ContinueOnError), args, usage, stderr)
+	if !ok {
+		return code
 	}
 	switch cmd {
 	case "env":
@@ -66,7 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cli.SignalContext(context.Background())
 	defer stop()
 	log := newLogger(cfg, stderr)
 	if err := runBridge(ctx, cfg, log, nil); err != nil {

@@ -20,13 +20,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/customdata-worker/customdata-worker/internal/cli"
 )
@@ -37,20 +34,12 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("reference-issuer", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	workerBin := fs.String("worker", "bin/customdata-worker", "demo: the worker binary to run")
-	fs.Usage = func() { usage(stderr) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	cmd, rest, code, ok := cli.ParseVerb(fs, args, usage, stderr)
+	if !ok {
+		return code
 	}
-	cmd, rest := "run", []string(nil)
-	if fs.NArg() > 0 {
-		cmd, rest = fs.Arg(0), fs.Args()[1:]
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cli.SignalContext(context.Background())
 	defer stop()
 	switch cmd {
 	case "env":
