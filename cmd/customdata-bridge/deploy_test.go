@@ -49,8 +49,10 @@ func TestComposeMatchesTheBridge(t *testing.T) {
 	}
 	vars := map[string]bool{}
 	typ := reflect.TypeOf(Config{})
-	for i := range typ.NumField() {
-		vars[envPrefix+"_"+typ.Field(i).Tag.Get("envconfig")] = true
+	for _, f := range reflect.VisibleFields(typ) { // natsconn.Env's fields too
+		if !f.Anonymous {
+			vars[envPrefix+"_"+f.Tag.Get("envconfig")] = true
+		}
 	}
 	for name, value := range svc.Environment {
 		if !vars[name] {
@@ -179,8 +181,10 @@ func TestKubernetesManifestMatchesTheBridge(t *testing.T) {
 	}
 	vars := map[string]bool{}
 	typ := reflect.TypeOf(Config{})
-	for i := range typ.NumField() {
-		vars[envPrefix+"_"+typ.Field(i).Tag.Get("envconfig")] = true
+	for _, f := range reflect.VisibleFields(typ) { // natsconn.Env's fields too
+		if !f.Anonymous {
+			vars[envPrefix+"_"+f.Tag.Get("envconfig")] = true
+		}
 	}
 	set := map[string]string{}
 	for _, from := range c.EnvFrom {

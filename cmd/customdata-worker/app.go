@@ -27,9 +27,7 @@ func newLogger(cfg Config, w io.Writer) zerolog.Logger {
 func (c Config) workerConfig(set *triggers.Set) worker.Config {
 	return worker.Config{
 		MongoURI: c.MongoURI, HTTPAddr: c.HTTPAddr, Notices: c.NoticesEnabled, Triggers: set,
-		NATS: worker.NATSConfig{URL: c.NATSURL, Name: appName, User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken,
-			NKeySeedFile: c.NATSNKeySeedFile, CredsFile: c.NATSCredsFile, TLSCAFile: c.NATSTLSCA, TLSCertFile: c.NATSTLSCert, TLSKeyFile: c.NATSTLSKey,
-			InboxPrefix: c.NATSInboxPrefix},
+		NATS: c.Env.Config(appName),
 		Data: customdata.Config{Database: c.Database, Collection: c.Collection, UserIDField: c.UserIDField,
 			WriteConcern: c.WriteConcern, WriteTimeout: c.WriteTimeout, AllowDuplicates: c.AllowDuplicates},
 		Streams: worker.Streams{Mode: worker.ProvisionMode(c.Provision), Replicas: c.StreamReplicas, DuplicateWindow: c.DuplicateWindow},

@@ -8,6 +8,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/natsconn"
 	"github.com/customdata-worker/customdata-worker/internal/provision"
 )
 
@@ -18,18 +19,9 @@ const envPrefix = "CUSTOMDATA"
 // only (twelve-factor): `customdata-worker env` prints the table.
 type Config struct {
 	// NATS
-	NATSURL          string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server URL(s), comma-separated"`
-	NATSUser         string `envconfig:"NATS_USER" desc:"NATS user (with NATS_PASSWORD)"`
-	NATSPassword     string `envconfig:"NATS_PASSWORD" desc:"NATS password (never logged)"`
-	NATSToken        string `envconfig:"NATS_TOKEN" desc:"NATS token (never logged)"`
-	NATSNKeySeedFile string `envconfig:"NATS_NKEY_SEED_FILE" desc:"path to an nkey seed file"`
-	NATSCredsFile    string `envconfig:"NATS_CREDS_FILE" desc:"path to a NATS .creds file (JWT + seed)"`
-	NATSTLSCA        string `envconfig:"NATS_TLS_CA" desc:"CA bundle to verify NATS servers"`
-	NATSTLSCert      string `envconfig:"NATS_TLS_CERT" desc:"client certificate for NATS mTLS"`
-	NATSTLSKey       string `envconfig:"NATS_TLS_KEY" desc:"client key for NATS mTLS"`
-	NATSInboxPrefix  string `envconfig:"NATS_INBOX_PREFIX" desc:"prefix of this client's reply subjects instead of _INBOX (deploy/nats/nats.conf: _INBOX_<its NATS user>, e.g. _INBOX_customdata-worker)"`
-	NATSEmbedded     bool   `envconfig:"NATS_EMBEDDED" default:"false" desc:"dev only: run a NATS server with JetStream inside the worker instead of connecting to NATS_URL"`
-	NATSEmbeddedDir  string `envconfig:"NATS_EMBEDDED_DIR" desc:"dev only: JetStream store of the embedded server (default: a temp dir)"`
+	natsconn.Env
+	NATSEmbedded    bool   `envconfig:"NATS_EMBEDDED" default:"false" desc:"dev only: run a NATS server with JetStream inside the worker instead of connecting to NATS_URL"`
+	NATSEmbeddedDir string `envconfig:"NATS_EMBEDDED_DIR" desc:"dev only: JetStream store of the embedded server (default: a temp dir)"`
 
 	// MongoDB and the custom-data collection
 	MongoURI        string        `envconfig:"MONGODB_URI" default:"mongodb://127.0.0.1:27017/?replicaSet=rs0" desc:"MongoDB connection string (replica set: change streams need one); password is redacted in logs"`

@@ -33,8 +33,10 @@ import (
 func workerVariables() map[string]bool {
 	vars := map[string]bool{}
 	typ := reflect.TypeOf(Config{})
-	for i := range typ.NumField() {
-		vars[envPrefix+"_"+typ.Field(i).Tag.Get("envconfig")] = true
+	for _, f := range reflect.VisibleFields(typ) { // natsconn.Env's fields too
+		if !f.Anonymous {
+			vars[envPrefix+"_"+f.Tag.Get("envconfig")] = true
+		}
 	}
 	return vars
 }

@@ -24,8 +24,10 @@ func TestREADMEListsEverySetting(t *testing.T) {
 		documented[m[1]] = m[2]
 	}
 	typ := reflect.TypeOf(Config{})
-	for i := range typ.NumField() {
-		f := typ.Field(i)
+	for _, f := range reflect.VisibleFields(typ) { // natsconn.Env's fields too
+		if f.Anonymous {
+			continue
+		}
 		name := envPrefix + "_" + f.Tag.Get("envconfig")
 		def, ok := documented[name]
 		switch {

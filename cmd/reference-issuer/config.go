@@ -21,16 +21,7 @@ type Config struct {
 
 	// NATS, as the worker's CUSTOMDATA_NATS_* (one of user/password,
 	// token, nkey seed, creds; TLS with any of them).
-	NATSURL          string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server URL(s), comma-separated"`
-	NATSUser         string `envconfig:"NATS_USER" desc:"NATS user (with NATS_PASSWORD)"`
-	NATSPassword     string `envconfig:"NATS_PASSWORD" desc:"NATS password (never logged)"`
-	NATSToken        string `envconfig:"NATS_TOKEN" desc:"NATS token (never logged)"`
-	NATSNKeySeedFile string `envconfig:"NATS_NKEY_SEED_FILE" desc:"path to an nkey seed file"`
-	NATSCredsFile    string `envconfig:"NATS_CREDS_FILE" desc:"path to a NATS .creds file (JWT + seed)"`
-	NATSTLSCA        string `envconfig:"NATS_TLS_CA" desc:"CA bundle to verify NATS servers"`
-	NATSTLSCert      string `envconfig:"NATS_TLS_CERT" desc:"client certificate for NATS mTLS"`
-	NATSTLSKey       string `envconfig:"NATS_TLS_KEY" desc:"client key for NATS mTLS"`
-	NATSInboxPrefix  string `envconfig:"NATS_INBOX_PREFIX" desc:"prefix of this client's reply subjects instead of _INBOX (deploy/nats/nats.conf: _INBOX_<its NATS user>, e.g. _INBOX_reference-issuer)"`
+	natsconn.Env
 
 	MongoURI      string   `envconfig:"MONGODB_URI" default:"mongodb://127.0.0.1:27017/?replicaSet=rs0" desc:"MongoDB connection string (the issuer only reads)"`
 	Database      string   `envconfig:"MONGODB_DATABASE" default:"app" desc:"database of the custom-data collection (the worker's MONGODB_DATABASE)"`
@@ -85,9 +76,7 @@ func (c Config) tokenConfig() tokenConfig {
 
 // natsConfig maps the NATS_* settings, each once.
 func (c Config) natsConfig() natsconn.Config {
-	return natsconn.Config{URL: c.NATSURL, Name: appName, User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken,
-		NKeySeedFile: c.NATSNKeySeedFile, CredsFile: c.NATSCredsFile, TLSCAFile: c.NATSTLSCA, TLSCertFile: c.NATSTLSCert, TLSKeyFile: c.NATSTLSKey,
-		InboxPrefix: c.NATSInboxPrefix}
+	return c.Env.Config(appName)
 }
 
 func (c Config) validate() error {

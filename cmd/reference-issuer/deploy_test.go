@@ -46,8 +46,10 @@ func TestComposeMatchesTheReferenceIssuer(t *testing.T) {
 	services := composeServices(t)
 	vars := map[string]bool{}
 	typ := reflect.TypeOf(Config{})
-	for i := range typ.NumField() {
-		vars[envPrefix+"_"+typ.Field(i).Tag.Get("envconfig")] = true
+	for _, f := range reflect.VisibleFields(typ) { // natsconn.Env's fields too
+		if !f.Anonymous {
+			vars[envPrefix+"_"+f.Tag.Get("envconfig")] = true
+		}
 	}
 	env := services["reference-issuer"].Environment
 	if len(env) == 0 {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/customdata-worker/customdata-worker/internal/natsconn"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -128,7 +129,7 @@ func TestRefreshOfDeletedUser(t *testing.T) {
 func TestReadyzRedactsAndWarnsOfEphemeralKey(t *testing.T) {
 	const password = "S3cretPassw0rd"
 	cfg := Config{MongoURI: "mongodb://app:" + password + "@db1:27017,db2:27017/?replicaSet=rs0",
-		NATSURL: "nats://nuser:natsPa55word@nats:4222", NATSToken: "tokenValue123"}
+		Env: natsconn.Env{NATSURL: "nats://nuser:natsPa55word@nats:4222", NATSToken: "tokenValue123"}}
 	failure := errors.Join(
 		errors.New("mongodb: server selection error: "+cfg.MongoURI+" unreachable"),
 		errors.New(`nats: parse "nats://nuser:natsPa55word@bad host:4222": invalid character " " in host name`),
