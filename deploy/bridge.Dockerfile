@@ -17,5 +17,6 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/customdata-bridge /customdata-bridge
 USER 65532:65532
 EXPOSE 8091 8092
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["/customdata-bridge", "healthcheck"]
 ENTRYPOINT ["/customdata-bridge"]
 CMD ["run"]

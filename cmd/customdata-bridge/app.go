@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,6 +24,7 @@ import (
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/bridge"
 	"github.com/customdata-worker/customdata-worker/internal/bridge/webhook"
+	"github.com/customdata-worker/customdata-worker/internal/buildinfo"
 	"github.com/customdata-worker/customdata-worker/internal/cli"
 	"github.com/customdata-worker/customdata-worker/internal/natsconn"
 	"github.com/customdata-worker/customdata-worker/internal/ops"
@@ -54,6 +56,29 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 		Int("cache_entries", cfg.CacheMaxEntries).Dur("cache_ttl", cfg.CacheTTL).
 		Bool("supabase", cfg.SupabaseSecrets != "").Bool("hydra", len(cfg.HydraAPIKeys) > 0).Bool("generic", len(cfg.APITokens) > 0).
 		Bool("supabase_logins", cfg.SupabasePublishLogin).Msg("starting")
+
+	// The ops endpoints answer from the start: /livez says the process
+	// lives while NATS does not answer yet (a liveness probe must not
+	// restart it in a loop through an outage), /readyz says what startup
+	// waits for.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildinfo.Collector("customdata_bridge", buildinfo.Read()))
+	state := &readyState{}
+	state.step.Store("connect to NATS")
+	opsCtx, stopOps := context.WithCancel(ctx)
+	opsDone := make(chan error, 1)
+	if cfg.OpsAddr != "" {
+		go func() { opsDone <- ops.NewServer(cfg.OpsAddr, reg, log, state.checks(cfg)...).Run(opsCtx) }()
+	} else {
+		opsDone <- nil
+	}
+	defer func() {
+		stopOps()
+		if err := <-opsDone; err != nil {
+			log.Error().Err(err).Msg("ops endpoints stopped with an error")
+		}
+	}()
 
 	var nc *nats.Conn
 	var js jetstream.JetStream
@@ -87,8 +112,6 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var data issuer.Getter = src
 	var cache *issuer.Cache
 	if cfg.CacheMaxEntries > 0 {
@@ -141,10 +164,7 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 			return nil
 		})
 	}
-	if cfg.OpsAddr != "" {
-		checks := readiness(cfg, nc, cache, client)
-		g.Go(func() error { return ops.NewServer(cfg.OpsAddr, reg, log, checks...).Run(gctx) })
-	}
+	state.started(cache, cfg.NoticesEnabled, client)
 	base := "http://" + strings.Replace(ln.Addr().String(), "[::]", "127.0.0.1", 1)
 	log.Info().Str("addr", ln.Addr().String()).Msg("serving hooks")
 	if ready != nil {
@@ -190,36 +210,55 @@ func newServer(cfg Config, data issuer.Getter, js jetstream.JetStream, log zerol
 	return bridge.New(data, cfg.bridgeConfig(), opts...)
 }
 
-// readiness: ready when NATS is connected (if used), the notices are
-// followed (if on), and MongoDB answers a ping; errors with secrets cut.
-func readiness(cfg Config, nc *nats.Conn, cache *issuer.Cache, client *mongo.Client) []ops.Check {
-	secrets := append(append(redact.Secrets(cfg.MongoURI), redact.SecretsOfURIs(cfg.NATSURL)...), cfg.NATSToken, cfg.NATSPassword)
-	var checks []ops.Check
-	if nc != nil {
-		checks = append(checks, ops.Check{Name: "nats", Check: func() error {
-			if !nc.IsConnected() {
-				return errors.New("not connected")
-			}
+// readyState is what /readyz reports: the startup step until the hooks
+// serve, then whether hook calls can be answered.
+type readyState struct {
+	step atomic.Value // string: what startup waits for
+	data atomic.Pointer[func() error]
+}
+
+// started records that the hooks serve, reading custom data from cache
+// (nil when off, following notices if notices) or MongoDB.
+func (s *readyState) started(cache *issuer.Cache, notices bool, client *mongo.Client) {
+	check := func() error {
+		// A cache kept fresh by notices answers the users it holds
+		// even while MongoDB is down: the replica stays in service (every
+		// replica would be out at once otherwise) and answers the others
+		// with the hook's documented failure.
+		if cache != nil && notices && cache.Following() {
 			return nil
-		}})
-	}
-	if cache != nil && cfg.NoticesEnabled {
-		checks = append(checks, ops.Check{Name: "notices", Check: func() error {
-			if !cache.Following() {
-				return errors.New("not following (the cache reads through)")
-			}
-			return nil
-		}})
-	}
-	checks = append(checks, ops.Check{Name: "mongodb", Check: func() error {
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		if err := client.Ping(ctx, readpref.Primary()); err != nil {
-			return redact.Err(err, secrets...)
+			if cache != nil && notices {
+				return fmt.Errorf("notices are not followed (the cache reads through) and MongoDB does not answer: %w", err)
+			}
+			return fmt.Errorf("MongoDB does not answer: %w", err)
 		}
 		return nil
-	}})
-	return checks
+	}
+	s.data.Store(&check)
+}
+
+// checks are the /readyz checks, with secrets cut from their errors.
+func (s *readyState) checks(cfg Config) []ops.Check {
+	secrets := append(append(redact.Secrets(cfg.MongoURI), redact.SecretsOfURIs(cfg.NATSURL)...), cfg.NATSToken, cfg.NATSPassword)
+	return []ops.Check{
+		{Name: "startup", Check: func() error {
+			if s.data.Load() == nil {
+				return fmt.Errorf("waiting to %v", s.step.Load())
+			}
+			return nil
+		}},
+		{Name: "custom-data", Check: func() error {
+			check := s.data.Load()
+			if check == nil {
+				return errors.New("not serving yet")
+			}
+			return redact.Err((*check)(), secrets...)
+		}},
+	}
 }
 
 // connectNATS connects as the worker does: retried with backoff while no

@@ -28,7 +28,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	cmd, _, code, ok := cli.ParseVerb(flag.NewFlagSet(appName, flag.ContinueOnError), args, usage, stderr)
+	cmd, rest, code, ok := cli.ParseVerb(flag.NewFlagSet(appName, flag.ContinueOnError), args, usage, stderr)
 	if !ok {
 		return code
 	}
@@ -43,6 +43,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help":
 		usage(stdout)
 		return 0
+	case "healthcheck":
+		ctx, stop := cli.SignalContext(context.Background())
+		defer stop()
+		return runHealthcheck(ctx, rest, stdout, stderr)
 	case "run":
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n", cmd)
@@ -70,5 +74,7 @@ func usage(w io.Writer) {
 Usage:
   customdata-bridge [run]   serve the hooks (CUSTOMDATA_BRIDGE_* variables)
   customdata-bridge env     list every CUSTOMDATA_BRIDGE_* setting with its default
+  customdata-bridge healthcheck [--path /readyz] [--timeout 3s]
+                            GET its own ops endpoint: exit 0 healthy, 1 not (container healthcheck)
 `)
 }

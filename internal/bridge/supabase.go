@@ -32,6 +32,10 @@ type supabaseError struct {
 	} `json:"error"`
 }
 
+// supabaseMaxAnswer is the largest answer Supabase Auth reads from an HTTP
+// hook (supabase/auth internal/hooks/hookshttp, payloadLimit = 200 KiB).
+const supabaseMaxAnswer = 200 * 1024
+
 // refreshMethod is the authentication_method of a token refresh: every
 // other method is a sign-in.
 const refreshMethod = "token_refresh"
@@ -65,9 +69,23 @@ func (s *Server) serveSupabase(w http.ResponseWriter, r *http.Request) string {
 		return outcomeUnavailable
 	}
 	outcome := s.extend(req.Claims, d)
-	writeJSON(w, http.StatusOK, struct {
+	type answer struct {
 		Claims map[string]json.RawMessage `json:"claims"`
-	}{req.Claims})
+	}
+	b, err := encodeJSON(answer{req.Claims})
+	if err == nil && len(b) > supabaseMaxAnswer {
+		// Supabase Auth refuses a larger answer, and with it the sign-in:
+		// the user gets the token without the data, flagged oversize.
+		delete(req.Claims, s.cfg.ClaimName)
+		req.Claims[s.cfg.ClaimName+"_oversize"] = json.RawMessage("true")
+		outcome = outcomeOversize
+		b, err = encodeJSON(answer{req.Claims})
+	}
+	if err != nil {
+		supabaseFail(w, http.StatusInternalServerError, "answer not encoded")
+		return outcomeBadRequest
+	}
+	writeEncoded(w, http.StatusOK, b)
 	if s.logins != nil && req.AuthenticationMethod != refreshMethod {
 		s.logins.offer(supabaseLogin(req, time.Now()))
 	}

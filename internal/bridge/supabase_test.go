@@ -308,3 +308,41 @@ func TestOutageIsLoggedOnce(t *testing.T) {
 		}
 	}
 }
+
+// Supabase Auth reads at most 200 KiB of a hook's answer and refuses the
+// sign-in past it: a document that would make the answer larger is left
+// out and flagged, so the user still gets a token.
+func TestSupabaseLeavesOutDataTooLargeForItsAnswer(t *testing.T) {
+	sec := secret(t)
+	big := strings.Repeat("x", 300<<10)
+	data := newFakeData(t, map[string]string{supabaseUser: `{"userId":"` + supabaseUser + `","notes":"` + big + `"}`})
+	s, err := New(data, Config{}, WithSupabase(verifier(t, sec)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := serve(s, supabaseCall(t, fixture(t, "supabase/custom-access-token.json"), time.Now(), sec))
+	if w.Body.Len() > supabaseMaxAnswer {
+		t.Fatalf("answer is %d bytes, over Supabase's %d", w.Body.Len(), supabaseMaxAnswer)
+	}
+	claims := supabaseAnswer(t, w, w.Body.Bytes())
+	if _, ok := claims["custom_data"]; ok || claims["custom_data_oversize"] != true {
+		t.Fatalf("custom_data present or not flagged oversize: %.200s", w.Body)
+	}
+	if got := metric(t, s, "customdata_bridge_hook_calls_total", map[string]string{"hook": "supabase", "outcome": "oversize"}); got != 1 {
+		t.Errorf("oversize calls = %v, want 1", got)
+	}
+}
+
+// Claims pass through as they came: no HTML escaping of <, > and &.
+func TestSupabaseKeepsClaimBytes(t *testing.T) {
+	sec := secret(t)
+	s, err := New(newFakeData(t, nil), Config{}, WithSupabase(verifier(t, sec)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := []byte(`{"user_id":"` + supabaseUser + `","claims":{"sub":"` + supabaseUser + `","note":"a<b & c>d"},"authentication_method":"password"}`)
+	w := serve(s, supabaseCall(t, in, time.Now(), sec))
+	if !bytes.Contains(w.Body.Bytes(), []byte(`"note":"a<b & c>d"`)) {
+		t.Fatalf("claim changed on the way: %s", w.Body)
+	}
+}
