@@ -42,11 +42,11 @@ type Config struct {
 	TokenIssuer      string        `envconfig:"TOKEN_ISSUER" default:"reference-issuer" desc:"iss claim of issued tokens"`
 	TokenAudience    string        `envconfig:"TOKEN_AUDIENCE" default:"customdata-app" desc:"aud claim of issued tokens, required on /refresh"`
 	TokenTTL         time.Duration `envconfig:"TOKEN_TTL" default:"15m" desc:"lifetime of an access token"`
-	SessionMaxAge    time.Duration `envconfig:"SESSION_MAX_AGE" default:"12h" desc:"a session ends this long after /login (session_exp claim): /refresh refuses after it and no token outlives it"`
+	SessionMaxAge    time.Duration `envconfig:"SESSION_MAX_AGE" default:"12h" desc:"a session ends this long after /login (session_exp claim): /refresh refuses after it and no token outlives it; at least ISSUER_TOKEN_TTL"`
 	RefreshNeedsDoc  bool          `envconfig:"REFRESH_REQUIRES_DOCUMENT" default:"false" desc:"true: /refresh refuses a user who has no custom-data document (deleted, or never created)"`
-	SigningKeyFile   string        `envconfig:"SIGNING_KEY_FILE" desc:"PEM EC P-256 private key (SEC 1 or PKCS#8) signing tokens (ES256); required unless DEV_EPHEMERAL_KEY=true"`
+	SigningKeyFile   string        `envconfig:"SIGNING_KEY_FILE" desc:"PEM EC P-256 private key (SEC 1 or PKCS#8) signing tokens (ES256); required unless ISSUER_DEV_EPHEMERAL_KEY=true"`
 	PreviousKeyFiles []string      `envconfig:"PREVIOUS_KEY_FILES" desc:"comma-separated PEM keys (private or public) that signed before a rotation: published in the JWKS and accepted on /refresh"`
-	DevEphemeralKey  bool          `envconfig:"DEV_EPHEMERAL_KEY" default:"false" desc:"development only: without SIGNING_KEY_FILE, sign with a key generated at start (each replica its own; tokens die with the process)"`
+	DevEphemeralKey  bool          `envconfig:"DEV_EPHEMERAL_KEY" default:"false" desc:"development only: without ISSUER_SIGNING_KEY_FILE, sign with a key generated at start (each replica its own; tokens die with the process)"`
 
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json, or console for humans"`
