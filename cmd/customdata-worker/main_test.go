@@ -365,7 +365,7 @@ func TestCheckOfflinePrintsTheReport(t *testing.T) {
 	if code := run([]string{"check", "--offline"}, &out, &errOut); code != 0 {
 		t.Fatalf("check --offline = %d: %s", code, errOut.String())
 	}
-	want := "✓ configuration: valid; triggers [lastLogin createOnSignup deleteOnUserDelete]\ncheck passed: the worker would run\n"
+	want := "✓ configuration: valid; triggers [lastLogin createOnSignup deleteOnUserDelete]\ncheck passed: the configuration is valid (no server contacted)\n"
 	if out.String() != want {
 		t.Fatalf("check --offline printed %q, want %q", out.String(), want)
 	}

@@ -87,9 +87,10 @@ func redriveMsg(dlqStream string, e Entry) *nats.Msg {
 	h := nats.Header{}
 	h.Set(jetstream.MsgIDHeader, root+".redrive-"+strconv.Itoa(n))
 	h.Set(events.HeaderDLQRedriveCount, strconv.Itoa(n))
-	if e.OriginalMsgID != "" {
-		h.Set(events.HeaderDLQOriginalMsgID, e.OriginalMsgID)
-	}
+	// The root travels with the event, so that when it fails again its
+	// dead letter names it and the next redrive is root.redrive-(N+1),
+	// for an event that never had an id of its own too.
+	h.Set(events.HeaderDLQOriginalMsgID, root)
 	// A signed event keeps its signature: it covers the original subject
 	// and body, which a redrive does not change.
 	for _, k := range []string{events.HeaderSignature, events.HeaderSigner} {

@@ -66,6 +66,7 @@ func Run(ctx context.Context, cfg Config) (r Report) {
 // when not nil), contacting no server.
 func Offline(cfg Config, triggersErr error) (r Report) {
 	defer func() { r.finish(secretsOf(cfg.Worker)) }()
+	r.Offline = true
 	checkConfiguration(cfg.Worker, triggersErr, &r)
 	return r
 }

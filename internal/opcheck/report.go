@@ -39,8 +39,10 @@ type Result struct {
 
 // Report is every check, in order.
 type Report struct {
-	// OK: no check failed; the worker would run.
+	// OK: no check failed; the worker would run (Offline: its
+	// configuration is valid; no server was contacted).
 	OK      bool     `json:"ok"`
+	Offline bool     `json:"offline,omitempty"`
 	Results []Result `json:"checks"`
 }
 
@@ -69,6 +71,9 @@ func (r Report) WriteText(w io.Writer) error {
 		}
 	}
 	verdict := "check passed: the worker would run"
+	if r.Offline {
+		verdict = "check passed: the configuration is valid (no server contacted)"
+	}
 	if !r.OK {
 		verdict = "check failed: the worker would not run (see ✗ above)"
 	}
