@@ -18,9 +18,9 @@ import (
 
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/buildinfo"
+	"github.com/customdata-worker/customdata-worker/internal/cli"
 	"github.com/customdata-worker/customdata-worker/internal/noticetail"
 	"github.com/customdata-worker/customdata-worker/internal/opcheck"
-	"github.com/customdata-worker/customdata-worker/internal/ops"
 	"github.com/customdata-worker/customdata-worker/worker"
 )
 
@@ -208,36 +208,19 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// runHealthcheck is `healthcheck`: GET the worker's own /readyz (or
-// --path) on CUSTOMDATA_HTTP_ADDR and print one line, for the container's
-// healthcheck (the image has no wget or curl). It reads only the
-// environment, not the trigger file, and exits 0 when healthy and 1
-// otherwise, never 2: Docker reserves that code.
+// runHealthcheck is `healthcheck`: the worker's own /readyz on
+// CUSTOMDATA_HTTP_ADDR (cli.Healthcheck).
 func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("healthcheck", stderr)
-	path := fs.String("path", "/readyz", "endpoint to GET (/livez: the process runs, ready or not)")
-	timeout := fs.Duration("timeout", ops.DefaultProbeTimeout, "bound of the whole probe")
-	if code, ok := parseFlags(fs, args); !ok {
-		if code == exitOK {
-			return exitOK
+	return cli.Healthcheck(ctx, appName, args, stdout, stderr, func() (string, error) {
+		var c Config
+		if err := envconfig.Process(envPrefix, &c); err != nil {
+			return "", fmt.Errorf("configuration: %w", err)
 		}
-		return exitFailed
-	}
-	var c Config
-	if err := envconfig.Process(envPrefix, &c); err != nil {
-		fmt.Fprintf(stdout, "unhealthy: configuration: %v\n", err)
-		return exitFailed
-	}
-	if c.HTTPAddr == "" {
-		fmt.Fprintf(stdout, "unhealthy: %s_HTTP_ADDR is empty: the ops endpoints are off\n", envPrefix)
-		return exitFailed
-	}
-	line, healthy := ops.Probe(ctx, c.HTTPAddr, *path, *timeout)
-	fmt.Fprintln(stdout, line)
-	if !healthy {
-		return exitFailed
-	}
-	return exitOK
+		if c.HTTPAddr == "" {
+			return "", fmt.Errorf("%s_HTTP_ADDR is empty: the ops endpoints are off", envPrefix)
+		}
+		return c.HTTPAddr, nil
+	})
 }
 
 func splitList(s string) []string {

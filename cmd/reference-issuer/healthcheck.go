@@ -2,49 +2,25 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 
 	"github.com/kelseyhightower/envconfig"
 
-	"github.com/customdata-worker/customdata-worker/internal/ops"
+	"github.com/customdata-worker/customdata-worker/internal/cli"
 )
 
-// runHealthcheck is `healthcheck`: GET the issuer's own /readyz (or
-// --path) on ISSUER_HTTP_ADDR and print one line, for the container's
-// healthcheck (the image has no wget or curl). It reads only the
-// environment, not the keys, and exits 0 when healthy and 1 otherwise,
-// never 2: Docker reserves that code.
+// runHealthcheck is `healthcheck`: the issuer's own /readyz on ISSUER_HTTP_ADDR
+// (cli.Healthcheck). It reads only the environment.
 func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("reference-issuer healthcheck", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("path", "/readyz", "endpoint to GET (/livez: the process runs, ready or not)")
-	timeout := fs.Duration("timeout", ops.DefaultProbeTimeout, "bound of the whole probe")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
+	return cli.Healthcheck(ctx, appName, args, stdout, stderr, func() (string, error) {
+		var c Config
+		if err := envconfig.Process(envPrefix, &c); err != nil {
+			return "", fmt.Errorf("configuration: %w", err)
 		}
-		return 1
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "unexpected argument %q\n", fs.Arg(0))
-		return 1
-	}
-	var c Config
-	if err := envconfig.Process(envPrefix, &c); err != nil {
-		fmt.Fprintf(stdout, "unhealthy: configuration: %v\n", err)
-		return 1
-	}
-	if c.HTTPAddr == "" {
-		fmt.Fprintf(stdout, "unhealthy: %s_HTTP_ADDR is empty: nothing listens\n", envPrefix)
-		return 1
-	}
-	line, healthy := ops.Probe(ctx, c.HTTPAddr, *path, *timeout)
-	fmt.Fprintln(stdout, line)
-	if !healthy {
-		return 1
-	}
-	return 0
+		if c.HTTPAddr == "" {
+			return "", fmt.Errorf("%s_HTTP_ADDR is empty: nothing listens", envPrefix)
+		}
+		return c.HTTPAddr, nil
+	})
 }
