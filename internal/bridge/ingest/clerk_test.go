@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/dlq"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
@@ -249,5 +251,28 @@ func TestClerkTime(t *testing.T) {
 		if got := clerkTime(jsonNumber(ts), delivered); !got.Equal(want) {
 			t.Errorf("timestamp %q: %v, want %v", ts, got, want)
 		}
+	}
+}
+
+// What the server logs names sources, reasons and ids: never a body's
+// content (user data) or a secret, not even at debug level.
+func TestLogsHoldNoBodyOrSecret(t *testing.T) {
+	now := time.Now()
+	secret := clerkSecret(t)
+	e := newEnv(t, streams{auth: true})
+	var logs testsupport.Logs
+	s := e.server(now, clerkVerifier(t, now, secret), WithLogger(zerolog.New(&logs).Level(zerolog.DebugLevel)))
+	body := fixture(t, "clerk/user-created.json")
+	updated := bytes.Replace(body, []byte(`"user.created"`), []byte(`"user.updated"`), 1)
+	serve(s, clerkRequest(t, updated, "msg_1", now, secret))      // not dead-lettered: no stream
+	serve(s, clerkRequest(t, body, "msg_2", now, clerkSecret(t))) // not verified
+	serve(s, clerkRequest(t, body, "msg_3", now, secret))         // published
+	for _, leak := range []string{"example@example.org", "user_29w83sxmDNGwOuEthce5gg56FcC", strings.TrimPrefix(secret, "whsec_")} {
+		if strings.Contains(logs.String(), leak) {
+			t.Errorf("the log holds %q:\n%s", leak, logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), "could not be dead-lettered") || !strings.Contains(logs.String(), "not authenticated") {
+		t.Errorf("the log does not say what happened:\n%s", logs.String())
 	}
 }
