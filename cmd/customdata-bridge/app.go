@@ -22,6 +22,8 @@ import (
 
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/bridge"
+	"github.com/customdata-worker/customdata-worker/internal/bridge/apikey"
+	"github.com/customdata-worker/customdata-worker/internal/bridge/ingest"
 	"github.com/customdata-worker/customdata-worker/internal/bridge/webhook"
 	"github.com/customdata-worker/customdata-worker/internal/cli"
 	"github.com/customdata-worker/customdata-worker/internal/natsconn"
@@ -48,12 +50,14 @@ type running struct {
 //
 //	hook call → bridge.Server → issuer.Cache (kept fresh by notices) → MongoDB on a miss
 //	Supabase sign-in → events.Publisher (LOGIN), when enabled
+//	identity server's webhook → ingest.Server → events.Publisher (auth event) or the dead-letter stream
 func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<- running) error {
 	log.Info().Str("mongodb", redact.URI(cfg.MongoURI)).Str("nats", redact.URIs(cfg.NATSURL)).
 		Str("collection", cfg.Database+"."+cfg.Collection).Bool("notices", cfg.NoticesEnabled).
 		Int("cache_entries", cfg.CacheMaxEntries).Dur("cache_ttl", cfg.CacheTTL).
 		Bool("supabase", cfg.SupabaseSecrets != "").Bool("hydra", len(cfg.HydraAPIKeys) > 0).Bool("generic", len(cfg.APITokens) > 0).
-		Bool("supabase_logins", cfg.SupabasePublishLogin).Msg("starting")
+		Bool("supabase_logins", cfg.SupabasePublishLogin).Bool("clerk", cfg.ClerkSecrets != "").
+		Bool("kratos", len(cfg.KratosAPIKeys)+len(cfg.KratosBasicAuth) > 0).Bool("auth0", len(cfg.Auth0Authorization) > 0).Msg("starting")
 
 	var nc *nats.Conn
 	var js jetstream.JetStream
@@ -72,49 +76,71 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 			return fmt.Errorf("JetStream: %w", err)
 		}
 	}
-	client, err := mongo.Connect(options.Client().ApplyURI(cfg.MongoURI).SetAppName(appName))
-	if err != nil {
-		// The driver's parse errors quote the connection string.
-		return redact.Err(fmt.Errorf("MongoDB client for %s: %w", redact.URI(cfg.MongoURI), err), redact.Secrets(cfg.MongoURI)...)
-	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = client.Disconnect(dctx)
-	}()
-	src, err := issuer.NewSource(client, cfg.sourceConfig())
-	if err != nil {
-		return err
+	var pub *events.Publisher
+	if cfg.publishes() {
+		var err error
+		if pub, err = newPublisher(cfg, js, log); err != nil {
+			return err
+		}
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	var data issuer.Getter = src
+	mux := http.NewServeMux()
+	var client *mongo.Client
 	var cache *issuer.Cache
-	if cfg.CacheMaxEntries > 0 {
-		opts := []issuer.CacheOption{issuer.WithLogger(log)}
-		if cfg.NoticesEnabled {
-			opts = append(opts, issuer.WithNotices(js, issuer.NoticeConfig{SubjectPrefix: cfg.NoticeSubjectPrefix, Stream: cfg.NoticeStream}))
+	var srv *bridge.Server
+	if cfg.hooksEnabled() {
+		var err error
+		client, err = mongo.Connect(options.Client().ApplyURI(cfg.MongoURI).SetAppName(appName))
+		if err != nil {
+			// The driver's parse errors quote the connection string.
+			return redact.Err(fmt.Errorf("MongoDB client for %s: %w", redact.URI(cfg.MongoURI), err), redact.Secrets(cfg.MongoURI)...)
 		}
-		// A read nobody waits for any more is not worth finishing.
-		ccfg := issuer.CacheConfig{MaxEntries: cfg.CacheMaxEntries, TTL: cfg.CacheTTL, ReadTimeout: cfg.HookTimeout}
-		if cache, err = issuer.NewCache(src, ccfg, opts...); err != nil {
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = client.Disconnect(dctx)
+		}()
+		src, err := issuer.NewSource(client, cfg.sourceConfig())
+		if err != nil {
 			return err
 		}
-		reg.MustRegister(cache.Collectors()...)
-		data = cache
+		var data issuer.Getter = src
+		if cfg.CacheMaxEntries > 0 {
+			opts := []issuer.CacheOption{issuer.WithLogger(log)}
+			if cfg.NoticesEnabled {
+				opts = append(opts, issuer.WithNotices(js, issuer.NoticeConfig{SubjectPrefix: cfg.NoticeSubjectPrefix, Stream: cfg.NoticeStream}))
+			}
+			// A read nobody waits for any more is not worth finishing.
+			ccfg := issuer.CacheConfig{MaxEntries: cfg.CacheMaxEntries, TTL: cfg.CacheTTL, ReadTimeout: cfg.HookTimeout}
+			if cache, err = issuer.NewCache(src, ccfg, opts...); err != nil {
+				return err
+			}
+			reg.MustRegister(cache.Collectors()...)
+			data = cache
+		}
+		if srv, err = newServer(cfg, data, pub, log); err != nil {
+			return err
+		}
+		reg.MustRegister(srv.Collectors()...)
+		// Every path the ingest endpoints do not claim: the hooks'.
+		mux.Handle("/", srv.Handler())
 	}
-	srv, err := newServer(cfg, data, js, log)
-	if err != nil {
-		return err
+	if cfg.ingestEnabled() {
+		in, err := newIngest(cfg, pub, js, log)
+		if err != nil {
+			return err
+		}
+		reg.MustRegister(in.Collectors()...)
+		in.Register(mux)
 	}
-	reg.MustRegister(srv.Collectors()...)
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 15 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -130,7 +156,9 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 		defer cancel()
 		return hs.Shutdown(sctx)
 	})
-	g.Go(func() error { return srv.Run(gctx) })
+	if srv != nil {
+		g.Go(func() error { return srv.Run(gctx) })
+	}
 	if cache != nil && cfg.NoticesEnabled {
 		g.Go(func() error {
 			// Run returns only when ctx ends or the connection is closed
@@ -155,8 +183,23 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	return err
 }
 
+// newPublisher is the events.Publisher of every auth event the bridge
+// publishes, signed when EVENT_SIGNING_SEED_FILE is set.
+func newPublisher(cfg Config, js jetstream.JetStream, log zerolog.Logger) (*events.Publisher, error) {
+	opts := []events.PublisherOption{events.WithSubjectPrefix(cfg.AuthSubjectPrefix)}
+	if cfg.EventSigningSeed != "" {
+		signer, err := events.LoadSigner(cfg.EventSigningSeed)
+		if err != nil {
+			return nil, fmt.Errorf("%s_EVENT_SIGNING_SEED_FILE: %w", envPrefix, err)
+		}
+		opts = append(opts, events.WithSigner(signer))
+		log.Info().Str("signer", signer.PublicKey()).Msg("auth events are signed")
+	}
+	return events.NewPublisher(js, opts...)
+}
+
 // newServer builds the hooks that are configured.
-func newServer(cfg Config, data issuer.Getter, js jetstream.JetStream, log zerolog.Logger) (*bridge.Server, error) {
+func newServer(cfg Config, data issuer.Getter, pub *events.Publisher, log zerolog.Logger) (*bridge.Server, error) {
 	opts := []bridge.Option{bridge.WithLogger(log)}
 	if cfg.SupabaseSecrets != "" {
 		v, err := webhook.NewVerifier(webhook.ParseSecretList(cfg.SupabaseSecrets))
@@ -166,19 +209,6 @@ func newServer(cfg Config, data issuer.Getter, js jetstream.JetStream, log zerol
 		opts = append(opts, bridge.WithSupabase(v))
 	}
 	if cfg.SupabasePublishLogin {
-		pubOpts := []events.PublisherOption{events.WithSubjectPrefix(cfg.AuthSubjectPrefix)}
-		if cfg.EventSigningSeed != "" {
-			signer, err := events.LoadSigner(cfg.EventSigningSeed)
-			if err != nil {
-				return nil, fmt.Errorf("%s_EVENT_SIGNING_SEED_FILE: %w", envPrefix, err)
-			}
-			pubOpts = append(pubOpts, events.WithSigner(signer))
-			log.Info().Str("signer", signer.PublicKey()).Msg("LOGIN events are signed")
-		}
-		pub, err := events.NewPublisher(js, pubOpts...)
-		if err != nil {
-			return nil, err
-		}
 		opts = append(opts, bridge.WithLogins(pub, bridge.LoginConfig{}))
 	}
 	if len(cfg.HydraAPIKeys) > 0 {
@@ -190,8 +220,47 @@ func newServer(cfg Config, data issuer.Getter, js jetstream.JetStream, log zerol
 	return bridge.New(data, cfg.bridgeConfig(), opts...)
 }
 
+// newIngest builds the ingest endpoints that are configured.
+func newIngest(cfg Config, pub *events.Publisher, js jetstream.JetStream, log zerolog.Logger) (*ingest.Server, error) {
+	opts := []ingest.Option{ingest.WithLogger(log)}
+	if cfg.ClerkSecrets != "" {
+		v, err := webhook.NewVerifier(webhook.ParseSecretList(cfg.ClerkSecrets))
+		if err != nil {
+			return nil, fmt.Errorf("%s_CLERK_WEBHOOK_SECRETS: %w", envPrefix, err)
+		}
+		opts = append(opts, ingest.WithClerk(v))
+	}
+	if len(cfg.KratosAPIKeys) > 0 || len(cfg.KratosBasicAuth) > 0 {
+		var auth ingest.KratosAuth
+		if len(cfg.KratosAPIKeys) > 0 {
+			k, err := apikey.NewHeaderKey(cfg.KratosAuthHeader, cfg.KratosAPIKeys)
+			if err != nil {
+				return nil, fmt.Errorf("%s_KRATOS_API_KEYS: %w", envPrefix, err)
+			}
+			auth.APIKey = &k
+		}
+		if len(cfg.KratosBasicAuth) > 0 {
+			b, err := apikey.NewBasic(cfg.KratosBasicAuth)
+			if err != nil {
+				return nil, fmt.Errorf("%s_KRATOS_BASIC_AUTH: %w", envPrefix, err)
+			}
+			auth.Basic = &b
+		}
+		opts = append(opts, ingest.WithKratos(auth))
+	}
+	if len(cfg.Auth0Authorization) > 0 {
+		set, err := apikey.NewSet(cfg.Auth0Authorization)
+		if err != nil {
+			return nil, fmt.Errorf("%s_AUTH0_AUTHORIZATION: %w", envPrefix, err)
+		}
+		opts = append(opts, ingest.WithAuth0(set))
+	}
+	return ingest.New(pub, js, cfg.ingestConfig(), opts...)
+}
+
 // readiness: ready when NATS is connected (if used), the notices are
-// followed (if on), and MongoDB answers a ping; errors with secrets cut.
+// followed (if on), and MongoDB answers a ping (if the hooks read it);
+// errors with secrets cut.
 func readiness(cfg Config, nc *nats.Conn, cache *issuer.Cache, client *mongo.Client) []ops.Check {
 	secrets := append(append(redact.Secrets(cfg.MongoURI), redact.SecretsOfURIs(cfg.NATSURL)...), cfg.NATSToken, cfg.NATSPassword)
 	var checks []ops.Check
@@ -211,14 +280,16 @@ func readiness(cfg Config, nc *nats.Conn, cache *issuer.Cache, client *mongo.Cli
 			return nil
 		}})
 	}
-	checks = append(checks, ops.Check{Name: "mongodb", Check: func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		if err := client.Ping(ctx, readpref.Primary()); err != nil {
-			return redact.Err(err, secrets...)
-		}
-		return nil
-	}})
+	if client != nil {
+		checks = append(checks, ops.Check{Name: "mongodb", Check: func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			if err := client.Ping(ctx, readpref.Primary()); err != nil {
+				return redact.Err(err, secrets...)
+			}
+			return nil
+		}})
+	}
 	return checks
 }
 
