@@ -88,13 +88,14 @@ chaos: $(NATS_SERVER) $(if $(MONGODB_URI),,standin)
 unit:
 	$(GO) test -count=1 ./events/ ./triggers/ ./internal/redact/
 
-# Short coverage-guided fuzzing of the decoders and the trigger-file parser (the seed corpora run in `make test`).
+# Short coverage-guided fuzzing of the decoders, the trigger-file parser and the bridge's webhook mapping (the seed corpora run in `make test`).
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./events/
 	$(GO) test -run '^$$' -fuzz '^FuzzUserToken$$' -fuzztime $(FUZZTIME) ./events/
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./events/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./triggers/
+	$(GO) test -run '^$$' -fuzz '^FuzzMapping$$' -fuzztime $(FUZZTIME) ./internal/bridge/ingest/
 
 # Figures, not assertions. bench-micro: decode, trigger decisions and
 # coalescing (-benchmem), plus every benchmark under worker/ (the in-process

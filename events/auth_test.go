@@ -68,17 +68,22 @@ func withSize(t testing.TB, n int) []byte {
 	return eventWith(t, map[string]any{"user.data": map[string]any{"pad": strings.Repeat("x", pad)}})
 }
 
-func TestDecodeRejects(t *testing.T) {
+// rejectCase is an event the decoder refuses, with its reason.
+type rejectCase struct {
+	name string
+	in   []byte
+	want Reason
+}
+
+// rejectCases are the events TestDecodeRejects refuses (and the schema
+// test compares with events/schema).
+func rejectCases(t testing.TB) []rejectCase {
 	base := strings.TrimSuffix(validEvent, "}")
 	providers := make([]string, MaxProviders+1)
 	for i := range providers {
 		providers[i] = fmt.Sprintf("p%d", i)
 	}
-	tests := []struct {
-		name string
-		in   []byte
-		want Reason
-	}{
+	return []rejectCase{
 		// Not JSON, or not one object.
 		{"malformed", []byte(`{"schemaVersion":1,`), ReasonMalformedJSON},
 		{"not json", []byte(`hello`), ReasonMalformedJSON},
@@ -205,7 +210,10 @@ func TestDecodeRejects(t *testing.T) {
 		{"time just beyond the skew", eventWith(t, map[string]any{"time": testNow.Add(DefaultMaxClockSkew + time.Second).Format(time.RFC3339)}), ReasonInvalidTime},
 		{"year 10000", eventWith(t, map[string]any{"time": "10000-01-01T00:00:00Z"}), ReasonInvalidTime},
 	}
-	for _, tt := range tests {
+}
+
+func TestDecodeRejects(t *testing.T) {
+	for _, tt := range rejectCases(t) {
 		t.Run(tt.name, func(t *testing.T) {
 			ev, err := testDecoder().Decode(tt.in)
 			if err == nil {
@@ -243,7 +251,16 @@ func TestRejectDetailHasNoValues(t *testing.T) {
 	}
 }
 
-func TestDecodeAccepts(t *testing.T) {
+// acceptCase is an event the decoder takes, and what it decodes to.
+type acceptCase struct {
+	name string
+	in   []byte
+	want AuthEvent
+}
+
+// acceptCases are the events TestDecodeAccepts takes (and the schema
+// test compares with events/schema).
+func acceptCases(t testing.TB) []acceptCase {
 	base := AuthEvent{
 		SchemaVersion: 1, ID: "evt-1", OperationType: OperationLogin, Providers: []string{"local-userpass"},
 		User: User{ID: "u1", Type: "normal", Identities: []Identity{{ID: "i1", ProviderType: "local-userpass"}},
@@ -260,11 +277,7 @@ func TestDecodeAccepts(t *testing.T) {
 	for i := range providers {
 		providers[i] = fmt.Sprintf("p%d", i)
 	}
-	tests := []struct {
-		name string
-		in   []byte
-		want AuthEvent
-	}{
+	return []acceptCase{
 		{"reference event", []byte(validEvent), base},
 		{"no schema version means 1", eventWith(t, map[string]any{"schemaVersion": nil}), base},
 		{"null schema version means 1", eventWith(t, map[string]any{"schemaVersion": raw("null")}), base},
@@ -302,7 +315,10 @@ func TestDecodeAccepts(t *testing.T) {
 				e.User.Data = d
 			})},
 	}
-	for _, tt := range tests {
+}
+
+func TestDecodeAccepts(t *testing.T) {
+	for _, tt := range acceptCases(t) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := testDecoder().Decode(tt.in)
 			if err != nil {

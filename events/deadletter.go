@@ -3,6 +3,9 @@ package events
 import (
 	"hash/fnv"
 	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Dead-letter reasons beyond the decoder's Reason values. They
@@ -40,6 +43,13 @@ const (
 	// first publish's Nats-Msg-Id; when it fails again, its new dead
 	// letter keeps both, so the next redrive counts on.
 	HeaderDLQRedriveCount = "Dlq-Redrive-Count"
+	// HeaderDLQSource is set by customdata-bridge on the dead letter of
+	// a webhook body it could not map to an auth event: the ingest
+	// endpoint it came to (clerk, kratos, auth0). Such a dead letter holds
+	// the identity server's body, not an event, and has no
+	// Dlq-Original-Subject, so it is never redriven: fix the cause, then
+	// have the identity server send it again.
+	HeaderDLQSource = "Dlq-Source"
 )
 
 // DeadLetterMsgID is the Nats-Msg-Id of the dead letter of the message at
@@ -52,4 +62,32 @@ func DeadLetterMsgID(stream string, seq uint64, body []byte) string {
 	h := fnv.New64a()
 	_, _ = h.Write(body)
 	return "dlq-" + stream + "-" + strconv.FormatUint(seq, 10) + "-" + strconv.FormatUint(h.Sum64(), 16)
+}
+
+// FitDeadLetter returns body, cut when it would not fit beside the
+// headers h in one message of at most limit bytes (the server's max
+// payload; 0 or less: no limit), and then sets HeaderDLQTruncated in h
+// to the original size. Room is kept for the headers still to come:
+// Dlq-Truncated itself and, at publish, the expected stream. A message
+// published near the max payload would otherwise never fit in the
+// dead-letter stream.
+func FitDeadLetter(h nats.Header, body []byte, limit int64, stream string) []byte {
+	if limit <= 0 {
+		return body
+	}
+	// NATS/1.0 line, "Key: value\r\n" per header, final CRLF.
+	headerBytes := int64(len("NATS/1.0\r\n\r\n")) +
+		int64(len(HeaderDLQTruncated)+len(": \r\n")+20) +
+		int64(len(jetstream.ExpectedStreamHeader)+len(": \r\n")+len(stream))
+	for k, vs := range h {
+		for _, v := range vs {
+			headerBytes += int64(len(k) + len(": \r\n") + len(v))
+		}
+	}
+	room := limit - headerBytes
+	if int64(len(body)) <= room {
+		return body
+	}
+	h.Set(HeaderDLQTruncated, strconv.Itoa(len(body)))
+	return body[:max(room, 0)]
 }

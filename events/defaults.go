@@ -1,7 +1,7 @@
 package events
 
 // Defaults of the contract between the worker and token issuers: where
-// custom data lives and where notices go. The worker's packages
+// custom data lives, where notices go, where dead letters go. The worker's packages
 // (worker/customdata, worker/notify, triggers) and the issuer package
 // take their defaults from here, so the two sides cannot drift apart.
 const (
@@ -18,4 +18,11 @@ const (
 	// DefaultOversizeBytes: documents larger than this are flagged
 	// oversize in notices and by issuers (CUSTOMDATA_OVERSIZE_BYTES).
 	DefaultOversizeBytes = 16384
+	// DefaultDeadLetterStream and DefaultDeadLetterPrefix name the
+	// dead-letter stream and its subjects, <prefix>.<reason>
+	// (CUSTOMDATA_DLQ_STREAM, CUSTOMDATA_DLQ_SUBJECT_PREFIX): the worker
+	// dead-letters the events it refuses there, and producers that take
+	// webhooks (customdata-bridge) the bodies they cannot map.
+	DefaultDeadLetterStream = "AUTH_EVENTS_DLQ"
+	DefaultDeadLetterPrefix = "auth.deadletter"
 )

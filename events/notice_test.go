@@ -8,14 +8,19 @@ import (
 	"time"
 )
 
-func TestDecodeNotice(t *testing.T) {
+// noticeCase is a notice and how DecodeNotice reads it.
+type noticeCase struct {
+	name    string
+	in      string
+	want    Notice
+	wantErr string
+}
+
+// noticeCases are the notices TestDecodeNotice decodes (and the schema
+// test compares with events/schema).
+func noticeCases() []noticeCase {
 	published := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		name    string
-		in      string
-		want    Notice
-		wantErr string
-	}{
+	return []noticeCase{
 		{
 			name: "user notice",
 			in: `{"schemaVersion":1,"kind":"user","userId":"a.b","documentId":"66310c1e9d1f0a0001a1b2c3","operation":"update",` +
@@ -45,7 +50,10 @@ func TestDecodeNotice(t *testing.T) {
 		{name: "empty", in: ``, wantErr: "decode notice"},
 		{name: "wrong type", in: `{"kind":"user","userId":1}`, wantErr: "decode notice"},
 	}
-	for _, tt := range tests {
+}
+
+func TestDecodeNotice(t *testing.T) {
+	for _, tt := range noticeCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := DecodeNotice([]byte(tt.in))
 			if tt.wantErr != "" {

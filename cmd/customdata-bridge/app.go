@@ -23,6 +23,8 @@ import (
 
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/bridge"
+	"github.com/customdata-worker/customdata-worker/internal/bridge/apikey"
+	"github.com/customdata-worker/customdata-worker/internal/bridge/ingest"
 	"github.com/customdata-worker/customdata-worker/internal/bridge/webhook"
 	"github.com/customdata-worker/customdata-worker/internal/buildinfo"
 	"github.com/customdata-worker/customdata-worker/internal/cli"
@@ -50,12 +52,14 @@ type running struct {
 //
 //	hook call → bridge.Server → issuer.Cache (kept fresh by notices) → MongoDB on a miss
 //	Supabase sign-in → events.Publisher (LOGIN), when enabled
+//	identity server's webhook → ingest.Server → events.Publisher (auth event) or the dead-letter stream
 func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<- running) error {
 	log.Info().Str("mongodb", redact.URI(cfg.MongoURI)).Str("nats", redact.URIs(cfg.NATSURL)).
 		Str("collection", cfg.Database+"."+cfg.Collection).Bool("notices", cfg.NoticesEnabled).
 		Int("cache_entries", cfg.CacheMaxEntries).Dur("cache_ttl", cfg.CacheTTL).
 		Bool("supabase", cfg.SupabaseSecrets != "").Bool("hydra", len(cfg.HydraAPIKeys) > 0).Bool("generic", len(cfg.APITokens) > 0).
-		Bool("supabase_logins", cfg.SupabasePublishLogin).Msg("starting")
+		Bool("supabase_logins", cfg.SupabasePublishLogin).Bool("clerk", cfg.ClerkSecrets != "").
+		Bool("kratos", len(cfg.KratosAPIKeys)+len(cfg.KratosBasicAuth) > 0).Bool("auth0", len(cfg.Auth0Authorization) > 0).Msg("starting")
 
 	// The ops endpoints answer from the start: /livez says the process
 	// lives while NATS does not answer yet (a liveness probe must not
@@ -97,47 +101,69 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 			return fmt.Errorf("JetStream: %w", err)
 		}
 	}
-	client, err := mongo.Connect(options.Client().ApplyURI(cfg.MongoURI).SetAppName(appName))
-	if err != nil {
-		// The driver's parse errors quote the connection string.
-		return redact.Err(fmt.Errorf("MongoDB client for %s: %w", redact.URI(cfg.MongoURI), err), redact.Secrets(cfg.MongoURI)...)
-	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = client.Disconnect(dctx)
-	}()
-	src, err := issuer.NewSource(client, cfg.sourceConfig())
-	if err != nil {
-		return err
-	}
-
-	var data issuer.Getter = src
-	var cache *issuer.Cache
-	if cfg.CacheMaxEntries > 0 {
-		opts := []issuer.CacheOption{issuer.WithLogger(log)}
-		if cfg.NoticesEnabled {
-			opts = append(opts, issuer.WithNotices(js, issuer.NoticeConfig{SubjectPrefix: cfg.NoticeSubjectPrefix, Stream: cfg.NoticeStream}))
-		}
-		// A read nobody waits for any more is not worth finishing.
-		ccfg := issuer.CacheConfig{MaxEntries: cfg.CacheMaxEntries, TTL: cfg.CacheTTL, ReadTimeout: cfg.HookTimeout}
-		if cache, err = issuer.NewCache(src, ccfg, opts...); err != nil {
+	var pub *events.Publisher
+	if cfg.publishes() {
+		var err error
+		if pub, err = newPublisher(cfg, js, log); err != nil {
 			return err
 		}
-		reg.MustRegister(cache.Collectors()...)
-		data = cache
 	}
-	srv, err := newServer(cfg, data, js, log)
-	if err != nil {
-		return err
+
+	mux := http.NewServeMux()
+	var client *mongo.Client
+	var cache *issuer.Cache
+	var srv *bridge.Server
+	if cfg.hooksEnabled() {
+		var err error
+		client, err = mongo.Connect(options.Client().ApplyURI(cfg.MongoURI).SetAppName(appName))
+		if err != nil {
+			// The driver's parse errors quote the connection string.
+			return redact.Err(fmt.Errorf("MongoDB client for %s: %w", redact.URI(cfg.MongoURI), err), redact.Secrets(cfg.MongoURI)...)
+		}
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = client.Disconnect(dctx)
+		}()
+		src, err := issuer.NewSource(client, cfg.sourceConfig())
+		if err != nil {
+			return err
+		}
+		var data issuer.Getter = src
+		if cfg.CacheMaxEntries > 0 {
+			opts := []issuer.CacheOption{issuer.WithLogger(log)}
+			if cfg.NoticesEnabled {
+				opts = append(opts, issuer.WithNotices(js, issuer.NoticeConfig{SubjectPrefix: cfg.NoticeSubjectPrefix, Stream: cfg.NoticeStream}))
+			}
+			// A read nobody waits for any more is not worth finishing.
+			ccfg := issuer.CacheConfig{MaxEntries: cfg.CacheMaxEntries, TTL: cfg.CacheTTL, ReadTimeout: cfg.HookTimeout}
+			if cache, err = issuer.NewCache(src, ccfg, opts...); err != nil {
+				return err
+			}
+			reg.MustRegister(cache.Collectors()...)
+			data = cache
+		}
+		if srv, err = newServer(cfg, data, pub, log); err != nil {
+			return err
+		}
+		reg.MustRegister(srv.Collectors()...)
+		// Every path the ingest endpoints do not claim: the hooks'.
+		mux.Handle("/", srv.Handler())
 	}
-	reg.MustRegister(srv.Collectors()...)
+	if cfg.ingestEnabled() {
+		in, err := newIngest(cfg, pub, js, log)
+		if err != nil {
+			return err
+		}
+		reg.MustRegister(in.Collectors()...)
+		in.Register(mux)
+	}
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 15 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -153,7 +179,9 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 		defer cancel()
 		return hs.Shutdown(sctx)
 	})
-	g.Go(func() error { return srv.Run(gctx) })
+	if srv != nil {
+		g.Go(func() error { return srv.Run(gctx) })
+	}
 	if cache != nil && cfg.NoticesEnabled {
 		g.Go(func() error {
 			// Run returns only when ctx ends or the connection is closed
@@ -164,7 +192,7 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 			return nil
 		})
 	}
-	state.started(cache, cfg.NoticesEnabled, client)
+	state.started(cache, cfg.NoticesEnabled, client, nc, cfg.ingestEnabled())
 	base := "http://" + strings.Replace(ln.Addr().String(), "[::]", "127.0.0.1", 1)
 	log.Info().Str("addr", ln.Addr().String()).Msg("serving hooks")
 	if ready != nil {
@@ -175,8 +203,23 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	return err
 }
 
+// newPublisher is the events.Publisher of every auth event the bridge
+// publishes, signed when EVENT_SIGNING_SEED_FILE is set.
+func newPublisher(cfg Config, js jetstream.JetStream, log zerolog.Logger) (*events.Publisher, error) {
+	opts := []events.PublisherOption{events.WithSubjectPrefix(cfg.AuthSubjectPrefix)}
+	if cfg.EventSigningSeed != "" {
+		signer, err := events.LoadSigner(cfg.EventSigningSeed)
+		if err != nil {
+			return nil, fmt.Errorf("%s_EVENT_SIGNING_SEED_FILE: %w", envPrefix, err)
+		}
+		opts = append(opts, events.WithSigner(signer))
+		log.Info().Str("signer", signer.PublicKey()).Msg("auth events are signed")
+	}
+	return events.NewPublisher(js, opts...)
+}
+
 // newServer builds the hooks that are configured.
-func newServer(cfg Config, data issuer.Getter, js jetstream.JetStream, log zerolog.Logger) (*bridge.Server, error) {
+func newServer(cfg Config, data issuer.Getter, pub *events.Publisher, log zerolog.Logger) (*bridge.Server, error) {
 	opts := []bridge.Option{bridge.WithLogger(log)}
 	if cfg.SupabaseSecrets != "" {
 		v, err := webhook.NewVerifier(webhook.ParseSecretList(cfg.SupabaseSecrets))
@@ -186,19 +229,6 @@ func newServer(cfg Config, data issuer.Getter, js jetstream.JetStream, log zerol
 		opts = append(opts, bridge.WithSupabase(v))
 	}
 	if cfg.SupabasePublishLogin {
-		pubOpts := []events.PublisherOption{events.WithSubjectPrefix(cfg.AuthSubjectPrefix)}
-		if cfg.EventSigningSeed != "" {
-			signer, err := events.LoadSigner(cfg.EventSigningSeed)
-			if err != nil {
-				return nil, fmt.Errorf("%s_EVENT_SIGNING_SEED_FILE: %w", envPrefix, err)
-			}
-			pubOpts = append(pubOpts, events.WithSigner(signer))
-			log.Info().Str("signer", signer.PublicKey()).Msg("LOGIN events are signed")
-		}
-		pub, err := events.NewPublisher(js, pubOpts...)
-		if err != nil {
-			return nil, err
-		}
 		opts = append(opts, bridge.WithLogins(pub, bridge.LoginConfig{}))
 	}
 	if len(cfg.HydraAPIKeys) > 0 {
@@ -210,6 +240,44 @@ func newServer(cfg Config, data issuer.Getter, js jetstream.JetStream, log zerol
 	return bridge.New(data, cfg.bridgeConfig(), opts...)
 }
 
+// newIngest builds the ingest endpoints that are configured.
+func newIngest(cfg Config, pub *events.Publisher, js jetstream.JetStream, log zerolog.Logger) (*ingest.Server, error) {
+	opts := []ingest.Option{ingest.WithLogger(log)}
+	if cfg.ClerkSecrets != "" {
+		v, err := webhook.NewVerifier(webhook.ParseSecretList(cfg.ClerkSecrets))
+		if err != nil {
+			return nil, fmt.Errorf("%s_CLERK_WEBHOOK_SECRETS: %w", envPrefix, err)
+		}
+		opts = append(opts, ingest.WithClerk(v))
+	}
+	if len(cfg.KratosAPIKeys) > 0 || len(cfg.KratosBasicAuth) > 0 {
+		var auth ingest.KratosAuth
+		if len(cfg.KratosAPIKeys) > 0 {
+			k, err := apikey.NewHeaderKey(cfg.KratosAuthHeader, cfg.KratosAPIKeys)
+			if err != nil {
+				return nil, fmt.Errorf("%s_KRATOS_API_KEYS: %w", envPrefix, err)
+			}
+			auth.APIKey = &k
+		}
+		if len(cfg.KratosBasicAuth) > 0 {
+			b, err := apikey.NewBasic(cfg.KratosBasicAuth)
+			if err != nil {
+				return nil, fmt.Errorf("%s_KRATOS_BASIC_AUTH: %w", envPrefix, err)
+			}
+			auth.Basic = &b
+		}
+		opts = append(opts, ingest.WithKratos(auth))
+	}
+	if len(cfg.Auth0Authorization) > 0 {
+		set, err := apikey.NewSet(cfg.Auth0Authorization)
+		if err != nil {
+			return nil, fmt.Errorf("%s_AUTH0_AUTHORIZATION: %w", envPrefix, err)
+		}
+		opts = append(opts, ingest.WithAuth0(set))
+	}
+	return ingest.New(pub, js, cfg.ingestConfig(), opts...)
+}
+
 // readyState is what /readyz reports: the startup step until the hooks
 // serve, then whether hook calls can be answered.
 type readyState struct {
@@ -217,10 +285,17 @@ type readyState struct {
 	data atomic.Pointer[func() error]
 }
 
-// started records that the hooks serve, reading custom data from cache
-// (nil when off, following notices if notices) or MongoDB.
-func (s *readyState) started(cache *issuer.Cache, notices bool, client *mongo.Client) {
+// started records that the endpoints serve: the hooks read custom data
+// from cache (nil when off, following notices if notices) or MongoDB
+// (client nil: no hooks), the ingest endpoints (if ingest) publish on nc.
+func (s *readyState) started(cache *issuer.Cache, notices bool, client *mongo.Client, nc *nats.Conn, ingest bool) {
 	check := func() error {
+		if ingest && !nc.IsConnected() {
+			return errors.New("NATS is not connected: auth events cannot be published")
+		}
+		if client == nil {
+			return nil
+		}
 		// A cache kept fresh by notices answers the users it holds
 		// even while MongoDB is down: the replica stays in service (every
 		// replica would be out at once otherwise) and answers the others
@@ -251,7 +326,7 @@ func (s *readyState) checks(cfg Config) []ops.Check {
 			}
 			return nil
 		}},
-		{Name: "custom-data", Check: func() error {
+		{Name: "serving", Check: func() error {
 			check := s.data.Load()
 			if check == nil {
 				return errors.New("not serving yet")

@@ -8,6 +8,8 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/customdata-worker/customdata-worker/internal/bridge"
+	"github.com/customdata-worker/customdata-worker/internal/bridge/apikey"
+	"github.com/customdata-worker/customdata-worker/internal/bridge/ingest"
 	"github.com/customdata-worker/customdata-worker/internal/bridge/webhook"
 	"github.com/customdata-worker/customdata-worker/internal/natsconn"
 	"github.com/customdata-worker/customdata-worker/issuer"
@@ -21,14 +23,14 @@ const envPrefix = "CUSTOMDATA_BRIDGE"
 
 // Config is every setting of the bridge, from the environment.
 type Config struct {
-	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8091" desc:"address of the hooks (every one authenticated: signature, API key or bearer token)"`
+	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8091" desc:"address of the hooks and ingest endpoints (every one authenticated: signature, API key or bearer token)"`
 	OpsAddr  string `envconfig:"OPS_ADDR" default:":8092" desc:"address of /livez, /readyz and /metrics; empty disables"`
 
 	// NATS, as the worker's CUSTOMDATA_NATS_* (one of user/password,
 	// token, nkey seed, creds; TLS with any of them).
 	natsconn.Env
 
-	MongoURI      string   `envconfig:"MONGODB_URI" default:"mongodb://127.0.0.1:27017/?replicaSet=rs0" desc:"MongoDB connection string (the bridge only reads)"`
+	MongoURI      string   `envconfig:"MONGODB_URI" default:"mongodb://127.0.0.1:27017/?replicaSet=rs0" desc:"MongoDB connection string (the bridge only reads; not used when only ingest endpoints are enabled)"`
 	Database      string   `envconfig:"MONGODB_DATABASE" default:"app" desc:"database of the custom-data collection (the worker's MONGODB_DATABASE)"`
 	Collection    string   `envconfig:"MONGODB_COLLECTION" default:"custom_user_data" desc:"custom-data collection (the worker's MONGODB_COLLECTION)"`
 	UserIDField   string   `envconfig:"USER_ID_FIELD" default:"userId" desc:"field holding the user id (the worker's USER_ID_FIELD): Supabase's user_id, Hydra's subject"`
@@ -47,14 +49,23 @@ type Config struct {
 
 	SupabaseSecrets      string `envconfig:"SUPABASE_HOOK_SECRETS" desc:"enables the Supabase hook: its secrets as Supabase has them, v1,whsec_<base64>, several separated by | (rotation); never logged"`
 	SupabasePublishLogin bool   `envconfig:"SUPABASE_PUBLISH_LOGINS" default:"false" desc:"publish a LOGIN auth event for every Supabase sign-in (authentication_method other than token_refresh)"`
-	AuthSubjectPrefix    string `envconfig:"AUTH_SUBJECT_PREFIX" default:"auth.events" desc:"LOGIN events go to <prefix>.login (the worker's AUTH_SUBJECT_PREFIX)"`
-	EventSigningSeed     string `envconfig:"EVENT_SIGNING_SEED_FILE" desc:"nkey user seed file LOGIN events are signed with (needed when the worker sets TRUSTED_SIGNERS; never logged)"`
+	AuthSubjectPrefix    string `envconfig:"AUTH_SUBJECT_PREFIX" default:"auth.events" desc:"auth events go to <prefix>.login, .create, .delete (the worker's AUTH_SUBJECT_PREFIX)"`
+	EventSigningSeed     string `envconfig:"EVENT_SIGNING_SEED_FILE" desc:"nkey user seed file auth events are signed with (needed when the worker sets TRUSTED_SIGNERS; never logged)"`
 
 	HydraAPIKeys    []string `envconfig:"HYDRA_API_KEYS" desc:"enables the Hydra token hook: accepted keys, comma-separated (rotation); never logged"`
 	HydraAuthHeader string   `envconfig:"HYDRA_AUTH_HEADER" default:"Authorization" desc:"header Hydra's token_hook.auth sets: Authorization carries Bearer <key>, any other header the key itself"`
 	HydraIDToken    bool     `envconfig:"HYDRA_ID_TOKEN" default:"false" desc:"also put the custom data in the ID token (default: access token only)"`
 
 	APITokens []string `envconfig:"API_TOKENS" desc:"enables GET /v1/users/{userId}/custom-data: accepted bearer tokens, comma-separated (rotation); never logged"`
+
+	ClerkSecrets       string        `envconfig:"CLERK_WEBHOOK_SECRETS" desc:"enables POST /ingest/clerk: the endpoint's Signing Secret from Clerk's dashboard, whsec_<base64>, several separated by | (rotation); never logged"`
+	KratosAPIKeys      []string      `envconfig:"KRATOS_API_KEYS" desc:"enables POST /ingest/kratos/registration and /ingest/kratos/login for Kratos's web_hook auth api_key: accepted keys, comma-separated (rotation); never logged"`
+	KratosAuthHeader   string        `envconfig:"KRATOS_AUTH_HEADER" default:"Authorization" desc:"header Kratos's api_key auth sets (config.name): Authorization carries Bearer <key>, any other header the key itself"`
+	KratosBasicAuth    []string      `envconfig:"KRATOS_BASIC_AUTH" desc:"enables the Kratos endpoints for Kratos's web_hook auth basic_auth: accepted user:password pairs, comma-separated; never logged"`
+	Auth0Authorization []string      `envconfig:"AUTH0_AUTHORIZATION" desc:"enables POST /ingest/auth0: the log stream's Authorization Token exactly as entered in Auth0 (the whole Authorization header, e.g. Bearer <token>), several comma-separated (rotation); never logged"`
+	IngestTimeout      time.Duration `envconfig:"INGEST_TIMEOUT" default:"5s" desc:"longest wait for JetStream's acks of one webhook request's events and dead letters; then it is answered 503 (the sender retries)"`
+	DeadLetterStream   string        `envconfig:"DLQ_STREAM" default:"AUTH_EVENTS_DLQ" desc:"the worker's DLQ_STREAM: webhook bodies that cannot be mapped to an auth event are dead-lettered there"`
+	DeadLetterPrefix   string        `envconfig:"DLQ_SUBJECT_PREFIX" default:"auth.deadletter" desc:"the worker's DLQ_SUBJECT_PREFIX: those dead letters go to <prefix>.<reason>"`
 
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json, or console for humans"`
@@ -82,9 +93,28 @@ func (c Config) natsConfig() natsconn.Config {
 	return c.Env.Config(appName)
 }
 
-// needsNATS: notices keep the cache fresh, and LOGINs are published there.
+// hooksEnabled: a token-time hook or the generic read, which read the
+// custom data (MongoDB, the cache).
+func (c Config) hooksEnabled() bool {
+	return c.SupabaseSecrets != "" || len(c.HydraAPIKeys) > 0 || len(c.APITokens) > 0
+}
+
+// ingestEnabled: an ingest endpoint, which publishes auth events.
+func (c Config) ingestEnabled() bool {
+	return c.ClerkSecrets != "" || len(c.KratosAPIKeys) > 0 || len(c.KratosBasicAuth) > 0 || len(c.Auth0Authorization) > 0
+}
+
+// publishes: auth events are published (Supabase LOGINs, ingest).
+func (c Config) publishes() bool { return c.SupabasePublishLogin || c.ingestEnabled() }
+
+// needsNATS: notices keep the cache fresh, and auth events and dead
+// letters are published there.
 func (c Config) needsNATS() bool {
-	return (c.NoticesEnabled && c.CacheMaxEntries > 0) || c.SupabasePublishLogin
+	return (c.hooksEnabled() && c.NoticesEnabled && c.CacheMaxEntries > 0) || c.publishes()
+}
+
+func (c Config) ingestConfig() ingest.Config {
+	return ingest.Config{DeadLetterStream: c.DeadLetterStream, DeadLetterPrefix: c.DeadLetterPrefix, Timeout: c.IngestTimeout}
 }
 
 func (c Config) bridgeConfig() bridge.Config {
@@ -114,9 +144,11 @@ func (c Config) validate() error {
 	if err := c.sourceConfig().Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.SupabaseSecrets == "" && len(c.HydraAPIKeys) == 0 && len(c.APITokens) == 0 {
-		errs = append(errs, fmt.Errorf("no endpoint enabled: set %s_SUPABASE_HOOK_SECRETS, %s_HYDRA_API_KEYS or %s_API_TOKENS", envPrefix, envPrefix, envPrefix))
+	if !c.hooksEnabled() && !c.ingestEnabled() {
+		errs = append(errs, fmt.Errorf("no endpoint enabled: set %s_SUPABASE_HOOK_SECRETS, %s_HYDRA_API_KEYS, %s_API_TOKENS, %s_CLERK_WEBHOOK_SECRETS, %s_KRATOS_API_KEYS, %s_KRATOS_BASIC_AUTH or %s_AUTH0_AUTHORIZATION",
+			envPrefix, envPrefix, envPrefix, envPrefix, envPrefix, envPrefix, envPrefix))
 	}
+	errs = append(errs, c.validateIngest()...)
 	if c.SupabaseSecrets != "" {
 		if _, err := webhook.NewVerifier(webhook.ParseSecretList(c.SupabaseSecrets)); err != nil {
 			errs = append(errs, fmt.Errorf("%s_SUPABASE_HOOK_SECRETS: %w", envPrefix, err))
@@ -125,16 +157,39 @@ func (c Config) validate() error {
 	if c.SupabasePublishLogin && c.SupabaseSecrets == "" {
 		errs = append(errs, fmt.Errorf("%s_SUPABASE_PUBLISH_LOGINS needs the Supabase hook (%s_SUPABASE_HOOK_SECRETS)", envPrefix, envPrefix))
 	}
-	if c.MongoURI == "" {
+	if c.MongoURI == "" && c.hooksEnabled() {
 		errs = append(errs, fmt.Errorf("%s_MONGODB_URI is required", envPrefix))
 	}
 	if c.needsNATS() {
 		if c.NATSURL == "" {
-			errs = append(errs, fmt.Errorf("%s_NATS_URL is required for notices and LOGIN events", envPrefix))
+			errs = append(errs, fmt.Errorf("%s_NATS_URL is required for notices, auth events and dead letters", envPrefix))
 		} else if err := c.natsConfig().Validate(); err != nil {
 			// Also reads the configured files: one missing stops the start.
 			errs = append(errs, fmt.Errorf("%s_NATS_*: %w", envPrefix, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateIngest checks the ingest settings; errors name settings, never
+// secrets.
+func (c Config) validateIngest() []error {
+	var errs []error
+	if c.ClerkSecrets != "" {
+		if _, err := webhook.NewVerifier(webhook.ParseSecretList(c.ClerkSecrets)); err != nil {
+			errs = append(errs, fmt.Errorf("%s_CLERK_WEBHOOK_SECRETS: %w", envPrefix, err))
+		}
+	}
+	if len(c.KratosBasicAuth) > 0 {
+		if _, err := apikey.NewBasic(c.KratosBasicAuth); err != nil {
+			errs = append(errs, fmt.Errorf("%s_KRATOS_BASIC_AUTH: %w", envPrefix, err))
+		}
+	}
+	if c.IngestTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("%s_INGEST_TIMEOUT must be positive", envPrefix))
+	}
+	if err := c.ingestConfig().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s_DLQ_STREAM, %s_DLQ_SUBJECT_PREFIX: %w", envPrefix, envPrefix, err))
+	}
+	return errs
 }

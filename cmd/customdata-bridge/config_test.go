@@ -8,6 +8,7 @@ import (
 
 func TestConfigValidation(t *testing.T) {
 	const secret = "v1,whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
+	const clerk = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
 	cases := []struct {
 		name string
 		env  map[string]string
@@ -22,6 +23,15 @@ func TestConfigValidation(t *testing.T) {
 		{name: "TTL-less cache without notices", env: map[string]string{"API_TOKENS": "t", "NOTICES_ENABLED": "false"}, err: "CACHE_TTL > 0"},
 		{name: "NATS needed for notices", env: map[string]string{"API_TOKENS": "t", "NATS_URL": ""}, err: "NATS_URL is required"},
 		{name: "zero timeout", env: map[string]string{"API_TOKENS": "t", "HOOK_TIMEOUT": "0s"}, err: "HOOK_TIMEOUT must be positive"},
+		{name: "Clerk only, no MongoDB needed", env: map[string]string{"CLERK_WEBHOOK_SECRETS": clerk, "MONGODB_URI": ""}},
+		{name: "Kratos by basic auth only", env: map[string]string{"KRATOS_BASIC_AUTH": "kratos:c2VjcmV0"}},
+		{name: "Auth0 only", env: map[string]string{"AUTH0_AUTHORIZATION": "Bearer c2VjcmV0"}},
+		{name: "ingest needs NATS", env: map[string]string{"AUTH0_AUTHORIZATION": "Bearer c2VjcmV0", "NATS_URL": ""}, err: "NATS_URL is required"},
+		{name: "hooks still need MongoDB", env: map[string]string{"CLERK_WEBHOOK_SECRETS": clerk, "API_TOKENS": "t", "MONGODB_URI": ""}, err: "MONGODB_URI is required"},
+		{name: "bad Clerk secret", env: map[string]string{"CLERK_WEBHOOK_SECRETS": "c2VjcmV0"}, err: "CLERK_WEBHOOK_SECRETS: webhook: secret 1 of 1"},
+		{name: "basic auth without user", env: map[string]string{"KRATOS_BASIC_AUTH": "c2VjcmV0"}, err: `KRATOS_BASIC_AUTH: a basic-auth credential must be "user:password"`},
+		{name: "zero ingest timeout", env: map[string]string{"AUTH0_AUTHORIZATION": "x", "INGEST_TIMEOUT": "0s"}, err: "INGEST_TIMEOUT must be positive"},
+		{name: "dead-letter prefix with a wildcard", env: map[string]string{"AUTH0_AUTHORIZATION": "x", "DLQ_SUBJECT_PREFIX": "auth.>"}, err: "DLQ_SUBJECT_PREFIX"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -47,7 +57,8 @@ func TestEnvVerbListsEverySetting(t *testing.T) {
 	if code := run([]string{"env"}, &out, &errOut); code != 0 {
 		t.Fatalf("env: exit %d: %s", code, errOut.String())
 	}
-	for _, want := range []string{"CUSTOMDATA_BRIDGE_SUPABASE_HOOK_SECRETS", "CUSTOMDATA_BRIDGE_HYDRA_API_KEYS", "CUSTOMDATA_BRIDGE_API_TOKENS", "CUSTOMDATA_BRIDGE_HOOK_TIMEOUT"} {
+	for _, want := range []string{"CUSTOMDATA_BRIDGE_SUPABASE_HOOK_SECRETS", "CUSTOMDATA_BRIDGE_HYDRA_API_KEYS", "CUSTOMDATA_BRIDGE_API_TOKENS", "CUSTOMDATA_BRIDGE_HOOK_TIMEOUT",
+		"CUSTOMDATA_BRIDGE_CLERK_WEBHOOK_SECRETS", "CUSTOMDATA_BRIDGE_KRATOS_API_KEYS", "CUSTOMDATA_BRIDGE_AUTH0_AUTHORIZATION", "CUSTOMDATA_BRIDGE_DLQ_STREAM"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("env does not list %s", want)
 		}

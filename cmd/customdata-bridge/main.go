@@ -1,10 +1,15 @@
 // Command customdata-bridge puts always-fresh custom user data into the
 // tokens of identity servers the team did not write, by answering their
-// token-time hooks from a cache kept fresh by the worker's notices:
+// token-time hooks from a cache kept fresh by the worker's notices, and
+// turns their sign-up, login and deletion webhooks into auth events for
+// the worker:
 //
 //	POST /hooks/supabase/custom-access-token   Supabase Auth's custom access token hook
 //	POST /hooks/hydra/token                    Ory Hydra's oauth2.token_hook
 //	GET  /v1/users/{userId}/custom-data        the document, for any issuer that can call HTTP
+//	POST /ingest/clerk                         Clerk's webhooks (Svix): user.created, user.deleted, session.created
+//	POST /ingest/kratos/registration, /login   Ory Kratos's web_hook actions after registration and login
+//	POST /ingest/auth0                         an Auth0 log stream (custom webhook): s, ss, sdu
 //	/livez /readyz /metrics                    on CUSTOMDATA_BRIDGE_OPS_ADDR
 //
 // Usage:
@@ -69,7 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprint(w, `customdata-bridge: fresh custom user data in Supabase Auth and Ory Hydra tokens, and over HTTP.
+	fmt.Fprint(w, `customdata-bridge: fresh custom user data in Supabase Auth and Ory Hydra tokens, and over HTTP;
+auth events from Clerk, Ory Kratos and Auth0 webhooks.
 
 Usage:
   customdata-bridge [run]   serve the hooks (CUSTOMDATA_BRIDGE_* variables)

@@ -79,7 +79,7 @@ func wantPublish() map[string][]string {
 		issuerRole.user:      issuerReading,
 		referenceIssuer.user: append([]string{authSubjects}, issuerReading...),
 		opsRole.user:         ops,
-		bridgeRole.user:      append([]string{events.AuthSubject(authPrefix, events.OperationLogin)}, issuerReading...),
+		bridgeRole.user:      append(append(events.AuthSubjects(authPrefix), dlqPrefix+".>"), issuerReading...),
 	}
 }
 

@@ -5,6 +5,8 @@ package natsdeploy_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/bridge/apikey"
+	"github.com/customdata-worker/customdata-worker/internal/bridge/ingest"
 	"github.com/customdata-worker/customdata-worker/internal/dlq"
 	"github.com/customdata-worker/customdata-worker/internal/noticetail"
 	"github.com/customdata-worker/customdata-worker/internal/opcheck"
@@ -103,8 +107,9 @@ func found(t *testing.T, cache *issuer.Cache, user string) bool {
 
 // TestEachRoleDoesItsJob: the auth service publishes, the worker consumes,
 // writes, dead-letters and notifies, the issuers follow the notices, the
-// reference issuer and the bridge publish too, and the operator's check, dlq and tail
-// work, each as its own user and without one refusal.
+// reference issuer and the bridge publish too (the bridge every operation
+// and dead letters, through its ingest endpoints), and the operator's
+// check, dlq and tail work, each as its own user and without one refusal.
 func TestEachRoleDoesItsJob(t *testing.T) {
 	url := startServer(t)
 	m := testsupport.MongoDB(t)
@@ -186,6 +191,21 @@ func TestEachRoleDoesItsJob(t *testing.T) {
 		t.Errorf("after purge: %d dead letters, %v; want none", len(left), err)
 	}
 
+	// The bridge's ingest endpoints, as its user: an Auth0 log stream's
+	// signup, login and deletion of grace are published and applied, and
+	// a login without user_id is dead-lettered (the operator purges it).
+	bridgeIngest(t, br, `[`+auth0Log("9001", "ss", "grace")+`,`+auth0Log("9002", "s", "grace")+`,`+auth0Log("9003", "s", "")+`]`, `{"published":2,"duplicates":0,"dead_lettered":1,"ignored":0}`)
+	testsupport.Eventually(t, "the bridge's CREATE reaches the issuer", func() bool { return found(t, cache, "grace") })
+	bridgeIngest(t, br, `[`+auth0Log("9004", "sdu", "grace")+`]`, `{"published":1,"duplicates":0,"dead_lettered":0,"ignored":0}`)
+	testsupport.Eventually(t, "the bridge's DELETE reaches the issuer", func() bool { return !found(t, cache, "grace") })
+	dead := waitDeadLetter(t, q, 0)
+	if e, err := q.Get(ctx, dead); err != nil || e.Reason != "missing_field" || e.Headers.Get(events.HeaderDLQSource) != "auth0" {
+		t.Errorf("the bridge's dead letter: %+v, %v", e, err)
+	}
+	if err := q.Purge(ctx, bySeq(dead), false, outcomeOK(t, "purge")); err != nil {
+		t.Errorf("dlq purge as operator: %v", err)
+	}
+
 	// tail: the notices of the last hour (CREATE and DELETE of ada).
 	var tailed []noticetail.Line
 	err = noticetail.Follow(ctx, ops.js, noticetail.Options{Stream: noticeStream, Prefix: noticePrefix, Since: time.Hour, Limit: 2, UserID: user},
@@ -239,4 +259,37 @@ func outcomeOK(t *testing.T, verb string) func(dlq.Outcome) {
 			t.Errorf("dlq %s as operator: dead letter %d not done: %v", verb, o.Entry.Sequence, o.Err)
 		}
 	}
+}
+
+// bridgeIngest posts body to the bridge's Auth0 endpoint, served on the
+// bridge's connection as cmd/customdata-bridge serves it, and checks the
+// answer.
+func bridgeIngest(t *testing.T, br *conn, body, want string) {
+	t.Helper()
+	pub, err := events.NewPublisher(br.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := apikey.NewSet([]string{"Bearer stream-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := ingest.New(pub, br.js, ingest.Config{}, ingest.WithAuth0(tokens))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest(http.MethodPost, "/ingest/auth0", strings.NewReader(body))
+	r.Header.Set("Authorization", "Bearer stream-token")
+	w := httptest.NewRecorder()
+	in.Handler().ServeHTTP(w, r)
+	if w.Code != http.StatusOK || w.Body.String() != want {
+		t.Fatalf("bridge ingest: %d %s, want 200 %s", w.Code, w.Body, want)
+	}
+}
+
+// auth0Log is a log stream element of type typ for user (none when "").
+func auth0Log(id, typ, user string) string {
+	logID := "9002026" + strings.Repeat("0", 40) + id
+	return `{"log_id":"` + logID + `","data":{"type":"` + typ + `","user_id":"` + user + `","strategy":"auth0","date":"` +
+		time.Now().UTC().Format(time.RFC3339Nano) + `","log_id":"` + logID + `"}}`
 }

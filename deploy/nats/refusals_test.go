@@ -102,7 +102,12 @@ func TestEachRoleIsRefusedTheRest(t *testing.T) {
 			"Publish", api + "STREAM.INFO.KV_" + checkpointKV},
 		{"reference issuer publishes a notice", referenceIssuer, publish(noticeSubject), "Publish", noticeSubject},
 		{"bridge publishes a notice", bridgeRole, publish(noticeSubject), "Publish", noticeSubject},
-		{"bridge publishes a DELETE", bridgeRole, publishEvent(events.OperationDelete), "Publish", events.AuthSubject(authPrefix, events.OperationDelete)},
+		{"bridge publishes on another auth subject", bridgeRole, publish(authPrefix + ".update"), "Publish", authPrefix + ".update"},
+		{"bridge reads the auth events", bridgeRole, orderedOn(authStream, authSubjects),
+			"Publish", api + "CONSUMER.CREATE." + authStream + ".peek_1." + authSubjects},
+		{"bridge reads the dead letters", bridgeRole, orderedOn(dlqStream, dlqPrefix+".>"),
+			"Publish", api + "CONSUMER.CREATE." + dlqStream + ".peek_1." + dlqPrefix + ".>"},
+		{"bridge looks at the dead-letter stream (to delete from it)", bridgeRole, streamInfo(dlqStream), "Publish", api + "STREAM.INFO." + dlqStream},
 
 		{"auth service reads the notice stream", authService, streamInfo(noticeStream),
 			"Publish", api + "STREAM.INFO." + noticeStream},

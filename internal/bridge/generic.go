@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/bridge/apikey"
 )
 
 // genericResponse is the generic endpoint's answer: the document as
@@ -20,7 +21,7 @@ type genericResponse struct {
 // none, 401 without a valid token, 400 for an id no user can have, 503
 // when the data cannot be read in time.
 func (s *Server) serveGeneric(w http.ResponseWriter, r *http.Request) string {
-	if tok, ok := bearer(r); !ok || !matchToken(tok, s.tokens) {
+	if tok, ok := apikey.Bearer(r.Header); !ok || !s.tokens.Match(tok) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="customdata-bridge"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "bearer token required"})
 		return outcomeUnauthorized

@@ -1,11 +1,11 @@
 package bridge
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
+
+	"github.com/customdata-worker/customdata-worker/internal/bridge/apikey"
 )
 
 // HydraAuth is what the token hook checks on each call: the header and
@@ -24,23 +24,11 @@ type HydraAuth struct {
 // token's claims, not only the access token's.
 func WithHydra(auth HydraAuth, idToken bool) Option {
 	return func(s *Server) error {
-		if auth.Header == "" {
-			auth.Header = "Authorization"
-		}
-		var keys []string
-		for _, k := range auth.Keys {
-			if k = strings.TrimSpace(k); k != "" {
-				keys = append(keys, k)
-			}
-		}
-		if len(keys) == 0 {
+		k, err := apikey.NewHeaderKey(auth.Header, auth.Keys)
+		if err != nil {
 			return errors.New("bridge: WithHydra: no key (Hydra's token_hook.auth is required)")
 		}
-		for _, k := range keys {
-			s.hydraKeys = append(s.hydraKeys, sha256.Sum256([]byte(k)))
-		}
-		auth.Keys = nil // kept only as digests
-		s.hydra, s.hydraID = &auth, idToken
+		s.hydra, s.hydraID = &k, idToken
 		return nil
 	}
 }
@@ -85,7 +73,7 @@ type hydraResponse struct {
 // wrong or missing key and 503 when the data cannot be read in time,
 // either of which makes Hydra fail the token request.
 func (s *Server) serveHydra(w http.ResponseWriter, r *http.Request) string {
-	if !s.hydraAuthorized(r) {
+	if !s.hydra.Authorized(r.Header) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "token hook authentication required"})
 		return outcomeUnauthorized
 	}
@@ -126,15 +114,6 @@ func (s *Server) serveHydra(w http.ResponseWriter, r *http.Request) string {
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return outcome
-}
-
-func (s *Server) hydraAuthorized(r *http.Request) bool {
-	if strings.EqualFold(s.hydra.Header, "Authorization") {
-		tok, ok := bearer(r)
-		return ok && matchToken(tok, s.hydraKeys)
-	}
-	v := r.Header.Values(s.hydra.Header)
-	return len(v) == 1 && matchToken(v[0], s.hydraKeys)
 }
 
 func orEmpty(m map[string]json.RawMessage) map[string]json.RawMessage {

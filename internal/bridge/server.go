@@ -3,8 +3,6 @@ package bridge
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/customdata-worker/customdata-worker/internal/bridge/apikey"
 	"github.com/customdata-worker/customdata-worker/internal/bridge/webhook"
 	"github.com/customdata-worker/customdata-worker/issuer"
 )
@@ -92,16 +91,15 @@ func (c Config) Validate() error {
 // Server serves the hooks. Build it with New, serve Handler, and run Run
 // when LOGIN events are configured (WithLogins).
 type Server struct {
-	data      issuer.Getter
-	cfg       Config
-	log       zerolog.Logger
-	m         *metrics
-	supabase  *webhook.Verifier
-	hydra     *HydraAuth
-	hydraKeys [][sha256.Size]byte
-	hydraID   bool
-	tokens    [][sha256.Size]byte
-	logins    *loginQueue
+	data     issuer.Getter
+	cfg      Config
+	log      zerolog.Logger
+	m        *metrics
+	supabase *webhook.Verifier
+	hydra    *apikey.HeaderKey
+	hydraID  bool
+	tokens   apikey.Set
+	logins   *loginQueue
 	// failing is set while reads fail, so that an outage is logged when
 	// it starts and when it ends, not once per call.
 	failing atomic.Bool
@@ -132,14 +130,11 @@ func WithSupabase(v *webhook.Verifier) Option {
 // present one of tokens as a bearer token (several: rotation).
 func WithGeneric(tokens []string) Option {
 	return func(s *Server) error {
-		for _, t := range tokens {
-			if t = strings.TrimSpace(t); t != "" {
-				s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
-			}
-		}
-		if len(s.tokens) == 0 {
+		set, err := apikey.NewSet(tokens)
+		if err != nil {
 			return errors.New("bridge: WithGeneric: no token")
 		}
+		s.tokens = set
 		return nil
 	}
 }
@@ -159,7 +154,7 @@ func New(data issuer.Getter, cfg Config, opts ...Option) (*Server, error) {
 			return nil, err
 		}
 	}
-	if s.supabase == nil && s.hydra == nil && len(s.tokens) == 0 {
+	if s.supabase == nil && s.hydra == nil && s.tokens.Len() == 0 {
 		return nil, ErrNoEndpoints
 	}
 	if s.logins != nil && s.supabase == nil {
@@ -188,7 +183,7 @@ func (s *Server) Handler() http.Handler {
 	if s.hydra != nil {
 		mux.HandleFunc(RouteHydra, s.timed(hookHydra, s.serveHydra))
 	}
-	if len(s.tokens) > 0 {
+	if s.tokens.Len() > 0 {
 		mux.HandleFunc(RouteGeneric, s.timed(hookGeneric, s.serveGeneric))
 	}
 	return mux
@@ -256,29 +251,6 @@ func (s *Server) extend(claims map[string]json.RawMessage, d issuer.Data) string
 // body reads the request body, at most Config.MaxBody bytes.
 func (s *Server) body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
-}
-
-// matchToken reports whether presented is one of the configured secrets,
-// comparing SHA-256 digests in constant time (so neither the content nor
-// the length of a secret leaks through timing).
-func matchToken(presented string, secrets [][sha256.Size]byte) bool {
-	p := sha256.Sum256([]byte(presented))
-	ok := 0
-	for i := range secrets {
-		ok |= subtle.ConstantTimeCompare(p[:], secrets[i][:])
-	}
-	return ok == 1
-}
-
-// bearer returns the token of an "Authorization: Bearer <token>" header
-// (the scheme is case-insensitive, RFC 7235 §2.1).
-func bearer(r *http.Request) (string, bool) {
-	scheme, tok, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

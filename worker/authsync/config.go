@@ -14,8 +14,8 @@ import (
 const (
 	DefaultAuthStream         = "AUTH_EVENTS"
 	DefaultAuthConsumer       = "customdata-worker"
-	DefaultDeadLetterStream   = "AUTH_EVENTS_DLQ"
-	DefaultDeadLetterPrefix   = "auth.deadletter"
+	DefaultDeadLetterStream   = events.DefaultDeadLetterStream
+	DefaultDeadLetterPrefix   = events.DefaultDeadLetterPrefix
 	DefaultAuthStreamMaxAge   = 7 * 24 * time.Hour
 	DefaultAuthAckWait        = 10 * time.Second
 	DefaultAuthMaxAckPending  = 20000

@@ -83,30 +83,9 @@ func (d *deadLetterer) deadLetterMsg(msg jetstream.Msg, meta *jetstream.MsgMetad
 }
 
 // fit returns data, cut if it would not fit beside the headers in one
-// message: a message published near the max payload would otherwise never
-// fit in the dead-letter stream and be redelivered forever.
+// message (events.FitDeadLetter).
 func (d *deadLetterer) fit(h nats.Header, data []byte) []byte {
-	limit := d.payloadLimit()
-	if limit <= 0 {
-		return data
-	}
-	// NATS/1.0 line, "Key: value\r\n" per header, final CRLF, plus the
-	// headers still to come: Dlq-Truncated and, at publish, the expected
-	// stream.
-	headerBytes := int64(len("NATS/1.0\r\n\r\n")) +
-		int64(len(events.HeaderDLQTruncated)+len(": \r\n")+20) +
-		int64(len(jetstream.ExpectedStreamHeader)+len(": \r\n")+len(d.stream))
-	for k, vs := range h {
-		for _, v := range vs {
-			headerBytes += int64(len(k) + len(": \r\n") + len(v))
-		}
-	}
-	room := limit - headerBytes
-	if int64(len(data)) <= room {
-		return data
-	}
-	h.Set(events.HeaderDLQTruncated, strconv.Itoa(len(data)))
-	return data[:max(room, 0)]
+	return events.FitDeadLetter(h, data, d.payloadLimit(), d.stream)
 }
 
 // publish publishes the dead letter and waits for the stream's ack.

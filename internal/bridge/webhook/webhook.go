@@ -5,8 +5,10 @@
 //
 // The HMAC itself is the Standard Webhooks Go library's. This package adds
 // what a receiver needs around it: several secrets at once (rotation), the
-// timestamp tolerance with a clock of its own, and a signature header
-// written the way Supabase Auth writes it.
+// timestamp tolerance with a clock of its own, a signature header written
+// the way Supabase Auth writes it, and Svix's names of the three headers
+// (svix-id, svix-timestamp, svix-signature: Svix, which sends Clerk's
+// webhooks, is where the scheme comes from).
 package webhook
 
 import (
@@ -26,6 +28,16 @@ const (
 	HeaderID        = "webhook-id"
 	HeaderTimestamp = "webhook-timestamp"
 	HeaderSignature = "webhook-signature"
+)
+
+// The same headers as Svix names them
+// (https://docs.svix.com/receiving/verifying-payloads/how-manual): Svix
+// sends these unless an account has them renamed to webhook-*, and its
+// libraries read either, each svix-* header first.
+const (
+	HeaderSvixID        = "svix-id"
+	HeaderSvixTimestamp = "svix-timestamp"
+	HeaderSvixSignature = "svix-signature"
 )
 
 // DefaultTolerance is how far a delivery's timestamp may lie from the
@@ -118,21 +130,44 @@ func parseSecret(s string) ([]byte, error) {
 	return key, nil
 }
 
+// Delivery is what the signed headers of a verified delivery say.
+type Delivery struct {
+	// ID is the message id (webhook-id or svix-id): the sender keeps it
+	// when it sends the same message again, so it makes retries
+	// idempotent.
+	ID string
+	// Timestamp is when the sender made this attempt.
+	Timestamp time.Time
+}
+
 // Verify checks one delivery: its three headers, its timestamp against
 // the tolerance, and its signatures over body. The error wraps
 // ErrUnverified and one of ErrMissingHeaders, ErrBadTimestamp, ErrStale,
 // ErrNoMatch.
 func (v *Verifier) Verify(h http.Header, body []byte) error {
-	id, ts, sigs := h.Get(HeaderID), h.Get(HeaderTimestamp), signatures(h.Values(HeaderSignature))
+	_, err := v.VerifyDelivery(h, body)
+	return err
+}
+
+// VerifyDelivery is Verify that also returns what the verified headers
+// say. Each header is read under its svix-* name first, then its
+// webhook-* name, as Svix's libraries read them.
+func (v *Verifier) VerifyDelivery(h http.Header, body []byte) (Delivery, error) {
+	id, ts := header(h, HeaderSvixID, HeaderID), header(h, HeaderSvixTimestamp, HeaderTimestamp)
+	sigs := signatures(h.Values(HeaderSvixSignature))
+	if len(sigs) == 0 {
+		sigs = signatures(h.Values(HeaderSignature))
+	}
 	if id == "" || ts == "" || len(sigs) == 0 {
-		return fmt.Errorf("%w: %w", ErrUnverified, ErrMissingHeaders)
+		return Delivery{}, fmt.Errorf("%w: %w", ErrUnverified, ErrMissingHeaders)
 	}
 	secs, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnverified, ErrBadTimestamp)
+		return Delivery{}, fmt.Errorf("%w: %w", ErrUnverified, ErrBadTimestamp)
 	}
-	if d := v.now().Sub(time.Unix(secs, 0)); d > v.tolerance || d < -v.tolerance {
-		return fmt.Errorf("%w: %w (%s off)", ErrUnverified, ErrStale, d.Round(time.Second))
+	at := time.Unix(secs, 0)
+	if d := v.now().Sub(at); d > v.tolerance || d < -v.tolerance {
+		return Delivery{}, fmt.Errorf("%w: %w (%s off)", ErrUnverified, ErrStale, d.Round(time.Second))
 	}
 	// The library reads the headers itself: give it the signatures as the
 	// specification writes them, space-delimited.
@@ -143,10 +178,20 @@ func (v *Verifier) Verify(h http.Header, body []byte) error {
 	for _, k := range v.keys {
 		// The timestamp was checked above, against this Verifier's clock.
 		if k.VerifyIgnoringTimestamp(body, norm) == nil {
-			return nil
+			return Delivery{ID: id, Timestamp: at.UTC()}, nil
 		}
 	}
-	return fmt.Errorf("%w: %w", ErrUnverified, ErrNoMatch)
+	return Delivery{}, fmt.Errorf("%w: %w", ErrUnverified, ErrNoMatch)
+}
+
+// header returns the first of names that h has.
+func header(h http.Header, names ...string) string {
+	for _, n := range names {
+		if v := h.Get(n); v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // signatures splits webhook-signature values into "v1,<sig>" items. The

@@ -173,3 +173,36 @@ func TestSecrets(t *testing.T) {
 		})
 	}
 }
+
+// Svix sends the same scheme under svix-* header names
+// (https://docs.svix.com/receiving/verifying-payloads/how-manual, whose
+// example is the specification's vector): verified the same, and the
+// delivery's id and timestamp come back from the verified headers.
+func TestSvixHeaders(t *testing.T) {
+	v, err := NewVerifier([]string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+		WithClock(func() time.Time { return time.Unix(1614265330, 0) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"test": 2432232314}`)
+	h := http.Header{}
+	h.Set(HeaderSvixID, "msg_p5jXN8AQM9LWM0D4loKWxJek")
+	h.Set(HeaderSvixTimestamp, "1614265330")
+	h.Set(HeaderSvixSignature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+	d, err := v.VerifyDelivery(h, body)
+	if err != nil {
+		t.Fatalf("the vector under svix-* headers: %v", err)
+	}
+	if d.ID != "msg_p5jXN8AQM9LWM0D4loKWxJek" || !d.Timestamp.Equal(time.Unix(1614265330, 0)) {
+		t.Fatalf("delivery = %+v", d)
+	}
+	// A svix-id that is not the one signed is not taken from webhook-id.
+	h.Set(HeaderID, "msg_p5jXN8AQM9LWM0D4loKWxJek")
+	h.Set(HeaderSvixID, "msg_forged")
+	if _, err := v.VerifyDelivery(h, body); !errors.Is(err, ErrNoMatch) {
+		t.Fatalf("svix-id changed: %v, want ErrNoMatch", err)
+	}
+	if _, err := v.VerifyDelivery(http.Header{}, body); !errors.Is(err, ErrMissingHeaders) {
+		t.Fatalf("no headers: %v", err)
+	}
+}

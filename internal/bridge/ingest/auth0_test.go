@@ -1,0 +1,169 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/customdata-worker/customdata-worker/events"
+)
+
+// The Authorization Token of the log stream, as entered in Auth0: Auth0
+// sends it as the whole Authorization header value
+// (https://auth0.com/docs/customize/log-streams/custom-log-streams,
+// "Authorization Token").
+const auth0Token = "Bearer auth0-stream-0123456789"
+
+func auth0Request(body []byte, authorization string) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, "/ingest/auth0", bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	if authorization != "" {
+		r.Header.Set("Authorization", authorization)
+	}
+	return r
+}
+
+// A log stream's batch in each content format the custom webhook offers
+// (JSON array, JSON lines, one object per request; the array is
+// auth0/log-stream-batch.json, whose log events follow the Tenant Log
+// Catalog, https://auth0.com/docs/tenant-logs): ss → CREATE, s → LOGIN,
+// sdu → DELETE (https://auth0.com/docs/deploy-monitor/logs/log-event-type-codes),
+// ids from the log_ids, providers from the strategies, times from the
+// dates; the failed login (fp) is counted and ignored. Auth0 sends the
+// batch again (a retry): every event a duplicate.
+func TestAuth0LogStream(t *testing.T) {
+	now := time.Date(2026, 5, 12, 9, 35, 0, 0, time.UTC)
+	array := fixture(t, "auth0/log-stream-batch.json")
+	var elems []json.RawMessage
+	if err := json.Unmarshal(array, &elems); err != nil {
+		t.Fatal(err)
+	}
+	var lines bytes.Buffer
+	for _, e := range elems {
+		_ = json.Compact(&lines, e)
+		lines.WriteByte('\n')
+	}
+	want := []struct {
+		id, user, provider string
+		op                 events.Operation
+		at                 string
+	}{
+		{"auth0:90020260512093100410293000000000000001223372036854775801", "auth0|6182002f34f4dd006b05b5c7", "auth0-auth0", events.OperationCreate, "2026-05-12T09:30:59.402Z"},
+		{"auth0:90020260512093105230481000000000000001223372036854775802", "google-oauth2|106914261263908302085", "auth0-google-oauth2", events.OperationLogin, "2026-05-12T09:31:04.117Z"},
+		{"auth0:90020260512093200812345000000000000001223372036854775804", "auth0|6182002f34f4dd006b05b5c7", "auth0-auth0", events.OperationDelete, "2026-05-12T09:32:00.812Z"},
+	}
+	for name, bodies := range map[string][][]byte{
+		"JSON array": {array},
+		"JSON lines": {lines.Bytes()},
+		"one object": {elems[0], elems[1], elems[2], elems[3]},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, streams{auth: true, deadLetters: true})
+			s := e.server(now, auth0Tokens(t, auth0Token))
+			var total answer
+			for _, b := range bodies {
+				var a answer
+				w := serve(s, auth0Request(b, auth0Token))
+				if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &a) != nil {
+					t.Fatalf("status %d: %s", w.Code, w.Body)
+				}
+				total.Published += a.Published
+				total.Ignored += a.Ignored
+			}
+			if total != (answer{Published: 3, Ignored: 1}) {
+				t.Fatalf("answers add up to %+v", total)
+			}
+			got := e.events()
+			if len(got) != len(want) {
+				t.Fatalf("%d events stored, want %d", len(got), len(want))
+			}
+			for i, w := range want {
+				ev := got[i]
+				at, _ := time.Parse(time.RFC3339Nano, w.at)
+				if ev.ID != w.id || ev.User.ID != w.user || ev.OperationType != w.op || len(ev.Providers) != 1 ||
+					ev.Providers[0] != w.provider || !ev.Time.Equal(at) {
+					t.Errorf("event %d = %+v, want %+v", i, ev, w)
+				}
+			}
+			if name == "JSON array" {
+				answered(t, serve(s, auth0Request(array, auth0Token)), answer{Duplicates: 3, Ignored: 1})
+				if n := metric(t, s, "customdata_bridge_ingest_events_total", map[string]string{"source": "auth0", "outcome": "ignored"}); n != 2 {
+					t.Errorf("ignored counted %v times, want 2", n)
+				}
+			}
+		})
+	}
+}
+
+// Auth0 sends the Authorization Token exactly as configured: any other
+// value, a missing header, or the token twice gets 401, and nothing is
+// published.
+func TestAuth0Authorization(t *testing.T) {
+	now := time.Now()
+	body := fixture(t, "auth0/log-stream-batch.json")
+	for name, set := range map[string]func(*http.Request){
+		"wrong token":           func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") },
+		"token without scheme":  func(r *http.Request) { r.Header.Set("Authorization", strings.TrimPrefix(auth0Token, "Bearer ")) },
+		"no header":             func(r *http.Request) { r.Header.Del("Authorization") },
+		"token twice":           func(r *http.Request) { r.Header.Add("Authorization", auth0Token) },
+		"token in another case": func(r *http.Request) { r.Header.Set("Authorization", strings.ToUpper(auth0Token)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, streams{auth: true, deadLetters: true})
+			s := e.server(now, auth0Tokens(t, auth0Token))
+			r := auth0Request(body, auth0Token)
+			set(r)
+			w := serve(s, r)
+			if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "authorization token required") {
+				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+			if n := len(e.events()); n != 0 {
+				t.Fatalf("%d events published", n)
+			}
+		})
+	}
+	e := newEnv(t, streams{auth: true, deadLetters: true})
+	s := e.server(now, auth0Tokens(t, "Bearer new-token", auth0Token))
+	answered(t, serve(s, auth0Request(body, auth0Token)), answer{Published: 3, Ignored: 1})
+}
+
+// In a batch, a log event of a mapped type that cannot be mapped (no
+// user_id, no log_id) is dead-lettered on its own, the rest published;
+// a body that is not JSON is one dead letter.
+func TestAuth0Unmappable(t *testing.T) {
+	now := time.Now()
+	e := newEnv(t, streams{auth: true, deadLetters: true})
+	s := e.server(now, auth0Tokens(t, auth0Token))
+	batch := `[
+	 {"log_id":"90020260512100000000000000000000000000000000000000000001","data":{"date":"2026-05-12T10:00:00.000Z","type":"s","strategy":"auth0","log_id":"90020260512100000000000000000000000000000000000000000001"}},
+	 {"data":{"date":"2026-05-12T10:00:01.000Z","type":"ss","user_id":"auth0|abc","strategy":"auth0"}},
+	 {"log_id":"90020260512100000000000000000000000000000000000000000003","data":{"date":"2026-05-12T10:00:02.000Z","type":"s","user_id":"auth0|abc","strategy":"auth0","log_id":"90020260512100000000000000000000000000000000000000000003"}},
+	 42
+	]`
+	answered(t, serve(s, auth0Request([]byte(batch), auth0Token)), answer{Published: 1, DeadLettered: 3})
+	answered(t, serve(s, auth0Request([]byte(`{"log_id":`), auth0Token)), answer{DeadLettered: 1})
+	dead := e.stored(events.DefaultDeadLetterStream)
+	reasons := []string{}
+	for _, d := range dead {
+		reasons = append(reasons, d.Header.Get(events.HeaderDLQReason)+" "+d.Header.Get(events.HeaderDLQOriginalMsgID))
+	}
+	wantReasons := []string{
+		"missing_field 90020260512100000000000000000000000000000000000000000001",
+		"missing_field ",
+		"malformed_json ",
+		"malformed_json ",
+	}
+	if strings.Join(reasons, "|") != strings.Join(wantReasons, "|") {
+		t.Fatalf("dead letters %q, want %q", reasons, wantReasons)
+	}
+	if !strings.Contains(dead[0].Header.Get(events.HeaderDLQError), `user_id of a "s" log event is missing`) || string(dead[2].Data) != "42" {
+		t.Fatalf("first dead letter: %s; third body %s", dead[0].Header.Get(events.HeaderDLQError), dead[2].Data)
+	}
+	if got := e.events(); len(got) != 1 || got[0].User.ID != "auth0|abc" {
+		t.Fatalf("events %+v", got)
+	}
+}

@@ -1,0 +1,223 @@
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/customdata-worker/customdata-worker/events"
+)
+
+// item is one thing a request asks for: an event to publish, a body to
+// dead-letter because it cannot be mapped, or nothing (a kind the source
+// maps to no event).
+type item struct {
+	// ev is the event, when the body mapped to one.
+	ev     events.AuthEvent
+	mapped bool
+	// ignored: a kind of notification that is no auth event (Auth0's
+	// other log types); counted, answered like a success.
+	ignored bool
+	// reason and detail say why the body cannot be mapped (detail names
+	// fields and limits, never values).
+	reason events.Reason
+	detail string
+	// body is what a dead letter holds: the body, or the one element of
+	// a batch, as it came.
+	body []byte
+	// deliveryID is the sender's own id of it (Svix message id, Kratos
+	// flow id, Auth0 log_id), "" when it had none.
+	deliveryID string
+}
+
+func mapped(ev events.AuthEvent, body []byte, deliveryID string) item {
+	return item{ev: ev, mapped: true, body: body, deliveryID: deliveryID}
+}
+
+func unmappable(reason events.Reason, body []byte, deliveryID, format string, args ...any) item {
+	return item{reason: reason, detail: fmt.Sprintf(format, args...), body: body, deliveryID: deliveryID}
+}
+
+// answer is the body of a 2xx answer: what became of the request's
+// events.
+type answer struct {
+	Published    int `json:"published"`
+	Duplicates   int `json:"duplicates"`
+	DeadLettered int `json:"dead_lettered"`
+	Ignored      int `json:"ignored"`
+}
+
+// deliver publishes the request's events and dead-letters the bodies
+// that cannot be mapped, in order, then answers: 200 once JetStream
+// acknowledged all of them; 503 when an event could not be stored (the
+// sender retries; what was stored before is then a duplicate); 400 when
+// a body that cannot be mapped could not be dead-lettered either, so that
+// the sender keeps it and shows the failure.
+func (s *Server) deliver(w http.ResponseWriter, r *http.Request, source string, items []item) string {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+	defer cancel()
+	var a answer
+	for _, it := range items {
+		if it.ignored {
+			a.Ignored++
+			s.m.events.WithLabelValues(source, eventIgnored).Inc()
+			continue
+		}
+		if it.mapped {
+			ack, err := s.pub.Publish(ctx, it.ev)
+			if reason := events.ReasonOf(err); reason != "" {
+				// Mapped, but not an event the worker would take (a user
+				// id it refuses, a time too far ahead): dead-lettered
+				// like a body that does not map.
+				it.mapped, it.reason, it.detail = false, reason, err.Error()
+			} else if err != nil {
+				s.outage(source, it.ev.ID, err)
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "event not stored (NATS or JetStream unavailable); send it again"})
+				return requestUnavailable
+			} else {
+				s.recovered()
+				if ack.Duplicate {
+					a.Duplicates++
+					s.m.events.WithLabelValues(source, eventDuplicate).Inc()
+				} else {
+					a.Published++
+					s.m.events.WithLabelValues(source, eventPublished).Inc()
+				}
+				continue
+			}
+		}
+		if err := s.deadLetter(ctx, source, it); err != nil {
+			s.log.Error().Err(err).Str("source", source).Str("reason", string(it.reason)).Str("delivery_id", it.deliveryID).
+				Msg("webhook body cannot be mapped and could not be dead-lettered; answered 400 so that the sender keeps it")
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body cannot be mapped to an auth event, and its dead letter was not stored: " + it.detail,
+				"reason": string(it.reason)})
+			return requestNotKept
+		}
+		s.recovered()
+		a.DeadLettered++
+		s.m.events.WithLabelValues(source, eventDeadLettered).Inc()
+		s.log.Warn().Str("source", source).Str("reason", string(it.reason)).Str("delivery_id", it.deliveryID).Str("error", it.detail).
+			Msg("webhook body cannot be mapped to an auth event: dead-lettered")
+	}
+	writeJSON(w, http.StatusOK, a)
+	return requestOK
+}
+
+func (s *Server) outage(source, eventID string, err error) {
+	if !s.failing.Swap(true) {
+		s.log.Warn().Err(err).Str("source", source).Str("event_id", eventID).
+			Msg("auth events not stored: webhooks are answered 503 (senders retry) until JetStream acknowledges again")
+	}
+}
+
+func (s *Server) recovered() {
+	if s.failing.CompareAndSwap(true, false) {
+		s.log.Info().Msg("auth events stored again")
+	}
+}
+
+// maxDeadLetterErrorLength bounds Dlq-Error, as the worker does.
+const maxDeadLetterErrorLength = 2048
+
+// deadLetter publishes the body of it on <prefix>.<reason> of the
+// dead-letter stream and waits for the stream's ack. Its Nats-Msg-Id
+// derives from the source, the delivery id and the body, so a delivery
+// the sender retries is stored once.
+func (s *Server) deadLetter(ctx context.Context, source string, it item) error {
+	reason := string(it.reason)
+	if !subjectToken(reason) {
+		reason = "unknown"
+	}
+	h := nats.Header{}
+	h.Set(events.HeaderDLQReason, reason)
+	h.Set(events.HeaderDLQError, truncateUTF8(source+": "+it.detail, maxDeadLetterErrorLength))
+	h.Set(events.HeaderDLQSource, source)
+	if it.deliveryID != "" {
+		h.Set(events.HeaderDLQOriginalMsgID, it.deliveryID)
+	}
+	h.Set(jetstream.MsgIDHeader, deadLetterID(source, it.deliveryID, it.body))
+	data := events.FitDeadLetter(h, it.body, s.js.Conn().MaxPayload(), s.cfg.DeadLetterStream)
+	msg := &nats.Msg{Subject: s.cfg.DeadLetterPrefix + "." + reason, Header: h, Data: data}
+	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(s.cfg.DeadLetterStream)); err != nil {
+		return fmt.Errorf("publish dead letter to %s: %w", s.cfg.DeadLetterStream, err)
+	}
+	return nil
+}
+
+// deadLetterID is "dlq-<source>-<digest of delivery id and body>".
+func deadLetterID(source, deliveryID string, body []byte) string {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(deliveryID))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write(body)
+	return "dlq-" + source + "-" + strconv.FormatUint(h.Sum64(), 16)
+}
+
+// eventID is "<prefix>:<delivery id>" when that is a valid event id, else
+// "<prefix>:" and a digest of the delivery id: the same delivery always
+// gets the same id, so JetStream stores a retried one once.
+func eventID(prefix, deliveryID string) string {
+	if id := prefix + ":" + deliveryID; events.ValidEventID(id) {
+		return id
+	}
+	sum := sha256.Sum256([]byte(deliveryID))
+	return prefix + ":" + hex.EncodeToString(sum[:16])
+}
+
+// provider is prefix, then "-" and name lowercased with every character
+// other than a letter or digit made '-', cut to the 64 characters a
+// provider name may have; prefix alone when name is empty.
+func provider(prefix, name string) string {
+	if name == "" {
+		return prefix
+	}
+	var b strings.Builder
+	b.WriteString(prefix)
+	b.WriteByte('-')
+	for _, c := range strings.ToLower(name) {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' {
+			b.WriteRune(c)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	p := b.String()
+	if len(p) > 64 {
+		p = p[:64]
+	}
+	return p
+}
+
+// quoted is s for a dead letter's error: quoted, and cut to 64 bytes.
+func quoted(s string) string {
+	return strconv.Quote(truncateUTF8(s, 64))
+}
+
+func subjectToken(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
+}
