@@ -290,10 +290,14 @@ type readyState struct {
 // (client nil: no hooks), the ingest endpoints (if ingest) publish on nc.
 func (s *readyState) started(cache *issuer.Cache, notices bool, client *mongo.Client, nc *nats.Conn, ingest bool) {
 	check := func() error {
-		if ingest && !nc.IsConnected() {
-			return errors.New("NATS is not connected: auth events cannot be published")
-		}
 		if client == nil {
+			// Ingest only: nothing to serve without NATS (senders get
+			// 503 and retry). Beside the hooks, a NATS outage must not
+			// take the replica out: the hooks still answer, and the ingest
+			// endpoints answer 503 on their own.
+			if ingest && !nc.IsConnected() {
+				return errors.New("NATS is not connected: auth events cannot be published")
+			}
 			return nil
 		}
 		// A cache kept fresh by notices answers the users it holds

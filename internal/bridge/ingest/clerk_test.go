@@ -213,7 +213,7 @@ func TestClerkNothingDroppedWhenJetStreamFails(t *testing.T) {
 
 	updated := bytes.Replace(fixture(t, "clerk/user-created.json"), []byte(`"user.created"`), []byte(`"user.updated"`), 1)
 	w := serve(s, clerkRequest(t, updated, "msg_1", now, secret))
-	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), `"reason":"unknown_operation"`) {
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `"reason":"unknown_operation"`) {
 		t.Fatalf("unmappable body without a dead-letter stream: %d %s", w.Code, w.Body)
 	}
 	body := fixture(t, "clerk/user-created.json")

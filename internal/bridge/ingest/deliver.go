@@ -97,8 +97,10 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, source string, 
 		}
 		if err := s.deadLetter(ctx, source, it); err != nil {
 			s.log.Error().Err(err).Str("source", source).Str("reason", string(it.reason)).Str("delivery_id", it.deliveryID).
-				Msg("webhook body cannot be mapped and could not be dead-lettered; answered 400 so that the sender keeps it")
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body cannot be mapped to an auth event, and its dead letter was not stored: " + it.detail,
+				Msg("webhook body cannot be mapped and could not be dead-lettered; answered 503 so that the sender sends it again")
+			// 503, not 4xx: the dead-letter stream failing is an outage the
+			// senders retry through (Kratos, Svix and Auth0 retry 5xx only).
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "body cannot be mapped to an auth event, and its dead letter was not stored (send it again): " + it.detail,
 				"reason": string(it.reason)})
 			return requestNotKept
 		}

@@ -15,7 +15,7 @@ const (
 	requestOK           = "ok"           // every event stored, every bad body dead-lettered: 2xx
 	requestUnauthorized = "unauthorized" // signature or credentials missing or wrong: 401
 	requestTooLarge     = "too_large"    // body over the limit: 413
-	requestNotKept      = "not_kept"     // a body that cannot be mapped could not be dead-lettered: 400
+	requestNotKept      = "not_kept"     // a body that cannot be mapped could not be dead-lettered: 503
 	requestUnavailable  = "unavailable"  // an event was not stored (NATS or JetStream): 503
 )
 
