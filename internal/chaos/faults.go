@@ -34,6 +34,8 @@ type injector struct {
 	// wiped is called once a server restarted with an empty store accepts
 	// connections again: what was acknowledged before may be lost.
 	wiped func()
+	// clock hears of every nats-server kill and restart and every pause.
+	clock *faultClock
 }
 
 // run injects faults until ctx ends: every kind once, in a shuffled
@@ -87,11 +89,17 @@ func (in *injector) inject(ctx context.Context, f fault) error {
 		return w.start()
 	case faultNATSRestart:
 		h.logf("fault: SIGKILL nats-server, restart on the same store")
+		in.clock.natsDown(false)
 		h.nats.kill()
 		pause(time.Duration(500+in.rng.IntN(2500)) * time.Millisecond)
-		return h.nats.startAndWait(context.WithoutCancel(ctx))
+		if err := h.nats.startAndWait(context.WithoutCancel(ctx)); err != nil {
+			return err
+		}
+		in.clock.natsUp()
+		return nil
 	case faultEmptyStore:
 		h.logf("fault: SIGKILL nats-server, delete its store, restart it empty")
+		in.clock.natsDown(true)
 		h.nats.kill()
 		if err := os.RemoveAll(h.nats.store); err != nil {
 			return err
@@ -100,6 +108,7 @@ func (in *injector) inject(ctx context.Context, f fault) error {
 		if err := h.nats.startAndWait(context.WithoutCancel(ctx)); err != nil {
 			return err
 		}
+		in.clock.natsUp()
 		in.wiped()
 		return nil
 	case faultMongoCut:
@@ -117,6 +126,8 @@ func (in *injector) inject(ctx context.Context, f fault) error {
 		if err := w.signal(syscall.SIGSTOP); err != nil {
 			return err
 		}
+		in.clock.paused()
+		defer in.clock.resumed()
 		pause(d)
 		return w.signal(syscall.SIGCONT)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"sync"
@@ -28,7 +29,10 @@ type Config struct {
 	Duration      time.Duration // how long faults are injected
 	Seed          uint64        // draws every fault and moment; printed
 	Users         int           // users the workload logs in (default 200)
-	Replicas      int           // worker replicas (default 2)
+	// LifecycleUsers are users of their own that only CREATE and DELETE
+	// events name while the faults run (default Users/5).
+	LifecycleUsers int
+	Replicas       int // worker replicas (default 2)
 	// MongoURI, when set, is a real MongoDB (no outage fault: the harness
 	// cannot stop it); else a private stand-in is started.
 	MongoURI string
@@ -75,6 +79,9 @@ func (c *Config) setDefaults() {
 	if c.Users == 0 {
 		c.Users = 200
 	}
+	if c.LifecycleUsers == 0 {
+		c.LifecycleUsers = max(c.Users/5, 2)
+	}
 	if c.Replicas == 0 {
 		c.Replicas = 2
 	}
@@ -107,6 +114,26 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return sum, err
 	}
 	led := newLedger()
+	clock, lifeLed := newFaultClock(), newLifeLedger()
+	lifeUsers := make([]string, cfg.LifecycleUsers)
+	for i := range lifeUsers {
+		lifeUsers[i] = fmt.Sprintf("life-%03d", i)
+	}
+	// Lifecycle events go through a connection that buffers nothing while
+	// it reconnects: an abandoned publish is never sent long after.
+	lifeNC, err := nats.Connect(h.nats.url, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		return sum, err
+	}
+	defer lifeNC.Close()
+	lifeJS, err := jetstream.New(lifeNC)
+	if err != nil {
+		return sum, err
+	}
+	lifePub, err := events.NewPublisher(lifeJS)
+	if err != nil {
+		return sum, err
+	}
 
 	// Phase 0: every user signs up; the documents exist before logins.
 	for i, u := range users {
@@ -142,9 +169,18 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		}
 	}
 	chaosCtx, stopChaos := context.WithTimeout(ctx, cfg.Duration)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var watch sync.WaitGroup
+	watch.Go(func() { h.watchAckFloor(watchCtx, clock) })
 	var wg sync.WaitGroup
 	for i := range 2 {
-		wg.Go(func() { runLogins(chaosCtx, ctx, cfg.Seed+uint64(i)*7919, pub, users, led) })
+		seed := cfg.Seed + uint64(i)*7919
+		var own []string
+		for j := i; j < len(lifeUsers); j += 2 {
+			own = append(own, lifeUsers[j])
+		}
+		lc := &lifecycle{clock: clock, pub: lifePub, js: lifeJS, rng: rand.New(rand.NewPCG(seed, 6)), users: own, led: lifeLed}
+		wg.Go(func() { runLogins(chaosCtx, ctx, seed, pub, users, led, lc) })
 	}
 	wg.Go(func() {
 		runHostile(chaosCtx, ctx, cfg.Seed, h.js, events.DefaultAuthPrefix, keep, led, 500*time.Millisecond)
@@ -152,10 +188,12 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	wg.Go(func() { runOutsideWrites(chaosCtx, cfg.Seed, h.coll, userIDField, keep, led) })
 	wg.Go(func() { runReads(chaosCtx, cfg.Seed, cache, users) })
 	in := &injector{rng: newRand(cfg.Seed), h: h, counts: sum.Faults, every: cfg.FaultEvery,
-		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, wiped: led.wiped}
+		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, wiped: led.wiped, clock: clock}
 	wg.Go(func() { in.run(chaosCtx) })
 	wg.Wait()
 	stopChaos()
+	stopWatch()
+	watch.Wait()
 	cfg.Logf("chaos: faults over; settling")
 
 	if err := h.restoreAll(ctx); err != nil {
@@ -170,6 +208,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	check(h.quiesce(ctx, 3*time.Minute))
 	check(h.verifyLogins(ctx, led))
+	check(h.verifyLifecycle(ctx, lifeUsers, lifeLed, clock))
 
 	// DELETE phase: a tenth of the users are deleted.
 	for _, u := range remove {
@@ -187,6 +226,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 
 	sum.Logins = led.logins.Load()
 	sum.Duplicates = led.duplicates.Load()
+	sum.Creates, sum.Deletes, sum.Unknown = lifeLed.counts()
 	sum.Hostile = led.hostileTotal()
 	sum.OutsideWrites = led.outsideWrites.Load()
 	sum.UserNotices, sum.FlushAlls = notices.counts()

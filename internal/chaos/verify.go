@@ -30,6 +30,9 @@ type Summary struct {
 	Duration      time.Duration
 	Logins        int64
 	Duplicates    int64
+	Creates       int64 // lifecycle CREATEs acknowledged
+	Deletes       int64 // lifecycle DELETEs acknowledged
+	Unknown       int64 // lifecycle events of unknown outcome
 	Hostile       int
 	OutsideWrites int64
 	UserNotices   int64
@@ -50,8 +53,8 @@ func (s Summary) String() string {
 	if s.OK {
 		result = "ok"
 	}
-	return fmt.Sprintf("chaos %s: seed=%d duration=%s logins=%d duplicates=%d hostile=%d outside_writes=%d notices=%d flush_alls=%d redeliveries=%d faults=%d (%s)",
-		result, s.Seed, s.Duration, s.Logins, s.Duplicates, s.Hostile, s.OutsideWrites, s.UserNotices, s.FlushAlls, s.Redeliveries, total, strings.Join(faults, " "))
+	return fmt.Sprintf("chaos %s: seed=%d duration=%s logins=%d duplicates=%d creates=%d deletes=%d unknown_outcome=%d hostile=%d outside_writes=%d notices=%d flush_alls=%d redeliveries=%d faults=%d (%s)",
+		result, s.Seed, s.Duration, s.Logins, s.Duplicates, s.Creates, s.Deletes, s.Unknown, s.Hostile, s.OutsideWrites, s.UserNotices, s.FlushAlls, s.Redeliveries, total, strings.Join(faults, " "))
 }
 
 // quiesce waits until the auth consumer has nothing pending or unacked.

@@ -140,10 +140,15 @@ func loginEvent(rng *rand.Rand, user string, now time.Time) events.AuthEvent {
 // many again as a second event with the same content and a new id (the
 // worker applies it, harmlessly). A publish under way when stop ends is
 // still retried until acknowledged (under ctx): JetStream may have stored
-// it, so the ledger must know it.
-func runLogins(stop, ctx context.Context, seed uint64, pub *events.Publisher, users []string, led *ledger) {
+// it, so the ledger must know it. Between LOGINs, one time in eight, it
+// publishes the next CREATE or DELETE of one of its lifecycle users that
+// is ready for one (lc: see lifecycle).
+func runLogins(stop, ctx context.Context, seed uint64, pub *events.Publisher, users []string, led *ledger, lc *lifecycle) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	for stop.Err() == nil {
+		if rng.IntN(8) == 0 && lc.step(stop, ctx) {
+			continue
+		}
 		user := users[rng.IntN(len(users))]
 		ev := loginEvent(rng, user, time.Now())
 		ev.ID = events.NewEventID()
