@@ -153,11 +153,12 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return sum, err
 	}
 	defer stopIssuer()
-	notices, stopCount, err := h.countNotices(ctx)
+	notices, stopNotices, err := h.recordNotices(ctx)
 	if err != nil {
 		return sum, err
 	}
-	defer stopCount()
+	defer stopNotices()
+	ow := &outsideWrites{}
 
 	// Deleted at the end; hostile events aim at the others.
 	var keep, remove []string
@@ -185,8 +186,8 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	wg.Go(func() {
 		runHostile(chaosCtx, ctx, cfg.Seed, h.js, events.DefaultAuthPrefix, keep, led, 500*time.Millisecond)
 	})
-	wg.Go(func() { runOutsideWrites(chaosCtx, cfg.Seed, h.coll, userIDField, keep, led) })
-	wg.Go(func() { runReads(chaosCtx, cfg.Seed, cache, users) })
+	wg.Go(func() { runOutsideWrites(chaosCtx, cfg.Seed, h.coll, keep, ow, notices) })
+	wg.Go(func() { runReads(chaosCtx, cfg.Seed, cache, users, ow) })
 	in := &injector{rng: newRand(cfg.Seed), h: h, counts: sum.Faults, every: cfg.FaultEvery,
 		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, wiped: led.wiped, clock: clock}
 	wg.Go(func() { in.run(chaosCtx) })
@@ -221,14 +222,19 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	check(h.quiesce(ctx, 2*time.Minute))
 	check(h.verifyMembership(ctx, keep, remove))
 	check(h.verifyDeadLetters(ctx, led))
-	check(h.verifyIssuer(ctx, cache))
+	check(h.verifyIssuer(ctx, cache, ow.allNames()))
+	check(h.verifyOwnerChanges(ctx, ow, notices))
 	check(h.verifyNoPanics())
 
 	sum.Logins = led.logins.Load()
 	sum.Duplicates = led.duplicates.Load()
 	sum.Creates, sum.Deletes, sum.Unknown = lifeLed.counts()
 	sum.Hostile = led.hostileTotal()
-	sum.OutsideWrites = led.outsideWrites.Load()
+	ow.mu.Lock()
+	sum.OutsideWrites = ow.count
+	ow.mu.Unlock()
+	moves, failed := ow.ownerChangeCounts()
+	sum.OwnerChanges = moves - failed
 	sum.UserNotices, sum.FlushAlls = notices.counts()
 	sum.Redeliveries = h.redeliveries(ctx)
 	sum.OK = len(errs) == 0

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -35,6 +34,7 @@ type Summary struct {
 	Unknown       int64 // lifecycle events of unknown outcome
 	Hostile       int
 	OutsideWrites int64
+	OwnerChanges  int // outside writes that changed a document's userId, acknowledged
 	UserNotices   int64
 	FlushAlls     int64
 	Redeliveries  int64
@@ -53,8 +53,8 @@ func (s Summary) String() string {
 	if s.OK {
 		result = "ok"
 	}
-	return fmt.Sprintf("chaos %s: seed=%d duration=%s logins=%d duplicates=%d creates=%d deletes=%d unknown_outcome=%d hostile=%d outside_writes=%d notices=%d flush_alls=%d redeliveries=%d faults=%d (%s)",
-		result, s.Seed, s.Duration, s.Logins, s.Duplicates, s.Creates, s.Deletes, s.Unknown, s.Hostile, s.OutsideWrites, s.UserNotices, s.FlushAlls, s.Redeliveries, total, strings.Join(faults, " "))
+	return fmt.Sprintf("chaos %s: seed=%d duration=%s logins=%d duplicates=%d creates=%d deletes=%d unknown_outcome=%d hostile=%d outside_writes=%d owner_changes=%d notices=%d flush_alls=%d redeliveries=%d faults=%d (%s)",
+		result, s.Seed, s.Duration, s.Logins, s.Duplicates, s.Creates, s.Deletes, s.Unknown, s.Hostile, s.OutsideWrites, s.OwnerChanges, s.UserNotices, s.FlushAlls, s.Redeliveries, total, strings.Join(faults, " "))
 }
 
 // quiesce waits until the auth consumer has nothing pending or unacked.
@@ -174,18 +174,28 @@ func (h *harness) verifyDeadLetters(ctx context.Context, led *ledger) error {
 }
 
 // verifyIssuer: the issuer, which cached users all along and heard of
-// changes only through notices, returns every user's current document.
+// changes only through notices, returns every user's current document:
+// every user that has one, and every outside user ever read (one whose
+// document was deleted or given to another must read as having none).
 // A change that went unannounced (with no flush-all after it) leaves its
 // cached copy stale forever, so a short settle is enough.
-func (h *harness) verifyIssuer(ctx context.Context, cache *issuer.Cache) error {
+func (h *harness) verifyIssuer(ctx context.Context, cache *issuer.Cache, also []string) error {
 	ids, err := h.coll.Distinct(ctx, userIDField, bson.D{}).Raw()
 	if err != nil {
 		return fmt.Errorf("list users: %w", err)
 	}
 	vals, _ := ids.Values()
+	seen := map[string]bool{}
 	var users []string
 	for _, v := range vals {
+		seen[v.StringValue()] = true
 		users = append(users, v.StringValue())
+	}
+	for _, u := range also {
+		if !seen[u] {
+			seen[u] = true
+			users = append(users, u)
+		}
 	}
 	var stale []string
 	for attempt := 0; attempt < 20; attempt++ {
@@ -240,52 +250,21 @@ func (h *harness) redeliveries(ctx context.Context) int64 {
 	return int64(info.Delivered.Consumer) - int64(info.Delivered.Stream)
 }
 
-// noticeCounter counts notices on the notice stream as an issuer reads
-// them (an ordered consumer, which survives reconnects).
-type noticeCounter struct {
-	mu          sync.Mutex
-	user, flush int64
-}
-
-func (n *noticeCounter) counts() (int64, int64) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.user, n.flush
-}
-
-func (h *harness) countNotices(ctx context.Context) (*noticeCounter, func(), error) {
-	n := &noticeCounter{}
-	cons, err := h.js.OrderedConsumer(ctx, "CUSTOMDATA_NOTICES", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
-	if err != nil {
-		return nil, nil, err
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		nt, err := events.DecodeNotice(m.Data())
-		if err != nil {
-			return
-		}
-		n.mu.Lock()
-		switch nt.Kind {
-		case events.NoticeFlushAll:
-			n.flush++
-		case events.NoticeUser:
-			n.user++
-		}
-		n.mu.Unlock()
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return n, cc.Stop, nil
-}
-
 // runReads keeps the issuer reading users (tokens issued and refreshed),
-// so their documents sit in its cache when they change.
-func runReads(ctx context.Context, seed uint64, cache *issuer.Cache, users []string) {
+// so their documents sit in its cache when they change: the auth users
+// and, half the time, outside users (owners before and after an owner
+// change among them).
+func runReads(ctx context.Context, seed uint64, cache *issuer.Cache, users []string, ow *outsideWrites) {
 	rng := rand.New(rand.NewPCG(seed, 5))
 	for ctx.Err() == nil {
+		user := users[rng.IntN(len(users))]
+		if rng.IntN(2) == 0 {
+			if name := ow.randomName(rng); name != "" {
+				user = name
+			}
+		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, _ = cache.Get(rctx, users[rng.IntN(len(users))])
+		_, _ = cache.Get(rctx, user)
 		cancel()
 		time.Sleep(time.Millisecond)
 	}
