@@ -48,14 +48,17 @@ func TestChaos(t *testing.T) {
 			_ = os.RemoveAll(dir)
 		}
 	})
-	workerBin := filepath.Join(dir, "customdata-worker")
+	workerBin, issuerBin := filepath.Join(dir, "customdata-worker"), filepath.Join(dir, "reference-issuer")
 	if out, err := exec.Command("go", "build", "-o", workerBin, "../../cmd/customdata-worker").CombinedOutput(); err != nil {
 		t.Fatalf("build the worker: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("go", "build", "-o", issuerBin, "../../cmd/reference-issuer").CombinedOutput(); err != nil {
+		t.Fatalf("build the reference issuer: %v\n%s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), duration+10*time.Minute)
 	defer cancel()
 	sum, err := Run(ctx, Config{
-		WorkerBin: workerBin, NATSServerBin: natsBin, Dir: dir, Duration: duration, Seed: seed,
+		WorkerBin: workerBin, IssuerBin: issuerBin, NATSServerBin: natsBin, Dir: dir, Duration: duration, Seed: seed,
 		MongoURI: os.Getenv("MONGODB_URI"), Logf: t.Logf,
 	})
 	t.Log(sum)

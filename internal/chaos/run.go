@@ -24,6 +24,7 @@ import (
 // Config is one chaos run.
 type Config struct {
 	WorkerBin     string        // built customdata-worker binary
+	IssuerBin     string        // built reference-issuer binary
 	NATSServerBin string        // nats-server binary
 	Dir           string        // logs and the JetStream store
 	Duration      time.Duration // how long faults are injected
@@ -32,7 +33,10 @@ type Config struct {
 	// LifecycleUsers are users of their own that only CREATE and DELETE
 	// events name while the faults run (default Users/5).
 	LifecycleUsers int
-	Replicas       int // worker replicas (default 2)
+	// Sessions are users logged in at the reference issuer and refreshed
+	// all through the run (default 10).
+	Sessions int
+	Replicas int // worker replicas (default 2)
 	// MongoURI, when set, is a real MongoDB (no outage fault: the harness
 	// cannot stop it); else a private stand-in is started.
 	MongoURI string
@@ -55,6 +59,7 @@ type harness struct {
 	logf    func(string, ...any)
 	nats    *natsProcess
 	workers []*workerProcess
+	issuer  *issuerProcess
 	standin *mongostandin.StandIn
 	uri     string
 	nc      *nats.Conn
@@ -81,6 +86,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LifecycleUsers == 0 {
 		c.LifecycleUsers = max(c.Users/5, 2)
+	}
+	if c.Sessions == 0 {
+		c.Sessions = 10
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 2
@@ -109,6 +117,10 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	for i := range users {
 		users[i] = fmt.Sprintf("user-%04d", i)
 	}
+	sessUsers := make([]string, cfg.Sessions)
+	for i := range sessUsers {
+		sessUsers[i] = fmt.Sprintf("sess-%02d", i)
+	}
 	pub, err := events.NewPublisher(h.js)
 	if err != nil {
 		return sum, err
@@ -136,14 +148,14 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 
 	// Phase 0: every user signs up; the documents exist before logins.
-	for i, u := range users {
+	for i, u := range append(append([]string(nil), users...), sessUsers...) {
 		ev := events.AuthEvent{OperationType: events.OperationCreate, Providers: []string{providers[i%len(providers)]},
 			User: events.User{ID: u}, Time: time.Now().UTC().Truncate(time.Millisecond)}
 		if err := publishUntilAcked(ctx, pub, ev); err != nil {
 			return sum, err
 		}
 	}
-	if err := h.waitCount(ctx, int64(len(users)), 2*time.Minute); err != nil {
+	if err := h.waitCount(ctx, int64(len(users)+len(sessUsers)), 2*time.Minute); err != nil {
 		return sum, fmt.Errorf("CREATE phase: %w", err)
 	}
 
@@ -159,6 +171,20 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	defer stopNotices()
 	ow := &outsideWrites{}
+
+	// The reference issuer, as its own process: the session users log in
+	// there and have their tokens refreshed all through the run.
+	if h.issuer, err = h.startRefIssuer(ctx); err != nil {
+		return sum, err
+	}
+	client, err := newIssuerClient(ctx, h.issuer.base)
+	if err != nil {
+		return sum, err
+	}
+	sess := newSessions(client, sessUsers)
+	if err := sess.loginAll(ctx); err != nil {
+		return sum, err
+	}
 
 	// Deleted at the end; hostile events aim at the others.
 	var keep, remove []string
@@ -186,7 +212,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	wg.Go(func() {
 		runHostile(chaosCtx, ctx, cfg.Seed, h.js, events.DefaultAuthPrefix, keep, led, 500*time.Millisecond)
 	})
-	wg.Go(func() { runOutsideWrites(chaosCtx, cfg.Seed, h.coll, keep, ow, notices) })
+	written := append(append([]string(nil), keep...), sessUsers...)
+	wg.Go(func() { runOutsideWrites(chaosCtx, cfg.Seed, h.coll, written, ow, notices) })
+	wg.Go(func() { sess.run(chaosCtx, cfg.Seed) })
 	wg.Go(func() { runReads(chaosCtx, cfg.Seed, cache, users, ow) })
 	in := &injector{rng: newRand(cfg.Seed), h: h, counts: sum.Faults, every: cfg.FaultEvery,
 		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, wiped: led.wiped, clock: clock}
@@ -224,6 +252,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	check(h.verifyDeadLetters(ctx, led))
 	check(h.verifyIssuer(ctx, cache, ow.allNames()))
 	check(h.verifyOwnerChanges(ctx, ow, notices))
+	check(h.verifyRefreshes(ctx, sess))
 	check(h.verifyNoPanics())
 
 	sum.Logins = led.logins.Load()
@@ -237,6 +266,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	sum.OwnerChanges = moves - failed
 	sum.UserNotices, sum.FlushAlls = notices.counts()
 	sum.Redeliveries = h.redeliveries(ctx)
+	sum.Refreshes, sum.RefreshesFailed = sess.counts()
 	sum.OK = len(errs) == 0
 	return sum, errors.Join(errs...)
 }
@@ -333,10 +363,17 @@ func (h *harness) restoreAll(ctx context.Context) error {
 			}
 		}
 	}
+	if h.issuer != nil && h.issuer.exited() {
+		h.logf("chaos: the reference issuer had exited on its own; restarting (see %s)", h.issuer.log)
+		return h.issuer.start()
+	}
 	return nil
 }
 
 func (h *harness) close() {
+	if h.issuer != nil {
+		h.issuer.stop(10 * time.Second)
+	}
 	for _, w := range h.workers {
 		w.stop(10 * time.Second)
 	}

@@ -38,8 +38,12 @@ type Summary struct {
 	UserNotices   int64
 	FlushAlls     int64
 	Redeliveries  int64
-	Faults        map[fault]int
-	OK            bool
+	Refreshes     int64 // token refreshes the reference issuer answered during the run
+	// RefreshesFailed: refreshes refused or unanswered during the run
+	// (while NATS or MongoDB was down).
+	RefreshesFailed int64
+	Faults          map[fault]int
+	OK              bool
 }
 
 func (s Summary) String() string {
@@ -53,8 +57,8 @@ func (s Summary) String() string {
 	if s.OK {
 		result = "ok"
 	}
-	return fmt.Sprintf("chaos %s: seed=%d duration=%s logins=%d duplicates=%d creates=%d deletes=%d unknown_outcome=%d hostile=%d outside_writes=%d owner_changes=%d notices=%d flush_alls=%d redeliveries=%d faults=%d (%s)",
-		result, s.Seed, s.Duration, s.Logins, s.Duplicates, s.Creates, s.Deletes, s.Unknown, s.Hostile, s.OutsideWrites, s.OwnerChanges, s.UserNotices, s.FlushAlls, s.Redeliveries, total, strings.Join(faults, " "))
+	return fmt.Sprintf("chaos %s: seed=%d duration=%s logins=%d duplicates=%d creates=%d deletes=%d unknown_outcome=%d hostile=%d outside_writes=%d owner_changes=%d notices=%d flush_alls=%d refreshes=%d redeliveries=%d faults=%d (%s)",
+		result, s.Seed, s.Duration, s.Logins, s.Duplicates, s.Creates, s.Deletes, s.Unknown, s.Hostile, s.OutsideWrites, s.OwnerChanges, s.UserNotices, s.FlushAlls, s.Refreshes, s.Redeliveries, total, strings.Join(faults, " "))
 }
 
 // quiesce waits until the auth consumer has nothing pending or unacked.
@@ -228,6 +232,11 @@ func (h *harness) verifyNoPanics() error {
 	for _, w := range h.workers {
 		if line := w.panicked(); line != "" {
 			errs = append(errs, fmt.Errorf("%s: %s (see %s)", w.name, line, w.log))
+		}
+	}
+	if h.issuer != nil {
+		if line := h.issuer.panicked(); line != "" {
+			errs = append(errs, fmt.Errorf("reference-issuer: %s (see %s)", line, h.issuer.log))
 		}
 	}
 	if line := h.nats.panicked(); line != "" {
