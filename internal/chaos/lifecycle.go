@@ -28,7 +28,7 @@ const (
 	ackPersisted = 500 * time.Millisecond
 	// afterResume: a replica resumed from SIGSTOP finishes the batch it
 	// held (its stale writes) well within this.
-	afterResume = 3 * time.Second
+	afterResume = 5 * time.Second
 	// afterWipe: events in flight when the store was wiped are gone, but a
 	// replica may still be applying them, its writes retried in place
 	// with backoff capped at 10 s after a MongoDB outage.
