@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,6 +64,8 @@ func TestChaos(t *testing.T) {
 	})
 	t.Log(sum)
 	if err != nil {
+		// Beside the logs, for whoever reads them later.
+		_ = os.WriteFile(filepath.Join(dir, "FAILED.txt"), fmt.Appendf(nil, "%s\n%v\n", sum, err), 0o644)
 		t.Fatalf("%v\n(logs of every process are in %s; CHAOS_SEED=%d replays the faults)", err, dir, seed)
 	}
 	if total := func() (n int) {

@@ -237,12 +237,13 @@ func (lc *lifecycle) step(stop, ctx context.Context) bool {
 	return true
 }
 
-// publishOnce is a producer that gives up after one try: unless it is
-// acknowledged, the event may or may not have been stored. The group is
-// then settled by the stream's last sequence, read a little later.
+// publishOnce is a producer that gives up after one try, and soon (1 to 4
+// ms: often before the ack is back): unless it is acknowledged, the event
+// may or may not have been stored. The group is then settled by the
+// stream's last sequence, read a little later.
 func (lc *lifecycle) publishOnce(ctx context.Context, user string, g *lifeGroup, ev events.AuthEvent) {
 	_, epoch0 := lc.clock.now()
-	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	actx, cancel := context.WithTimeout(ctx, time.Duration(1+lc.rng.IntN(4))*time.Millisecond)
 	ack, err := lc.pub.Publish(actx, ev)
 	cancel()
 	_, epoch1 := lc.clock.now()
