@@ -11,8 +11,9 @@ import (
 	"time"
 )
 
-// TestChaos is the short chaos run of `make test` (40 s of faults);
-// `make chaos` sets CHAOS_DURATION for the long one. CHAOS_SEED replays a
+// TestChaos is the short chaos run of `make test` (40 s of faults, one
+// nats-server); `make chaos` sets CHAOS_DURATION for the long one and
+// CHAOS_NATS_NODES=3 for a cluster with R3 streams. CHAOS_SEED replays a
 // run; NATS_SERVER_BIN names the nats-server binary (the Makefile installs
 // bin/nats-server); MONGODB_URI, if set, is used instead of a stand-in.
 func TestChaos(t *testing.T) {
@@ -31,6 +32,14 @@ func TestChaos(t *testing.T) {
 			t.Fatalf("CHAOS_SEED: %v", err)
 		}
 		seed = s
+	}
+	nodes := 1
+	if v := os.Getenv("CHAOS_NATS_NODES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("CHAOS_NATS_NODES: %q is not a node count", v)
+		}
+		nodes = n
 	}
 	natsBin := os.Getenv("NATS_SERVER_BIN")
 	if natsBin == "" {
@@ -59,7 +68,7 @@ func TestChaos(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), duration+10*time.Minute)
 	defer cancel()
 	sum, err := Run(ctx, Config{
-		WorkerBin: workerBin, IssuerBin: issuerBin, NATSServerBin: natsBin, Dir: dir, Duration: duration, Seed: seed,
+		WorkerBin: workerBin, IssuerBin: issuerBin, NATSServerBin: natsBin, NATSNodes: nodes, Dir: dir, Duration: duration, Seed: seed,
 		MongoURI: os.Getenv("MONGODB_URI"), Logf: t.Logf,
 	})
 	t.Log(sum)

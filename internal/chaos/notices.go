@@ -107,11 +107,13 @@ func (h *harness) recordNotices(ctx context.Context) (*noticeLog, func(), error)
 				return
 			case <-time.After(time.Second):
 			}
-			s, err := h.js.Stream(rctx, "CUSTOMDATA_NOTICES")
-			if err != nil {
-				continue
+			ictx, cancel := context.WithTimeout(rctx, 5*time.Second)
+			var info *jetstream.StreamInfo
+			s, err := h.js.Stream(ictx, "CUSTOMDATA_NOTICES")
+			if err == nil {
+				info, err = s.Info(ictx)
 			}
-			info, err := s.Info(rctx)
+			cancel()
 			if err != nil || info.Created.Equal(created) {
 				continue
 			}
@@ -132,6 +134,8 @@ func (h *harness) recordNotices(ctx context.Context) (*noticeLog, func(), error)
 // followNotices starts an ordered consumer on the notice stream feeding
 // log; it returns the stream's creation time as it read it.
 func (h *harness) followNotices(ctx context.Context, log *noticeLog, from jetstream.DeliverPolicy) (time.Time, jetstream.ConsumeContext, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	s, err := h.js.Stream(ctx, "CUSTOMDATA_NOTICES")
 	if err != nil {
 		return time.Time{}, nil, err

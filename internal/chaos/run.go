@@ -37,6 +37,9 @@ type Config struct {
 	// all through the run (default 10).
 	Sessions int
 	Replicas int // worker replicas (default 2)
+	// NATSNodes is 1 (default) for one nats-server, or the size of a
+	// cluster whose streams the workers create with that many replicas.
+	NATSNodes int
 	// MongoURI, when set, is a real MongoDB (no outage fault: the harness
 	// cannot stop it); else a private stand-in is started.
 	MongoURI string
@@ -57,7 +60,7 @@ const (
 type harness struct {
 	cfg     Config
 	logf    func(string, ...any)
-	nats    *natsProcess
+	nats    *natsCluster
 	workers []*workerProcess
 	issuer  *issuerProcess
 	standin *mongostandin.StandIn
@@ -108,7 +111,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	cfg.setDefaults()
 	h := &harness{cfg: cfg, logf: cfg.Logf}
 	sum := Summary{Seed: cfg.Seed, Duration: cfg.Duration, Faults: map[fault]int{}}
-	cfg.Logf("chaos: seed %d (CHAOS_SEED=%d replays it), %s of faults, %d users, %d replicas", cfg.Seed, cfg.Seed, cfg.Duration, cfg.Users, cfg.Replicas)
+	cfg.Logf("chaos: seed %d (CHAOS_SEED=%d replays it), %s of faults, %d users, %d replicas, %d nats-server node(s)", cfg.Seed, cfg.Seed, cfg.Duration, cfg.Users, cfg.Replicas, max(cfg.NATSNodes, 1))
 	defer h.close()
 	if err := h.start(ctx); err != nil {
 		return sum, err
@@ -288,13 +291,28 @@ func (h *harness) start(ctx context.Context) error {
 	h.client = client
 	h.coll = client.Database(database).Collection(collection)
 	_ = h.coll.Database().Drop(ctx)
-	n, err := newNATSProcess(cfg.NATSServerBin, cfg.Dir)
+	n, err := newNATSCluster(cfg.NATSServerBin, cfg.Dir, cfg.NATSNodes)
 	if err != nil {
 		return err
 	}
 	h.nats = n
-	if err := n.startAndWait(ctx); err != nil {
+	if err := n.startAll(ctx); err != nil {
 		return err
+	}
+	nc, err := nats.Connect(n.url, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	h.nc = nc
+	if h.js, err = jetstream.New(nc); err != nil {
+		return err
+	}
+	if n.clustered() {
+		// The replicas start once every node takes part in JetStream: an
+		// R3 stream created before is refused ("no suitable peers").
+		if err := h.waitForPeers(ctx, time.Minute); err != nil {
+			return err
+		}
 	}
 	for i := range cfg.Replicas {
 		port, err := freePort()
@@ -312,6 +330,7 @@ func (h *harness) start(ctx context.Context) error {
 			"CUSTOMDATA_LEASE_TTL="+leaseTTL.String(),
 			"CUSTOMDATA_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port),
 			"CUSTOMDATA_LOG_FORMAT=json",
+			"CUSTOMDATA_STREAM_REPLICAS="+strconv.Itoa(len(n.nodes)),
 		)
 		w := &workerProcess{process: newProcess(name, cfg.WorkerBin, nil, env, cfg.Dir),
 			metricsURL: "http://127.0.0.1:" + strconv.Itoa(port) + "/metrics"}
@@ -320,19 +339,13 @@ func (h *harness) start(ctx context.Context) error {
 		}
 		h.workers = append(h.workers, w)
 	}
-	nc, err := nats.Connect(n.url, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
-	if err != nil {
-		return err
-	}
-	h.nc = nc
-	if h.js, err = jetstream.New(nc); err != nil {
-		return err
-	}
 	// The replicas provision the streams; wait for them.
 	deadline := time.Now().Add(time.Minute)
 	for {
-		_, err1 := h.js.Stream(ctx, "AUTH_EVENTS")
-		_, err2 := h.js.Stream(ctx, "CUSTOMDATA_NOTICES")
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err1 := h.js.Stream(sctx, "AUTH_EVENTS")
+		_, err2 := h.js.Stream(sctx, "CUSTOMDATA_NOTICES")
+		cancel()
 		if err1 == nil && err2 == nil {
 			return nil
 		}
@@ -349,9 +362,11 @@ func (h *harness) restoreAll(ctx context.Context) error {
 	if h.standin != nil {
 		_ = h.standin.Start() // answers "listening" whether it was stopped or not
 	}
-	if h.nats.exited() {
-		if err := h.nats.startAndWait(ctx); err != nil {
-			return err
+	for _, n := range h.nats.nodes {
+		if n.exited() {
+			if err := n.startAndWait(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	for _, w := range h.workers {

@@ -66,11 +66,15 @@ func (h *harness) quiesce(ctx context.Context, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	var last string
 	for time.Now().Before(deadline) {
-		c, err := h.js.Consumer(ctx, "AUTH_EVENTS", "customdata-worker")
+		// Each request bounded: one sent while a cluster elects its
+		// leaders may go unanswered for good.
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		c, err := h.js.Consumer(cctx, "AUTH_EVENTS", "customdata-worker")
 		if err == nil {
-			info, err := c.Info(ctx)
+			info, err := c.Info(cctx)
 			if err == nil {
 				if info.NumPending == 0 && info.NumAckPending == 0 {
+					cancel()
 					return nil
 				}
 				last = fmt.Sprintf("%d pending, %d awaiting ack", info.NumPending, info.NumAckPending)
@@ -80,6 +84,7 @@ func (h *harness) quiesce(ctx context.Context, within time.Duration) error {
 		} else {
 			last = err.Error()
 		}
+		cancel()
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("auth events not drained within %s: %s", within, last)
@@ -148,6 +153,10 @@ func (h *harness) verifyMembership(ctx context.Context, keep, removed []string) 
 // verifyDeadLetters: every hostile event is in the dead-letter stream with
 // a reason, and nothing else is.
 func (h *harness) verifyDeadLetters(ctx context.Context, led *ledger) error {
+	return retryJS(ctx, func(ctx context.Context) error { return h.deadLettersOnce(ctx, led) })
+}
+
+func (h *harness) deadLettersOnce(ctx context.Context, led *ledger) error {
 	want := led.hostileTotal()
 	led.mu.Lock()
 	least, wipes := led.hostileSinceWipe, led.wipes
@@ -240,7 +249,7 @@ func (h *harness) verifyNoPanics() error {
 		}
 	}
 	if line := h.nats.panicked(); line != "" {
-		errs = append(errs, fmt.Errorf("nats-server: %s", line))
+		errs = append(errs, fmt.Errorf("nats-server %s", line))
 	}
 	return errors.Join(errs...)
 }
@@ -248,15 +257,36 @@ func (h *harness) verifyNoPanics() error {
 // redeliveries counts deliveries beyond one per event (from the consumer's
 // delivered sequence): events redelivered after a kill, a pause or a Nak.
 func (h *harness) redeliveries(ctx context.Context) int64 {
-	c, err := h.js.Consumer(ctx, "AUTH_EVENTS", "customdata-worker")
-	if err != nil {
-		return -1
+	n := int64(-1)
+	_ = retryJS(ctx, func(ctx context.Context) error {
+		c, err := h.js.Consumer(ctx, "AUTH_EVENTS", "customdata-worker")
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		n = int64(info.Delivered.Consumer) - int64(info.Delivered.Stream)
+		return nil
+	})
+	return n
+}
+
+// retryJS runs a JetStream read of the harness with 5 s per attempt, for
+// up to 30 s: a request sent while a cluster elects its leaders may go
+// unanswered for good, and a check must not hang on it. The last error is
+// returned.
+func retryJS(ctx context.Context, f func(context.Context) error) error {
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = f(actx)
+		cancel()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return -1
-	}
-	return int64(info.Delivered.Consumer) - int64(info.Delivered.Stream)
 }
 
 // runReads keeps the issuer reading users (tokens issued and refreshed),
