@@ -4,7 +4,8 @@
 #               then watch the change reach a token through the reference issuer
 #   make test   everything CI checks: format, vet, unit + integration tests with -race
 #   make bench  Go micro-benchmarks, then the load benchmark of the worker binary
-#   make chaos  the long fault run (CHAOS_DURATION, default 10m; a short one is in make test)
+#   make chaos  the long fault run (CHAOS_DURATION, default 10m, on a 3-node NATS cluster;
+#               a short one on one nats-server is in make test)
 #
 # Integration tests need MongoDB: MONGODB_URI if set (a replica set, e.g.
 # `docker compose up -d mongo`), else the in-memory stand-in built here with
@@ -79,11 +80,14 @@ test: lint $(NATS_SERVER) $(if $(MONGODB_URI),,standin)
 	NATS_SERVER_BIN=$(abspath $(NATS_SERVER)) $(GO) test -race -count=1 -timeout 20m ./...
 
 # The long chaos run (the short one is part of `make test`): real
-# nats-server and worker processes under seeded faults for CHAOS_DURATION;
-# CHAOS_SEED replays a run. Prints one summary line; fails on any loss.
+# nats-server, worker and reference-issuer processes under seeded faults for
+# CHAOS_DURATION, on a cluster of CHAOS_NATS_NODES nats-servers (R3 streams;
+# 1 for a single server); CHAOS_SEED replays a run. Prints one summary line;
+# fails on any loss.
 CHAOS_DURATION ?= 10m
+CHAOS_NATS_NODES ?= 3
 chaos: $(NATS_SERVER) $(if $(MONGODB_URI),,standin)
-	CHAOS_DURATION=$(CHAOS_DURATION) NATS_SERVER_BIN=$(abspath $(NATS_SERVER)) $(GO) test -run '^TestChaos$$' -count=1 -timeout 90m -v ./internal/chaos/
+	CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_NATS_NODES=$(CHAOS_NATS_NODES) NATS_SERVER_BIN=$(abspath $(NATS_SERVER)) $(GO) test -run '^TestChaos$$' -count=1 -timeout 90m -v ./internal/chaos/
 
 unit:
 	$(GO) test -count=1 ./events/ ./triggers/ ./internal/redact/

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,8 +11,9 @@ import (
 	"time"
 )
 
-// TestChaos is the short chaos run of `make test` (40 s of faults);
-// `make chaos` sets CHAOS_DURATION for the long one. CHAOS_SEED replays a
+// TestChaos is the short chaos run of `make test` (40 s of faults, one
+// nats-server); `make chaos` sets CHAOS_DURATION for the long one and
+// CHAOS_NATS_NODES=3 for a cluster with R3 streams. CHAOS_SEED replays a
 // run; NATS_SERVER_BIN names the nats-server binary (the Makefile installs
 // bin/nats-server); MONGODB_URI, if set, is used instead of a stand-in.
 func TestChaos(t *testing.T) {
@@ -31,6 +33,14 @@ func TestChaos(t *testing.T) {
 		}
 		seed = s
 	}
+	nodes := 1
+	if v := os.Getenv("CHAOS_NATS_NODES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("CHAOS_NATS_NODES: %q is not a node count", v)
+		}
+		nodes = n
+	}
 	natsBin := os.Getenv("NATS_SERVER_BIN")
 	if natsBin == "" {
 		natsBin = "../../bin/nats-server"
@@ -48,18 +58,23 @@ func TestChaos(t *testing.T) {
 			_ = os.RemoveAll(dir)
 		}
 	})
-	workerBin := filepath.Join(dir, "customdata-worker")
+	workerBin, issuerBin := filepath.Join(dir, "customdata-worker"), filepath.Join(dir, "reference-issuer")
 	if out, err := exec.Command("go", "build", "-o", workerBin, "../../cmd/customdata-worker").CombinedOutput(); err != nil {
 		t.Fatalf("build the worker: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("go", "build", "-o", issuerBin, "../../cmd/reference-issuer").CombinedOutput(); err != nil {
+		t.Fatalf("build the reference issuer: %v\n%s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), duration+10*time.Minute)
 	defer cancel()
 	sum, err := Run(ctx, Config{
-		WorkerBin: workerBin, NATSServerBin: natsBin, Dir: dir, Duration: duration, Seed: seed,
+		WorkerBin: workerBin, IssuerBin: issuerBin, NATSServerBin: natsBin, NATSNodes: nodes, Dir: dir, Duration: duration, Seed: seed,
 		MongoURI: os.Getenv("MONGODB_URI"), Logf: t.Logf,
 	})
 	t.Log(sum)
 	if err != nil {
+		// Beside the logs, for whoever reads them later.
+		_ = os.WriteFile(filepath.Join(dir, "FAILED.txt"), fmt.Appendf(nil, "%s\n%v\n", sum, err), 0o644)
 		t.Fatalf("%v\n(logs of every process are in %s; CHAOS_SEED=%d replays the faults)", err, dir, seed)
 	}
 	if total := func() (n int) {

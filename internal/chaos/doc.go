@@ -1,18 +1,26 @@
-// Package chaos runs the worker as operators do — nats-server and worker
-// replicas as separate processes from their built binaries, MongoDB (the
-// stand-in, or MONGODB_URI) — under a concurrent workload of auth events,
-// hostile events and outside writes to the collection, while it injects
-// faults at moments drawn from a printed seed: SIGKILL of a replica and of
-// the change-stream leader, nats-server restarts, MongoDB outages, a
-// replica paused with SIGSTOP for longer than ACK_WAIT.
+// Package chaos runs the worker as operators do — nats-server, worker
+// replicas and the reference issuer as separate processes from their built
+// binaries, MongoDB (the stand-in, or MONGODB_URI) — under a concurrent workload of auth events
+// (LOGINs, and CREATEs and DELETEs of users of their own, paced so that
+// the worker's ordering applies: see lifecycle.go), hostile events and
+// outside writes to the collection (owner changes among them: outside.go),
+// token refreshes at the reference issuer (sessions.go),
+// while it injects faults at moments drawn from a printed seed: SIGKILL of
+// a replica and of the change-stream leader, nats-server restarts, on its
+// store and on an empty one, MongoDB outages, a replica paused with
+// SIGSTOP for longer than ACK_WAIT.
 //
 // At the end it waits for the system to settle and checks what users
 // would see: every user's lastLogin is the newest LOGIN published for
-// them, CREATEs and DELETEs took effect, hostile events sit in the
-// dead-letter stream with their reason and had no effect, an issuer that
-// followed the notices throughout returns every user's current document
-// (a change that went unannounced leaves it stale), and no process
-// panicked. Run returns a Summary whose String is the one-line result.
+// them, CREATEs and DELETEs took effect exactly as a sequential replay of
+// each user's events would (replay.go), hostile events sit in the
+// dead-letter stream with their reason and had no effect, every owner
+// change was announced to both owners or covered by a later flush-all
+// (notices.go), an issuer that followed the notices throughout returns
+// every user's current document (a change that went unannounced leaves it
+// stale), refreshes at the reference issuer return the current document,
+// and no process panicked. Run returns a Summary whose String is
+// the one-line result.
 //
 // TestChaos runs a short version in `make test`; `make chaos` runs it for
 // CHAOS_DURATION (default 10m). CHAOS_SEED replays a run.

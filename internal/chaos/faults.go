@@ -34,6 +34,8 @@ type injector struct {
 	// wiped is called once a server restarted with an empty store accepts
 	// connections again: what was acknowledged before may be lost.
 	wiped func()
+	// clock hears of every nats-server kill and restart and every pause.
+	clock *faultClock
 }
 
 // run injects faults until ctx ends: every kind once, in a shuffled
@@ -86,21 +88,39 @@ func (in *injector) inject(ctx context.Context, f fault) error {
 		pause(time.Duration(500+in.rng.IntN(2500)) * time.Millisecond)
 		return w.start()
 	case faultNATSRestart:
-		h.logf("fault: SIGKILL nats-server, restart on the same store")
-		h.nats.kill()
+		n, why := in.natsTarget(ctx)
+		h.logf("fault: SIGKILL %s%s, restart on the same store", n.name, why)
+		in.clock.natsDown(false)
+		n.kill()
 		pause(time.Duration(500+in.rng.IntN(2500)) * time.Millisecond)
-		return h.nats.startAndWait(context.WithoutCancel(ctx))
+		if err := n.startAndWait(context.WithoutCancel(ctx)); err != nil {
+			return err
+		}
+		in.clock.natsUp()
+		return nil
 	case faultEmptyStore:
-		h.logf("fault: SIGKILL nats-server, delete its store, restart it empty")
-		h.nats.kill()
-		if err := os.RemoveAll(h.nats.store); err != nil {
+		// One node of a cluster loses its disk: its peers hold every
+		// stream (R3), so nothing is lost as long as they are current
+		// when it goes. A lone server loses everything.
+		lost := !h.nats.clustered()
+		if !lost && !h.replicasCurrent(ctx, 30*time.Second) {
+			return fmt.Errorf("skipped: the stream replicas are not all current")
+		}
+		n := h.nats.nodes[in.rng.IntN(len(h.nats.nodes))]
+		h.logf("fault: SIGKILL %s, delete its store, restart it empty", n.name)
+		in.clock.natsDown(lost)
+		n.kill()
+		if err := os.RemoveAll(n.store); err != nil {
 			return err
 		}
 		pause(time.Duration(500+in.rng.IntN(2500)) * time.Millisecond)
-		if err := h.nats.startAndWait(context.WithoutCancel(ctx)); err != nil {
+		if err := n.startAndWait(context.WithoutCancel(ctx)); err != nil {
 			return err
 		}
-		in.wiped()
+		in.clock.natsUp()
+		if lost {
+			in.wiped()
+		}
 		return nil
 	case faultMongoCut:
 		d := in.outage/2 + time.Duration(in.rng.Int64N(int64(in.outage/2)))
@@ -117,8 +137,22 @@ func (in *injector) inject(ctx context.Context, f fault) error {
 		if err := w.signal(syscall.SIGSTOP); err != nil {
 			return err
 		}
+		in.clock.paused()
+		defer in.clock.resumed()
 		pause(d)
 		return w.signal(syscall.SIGCONT)
 	}
 	return fmt.Errorf("unknown fault %q", f)
+}
+
+// natsTarget picks the nats-server to restart: in a cluster, half the time
+// the node leading the auth-event stream.
+func (in *injector) natsTarget(ctx context.Context) (*natsProcess, string) {
+	c := in.h.nats
+	if c.clustered() && in.rng.IntN(2) == 0 {
+		if leader := in.h.streamLeader(ctx, "AUTH_EVENTS"); leader != nil {
+			return leader, " (the auth-event stream leader)"
+		}
+	}
+	return c.nodes[in.rng.IntN(len(c.nodes))], ""
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // process is one child process the harness owns; restart starts the same
@@ -151,14 +153,92 @@ type natsProcess struct {
 	store string
 }
 
-func newNATSProcess(bin, dir string) (*natsProcess, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+// natsCluster is the NATS the run uses: one nats-server, or nodes that
+// form a cluster (JetStream clustered: the workers create R3 streams), each
+// on fixed ports.
+type natsCluster struct {
+	nodes []*natsProcess
+	url   string // every node's URL, comma-separated
+}
+
+func newNATSCluster(bin, dir string, size int) (*natsCluster, error) {
+	if size <= 1 {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		store := filepath.Join(dir, "jetstream")
+		p := newProcess("nats-server", bin, []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", store}, os.Environ(), dir)
+		n := &natsProcess{process: p, url: fmt.Sprintf("nats://127.0.0.1:%d", port), store: store}
+		return &natsCluster{nodes: []*natsProcess{n}, url: n.url}, nil
 	}
-	store := filepath.Join(dir, "jetstream")
-	p := newProcess("nats-server", bin, []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", store}, os.Environ(), dir)
-	return &natsProcess{process: p, url: fmt.Sprintf("nats://127.0.0.1:%d", port), store: store}, nil
+	ports, routes := make([]int, size), make([]string, size)
+	for i := range ports {
+		var err error
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+		cport, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", cport)
+	}
+	c := &natsCluster{}
+	var urls []string
+	for i := range size {
+		name := fmt.Sprintf("nats-%d", i+1)
+		store := filepath.Join(dir, "jetstream-"+strconv.Itoa(i+1))
+		args := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(ports[i]), "-js", "-sd", store, "--server_name", name,
+			"--cluster_name", "chaos", "--cluster", routes[i], "--routes", strings.Join(routes, ",")}
+		n := &natsProcess{process: newProcess(name, bin, args, os.Environ(), dir), url: fmt.Sprintf("nats://127.0.0.1:%d", ports[i]), store: store}
+		c.nodes = append(c.nodes, n)
+		urls = append(urls, n.url)
+	}
+	c.url = strings.Join(urls, ",")
+	return c, nil
+}
+
+func (c *natsCluster) clustered() bool { return len(c.nodes) > 1 }
+
+// startAll starts every node, then waits until each accepts connections.
+func (c *natsCluster) startAll(ctx context.Context) error {
+	for _, n := range c.nodes {
+		if err := n.start(); err != nil {
+			return err
+		}
+	}
+	for _, n := range c.nodes {
+		if err := n.waitListening(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// node returns the node named name (a server name), or nil.
+func (c *natsCluster) node(name string) *natsProcess {
+	for _, n := range c.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+func (c *natsCluster) stop(grace time.Duration) {
+	for _, n := range c.nodes {
+		n.stop(grace)
+	}
+}
+
+func (c *natsCluster) panicked() string {
+	for _, n := range c.nodes {
+		if line := n.panicked(); line != "" {
+			return n.name + ": " + line
+		}
+	}
+	return ""
 }
 
 // startAndWait starts the server and waits until it accepts connections.
@@ -166,6 +246,10 @@ func (n *natsProcess) startAndWait(ctx context.Context) error {
 	if err := n.start(); err != nil {
 		return err
 	}
+	return n.waitListening(ctx)
+}
+
+func (n *natsProcess) waitListening(ctx context.Context) error {
 	addr := strings.TrimPrefix(n.url, "nats://")
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
@@ -174,7 +258,7 @@ func (n *natsProcess) startAndWait(ctx context.Context) error {
 			return nil
 		}
 		if n.exited() {
-			return errors.New("nats-server exited at start: see " + n.log)
+			return errors.New(n.name + " exited at start: see " + n.log)
 		}
 		select {
 		case <-ctx.Done():
@@ -212,4 +296,69 @@ func (w *workerProcess) leads(ctx context.Context) bool {
 		}
 	}
 	return false
+}
+
+// streamLeader is the node that leads stream, if the cluster has one.
+func (h *harness) streamLeader(ctx context.Context, stream string) *natsProcess {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	s, err := h.js.Stream(ctx, stream)
+	if err != nil {
+		return nil
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.Cluster == nil {
+		return nil
+	}
+	return h.nats.node(info.Cluster.Leader)
+}
+
+// replicasCurrent waits up to within until every stream (KV buckets
+// included) has a leader and every replica is online and current.
+func (h *harness) replicasCurrent(ctx context.Context, within time.Duration) bool {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if h.allCurrent(ctx) {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *harness) allCurrent(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	streams := h.js.ListStreams(ctx)
+	n := 0
+	for info := range streams.Info() {
+		n++
+		cl := info.Cluster
+		if cl == nil || cl.Leader == "" || len(cl.Replicas) != len(h.nats.nodes)-1 {
+			return false
+		}
+		for _, r := range cl.Replicas {
+			if !r.Current || r.Offline {
+				return false
+			}
+		}
+	}
+	return streams.Err() == nil && n > 0
+}
+
+// waitForPeers waits until the cluster places a stream on every node: a
+// probe stream with as many replicas as nodes is created, then deleted.
+func (h *harness) waitForPeers(ctx context.Context, within time.Duration) error {
+	var err error
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = h.js.CreateStream(pctx, jetstream.StreamConfig{Name: "CHAOS_PROBE", Subjects: []string{"chaos.probe"},
+			Replicas: len(h.nats.nodes), Storage: jetstream.MemoryStorage})
+		if err == nil {
+			err = h.js.DeleteStream(pctx, "CHAOS_PROBE")
+		}
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("the nats-server cluster did not place a stream on all %d nodes within %s: %w", len(h.nats.nodes), within, err)
 }

@@ -4,31 +4,35 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
+	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/customdata-worker/customdata-worker/events"
-	"github.com/customdata-worker/customdata-worker/internal/mongostandin"
-	"github.com/customdata-worker/customdata-worker/issuer"
 )
 
 // Config is one chaos run.
 type Config struct {
 	WorkerBin     string        // built customdata-worker binary
+	IssuerBin     string        // built reference-issuer binary
 	NATSServerBin string        // nats-server binary
 	Dir           string        // logs and the JetStream store
 	Duration      time.Duration // how long faults are injected
 	Seed          uint64        // draws every fault and moment; printed
 	Users         int           // users the workload logs in (default 200)
-	Replicas      int           // worker replicas (default 2)
+	// LifecycleUsers are users of their own that only CREATE and DELETE
+	// events name while the faults run (default Users/5).
+	LifecycleUsers int
+	// Sessions are users logged in at the reference issuer and refreshed
+	// all through the run (default 10).
+	Sessions int
+	Replicas int // worker replicas (default 2)
+	// NATSNodes is 1 (default) for one nats-server, or the size of a
+	// cluster whose streams the workers create with that many replicas.
+	NATSNodes int
 	// MongoURI, when set, is a real MongoDB (no outage fault: the harness
 	// cannot stop it); else a private stand-in is started.
 	MongoURI string
@@ -45,35 +49,15 @@ const (
 	leaseTTL    = 3 * time.Second
 )
 
-// harness holds the processes and clients of one run.
-type harness struct {
-	cfg     Config
-	logf    func(string, ...any)
-	nats    *natsProcess
-	workers []*workerProcess
-	standin *mongostandin.StandIn
-	uri     string
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	client  *mongo.Client
-	coll    *mongo.Collection
-}
-
-func (h *harness) canCutMongo() bool { return h.standin != nil }
-
-// leader is the replica whose metrics say it leads, if any.
-func (h *harness) leader(ctx context.Context) *workerProcess {
-	for _, w := range h.workers {
-		if w.leads(ctx) {
-			return w
-		}
-	}
-	return nil
-}
-
 func (c *Config) setDefaults() {
 	if c.Users == 0 {
 		c.Users = 200
+	}
+	if c.LifecycleUsers == 0 {
+		c.LifecycleUsers = max(c.Users/5, 2)
+	}
+	if c.Sessions == 0 {
+		c.Sessions = 10
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 2
@@ -93,7 +77,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	cfg.setDefaults()
 	h := &harness{cfg: cfg, logf: cfg.Logf}
 	sum := Summary{Seed: cfg.Seed, Duration: cfg.Duration, Faults: map[fault]int{}}
-	cfg.Logf("chaos: seed %d (CHAOS_SEED=%d replays it), %s of faults, %d users, %d replicas", cfg.Seed, cfg.Seed, cfg.Duration, cfg.Users, cfg.Replicas)
+	cfg.Logf("chaos: seed %d (CHAOS_SEED=%d replays it), %s of faults, %d users, %d replicas, %d nats-server node(s)", cfg.Seed, cfg.Seed, cfg.Duration, cfg.Users, cfg.Replicas, max(cfg.NATSNodes, 1))
 	defer h.close()
 	if err := h.start(ctx); err != nil {
 		return sum, err
@@ -102,21 +86,45 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	for i := range users {
 		users[i] = fmt.Sprintf("user-%04d", i)
 	}
+	sessUsers := make([]string, cfg.Sessions)
+	for i := range sessUsers {
+		sessUsers[i] = fmt.Sprintf("sess-%02d", i)
+	}
 	pub, err := events.NewPublisher(h.js)
 	if err != nil {
 		return sum, err
 	}
 	led := newLedger()
+	clock, lifeLed := newFaultClock(), newLifeLedger()
+	lifeUsers := make([]string, cfg.LifecycleUsers)
+	for i := range lifeUsers {
+		lifeUsers[i] = fmt.Sprintf("life-%03d", i)
+	}
+	// Lifecycle events go through a connection that buffers nothing while
+	// it reconnects: an abandoned publish is never sent long after.
+	lifeNC, err := nats.Connect(h.nats.url, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		return sum, err
+	}
+	defer lifeNC.Close()
+	lifeJS, err := jetstream.New(lifeNC)
+	if err != nil {
+		return sum, err
+	}
+	lifePub, err := events.NewPublisher(lifeJS)
+	if err != nil {
+		return sum, err
+	}
 
 	// Phase 0: every user signs up; the documents exist before logins.
-	for i, u := range users {
+	for i, u := range append(append([]string(nil), users...), sessUsers...) {
 		ev := events.AuthEvent{OperationType: events.OperationCreate, Providers: []string{providers[i%len(providers)]},
 			User: events.User{ID: u}, Time: time.Now().UTC().Truncate(time.Millisecond)}
 		if err := publishUntilAcked(ctx, pub, ev); err != nil {
 			return sum, err
 		}
 	}
-	if err := h.waitCount(ctx, int64(len(users)), 2*time.Minute); err != nil {
+	if err := h.waitCount(ctx, int64(len(users)+len(sessUsers)), 2*time.Minute); err != nil {
 		return sum, fmt.Errorf("CREATE phase: %w", err)
 	}
 
@@ -126,11 +134,26 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return sum, err
 	}
 	defer stopIssuer()
-	notices, stopCount, err := h.countNotices(ctx)
+	notices, stopNotices, err := h.recordNotices(ctx)
 	if err != nil {
 		return sum, err
 	}
-	defer stopCount()
+	defer stopNotices()
+	ow := &outsideWrites{}
+
+	// The reference issuer, as its own process: the session users log in
+	// there and have their tokens refreshed all through the run.
+	if h.issuer, err = h.startRefIssuer(ctx); err != nil {
+		return sum, err
+	}
+	client, err := newIssuerClient(ctx, h.issuer.base)
+	if err != nil {
+		return sum, err
+	}
+	sess := newSessions(client, sessUsers)
+	if err := sess.loginAll(ctx); err != nil {
+		return sum, err
+	}
 
 	// Deleted at the end; hostile events aim at the others.
 	var keep, remove []string
@@ -142,20 +165,33 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		}
 	}
 	chaosCtx, stopChaos := context.WithTimeout(ctx, cfg.Duration)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var watch sync.WaitGroup
+	watch.Go(func() { h.watchAckFloor(watchCtx, clock) })
 	var wg sync.WaitGroup
 	for i := range 2 {
-		wg.Go(func() { runLogins(chaosCtx, ctx, cfg.Seed+uint64(i)*7919, pub, users, led) })
+		seed := cfg.Seed + uint64(i)*7919
+		var own []string
+		for j := i; j < len(lifeUsers); j += 2 {
+			own = append(own, lifeUsers[j])
+		}
+		lc := &lifecycle{clock: clock, pub: lifePub, js: lifeJS, rng: rand.New(rand.NewPCG(seed, 6)), users: own, led: lifeLed}
+		wg.Go(func() { runLogins(chaosCtx, ctx, seed, pub, users, led, lc) })
 	}
 	wg.Go(func() {
 		runHostile(chaosCtx, ctx, cfg.Seed, h.js, events.DefaultAuthPrefix, keep, led, 500*time.Millisecond)
 	})
-	wg.Go(func() { runOutsideWrites(chaosCtx, cfg.Seed, h.coll, userIDField, keep, led) })
-	wg.Go(func() { runReads(chaosCtx, cfg.Seed, cache, users) })
+	written := append(append([]string(nil), keep...), sessUsers...)
+	wg.Go(func() { runOutsideWrites(chaosCtx, cfg.Seed, h.coll, written, ow, notices) })
+	wg.Go(func() { sess.run(chaosCtx, cfg.Seed) })
+	wg.Go(func() { runReads(chaosCtx, cfg.Seed, cache, users, ow) })
 	in := &injector{rng: newRand(cfg.Seed), h: h, counts: sum.Faults, every: cfg.FaultEvery,
-		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, wiped: led.wiped}
+		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, wiped: led.wiped, clock: clock}
 	wg.Go(func() { in.run(chaosCtx) })
 	wg.Wait()
 	stopChaos()
+	stopWatch()
+	watch.Wait()
 	cfg.Logf("chaos: faults over; settling")
 
 	if err := h.restoreAll(ctx); err != nil {
@@ -170,6 +206,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	check(h.quiesce(ctx, 3*time.Minute))
 	check(h.verifyLogins(ctx, led))
+	check(h.verifyLifecycle(ctx, lifeUsers, lifeLed, clock))
 
 	// DELETE phase: a tenth of the users are deleted.
 	for _, u := range remove {
@@ -182,182 +219,23 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	check(h.quiesce(ctx, 2*time.Minute))
 	check(h.verifyMembership(ctx, keep, remove))
 	check(h.verifyDeadLetters(ctx, led))
-	check(h.verifyIssuer(ctx, cache))
+	check(h.verifyIssuer(ctx, cache, ow.allNames()))
+	check(h.verifyOwnerChanges(ctx, ow, notices))
+	check(h.verifyRefreshes(ctx, sess))
 	check(h.verifyNoPanics())
 
 	sum.Logins = led.logins.Load()
 	sum.Duplicates = led.duplicates.Load()
+	sum.Creates, sum.Deletes, sum.Unknown = lifeLed.counts()
 	sum.Hostile = led.hostileTotal()
-	sum.OutsideWrites = led.outsideWrites.Load()
+	ow.mu.Lock()
+	sum.OutsideWrites = ow.count
+	ow.mu.Unlock()
+	moves, failed := ow.ownerChangeCounts()
+	sum.OwnerChanges = moves - failed
 	sum.UserNotices, sum.FlushAlls = notices.counts()
 	sum.Redeliveries = h.redeliveries(ctx)
+	sum.Refreshes, sum.RefreshesFailed = sess.counts()
 	sum.OK = len(errs) == 0
 	return sum, errors.Join(errs...)
-}
-
-func (h *harness) start(ctx context.Context) error {
-	cfg := h.cfg
-	h.uri = cfg.MongoURI
-	if h.uri == "" {
-		s, err := mongostandin.Start(ctx)
-		if err != nil {
-			return fmt.Errorf("start the MongoDB stand-in: %w", err)
-		}
-		h.standin, h.uri = s, s.URI()
-	}
-	client, err := mongo.Connect(options.Client().ApplyURI(h.uri).SetTimeout(5 * time.Second))
-	if err != nil {
-		return err
-	}
-	h.client = client
-	h.coll = client.Database(database).Collection(collection)
-	_ = h.coll.Database().Drop(ctx)
-	n, err := newNATSProcess(cfg.NATSServerBin, cfg.Dir)
-	if err != nil {
-		return err
-	}
-	h.nats = n
-	if err := n.startAndWait(ctx); err != nil {
-		return err
-	}
-	for i := range cfg.Replicas {
-		port, err := freePort()
-		if err != nil {
-			return err
-		}
-		name := "worker-" + strconv.Itoa(i+1)
-		env := append(os.Environ(),
-			"CUSTOMDATA_NATS_URL="+n.url,
-			"CUSTOMDATA_MONGODB_URI="+h.uri,
-			"CUSTOMDATA_MONGODB_DATABASE="+database,
-			"CUSTOMDATA_MONGODB_COLLECTION="+collection,
-			"CUSTOMDATA_USER_ID_FIELD="+userIDField,
-			"CUSTOMDATA_ACK_WAIT="+ackWait.String(),
-			"CUSTOMDATA_LEASE_TTL="+leaseTTL.String(),
-			"CUSTOMDATA_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port),
-			"CUSTOMDATA_LOG_FORMAT=json",
-		)
-		w := &workerProcess{process: newProcess(name, cfg.WorkerBin, nil, env, cfg.Dir),
-			metricsURL: "http://127.0.0.1:" + strconv.Itoa(port) + "/metrics"}
-		if err := w.start(); err != nil {
-			return err
-		}
-		h.workers = append(h.workers, w)
-	}
-	nc, err := nats.Connect(n.url, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
-	if err != nil {
-		return err
-	}
-	h.nc = nc
-	if h.js, err = jetstream.New(nc); err != nil {
-		return err
-	}
-	// The replicas provision the streams; wait for them.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		_, err1 := h.js.Stream(ctx, "AUTH_EVENTS")
-		_, err2 := h.js.Stream(ctx, "CUSTOMDATA_NOTICES")
-		if err1 == nil && err2 == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the replicas did not provision their streams within a minute: %w (logs in %s)", errors.Join(err1, err2), cfg.Dir)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// restoreAll brings every process back: MongoDB listening, NATS up, every
-// replica running and not stopped.
-func (h *harness) restoreAll(ctx context.Context) error {
-	if h.standin != nil {
-		_ = h.standin.Start() // answers "listening" whether it was stopped or not
-	}
-	if h.nats.exited() {
-		if err := h.nats.startAndWait(ctx); err != nil {
-			return err
-		}
-	}
-	for _, w := range h.workers {
-		_ = w.signal(sigCONT)
-		if w.exited() {
-			h.logf("chaos: %s had exited on its own; restarting (see %s)", w.name, w.log)
-			if err := w.start(); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (h *harness) close() {
-	for _, w := range h.workers {
-		w.stop(10 * time.Second)
-	}
-	if h.nc != nil {
-		h.nc.Close()
-	}
-	if h.nats != nil {
-		h.nats.stop(5 * time.Second)
-	}
-	if h.client != nil {
-		_ = h.client.Disconnect(context.Background())
-	}
-	if h.standin != nil {
-		_ = h.standin.Close()
-	}
-}
-
-// waitCount waits until the collection holds n documents.
-func (h *harness) waitCount(ctx context.Context, n int64, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	var got int64
-	for time.Now().Before(deadline) {
-		c, err := h.coll.CountDocuments(ctx, bson.D{})
-		if err == nil {
-			if got = c; got == n {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("%d documents after %s, want %d", got, within, n)
-}
-
-// startIssuer runs an issuer cache that follows notices on its own NATS
-// connection, as an issuer process would.
-func (h *harness) startIssuer(ctx context.Context) (*issuer.Cache, func(), error) {
-	nc, err := nats.Connect(h.nats.url, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
-	if err != nil {
-		return nil, nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, nil, err
-	}
-	src, err := issuer.NewSource(h.client, issuer.SourceConfig{Database: database, Collection: collection, UserIDField: userIDField})
-	if err != nil {
-		return nil, nil, err
-	}
-	cache, err := issuer.NewCache(src, issuer.CacheConfig{}, issuer.WithNotices(js, issuer.NoticeConfig{}))
-	if err != nil {
-		return nil, nil, err
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := cache.Run(rctx); err != nil {
-			h.logf("chaos: issuer cache stopped: %v", err)
-		}
-	}()
-	stop := func() { cancel(); <-done; nc.Close() }
-	for deadline := time.Now().Add(30 * time.Second); !cache.Following(); {
-		if time.Now().After(deadline) {
-			stop()
-			return nil, nil, errors.New("the issuer did not start following notices within 30s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return cache, stop, nil
 }

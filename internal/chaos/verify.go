@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -30,13 +29,21 @@ type Summary struct {
 	Duration      time.Duration
 	Logins        int64
 	Duplicates    int64
+	Creates       int64 // lifecycle CREATEs acknowledged
+	Deletes       int64 // lifecycle DELETEs acknowledged
+	Unknown       int64 // lifecycle events of unknown outcome
 	Hostile       int
 	OutsideWrites int64
+	OwnerChanges  int // outside writes that changed a document's userId, acknowledged
 	UserNotices   int64
 	FlushAlls     int64
 	Redeliveries  int64
-	Faults        map[fault]int
-	OK            bool
+	Refreshes     int64 // token refreshes the reference issuer answered during the run
+	// RefreshesFailed: refreshes refused or unanswered during the run
+	// (while NATS or MongoDB was down).
+	RefreshesFailed int64
+	Faults          map[fault]int
+	OK              bool
 }
 
 func (s Summary) String() string {
@@ -50,8 +57,8 @@ func (s Summary) String() string {
 	if s.OK {
 		result = "ok"
 	}
-	return fmt.Sprintf("chaos %s: seed=%d duration=%s logins=%d duplicates=%d hostile=%d outside_writes=%d notices=%d flush_alls=%d redeliveries=%d faults=%d (%s)",
-		result, s.Seed, s.Duration, s.Logins, s.Duplicates, s.Hostile, s.OutsideWrites, s.UserNotices, s.FlushAlls, s.Redeliveries, total, strings.Join(faults, " "))
+	return fmt.Sprintf("chaos %s: seed=%d duration=%s logins=%d duplicates=%d creates=%d deletes=%d unknown_outcome=%d hostile=%d outside_writes=%d owner_changes=%d notices=%d flush_alls=%d refreshes=%d redeliveries=%d faults=%d (%s)",
+		result, s.Seed, s.Duration, s.Logins, s.Duplicates, s.Creates, s.Deletes, s.Unknown, s.Hostile, s.OutsideWrites, s.OwnerChanges, s.UserNotices, s.FlushAlls, s.Refreshes, s.Redeliveries, total, strings.Join(faults, " "))
 }
 
 // quiesce waits until the auth consumer has nothing pending or unacked.
@@ -59,11 +66,15 @@ func (h *harness) quiesce(ctx context.Context, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	var last string
 	for time.Now().Before(deadline) {
-		c, err := h.js.Consumer(ctx, "AUTH_EVENTS", "customdata-worker")
+		// Each request bounded: one sent while a cluster elects its
+		// leaders may go unanswered for good.
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		c, err := h.js.Consumer(cctx, "AUTH_EVENTS", "customdata-worker")
 		if err == nil {
-			info, err := c.Info(ctx)
+			info, err := c.Info(cctx)
 			if err == nil {
 				if info.NumPending == 0 && info.NumAckPending == 0 {
+					cancel()
 					return nil
 				}
 				last = fmt.Sprintf("%d pending, %d awaiting ack", info.NumPending, info.NumAckPending)
@@ -73,6 +84,7 @@ func (h *harness) quiesce(ctx context.Context, within time.Duration) error {
 		} else {
 			last = err.Error()
 		}
+		cancel()
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("auth events not drained within %s: %s", within, last)
@@ -141,6 +153,10 @@ func (h *harness) verifyMembership(ctx context.Context, keep, removed []string) 
 // verifyDeadLetters: every hostile event is in the dead-letter stream with
 // a reason, and nothing else is.
 func (h *harness) verifyDeadLetters(ctx context.Context, led *ledger) error {
+	return retryJS(ctx, func(ctx context.Context) error { return h.deadLettersOnce(ctx, led) })
+}
+
+func (h *harness) deadLettersOnce(ctx context.Context, led *ledger) error {
 	want := led.hostileTotal()
 	led.mu.Lock()
 	least, wipes := led.hostileSinceWipe, led.wipes
@@ -171,18 +187,28 @@ func (h *harness) verifyDeadLetters(ctx context.Context, led *ledger) error {
 }
 
 // verifyIssuer: the issuer, which cached users all along and heard of
-// changes only through notices, returns every user's current document.
+// changes only through notices, returns every user's current document:
+// every user that has one, and every outside user ever read (one whose
+// document was deleted or given to another must read as having none).
 // A change that went unannounced (with no flush-all after it) leaves its
 // cached copy stale forever, so a short settle is enough.
-func (h *harness) verifyIssuer(ctx context.Context, cache *issuer.Cache) error {
+func (h *harness) verifyIssuer(ctx context.Context, cache *issuer.Cache, also []string) error {
 	ids, err := h.coll.Distinct(ctx, userIDField, bson.D{}).Raw()
 	if err != nil {
 		return fmt.Errorf("list users: %w", err)
 	}
 	vals, _ := ids.Values()
+	seen := map[string]bool{}
 	var users []string
 	for _, v := range vals {
+		seen[v.StringValue()] = true
 		users = append(users, v.StringValue())
+	}
+	for _, u := range also {
+		if !seen[u] {
+			seen[u] = true
+			users = append(users, u)
+		}
 	}
 	var stale []string
 	for attempt := 0; attempt < 20; attempt++ {
@@ -217,8 +243,13 @@ func (h *harness) verifyNoPanics() error {
 			errs = append(errs, fmt.Errorf("%s: %s (see %s)", w.name, line, w.log))
 		}
 	}
+	if h.issuer != nil {
+		if line := h.issuer.panicked(); line != "" {
+			errs = append(errs, fmt.Errorf("reference-issuer: %s (see %s)", line, h.issuer.log))
+		}
+	}
 	if line := h.nats.panicked(); line != "" {
-		errs = append(errs, fmt.Errorf("nats-server: %s", line))
+		errs = append(errs, fmt.Errorf("nats-server %s", line))
 	}
 	return errors.Join(errs...)
 }
@@ -226,63 +257,53 @@ func (h *harness) verifyNoPanics() error {
 // redeliveries counts deliveries beyond one per event (from the consumer's
 // delivered sequence): events redelivered after a kill, a pause or a Nak.
 func (h *harness) redeliveries(ctx context.Context) int64 {
-	c, err := h.js.Consumer(ctx, "AUTH_EVENTS", "customdata-worker")
-	if err != nil {
-		return -1
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return -1
-	}
-	return int64(info.Delivered.Consumer) - int64(info.Delivered.Stream)
-}
-
-// noticeCounter counts notices on the notice stream as an issuer reads
-// them (an ordered consumer, which survives reconnects).
-type noticeCounter struct {
-	mu          sync.Mutex
-	user, flush int64
-}
-
-func (n *noticeCounter) counts() (int64, int64) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.user, n.flush
-}
-
-func (h *harness) countNotices(ctx context.Context) (*noticeCounter, func(), error) {
-	n := &noticeCounter{}
-	cons, err := h.js.OrderedConsumer(ctx, "CUSTOMDATA_NOTICES", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
-	if err != nil {
-		return nil, nil, err
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		nt, err := events.DecodeNotice(m.Data())
+	n := int64(-1)
+	_ = retryJS(ctx, func(ctx context.Context) error {
+		c, err := h.js.Consumer(ctx, "AUTH_EVENTS", "customdata-worker")
 		if err != nil {
-			return
+			return err
 		}
-		n.mu.Lock()
-		switch nt.Kind {
-		case events.NoticeFlushAll:
-			n.flush++
-		case events.NoticeUser:
-			n.user++
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
 		}
-		n.mu.Unlock()
+		n = int64(info.Delivered.Consumer) - int64(info.Delivered.Stream)
+		return nil
 	})
-	if err != nil {
-		return nil, nil, err
+	return n
+}
+
+// retryJS runs a JetStream read of the harness with 5 s per attempt, for
+// up to 30 s: a request sent while a cluster elects its leaders may go
+// unanswered for good, and a check must not hang on it. The last error is
+// returned.
+func retryJS(ctx context.Context, f func(context.Context) error) error {
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = f(actx)
+		cancel()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
 	}
-	return n, cc.Stop, nil
 }
 
 // runReads keeps the issuer reading users (tokens issued and refreshed),
-// so their documents sit in its cache when they change.
-func runReads(ctx context.Context, seed uint64, cache *issuer.Cache, users []string) {
+// so their documents sit in its cache when they change: the auth users
+// and, half the time, outside users (owners before and after an owner
+// change among them).
+func runReads(ctx context.Context, seed uint64, cache *issuer.Cache, users []string, ow *outsideWrites) {
 	rng := rand.New(rand.NewPCG(seed, 5))
 	for ctx.Err() == nil {
+		user := users[rng.IntN(len(users))]
+		if rng.IntN(2) == 0 {
+			if name := ow.randomName(rng); name != "" {
+				user = name
+			}
+		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, _ = cache.Get(rctx, users[rng.IntN(len(users))])
+		_, _ = cache.Get(rctx, user)
 		cancel()
 		time.Sleep(time.Millisecond)
 	}

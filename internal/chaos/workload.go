@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/customdata-worker/customdata-worker/events"
 )
@@ -37,7 +34,7 @@ type ledger struct {
 	lastLoginSince   map[string]time.Time
 	hostileSinceWipe int
 
-	logins, duplicates, outsideWrites atomic.Int64
+	logins, duplicates atomic.Int64
 }
 
 func newLedger() *ledger {
@@ -140,10 +137,15 @@ func loginEvent(rng *rand.Rand, user string, now time.Time) events.AuthEvent {
 // many again as a second event with the same content and a new id (the
 // worker applies it, harmlessly). A publish under way when stop ends is
 // still retried until acknowledged (under ctx): JetStream may have stored
-// it, so the ledger must know it.
-func runLogins(stop, ctx context.Context, seed uint64, pub *events.Publisher, users []string, led *ledger) {
+// it, so the ledger must know it. Between LOGINs, one time in eight, it
+// publishes the next CREATE or DELETE of one of its lifecycle users that
+// is ready for one (lc: see lifecycle).
+func runLogins(stop, ctx context.Context, seed uint64, pub *events.Publisher, users []string, led *ledger, lc *lifecycle) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	for stop.Err() == nil {
+		if rng.IntN(8) == 0 && lc.step(stop, ctx) {
+			continue
+		}
 		user := users[rng.IntN(len(users))]
 		ev := loginEvent(rng, user, time.Now())
 		ev.ID = events.NewEventID()
@@ -220,42 +222,5 @@ func runHostile(stop, ctx context.Context, seed uint64, js jetstream.JetStream, 
 		if rawPublishUntilAcked(ctx, js, msg) == nil {
 			led.hostileAcked(h.kind, user)
 		}
-	}
-}
-
-// runOutsideWrites changes the collection the way an application does:
-// updates of users' own fields, and documents of outside users inserted,
-// updated and deleted. Failed writes (MongoDB cut) are retried later.
-func runOutsideWrites(ctx context.Context, seed uint64, coll *mongo.Collection, userIDField string, users []string, led *ledger) {
-	rng := rand.New(rand.NewPCG(seed, 3))
-	var outside []string
-	for n := 0; ctx.Err() == nil; n++ {
-		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		var err error
-		switch r := rng.IntN(10); {
-		case r < 6:
-			user := users[rng.IntN(len(users))]
-			_, err = coll.UpdateOne(wctx, bson.D{{Key: userIDField, Value: user}},
-				bson.D{{Key: "$set", Value: bson.D{{Key: "plan", Value: fmt.Sprintf("plan-%d", n)}}}})
-		case r < 8 || len(outside) == 0:
-			user := fmt.Sprintf("outside-%d", n)
-			if _, err = coll.InsertOne(wctx, bson.D{{Key: userIDField, Value: user}, {Key: "plan", Value: "new"}}); err == nil {
-				outside = append(outside, user)
-			}
-		case r < 9:
-			user := outside[rng.IntN(len(outside))]
-			_, err = coll.UpdateOne(wctx, bson.D{{Key: userIDField, Value: user}},
-				bson.D{{Key: "$set", Value: bson.D{{Key: "lang", Value: fmt.Sprintf("l%d", n)}}}})
-		default:
-			i := rng.IntN(len(outside))
-			if _, err = coll.DeleteOne(wctx, bson.D{{Key: userIDField, Value: outside[i]}}); err == nil {
-				outside = append(outside[:i], outside[i+1:]...)
-			}
-		}
-		cancel()
-		if err == nil {
-			led.outsideWrites.Add(1)
-		}
-		time.Sleep(time.Duration(5+rng.IntN(20)) * time.Millisecond)
 	}
 }
