@@ -55,7 +55,7 @@ func TestIngestEndToEnd(t *testing.T) {
 	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	startWorker(t, map[string]string{
+	testsupport.StartWorker(t, map[string]string{
 		"CUSTOMDATA_NATS_URL": ns.URL, "CUSTOMDATA_MONGODB_URI": m.URI, "CUSTOMDATA_MONGODB_DATABASE": db,
 		"CUSTOMDATA_HTTP_ADDR": "", "CUSTOMDATA_LOG_LEVEL": "warn", "CUSTOMDATA_BATCH_WAIT": "20ms",
 		"CUSTOMDATA_TRUSTED_SIGNERS": signer + ":LOGIN:CREATE:DELETE",

@@ -4,17 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,86 +30,7 @@ import (
 // contract), and this bridge in process, called over HTTP the way Supabase
 // Auth and Hydra call it.
 
-var (
-	workerBuild    sync.Once
-	workerBinPath  string
-	workerBuildErr error
-	workerBinDir   string
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if workerBinDir != "" {
-		_ = os.RemoveAll(workerBinDir)
-	}
-	os.Exit(code)
-}
-
-func workerBinary(t testing.TB) string {
-	t.Helper()
-	workerBuild.Do(func() {
-		if workerBinDir, workerBuildErr = os.MkdirTemp("", "e2e-worker-*"); workerBuildErr != nil {
-			return
-		}
-		workerBinPath = filepath.Join(workerBinDir, "customdata-worker")
-		out, err := exec.Command("go", "build", "-o", workerBinPath, "github.com/customdata-worker/customdata-worker/cmd/customdata-worker").CombinedOutput()
-		if err != nil {
-			workerBuildErr = fmt.Errorf("go build the worker: %v\n%s", err, out)
-		}
-	})
-	if workerBuildErr != nil {
-		t.Fatal(workerBuildErr)
-	}
-	return workerBinPath
-}
-
-// lockedBuffer collects a process's logs for a failure message.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b = append(l.b, p...)
-	return len(p), nil
-}
-
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return string(l.b) }
-
-// startWorker runs the worker binary with env over the test's environment
-// and stops it (SIGTERM, then kill after 20 s) at cleanup.
-func startWorker(t *testing.T, env map[string]string) {
-	t.Helper()
-	logs := &lockedBuffer{}
-	cmd := exec.Command(workerBinary(t), "run")
-	cmd.Env = os.Environ()
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("worker: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("worker did not stop within 20s: %v", <-done)
-		}
-		if t.Failed() {
-			t.Logf("worker logs:\n%s", logs.String())
-		}
-	})
-}
+func TestMain(m *testing.M) { os.Exit(testsupport.RunRemovingBuilds(m)) }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -160,7 +77,7 @@ func startStack(t *testing.T) *stack {
 	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	startWorker(t, map[string]string{
+	testsupport.StartWorker(t, map[string]string{
 		"CUSTOMDATA_NATS_URL": ns.URL, "CUSTOMDATA_MONGODB_URI": m.URI, "CUSTOMDATA_MONGODB_DATABASE": db,
 		"CUSTOMDATA_HTTP_ADDR": "", "CUSTOMDATA_LOG_LEVEL": "warn", "CUSTOMDATA_BATCH_WAIT": "20ms",
 		"CUSTOMDATA_TRUSTED_SIGNERS": signer + ":LOGIN",

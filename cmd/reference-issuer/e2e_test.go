@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,39 +26,7 @@ import (
 // contract, so these tests do not depend on worker internals), and this
 // issuer in process.
 
-var (
-	workerBuild    sync.Once
-	workerBinPath  string
-	workerBuildErr error
-	workerBinDir   string
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if workerBinDir != "" {
-		_ = os.RemoveAll(workerBinDir)
-	}
-	os.Exit(code)
-}
-
-// workerBinary builds the worker once per test binary.
-func workerBinary(t testing.TB) string {
-	t.Helper()
-	workerBuild.Do(func() {
-		if workerBinDir, workerBuildErr = os.MkdirTemp("", "e2e-worker-*"); workerBuildErr != nil {
-			return
-		}
-		workerBinPath = filepath.Join(workerBinDir, "customdata-worker")
-		out, err := exec.Command("go", "build", "-o", workerBinPath, "github.com/customdata-worker/customdata-worker/cmd/customdata-worker").CombinedOutput()
-		if err != nil {
-			workerBuildErr = fmt.Errorf("go build the worker: %v\n%s", err, out)
-		}
-	})
-	if workerBuildErr != nil {
-		t.Fatal(workerBuildErr)
-	}
-	return workerBinPath
-}
+func TestMain(m *testing.M) { os.Exit(testsupport.RunRemovingBuilds(m)) }
 
 type stack struct {
 	app   running
@@ -70,24 +36,9 @@ type stack struct {
 	field string
 }
 
-// lockedBuffer collects the worker's logs for a failure message.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b = append(l.b, p...)
-	return len(p), nil
-}
-
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return string(l.b) }
-
 func startStack(t testing.TB) *stack {
 	t.Helper()
-	bin := workerBinary(t)
+	bin := testsupport.WorkerBinary(t)
 	ns := testsupport.StartNATS(t)
 	m := testsupport.MongoDB(t)
 	client := m.Client(t)
@@ -107,7 +58,7 @@ func startStack(t testing.TB) *stack {
 	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testsupport.Logs{}
 	w, err := startWorker(bin, map[string]string{
 		"CUSTOMDATA_NATS_URL": ns.URL, "CUSTOMDATA_MONGODB_URI": m.URI, "CUSTOMDATA_MONGODB_DATABASE": db,
 		"CUSTOMDATA_HTTP_ADDR": "", "CUSTOMDATA_LOG_LEVEL": "warn", "CUSTOMDATA_BATCH_WAIT": "20ms",

@@ -87,7 +87,7 @@ func runBounded(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	t.Setenv("ISSUER_DEV_EPHEMERAL_KEY", "true")
 	t.Setenv("ISSUER_HTTP_ADDR", "127.0.0.1:0")
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testsupport.Logs
 	done := make(chan int, 1)
 	go func() { done <- run(args, &stdout, &stderr) }()
 	select {

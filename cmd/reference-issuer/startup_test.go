@@ -26,7 +26,7 @@ func TestStartupWarningsAndReadiness(t *testing.T) {
 	}
 	cfg.NATSURL, cfg.HTTPAddr, cfg.DevEphemeralKey = ns.URL, "127.0.0.1:0", true
 	cfg.MongoURI = "mongodb://app:" + password + "@127.0.0.1:1/?serverSelectionTimeoutMS=300&connectTimeoutMS=300"
-	logs := &lockedBuffer{}
+	logs := &testsupport.Logs{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan running, 1), make(chan error, 1)
 	go func() { done <- runIssuer(ctx, cfg, newLogger(cfg, logs), ready) }()
