@@ -16,6 +16,9 @@ var heartbeatPayload = []byte(`{"schemaVersion":1,"kind":"heartbeat"}`)
 // the lease lost) they stop caching instead of serving data no one
 // invalidates. A failed heartbeat is only logged: the next one follows,
 // and an issuer that misses a few reads through for a while, which is safe.
+// A failed one while connected looks for the notice stream and provisions
+// it again if gone (create mode), so an idle leader notices the loss
+// before a change does.
 func (n *Notifier) heartbeats(ctx context.Context) {
 	subject := events.HeartbeatSubject(n.cfg.SubjectPrefix)
 	t := time.NewTicker(n.cfg.HeartbeatInterval)
@@ -26,6 +29,11 @@ func (n *Notifier) heartbeats(ctx context.Context) {
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			n.log.Debug().Err(err).Msg("heartbeat not published")
+			// Connected and still failing (no response from stream, or
+			// out of time retrying for one): the stream may be gone.
+			if perr := n.restoreAfterPublishFailure(ctx); perr != nil && ctx.Err() == nil {
+				n.log.Debug().Err(perr).Msg("notice stream not restored after a failed heartbeat")
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -80,7 +80,7 @@ func (n *Notifier) termDeps() termDeps {
 		cfg: n.cfg, data: n.data, coll: n.coll, feeds: n.feeds, store: n.checkpoints, js: n.js,
 		metrics: n.metrics, health: n.health, limiter: n.limiter, localSizeWarned: &n.localSizeWarned,
 		pubJS: n.publishJS(), acks: n.acks, maxInFlight: n.maxInFlight,
-		hooks: termHooks{collectionGone: n.collectionGone, changedUser: n.changedUser},
+		hooks: termHooks{collectionGone: n.collectionGone, changedUser: n.changedUser, publishFailed: n.restoreAfterPublishFailure},
 	}
 }
 

@@ -192,3 +192,13 @@ func (n *Notifier) restoreProvisioningBounded(ctx context.Context) error {
 	defer cancel()
 	return n.restoreProvisioning(ctx)
 }
+
+// restoreAfterPublishFailure is restoreProvisioningBounded when JetStream
+// can be reached at all: a publish that failed because NATS is down says
+// nothing about the stream.
+func (n *Notifier) restoreAfterPublishFailure(ctx context.Context) error {
+	if !n.js.Conn().IsConnected() {
+		return nil
+	}
+	return n.restoreProvisioningBounded(ctx)
+}

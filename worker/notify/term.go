@@ -87,6 +87,11 @@ type termHooks struct {
 	// changedUser: a user's document changed (the duplicate-user guard
 	// checks it). It must not block.
 	changedUser func(user string)
+	// publishFailed: a notice could not be stored. The notice stream
+	// alone may be gone while the term runs (the buckets live on, so no
+	// new term would restore it): it looks and, in create mode, provisions
+	// again, returning ErrNotProvisioned in verify mode.
+	publishFailed func(ctx context.Context) error
 }
 
 // newTerm starts a term at lease revision rev; leaseCtx ends when the
@@ -147,6 +152,11 @@ func (tm *term) run(ctx context.Context) (stalled error) {
 			// the failed notice and every later one. The publisher
 			// logged it and keeps its own backoff, which starts over
 			// once a notice is acknowledged again.
+			if tm.hooks.publishFailed != nil {
+				if perr := tm.hooks.publishFailed(ctx); errors.Is(perr, ErrNotProvisioned) {
+					tm.health.feedFailed(perr) // what /readyz must say
+				}
+			}
 			if !retry.Sleep(ctx, tm.pub.retry.NextBackOff()) {
 				break
 			}
