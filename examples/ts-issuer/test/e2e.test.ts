@@ -38,6 +38,7 @@ describe("the TypeScript issuer on the worker's notices", () => {
   };
   let failed = false;
   let standIn = false;
+  let nats: Awaited<ReturnType<typeof startNats>>;
   let client: MongoClient;
   let nc: NatsConnection;
   let jsm: JetStreamManager;
@@ -48,6 +49,8 @@ describe("the TypeScript issuer on the worker's notices", () => {
   // alone publishes: what it caches stays stale until a notice, a gap or
   // a reset there says otherwise.
   const own = { stream: "TS_ISSUER_OWN", prefix: "tsown.invalidated" };
+  // On disk, so that it outlives a restart of nats-server.
+  const ownStream = { name: own.stream, subjects: [`${own.prefix}.>`, "tsown.other"], storage: StorageType.File };
   let ownCache: Cache;
 
   const it = (name: string, fn: () => Promise<void>) =>
@@ -61,7 +64,7 @@ describe("the TypeScript issuer on the worker's notices", () => {
     });
 
   before(async () => {
-    const nats = await startNats(path.join(dir, "jetstream"));
+    nats = await startNats(path.join(dir, "jetstream"));
     procs.push({ name: "nats-server", p: nats });
     const mongo = await startMongo();
     procs.push({ name: "mongodb stand-in", p: mongo });
@@ -85,7 +88,7 @@ describe("the TypeScript issuer on the worker's notices", () => {
     // checkEveryMs: a recreated stream is noticed within a second rather than 30 s.
     runs.push(new NoticeFollower(nc, cache, { checkEveryMs: 500, log }).run(ac.signal));
 
-    await jsm.streams.add({ name: own.stream, subjects: [`${own.prefix}.>`, "tsown.other"], storage: StorageType.Memory });
+    await jsm.streams.add(ownStream);
     ownCache = new Cache(new Source(client, { database: db }), { prefix: own.prefix, log });
     runs.push(
       new NoticeFollower(nc, ownCache, { ...own, checkEveryMs: 500, leaderTimeoutMs: -1, log }).run(ac.signal),
@@ -209,7 +212,7 @@ describe("the TypeScript issuer on the worker's notices", () => {
     await coll.updateOne({ userId: "re" }, { $set: { plan: "new" } });
     assert.equal(await plan(ownCache, "re"), "old");
     await jsm.streams.delete(own.stream);
-    await jsm.streams.add({ name: own.stream, subjects: [`${own.prefix}.>`, "tsown.other"], storage: StorageType.Memory });
+    await jsm.streams.add(ownStream);
     await eventually("the reset", async () => (await plan(ownCache, "re")) === "new");
     await eventually("followed again", async () => (ownCache.stats().flushes.stream_reset ?? 0) > 0 && ownCache.following());
     // Cached again, and kept fresh by the new stream, which starts again at sequence 1.
@@ -243,5 +246,24 @@ describe("the TypeScript issuer on the worker's notices", () => {
       stop.abort();
       await run;
     }
+  });
+
+  // Last: it restarts nats-server under everything.
+  it("a NATS restart empties the cache, and it follows again", async () => {
+    await coll.insertOne({ userId: "nr", plan: "old" });
+    await eventually("cached", async () => (await plan(ownCache, "nr")) === "old");
+    await coll.updateOne({ userId: "nr" }, { $set: { plan: "new" } });
+    assert.equal(await plan(ownCache, "nr"), "old");
+    const i = procs.findIndex((x) => x.name === "nats-server");
+    await nats.stop();
+    nats = await startNats(path.join(dir, "jetstream"), nats.port);
+    procs[i] = { name: "nats-server", p: nats };
+    await eventually("the reconnect", async () => (await plan(ownCache, "nr")) === "new");
+    await eventually("followed again", () => (ownCache.stats().flushes.reconnected ?? 0) > 0 && ownCache.following());
+    // The worker's stream is followed again too, and its notices arrive.
+    await eventually("the worker's notices followed again", () => (cache.stats().flushes.reconnected ?? 0) > 0 && cache.following());
+    await eventually("cached", async () => (await plan(cache, "nr")) === "new" && cache.stats().entries > 0);
+    await coll.updateOne({ userId: "nr" }, { $set: { plan: "newest" } });
+    await eventually("a notice after the restart", async () => (await plan(cache, "nr")) === "newest");
   });
 });

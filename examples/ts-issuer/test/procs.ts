@@ -62,13 +62,18 @@ async function stopChild(child: ChildProcess, how: "sigterm" | "stdin"): Promise
   return code;
 }
 
-/** nats-server with JetStream on storeDir, on a free loopback port. */
-export async function startNats(storeDir: string): Promise<Proc & { url: string }> {
+/** nats-server with JetStream on storeDir, on port (default: a free one) of the loopback. */
+export async function startNats(storeDir: string, port = -1): Promise<Proc & { url: string; port: number }> {
   const bin = need(process.env.NATS_SERVER_BIN || path.join(repoRoot, "bin/nats-server"), "nats-server (NATS_SERVER_BIN)");
-  const { child, logs, match } = await start(bin, ["-js", "-sd", storeDir, "-a", "127.0.0.1", "-p", "-1"], {
-    ready: /Listening for client connections on (\S+)/,
+  const { child, logs, match } = await start(bin, ["-js", "-sd", storeDir, "-a", "127.0.0.1", "-p", String(port)], {
+    ready: /Listening for client connections on (\S+):(\d+)/,
   });
-  return { url: `nats://${match![1]}`, logs, stop: async () => void (await stopChild(child, "sigterm")) };
+  return {
+    url: `nats://${match![1]}:${match![2]}`,
+    port: Number(match![2]),
+    logs,
+    stop: async () => void (await stopChild(child, "sigterm")),
+  };
 }
 
 /** MONGODB_URI when set, else the stand-in on a free port (in memory). */
