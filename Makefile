@@ -2,7 +2,8 @@
 #
 #   make demo   run the worker for real on defaults and watch a login change a document,
 #               then watch the change reach a token through the reference issuer
-#   make test   everything CI checks: format, vet, unit + integration tests with -race
+#   make test   everything CI checks: format, vet, unit + integration tests with -race,
+#               then the TypeScript example issuer's tests (make test-ts)
 #   make bench  Go micro-benchmarks, then the load benchmark of the worker binary
 #   make chaos  the long fault run (CHAOS_DURATION, default 10m, on a 3-node NATS cluster;
 #               a short one on one nats-server is in make test)
@@ -33,7 +34,7 @@ BUILDINFO  := github.com/customdata-worker/customdata-worker/internal/buildinfo
 LDFLAGS    := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).buildTime=$(BUILD_TIME)
 GOFILES   := $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './vendor/*')
 
-.PHONY: all build demo demo-issuer test unit lint fmt-check vet standin standin-run chaos fuzz bench bench-micro bench-load clean
+.PHONY: all build demo demo-issuer test test-ts unit lint fmt-check vet standin standin-run chaos fuzz bench bench-micro bench-load clean
 
 all: build
 
@@ -78,6 +79,17 @@ vet:
 # binary the Makefile installs into bin/.
 test: lint $(NATS_SERVER) $(if $(MONGODB_URI),,standin)
 	NATS_SERVER_BIN=$(abspath $(NATS_SERVER)) $(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory test-ts
+
+# The TypeScript issuer of examples/ts-issuer (nats.js, the MongoDB Node
+# driver; Node 20.19+ and npm) under node's test runner, against the
+# nats-server binary, MongoDB (MONGODB_URI or the stand-in) and the worker
+# binary: the notice contract is enough for an issuer that is not Go.
+test-ts: $(NATS_SERVER) $(if $(MONGODB_URI),,standin)
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/customdata-worker
+	cd examples/ts-issuer && npm ci --no-audit --no-fund
+	cd examples/ts-issuer && NATS_SERVER_BIN=$(abspath $(NATS_SERVER)) WORKER_BIN=$(abspath $(BIN)) \
+		MONGO_STANDIN_DIR=$(abspath $(STANDIN)) npm test
 
 # The long chaos run (the short one is part of `make test`): real
 # nats-server, worker and reference-issuer processes under seeded faults for
