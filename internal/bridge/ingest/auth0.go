@@ -28,6 +28,14 @@ var auth0Operations = map[string]events.Operation{
 	"sdu": events.OperationDelete,
 }
 
+// auth0TypeNames are the catalog's names of the mapped types, for dead
+// letters.
+var auth0TypeNames = map[string]string{
+	"s":   "Success Login",
+	"ss":  "Success Signup",
+	"sdu": "Success User Deletion",
+}
+
 // auth0Log is one tenant log event, as the Tenant Log Catalog
 // (https://auth0.com/docs/tenant-logs) describes it; only what the
 // mapping uses is decoded.
@@ -128,10 +136,11 @@ func auth0Item(raw json.RawMessage, now time.Time) item {
 		return item{ignored: true}
 	}
 	if logID == "" {
-		return unmappable(events.ReasonMissingField, raw, "", "log_id of a %s log event is missing (it makes Auth0's retries idempotent)", quoted(l.Type))
+		return unmappable(events.ReasonMissingField, raw, "", "log_id of a log event of type %s (%s) is missing (it makes Auth0's retries idempotent)",
+			typeName(l.Type), auth0TypeNames[l.Type])
 	}
 	if l.UserID == "" {
-		return unmappable(events.ReasonMissingField, raw, logID, "user_id of a %s log event is missing", quoted(l.Type))
+		return unmappable(events.ReasonMissingField, raw, logID, "user_id of a log event of type %s (%s) is missing", typeName(l.Type), auth0TypeNames[l.Type])
 	}
 	t, err := time.Parse(time.RFC3339Nano, l.Date)
 	if err != nil {

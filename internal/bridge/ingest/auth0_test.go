@@ -160,7 +160,7 @@ func TestAuth0Unmappable(t *testing.T) {
 	if strings.Join(reasons, "|") != strings.Join(wantReasons, "|") {
 		t.Fatalf("dead letters %q, want %q", reasons, wantReasons)
 	}
-	if !strings.Contains(dead[0].Header.Get(events.HeaderDLQError), `user_id of a "s" log event is missing`) || string(dead[2].Data) != "42" {
+	if !strings.Contains(dead[0].Header.Get(events.HeaderDLQError), `user_id of a log event of type "s" (Success Login) is missing`) || string(dead[2].Data) != "42" {
 		t.Fatalf("first dead letter: %s; third body %s", dead[0].Header.Get(events.HeaderDLQError), dead[2].Data)
 	}
 	if got := e.events(); len(got) != 1 || got[0].User.ID != "auth0|abc" {

@@ -5,14 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"hash/fnv"
 	"net/http"
 	"strconv"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/customdata-worker/customdata-worker/events"
 )
@@ -28,9 +24,12 @@ type item struct {
 	// other log types); counted, answered like a success.
 	ignored bool
 	// reason and detail say why the body cannot be mapped (detail names
-	// fields and limits, never values).
-	reason events.Reason
-	detail string
+	// fields and limits, never values). refused: it mapped to an event
+	// the worker's rules refuse, and detail is that rejection's text,
+	// which names its reasons itself.
+	reason  events.Reason
+	detail  string
+	refused bool
 	// body is what a dead letter holds: the body, or the one element of
 	// a batch, as it came.
 	body []byte
@@ -78,7 +77,7 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, source string, 
 				// Mapped, but not an event the worker would take (a user
 				// id it refuses, a time too far ahead): dead-lettered
 				// like a body that does not map.
-				it.mapped, it.reason, it.detail = false, reason, err.Error()
+				it.mapped, it.refused, it.reason, it.detail = false, true, reason, err.Error()
 			} else if err != nil {
 				s.outage(source, it.ev.ID, err)
 				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "event not stored (NATS or JetStream unavailable); send it again"})
@@ -127,43 +126,6 @@ func (s *Server) recovered() {
 	}
 }
 
-// maxDeadLetterErrorLength bounds Dlq-Error, as the worker does.
-const maxDeadLetterErrorLength = 2048
-
-// deadLetter publishes the body of it on <prefix>.<reason> of the
-// dead-letter stream and waits for the stream's ack. Its Nats-Msg-Id
-// derives from the source, the delivery id and the body, so a delivery
-// the sender retries is stored once.
-func (s *Server) deadLetter(ctx context.Context, source string, it item) error {
-	reason := string(it.reason)
-	if !subjectToken(reason) {
-		reason = "unknown"
-	}
-	h := nats.Header{}
-	h.Set(events.HeaderDLQReason, reason)
-	h.Set(events.HeaderDLQError, truncateUTF8(source+": "+it.detail, maxDeadLetterErrorLength))
-	h.Set(events.HeaderDLQSource, source)
-	if it.deliveryID != "" {
-		h.Set(events.HeaderDLQOriginalMsgID, it.deliveryID)
-	}
-	h.Set(jetstream.MsgIDHeader, deadLetterID(source, it.deliveryID, it.body))
-	data := events.FitDeadLetter(h, it.body, s.js.Conn().MaxPayload(), s.cfg.DeadLetterStream)
-	msg := &nats.Msg{Subject: s.cfg.DeadLetterPrefix + "." + reason, Header: h, Data: data}
-	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(s.cfg.DeadLetterStream)); err != nil {
-		return fmt.Errorf("publish dead letter to %s: %w", s.cfg.DeadLetterStream, err)
-	}
-	return nil
-}
-
-// deadLetterID is "dlq-<source>-<digest of delivery id and body>".
-func deadLetterID(source, deliveryID string, body []byte) string {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(deliveryID))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write(body)
-	return "dlq-" + source + "-" + strconv.FormatUint(h.Sum64(), 16)
-}
-
 // eventID is "<prefix>:<delivery id>" when that is a valid event id, else
 // "<prefix>:" and a digest of the delivery id: the same delivery always
 // gets the same id, so JetStream stores a retried one once.
@@ -199,9 +161,19 @@ func provider(prefix, name string) string {
 	return p
 }
 
-// quoted is s for a dead letter's error: quoted, and cut to 64 bytes.
-func quoted(s string) string {
-	return strconv.Quote(truncateUTF8(s, 64))
+// typeName is a type the sender sent, for a dead letter's error:
+// quoted as the worker quotes a field name, and when it is over 64 bytes
+// cut, the cut and the whole size shown outside the quotes.
+func typeName(s string) string {
+	const limit = 64
+	if len(s) <= limit {
+		return strconv.Quote(s)
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "… (" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 func subjectToken(s string) bool {
