@@ -41,14 +41,18 @@ func (s *Server) deadLetter(ctx context.Context, source string, it item) error {
 }
 
 // errorText is the dead letter's Dlq-Error, read as the worker's are
-// ("invalid auth event: <reason>: <detail>"): "<source> webhook: ", then
-// the reason and the detail, or, for an event the worker's rules refuse,
-// that rejection's own text.
+// ("invalid auth event: <reason>: <detail>"): "<source> webhook" and, in
+// a batch, ", <line or element>", then ": <reason>: <detail>", or, for an
+// event the worker's rules refuse, ": " and that rejection's own text.
 func (it item) errorText(source string) string {
-	if it.refused {
-		return source + " webhook: " + it.detail
+	from := source + " webhook"
+	if it.where != "" {
+		from += ", " + it.where
 	}
-	return source + " webhook: " + string(it.reason) + ": " + it.detail
+	if it.refused {
+		return from + ": " + it.detail
+	}
+	return from + ": " + string(it.reason) + ": " + it.detail
 }
 
 // deadLetterID is "dlq-<source>-<digest of delivery id and body>".

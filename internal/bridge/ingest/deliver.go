@@ -36,6 +36,9 @@ type item struct {
 	// deliveryID is the sender's own id of it (Svix message id, Kratos
 	// flow id, Auth0 log_id), "" when it had none.
 	deliveryID string
+	// where is its place in a batch ("line 3", "element 2"), "" for a
+	// body of one.
+	where string
 }
 
 func mapped(ev events.AuthEvent, body []byte, deliveryID string) item {
@@ -106,7 +109,7 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, source string, 
 		s.recovered()
 		a.DeadLettered++
 		s.m.events.WithLabelValues(source, eventDeadLettered).Inc()
-		s.log.Warn().Str("source", source).Str("reason", string(it.reason)).Str("delivery_id", it.deliveryID).Str("error", it.detail).
+		s.log.Warn().Str("source", source).Str("reason", string(it.reason)).Str("delivery_id", it.deliveryID).Str("where", it.where).Str("error", it.detail).
 			Msg("webhook body cannot be mapped to an auth event: dead-lettered")
 	}
 	writeJSON(w, http.StatusOK, a)
