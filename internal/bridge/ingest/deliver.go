@@ -39,6 +39,8 @@ type item struct {
 	// where is its place in a batch ("line 3", "element 2"), "" for a
 	// body of one.
 	where string
+	// n is the number of elements a dead letter of the overflow holds.
+	n int
 }
 
 func mapped(ev events.AuthEvent, body []byte, deliveryID string) item {
@@ -61,13 +63,16 @@ type answer struct {
 // deliver publishes the request's events and dead-letters the bodies
 // that cannot be mapped, in order, then answers: 200 once JetStream
 // acknowledged all of them; 503 when an event could not be stored (the
-// sender retries; what was stored before is then a duplicate); 400 when
-// a body that cannot be mapped could not be dead-lettered either, so that
-// the sender keeps it and shows the failure.
+// sender retries; what was stored before is then a duplicate), and 503
+// too when a body that cannot be mapped could not be dead-lettered
+// either, so that the sender keeps it and sends it again. Past
+// Config.MaxDeadLetters dead letters, the rest of the request's
+// unmappable elements share one dead letter (overflow), published last.
 func (s *Server) deliver(w http.ResponseWriter, r *http.Request, source string, items []item) string {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
 	var a answer
+	over := newOverflow(s.js.Conn().MaxPayload())
 	for _, it := range items {
 		if it.ignored {
 			a.Ignored++
@@ -97,23 +102,43 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, source string, 
 				continue
 			}
 		}
-		if err := s.deadLetter(ctx, source, it); err != nil {
-			s.log.Error().Err(err).Str("source", source).Str("reason", string(it.reason)).Str("delivery_id", it.deliveryID).
-				Msg("webhook body cannot be mapped and could not be dead-lettered; answered 503 so that the sender sends it again")
-			// 503, not 4xx: the dead-letter stream failing is an outage the
-			// senders retry through (Kratos, Svix and Auth0 retry 5xx only).
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "body cannot be mapped to an auth event, and its dead letter was not stored (send it again): " + it.detail,
-				"reason": string(it.reason)})
+		if a.DeadLettered >= s.cfg.MaxDeadLetters {
+			over.add(it)
+			continue
+		}
+		if !s.keep(ctx, w, source, it, 1) {
 			return requestNotKept
 		}
-		s.recovered()
 		a.DeadLettered++
-		s.m.events.WithLabelValues(source, eventDeadLettered).Inc()
-		s.log.Warn().Str("source", source).Str("reason", string(it.reason)).Str("delivery_id", it.deliveryID).Str("where", it.where).Str("error", it.detail).
-			Msg("webhook body cannot be mapped to an auth event: dead-lettered")
+	}
+	for _, it := range over.items(s.cfg.MaxDeadLetters) {
+		if !s.keep(ctx, w, source, it, it.n) {
+			return requestNotKept
+		}
+		a.DeadLettered += it.n
 	}
 	writeJSON(w, http.StatusOK, a)
 	return requestOK
+}
+
+// keep dead-letters it, which stands for n elements of the request, and
+// counts them; when the dead letter is not stored it answers 503 and
+// returns false.
+func (s *Server) keep(ctx context.Context, w http.ResponseWriter, source string, it item, n int) bool {
+	if err := s.deadLetter(ctx, source, it); err != nil {
+		s.log.Error().Err(err).Str("source", source).Str("reason", string(it.reason)).Str("delivery_id", it.deliveryID).
+			Msg("webhook body cannot be mapped and could not be dead-lettered; answered 503 so that the sender sends it again")
+		// 503, not 4xx: the dead-letter stream failing is an outage the
+		// senders retry through (Kratos, Svix and Auth0 retry 5xx only).
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "body cannot be mapped to an auth event, and its dead letter was not stored (send it again): " + it.detail,
+			"reason": string(it.reason)})
+		return false
+	}
+	s.recovered()
+	s.m.events.WithLabelValues(source, eventDeadLettered).Add(float64(n))
+	s.log.Warn().Str("source", source).Str("reason", string(it.reason)).Str("delivery_id", it.deliveryID).Str("where", it.where).
+		Int("elements", n).Str("error", it.detail).Msg("webhook body cannot be mapped to an auth event: dead-lettered")
+	return true
 }
 
 func (s *Server) outage(source, eventID string, err error) {
