@@ -65,7 +65,7 @@ func (s *Server) serveAuth0(w http.ResponseWriter, r *http.Request) string {
 	if v := r.Header.Values("Authorization"); len(v) != 1 || !s.auth0.Match(v[0]) {
 		return s.unauthorized(w, sourceAuth0, "authorization token required", nil)
 	}
-	body, ok := s.body(w, r)
+	body, ok := s.body(w, r, sourceAuth0, true)
 	if !ok {
 		return requestTooLarge
 	}

@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
 // The Authorization Token of the log stream, as entered in Auth0: Auth0
@@ -218,5 +221,37 @@ func TestAuth0JSONLinesBrokenLine(t *testing.T) {
 	dead = e.stored(events.DefaultDeadLetterStream)
 	if got := dead[len(dead)-1].Header.Get(events.HeaderDLQError); !strings.HasPrefix(got, "auth0 webhook, line 3: missing_field: ") {
 		t.Fatalf("dead letter of valid JSON lines: %s", got)
+	}
+}
+
+// An Auth0 batch over the 1 MiB limit is answered 413, and the operator
+// sees it: a warning naming the source and the sizes (never the token or
+// the body), and customdata_bridge_ingest_requests_total{source="auth0",
+// outcome="too_large"}.
+func TestAuth0BatchTooLargeIsLoggedAndCounted(t *testing.T) {
+	e := newEnv(t, streams{auth: true, deadLetters: true})
+	var logs testsupport.Logs
+	s := e.server(time.Now(), auth0Tokens(t, auth0Token), WithLogger(zerolog.New(&logs)))
+	body := []byte(`[{"log_id":"l1","data":{"type":"s","user_id":"auth0|secret-user","description":"` + strings.Repeat("x", DefaultMaxBody) + `"}}]`)
+	w := serve(s, auth0Request(body, auth0Token))
+	if w.Code != http.StatusRequestEntityTooLarge || !strings.Contains(w.Body.String(), "request body too large") {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	if n := metric(t, s, "customdata_bridge_ingest_requests_total", map[string]string{"source": "auth0", "outcome": "too_large"}); n != 1 {
+		t.Errorf("too_large counted %v times, want 1", n)
+	}
+	var line map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if strings.Contains(l, "413") {
+			_ = json.Unmarshal([]byte(l), &line)
+		}
+	}
+	if line["level"] != "warn" || line["source"] != "auth0" || line["limit_bytes"] != float64(DefaultMaxBody) || line["content_length"] != float64(len(body)) {
+		t.Fatalf("no warning with the source and the sizes:\n%s", logs.String())
+	}
+	for _, leak := range []string{"auth0-stream-0123456789", "secret-user", "xxxx"} {
+		if strings.Contains(logs.String(), leak) {
+			t.Errorf("the log holds %q", leak)
+		}
 	}
 }

@@ -41,7 +41,7 @@ var clerkOperations = map[string]events.Operation{
 // serveClerk takes Clerk's webhooks (POST /ingest/clerk): verified as
 // Svix signs them, then mapped and published.
 func (s *Server) serveClerk(w http.ResponseWriter, r *http.Request) string {
-	body, ok := s.body(w, r)
+	body, ok := s.body(w, r, sourceClerk, false)
 	if !ok {
 		return requestTooLarge
 	}

@@ -232,10 +232,26 @@ func (s *Server) timed(source string, h func(http.ResponseWriter, *http.Request)
 }
 
 // body reads the request body, at most Config.MaxBody bytes; past that
-// the request is answered 413.
-func (s *Server) body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+// the request is answered 413 and logged with its sizes: the sender
+// keeps it as a failed delivery, and nothing of it is stored here. The
+// log is a warning for a sender already authenticated (Kratos, Auth0),
+// debug for one not verified yet (Clerk's signature covers the body), so
+// that anyone's oversize requests cannot flood the log; every one is
+// counted (outcome too_large).
+func (s *Server) body(w http.ResponseWriter, r *http.Request, source string, authenticated bool) ([]byte, bool) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 	if err != nil {
+		ev := s.log.Debug()
+		if authenticated {
+			ev = s.log.Warn()
+		}
+		var tooLarge *http.MaxBytesError
+		ev = ev.Str("source", source).Int64("limit_bytes", s.cfg.MaxBody).Int64("content_length", r.ContentLength)
+		if errors.As(err, &tooLarge) {
+			ev.Msg("webhook body over the limit: answered 413, nothing stored (the sender keeps it as a failed delivery)")
+		} else {
+			ev.Err(err).Msg("webhook body unreadable: answered 413, nothing stored")
+		}
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "request body too large or unreadable"})
 		return nil, false
 	}
