@@ -20,6 +20,11 @@ const (
 	// with a finite max_deliver has such a limit). Nothing of it was
 	// applied; replay it once that earlier event is settled.
 	DeadLetterHeldBack = "held_back_by_earlier_event"
+	// DeadLetterTooManyUnmappable: customdata-bridge got a webhook batch
+	// with more elements it cannot map than it dead-letters one by one
+	// (100); this dead letter holds the rest, one per line, and its
+	// Dlq-Error counts them by reason.
+	DeadLetterTooManyUnmappable = "too_many_unmappable"
 )
 
 // Dead-letter headers: a dead letter is the original event (body cut to

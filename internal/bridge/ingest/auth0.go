@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +28,14 @@ var auth0Operations = map[string]events.Operation{
 	"s":   events.OperationLogin,
 	"ss":  events.OperationCreate,
 	"sdu": events.OperationDelete,
+}
+
+// auth0TypeNames are the catalog's names of the mapped types, for dead
+// letters.
+var auth0TypeNames = map[string]string{
+	"s":   "Success Login",
+	"ss":  "Success Signup",
+	"sdu": "Success User Deletion",
 }
 
 // auth0Log is one tenant log event, as the Tenant Log Catalog
@@ -55,7 +65,7 @@ func (s *Server) serveAuth0(w http.ResponseWriter, r *http.Request) string {
 	if v := r.Header.Values("Authorization"); len(v) != 1 || !s.auth0.Match(v[0]) {
 		return s.unauthorized(w, sourceAuth0, "authorization token required", nil)
 	}
-	body, ok := s.body(w, r)
+	body, ok := s.body(w, r, sourceAuth0, true)
 	if !ok {
 		return requestTooLarge
 	}
@@ -63,45 +73,123 @@ func (s *Server) serveAuth0(w http.ResponseWriter, r *http.Request) string {
 }
 
 // auth0Items maps a log stream's body in any of its content formats (a
-// JSON array, JSON lines, or one object). A body that is not JSON is one
-// malformed_json dead letter; an element that is not a log event object
-// is one of its own.
+// JSON array, JSON lines, or one object). An element that is not a log
+// event object is dead-lettered on its own, and so is a line of JSON
+// lines that is not JSON; a body none of whose parts can be read (not
+// JSON, a broken array) is one malformed_json dead letter. In a batch,
+// each dead letter names its element or line.
 func auth0Items(body []byte, now time.Time) []item {
-	elems, err := auth0Elements(body)
-	if err != nil {
-		return []item{unmappable(events.ReasonMalformedJSON, body, "", "the body is not a JSON array, JSON lines or a JSON object of log events")}
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		// One syntax error leaves no element to tell from the next.
+		var elems []json.RawMessage
+		if json.Unmarshal(trimmed, &elems) != nil {
+			return []item{auth0Unreadable(body)}
+		}
+		items := make([]item, 0, len(elems))
+		for i, e := range elems {
+			it := auth0Item(e, now)
+			if len(elems) > 1 {
+				it.where = "element " + strconv.Itoa(i+1)
+			}
+			items = append(items, it)
+		}
+		return items
 	}
-	items := make([]item, 0, len(elems))
-	for _, e := range elems {
-		items = append(items, auth0Item(e, now))
+	values, ok := jsonValues(body)
+	if !ok {
+		if values, ok = jsonLines(body); !ok {
+			return []item{auth0Unreadable(body)}
+		}
+	}
+	items := make([]item, 0, len(values))
+	for _, v := range values {
+		var it item
+		if v.err != "" {
+			it = unmappable(events.ReasonMalformedJSON, v.raw, "", "the line is not valid JSON %s", v.err)
+		} else {
+			it = auth0Item(v.raw, now)
+		}
+		if len(values) > 1 {
+			it.where = "line " + strconv.Itoa(v.line)
+		}
+		items = append(items, it)
 	}
 	return items
 }
 
-func auth0Elements(body []byte) ([]json.RawMessage, error) {
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		var elems []json.RawMessage
-		err := json.Unmarshal(trimmed, &elems)
-		return elems, err
-	}
-	var elems []json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
+func auth0Unreadable(body []byte) item {
+	return unmappable(events.ReasonMalformedJSON, body, "", "the body is not a JSON array, JSON lines or a JSON object of log events")
+}
+
+// lineValue is one JSON value of a body that is not an array, with the
+// line it starts on (from 1); err says why a line is not JSON.
+type lineValue struct {
+	raw  json.RawMessage
+	line int
+	err  string
+}
+
+// jsonValues reads body as a sequence of JSON values (JSON lines, or one
+// object, pretty-printed or not). ok is false when any part of it is not
+// JSON, or when it holds none.
+func jsonValues(body []byte) ([]lineValue, bool) {
+	var values []lineValue
+	dec := json.NewDecoder(bytes.NewReader(body))
+	line, counted := 1, 0
 	for {
-		var e json.RawMessage
-		err := dec.Decode(&e)
+		var v json.RawMessage
+		err := dec.Decode(&v)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, false
 		}
-		elems = append(elems, e)
+		// Counted on from the last value: a batch of many is read once.
+		start := int(dec.InputOffset()) - len(v)
+		line += bytes.Count(body[counted:start], []byte{'\n'})
+		counted = start
+		values = append(values, lineValue{raw: v, line: line})
 	}
-	if len(elems) == 0 {
-		return nil, errors.New("empty body")
+	return values, len(values) > 0
+}
+
+// jsonLines reads body line by line, for JSON lines with a line that is
+// not JSON: each non-blank line is a value, or a line that is not JSON.
+// ok is false unless at least one line is a JSON object: a body that is
+// no JSON lines at all (a broken pretty-printed object) stays one body.
+func jsonLines(body []byte) ([]lineValue, bool) {
+	var values []lineValue
+	objects := 0
+	for i, l := range bytes.Split(body, []byte{'\n'}) {
+		l = bytes.TrimSpace(l)
+		if len(l) == 0 {
+			continue
+		}
+		v := lineValue{raw: l, line: i + 1}
+		var raw json.RawMessage
+		if err := json.Unmarshal(l, &raw); err != nil {
+			v.err = syntaxDetail(err, len(l))
+		} else if l[0] == '{' {
+			objects++
+		}
+		values = append(values, v)
 	}
-	return elems, nil
+	return values, objects > 0
+}
+
+// syntaxDetail says where a line of n bytes stops being JSON, as the
+// worker's decoder does.
+func syntaxDetail(err error, n int) string {
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &se) && se.Offset >= int64(n):
+		return "(it ends early)"
+	case se != nil:
+		return fmt.Sprintf("at byte %d: %v", se.Offset, se)
+	}
+	return fmt.Sprintf("(%v)", err)
 }
 
 // auth0Item maps one log event. Its id is "auth0:<log_id>": Auth0 sends a
@@ -128,10 +216,11 @@ func auth0Item(raw json.RawMessage, now time.Time) item {
 		return item{ignored: true}
 	}
 	if logID == "" {
-		return unmappable(events.ReasonMissingField, raw, "", "log_id of a %s log event is missing (it makes Auth0's retries idempotent)", quoted(l.Type))
+		return unmappable(events.ReasonMissingField, raw, "", "log_id of a log event of type %s (%s) is missing (it makes Auth0's retries idempotent)",
+			typeName(l.Type), auth0TypeNames[l.Type])
 	}
 	if l.UserID == "" {
-		return unmappable(events.ReasonMissingField, raw, logID, "user_id of a %s log event is missing", quoted(l.Type))
+		return unmappable(events.ReasonMissingField, raw, logID, "user_id of a log event of type %s (%s) is missing", typeName(l.Type), auth0TypeNames[l.Type])
 	}
 	t, err := time.Parse(time.RFC3339Nano, l.Date)
 	if err != nil {

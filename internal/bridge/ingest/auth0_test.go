@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/customdata-worker/customdata-worker/events"
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 )
 
 // The Authorization Token of the log stream, as entered in Auth0: Auth0
@@ -132,8 +135,8 @@ func TestAuth0Authorization(t *testing.T) {
 }
 
 // In a batch, a log event of a mapped type that cannot be mapped (no
-// user_id, no log_id) is dead-lettered on its own, the rest published;
-// a body that is not JSON is one dead letter.
+// user_id, no log_id) is dead-lettered on its own, naming its element,
+// the rest published; a body that is not JSON is one dead letter.
 func TestAuth0Unmappable(t *testing.T) {
 	now := time.Now()
 	e := newEnv(t, streams{auth: true, deadLetters: true})
@@ -160,10 +163,95 @@ func TestAuth0Unmappable(t *testing.T) {
 	if strings.Join(reasons, "|") != strings.Join(wantReasons, "|") {
 		t.Fatalf("dead letters %q, want %q", reasons, wantReasons)
 	}
-	if !strings.Contains(dead[0].Header.Get(events.HeaderDLQError), `user_id of a "s" log event is missing`) || string(dead[2].Data) != "42" {
-		t.Fatalf("first dead letter: %s; third body %s", dead[0].Header.Get(events.HeaderDLQError), dead[2].Data)
+	if got := dead[0].Header.Get(events.HeaderDLQError); got != `auth0 webhook, element 1: missing_field: user_id of a log event of type "s" (Success Login) is missing` || string(dead[2].Data) != "42" {
+		t.Fatalf("first dead letter: %s; third body %s", got, dead[2].Data)
+	}
+	if got := dead[2].Header.Get(events.HeaderDLQError); !strings.HasPrefix(got, "auth0 webhook, element 4: malformed_json: ") {
+		t.Fatalf("third dead letter: %s", got)
 	}
 	if got := e.events(); len(got) != 1 || got[0].User.ID != "auth0|abc" {
 		t.Fatalf("events %+v", got)
+	}
+}
+
+// In a JSON lines body, a line that is not JSON is dead-lettered on its
+// own, with its line number and the reason, and the other lines are
+// published: one broken line does not take the batch with it. Every
+// dead letter of a batch names its line (JSON lines) or element (JSON
+// array).
+func TestAuth0JSONLinesBrokenLine(t *testing.T) {
+	now := time.Now()
+	e := newEnv(t, streams{auth: true, deadLetters: true})
+	s := e.server(now, auth0Tokens(t, auth0Token))
+	body := strings.Join([]string{
+		`{"log_id":"90020260512110000000000000000000000000000000000000000001","data":{"date":"2026-05-12T11:00:00.000Z","type":"ss","user_id":"auth0|line1","strategy":"auth0"}}`,
+		`{"log_id":"90020260512110000000000000000000000000000000000000000002","data":{"date":"2026-05-12T11:00:01.000Z","type":"s","user_id":`,
+		``,
+		`{"log_id":"90020260512110000000000000000000000000000000000000000004","data":{"date":"2026-05-12T11:00:02.000Z","type":"s","strategy":"auth0"}}`,
+		`{"log_id":"90020260512110000000000000000000000000000000000000000005","data":{"date":"2026-05-12T11:00:03.000Z","type":"s","user_id":"auth0|line5","strategy":"auth0"}}`,
+		``,
+	}, "\n")
+	answered(t, serve(s, auth0Request([]byte(body), auth0Token)), answer{Published: 2, DeadLettered: 2})
+	got := e.events()
+	if len(got) != 2 || got[0].User.ID != "auth0|line1" || got[1].User.ID != "auth0|line5" {
+		t.Fatalf("events %+v", got)
+	}
+	dead := e.stored(events.DefaultDeadLetterStream)
+	if len(dead) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(dead))
+	}
+	lines := strings.Split(body, "\n")
+	for i, want := range []struct{ subject, error, body string }{
+		{"auth.deadletter.malformed_json", "auth0 webhook, line 2: malformed_json: the line is not valid JSON (it ends early)", lines[1]},
+		{"auth.deadletter.missing_field", `auth0 webhook, line 4: missing_field: user_id of a log event of type "s" (Success Login) is missing`, lines[3]},
+	} {
+		if d := dead[i]; d.Subject != want.subject || d.Header.Get(events.HeaderDLQError) != want.error || string(d.Data) != want.body {
+			t.Errorf("dead letter %d: %s %q\n%s\nwant %s %q\n%s", i, d.Subject, d.Header.Get(events.HeaderDLQError), d.Data, want.subject, want.error, want.body)
+		}
+	}
+	// Sent again (Auth0 retries): the events are duplicates, the dead
+	// letters stored once.
+	answered(t, serve(s, auth0Request([]byte(body), auth0Token)), answer{Duplicates: 2, DeadLettered: 2})
+	if n := len(e.stored(events.DefaultDeadLetterStream)); n != 2 {
+		t.Fatalf("%d dead letters after the retry, want 2", n)
+	}
+	// JSON lines that are all JSON name their lines too.
+	valid := lines[0] + "\n\n" + strings.Replace(lines[3], "0004", "0006", 2) + "\n"
+	answered(t, serve(s, auth0Request([]byte(valid), auth0Token)), answer{Duplicates: 1, DeadLettered: 1})
+	dead = e.stored(events.DefaultDeadLetterStream)
+	if got := dead[len(dead)-1].Header.Get(events.HeaderDLQError); !strings.HasPrefix(got, "auth0 webhook, line 3: missing_field: ") {
+		t.Fatalf("dead letter of valid JSON lines: %s", got)
+	}
+}
+
+// An Auth0 batch over the 1 MiB limit is answered 413, and the operator
+// sees it: a warning naming the source and the sizes (never the token or
+// the body), and customdata_bridge_ingest_requests_total{source="auth0",
+// outcome="too_large"}.
+func TestAuth0BatchTooLargeIsLoggedAndCounted(t *testing.T) {
+	e := newEnv(t, streams{auth: true, deadLetters: true})
+	var logs testsupport.Logs
+	s := e.server(time.Now(), auth0Tokens(t, auth0Token), WithLogger(zerolog.New(&logs)))
+	body := []byte(`[{"log_id":"l1","data":{"type":"s","user_id":"auth0|secret-user","description":"` + strings.Repeat("x", DefaultMaxBody) + `"}}]`)
+	w := serve(s, auth0Request(body, auth0Token))
+	if w.Code != http.StatusRequestEntityTooLarge || !strings.Contains(w.Body.String(), "request body too large") {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	if n := metric(t, s, "customdata_bridge_ingest_requests_total", map[string]string{"source": "auth0", "outcome": "too_large"}); n != 1 {
+		t.Errorf("too_large counted %v times, want 1", n)
+	}
+	var line map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if strings.Contains(l, "413") {
+			_ = json.Unmarshal([]byte(l), &line)
+		}
+	}
+	if line["level"] != "warn" || line["source"] != "auth0" || line["limit_bytes"] != float64(DefaultMaxBody) || line["content_length"] != float64(len(body)) {
+		t.Fatalf("no warning with the source and the sizes:\n%s", logs.String())
+	}
+	for _, leak := range []string{"auth0-stream-0123456789", "secret-user", "xxxx"} {
+		if strings.Contains(logs.String(), leak) {
+			t.Errorf("the log holds %q", leak)
+		}
 	}
 }

@@ -41,7 +41,7 @@ var clerkOperations = map[string]events.Operation{
 // serveClerk takes Clerk's webhooks (POST /ingest/clerk): verified as
 // Svix signs them, then mapped and published.
 func (s *Server) serveClerk(w http.ResponseWriter, r *http.Request) string {
-	body, ok := s.body(w, r)
+	body, ok := s.body(w, r, sourceClerk, false)
 	if !ok {
 		return requestTooLarge
 	}
@@ -65,14 +65,14 @@ func clerkItem(body []byte, d webhook.Delivery) item {
 	op, ok := clerkOperations[e.Type]
 	if !ok {
 		return unmappable(events.ReasonUnknownOperation, body, d.ID,
-			"event type %s is not one the bridge maps (user.created, user.deleted, session.created): subscribe the endpoint to those only", quoted(e.Type))
+			"event type %s is not one the bridge maps (user.created, user.deleted, session.created): subscribe the endpoint to those only", typeName(e.Type))
 	}
 	user, field := e.Data.ID, "data.id"
 	if op == events.OperationLogin {
 		user, field = e.Data.UserID, "data.user_id"
 	}
 	if user == "" {
-		return unmappable(events.ReasonMissingField, body, d.ID, "%s of a %s event is missing", field, e.Type)
+		return unmappable(events.ReasonMissingField, body, d.ID, "%s of an event of type %s is missing", field, typeName(e.Type))
 	}
 	ev := events.AuthEvent{
 		SchemaVersion: events.SchemaVersion,

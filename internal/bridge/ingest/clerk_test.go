@@ -155,10 +155,10 @@ func TestClerkUnmappableIsDeadLettered(t *testing.T) {
 		reason events.Reason
 		error  string
 	}{
-		{updated, "msg_updated", events.ReasonUnknownOperation, `clerk: event type "user.updated" is not one the bridge maps`},
-		{noUser, "msg_nouser", events.ReasonMissingField, "clerk: data.user_id of a session.created event is missing"},
-		{[]byte(`{"type": "user.created", "data": "user_1"}`), "msg_notjson", events.ReasonMalformedJSON, "clerk: the body is not a Clerk event"},
-		{badID, "msg_badid", events.ReasonInvalidUserID, "clerk: invalid auth event: invalid_user_id"},
+		{updated, "msg_updated", events.ReasonUnknownOperation, `clerk webhook: unknown_operation: event type "user.updated" is not one the bridge maps`},
+		{noUser, "msg_nouser", events.ReasonMissingField, `clerk webhook: missing_field: data.user_id of an event of type "session.created" is missing`},
+		{[]byte(`{"type": "user.created", "data": "user_1"}`), "msg_notjson", events.ReasonMalformedJSON, "clerk webhook: malformed_json: the body is not a Clerk event"},
+		{badID, "msg_badid", events.ReasonInvalidUserID, "clerk webhook: invalid auth event: invalid_user_id"},
 	}
 	for _, tc := range cases {
 		answered(t, serve(s, clerkRequest(t, tc.body, tc.id, now, secret)), answer{DeadLettered: 1})

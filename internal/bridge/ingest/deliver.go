@@ -5,14 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"hash/fnv"
 	"net/http"
 	"strconv"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/customdata-worker/customdata-worker/events"
 )
@@ -28,15 +24,23 @@ type item struct {
 	// other log types); counted, answered like a success.
 	ignored bool
 	// reason and detail say why the body cannot be mapped (detail names
-	// fields and limits, never values).
-	reason events.Reason
-	detail string
+	// fields and limits, never values). refused: it mapped to an event
+	// the worker's rules refuse, and detail is that rejection's text,
+	// which names its reasons itself.
+	reason  events.Reason
+	detail  string
+	refused bool
 	// body is what a dead letter holds: the body, or the one element of
 	// a batch, as it came.
 	body []byte
 	// deliveryID is the sender's own id of it (Svix message id, Kratos
 	// flow id, Auth0 log_id), "" when it had none.
 	deliveryID string
+	// where is its place in a batch ("line 3", "element 2"), "" for a
+	// body of one.
+	where string
+	// n is the number of elements a dead letter of the overflow holds.
+	n int
 }
 
 func mapped(ev events.AuthEvent, body []byte, deliveryID string) item {
@@ -59,13 +63,16 @@ type answer struct {
 // deliver publishes the request's events and dead-letters the bodies
 // that cannot be mapped, in order, then answers: 200 once JetStream
 // acknowledged all of them; 503 when an event could not be stored (the
-// sender retries; what was stored before is then a duplicate); 400 when
-// a body that cannot be mapped could not be dead-lettered either, so that
-// the sender keeps it and shows the failure.
+// sender retries; what was stored before is then a duplicate), and 503
+// too when a body that cannot be mapped could not be dead-lettered
+// either, so that the sender keeps it and sends it again. Past
+// Config.MaxDeadLetters dead letters, the rest of the request's
+// unmappable elements share one dead letter (overflow), published last.
 func (s *Server) deliver(w http.ResponseWriter, r *http.Request, source string, items []item) string {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
 	var a answer
+	over := newOverflow(s.js.Conn().MaxPayload())
 	for _, it := range items {
 		if it.ignored {
 			a.Ignored++
@@ -78,7 +85,7 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, source string, 
 				// Mapped, but not an event the worker would take (a user
 				// id it refuses, a time too far ahead): dead-lettered
 				// like a body that does not map.
-				it.mapped, it.reason, it.detail = false, reason, err.Error()
+				it.mapped, it.refused, it.reason, it.detail = false, true, reason, err.Error()
 			} else if err != nil {
 				s.outage(source, it.ev.ID, err)
 				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "event not stored (NATS or JetStream unavailable); send it again"})
@@ -95,23 +102,43 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, source string, 
 				continue
 			}
 		}
-		if err := s.deadLetter(ctx, source, it); err != nil {
-			s.log.Error().Err(err).Str("source", source).Str("reason", string(it.reason)).Str("delivery_id", it.deliveryID).
-				Msg("webhook body cannot be mapped and could not be dead-lettered; answered 503 so that the sender sends it again")
-			// 503, not 4xx: the dead-letter stream failing is an outage the
-			// senders retry through (Kratos, Svix and Auth0 retry 5xx only).
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "body cannot be mapped to an auth event, and its dead letter was not stored (send it again): " + it.detail,
-				"reason": string(it.reason)})
+		if a.DeadLettered >= s.cfg.MaxDeadLetters {
+			over.add(it)
+			continue
+		}
+		if !s.keep(ctx, w, source, it, 1) {
 			return requestNotKept
 		}
-		s.recovered()
 		a.DeadLettered++
-		s.m.events.WithLabelValues(source, eventDeadLettered).Inc()
-		s.log.Warn().Str("source", source).Str("reason", string(it.reason)).Str("delivery_id", it.deliveryID).Str("error", it.detail).
-			Msg("webhook body cannot be mapped to an auth event: dead-lettered")
+	}
+	for _, it := range over.items(s.cfg.MaxDeadLetters) {
+		if !s.keep(ctx, w, source, it, it.n) {
+			return requestNotKept
+		}
+		a.DeadLettered += it.n
 	}
 	writeJSON(w, http.StatusOK, a)
 	return requestOK
+}
+
+// keep dead-letters it, which stands for n elements of the request, and
+// counts them; when the dead letter is not stored it answers 503 and
+// returns false.
+func (s *Server) keep(ctx context.Context, w http.ResponseWriter, source string, it item, n int) bool {
+	if err := s.deadLetter(ctx, source, it); err != nil {
+		s.log.Error().Err(err).Str("source", source).Str("reason", string(it.reason)).Str("delivery_id", it.deliveryID).
+			Msg("webhook body cannot be mapped and could not be dead-lettered; answered 503 so that the sender sends it again")
+		// 503, not 4xx: the dead-letter stream failing is an outage the
+		// senders retry through (Kratos, Svix and Auth0 retry 5xx only).
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "body cannot be mapped to an auth event, and its dead letter was not stored (send it again): " + it.detail,
+			"reason": string(it.reason)})
+		return false
+	}
+	s.recovered()
+	s.m.events.WithLabelValues(source, eventDeadLettered).Add(float64(n))
+	s.log.Warn().Str("source", source).Str("reason", string(it.reason)).Str("delivery_id", it.deliveryID).Str("where", it.where).
+		Int("elements", n).Str("error", it.detail).Msg("webhook body cannot be mapped to an auth event: dead-lettered")
+	return true
 }
 
 func (s *Server) outage(source, eventID string, err error) {
@@ -125,43 +152,6 @@ func (s *Server) recovered() {
 	if s.failing.CompareAndSwap(true, false) {
 		s.log.Info().Msg("auth events stored again")
 	}
-}
-
-// maxDeadLetterErrorLength bounds Dlq-Error, as the worker does.
-const maxDeadLetterErrorLength = 2048
-
-// deadLetter publishes the body of it on <prefix>.<reason> of the
-// dead-letter stream and waits for the stream's ack. Its Nats-Msg-Id
-// derives from the source, the delivery id and the body, so a delivery
-// the sender retries is stored once.
-func (s *Server) deadLetter(ctx context.Context, source string, it item) error {
-	reason := string(it.reason)
-	if !subjectToken(reason) {
-		reason = "unknown"
-	}
-	h := nats.Header{}
-	h.Set(events.HeaderDLQReason, reason)
-	h.Set(events.HeaderDLQError, truncateUTF8(source+": "+it.detail, maxDeadLetterErrorLength))
-	h.Set(events.HeaderDLQSource, source)
-	if it.deliveryID != "" {
-		h.Set(events.HeaderDLQOriginalMsgID, it.deliveryID)
-	}
-	h.Set(jetstream.MsgIDHeader, deadLetterID(source, it.deliveryID, it.body))
-	data := events.FitDeadLetter(h, it.body, s.js.Conn().MaxPayload(), s.cfg.DeadLetterStream)
-	msg := &nats.Msg{Subject: s.cfg.DeadLetterPrefix + "." + reason, Header: h, Data: data}
-	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(s.cfg.DeadLetterStream)); err != nil {
-		return fmt.Errorf("publish dead letter to %s: %w", s.cfg.DeadLetterStream, err)
-	}
-	return nil
-}
-
-// deadLetterID is "dlq-<source>-<digest of delivery id and body>".
-func deadLetterID(source, deliveryID string, body []byte) string {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(deliveryID))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write(body)
-	return "dlq-" + source + "-" + strconv.FormatUint(h.Sum64(), 16)
 }
 
 // eventID is "<prefix>:<delivery id>" when that is a valid event id, else
@@ -199,9 +189,19 @@ func provider(prefix, name string) string {
 	return p
 }
 
-// quoted is s for a dead letter's error: quoted, and cut to 64 bytes.
-func quoted(s string) string {
-	return strconv.Quote(truncateUTF8(s, 64))
+// typeName is a type the sender sent, for a dead letter's error:
+// quoted as the worker quotes a field name, and when it is over 64 bytes
+// cut, the cut and the whole size shown outside the quotes.
+func typeName(s string) string {
+	const limit = 64
+	if len(s) <= limit {
+		return strconv.Quote(s)
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "… (" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 func subjectToken(s string) bool {

@@ -17,7 +17,9 @@
 // id, Kratos's flow id, Auth0's log_id), so a delivery the sender retries
 // is stored once within JetStream's duplicate window. A body that is
 // authenticated but cannot be mapped to an event is dead-lettered, with
-// its reason, on the worker's dead-letter stream, never dropped. The
+// its reason, on the worker's dead-letter stream, never dropped; past
+// Config.MaxDeadLetters in one request, the rest share one dead letter
+// (events.DeadLetterTooManyUnmappable), or as few as fit. The
 // answer is 2xx only once JetStream has acknowledged every event and
 // dead letter of the request.
 package ingest

@@ -19,6 +19,7 @@ func FuzzMapping(f *testing.F) {
 	}
 	f.Add([]byte(`{"identity_id":"3a5293f1","flow_id":"5c0e9e2a","method":"password","time":"2023-02-01T08:00:04.512Z"}`))
 	f.Add([]byte(`[{"data":{"type":"s"}},1,null]`))
+	f.Add([]byte("{\"log_id\":\"a\",\"data\":{\"type\":\"s\",\"user_id\":\"u\"}}\n{\"log_id\":\n{}\r\n"))
 	now := time.Date(2026, 5, 12, 9, 30, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		items := []item{

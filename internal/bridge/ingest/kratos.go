@@ -36,7 +36,7 @@ func (s *Server) kratosHandler(op events.Operation) func(http.ResponseWriter, *h
 		if !s.kratos.authorized(r) {
 			return s.unauthorized(w, sourceKratos, "web hook authentication required", nil)
 		}
-		body, ok := s.body(w, r)
+		body, ok := s.body(w, r, sourceKratos, true)
 		if !ok {
 			return requestTooLarge
 		}

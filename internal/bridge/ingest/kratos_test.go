@@ -62,11 +62,17 @@ func kratosRequest(route string, body []byte, key string) *http.Request {
 
 func kratosServer(t *testing.T, e *env, now time.Time) *Server {
 	t.Helper()
+	return e.server(now, WithKratos(kratosAuth(t)))
+}
+
+// kratosAuth accepts kratosKey as Bearer <key> in Authorization.
+func kratosAuth(t *testing.T) KratosAuth {
+	t.Helper()
 	k, err := apikey.NewHeaderKey("", []string{kratosKey})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e.server(now, WithKratos(KratosAuth{APIKey: &k}))
+	return KratosAuth{APIKey: &k}
 }
 
 // The shipped Jsonnet template, rendered against the ctx Kratos gives a

@@ -36,6 +36,10 @@ const (
 	// client gives a web hook 30 s).
 	DefaultTimeout = 5 * time.Second
 	DefaultMaxBody = 1 << 20
+	// DefaultMaxDeadLetters bounds the dead letters of one request: an
+	// Auth0 batch of thousands of log events that cannot be mapped would
+	// otherwise make as many, and take longer than Timeout to store.
+	DefaultMaxDeadLetters = 100
 )
 
 // Config is what every source shares. The zero value is the defaults.
@@ -51,6 +55,11 @@ type Config struct {
 	Timeout time.Duration
 	// MaxBody bounds a request body (default 1 MiB).
 	MaxBody int64
+	// MaxDeadLetters bounds the dead letters of one request (default
+	// 100): the elements of a batch past it that cannot be mapped are
+	// gathered in one more dead letter, too_many_unmappable, which holds
+	// them one per line and counts them by reason.
+	MaxDeadLetters int
 }
 
 func (c *Config) setDefaults() {
@@ -58,13 +67,14 @@ func (c *Config) setDefaults() {
 	c.DeadLetterPrefix = cmp.Or(c.DeadLetterPrefix, events.DefaultDeadLetterPrefix)
 	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
 	c.MaxBody = cmp.Or(c.MaxBody, DefaultMaxBody)
+	c.MaxDeadLetters = cmp.Or(c.MaxDeadLetters, DefaultMaxDeadLetters)
 }
 
 // Validate checks the configuration (after defaults).
 func (c Config) Validate() error {
 	c.setDefaults()
-	if c.Timeout < 0 || c.MaxBody < 0 {
-		return errors.New("ingest: negative timeout or body limit")
+	if c.Timeout < 0 || c.MaxBody < 0 || c.MaxDeadLetters < 0 {
+		return errors.New("ingest: negative timeout, body limit or dead-letter limit")
 	}
 	if strings.ContainsAny(c.DeadLetterStream, ".*> \t") {
 		return fmt.Errorf("ingest: dead-letter stream %q is not a stream name", c.DeadLetterStream)
@@ -222,10 +232,26 @@ func (s *Server) timed(source string, h func(http.ResponseWriter, *http.Request)
 }
 
 // body reads the request body, at most Config.MaxBody bytes; past that
-// the request is answered 413.
-func (s *Server) body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+// the request is answered 413 and logged with its sizes: the sender
+// keeps it as a failed delivery, and nothing of it is stored here. The
+// log is a warning for a sender already authenticated (Kratos, Auth0),
+// debug for one not verified yet (Clerk's signature covers the body), so
+// that anyone's oversize requests cannot flood the log; every one is
+// counted (outcome too_large).
+func (s *Server) body(w http.ResponseWriter, r *http.Request, source string, authenticated bool) ([]byte, bool) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 	if err != nil {
+		ev := s.log.Debug()
+		if authenticated {
+			ev = s.log.Warn()
+		}
+		var tooLarge *http.MaxBytesError
+		ev = ev.Str("source", source).Int64("limit_bytes", s.cfg.MaxBody).Int64("content_length", r.ContentLength)
+		if errors.As(err, &tooLarge) {
+			ev.Msg("webhook body over the limit: answered 413, nothing stored (the sender keeps it as a failed delivery)")
+		} else {
+			ev.Err(err).Msg("webhook body unreadable: answered 413, nothing stored")
+		}
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "request body too large or unreadable"})
 		return nil, false
 	}
