@@ -31,9 +31,6 @@ type injector struct {
 	every   time.Duration // mean time between faults
 	outage  time.Duration // longest MongoDB outage
 	ackWait time.Duration
-	// wiped is called once a server restarted with an empty store accepts
-	// connections again: what was acknowledged before may be lost.
-	wiped func()
 	// clock hears of every nats-server kill and restart and every pause.
 	clock *faultClock
 }
@@ -90,8 +87,8 @@ func (in *injector) inject(ctx context.Context, f fault) error {
 	case faultNATSRestart:
 		n, why := in.natsTarget(ctx)
 		h.logf("fault: SIGKILL %s%s, restart on the same store", n.name, why)
-		in.clock.natsDown(false)
 		n.kill()
+		in.clock.natsDown(false)
 		pause(time.Duration(500+in.rng.IntN(2500)) * time.Millisecond)
 		if err := n.startAndWait(context.WithoutCancel(ctx)); err != nil {
 			return err
@@ -108,8 +105,8 @@ func (in *injector) inject(ctx context.Context, f fault) error {
 		}
 		n := h.nats.nodes[in.rng.IntN(len(h.nats.nodes))]
 		h.logf("fault: SIGKILL %s, delete its store, restart it empty", n.name)
-		in.clock.natsDown(lost)
 		n.kill()
+		in.clock.natsDown(lost)
 		if err := os.RemoveAll(n.store); err != nil {
 			return err
 		}
@@ -118,9 +115,6 @@ func (in *injector) inject(ctx context.Context, f fault) error {
 			return err
 		}
 		in.clock.natsUp()
-		if lost {
-			in.wiped()
-		}
 		return nil
 	case faultMongoCut:
 		d := in.outage/2 + time.Duration(in.rng.Int64N(int64(in.outage/2)))

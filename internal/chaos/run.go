@@ -176,17 +176,17 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			own = append(own, lifeUsers[j])
 		}
 		lc := &lifecycle{clock: clock, pub: lifePub, js: lifeJS, rng: rand.New(rand.NewPCG(seed, 6)), users: own, led: lifeLed}
-		wg.Go(func() { runLogins(chaosCtx, ctx, seed, pub, users, led, lc) })
+		wg.Go(func() { runLogins(chaosCtx, ctx, seed, pub, clock, users, led, lc) })
 	}
 	wg.Go(func() {
-		runHostile(chaosCtx, ctx, cfg.Seed, h.js, events.DefaultAuthPrefix, keep, led, 500*time.Millisecond)
+		runHostile(chaosCtx, ctx, cfg.Seed, h.js, clock, events.DefaultAuthPrefix, keep, led, 500*time.Millisecond)
 	})
 	written := append(append([]string(nil), keep...), sessUsers...)
 	wg.Go(func() { runOutsideWrites(chaosCtx, cfg.Seed, h.coll, written, ow, notices) })
 	wg.Go(func() { sess.run(chaosCtx, cfg.Seed) })
 	wg.Go(func() { runReads(chaosCtx, cfg.Seed, cache, users, ow) })
 	in := &injector{rng: newRand(cfg.Seed), h: h, counts: sum.Faults, every: cfg.FaultEvery,
-		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, wiped: led.wiped, clock: clock}
+		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, clock: clock}
 	wg.Go(func() { in.run(chaosCtx) })
 	wg.Wait()
 	stopChaos()
@@ -205,7 +205,8 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		}
 	}
 	check(h.quiesce(ctx, 3*time.Minute))
-	check(h.verifyLogins(ctx, led))
+	uncertainLogins, err := h.verifyLogins(ctx, users, led, clock)
+	check(err)
 	check(h.verifyLifecycle(ctx, lifeUsers, lifeLed, clock))
 
 	// DELETE phase: a tenth of the users are deleted.
@@ -218,7 +219,8 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	check(h.quiesce(ctx, 2*time.Minute))
 	check(h.verifyMembership(ctx, keep, remove))
-	check(h.verifyDeadLetters(ctx, led))
+	uncertainHostile, err := h.verifyDeadLetters(ctx, led, clock)
+	check(err)
 	check(h.verifyIssuer(ctx, cache, ow.allNames()))
 	check(h.verifyOwnerChanges(ctx, ow, notices))
 	check(h.verifyRefreshes(ctx, sess))
@@ -228,6 +230,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	sum.Duplicates = led.duplicates.Load()
 	sum.Creates, sum.Deletes, sum.Unknown = lifeLed.counts()
 	sum.Hostile = led.hostileTotal()
+	sum.WipeUncertain = uncertainLogins + uncertainHostile
 	ow.mu.Lock()
 	sum.OutsideWrites = ow.count
 	ow.mu.Unlock()
