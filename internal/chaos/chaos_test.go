@@ -41,13 +41,7 @@ func TestChaos(t *testing.T) {
 		}
 		nodes = n
 	}
-	natsBin := os.Getenv("NATS_SERVER_BIN")
-	if natsBin == "" {
-		natsBin = "../../bin/nats-server"
-	}
-	if _, err := exec.LookPath(natsBin); err != nil {
-		t.Fatalf("nats-server binary %s: %v (run `make test`, which installs it, or set NATS_SERVER_BIN)", natsBin, err)
-	}
+	natsBin := natsServerBin(t)
 	// Logs stay behind when the run fails (t.TempDir would remove them).
 	dir, err := os.MkdirTemp("", "chaos-")
 	if err != nil {
@@ -85,4 +79,18 @@ func TestChaos(t *testing.T) {
 	}(); total == 0 {
 		t.Fatal("no fault was injected: the run proves nothing")
 	}
+}
+
+// natsServerBin is the nats-server binary: NATS_SERVER_BIN, or the one the
+// Makefile installs into bin/.
+func natsServerBin(t *testing.T) string {
+	t.Helper()
+	natsBin := os.Getenv("NATS_SERVER_BIN")
+	if natsBin == "" {
+		natsBin = "../../bin/nats-server"
+	}
+	if _, err := exec.LookPath(natsBin); err != nil {
+		t.Fatalf("nats-server binary %s: %v (run `make test`, which installs it, or set NATS_SERVER_BIN)", natsBin, err)
+	}
+	return natsBin
 }

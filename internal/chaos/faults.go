@@ -2,9 +2,9 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"syscall"
 	"time"
 )
@@ -33,17 +33,26 @@ type injector struct {
 	ackWait time.Duration
 	// clock hears of every nats-server kill and restart and every pause.
 	clock *faultClock
+	// removeAll deletes a store directory (os.RemoveAll; tests make it fail).
+	removeAll func(string) error
 }
 
+// errSkipped: the fault cannot be injected at this moment (no replica
+// leads, the cluster's replicas are not all current).
+var errSkipped = errors.New("skipped")
+
 // run injects faults until ctx ends: every kind once, in a shuffled
-// order, then again, so even a short run meets each kind.
-func (in *injector) run(ctx context.Context) {
+// order, then again, so even a short run meets each kind. A fault that
+// cannot be injected as drawn (a process that does not start again, a
+// store that cannot be deleted) ends the run with its error: what the
+// checks would then prove is unknown.
+func (in *injector) run(ctx context.Context) error {
 	var order []fault
 	for {
 		wait := in.every/2 + time.Duration(in.rng.Int64N(int64(in.every)))
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-time.After(wait):
 		}
 		if len(order) == 0 {
@@ -55,9 +64,14 @@ func (in *injector) run(ctx context.Context) {
 		if f == faultMongoCut && !in.h.canCutMongo() {
 			f = faultKillReplica
 		}
-		if err := in.inject(ctx, f); err != nil {
+		err := in.inject(ctx, f)
+		switch {
+		case errors.Is(err, errSkipped):
 			in.h.logf("fault %s: %v", f, err)
 			continue
+		case err != nil:
+			in.h.logf("fault %s: %v; no more faults", f, err)
+			return fmt.Errorf("fault %s could not be injected: %w", f, err)
 		}
 		in.counts[f]++
 	}
@@ -77,7 +91,7 @@ func (in *injector) inject(ctx context.Context, f fault) error {
 		if f == faultKillLeader {
 			w = h.leader(ctx)
 			if w == nil {
-				return fmt.Errorf("no replica leads right now")
+				return fmt.Errorf("%w: no replica leads right now", errSkipped)
 			}
 		}
 		h.logf("fault: SIGKILL %s%s", w.name, map[bool]string{true: " (the leader)"}[f == faultKillLeader])
@@ -101,21 +115,29 @@ func (in *injector) inject(ctx context.Context, f fault) error {
 		// when it goes. A lone server loses everything.
 		lost := !h.nats.clustered()
 		if !lost && !h.replicasCurrent(ctx, 30*time.Second) {
-			return fmt.Errorf("skipped: the stream replicas are not all current")
+			return fmt.Errorf("%w: the stream replicas are not all current", errSkipped)
 		}
 		n := h.nats.nodes[in.rng.IntN(len(h.nats.nodes))]
 		h.logf("fault: SIGKILL %s, delete its store, restart it empty", n.name)
 		n.kill()
+		// Counted as wiped before the deletion: a deletion that fails
+		// half way has lost part of the store, and only the events the
+		// wipe relaxes may be missing from it.
 		in.clock.natsDown(lost)
-		if err := os.RemoveAll(n.store); err != nil {
-			return err
+		wipeErr := in.removeAll(n.store)
+		if wipeErr != nil {
+			// Started again on whatever is left, so the run can settle and
+			// close; it fails with the reason (injector.run).
+			h.logf("fault: deleting the store %s failed: %v", n.store, wipeErr)
+			wipeErr = fmt.Errorf("delete the store %s: %w (the server restarted on what was left; what it lost is unknown)", n.store, wipeErr)
+		} else {
+			pause(time.Duration(500+in.rng.IntN(2500)) * time.Millisecond)
 		}
-		pause(time.Duration(500+in.rng.IntN(2500)) * time.Millisecond)
 		if err := n.startAndWait(context.WithoutCancel(ctx)); err != nil {
-			return err
+			return errors.Join(wipeErr, err)
 		}
 		in.clock.natsUp()
-		return nil
+		return wipeErr
 	case faultMongoCut:
 		d := in.outage/2 + time.Duration(in.rng.Int64N(int64(in.outage/2)))
 		h.logf("fault: MongoDB unreachable for %s", d.Round(time.Second))

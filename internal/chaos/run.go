@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 
@@ -186,8 +187,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	wg.Go(func() { sess.run(chaosCtx, cfg.Seed) })
 	wg.Go(func() { runReads(chaosCtx, cfg.Seed, cache, users, ow) })
 	in := &injector{rng: newRand(cfg.Seed), h: h, counts: sum.Faults, every: cfg.FaultEvery,
-		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, clock: clock}
-	wg.Go(func() { in.run(chaosCtx) })
+		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, clock: clock, removeAll: os.RemoveAll}
+	var faultErr error
+	wg.Go(func() { faultErr = in.run(chaosCtx) })
 	wg.Wait()
 	stopChaos()
 	stopWatch()
@@ -204,6 +206,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			errs = append(errs, err)
 		}
 	}
+	check(faultErr)
 	check(h.quiesce(ctx, 3*time.Minute))
 	uncertainLogins, err := h.verifyLogins(ctx, users, led, clock)
 	check(err)
