@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -35,24 +36,71 @@ type injector struct {
 	clock *faultClock
 	// removeAll deletes a store directory (os.RemoveAll; tests make it fail).
 	removeAll func(string) error
+	// injectFn injects one fault (inject; tests of the schedule replace it).
+	injectFn func(context.Context, fault) error
 }
 
 // errSkipped: the fault cannot be injected at this moment (no replica
 // leads, the cluster's replicas are not all current).
 var errSkipped = errors.New("skipped")
 
-// run injects faults until ctx ends: every kind once, in a shuffled
-// order, then again, so even a short run meets each kind. A fault that
-// cannot be injected as drawn (a process that does not start again, a
-// store that cannot be deleted) ends the run with its error: what the
-// checks would then prove is unknown.
-func (in *injector) run(ctx context.Context) error {
+// kinds are the fault kinds this run injects: all, but MongoDB outages
+// only when the harness runs the stand-in (with MONGODB_URI a
+// kill_replica takes their turn).
+func (in *injector) kinds() []fault {
+	var out []fault
+	for _, f := range allFaults {
+		if f != faultMongoCut || in.h.canCutMongo() {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// missing are the kinds not injected yet.
+func (in *injector) missing() []fault {
+	var out []fault
+	for _, f := range in.kinds() {
+		if in.counts[f] == 0 {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// grace is how long faults may go on after stop for the kinds still
+// missing then: a turn each, generously. A run that needs more fails.
+func (in *injector) grace() time.Duration {
+	return time.Duration(len(in.kinds())) * (2*in.every + 30*time.Second)
+}
+
+// run injects faults until stop ends and every kind has been injected at
+// least once: every kind once, in a shuffled order, then again. A fault
+// that cannot be injected at its turn (errSkipped: no replica leads, the
+// replicas are not current) comes again after the next one, and after
+// stop only the kinds still missing take turns, so even a short run meets
+// each kind; ctx bounds how long that may take (the run then fails, naming
+// the kinds missing). A fault that cannot be injected as drawn (a process
+// that does not start again, a store that cannot be deleted) ends the run
+// with its error: what the checks would then prove is unknown. Faults run
+// to the end under ctx, not stop: a pause or an outage is never cut short.
+func (in *injector) run(stop, ctx context.Context) error {
 	var order []fault
 	for {
+		if stop.Err() != nil {
+			missing := in.missing()
+			if len(missing) == 0 {
+				return nil
+			}
+			order = slices.DeleteFunc(order, func(f fault) bool { return !slices.Contains(missing, f) })
+			if len(order) == 0 {
+				order = missing
+			}
+		}
 		wait := in.every/2 + time.Duration(in.rng.Int64N(int64(in.every)))
 		select {
 		case <-ctx.Done():
-			return nil
+			return fmt.Errorf("fault kinds never injected within %s after the run's duration: %v", in.grace(), in.missing())
 		case <-time.After(wait):
 		}
 		if len(order) == 0 {
@@ -64,10 +112,15 @@ func (in *injector) run(ctx context.Context) error {
 		if f == faultMongoCut && !in.h.canCutMongo() {
 			f = faultKillReplica
 		}
-		err := in.inject(ctx, f)
+		inject := in.inject
+		if in.injectFn != nil {
+			inject = in.injectFn
+		}
+		err := inject(ctx, f)
 		switch {
 		case errors.Is(err, errSkipped):
-			in.h.logf("fault %s: %v", f, err)
+			in.h.logf("fault %s: %v; it comes again after the next one", f, err)
+			order = slices.Insert(order, min(1, len(order)), f)
 			continue
 		case err != nil:
 			in.h.logf("fault %s: %v; no more faults", f, err)
@@ -77,14 +130,26 @@ func (in *injector) run(ctx context.Context) error {
 	}
 }
 
+// inject injects one fault and undoes it; an error if it could not be
+// injected as drawn, or was cut short (ctx ended).
 func (in *injector) inject(ctx context.Context, f fault) error {
-	h := in.h
-	pause := func(d time.Duration) {
+	cut := false
+	err := in.injectOnce(ctx, f, func(d time.Duration) {
 		select {
 		case <-ctx.Done():
+			cut = true
 		case <-time.After(d):
 		}
+	})
+	if err == nil && cut {
+		err = fmt.Errorf("cut short: %w", ctx.Err())
 	}
+	return err
+}
+
+// injectOnce injects f and undoes it, waiting with pause.
+func (in *injector) injectOnce(ctx context.Context, f fault, pause func(time.Duration)) error {
+	h := in.h
 	switch f {
 	case faultKillReplica, faultKillLeader:
 		w := h.workers[in.rng.IntN(len(h.workers))]

@@ -165,7 +165,10 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			keep = append(keep, u)
 		}
 	}
-	chaosCtx, stopChaos := context.WithTimeout(ctx, cfg.Duration)
+	// The workload runs as long as the faults do: for cfg.Duration, and
+	// on until every fault kind has come (injector.run).
+	chaosCtx, stopChaos := context.WithCancel(ctx)
+	started := time.Now()
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	var watch sync.WaitGroup
 	watch.Go(func() { h.watchAckFloor(watchCtx, clock) })
@@ -189,9 +192,16 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	in := &injector{rng: newRand(cfg.Seed), h: h, counts: sum.Faults, every: cfg.FaultEvery,
 		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, clock: clock, removeAll: os.RemoveAll}
 	var faultErr error
-	wg.Go(func() { faultErr = in.run(chaosCtx) })
+	wg.Go(func() {
+		defer stopChaos()
+		stop, cancelStop := context.WithTimeout(ctx, cfg.Duration)
+		defer cancelStop()
+		bound, cancelBound := context.WithTimeout(ctx, cfg.Duration+in.grace())
+		defer cancelBound()
+		faultErr = in.run(stop, bound)
+	})
 	wg.Wait()
-	stopChaos()
+	sum.Duration = time.Since(started).Round(time.Second)
 	stopWatch()
 	watch.Wait()
 	cfg.Logf("chaos: faults over; settling")
