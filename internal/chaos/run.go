@@ -140,6 +140,13 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return sum, err
 	}
 	defer stopNotices()
+	// Opened after the notices are followed: every change it sees is
+	// announced, if at all, on the part of the notice stream recorded.
+	changes, stopChanges, err := h.recordChanges(ctx)
+	if err != nil {
+		return sum, err
+	}
+	defer stopChanges()
 	ow := &outsideWrites{}
 
 	// The reference issuer, as its own process: the session users log in
@@ -232,6 +239,12 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	check(h.quiesce(ctx, 2*time.Minute))
 	check(h.verifyMembership(ctx, keep, remove))
+	// Nothing writes any more: once the stream has read up to now, it
+	// has every change.
+	check(changes.waitCaughtUp(ctx, time.Minute))
+	stopChanges()
+	sum.Changes, sum.ChangesByFlush, err = h.verifyChangesAnnounced(changes, notices)
+	check(err)
 	uncertainHostile, err := h.verifyDeadLetters(ctx, led, clock)
 	check(err)
 	check(h.verifyIssuer(ctx, cache, ow.allNames()))

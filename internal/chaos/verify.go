@@ -39,10 +39,15 @@ type Summary struct {
 	WipeUncertain int
 	OutsideWrites int64
 	OwnerChanges  int // outside writes that changed a document's userId, acknowledged
-	UserNotices   int64
-	FlushAlls     int64
-	Redeliveries  int64
-	Refreshes     int64 // token refreshes the reference issuer answered during the run
+	// Changes: changes committed to the collection from the workload's
+	// start (the harness's change stream); ChangesByFlush: those covered
+	// only by a flush-all, not by a notice naming their document.
+	Changes        int
+	ChangesByFlush int
+	UserNotices    int64
+	FlushAlls      int64
+	Redeliveries   int64
+	Refreshes      int64 // token refreshes the reference issuer answered during the run
 	// RefreshesFailed: refreshes refused or unanswered during the run
 	// (while NATS or MongoDB was down).
 	RefreshesFailed int64
@@ -61,8 +66,8 @@ func (s Summary) String() string {
 	if s.OK {
 		result = "ok"
 	}
-	return fmt.Sprintf("chaos %s: seed=%d duration=%s logins=%d duplicates=%d creates=%d deletes=%d unknown_outcome=%d wipe_uncertain=%d hostile=%d outside_writes=%d owner_changes=%d notices=%d flush_alls=%d refreshes=%d redeliveries=%d faults=%d (%s)",
-		result, s.Seed, s.Duration, s.Logins, s.Duplicates, s.Creates, s.Deletes, s.Unknown, s.WipeUncertain, s.Hostile, s.OutsideWrites, s.OwnerChanges, s.UserNotices, s.FlushAlls, s.Refreshes, s.Redeliveries, total, strings.Join(faults, " "))
+	return fmt.Sprintf("chaos %s: seed=%d duration=%s logins=%d duplicates=%d creates=%d deletes=%d unknown_outcome=%d wipe_uncertain=%d hostile=%d outside_writes=%d owner_changes=%d changes=%d changes_by_flush=%d notices=%d flush_alls=%d refreshes=%d redeliveries=%d faults=%d (%s)",
+		result, s.Seed, s.Duration, s.Logins, s.Duplicates, s.Creates, s.Deletes, s.Unknown, s.WipeUncertain, s.Hostile, s.OutsideWrites, s.OwnerChanges, s.Changes, s.ChangesByFlush, s.UserNotices, s.FlushAlls, s.Refreshes, s.Redeliveries, total, strings.Join(faults, " "))
 }
 
 // quiesce waits until the auth consumer has nothing pending or unacked.
