@@ -265,6 +265,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	sum.UserNotices, sum.FlushAlls = notices.counts()
 	sum.Redeliveries = h.redeliveries(ctx)
 	sum.Refreshes, sum.RefreshesFailed = sess.counts()
+	check(verifyExercised(sum))
 	sum.OK = len(errs) == 0
 	return sum, errors.Join(errs...)
 }

@@ -290,22 +290,50 @@ func (h *harness) verifyIssuer(ctx context.Context, cache *issuer.Cache, also []
 	return fmt.Errorf("the issuer returns stale data for %d of %d users after the run, e.g. %v", len(stale), len(users), stale[:min(5, len(stale))])
 }
 
+// verifyNoPanics: no process panicked (or died of a fatal error or a
+// race) and none exited without the harness killing or stopping it.
 func (h *harness) verifyNoPanics() error {
 	var errs []error
-	for _, w := range h.workers {
-		if line := w.panicked(); line != "" {
-			errs = append(errs, fmt.Errorf("%s: %s (see %s)", w.name, line, w.log))
+	check := func(name string, p *process) {
+		if line := p.panicked(); line != "" {
+			errs = append(errs, fmt.Errorf("%s: %s (see %s)", name, line, p.log))
 		}
+		for _, exit := range p.exits() {
+			errs = append(errs, fmt.Errorf("%s %s (see %s)", name, exit, p.log))
+		}
+	}
+	for _, w := range h.workers {
+		check(w.name, w.process)
 	}
 	if h.issuer != nil {
-		if line := h.issuer.panicked(); line != "" {
-			errs = append(errs, fmt.Errorf("reference-issuer: %s (see %s)", line, h.issuer.log))
-		}
+		check("reference-issuer", h.issuer.process)
 	}
-	if line := h.nats.panicked(); line != "" {
-		errs = append(errs, fmt.Errorf("nats-server %s", line))
+	for _, n := range h.nats.nodes {
+		check(n.name, n.process)
 	}
 	return errors.Join(errs...)
+}
+
+// verifyExercised: the run did what it is meant to prove something
+// about; a check over nothing passes vacuously.
+func verifyExercised(s Summary) error {
+	var none []string
+	for _, c := range []struct {
+		what string
+		n    int64
+	}{
+		{"logins", s.Logins}, {"duplicates", s.Duplicates}, {"lifecycle creates", s.Creates}, {"lifecycle deletes", s.Deletes},
+		{"hostile events", int64(s.Hostile)}, {"outside writes", s.OutsideWrites}, {"owner changes", int64(s.OwnerChanges)},
+		{"changes", int64(s.Changes)}, {"notices", s.UserNotices}, {"refreshes", s.Refreshes},
+	} {
+		if c.n <= 0 {
+			none = append(none, c.what)
+		}
+	}
+	if len(none) > 0 {
+		return fmt.Errorf("the run proves nothing about what it did none of: %s", strings.Join(none, ", "))
+	}
+	return nil
 }
 
 // redeliveries counts deliveries beyond one per event (from the consumer's
