@@ -17,7 +17,7 @@ const (
 	faultKillReplica fault = "kill_replica"     // SIGKILL a random replica, restart it
 	faultKillLeader  fault = "kill_leader"      // SIGKILL the change-stream leader, restart it
 	faultNATSRestart fault = "nats_restart"     // SIGKILL nats-server, restart it on the same store
-	faultMongoCut    fault = "mongodb_outage"   // MongoDB unreachable for a while
+	faultMongoCut    fault = "mongodb_outage"   // the replicas and issuers cut from MongoDB for a while
 	faultPause       fault = "pause_replica"    // SIGSTOP a replica for longer than ACK_WAIT
 	faultEmptyStore  fault = "nats_empty_store" // SIGKILL nats-server, delete its store, restart it empty
 )
@@ -45,8 +45,9 @@ type injector struct {
 var errSkipped = errors.New("skipped")
 
 // kinds are the fault kinds this run injects: all, but MongoDB outages
-// only when the harness runs the stand-in (with MONGODB_URI a
-// kill_replica takes their turn).
+// only when a proxy stands in front of MongoDB (not for a MONGODB_URI of
+// several hosts, SRV or TLS: see proxiedURI; a kill_replica takes their
+// turn).
 func (in *injector) kinds() []fault {
 	var out []fault
 	for _, f := range allFaults {
@@ -205,12 +206,11 @@ func (in *injector) injectOnce(ctx context.Context, f fault, pause func(time.Dur
 		return wipeErr
 	case faultMongoCut:
 		d := in.outage/2 + time.Duration(in.rng.Int64N(int64(in.outage/2)))
-		h.logf("fault: MongoDB unreachable for %s", d.Round(time.Second))
-		if err := h.standin.Stop(); err != nil {
-			return err
-		}
+		h.logf("fault: MongoDB cut from the replicas and issuers (proxy) for %s", d.Round(time.Second))
+		h.proxy.setCut(true)
 		pause(d)
-		return h.standin.Start()
+		h.proxy.setCut(false)
+		return nil
 	case faultPause:
 		w := h.workers[in.rng.IntN(len(h.workers))]
 		d := in.ackWait + 2*time.Second

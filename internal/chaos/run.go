@@ -34,8 +34,9 @@ type Config struct {
 	// NATSNodes is 1 (default) for one nats-server, or the size of a
 	// cluster whose streams the workers create with that many replicas.
 	NATSNodes int
-	// MongoURI, when set, is a real MongoDB (no outage fault: the harness
-	// cannot stop it); else a private stand-in is started.
+	// MongoURI, when set, is a real MongoDB; else a private stand-in is
+	// started. Outages are cut through a proxy, which needs a URI of one
+	// host without TLS (proxiedURI); for another no outage is injected.
 	MongoURI string
 	// FaultEvery is the mean time between faults (default Duration/10).
 	FaultEvery time.Duration
@@ -197,7 +198,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	wg.Go(func() { sess.run(chaosCtx, cfg.Seed) })
 	wg.Go(func() { runReads(chaosCtx, cfg.Seed, cache, users, ow) })
 	in := &injector{rng: newRand(cfg.Seed), h: h, counts: sum.Faults, every: cfg.FaultEvery,
-		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, clock: clock, removeAll: os.RemoveAll}
+		outage: min(30*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, clock: clock, removeAll: os.RemoveAll}
 	var faultErr error
 	wg.Go(func() {
 		defer stopChaos()
