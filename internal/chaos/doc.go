@@ -14,7 +14,10 @@
 // would see: every user's lastLogin is the newest LOGIN published for
 // them, CREATEs and DELETEs took effect exactly as a sequential replay of
 // each user's events would (replay.go), hostile events sit in the
-// dead-letter stream with their reason and had no effect, every owner
+// dead-letter stream with their reason and had no effect, every change
+// committed to the collection (the harness's own change stream:
+// changes.go) is covered by a notice naming its document or a later
+// flush-all, every owner
 // change was announced to both owners or covered by a later flush-all
 // (notices.go), an issuer that followed the notices throughout returns
 // every user's current document (a change that went unannounced leaves it

@@ -26,14 +26,18 @@ type harness struct {
 	workers []*workerProcess
 	issuer  *issuerProcess
 	standin *mongostandin.StandIn
-	uri     string
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	client  *mongo.Client
-	coll    *mongo.Collection
+	uri     string // MongoDB, for the harness itself and the application's writes
+	// proxy stands between MongoDB and the worker replicas and issuers,
+	// who connect at cutURI (uri when there is no proxy: see proxiedURI).
+	proxy  *mongoProxy
+	cutURI string
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	client *mongo.Client
+	coll   *mongo.Collection
 }
 
-func (h *harness) canCutMongo() bool { return h.standin != nil }
+func (h *harness) canCutMongo() bool { return h.proxy != nil }
 
 // leader is the replica whose metrics say it leads, if any.
 func (h *harness) leader(ctx context.Context) *workerProcess {
@@ -54,6 +58,15 @@ func (h *harness) start(ctx context.Context) error {
 			return fmt.Errorf("start the MongoDB stand-in: %w", err)
 		}
 		h.standin, h.uri = s, s.URI()
+	}
+	h.cutURI = h.uri
+	if _, ok := proxiedURI(h.uri, "127.0.0.1:1"); ok {
+		p, err := startMongoProxy(upstreamAddr(h.uri))
+		if err != nil {
+			return fmt.Errorf("start the MongoDB proxy: %w", err)
+		}
+		h.proxy = p
+		h.cutURI, _ = proxiedURI(h.uri, p.addr())
 	}
 	client, err := mongo.Connect(options.Client().ApplyURI(h.uri).SetTimeout(5 * time.Second))
 	if err != nil {
@@ -93,7 +106,7 @@ func (h *harness) start(ctx context.Context) error {
 		name := "worker-" + strconv.Itoa(i+1)
 		env := append(os.Environ(),
 			"CUSTOMDATA_NATS_URL="+n.url,
-			"CUSTOMDATA_MONGODB_URI="+h.uri,
+			"CUSTOMDATA_MONGODB_URI="+h.cutURI,
 			"CUSTOMDATA_MONGODB_DATABASE="+database,
 			"CUSTOMDATA_MONGODB_COLLECTION="+collection,
 			"CUSTOMDATA_USER_ID_FIELD="+userIDField,
@@ -130,8 +143,8 @@ func (h *harness) start(ctx context.Context) error {
 // restoreAll brings every process back: MongoDB listening, NATS up, every
 // replica running and not stopped.
 func (h *harness) restoreAll(ctx context.Context) error {
-	if h.standin != nil {
-		_ = h.standin.Start() // answers "listening" whether it was stopped or not
+	if h.proxy != nil {
+		h.proxy.setCut(false)
 	}
 	for _, n := range h.nats.nodes {
 		if n.exited() {
@@ -172,6 +185,9 @@ func (h *harness) close() {
 	if h.client != nil {
 		_ = h.client.Disconnect(context.Background())
 	}
+	if h.proxy != nil {
+		h.proxy.close()
+	}
 	if h.standin != nil {
 		_ = h.standin.Close()
 	}
@@ -204,8 +220,14 @@ func (h *harness) startIssuer(ctx context.Context) (*issuer.Cache, func(), error
 	if err != nil {
 		return nil, nil, err
 	}
-	src, err := issuer.NewSource(h.client, issuer.SourceConfig{Database: database, Collection: collection, UserIDField: userIDField})
+	// MongoDB through the proxy, as the worker replicas reach it.
+	client, err := mongo.Connect(options.Client().ApplyURI(h.cutURI))
 	if err != nil {
+		return nil, nil, err
+	}
+	src, err := issuer.NewSource(client, issuer.SourceConfig{Database: database, Collection: collection, UserIDField: userIDField})
+	if err != nil {
+		_ = client.Disconnect(ctx)
 		return nil, nil, err
 	}
 	cache, err := issuer.NewCache(src, issuer.CacheConfig{}, issuer.WithNotices(js, issuer.NoticeConfig{}))
@@ -220,7 +242,7 @@ func (h *harness) startIssuer(ctx context.Context) (*issuer.Cache, func(), error
 			h.logf("chaos: issuer cache stopped: %v", err)
 		}
 	}()
-	stop := func() { cancel(); <-done; nc.Close() }
+	stop := func() { cancel(); <-done; nc.Close(); _ = client.Disconnect(context.Background()) }
 	for deadline := time.Now().Add(30 * time.Second); !cache.Following(); {
 		if time.Now().After(deadline) {
 			stop()

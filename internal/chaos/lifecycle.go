@@ -39,22 +39,34 @@ const (
 )
 
 // faultClock is what the harness knows of the faults that bear on event
-// order: nats-server generations (a kill starts a new one), store epochs
-// (a wipe starts a new one), paused replicas, and the latest ack floor of
-// the auth consumer.
+// order and loss: nats-server generations (a kill starts a new one), store
+// epochs (a lone server's wipe starts a new one), paused replicas, and the
+// ack floors of the auth consumer read in each epoch.
+//
+// Both counters move once the killed server is gone and before its
+// successor starts: a publish acknowledged, or an ack floor read, with the
+// same epoch (generation) before and after was answered by that epoch's
+// server (generation's), never by the one before or after.
 type faultClock struct {
 	mu       sync.Mutex
-	gen      int       // incremented before every nats-server kill
-	epoch    int       // incremented before every kill that wipes the store
+	gen      int       // incremented after every nats-server kill
+	epoch    int       // incremented after every kill that wipes a lone server's store
 	upAt     time.Time // when the current epoch's server accepted connections
 	pausing  int       // replicas stopped right now
 	pauseEnd time.Time // when the last pause ended
 	groups   map[string]*lifeGroup
+	// maxFloor is, by epoch, the highest ack floor read from that epoch's
+	// server: every event at or below it was applied (the worker acks
+	// after its writes), even if that store was wiped later.
+	maxFloor map[int]uint64
 }
 
-func newFaultClock() *faultClock { return &faultClock{groups: map[string]*lifeGroup{}} }
+func newFaultClock() *faultClock {
+	return &faultClock{groups: map[string]*lifeGroup{}, maxFloor: map[int]uint64{}}
+}
 
-// natsDown is called before nats-server is killed.
+// natsDown is called once a killed nats-server is gone, before it is
+// started again; wipe: its store was deleted (a lone server's).
 func (c *faultClock) natsDown(wipe bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -72,6 +84,41 @@ func (c *faultClock) natsUp() {
 	if c.upAt.IsZero() {
 		c.upAt = time.Now()
 	}
+}
+
+// ackPos is where JetStream stored an acknowledged event: the epoch of the
+// server that acknowledged it and the stream sequence it gave.
+type ackPos struct {
+	epoch int // straddled: a wipe came while the publish was under way
+	seq   uint64
+}
+
+// straddled is the epoch of a publish during which a lone server's store
+// was wiped: the acknowledgement may be either store's.
+const straddled = -1
+
+// stamped runs publish and says which epoch's server acknowledged it.
+func (c *faultClock) stamped(publish func() (*jetstream.PubAck, error)) (*jetstream.PubAck, ackPos, error) {
+	_, epoch0 := c.now()
+	ack, err := publish()
+	if err != nil {
+		return nil, ackPos{}, err
+	}
+	pos := ackPos{epoch: epoch0, seq: ack.Sequence}
+	if _, epoch1 := c.now(); epoch1 != epoch0 {
+		pos.epoch = straddled
+	}
+	return ack, pos, nil
+}
+
+// applied reports whether an event acknowledged at p took effect for sure
+// once the run drained the final epoch's stream: it is in that stream, or
+// an ack floor read in its own epoch passed it before that store was
+// wiped. Otherwise the wipe may have taken it unconsumed.
+func (c *faultClock) applied(p ackPos, finalEpoch int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return p.epoch == finalEpoch || (p.epoch != straddled && p.seq <= c.maxFloor[p.epoch])
 }
 
 func (c *faultClock) paused() {
@@ -102,6 +149,7 @@ func (c *faultClock) observe(gen, epoch int, floor uint64, at time.Time) {
 	if gen != c.gen {
 		return
 	}
+	c.maxFloor[epoch] = max(c.maxFloor[epoch], floor)
 	for _, g := range c.groups {
 		for _, ev := range g.events {
 			if ev.acked && ev.epoch == epoch && ev.seq <= floor {

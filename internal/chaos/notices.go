@@ -31,6 +31,50 @@ type noticeLog struct {
 	byUser   map[string][]noticeRec // notices naming outside users
 	flushes  []time.Time            // publishedAt of each flush-all
 	keepUser func(string) bool
+	// byDoc is, by document id, the latest cluster time a notice naming
+	// that document carried; atTime, every cluster time a notice (user or
+	// flush-all) carried: the change it announces.
+	byDoc  map[string]events.ClusterTime
+	atTime map[events.ClusterTime]bool
+}
+
+// coverage is how a committed change was announced.
+type coverage int
+
+const (
+	notCovered      coverage = iota
+	coveredByNotice          // a notice naming its document, at its cluster time or later
+	coveredByFlush           // a flush-all published after it
+)
+
+// covers says how change c was announced (verifyChangesAnnounced).
+func (n *noticeLog) covers(c changeRec) coverage {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c.docID != "" {
+		if ct, ok := n.byDoc[c.docID]; ok && !clusterTimeBefore(ct, c.ct) {
+			return coveredByNotice
+		}
+	} else if n.atTime[c.ct] {
+		// A change that does not name its document to the harness (an
+		// update on the stand-in: its documentKey is the update spec):
+		// the notice of that very change, by its cluster time.
+		return coveredByNotice
+	}
+	at := c.ct.Time()
+	for _, f := range n.flushes {
+		if !f.Before(at) {
+			return coveredByFlush
+		}
+	}
+	return notCovered
+}
+
+// newNoticeLog is an empty log keeping the notices of the users keepUser
+// accepts.
+func newNoticeLog(keepUser func(string) bool) *noticeLog {
+	return &noticeLog{seen: map[string]bool{}, byUser: map[string][]noticeRec{}, byDoc: map[string]events.ClusterTime{},
+		atTime: map[events.ClusterTime]bool{}, keepUser: keepUser}
 }
 
 func (n *noticeLog) counts() (int64, int64) {
@@ -48,12 +92,20 @@ func (n *noticeLog) add(msgID string, nt events.Notice) {
 		}
 		n.seen[msgID] = true
 	}
+	if nt.ClusterTime != nil {
+		n.atTime[*nt.ClusterTime] = true
+	}
 	switch nt.Kind {
 	case events.NoticeFlushAll:
 		n.flush++
 		n.flushes = append(n.flushes, nt.PublishedAt)
 	case events.NoticeUser:
 		n.user++
+		if nt.DocumentID != "" && nt.ClusterTime != nil {
+			if ct, ok := n.byDoc[nt.DocumentID]; !ok || clusterTimeBefore(ct, *nt.ClusterTime) {
+				n.byDoc[nt.DocumentID] = *nt.ClusterTime
+			}
+		}
 		if nt.UserID != "" && n.keepUser(nt.UserID) {
 			n.byUser[nt.UserID] = append(n.byUser[nt.UserID], noticeRec{userID: nt.UserID, docID: nt.DocumentID, publishedAt: nt.PublishedAt})
 		}
@@ -90,8 +142,7 @@ func (n *noticeLog) announced(docID, newOwner string, start time.Time) bool {
 // until the returned stop is called. A stream recreated (a nats-server
 // restarted with an empty store) is followed from its first notice.
 func (h *harness) recordNotices(ctx context.Context) (*noticeLog, func(), error) {
-	log := &noticeLog{seen: map[string]bool{}, byUser: map[string][]noticeRec{},
-		keepUser: func(u string) bool { return strings.HasPrefix(u, "outside-") || strings.HasPrefix(u, "moved-") }}
+	log := newNoticeLog(func(u string) bool { return strings.HasPrefix(u, "outside-") || strings.HasPrefix(u, "moved-") })
 	created, cc, err := h.followNotices(ctx, log, jetstream.DeliverNewPolicy)
 	if err != nil {
 		return nil, nil, err

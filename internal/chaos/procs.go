@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,10 @@ type process struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
+	// asked: the harness killed or stopped the running process.
+	asked bool
+	// unasked: how each exit the harness did not ask for ended.
+	unasked []string
 }
 
 func newProcess(name, bin string, args, env []string, logDir string) *process {
@@ -53,12 +58,24 @@ func (p *process) start() error {
 	}
 	done := make(chan struct{})
 	go func() {
-		_ = cmd.Wait()
+		err := cmd.Wait()
 		f.Close()
+		p.mu.Lock()
+		if !p.asked {
+			p.unasked = append(p.unasked, fmt.Sprintf("exited on its own at %s (%v)", time.Now().Format(time.RFC3339), err))
+		}
+		p.mu.Unlock()
 		close(done)
 	}()
-	p.cmd, p.done = cmd, done
+	p.cmd, p.done, p.asked = cmd, done, false
 	return nil
+}
+
+// exits are the exits of the process the harness did not ask for.
+func (p *process) exits() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.unasked)
 }
 
 // signal sends sig to the running process (no-op when it is not running).
@@ -75,6 +92,7 @@ func (p *process) signal(sig syscall.Signal) error {
 func (p *process) kill() {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
+	p.asked = true
 	p.mu.Unlock()
 	if cmd == nil {
 		return
@@ -88,6 +106,7 @@ func (p *process) kill() {
 func (p *process) stop(grace time.Duration) {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
+	p.asked = true
 	p.mu.Unlock()
 	if cmd == nil {
 		return

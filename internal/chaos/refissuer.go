@@ -50,7 +50,7 @@ func (h *harness) startRefIssuer(ctx context.Context) (*issuerProcess, error) {
 	env := append(os.Environ(),
 		"ISSUER_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port),
 		"ISSUER_NATS_URL="+h.nats.url,
-		"ISSUER_MONGODB_URI="+h.uri,
+		"ISSUER_MONGODB_URI="+h.cutURI,
 		"ISSUER_MONGODB_DATABASE="+database,
 		"ISSUER_MONGODB_COLLECTION="+collection,
 		"ISSUER_USER_ID_FIELD="+userIDField,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 
@@ -33,8 +34,9 @@ type Config struct {
 	// NATSNodes is 1 (default) for one nats-server, or the size of a
 	// cluster whose streams the workers create with that many replicas.
 	NATSNodes int
-	// MongoURI, when set, is a real MongoDB (no outage fault: the harness
-	// cannot stop it); else a private stand-in is started.
+	// MongoURI, when set, is a real MongoDB; else a private stand-in is
+	// started. Outages are cut through a proxy, which needs a URI of one
+	// host without TLS (proxiedURI); for another no outage is injected.
 	MongoURI string
 	// FaultEvery is the mean time between faults (default Duration/10).
 	FaultEvery time.Duration
@@ -139,6 +141,13 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return sum, err
 	}
 	defer stopNotices()
+	// Opened after the notices are followed: every change it sees is
+	// announced, if at all, on the part of the notice stream recorded.
+	changes, stopChanges, err := h.recordChanges(ctx)
+	if err != nil {
+		return sum, err
+	}
+	defer stopChanges()
 	ow := &outsideWrites{}
 
 	// The reference issuer, as its own process: the session users log in
@@ -164,7 +173,10 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			keep = append(keep, u)
 		}
 	}
-	chaosCtx, stopChaos := context.WithTimeout(ctx, cfg.Duration)
+	// The workload runs as long as the faults do: for cfg.Duration, and
+	// on until every fault kind has come (injector.run).
+	chaosCtx, stopChaos := context.WithCancel(ctx)
+	started := time.Now()
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	var watch sync.WaitGroup
 	watch.Go(func() { h.watchAckFloor(watchCtx, clock) })
@@ -176,20 +188,28 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			own = append(own, lifeUsers[j])
 		}
 		lc := &lifecycle{clock: clock, pub: lifePub, js: lifeJS, rng: rand.New(rand.NewPCG(seed, 6)), users: own, led: lifeLed}
-		wg.Go(func() { runLogins(chaosCtx, ctx, seed, pub, users, led, lc) })
+		wg.Go(func() { runLogins(chaosCtx, ctx, seed, pub, clock, users, led, lc) })
 	}
 	wg.Go(func() {
-		runHostile(chaosCtx, ctx, cfg.Seed, h.js, events.DefaultAuthPrefix, keep, led, 500*time.Millisecond)
+		runHostile(chaosCtx, ctx, cfg.Seed, h.js, clock, events.DefaultAuthPrefix, keep, led, 500*time.Millisecond)
 	})
 	written := append(append([]string(nil), keep...), sessUsers...)
 	wg.Go(func() { runOutsideWrites(chaosCtx, cfg.Seed, h.coll, written, ow, notices) })
 	wg.Go(func() { sess.run(chaosCtx, cfg.Seed) })
 	wg.Go(func() { runReads(chaosCtx, cfg.Seed, cache, users, ow) })
 	in := &injector{rng: newRand(cfg.Seed), h: h, counts: sum.Faults, every: cfg.FaultEvery,
-		outage: min(20*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, wiped: led.wiped, clock: clock}
-	wg.Go(func() { in.run(chaosCtx) })
+		outage: min(30*time.Second, max(cfg.FaultEvery, 4*time.Second)), ackWait: ackWait, clock: clock, removeAll: os.RemoveAll}
+	var faultErr error
+	wg.Go(func() {
+		defer stopChaos()
+		stop, cancelStop := context.WithTimeout(ctx, cfg.Duration)
+		defer cancelStop()
+		bound, cancelBound := context.WithTimeout(ctx, cfg.Duration+in.grace())
+		defer cancelBound()
+		faultErr = in.run(stop, bound)
+	})
 	wg.Wait()
-	stopChaos()
+	sum.Duration = time.Since(started).Round(time.Second)
 	stopWatch()
 	watch.Wait()
 	cfg.Logf("chaos: faults over; settling")
@@ -204,8 +224,10 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			errs = append(errs, err)
 		}
 	}
+	check(faultErr)
 	check(h.quiesce(ctx, 3*time.Minute))
-	check(h.verifyLogins(ctx, led))
+	uncertainLogins, err := h.verifyLogins(ctx, users, led, clock)
+	check(err)
 	check(h.verifyLifecycle(ctx, lifeUsers, lifeLed, clock))
 
 	// DELETE phase: a tenth of the users are deleted.
@@ -218,7 +240,14 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	check(h.quiesce(ctx, 2*time.Minute))
 	check(h.verifyMembership(ctx, keep, remove))
-	check(h.verifyDeadLetters(ctx, led))
+	// Nothing writes any more: once the stream has read up to now, it
+	// has every change.
+	check(changes.waitCaughtUp(ctx, time.Minute))
+	stopChanges()
+	sum.Changes, sum.ChangesByFlush, err = h.verifyChangesAnnounced(changes, notices)
+	check(err)
+	uncertainHostile, err := h.verifyDeadLetters(ctx, led, clock)
+	check(err)
 	check(h.verifyIssuer(ctx, cache, ow.allNames()))
 	check(h.verifyOwnerChanges(ctx, ow, notices))
 	check(h.verifyRefreshes(ctx, sess))
@@ -228,6 +257,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	sum.Duplicates = led.duplicates.Load()
 	sum.Creates, sum.Deletes, sum.Unknown = lifeLed.counts()
 	sum.Hostile = led.hostileTotal()
+	sum.WipeUncertain = uncertainLogins + uncertainHostile
 	ow.mu.Lock()
 	sum.OutsideWrites = ow.count
 	ow.mu.Unlock()
@@ -236,6 +266,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	sum.UserNotices, sum.FlushAlls = notices.counts()
 	sum.Redeliveries = h.redeliveries(ctx)
 	sum.Refreshes, sum.RefreshesFailed = sess.counts()
+	check(verifyExercised(sum))
 	sum.OK = len(errs) == 0
 	return sum, errors.Join(errs...)
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,103 +15,26 @@ import (
 // provider names the workload spreads its events over.
 var providers = []string{"local-userpass", "oauth2-google", "api-key", "custom-token"}
 
-// ledger is what the workload published and JetStream acknowledged: the
-// expected end state.
-type ledger struct {
-	mu        sync.Mutex
-	lastLogin map[string]time.Time // newest acknowledged LOGIN per user
-	hostile   map[string]int       // acknowledged hostile events by kind
-	targets   map[string]bool      // users hostile events aimed at
-
-	// After a server lost its store, events acknowledged before may be
-	// gone unconsumed: the end state is then checked against every time
-	// acknowledged (the value must be one of them) and the newest one
-	// acknowledged since the last wipe (the value must be at least that).
-	wipes            int
-	loginTimes       map[string]map[time.Time]bool
-	lastLoginSince   map[string]time.Time
-	hostileSinceWipe int
-
-	logins, duplicates atomic.Int64
-}
-
-func newLedger() *ledger {
-	return &ledger{lastLogin: map[string]time.Time{}, hostile: map[string]int{}, targets: map[string]bool{},
-		loginTimes: map[string]map[time.Time]bool{}, lastLoginSince: map[string]time.Time{}}
-}
-
-func (l *ledger) login(user string, at time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if at.After(l.lastLogin[user]) {
-		l.lastLogin[user] = at
-	}
-	if at.After(l.lastLoginSince[user]) {
-		l.lastLoginSince[user] = at
-	}
-	if l.loginTimes[user] == nil {
-		l.loginTimes[user] = map[time.Time]bool{}
-	}
-	l.loginTimes[user][at] = true
-}
-
-// wiped records that the server restarted with an empty store.
-func (l *ledger) wiped() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.wipes++
-	clear(l.lastLoginSince)
-	l.hostileSinceWipe = 0
-}
-
-func (l *ledger) hostileAcked(kind, user string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.hostile[kind]++
-	l.hostileSinceWipe++
-	l.targets[user] = true
-}
-
-func (l *ledger) hostileTotal() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, c := range l.hostile {
-		n += c
-	}
-	return n
-}
-
 // publishUntilAcked publishes ev (same id, so the same Nats-Msg-Id, on
 // every attempt) until JetStream acknowledges it or ctx ends: a producer
 // that retries through a NATS outage, as the event contract asks.
 func publishUntilAcked(ctx context.Context, pub *events.Publisher, ev events.AuthEvent) error {
-	for {
-		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err := pub.Publish(actx, ev)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	_, err := publishAckedUntil(ctx, pub, ev)
+	return err
 }
 
-func rawPublishUntilAcked(ctx context.Context, js jetstream.JetStream, msg *nats.Msg) error {
+// rawPublishAckedUntil is publishUntilAcked for a message as it is.
+func rawPublishAckedUntil(ctx context.Context, js jetstream.JetStream, msg *nats.Msg) (*jetstream.PubAck, error) {
 	for {
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err := js.PublishMsg(actx, msg)
+		ack, err := js.PublishMsg(actx, msg)
 		cancel()
 		if err == nil {
-			return nil
+			return ack, nil
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -137,11 +58,16 @@ func loginEvent(rng *rand.Rand, user string, now time.Time) events.AuthEvent {
 // many again as a second event with the same content and a new id (the
 // worker applies it, harmlessly). A publish under way when stop ends is
 // still retried until acknowledged (under ctx): JetStream may have stored
-// it, so the ledger must know it. Between LOGINs, one time in eight, it
+// it, so the ledger must know it, with the epoch of the server that
+// acknowledged it (clock). Between LOGINs, one time in eight, it
 // publishes the next CREATE or DELETE of one of its lifecycle users that
 // is ready for one (lc: see lifecycle).
-func runLogins(stop, ctx context.Context, seed uint64, pub *events.Publisher, users []string, led *ledger, lc *lifecycle) {
+func runLogins(stop, ctx context.Context, seed uint64, pub *events.Publisher, clock *faultClock, users []string, led *ledger, lc *lifecycle) {
 	rng := rand.New(rand.NewPCG(seed, 1))
+	publish := func(ev events.AuthEvent) (ackPos, error) {
+		_, pos, err := clock.stamped(func() (*jetstream.PubAck, error) { return publishAckedUntil(ctx, pub, ev) })
+		return pos, err
+	}
 	for stop.Err() == nil {
 		if rng.IntN(8) == 0 && lc.step(stop, ctx) {
 			continue
@@ -149,22 +75,27 @@ func runLogins(stop, ctx context.Context, seed uint64, pub *events.Publisher, us
 		user := users[rng.IntN(len(users))]
 		ev := loginEvent(rng, user, time.Now())
 		ev.ID = events.NewEventID()
-		if publishUntilAcked(ctx, pub, ev) != nil {
+		pos, err := publish(ev)
+		if err != nil {
 			return
 		}
 		led.logins.Add(1)
-		led.login(user, ev.Time)
+		led.login(user, ev.Time, pos)
 		switch rng.IntN(10) {
 		case 0:
-			if publishUntilAcked(ctx, pub, ev) == nil {
+			// Stored once unless a wipe came between: then it is stored
+			// again, and this ack is where.
+			if pos, err := publish(ev); err == nil {
 				led.duplicates.Add(1)
+				led.login(user, ev.Time, pos)
 			}
 		case 1:
 			again := ev
 			again.ID = events.NewEventID()
-			if publishUntilAcked(ctx, pub, again) == nil {
+			if pos, err := publish(again); err == nil {
 				led.logins.Add(1)
 				led.duplicates.Add(1)
+				led.login(user, ev.Time, pos)
 			}
 		}
 		time.Sleep(time.Duration(rng.IntN(3)) * time.Millisecond)
@@ -173,19 +104,20 @@ func runLogins(stop, ctx context.Context, seed uint64, pub *events.Publisher, us
 
 // hostileKinds are events the worker must refuse, each a DELETE aimed at a
 // real user (so an effect would show): what a buggy or malicious producer
-// sends. Each maps to the dead-letter reason the worker gives it.
+// sends, with the dead-letter reason the worker must give it.
 var hostileKinds = []struct {
 	kind    string
+	reason  events.Reason
 	subject func(prefix string) string
 	body    func(user string) []byte
 }{
-	{"malformed_json", func(p string) string { return events.AuthSubject(p, events.OperationDelete) },
+	{"malformed_json", events.ReasonMalformedJSON, func(p string) string { return events.AuthSubject(p, events.OperationDelete) },
 		func(user string) []byte { return []byte(`{"operationType":"DELETE","user":{"id":"` + user + `"`) }},
-	{"subject_mismatch", func(p string) string { return events.AuthSubject(p, events.OperationLogin) },
+	{"subject_mismatch", events.ReasonSubjectMismatch, func(p string) string { return events.AuthSubject(p, events.OperationLogin) },
 		func(user string) []byte { return hostileJSON(user, nil) }},
-	{"unknown_field", func(p string) string { return events.AuthSubject(p, events.OperationDelete) },
+	{"dollar_key", events.ReasonForbiddenKey, func(p string) string { return events.AuthSubject(p, events.OperationDelete) },
 		func(user string) []byte { return hostileJSON(user, map[string]any{"$where": "1"}) }},
-	{"invalid_provider", func(p string) string { return events.AuthSubject(p, events.OperationDelete) },
+	{"invalid_provider", events.ReasonInvalidProvider, func(p string) string { return events.AuthSubject(p, events.OperationDelete) },
 		func(user string) []byte { return hostileJSON(user, map[string]any{"providers": []string{""}}) }},
 }
 
@@ -204,7 +136,7 @@ func hostileJSON(user string, override map[string]any) []byte {
 
 // runHostile publishes a hostile event every interval until stop ends (one
 // under way then is still retried until acknowledged, under ctx).
-func runHostile(stop, ctx context.Context, seed uint64, js jetstream.JetStream, prefix string, targets []string, led *ledger, interval time.Duration) {
+func runHostile(stop, ctx context.Context, seed uint64, js jetstream.JetStream, clock *faultClock, prefix string, targets []string, led *ledger, interval time.Duration) {
 	rng := rand.New(rand.NewPCG(seed, 2))
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -218,9 +150,11 @@ func runHostile(stop, ctx context.Context, seed uint64, js jetstream.JetStream, 
 		user := targets[rng.IntN(len(targets))]
 		msg := nats.NewMsg(h.subject(prefix))
 		msg.Data = h.body(user)
-		msg.Header.Set(jetstream.MsgIDHeader, "hostile-"+events.NewEventID())
-		if rawPublishUntilAcked(ctx, js, msg) == nil {
-			led.hostileAcked(h.kind, user)
+		id := "hostile-" + events.NewEventID()
+		msg.Header.Set(jetstream.MsgIDHeader, id)
+		_, pos, err := clock.stamped(func() (*jetstream.PubAck, error) { return rawPublishAckedUntil(ctx, js, msg) })
+		if err == nil {
+			led.hostileAcked(&hostileEvent{msgID: id, kind: h.kind, reason: string(h.reason), user: user, ack: pos})
 		}
 	}
 }

@@ -48,7 +48,7 @@ func (a *Consumer) ackApplied(ctx context.Context, stats *batchStats) {
 	// Only now: the heartbeat extends an applied message until its ack is
 	// sent, however long the rest of its pass took to settle.
 	for _, it := range acks {
-		it.resolved.Store(true)
+		it.resolve()
 	}
 	if !a.js.Conn().IsConnected() {
 		for _, it := range acks {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,9 +25,15 @@ type authItem struct {
 	op      string // operation label; "unknown" until decoded
 	eventID string
 	userID  string // set once decoded
-	// resolved is set once the message was acked, Nak'd or terminated;
-	// the in-progress heartbeat skips it from then on.
+	// resolved is set (by resolve) once the message is to be acked, Nak'd
+	// or terminated; the in-progress heartbeat skips it from then on.
 	resolved atomic.Bool
+	// progress makes the heartbeat's check of resolved and its in-progress
+	// ack one step that resolve waits for: an in-progress ack sent after
+	// a Nak with delay would reset that delay to AckWait on the server,
+	// and a CREATE held back behind the Nak'd DELETE of its user would
+	// then come back first.
+	progress sync.Mutex
 
 	writes    int // writes the triggers decided
 	remaining int // writes not yet acknowledged by MongoDB
@@ -44,6 +51,15 @@ type authItem struct {
 	// later (Nak'd, or a dead letter whose termination is unconfirmed);
 	// the later events of its user must then not overtake it.
 	sentBack bool
+}
+
+// resolve marks the message settled for the heartbeat before it is acked,
+// Nak'd or terminated: once it returns, no in-progress ack of the message
+// is sent any more, nor one still under way (it has gone out before).
+func (it *authItem) resolve() {
+	it.progress.Lock()
+	it.resolved.Store(true)
+	it.progress.Unlock()
 }
 
 // heldBackOnly reports whether the item failed only because it was held

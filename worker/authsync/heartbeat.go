@@ -38,11 +38,15 @@ func (a *Consumer) startHeartbeat(items []*authItem) (stop func()) {
 				return
 			case <-t.C:
 				for _, it := range items {
+					// Under the item's lock: a resolution waits for an
+					// in-progress ack under way, so its Nak goes out after.
+					it.progress.Lock()
 					if !it.resolved.Load() {
 						// Best effort: if NATS is down the message is
 						// redelivered later and re-applied idempotently.
 						_ = it.msg.InProgress()
 					}
+					it.progress.Unlock()
 				}
 			}
 		}

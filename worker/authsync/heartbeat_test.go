@@ -109,3 +109,78 @@ func TestAuthAppliedEventIsExtendedUntilAcked(t *testing.T) {
 		t.Fatalf("after the batch: %d acks pending, %d redelivered; want 0 and 0", info.NumAckPending, info.NumRedelivered)
 	}
 }
+
+// progressMsg is a message whose first in-progress ack stalls until
+// released, as a heartbeat preempted between its check and its send
+// would; it records what is sent for it, in order.
+type progressMsg struct {
+	fakeMsg
+	mu      *sync.Mutex
+	sent    *[]string
+	first   *sync.Once
+	stalled chan struct{} // closed once the first in-progress ack stalls
+	release chan struct{}
+}
+
+func (m progressMsg) record(s string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	*m.sent = append(*m.sent, s)
+}
+
+func (m progressMsg) InProgress() error {
+	m.first.Do(func() {
+		close(m.stalled)
+		<-m.release
+	})
+	m.record("+WPI")
+	return nil
+}
+
+func (m progressMsg) NakWithDelay(d time.Duration) error {
+	m.record("-NAK " + d.String())
+	return nil
+}
+
+// TestAuthNoInProgressAfterTheNak: an in-progress ack that reaches the
+// server after a Nak with delay resets the redelivery to AckWait, so a
+// DELETE sent back for 3 s would come back after the CREATE held back
+// behind it. A heartbeat under way when the message is resolved therefore
+// goes out before the Nak, and none follows it. Before the fix the Nak
+// went out while the heartbeat's in-progress ack was under way.
+func TestAuthNoInProgressAfterTheNak(t *testing.T) {
+	var mu sync.Mutex
+	var sent []string
+	m := progressMsg{mu: &mu, sent: &sent, first: &sync.Once{}, stalled: make(chan struct{}), release: make(chan struct{})}
+	a := &Consumer{ackWait: 40 * time.Millisecond} // in-progress acks every 10 ms
+	it := &authItem{msg: m, meta: &jetstream.MsgMetadata{NumDelivered: 2, Sequence: jetstream.SequencePair{Stream: 1}}, userID: "kim"}
+	stop := a.startHeartbeat([]*authItem{it})
+	select {
+	case <-m.stalled:
+	case <-time.After(authWait):
+		close(m.release)
+		stop()
+		t.Fatal("no in-progress ack within the deadline")
+	}
+	naked := make(chan struct{})
+	go func() {
+		defer close(naked)
+		it.resolve()
+		a.sendBack(it, 3*time.Second, &batchStats{})
+	}()
+	// Give a Nak that does not wait for the stalled in-progress ack the
+	// time to go out first (with the fix it waits, and this times out).
+	select {
+	case <-naked:
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(m.release)
+	<-naked
+	time.Sleep(50 * time.Millisecond) // further ticks, which must send nothing
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) == 0 || sent[len(sent)-1] != "-NAK 3s" {
+		t.Fatalf("sent %v, want the Nak last: an in-progress ack after it resets its delay to AckWait", sent)
+	}
+}

@@ -35,8 +35,11 @@ func flakyOn(op events.Operation, n int) func(*authEnv) {
 	}
 }
 
-// fetchBatch pulls one batch of exactly want messages from the durable
-// consumer, waiting for them with a generous deadline.
+// fetchBatch pulls exactly want messages from the durable consumer with
+// one pull request that waits for them up to authWait. One request, not a
+// loop of short ones: a short request that expires while the server
+// delivers to it (a loaded machine) loses that delivery until AckWait,
+// and the message then comes back out of order.
 func (e *authEnv) fetchBatch(c *Consumer, want int) []jetstream.Msg {
 	e.t.Helper()
 	ctx := testsupport.Context(e.t)
@@ -44,21 +47,28 @@ func (e *authEnv) fetchBatch(c *Consumer, want int) []jetstream.Msg {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	batch, err := cons.Fetch(want, jetstream.FetchMaxWait(authWait))
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	var msgs []jetstream.Msg
-	deadline := time.Now().Add(authWait)
-	for len(msgs) < want {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("got %d messages, want %d", len(msgs), want)
-		}
-		batch, err := cons.Fetch(want-len(msgs), jetstream.FetchMaxWait(500*time.Millisecond))
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		for m := range batch.Messages() {
-			msgs = append(msgs, m)
-		}
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	if len(msgs) != want {
+		e.t.Fatalf("got %d messages, want %d (%v)", len(msgs), want, batch.Error())
 	}
 	return msgs
+}
+
+// delivery is a message's stream sequence and delivery count.
+func delivery(t *testing.T, m jetstream.Msg) (seq, n uint64) {
+	t.Helper()
+	meta, err := m.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return meta.Sequence.Stream, meta.NumDelivered
 }
 
 // TestAuthHeldBackEventIsNotRedeliveredBeforeItsBlocker: a DELETE that
@@ -66,11 +76,18 @@ func (e *authEnv) fetchBatch(c *Consumer, want int) []jetstream.Msg {
 // the same user held back behind it in that batch must not come back
 // earlier (it would create the document, and the late DELETE remove it).
 // Before the fix the CREATE was Nak'd with the delay of its own first
-// delivery and the user ended without a document. The redeliveries are
-// drained by a second consumer that starts with empty memory, as another
-// replica would: across replicas the Nak delay is the only protection.
+// delivery and the user ended without a document. The redeliveries go to
+// another replica that starts with empty memory: across replicas the Nak
+// delays are the only protection, so the test reads the order in which
+// the server redelivers them, then has that replica apply them.
+//
+// Nothing waits on a margin: each message is fetched once it is due
+// (one pull each, so the batch is the DELETE's 2nd delivery then the
+// CREATE's 1st, whatever the load), and AckWait is far longer than the
+// test, so no delivery comes back by expiry.
 func TestAuthHeldBackEventIsNotRedeliveredBeforeItsBlocker(t *testing.T) {
 	e := newAuthEnv(t, testsupport.MongoDB(t), flakyOn(events.OperationDelete, 2), func(e *authEnv) {
+		e.cfg.AckWait = 2 * time.Minute
 		e.cfg.MaxDeliver = 5
 		e.cfg.BackOff = []time.Duration{50 * time.Millisecond, 3 * time.Second}
 	})
@@ -80,22 +97,30 @@ func TestAuthHeldBackEventIsNotRedeliveredBeforeItsBlocker(t *testing.T) {
 
 	e.publish(e.event(events.OperationDelete, "kim", t0))
 	c.processBatch(ctx, e.fetchBatch(c, 1)) // the DELETE fails once: Nak 50ms
+	deleteAgain := e.fetchBatch(c, 1)[0]    // its 2nd delivery, once due
 	e.publish(e.event(events.OperationCreate, "kim", t0.Add(time.Second)))
-	// Let the DELETE's redelivery fall due, so that the next fetch holds
-	// both (redeliveries first).
-	time.Sleep(time.Second)
+	create := e.fetchBatch(c, 1)[0]
+	delSeq, n := delivery(t, deleteAgain)
+	if n != 2 {
+		t.Fatalf("the DELETE came as delivery %d, want 2", n)
+	}
+	createSeq, _ := delivery(t, create)
 	// One batch: the DELETE's 2nd delivery (fails again: Nak 3s) and the
 	// CREATE's 1st, held back behind it.
-	msgs := e.fetchBatch(c, 2)
-	if meta, _ := msgs[0].Metadata(); meta.NumDelivered != 2 {
-		t.Fatalf("first message of the batch is delivery %d, want the DELETE's 2nd", meta.NumDelivered)
-	}
-	c.processBatch(ctx, msgs)
+	c.processBatch(ctx, []jetstream.Msg{deleteAgain, create})
 
-	// The redeliveries go to another replica, which has no memory of what
-	// c sent back: only the Nak delays keep the CREATE behind the DELETE.
+	// The server redelivers by due time: the DELETE first, then the
+	// CREATE (given no shorter a delay than the DELETE's).
 	other, _ := e.newConsumer()
-	e.run(other)
+	redelivered := e.fetchBatch(other, 2)
+	first, _ := delivery(t, redelivered[0])
+	second, _ := delivery(t, redelivered[1])
+	if first != delSeq || second != createSeq {
+		t.Fatalf("redelivered stream sequences %d, %d; want the DELETE's (%d) before the CREATE's (%d): the held-back CREATE would be applied before the DELETE that held it back",
+			first, second, delSeq, createSeq)
+	}
+	// Another replica, with no memory of what c sent back, applies them.
+	other.processBatch(ctx, redelivered)
 	e.waitSettled()
 	if e.doc("kim") == nil {
 		t.Fatal("kim has no document: the held-back CREATE was applied before the DELETE that held it back")

@@ -111,7 +111,7 @@ func nakDelay(steps []time.Duration, numDelivered uint64) time.Duration {
 func (a *Consumer) finish(ctx context.Context, it *authItem, stats *batchStats) {
 	switch {
 	case it.requeue:
-		it.resolved.Store(true)
+		it.resolve()
 		it.sentBack = true
 		if err := it.msg.Nak(); err != nil {
 			stats.nakFailures++
@@ -157,7 +157,7 @@ func (a *Consumer) retryOrDeadLetter(ctx context.Context, it *authItem, stats *b
 			return
 		}
 	}
-	it.resolved.Store(true)
+	it.resolve()
 	delay := a.sendBack(it, nakDelay(a.cfg.BackOff, it.numDelivered()), stats)
 	a.metrics.events.WithLabelValues(it.op, outcomeRetried).Inc()
 	a.log.Debug().Str("event_id", it.eventID).Uint64("stream_seq", it.streamSeq()).
@@ -180,7 +180,7 @@ func (a *Consumer) deadLetter(ctx context.Context, it *authItem, reason string, 
 	// Resolved only now: the heartbeat extends the message while its dead
 	// letter is published, so a slow dead-letter stream cannot let it
 	// expire and reach another replica.
-	it.resolved.Store(true)
+	it.resolve()
 	if err != nil {
 		stats.dlqFailures++
 		stats.lastDLQErr = err
