@@ -37,6 +37,10 @@ import (
 
 const appName = "customdata-bridge"
 
+// httpWriteTimeout bounds writing one answer; INGEST_TIMEOUT must end
+// before it, so a 503 still reaches the sender.
+const httpWriteTimeout = 15 * time.Second
+
 func newLogger(cfg Config, w io.Writer) zerolog.Logger {
 	return cli.NewLogger(w, appName, cfg.LogLevel, cfg.LogFormat)
 }
@@ -164,7 +168,7 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 15 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+		WriteTimeout: httpWriteTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

@@ -63,7 +63,7 @@ type Config struct {
 	KratosAuthHeader   string        `envconfig:"KRATOS_AUTH_HEADER" default:"Authorization" desc:"header Kratos's api_key auth sets (config.name): Authorization carries Bearer <key>, any other header the key itself"`
 	KratosBasicAuth    []string      `envconfig:"KRATOS_BASIC_AUTH" desc:"enables the Kratos endpoints for Kratos's web_hook auth basic_auth: accepted user:password pairs, comma-separated; never logged"`
 	Auth0Authorization []string      `envconfig:"AUTH0_AUTHORIZATION" desc:"enables POST /ingest/auth0: the log stream's Authorization Token exactly as entered in Auth0 (the whole Authorization header, e.g. Bearer <token>), several comma-separated (rotation); never logged"`
-	IngestTimeout      time.Duration `envconfig:"INGEST_TIMEOUT" default:"5s" desc:"longest wait for JetStream's acks of one webhook request's events and dead letters; then it is answered 503 (the sender retries)"`
+	IngestTimeout      time.Duration `envconfig:"INGEST_TIMEOUT" default:"5s" desc:"longest wait for JetStream's acks of one webhook request's events and dead letters; then it is answered 503 (the sender retries); below 15s, the HTTP write timeout"`
 	DeadLetterStream   string        `envconfig:"DLQ_STREAM" default:"AUTH_EVENTS_DLQ" desc:"the worker's DLQ_STREAM: webhook bodies that cannot be mapped to an auth event are dead-lettered there"`
 	DeadLetterPrefix   string        `envconfig:"DLQ_SUBJECT_PREFIX" default:"auth.deadletter" desc:"the worker's DLQ_SUBJECT_PREFIX: those dead letters go to <prefix>.<reason>"`
 
@@ -185,8 +185,25 @@ func (c Config) validateIngest() []error {
 			errs = append(errs, fmt.Errorf("%s_KRATOS_BASIC_AUTH: %w", envPrefix, err))
 		}
 	}
-	if c.IngestTimeout <= 0 {
+	// Set but blank (" ", ","): enabled, yet nothing could be accepted;
+	// said now, before any connection, not when the endpoint is wired.
+	if len(c.KratosAPIKeys) > 0 {
+		if _, err := apikey.NewSet(c.KratosAPIKeys); err != nil {
+			errs = append(errs, fmt.Errorf("%s_KRATOS_API_KEYS: %w", envPrefix, err))
+		}
+	}
+	if len(c.Auth0Authorization) > 0 {
+		if _, err := apikey.NewSet(c.Auth0Authorization); err != nil {
+			errs = append(errs, fmt.Errorf("%s_AUTH0_AUTHORIZATION: %w", envPrefix, err))
+		}
+	}
+	switch {
+	case c.IngestTimeout <= 0:
 		errs = append(errs, fmt.Errorf("%s_INGEST_TIMEOUT must be positive", envPrefix))
+	case c.IngestTimeout >= httpWriteTimeout:
+		// The answer (503 included) must still fit in the connection's
+		// write deadline, or the sender sees a cut connection instead.
+		errs = append(errs, fmt.Errorf("%s_INGEST_TIMEOUT must be below %s, the HTTP write timeout", envPrefix, httpWriteTimeout))
 	}
 	if err := c.ingestConfig().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s_DLQ_STREAM, %s_DLQ_SUBJECT_PREFIX: %w", envPrefix, envPrefix, err))
