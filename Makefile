@@ -87,7 +87,7 @@ test: lint $(NATS_SERVER) $(if $(MONGODB_URI),,standin)
 # binary: the notice contract is enough for an issuer that is not Go.
 test-ts: $(NATS_SERVER) $(if $(MONGODB_URI),,standin)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/customdata-worker
-	cd examples/ts-issuer && npm ci --no-audit --no-fund
+	cd examples/ts-issuer && npm ci --include=dev --no-audit --no-fund
 	cd examples/ts-issuer && NATS_SERVER_BIN=$(abspath $(NATS_SERVER)) WORKER_BIN=$(abspath $(BIN)) \
 		MONGO_STANDIN_DIR=$(abspath $(STANDIN)) npm test
 

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,7 +24,10 @@ import (
 func TestNoticeStreamDeletedUnderALeaderIsProvisionedAgain(t *testing.T) {
 	m := testsupport.MongoDB(t)
 	srv := testsupport.StartNATS(t)
-	w, cfg, logs := newWorker(t, m.URI, func(c *worker.Config) { c.NATS.URL = srv.URL })
+	w, cfg, logs := newWorker(t, m.URI, func(c *worker.Config) {
+		c.NATS.URL = srv.URL
+		c.Notify.HeartbeatInterval = time.Minute // the publish path alone must notice
+	})
 	coll := m.Client(t).Database(cfg.Data.Database).Collection(cfg.Data.Collection)
 	if _, err := coll.InsertOne(testsupport.Context(t), bson.D{{Key: "userId", Value: "ada"}}); err != nil {
 		t.Fatal(err)
@@ -128,4 +132,57 @@ func noticeSubjects(js jetstream.JetStream) ([]string, error) {
 		}
 	}
 	return subjects, nil
+}
+
+// TestVerifyModeSaysOnReadyzThatTheNoticeStreamIsGone: in verify mode an
+// idle leader whose notice stream was deleted creates nothing and says so
+// on /readyz (its heartbeat found it), though every poll of its change
+// stream is answered.
+func TestVerifyModeSaysOnReadyzThatTheNoticeStreamIsGone(t *testing.T) {
+	m := testsupport.MongoDB(t)
+	srv := testsupport.StartNATS(t)
+	short := func(c *worker.Config) {
+		c.NATS.URL = srv.URL
+		c.Notify.HeartbeatInterval = 200 * time.Millisecond
+	}
+	provisioner, cfg, _ := newWorker(t, m.URI, short)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- provisioner.Run(ctx) }()
+	waitForLeader(t, provisioner)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("provisioning run: %v", err)
+	}
+	w, _, _ := newWorker(t, m.URI, func(c *worker.Config) {
+		short(c)
+		c.Data = cfg.Data
+		c.Streams.Mode = worker.ProvisionVerify
+	})
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	_, js := srv.Connect(t)
+	waitForLeader(t, w)
+	if err := js.DeleteStream(testsupport.Context(t), events.DefaultNoticeStream); err != nil {
+		t.Fatal(err)
+	}
+	testsupport.Eventually(t, "/readyz says the notice stream is gone", func() bool {
+		for _, c := range w.Checks() {
+			if c.Name == "notifier" {
+				err := c.Check()
+				return err != nil && strings.Contains(err.Error(), "stream "+events.DefaultNoticeStream) &&
+					strings.Contains(err.Error(), "PROVISION=verify creates nothing")
+			}
+		}
+		return false
+	})
+	if _, err := js.Stream(testsupport.Context(t), events.DefaultNoticeStream); err == nil {
+		t.Fatal("verify mode created the notice stream")
+	}
 }

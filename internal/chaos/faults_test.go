@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -65,7 +66,7 @@ func TestEveryFaultKindComes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			skips := maps.Clone(tc.skips)
-			in := &injector{rng: newRand(7), h: &harness{standin: &mongostandin.StandIn{}, logf: t.Logf}, counts: map[fault]int{}, every: time.Millisecond,
+			in := &injector{rng: newRand(7), h: &harness{standin: &mongostandin.StandIn{}, proxy: &mongoProxy{}, logf: t.Logf}, counts: map[fault]int{}, every: time.Millisecond,
 				injectFn: func(_ context.Context, f fault) error {
 					if f == tc.fatal {
 						return errors.New("exec: no such file")
@@ -96,5 +97,16 @@ func TestEveryFaultKindComes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestNoMongoDBOutageWithoutAProxy: with a MONGODB_URI the proxy cannot
+// stand in front of, MongoDB outages are not among the kinds a run must
+// inject (kill_replica takes their turn), and the rest still are.
+func TestNoMongoDBOutageWithoutAProxy(t *testing.T) {
+	in := &injector{h: &harness{logf: t.Logf}}
+	kinds := in.kinds()
+	if slices.Contains(kinds, faultMongoCut) || len(kinds) != len(allFaults)-1 {
+		t.Fatalf("kinds without a proxy = %v, want every kind but %s", kinds, faultMongoCut)
 	}
 }

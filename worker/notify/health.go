@@ -26,6 +26,11 @@ type notifierHealth struct {
 	// stepDownErr: this replica stepped down because its change feed
 	// stalled, and has not seen a change feed work since.
 	stepDownErr error
+	// unprovisioned: the leader's heartbeat found the notice stream or a
+	// bucket gone in verify mode (ErrNotProvisioned); cleared by the next
+	// heartbeat stored. Kept apart from the feed's health, which every
+	// answered poll clears, so an idle leader still says it.
+	unprovisioned error
 }
 
 func (h *notifierHealth) reset() {
@@ -34,6 +39,14 @@ func (h *notifierHealth) reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.stepDownErr = nil
+	h.unprovisioned = nil
+}
+
+// heartbeatResult records what a heartbeat found (see unprovisioned).
+func (h *notifierHealth) heartbeatResult(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.unprovisioned = err
 }
 
 func (h *notifierHealth) leaseFailed(err error) { h.lease.Failed(time.Now(), err) }
@@ -70,6 +83,9 @@ func (h *notifierHealth) check(after time.Duration, leader bool) error {
 	if err := func() error { h.mu.Lock(); defer h.mu.Unlock(); return h.stepDownErr }(); err != nil {
 		// Reported at once: the feed already failed for StallAfter.
 		return fmt.Errorf("%w: stepped down from leading: %w", ErrNotifierUnhealthy, err)
+	}
+	if err := func() error { h.mu.Lock(); defer h.mu.Unlock(); return h.unprovisioned }(); leader && err != nil {
+		return fmt.Errorf("%w: %w", ErrNotifierUnhealthy, err)
 	}
 	if down, err, ok := h.stream.Down(now); leader && ok && down > after {
 		return fmt.Errorf("%w: change stream or publishing failing for %s: %w", ErrNotifierUnhealthy, down.Round(time.Second), err)

@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/customdata-worker/customdata-worker/events"
@@ -27,12 +28,21 @@ func (n *Notifier) heartbeats(ctx context.Context) {
 		pctx, cancel := context.WithTimeout(ctx, n.cfg.HeartbeatInterval)
 		_, err := n.js.Publish(pctx, subject, heartbeatPayload)
 		cancel()
-		if err != nil && ctx.Err() == nil {
+		switch {
+		case err == nil:
+			n.health.heartbeatResult(nil)
+		case ctx.Err() == nil:
 			n.log.Debug().Err(err).Msg("heartbeat not published")
 			// Connected and still failing (no response from stream, or
 			// out of time retrying for one): the stream may be gone.
-			if perr := n.restoreAfterPublishFailure(ctx); perr != nil && ctx.Err() == nil {
-				n.log.Debug().Err(perr).Msg("notice stream not restored after a failed heartbeat")
+			perr := n.restoreAfterPublishFailure(ctx)
+			if errors.Is(perr, ErrNotProvisioned) {
+				n.health.heartbeatResult(perr) // what /readyz must say
+			} else if perr != nil && ctx.Err() == nil {
+				if ok, held := n.limiter.allow("provision"); ok {
+					n.log.Warn().Err(perr).Int("suppressed", held).
+						Msg("the notice stream could not be checked or provisioned again after a failed heartbeat")
+				}
 			}
 		}
 		select {

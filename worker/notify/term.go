@@ -153,8 +153,14 @@ func (tm *term) run(ctx context.Context) (stalled error) {
 			// logged it and keeps its own backoff, which starts over
 			// once a notice is acknowledged again.
 			if tm.hooks.publishFailed != nil {
-				if perr := tm.hooks.publishFailed(ctx); errors.Is(perr, ErrNotProvisioned) {
+				switch perr := tm.hooks.publishFailed(ctx); {
+				case errors.Is(perr, ErrNotProvisioned):
 					tm.health.feedFailed(perr) // what /readyz must say
+				case perr != nil && ctx.Err() == nil:
+					if ok, held := tm.limiter.allow("provision"); ok {
+						tm.log.Warn().Err(perr).Int("suppressed", held).
+							Msg("the notice stream could not be checked or provisioned again after a failed publish")
+					}
 				}
 			}
 			if !retry.Sleep(ctx, tm.pub.retry.NextBackOff()) {
