@@ -149,6 +149,7 @@ func (c Config) validate() error {
 			envPrefix, envPrefix, envPrefix, envPrefix, envPrefix, envPrefix, envPrefix))
 	}
 	errs = append(errs, c.validateIngest()...)
+	errs = append(errs, c.validateSecretLists()...)
 	if c.SupabaseSecrets != "" {
 		if _, err := webhook.NewVerifier(webhook.ParseSecretList(c.SupabaseSecrets)); err != nil {
 			errs = append(errs, fmt.Errorf("%s_SUPABASE_HOOK_SECRETS: %w", envPrefix, err))
@@ -181,22 +182,11 @@ func (c Config) validateIngest() []error {
 		}
 	}
 	if len(c.KratosBasicAuth) > 0 {
-		if _, err := apikey.NewBasic(c.KratosBasicAuth); err != nil {
+		if _, err := apikey.NewBasic(c.KratosBasicAuth); err != nil && !errors.Is(err, apikey.ErrNoKey) {
 			errs = append(errs, fmt.Errorf("%s_KRATOS_BASIC_AUTH: %w", envPrefix, err))
 		}
 	}
-	// Set but blank (" ", ","): enabled, yet nothing could be accepted;
-	// said now, before any connection, not when the endpoint is wired.
-	if len(c.KratosAPIKeys) > 0 {
-		if _, err := apikey.NewSet(c.KratosAPIKeys); err != nil {
-			errs = append(errs, fmt.Errorf("%s_KRATOS_API_KEYS: %w", envPrefix, err))
-		}
-	}
-	if len(c.Auth0Authorization) > 0 {
-		if _, err := apikey.NewSet(c.Auth0Authorization); err != nil {
-			errs = append(errs, fmt.Errorf("%s_AUTH0_AUTHORIZATION: %w", envPrefix, err))
-		}
-	}
+	// A key list set but blank is refused by validateSecretLists.
 	switch {
 	case c.IngestTimeout <= 0:
 		errs = append(errs, fmt.Errorf("%s_INGEST_TIMEOUT must be positive", envPrefix))
@@ -207,6 +197,33 @@ func (c Config) validateIngest() []error {
 	}
 	if err := c.ingestConfig().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s_DLQ_STREAM, %s_DLQ_SUBJECT_PREFIX: %w", envPrefix, envPrefix, err))
+	}
+	return errs
+}
+
+// validateSecretLists refuses a key list that enables its endpoint with
+// no key: "," or " , " is a list of blank values (an unset variable
+// interpolated into a list), which the endpoint would only refuse once
+// NATS and MongoDB are connected, or retried forever while they are not.
+// An empty setting leaves the endpoint off.
+func (c Config) validateSecretLists() []error {
+	var errs []error
+	for _, l := range []struct {
+		name   string
+		values []string
+	}{
+		{"HYDRA_API_KEYS", c.HydraAPIKeys},
+		{"API_TOKENS", c.APITokens},
+		{"KRATOS_API_KEYS", c.KratosAPIKeys},
+		{"KRATOS_BASIC_AUTH", c.KratosBasicAuth},
+		{"AUTH0_AUTHORIZATION", c.Auth0Authorization},
+	} {
+		if len(l.values) == 0 {
+			continue
+		}
+		if _, err := apikey.NewSet(l.values); errors.Is(err, apikey.ErrNoKey) {
+			errs = append(errs, fmt.Errorf("%s_%s: every value is blank (%d separated by commas); leave it empty to disable the endpoint", envPrefix, l.name, len(l.values)))
+		}
 	}
 	return errs
 }

@@ -31,10 +31,16 @@ func TestConfigValidation(t *testing.T) {
 		{name: "bad Clerk secret", env: map[string]string{"CLERK_WEBHOOK_SECRETS": "c2VjcmV0"}, err: "CLERK_WEBHOOK_SECRETS: webhook: secret 1 of 1"},
 		{name: "basic auth without user", env: map[string]string{"KRATOS_BASIC_AUTH": "c2VjcmV0"}, err: `KRATOS_BASIC_AUTH: a basic-auth credential must be "user:password"`},
 		{name: "zero ingest timeout", env: map[string]string{"AUTH0_AUTHORIZATION": "x", "INGEST_TIMEOUT": "0s"}, err: "INGEST_TIMEOUT must be positive"},
-		{name: "blank Kratos API key", env: map[string]string{"KRATOS_API_KEYS": " ,"}, err: "KRATOS_API_KEYS: "},
-		{name: "blank Auth0 token", env: map[string]string{"AUTH0_AUTHORIZATION": " ,"}, err: "AUTH0_AUTHORIZATION: "},
 		{name: "ingest timeout past the write timeout", env: map[string]string{"AUTH0_AUTHORIZATION": "x", "INGEST_TIMEOUT": "15s"}, err: "INGEST_TIMEOUT must be below 15s"},
 		{name: "dead-letter prefix with a wildcard", env: map[string]string{"AUTH0_AUTHORIZATION": "x", "DLQ_SUBJECT_PREFIX": "auth.>"}, err: "DLQ_SUBJECT_PREFIX"},
+		// A list of only blank values enables the endpoint with no secret:
+		// refused at start, naming the setting, before any connection.
+		{name: "blank Auth0 token", env: map[string]string{"AUTH0_AUTHORIZATION": " , "}, err: "CUSTOMDATA_BRIDGE_AUTH0_AUTHORIZATION: every value is blank"},
+		{name: "blank Kratos API key", env: map[string]string{"KRATOS_API_KEYS": ","}, err: "CUSTOMDATA_BRIDGE_KRATOS_API_KEYS: every value is blank"},
+		{name: "blank Kratos basic auth", env: map[string]string{"KRATOS_BASIC_AUTH": ","}, err: "CUSTOMDATA_BRIDGE_KRATOS_BASIC_AUTH: every value is blank"},
+		{name: "blank Hydra API key", env: map[string]string{"HYDRA_API_KEYS": " ,"}, err: "CUSTOMDATA_BRIDGE_HYDRA_API_KEYS: every value is blank"},
+		{name: "blank API token", env: map[string]string{"API_TOKENS": ","}, err: "CUSTOMDATA_BRIDGE_API_TOKENS: every value is blank"},
+		{name: "one blank among keys", env: map[string]string{"AUTH0_AUTHORIZATION": "Bearer c2VjcmV0,"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -46,5 +47,22 @@ func TestOpsEndpointsAnswerWhileNATSDoesNot(t *testing.T) {
 	code, body := get("/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "connect to NATS") {
 		t.Fatalf("/readyz = %d %s, want 503 naming the NATS connection startup waits for", code, body)
+	}
+}
+
+// A blank key list stops the start at once, exit 2, with the setting
+// named and no secret, before any connection: with NATS not answering,
+// the bridge would otherwise retry it forever and never say why.
+func TestBlankSecretStopsTheStartBeforeConnecting(t *testing.T) {
+	t.Setenv(envPrefix+"_NATS_URL", "nats://"+freeAddr(t)) // nothing listens
+	t.Setenv(envPrefix+"_HTTP_ADDR", "127.0.0.1:0")
+	t.Setenv(envPrefix+"_OPS_ADDR", "")
+	t.Setenv(envPrefix+"_AUTH0_AUTHORIZATION", " , ")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"run"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "CUSTOMDATA_BRIDGE_AUTH0_AUTHORIZATION: every value is blank") {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if strings.Contains(errOut.String(), "NATS") {
+		t.Fatalf("the start got as far as NATS: %s", errOut.String())
 	}
 }
