@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/customdata-worker/customdata-worker/events"
@@ -51,6 +52,10 @@ func unmappable(reason events.Reason, body []byte, deliveryID, format string, ar
 	return item{reason: reason, detail: fmt.Sprintf(format, args...), body: body, deliveryID: deliveryID}
 }
 
+// answerTime is how long writing an answer may take once the request's
+// publishing is over.
+const answerTime = 2 * time.Second
+
 // answer is the body of a 2xx answer: what became of the request's
 // events.
 type answer struct {
@@ -69,6 +74,11 @@ type answer struct {
 // Config.MaxDeadLetters dead letters, the rest of the request's
 // unmappable elements share one dead letter (overflow), published last.
 func (s *Server) deliver(w http.ResponseWriter, r *http.Request, source string, items []item) string {
+	// The server's WriteTimeout runs from the request's headers, so the
+	// body's arrival and a long Timeout could use it up and lose the
+	// answer to a closed connection: the write deadline is moved past the
+	// publishing. A writer that cannot (a test recorder) keeps its own.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.Timeout + answerTime))
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
 	var a answer

@@ -2,7 +2,9 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-jsonnet"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/bridge/apikey"
@@ -214,4 +217,45 @@ func compact(t *testing.T, b []byte) string {
 		t.Fatal(err)
 	}
 	return buf.String()
+}
+
+// blockingPublisher stores nothing: it waits until the request's
+// publishing time is up, as a publish does while JetStream does not
+// answer.
+type blockingPublisher struct{}
+
+func (blockingPublisher) Publish(ctx context.Context, _ events.AuthEvent) (*jetstream.PubAck, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// Past Config.Timeout the sender gets the documented 503, even when that
+// is longer than the HTTP server's WriteTimeout (the bridge's is 15 s,
+// and the body's arrival counts in it): the write deadline is moved past
+// the publishing, so the answer is not lost to a closed connection.
+func TestTimeoutAnswered503PastServerWriteTimeout(t *testing.T) {
+	e := newEnv(t, streams{auth: true, deadLetters: true})
+	s, err := New(blockingPublisher{}, e.js, Config{Timeout: 600 * time.Millisecond}, WithKratos(kratosAuth(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(s.Handler())
+	srv.Config.WriteTimeout = 100 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/ingest/kratos/login",
+		strings.NewReader(`{"identity_id":"3a5293f1-f4d6-49f4-b34f-6da62c360604","flow_id":"f-timeout"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+kratosKey)
+	res, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "event not stored") {
+		t.Fatalf("status %d: %s", res.StatusCode, b)
+	}
 }
