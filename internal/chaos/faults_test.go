@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/customdata-worker/customdata-worker/internal/mongostandin"
 )
 
 // TestEmptyStoreThatCannotBeDeleted: when the store of a killed lone
@@ -66,7 +64,7 @@ func TestEveryFaultKindComes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			skips := maps.Clone(tc.skips)
-			in := &injector{rng: newRand(7), h: &harness{standin: &mongostandin.StandIn{}, proxy: &mongoProxy{}, logf: t.Logf}, counts: map[fault]int{}, every: time.Millisecond,
+			in := &injector{rng: newRand(7), h: &harness{proxy: &mongoProxy{}, logf: t.Logf}, counts: map[fault]int{}, every: time.Millisecond,
 				injectFn: func(_ context.Context, f fault) error {
 					if f == tc.fatal {
 						return errors.New("exec: no such file")

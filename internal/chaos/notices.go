@@ -83,24 +83,21 @@ func (n *noticeLog) counts() (int64, int64) {
 	return n.user, n.flush
 }
 
+// add records a notice. What it covers is recorded for every copy (a
+// repeat covers nothing new); it is counted once by Nats-Msg-Id within one
+// incarnation of the stream: after a wipe the same ids may come again (a
+// flush-all's id is made of the lease session and revision, which a new
+// lease bucket repeats), and they are new notices there.
 func (n *noticeLog) add(msgID string, nt events.Notice) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if msgID != "" {
-		if n.seen[msgID] {
-			return
-		}
-		n.seen[msgID] = true
-	}
 	if nt.ClusterTime != nil {
 		n.atTime[*nt.ClusterTime] = true
 	}
 	switch nt.Kind {
 	case events.NoticeFlushAll:
-		n.flush++
 		n.flushes = append(n.flushes, nt.PublishedAt)
 	case events.NoticeUser:
-		n.user++
 		if nt.DocumentID != "" && nt.ClusterTime != nil {
 			if ct, ok := n.byDoc[nt.DocumentID]; !ok || clusterTimeBefore(ct, *nt.ClusterTime) {
 				n.byDoc[nt.DocumentID] = *nt.ClusterTime
@@ -110,6 +107,27 @@ func (n *noticeLog) add(msgID string, nt events.Notice) {
 			n.byUser[nt.UserID] = append(n.byUser[nt.UserID], noticeRec{userID: nt.UserID, docID: nt.DocumentID, publishedAt: nt.PublishedAt})
 		}
 	}
+	if msgID != "" {
+		if n.seen[msgID] {
+			return
+		}
+		n.seen[msgID] = true
+	}
+	switch nt.Kind {
+	case events.NoticeFlushAll:
+		n.flush++
+	case events.NoticeUser:
+		n.user++
+	}
+}
+
+// newIncarnation is called when the notice stream was recreated, before
+// it is followed again from its first notice.
+func (n *noticeLog) newIncarnation() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	clear(n.seen)
+	n.resets++
 }
 
 // announced reports whether an owner change of document docID to owner
@@ -154,7 +172,9 @@ func (h *harness) recordNotices(ctx context.Context) (*noticeLog, func(), error)
 		for {
 			select {
 			case <-rctx.Done():
-				cc.Stop()
+				if cc != nil {
+					cc.Stop()
+				}
 				return
 			case <-time.After(time.Second):
 			}
@@ -168,15 +188,18 @@ func (h *harness) recordNotices(ctx context.Context) (*noticeLog, func(), error)
 			if err != nil || info.Created.Equal(created) {
 				continue
 			}
+			// Stopped first: nothing of the new stream is counted under
+			// the old one's ids (newIncarnation).
+			if cc != nil {
+				cc.Stop()
+				cc = nil
+			}
+			log.newIncarnation()
 			c, next, err := h.followNotices(rctx, log, jetstream.DeliverAllPolicy)
 			if err != nil {
-				continue
+				continue // created unchanged: tried again in a second
 			}
-			cc.Stop()
 			created, cc = c, next
-			log.mu.Lock()
-			log.resets++
-			log.mu.Unlock()
 		}
 	}()
 	return log, func() { cancel(); <-done }, nil

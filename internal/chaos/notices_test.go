@@ -49,3 +49,27 @@ func TestNoticeCoverage(t *testing.T) {
 		})
 	}
 }
+
+// TestNoticeRepeatedAcrossIncarnations: a flush-all whose Nats-Msg-Id was
+// seen on the stream before a wipe still covers the changes before it when
+// it comes on the recreated stream (the harness once dropped it as a
+// duplicate), and counts there again; within one incarnation a copy counts
+// once.
+func TestNoticeRepeatedAcrossIncarnations(t *testing.T) {
+	log := newNoticeLog(func(string) bool { return false })
+	base := time.Unix(1_800_000_000, 0).UTC()
+	log.add("fa-1", events.Notice{Kind: events.NoticeFlushAll, PublishedAt: base})
+	log.add("fa-1", events.Notice{Kind: events.NoticeFlushAll, PublishedAt: base})
+	change := changeRec{op: "update", docID: "d1", ct: events.ClusterTime{T: uint32(base.Unix()) + 10}}
+	if got := log.covers(change); got != notCovered {
+		t.Fatalf("covered (%d) by a flush-all before it", got)
+	}
+	log.newIncarnation()
+	log.add("fa-1", events.Notice{Kind: events.NoticeFlushAll, PublishedAt: base.Add(20 * time.Second)})
+	if got := log.covers(change); got != coveredByFlush {
+		t.Fatalf("covers = %d, want covered by the flush-all after it", got)
+	}
+	if _, flushes := log.counts(); flushes != 2 {
+		t.Fatalf("%d flush-alls counted, want 2 (one per incarnation)", flushes)
+	}
+}
