@@ -171,23 +171,9 @@ func readNotices(t *testing.T, js jetstream.JetStream, prefix, want string) []st
 	t.Helper()
 	var subjects []string
 	testsupport.Eventually(t, "a notice on "+want, func() bool {
-		subjects = subjects[:0]
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		cons, err := js.OrderedConsumer(ctx, events.DefaultNoticeStream, jetstream.OrderedConsumerConfig{})
-		if err != nil {
-			return false
-		}
-		batch, err := cons.FetchNoWait(1000)
-		if err != nil {
-			return false
-		}
-		for msg := range batch.Messages() {
-			if msg.Subject() != events.HeartbeatSubject(prefix) {
-				subjects = append(subjects, msg.Subject())
-			}
-		}
-		return slices.Contains(subjects, want)
+		var err error
+		subjects, err = noticeSubjects(js, prefix)
+		return err == nil && slices.Contains(subjects, want)
 	})
 	return subjects
 }

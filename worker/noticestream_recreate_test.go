@@ -32,15 +32,7 @@ func TestNoticeStreamDeletedUnderALeaderIsProvisionedAgain(t *testing.T) {
 	if _, err := coll.InsertOne(testsupport.Context(t), bson.D{{Key: "userId", Value: "ada"}}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runWorker(t, w)
 	_, js := srv.Connect(t)
 	defer func() {
 		if t.Failed() {
@@ -65,7 +57,7 @@ func TestNoticeStreamDeletedUnderALeaderIsProvisionedAgain(t *testing.T) {
 	ada := events.UserNoticeSubject(events.DefaultNoticePrefix, "ada")
 	flush := events.FlushAllSubject(events.DefaultNoticePrefix)
 	testsupport.Eventually(t, "the new notice stream covers the change", func() bool {
-		subjects, err := noticeSubjects(js)
+		subjects, err := noticeSubjects(js, events.DefaultNoticePrefix)
 		return err == nil && (slices.Contains(subjects, ada) || slices.Contains(subjects, flush))
 	})
 	if logs.Count("the notifier's JetStream resources are gone") == 0 {
@@ -88,15 +80,7 @@ func TestNoticeStreamDeletedUnderAnIdleLeaderIsProvisionedAgain(t *testing.T) {
 		c.NATS.URL = srv.URL
 		c.Notify.HeartbeatInterval = 200 * time.Millisecond
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runWorker(t, w)
 	_, js := srv.Connect(t)
 	waitForLeader(t, w)
 	if err := js.DeleteStream(testsupport.Context(t), events.DefaultNoticeStream); err != nil {
@@ -114,7 +98,7 @@ func TestNoticeStreamDeletedUnderAnIdleLeaderIsProvisionedAgain(t *testing.T) {
 
 // noticeSubjects returns the subjects on the notice stream, oldest first,
 // heartbeats left out.
-func noticeSubjects(js jetstream.JetStream) ([]string, error) {
+func noticeSubjects(js jetstream.JetStream, prefix string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	cons, err := js.OrderedConsumer(ctx, events.DefaultNoticeStream, jetstream.OrderedConsumerConfig{})
@@ -127,7 +111,7 @@ func noticeSubjects(js jetstream.JetStream) ([]string, error) {
 	}
 	var subjects []string
 	for msg := range batch.Messages() {
-		if msg.Subject() != events.HeartbeatSubject(events.DefaultNoticePrefix) {
+		if msg.Subject() != events.HeartbeatSubject(prefix) {
 			subjects = append(subjects, msg.Subject())
 		}
 	}
@@ -159,14 +143,7 @@ func TestVerifyModeSaysOnReadyzThatTheNoticeStreamIsGone(t *testing.T) {
 		c.Data = cfg.Data
 		c.Streams.Mode = worker.ProvisionVerify
 	})
-	ctx, cancel = context.WithCancel(context.Background())
-	go func() { done <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runWorker(t, w)
 	_, js := srv.Connect(t)
 	waitForLeader(t, w)
 	if err := js.DeleteStream(testsupport.Context(t), events.DefaultNoticeStream); err != nil {
@@ -185,4 +162,19 @@ func TestVerifyModeSaysOnReadyzThatTheNoticeStreamIsGone(t *testing.T) {
 	if _, err := js.Stream(testsupport.Context(t), events.DefaultNoticeStream); err == nil {
 		t.Fatal("verify mode created the notice stream")
 	}
+}
+
+// runWorker runs w until the test ends, then stops it and fails the test
+// if Run returned an error.
+func runWorker(t *testing.T, w *worker.Worker) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
 }
