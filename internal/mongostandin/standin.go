@@ -128,7 +128,10 @@ func (s *StandIn) command(cmd, want string) error {
 	if _, err := fmt.Fprintln(s.stdin, cmd); err != nil {
 		return fmt.Errorf("stand-in %s: %w", cmd, err)
 	}
-	line, err := s.await(30 * time.Second)
+	// Generous: a restart builds a new Netty server in a JVM that CI's
+	// parallel test packages can starve for tens of seconds (a 30 s wait
+	// once failed an outage test). Nothing here measures time.
+	line, err := s.await(2 * time.Minute)
 	if err != nil {
 		return fmt.Errorf("stand-in %s: %w", cmd, err)
 	}
