@@ -16,10 +16,10 @@ type notifierMetrics struct {
 	ignored       prometheus.Counter
 	duplicateUser prometheus.Counter
 	feedErrors    *prometheus.CounterVec // class
-	leader        prometheus.Gauge
-	stepdowns     *prometheus.CounterVec // reason
+	leader        *prometheus.GaugeVec   // partition
+	stepdowns     *prometheus.CounterVec // reason, partition
 	latency       prometheus.Histogram
-	checkpointAt  prometheus.Gauge // unix seconds; 0 while not leading
+	checkpointAt  *prometheus.GaugeVec // partition; unix seconds, 0 while not leading
 }
 
 func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
@@ -52,21 +52,21 @@ func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
 		stepdowns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "stepdowns_total",
 			Help: "Times this replica gave the lease up although it could renew it, by reason.",
-		}, []string{"reason"}),
-		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+		}, []string{"reason", "partition"}),
+		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "leader",
-			Help: "1 while this replica holds the lease and runs the change stream.",
-		}),
+			Help: "1 while this replica holds the lease of the partition (0 when NOTIFIER_PARTITIONS is 1) and runs its change stream.",
+		}, []string{"partition"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "commit_to_publish_seconds",
 			Help:    "From the change's cluster time (1 s resolution) to the notice's publish acknowledgement.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300},
 		}),
 	}
-	m.checkpointAt = prometheus.NewGauge(prometheus.GaugeOpts{
+	m.checkpointAt = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Subsystem: sub, Name: "checkpoint_timestamp_seconds",
-		Help: "Unix time the leader last wrote its checkpoint (0 on standbys); time() minus it is the checkpoint's age. On an idle collection it stops moving unless the server reports post-batch resume tokens.",
-	})
+		Help: "Unix time the leader of the partition last wrote its checkpoint (0 on standbys); time() minus it is the checkpoint's age. On an idle collection it stops moving unless the server reports post-batch resume tokens.",
+	}, []string{"partition"})
 	if reg == nil {
 		return m, nil
 	}
@@ -78,12 +78,22 @@ func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
 	return m, nil
 }
 
-// checkpointWritten records a checkpoint write at at; the zero time
-// (a term's end) sets 0.
-func (m *notifierMetrics) checkpointWritten(at time.Time) {
+// checkpointWritten records a checkpoint write of part at at; the zero
+// time (a term's end) sets 0.
+func (m *notifierMetrics) checkpointWritten(part partition, at time.Time) {
+	g := m.checkpointAt.WithLabelValues(part.label())
 	if at.IsZero() {
-		m.checkpointAt.Set(0)
+		g.Set(0)
 		return
 	}
-	m.checkpointAt.Set(float64(at.UnixNano()) / 1e9)
+	g.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// initPartitions makes every partition's series exist from the start (0:
+// not leading), so a dashboard sees N series, not only those led here.
+func (m *notifierMetrics) initPartitions(parts []partition) {
+	for _, p := range parts {
+		m.leader.WithLabelValues(p.label()).Set(0)
+		m.checkpointAt.WithLabelValues(p.label()).Set(0)
+	}
 }

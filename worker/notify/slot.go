@@ -1,0 +1,87 @@
+package notify
+
+import (
+	"context"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/customdata-worker/customdata-worker/internal/lease"
+)
+
+// slot is this replica's side of one partition: its lease, its checkpoint,
+// whether this replica leads it and how that goes. An unpartitioned
+// notifier has one slot; a partitioned one competes for every slot at once
+// (see Run), one goroutine per slot.
+type slot struct {
+	part   partition
+	log    zerolog.Logger
+	health *notifierHealth
+	leader atomic.Bool
+
+	// Bound by Provision or on first use in Run (Notifier.bindMu).
+	lease       *lease.Lease
+	checkpoints *checkpointStore
+}
+
+func newSlot(part partition, log zerolog.Logger) *slot {
+	if part.partitioned() {
+		log = log.With().Str("partition", part.String()).Logger()
+	}
+	return &slot{part: part, log: log, health: &notifierHealth{}}
+}
+
+// leading counts the partitions this replica leads.
+func (n *Notifier) leading() int {
+	led := 0
+	for _, s := range n.slots {
+		if s.leader.Load() {
+			led++
+		}
+	}
+	return led
+}
+
+// warnIfPartitionsChanged looks in the checkpoint bucket for checkpoints
+// of this collection kept under another partition count, and says loudly
+// that this start (a new NOTIFIER_PARTITIONS) resumes none of them: every
+// partition starts from now after a no_checkpoint flush-all, so issuers
+// drop their whole cache once. Best effort: a bucket it cannot list only
+// loses the warning.
+func (n *Notifier) warnIfPartitionsChanged(ctx context.Context) {
+	if len(n.slots) == 0 || n.slots[0].checkpoints == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	base := kvKeyForNamespace(n.data.Database, n.data.Collection)
+	kv := n.slots[0].checkpoints.kv
+	lister, err := kv.ListKeysFiltered(ctx, base, base+".>")
+	if err != nil {
+		return
+	}
+	ours := map[string]bool{}
+	for _, s := range n.slots {
+		ours[s.checkpoints.key] = true
+	}
+	var others []string
+	found := 0
+	for k := range lister.Keys() {
+		if ours[k] {
+			found++
+		} else {
+			others = append(others, k)
+		}
+	}
+	_ = lister.Stop()
+	if len(others) == 0 || found == len(n.slots) {
+		return
+	}
+	slices.Sort(others)
+	n.log.Warn().Int("partitions", len(n.slots)).Strs("other_checkpoints", others).
+		Msg("NOTIFIER_PARTITIONS changed: checkpoints exist for another partition count and are not resumed; " +
+			"every partition without a checkpoint starts from now after a no_checkpoint flush-all (issuers drop their whole cache once); " +
+			"the old checkpoints are left in the bucket (delete them once no replica runs with the old count)")
+}
