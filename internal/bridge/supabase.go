@@ -63,7 +63,7 @@ func (s *Server) serveSupabase(w http.ResponseWriter, r *http.Request) string {
 		supabaseFail(w, http.StatusBadRequest, "body must be the custom access token hook's input: user_id, claims, authentication_method")
 		return outcomeBadRequest
 	}
-	d, err := s.read(r.Context(), req.UserID)
+	d, err := s.read(w, r, req.UserID)
 	if err != nil {
 		supabaseFail(w, http.StatusServiceUnavailable, "custom data unavailable")
 		return outcomeUnavailable

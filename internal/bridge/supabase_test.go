@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -344,5 +345,40 @@ func TestSupabaseKeepsClaimBytes(t *testing.T) {
 	w := serve(s, supabaseCall(t, in, time.Now(), sec))
 	if !bytes.Contains(w.Body.Bytes(), []byte(`"note":"a<b & c>d"`)) {
 		t.Fatalf("claim changed on the way: %s", w.Body)
+	}
+}
+
+// A hook timeout longer than what is left of the server's write timeout
+// (which runs from the request's headers) must still reach the identity
+// server as the documented failure, not as a closed connection.
+func TestHookFailureAnsweredPastServerWriteTimeout(t *testing.T) {
+	sec := secret(t)
+	s, err := New(&fakeData{block: true}, Config{Timeout: 600 * time.Millisecond},
+		WithSupabase(verifier(t, sec)), WithHydra(HydraAuth{Keys: []string{hydraKey}}, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(s.Handler())
+	srv.Config.WriteTimeout = 100 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	for name, call := range map[string]*http.Request{
+		"supabase": supabaseCall(t, fixture(t, "supabase/custom-access-token.json"), time.Now(), sec),
+		"hydra":    hydraCall(t, fixture(t, "hydra/token-hook.json"), "Authorization", "Bearer "+hydraKey),
+	} {
+		req, err := http.NewRequest(call.Method, srv.URL+call.URL.Path, call.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = call.Header
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatalf("%s: no answer: %v", name, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("%s: status %d: %s", name, res.StatusCode, b)
+		}
 	}
 }
