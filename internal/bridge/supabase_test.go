@@ -196,7 +196,6 @@ func TestSupabaseBadRequests(t *testing.T) {
 		"no user_id":    `{"claims":{},"authentication_method":"password"}`,
 		"claims null":   `{"user_id":"u","claims":null,"authentication_method":"password"}`,
 		"claims string": `{"user_id":"u","claims":"x","authentication_method":"password"}`,
-		"no method":     `{"user_id":"u","claims":{}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			w := serve(s, supabaseCall(t, []byte(body), time.Now(), sec))
@@ -252,6 +251,23 @@ func TestSupabaseLoginPublishesLOGIN(t *testing.T) {
 	if got := metric(t, s, "customdata_bridge_logins_total", map[string]string{"outcome": "published"}); got != 2 {
 		t.Fatalf("published LOGINs counted: %v", got)
 	}
+
+	// A method Supabase Auth has no name for arrives empty (or missing):
+	// still a sign-in, answered with the data, its LOGIN supabase-unknown.
+	for i, body := range []string{
+		`{"user_id":"` + supabaseUser + `","claims":{"iat":` + jsonInt(now.Unix()) + `,"session_id":"s-empty"},"authentication_method":""}`,
+		`{"user_id":"` + supabaseUser + `","claims":{"iat":` + jsonInt(now.Unix()) + `,"session_id":"s-missing"}}`,
+	} {
+		if w := serve(s, supabaseCall(t, []byte(body), time.Now(), sec)); w.Code != 200 {
+			t.Fatalf("no method (%d): status %d: %s", i, w.Code, w.Body)
+		}
+	}
+	testsupport.Eventually(t, "LOGINs of the unnamed methods published", func() bool { return len(pub.events()) == 4 })
+	for _, ev := range pub.events()[2:] {
+		if len(ev.Providers) != 1 || ev.Providers[0] != "supabase-unknown" {
+			t.Fatalf("LOGIN of an unnamed method: providers %v", ev.Providers)
+		}
+	}
 }
 
 func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
@@ -263,6 +279,7 @@ func TestSupabaseProvider(t *testing.T) {
 		"email/signup":                      "supabase-email-signup",
 		"oauth_provider/authorization_code": "supabase-oauth-provider-authorization-code",
 		"OTP":                               "supabase-otp",
+		"":                                  "supabase-unknown",
 		strings.Repeat("a", 80):             "supabase-" + strings.Repeat("a", 55),
 	} {
 		if got := SupabaseProvider(method); got != want {
