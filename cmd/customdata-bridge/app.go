@@ -137,7 +137,7 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 		if cfg.CacheMaxEntries > 0 {
 			opts := []issuer.CacheOption{issuer.WithLogger(log)}
 			if cfg.NoticesEnabled {
-				opts = append(opts, issuer.WithNotices(js, issuer.NoticeConfig{SubjectPrefix: cfg.NoticeSubjectPrefix, Stream: cfg.NoticeStream}))
+				opts = append(opts, issuer.WithNotices(js, issuer.NoticeConfig{SubjectPrefix: cfg.NoticeSubjectPrefix, Stream: cfg.NoticeStream, LeaderTimeout: cfg.LeaderTimeout}))
 			}
 			// A read nobody waits for any more is not worth finishing.
 			ccfg := issuer.CacheConfig{MaxEntries: cfg.CacheMaxEntries, TTL: cfg.CacheTTL, ReadTimeout: cfg.HookTimeout}

@@ -40,6 +40,8 @@ func TestConfigValidation(t *testing.T) {
 		{name: "blank Kratos basic auth", env: map[string]string{"KRATOS_BASIC_AUTH": ","}, err: "CUSTOMDATA_BRIDGE_KRATOS_BASIC_AUTH: every value is blank"},
 		{name: "blank Hydra API key", env: map[string]string{"HYDRA_API_KEYS": " ,"}, err: "CUSTOMDATA_BRIDGE_HYDRA_API_KEYS: every value is blank"},
 		{name: "blank API token", env: map[string]string{"API_TOKENS": ","}, err: "CUSTOMDATA_BRIDGE_API_TOKENS: every value is blank"},
+		{name: "leader timeout below two heartbeats", env: map[string]string{"API_TOKENS": "t", "LEADER_TIMEOUT": "5s"}, err: "LEADER_TIMEOUT must be at least 10s"},
+		{name: "leader timeout off", env: map[string]string{"API_TOKENS": "t", "LEADER_TIMEOUT": "-1s"}},
 		{name: "one blank among keys", env: map[string]string{"AUTH0_AUTHORIZATION": "Bearer c2VjcmV0,"}},
 	}
 	for _, tc := range cases {

@@ -113,7 +113,7 @@ func runIssuer(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	if cfg.CacheMaxEntries > 0 {
 		opts := []issuer.CacheOption{issuer.WithLogger(log)}
 		if cfg.NoticesEnabled {
-			opts = append(opts, issuer.WithNotices(js, issuer.NoticeConfig{SubjectPrefix: cfg.NoticeSubjectPrefix, Stream: cfg.NoticeStream}))
+			opts = append(opts, issuer.WithNotices(js, issuer.NoticeConfig{SubjectPrefix: cfg.NoticeSubjectPrefix, Stream: cfg.NoticeStream, LeaderTimeout: cfg.LeaderTimeout}))
 		}
 		if cache, err = issuer.NewCache(src, issuer.CacheConfig{MaxEntries: cfg.CacheMaxEntries, TTL: cfg.CacheTTL}, opts...); err != nil {
 			return err

@@ -10,6 +10,10 @@ import (
 	"github.com/customdata-worker/customdata-worker/internal/natsconn"
 )
 
+// minLeaderTimeout keeps LEADER_TIMEOUT above two of the worker's 5 s
+// heartbeats, so one late beat does not flush every cache.
+const minLeaderTimeout = 10 * time.Second
+
 // envPrefix is the reference issuer's own prefix: ISSUER_HTTP_ADDR, …
 // The worker's CUSTOMDATA_* variables are not read, so the two can share
 // an environment; the defaults match the worker's.
@@ -36,6 +40,7 @@ type Config struct {
 	NoticesEnabled      bool          `envconfig:"NOTICES_ENABLED" default:"true" desc:"keep the cache fresh from the worker's notices; false: TTL only"`
 	NoticeSubjectPrefix string        `envconfig:"NOTICE_SUBJECT_PREFIX" default:"customdata.invalidated" desc:"the worker's NOTICE_SUBJECT_PREFIX"`
 	NoticeStream        string        `envconfig:"NOTICE_STREAM" default:"CUSTOMDATA_NOTICES" desc:"the worker's NOTICE_STREAM"`
+	LeaderTimeout       time.Duration `envconfig:"LEADER_TIMEOUT" default:"30s" desc:"with no heartbeat of the worker's notifier for this long (every worker down), stop caching and read MongoDB on every call until one comes; at least 10s (the worker beats every 5s); negative: never"`
 	CacheMaxEntries     int           `envconfig:"CACHE_MAX_ENTRIES" default:"10000" desc:"most users cached; 0 disables the cache (every token reads MongoDB)"`
 	CacheTTL            time.Duration `envconfig:"CACHE_TTL" default:"0" desc:"drop cached data this long after it was read; 0 = only notices drop it (required > 0 when notices are off)"`
 
@@ -86,6 +91,9 @@ func (c Config) validate() error {
 	}
 	if c.Oversize != "flag" && c.Oversize != "refuse" {
 		errs = append(errs, fmt.Errorf("%s_OVERSIZE_POLICY must be flag or refuse, not %q", envPrefix, c.Oversize))
+	}
+	if c.LeaderTimeout >= 0 && c.LeaderTimeout < minLeaderTimeout {
+		errs = append(errs, fmt.Errorf("%s_LEADER_TIMEOUT must be at least %s (the worker's notifier beats every 5s), or negative to never stop caching", envPrefix, minLeaderTimeout))
 	}
 	if c.CacheMaxEntries < 0 || c.CacheTTL < 0 {
 		errs = append(errs, fmt.Errorf("%s_CACHE_MAX_ENTRIES and %s_CACHE_TTL must not be negative", envPrefix, envPrefix))

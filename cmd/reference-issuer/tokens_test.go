@@ -244,6 +244,14 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 	if _, err := loadConfig(); err != nil {
 		t.Fatalf("TTL-only cache: %v", err)
 	}
+	if c.LeaderTimeout != issuer.DefaultLeaderTimeout {
+		t.Fatalf("LEADER_TIMEOUT default %s, want the issuer package's %s", c.LeaderTimeout, issuer.DefaultLeaderTimeout)
+	}
+	t.Setenv("ISSUER_LEADER_TIMEOUT", "9s")
+	if _, err := loadConfig(); err == nil || !strings.Contains(err.Error(), "ISSUER_LEADER_TIMEOUT must be at least 10s") {
+		t.Fatalf("a leader timeout of one heartbeat: %v", err)
+	}
+	t.Setenv("ISSUER_LEADER_TIMEOUT", "30s")
 	t.Setenv("ISSUER_SESSION_MAX_AGE", "1m")
 	if _, err := loadConfig(); err == nil || !strings.Contains(err.Error(), "ISSUER_SESSION_MAX_AGE") {
 		t.Fatalf("a session shorter than a token: %v", err)

@@ -31,7 +31,7 @@ func (s *Server) serveGeneric(w http.ResponseWriter, r *http.Request) string {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid user id"})
 		return outcomeBadRequest
 	}
-	d, err := s.read(r.Context(), user)
+	d, err := s.read(w, r, user)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "custom data unavailable"})
 		return outcomeUnavailable

@@ -97,7 +97,7 @@ func (s *Server) serveHydra(w http.ResponseWriter, r *http.Request) string {
 		w.WriteHeader(http.StatusNoContent)
 		return outcomeNoUser
 	}
-	d, err := s.read(r.Context(), user)
+	d, err := s.read(w, r, user)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "custom data unavailable"})
 		return outcomeUnavailable

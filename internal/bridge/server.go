@@ -37,6 +37,10 @@ const (
 	DefaultMaxBody = 1 << 20
 )
 
+// answerTime is how long writing an answer may take once the data was
+// read (or the wait for it ended).
+const answerTime = 2 * time.Second
+
 // Config is what every endpoint shares. The zero value is the defaults.
 type Config struct {
 	// ClaimName is the claim the custom data goes under (default
@@ -211,8 +215,14 @@ func (s *Server) timed(hook string, h func(http.ResponseWriter, *http.Request) s
 
 // read waits at most Config.Timeout for the user's data. A document
 // refused as oversize is no error here: the Data says so.
-func (s *Server) read(ctx context.Context, userID string) (issuer.Data, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+//
+// The server's WriteTimeout runs from the request's headers, so a slow
+// body plus a long Timeout could use it up and turn the documented
+// failure into a closed connection: the write deadline is moved past the
+// wait. A writer that cannot (a test recorder) keeps its own.
+func (s *Server) read(w http.ResponseWriter, r *http.Request, userID string) (issuer.Data, error) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.Timeout + answerTime))
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
 	d, err := s.data.Get(ctx, userID)
 	switch {

@@ -59,11 +59,14 @@ func (s *Server) serveSupabase(w http.ResponseWriter, r *http.Request) string {
 		return outcomeUnauthorized
 	}
 	var req supabaseRequest
-	if err := json.Unmarshal(body, &req); err != nil || req.UserID == "" || req.Claims == nil || req.AuthenticationMethod == "" {
+	// An empty or missing authentication_method is a sign-in, not a bad
+	// call: supabase/auth's AuthenticationMethod.String() answers "" for a
+	// method it has no name for, and refusing would lock those users out.
+	if err := json.Unmarshal(body, &req); err != nil || req.UserID == "" || req.Claims == nil {
 		supabaseFail(w, http.StatusBadRequest, "body must be the custom access token hook's input: user_id, claims, authentication_method")
 		return outcomeBadRequest
 	}
-	d, err := s.read(r.Context(), req.UserID)
+	d, err := s.read(w, r, req.UserID)
 	if err != nil {
 		supabaseFail(w, http.StatusServiceUnavailable, "custom data unavailable")
 		return outcomeUnavailable
@@ -128,8 +131,12 @@ func supabaseLogin(req supabaseRequest, now time.Time) events.AuthEvent {
 // character other than a letter or digit made '-' (password →
 // supabase-password, sso/saml → supabase-sso-saml,
 // oauth_provider/authorization_code → supabase-oauth-provider-authorization-code),
-// cut to the 64 characters a provider name may have.
+// cut to the 64 characters a provider name may have; an empty method is
+// supabase-unknown.
 func SupabaseProvider(method string) string {
+	if method == "" {
+		method = "unknown"
+	}
 	var b strings.Builder
 	b.WriteString("supabase-")
 	for _, c := range strings.ToLower(method) {

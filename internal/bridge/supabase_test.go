@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -195,7 +196,6 @@ func TestSupabaseBadRequests(t *testing.T) {
 		"no user_id":    `{"claims":{},"authentication_method":"password"}`,
 		"claims null":   `{"user_id":"u","claims":null,"authentication_method":"password"}`,
 		"claims string": `{"user_id":"u","claims":"x","authentication_method":"password"}`,
-		"no method":     `{"user_id":"u","claims":{}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			w := serve(s, supabaseCall(t, []byte(body), time.Now(), sec))
@@ -251,6 +251,23 @@ func TestSupabaseLoginPublishesLOGIN(t *testing.T) {
 	if got := metric(t, s, "customdata_bridge_logins_total", map[string]string{"outcome": "published"}); got != 2 {
 		t.Fatalf("published LOGINs counted: %v", got)
 	}
+
+	// A method Supabase Auth has no name for arrives empty (or missing):
+	// still a sign-in, answered with the data, its LOGIN supabase-unknown.
+	for i, body := range []string{
+		`{"user_id":"` + supabaseUser + `","claims":{"iat":` + jsonInt(now.Unix()) + `,"session_id":"s-empty"},"authentication_method":""}`,
+		`{"user_id":"` + supabaseUser + `","claims":{"iat":` + jsonInt(now.Unix()) + `,"session_id":"s-missing"}}`,
+	} {
+		if w := serve(s, supabaseCall(t, []byte(body), time.Now(), sec)); w.Code != 200 {
+			t.Fatalf("no method (%d): status %d: %s", i, w.Code, w.Body)
+		}
+	}
+	testsupport.Eventually(t, "LOGINs of the unnamed methods published", func() bool { return len(pub.events()) == 4 })
+	for _, ev := range pub.events()[2:] {
+		if len(ev.Providers) != 1 || ev.Providers[0] != "supabase-unknown" {
+			t.Fatalf("LOGIN of an unnamed method: providers %v", ev.Providers)
+		}
+	}
 }
 
 func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
@@ -262,6 +279,7 @@ func TestSupabaseProvider(t *testing.T) {
 		"email/signup":                      "supabase-email-signup",
 		"oauth_provider/authorization_code": "supabase-oauth-provider-authorization-code",
 		"OTP":                               "supabase-otp",
+		"":                                  "supabase-unknown",
 		strings.Repeat("a", 80):             "supabase-" + strings.Repeat("a", 55),
 	} {
 		if got := SupabaseProvider(method); got != want {
@@ -344,5 +362,40 @@ func TestSupabaseKeepsClaimBytes(t *testing.T) {
 	w := serve(s, supabaseCall(t, in, time.Now(), sec))
 	if !bytes.Contains(w.Body.Bytes(), []byte(`"note":"a<b & c>d"`)) {
 		t.Fatalf("claim changed on the way: %s", w.Body)
+	}
+}
+
+// A hook timeout longer than what is left of the server's write timeout
+// (which runs from the request's headers) must still reach the identity
+// server as the documented failure, not as a closed connection.
+func TestHookFailureAnsweredPastServerWriteTimeout(t *testing.T) {
+	sec := secret(t)
+	s, err := New(&fakeData{block: true}, Config{Timeout: 600 * time.Millisecond},
+		WithSupabase(verifier(t, sec)), WithHydra(HydraAuth{Keys: []string{hydraKey}}, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(s.Handler())
+	srv.Config.WriteTimeout = 100 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	for name, call := range map[string]*http.Request{
+		"supabase": supabaseCall(t, fixture(t, "supabase/custom-access-token.json"), time.Now(), sec),
+		"hydra":    hydraCall(t, fixture(t, "hydra/token-hook.json"), "Authorization", "Bearer "+hydraKey),
+	} {
+		req, err := http.NewRequest(call.Method, srv.URL+call.URL.Path, call.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = call.Header
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatalf("%s: no answer: %v", name, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("%s: status %d: %s", name, res.StatusCode, b)
+		}
 	}
 }
