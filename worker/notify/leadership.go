@@ -24,7 +24,7 @@ func (n *Notifier) lead(ctx context.Context, s *slot) (holdOff time.Duration) {
 	defer cancelTerm()
 	defer context.AfterFunc(ctx, cancelTerm)()
 	s.leader.Store(true)
-	n.metrics.leader.WithLabelValues(s.part.label()).Set(1)
+	n.metrics.leading(s.part, true)
 	if s.part.partitioned() {
 		s.log.Info().Uint64("term", rev).Ints("leading", n.LeadsPartitions()).Msg("acquired the change-stream lease of the partition: leading it")
 	} else {
@@ -59,7 +59,7 @@ func (n *Notifier) lead(ctx context.Context, s *slot) (holdOff time.Duration) {
 		// After the health update: whoever sees "not leader" also sees
 		// why.
 		s.leader.Store(false)
-		n.metrics.leader.WithLabelValues(s.part.label()).Set(0)
+		n.metrics.leading(s.part, false)
 		n.metrics.checkpointWritten(s.part, time.Time{})
 	}()
 	if cause := context.Cause(leaseCtx); errors.Is(cause, lease.ErrLost) {
@@ -97,7 +97,7 @@ const stepDownStalled = "change_stream_stalled"
 // value may live one more TTL).
 func (n *Notifier) stepDown(ctx context.Context, s *slot, cause error) time.Duration {
 	s.health.steppedDown(cause)
-	n.metrics.stepdowns.WithLabelValues(stepDownStalled, s.part.label()).Inc()
+	n.metrics.steppedDown(s.part, stepDownStalled)
 	holdOff := n.cfg.LeaseTTL
 	releaseErr := n.releaseLease(ctx, s)
 	if releaseErr != nil {

@@ -206,7 +206,8 @@ func New(js jetstream.JetStream, db *mongo.Database, cfg Config, opts ...Option)
 	if data.Database != db.Name() {
 		return nil, fmt.Errorf("notifier: configured database %q but given database %q", data.Database, db.Name())
 	}
-	m, err := newNotifierMetrics(o.reg)
+	parts := partitions(cfg.Partitions)
+	m, err := newNotifierMetrics(o.reg, parts)
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +226,6 @@ func New(js jetstream.JetStream, db *mongo.Database, cfg Config, opts ...Option)
 		uniqueIndex:      o.uniqueIndex,
 		maxInFlight:      o.maxInFlight,
 	}
-	parts := partitions(cfg.Partitions)
 	for _, p := range parts {
 		n.slots = append(n.slots, newSlot(p, log))
 	}

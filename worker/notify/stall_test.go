@@ -232,7 +232,7 @@ func TestNotifierStalledLeaderStepsDown(t *testing.T) {
 			if err := a.Healthy(); !errors.Is(err, ErrNotifierUnhealthy) {
 				t.Fatalf("a.Healthy() = %v, want ErrNotifierUnhealthy (stepped down)", err)
 			}
-			if v := metricValue(a.metrics.stepdowns.WithLabelValues(stepDownStalled, "0")); v != 1 {
+			if v := metricValue(a.metrics.stepdowns.WithLabelValues(stepDownStalled)); v != 1 {
 				t.Errorf("a's stepdowns_total{reason=%q} = %v, want 1", stepDownStalled, v)
 			}
 			if p := a.published(); p != publishedByA {
