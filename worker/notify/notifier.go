@@ -232,7 +232,7 @@ func New(js jetstream.JetStream, db *mongo.Database, cfg Config, opts ...Option)
 	m.initPartitions(parts)
 	n.dupGuard = newDuplicateUserGuard(coll, data.UserIDField, m, log)
 	n.acks = newAckTracker(m)
-	if n.noticeJS, err = newNoticeJetStream(js.Conn(), n.acks); err != nil {
+	if n.noticeJS, err = newNoticeJetStream(js.Conn(), n.acks, len(parts)); err != nil {
 		return nil, fmt.Errorf("notifier: %w", err)
 	}
 	if o.wrapPub != nil {
@@ -412,16 +412,25 @@ func (n *Notifier) LeadsPartitions() []int {
 
 // newNoticeJetStream is the JetStream context user notices are published
 // through asynchronously: the Notifier's own, so the auth consumer's
-// publishes never share its window. The term bounds the window itself
-// (maxNoticesInFlight); the library's bound is set above it only as a
-// backstop, since past it a publish fails after a short stall instead of
-// waiting. Every acknowledgement is awaited at most noticeAckTimeout.
-func newNoticeJetStream(nc *nats.Conn, lat *ackTracker) (jetstream.JetStream, error) {
+// publishes never share its window. Each term bounds its window itself
+// (maxNoticesInFlight); the library's bound is set above the sum of the
+// windows of every partition this replica may lead (noticeMaxPending) only
+// as a backstop, since past it a publish fails after a short stall instead
+// of waiting. Every acknowledgement is awaited at most noticeAckTimeout.
+func newNoticeJetStream(nc *nats.Conn, lat *ackTracker, partitions int) (jetstream.JetStream, error) {
 	return jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(2*maxNoticesInFlight),
+		jetstream.WithPublishAsyncMaxPending(noticeMaxPending(partitions)),
 		jetstream.WithPublishAsyncTimeout(noticeAckTimeout),
 		jetstream.WithPublishAsyncAckHandler(lat.acked),
 		jetstream.WithPublishAsyncErrHandler(lat.failed))
+}
+
+// noticeMaxPending is the library's backstop bound on unacknowledged
+// notices: twice the windows of the terms of every partition, which one
+// replica may all lead at once and which share one JetStream context. At
+// one partition it is what it was before partitions (512).
+func noticeMaxPending(partitions int) int {
+	return 2 * maxNoticesInFlight * max(1, partitions)
 }
 
 // publishJS is what terms publish user notices through.

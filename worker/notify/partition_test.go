@@ -54,6 +54,22 @@ func TestPartitionKeysAndNames(t *testing.T) {
 	}
 }
 
+// TestNoticeMaxPendingCoversEveryPartition: a replica leading every
+// partition runs that many terms, each with up to maxNoticesInFlight
+// unacknowledged notices, through one JetStream context; the library's
+// bound must stay above their sum, or a busy replica's publishes fail
+// (too many stalled messages) instead of waiting for their window.
+func TestNoticeMaxPendingCoversEveryPartition(t *testing.T) {
+	if got := noticeMaxPending(1); got != 2*maxNoticesInFlight {
+		t.Errorf("noticeMaxPending(1) = %d, want %d as before partitions", got, 2*maxNoticesInFlight)
+	}
+	for _, n := range []int{0, 1, 2, 3, 7, MaxNotifierPartitions} {
+		if got, sum := noticeMaxPending(n), max(1, n)*maxNoticesInFlight; got <= sum {
+			t.Errorf("noticeMaxPending(%d) = %d, not above the %d the terms may have in flight", n, got, sum)
+		}
+	}
+}
+
 func TestPartitionsConfig(t *testing.T) {
 	for _, tc := range []struct {
 		n       int
