@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -67,6 +68,43 @@ func TestNoticeMaxPendingCoversEveryPartition(t *testing.T) {
 		if got, sum := noticeMaxPending(n), max(1, n)*maxNoticesInFlight; got <= sum {
 			t.Errorf("noticeMaxPending(%d) = %d, not above the %d the terms may have in flight", n, got, sum)
 		}
+	}
+}
+
+// TestOtherPartitionCheckpoints: a start with a new partition count finds
+// the checkpoints of the old one (and says so), a restart with the same
+// count finds nothing to warn about; a deleted old key is gone.
+func TestOtherPartitionCheckpoints(t *testing.T) {
+	_, js := testsupport.StartNATS(t).Connect(t)
+	ctx := testsupport.Context(t)
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "CP_PARTS"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := kvKeyForNamespace("app", "custom_user_data")
+	for _, key := range []string{base, base + ".p0of4", base + ".p3of4", kvKeyForNamespace("app", "other") + ".p0of2"} {
+		if _, err := kv.PutString(ctx, key, "{}"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		count int
+		want  []string
+	}{
+		{1, nil},                             // a restart at 1: its own checkpoint is there
+		{4, nil},                             // a restart at 4
+		{2, []string{base, base + ".p0of4"}}, // 1 and 4 ran before; another collection's keys are not ours
+	} {
+		got, err := otherPartitionCheckpoints(ctx, kv, base, tc.count)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("count %d: %v, %v; want %v", tc.count, got, err, tc.want)
+		}
+	}
+	if err := kv.Delete(ctx, base); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := otherPartitionCheckpoints(ctx, kv, base, 2); err != nil || !slices.Equal(got, []string{base + ".p0of4"}) {
+		t.Errorf("after deleting %s: %v, %v", base, got, err)
 	}
 }
 

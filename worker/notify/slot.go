@@ -2,10 +2,11 @@ package notify
 
 import (
 	"context"
-	"slices"
+	"errors"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/customdata-worker/customdata-worker/internal/lease"
@@ -48,7 +49,7 @@ func (n *Notifier) leading() int {
 // of this collection kept under another partition count, and says loudly
 // that this start (a new NOTIFIER_PARTITIONS) resumes none of them: every
 // partition starts from now after a no_checkpoint flush-all, so issuers
-// drop their whole cache once. Best effort: a bucket it cannot list only
+// drop their whole cache once. Best effort: a bucket it cannot read only
 // loses the warning.
 func (n *Notifier) warnIfPartitionsChanged(ctx context.Context) {
 	if len(n.slots) == 0 || n.slots[0].checkpoints == nil {
@@ -56,32 +57,46 @@ func (n *Notifier) warnIfPartitionsChanged(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	base := kvKeyForNamespace(n.data.Database, n.data.Collection)
-	kv := n.slots[0].checkpoints.kv
-	lister, err := kv.ListKeysFiltered(ctx, base, base+".>")
-	if err != nil {
+	others, err := otherPartitionCheckpoints(ctx, n.slots[0].checkpoints.kv, kvKeyForNamespace(n.data.Database, n.data.Collection), len(n.slots))
+	if err != nil || len(others) == 0 {
 		return
 	}
-	ours := map[string]bool{}
-	for _, s := range n.slots {
-		ours[s.checkpoints.key] = true
-	}
-	var others []string
-	found := 0
-	for k := range lister.Keys() {
-		if ours[k] {
-			found++
-		} else {
-			others = append(others, k)
-		}
-	}
-	_ = lister.Stop()
-	if len(others) == 0 || found == len(n.slots) {
-		return
-	}
-	slices.Sort(others)
 	n.log.Warn().Int("partitions", len(n.slots)).Strs("other_checkpoints", others).
 		Msg("NOTIFIER_PARTITIONS changed: checkpoints exist for another partition count and are not resumed; " +
 			"every partition without a checkpoint starts from now after a no_checkpoint flush-all (issuers drop their whole cache once); " +
 			"the old checkpoints are left in the bucket (delete them once no replica runs with the old count)")
+}
+
+// otherPartitionCheckpoints lists the partition-0 checkpoint keys (under
+// base) of every partition count other than count that the bucket holds;
+// none when count's own partition-0 checkpoint is there (a restart, not a
+// change). It reads keys one by one (direct gets, which the worker may do)
+// rather than listing the bucket, which needs a consumer on it that a
+// worker's NATS user is not allowed to create (deploy/nats/nats.conf).
+func otherPartitionCheckpoints(ctx context.Context, kv jetstream.KeyValue, base string, count int) ([]string, error) {
+	exists := func(key string) (bool, error) {
+		_, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	if ours, err := exists(partition{0, count}.kvKey(base)); ours || err != nil {
+		return nil, err
+	}
+	var others []string
+	for c := 1; c <= MaxNotifierPartitions; c++ {
+		if c == count {
+			continue
+		}
+		key := partition{0, c}.kvKey(base)
+		found, err := exists(key)
+		if err != nil {
+			return others, err
+		}
+		if found {
+			others = append(others, key)
+		}
+	}
+	return others, nil
 }
