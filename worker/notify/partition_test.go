@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -105,6 +106,26 @@ func TestOtherPartitionCheckpoints(t *testing.T) {
 	}
 	if got, err := otherPartitionCheckpoints(ctx, kv, base, 2); err != nil || !slices.Equal(got, []string{base + ".p0of4"}) {
 		t.Errorf("after deleting %s: %v, %v", base, got, err)
+	}
+}
+
+// TestPartitionFlushMsgIDSession: a from-now flush-all's Nats-Msg-Id is
+// made from the lease session, as it was before partitions when
+// unpartitioned, and with the partition's name when partitioned, so that
+// two partitions' flush-alls are never de-duplicated into one.
+func TestPartitionFlushMsgIDSession(t *testing.T) {
+	for _, tc := range []struct {
+		part partition
+		want string
+	}{
+		{partition{}, "session-1"},
+		{partition{0, 1}, "session-1"},
+		{partition{1, 3}, "session-1|p1of3"},
+	} {
+		tm := newTerm(termDeps{part: tc.part}, zerolog.Nop(), "session-1", 7, context.Background())
+		if got := tm.pub.leaseSession; got != tc.want {
+			t.Errorf("%+v: Msg-Id session %q, want %q", tc.part, got, tc.want)
+		}
 	}
 }
 
