@@ -66,7 +66,26 @@ type Notice struct {
 	Reason FlushReason `json:"reason,omitempty"`
 	// PublishedAt is when the worker published the notice.
 	PublishedAt time.Time `json:"publishedAt"`
+	// Partition and Partitions are set on heartbeats of a partitioned
+	// notifier (NOTIFIER_PARTITIONS above 1): the heartbeat speaks for
+	// partition Partition (0 to Partitions-1) of Partitions. Absent: partition
+	// 0 of 1, the whole collection, which is what heartbeats of workers
+	// before partitions mean. An issuer hears the notifier as alive only
+	// when every partition 0..Partitions-1 was heard within its leader
+	// timeout. A flush-all from any partition flushes everything.
+	Partition  int `json:"partition,omitempty"`
+	Partitions int `json:"partitions,omitempty"`
 }
+
+// MaxNoticePartitions bounds Notice.Partitions.
+const MaxNoticePartitions = 64
+
+// PartitionOf is the partition a heartbeat speaks for (0 when absent).
+func (n Notice) PartitionOf() int { return n.Partition }
+
+// PartitionsOf is how many partitions the notifier that sent a heartbeat
+// has (1 when absent).
+func (n Notice) PartitionsOf() int { return max(1, n.Partitions) }
 
 // ClusterTime is a MongoDB cluster time (BSON timestamp).
 type ClusterTime struct {
@@ -90,7 +109,12 @@ func DecodeNotice(data []byte) (Notice, error) {
 		if n.UserID == "" && n.DocumentID == "" {
 			return Notice{}, fmt.Errorf("decode notice: user notice names neither user nor document")
 		}
-	case NoticeFlushAll, NoticeHeartbeat:
+	case NoticeFlushAll:
+	case NoticeHeartbeat:
+		if n.Partitions < 0 || n.Partitions > MaxNoticePartitions || n.Partition < 0 || n.Partition >= n.PartitionsOf() {
+			return Notice{}, fmt.Errorf("decode notice: heartbeat of partition %d of %d (want 0 ≤ partition < partitions ≤ %d)",
+				n.Partition, n.Partitions, MaxNoticePartitions)
+		}
 	default:
 		return Notice{}, fmt.Errorf("decode notice: unknown kind %q", n.Kind)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -142,6 +143,10 @@ func TestSchemasValidateThePackagesExamples(t *testing.T) {
 		"a delete naming only the document": marshal(t, Notice{SchemaVersion: NoticeSchemaVersion, Kind: NoticeUser, DocumentID: `{"$oid":"x"}`,
 			Operation: "delete", PublishedAt: published}),
 		"a heartbeat as the worker writes it": marshal(t, Notice{SchemaVersion: NoticeSchemaVersion, Kind: NoticeHeartbeat, PublishedAt: published}),
+		"a partitioned notifier's heartbeat": marshal(t, Notice{SchemaVersion: NoticeSchemaVersion, Kind: NoticeHeartbeat, Partition: 2, Partitions: 4,
+			PublishedAt: published}),
+		"the last partition of the most": marshal(t, Notice{SchemaVersion: NoticeSchemaVersion, Kind: NoticeHeartbeat, Partition: MaxNoticePartitions - 1,
+			Partitions: MaxNoticePartitions}),
 	}
 	for _, r := range []FlushReason{FlushNoCheckpoint, FlushBadCheckpoint, FlushHistoryLost, FlushCollectionGone, FlushInvalidated,
 		FlushUnattributable, FlushPositionUnreadable} {
@@ -279,6 +284,8 @@ var onlyDecodeNotice = map[string]string{
 	"trailing data":          "DecodeNotice reads the first JSON value and ignores what follows",
 	"member in another case": "encoding/json matches member names without regard to case",
 	"cluster time 1.0":       "encoding/json refuses 1.0 for an integer; a schema's integer is any whole number",
+	"partitions 2.0":         "encoding/json refuses 2.0 for an integer; a schema's integer is any whole number",
+	"partition past 64 bits": "encoding/json refuses an integer Go's int cannot hold; the schema bounds partition only on heartbeats",
 }
 
 func TestNoticeSchemaAgreesWithDecodeNotice(t *testing.T) {
@@ -298,6 +305,20 @@ func TestNoticeSchemaAgreesWithDecodeNotice(t *testing.T) {
 		{name: "trailing data", in: `{"kind":"flush_all"} {`},
 		{name: "member in another case", in: `{"KIND":"flush_all"}`},
 		{name: "cluster time 1.0", in: `{"kind":"user","userId":"u","clusterTime":{"t":1.0,"i":0}}`, wantErr: "x"},
+		{name: "heartbeat of partition 3 of 4", in: `{"kind":"heartbeat","partition":3,"partitions":4}`},
+		{name: "heartbeat partition fields null", in: `{"kind":"heartbeat","partition":null,"partitions":null}`},
+		{name: "heartbeat partition of 4, partition absent", in: `{"kind":"heartbeat","partitions":4}`},
+		{name: "heartbeat partition not below partitions", in: `{"kind":"heartbeat","partition":4,"partitions":4}`, wantErr: "x"},
+		{name: "heartbeat partition without partitions", in: `{"kind":"heartbeat","partition":1}`, wantErr: "x"},
+		{name: "heartbeat negative partition", in: `{"kind":"heartbeat","partition":-1,"partitions":2}`, wantErr: "x"},
+		{name: "heartbeat of 65 partitions", in: `{"kind":"heartbeat","partition":0,"partitions":65}`, wantErr: "x"},
+		{name: "heartbeat negative partitions", in: `{"kind":"heartbeat","partitions":-1}`, wantErr: "x"},
+		{name: "heartbeat partition a string", in: `{"kind":"heartbeat","partition":"1","partitions":2}`, wantErr: "x"},
+		{name: "partitions 2.0", in: `{"kind":"heartbeat","partition":1,"partitions":2.0}`, wantErr: "x"},
+		// Only heartbeats say which partition they speak for; elsewhere the
+		// members are read as integers and mean nothing.
+		{name: "user notice with partition members", in: `{"kind":"user","userId":"u","partition":7,"partitions":2}`},
+		{name: "partition past 64 bits", in: `{"kind":"user","userId":"u","partition":9223372036854775808}`, wantErr: "x"},
 	} {
 		cases = append(cases, c)
 	}
@@ -312,6 +333,32 @@ func TestNoticeSchemaAgreesWithDecodeNotice(t *testing.T) {
 		}
 		if (decErr == nil) != ok {
 			t.Errorf("%s: DecodeNotice says %v, the schema %v (%s)\n%s", c.name, decErr, ok, why, c.in)
+		}
+	}
+}
+
+// TestNoticeSchemaPartitionsAgreeWithDecodeNotice: on every heartbeat
+// partition and partition count around the bounds (absent, null, negative,
+// 0 to past the maximum), the schema decides as DecodeNotice does.
+func TestNoticeSchemaPartitionsAgreeWithDecodeNotice(t *testing.T) {
+	s, _ := loadSchema(t, "notice.schema.json")
+	values := []string{"", "null", "-1"}
+	for i := 0; i <= MaxNoticePartitions+1; i++ {
+		values = append(values, strconv.Itoa(i))
+	}
+	member := func(name, v string) string {
+		if v == "" {
+			return ""
+		}
+		return `,"` + name + `":` + v
+	}
+	for _, count := range values {
+		for _, part := range values {
+			in := `{"schemaVersion":1,"kind":"heartbeat"` + member("partition", part) + member("partitions", count) + `}`
+			_, decErr := DecodeNotice([]byte(in))
+			if ok, why := accepts(s, []byte(in)); (decErr == nil) != ok {
+				t.Errorf("%s: DecodeNotice says %v, the schema %v (%s)", in, decErr, ok, why)
+			}
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,9 +31,11 @@ type NoticeConfig struct {
 	RetryWait time.Duration
 	// LeaderTimeout: while following, the cache keeps nothing (reads
 	// through) when it has heard no heartbeat of the worker's leading
-	// notifier for this long — every worker down, NATS KV unreachable,
-	// notices off — since then no one would announce a change. It caches
-	// again at the next heartbeat. Default 30s (the worker beats every
+	// notifier for this long — of some partition, when the worker runs
+	// NOTIFIER_PARTITIONS above 1 (each partition's leader beats for it);
+	// every worker down, NATS KV unreachable, notices off — since then no
+	// one would announce (some) changes. It caches again once every
+	// partition is heard. Default 30s (the worker beats every
 	// 5s); negative: never stop caching for want of heartbeats.
 	LeaderTimeout time.Duration
 }
@@ -76,16 +77,23 @@ type feed struct {
 	next    uint64    // stream sequence expected next
 	created time.Time // creation time of the stream last followed (zero: none yet)
 
-	lastBeat atomic.Int64  // unix nanoseconds of the last heartbeat (or of the follow's start)
-	beat     chan struct{} // a heartbeat arrived (capacity 1)
+	beats leaderBeats   // the notifier's heartbeats, per partition (or the follow's start)
+	beat  chan struct{} // a heartbeat arrived (capacity 1)
 }
 
-// heartbeat records a heartbeat of the leading notifier.
-func (c *Cache) heartbeat() {
+// heartbeat records a heartbeat of the leading notifier of one partition
+// (payload: the heartbeat notice; one that names no partition, or cannot
+// be read, speaks for partition 0 of 1, as heartbeats did before
+// partitions).
+func (c *Cache) heartbeat(payload []byte) {
 	if c.feed == nil {
 		return
 	}
-	c.feed.lastBeat.Store(time.Now().UnixNano())
+	part, count := 0, 1
+	if n, err := events.DecodeNotice(payload); err == nil {
+		part, count = n.PartitionOf(), n.PartitionsOf()
+	}
+	c.feed.beats.heard(part, count, time.Now())
 	select {
 	case c.feed.beat <- struct{}{}:
 	default:
@@ -248,7 +256,7 @@ func (c *Cache) follow(ctx context.Context, nc *nats.Conn, status <-chan nats.St
 	var watchLeader <-chan time.Time
 	leaderless := false
 	if f.cfg.LeaderTimeout > 0 {
-		f.lastBeat.Store(time.Now().UnixNano())
+		f.beats.start(time.Now())
 		t := time.NewTicker(max(f.cfg.LeaderTimeout/4, 10*time.Millisecond))
 		defer t.Stop()
 		watchLeader = t.C
@@ -256,14 +264,18 @@ func (c *Cache) follow(ctx context.Context, nc *nats.Conn, status <-chan nats.St
 	for {
 		select {
 		case <-watchLeader:
-			if silent := time.Since(time.Unix(0, f.lastBeat.Load())); !leaderless && silent > f.cfg.LeaderTimeout {
+			if silent, of, missing := f.beats.silence(time.Now(), f.cfg.LeaderTimeout); !leaderless && silent > 0 {
 				leaderless = true
 				c.setKeep(false, FlushNoLeader)
-				c.log.Warn().Dur("silent_for", silent.Round(time.Second)).Str("cache", "reading through to MongoDB, keeping nothing").
-					Msg("no heartbeat of the worker's notifier: no one announces changes")
+				ev := c.log.Warn().Dur("silent_for", silent.Round(time.Second)).Str("cache", "reading through to MongoDB, keeping nothing")
+				if of > 1 {
+					ev = ev.Int("partitions", of).Ints("silent_partitions", missing)
+				}
+				ev.Msg("no heartbeat of the worker's notifier (of every partition of its change stream): no one announces some changes")
 			}
 		case <-f.beat:
-			if leaderless {
+			// Caching again only once every partition is heard.
+			if silent, _, _ := f.beats.silence(time.Now(), f.cfg.LeaderTimeout); leaderless && silent == 0 {
 				leaderless = false
 				c.setKeep(true, FlushFollowing)
 				c.log.Info().Msg("the worker's notifier beats again: caching")
@@ -373,8 +385,11 @@ func (f *feed) advance(gen, seq uint64) (expected uint64, gap bool) {
 //     document's _id.
 //   - <prefix>.doc.<token>: drop every entry holding that document _id.
 //   - <prefix>.all, or a payload of kind flush_all: drop everything.
-//   - <prefix>.heartbeat: the leading notifier is alive (see
+//   - <prefix>.heartbeat: the leading notifier of a partition (payload
+//     partition and partitions; absent: 0 of 1) is alive (see
 //     NoticeConfig.LeaderTimeout); nothing to drop.
+//   - a flush-all from any partition drops everything: the cache is not
+//     kept per partition.
 //   - anything else under the prefix (an unknown subject, an undecodable
 //     token, a user notice whose non-empty payload cannot be decoded):
 //     drop everything, since it may have named anyone.
@@ -388,7 +403,7 @@ func (c *Cache) HandleNotice(subject string, payload []byte) {
 		return // not a notice subject: nothing to do with us
 	}
 	if rest == "heartbeat" {
-		c.heartbeat()
+		c.heartbeat(payload)
 		return
 	}
 	n, perr := events.DecodeNotice(payload)

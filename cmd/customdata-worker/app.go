@@ -38,7 +38,7 @@ func (c Config) workerConfig(set *triggers.Set) worker.Config {
 			TrustedSigners: []events.TrustedSigner(c.TrustedSigners)},
 		Notify: notify.Config{SubjectPrefix: c.NoticeSubjectPrefix, Stream: c.NoticeStream, MaxAge: c.NoticeMaxAge,
 			LeaseTTL: c.LeaseTTL, StallAfter: c.StallAfter, OversizeBytes: c.OversizeBytes, PreAndPostImages: c.PreAndPostImages,
-			IgnoreFields: c.NoticeIgnoreFields},
+			IgnoreFields: c.NoticeIgnoreFields, Partitions: c.NotifierPartitions},
 	}
 }
 

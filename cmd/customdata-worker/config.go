@@ -65,6 +65,7 @@ type Config struct {
 	OversizeBytes       int           `envconfig:"OVERSIZE_BYTES" default:"16384" desc:"documents above this size are flagged oversize in notices"`
 	NoticeIgnoreFields  []string      `envconfig:"NOTICE_IGNORE_FIELDS" desc:"comma-separated top-level fields (e.g. lastLogin) whose updates publish no notice when the change event shows only them changed; pair with the issuer's ISSUER_OMIT_FIELDS"`
 	PreAndPostImages    bool          `envconfig:"PRE_AND_POST_IMAGES" default:"false" desc:"enable changeStreamPreAndPostImages on the collection (MongoDB 6.0+) so deletes name the user"`
+	NotifierPartitions  int           `envconfig:"NOTIFIER_PARTITIONS" default:"1" desc:"split the change stream into this many partitions (1 to 64) by a hash of each document's _id; each is a lease, change stream and checkpoint of its own, and replicas share them; above 1 needs MongoDB with $toHashedIndexKey (7.0+); changing it flushes issuers once"`
 
 	// Operations
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`

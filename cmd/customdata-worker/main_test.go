@@ -60,6 +60,8 @@ func TestCheckRejectsBadConfiguration(t *testing.T) {
 		{"slash in the consumer", "CUSTOMDATA_AUTH_CONSUMER", "a/b", "consumer name"},
 		// Checked even with notices off, before anything connects.
 		{"user-id field among the ignored fields", "CUSTOMDATA_NOTICE_IGNORE_FIELDS", "lastLogin,userId", "user-id field"},
+		{"too many notifier partitions", "CUSTOMDATA_NOTIFIER_PARTITIONS", "65", "partitions must be between 1 and 64, got 65"},
+		{"negative notifier partitions", "CUSTOMDATA_NOTIFIER_PARTITIONS", "-2", "partitions must be between 1 and 64, got -2"},
 	}
 	unparsable := map[string]bool{"log format": true, "provision": true, "not a duration": true}
 	for _, tt := range tests {

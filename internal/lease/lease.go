@@ -101,6 +101,19 @@ func (l *Lease) TryAcquire(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// Free reports whether nobody holds the lease now (its key is absent or
+// deleted), without taking it.
+func (l *Lease) Free(ctx context.Context) (bool, error) {
+	_, err := l.kv.Get(ctx, l.key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read lease %s: %w", l.key, err)
+	}
+	return false, nil
+}
+
 // Renew extends a held lease. Any error means the lease may be lost.
 func (l *Lease) Renew(ctx context.Context) error {
 	rev, err := l.kv.Update(ctx, l.key, l.value(time.Time{}), l.rev)

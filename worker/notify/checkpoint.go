@@ -42,8 +42,10 @@ type checkpointStore struct {
 	namespace string
 }
 
-func newCheckpointStore(kv jetstream.KeyValue, database, collection string) *checkpointStore {
-	return &checkpointStore{kv: kv, key: kvKeyForNamespace(database, collection), namespace: database + "." + collection}
+// newCheckpointStore keeps the checkpoint of database.collection under key
+// (kvKeyForNamespace, and a partition's suffix: partition.kvKey).
+func newCheckpointStore(kv jetstream.KeyValue, key, database, collection string) *checkpointStore {
+	return &checkpointStore{kv: kv, key: key, namespace: database + "." + collection}
 }
 
 // load returns the stored checkpoint. found is false when there is none.

@@ -21,7 +21,7 @@ func TestCheckpointStoreRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newCheckpointStore(kv, "app", "custom data")
+	s := newCheckpointStore(kv, kvKeyForNamespace("app", "custom data"), "app", "custom data")
 
 	if _, found, err := s.load(ctx); found || err != nil {
 		t.Fatalf("empty store: found %v, err %v", found, err)
@@ -40,7 +40,7 @@ func TestCheckpointStoreRoundTrip(t *testing.T) {
 	}
 
 	// Another collection's store does not see it.
-	other := newCheckpointStore(kv, "app", "other")
+	other := newCheckpointStore(kv, kvKeyForNamespace("app", "other"), "app", "other")
 	if _, found, err := other.load(ctx); found || err != nil {
 		t.Fatalf("other collection: found %v, err %v", found, err)
 	}

@@ -68,5 +68,5 @@ func (tm *term) savePending(ctx context.Context, force bool) {
 	tm.saved = &cp
 	tm.savedToken = cp.Token
 	tm.lastCheckpoint = cp.WrittenAt
-	tm.metrics.checkpointWritten(cp.WrittenAt)
+	tm.metrics.checkpointWritten(tm.part, cp.WrittenAt)
 }

@@ -139,6 +139,17 @@ type Config struct {
 	// <SubjectPrefix>.heartbeat while its term runs, so that issuers can
 	// tell that someone announces changes. Default 5s, at most 1m.
 	HeartbeatInterval time.Duration
+
+	// Partitions splits the change feed into this many partitions, by a
+	// hash of each change's documentKey._id: each partition is a lease, a
+	// change stream and a checkpoint of its own, led by any replica (a
+	// replica may lead several), so several replicas share the work.
+	// Default 1 (one change stream, keys and notices exactly as before
+	// partitions existed); at most 64. N above 1 needs a server that
+	// evaluates $toHashedIndexKey (New's Provision refuses otherwise), and
+	// changing N starts every partition without a checkpoint: each
+	// publishes a no_checkpoint flush-all.
+	Partitions int
 }
 
 // SetDefaults replaces zero values by the defaults.
@@ -157,6 +168,7 @@ func (c *Config) SetDefaults() {
 	c.CheckpointInterval = cmp.Or(c.CheckpointInterval, DefaultNotifierCheckpointLag)
 	c.StallAfter = cmp.Or(c.StallAfter, max(DefaultNotifierStallAfter, 2*c.LeaseTTL))
 	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultNotifierHeartbeat)
+	c.Partitions = cmp.Or(c.Partitions, DefaultNotifierPartitions)
 }
 
 // feedOpTimeout bounds one open or poll of the change feed: the server
@@ -213,6 +225,9 @@ func (c Config) Validate() error {
 	}
 	if c.HeartbeatInterval < 0 || c.HeartbeatInterval > time.Minute {
 		add("heartbeat interval must be positive and at most 1m, got %s", c.HeartbeatInterval)
+	}
+	if c.Partitions < 1 || c.Partitions > MaxNotifierPartitions {
+		add("partitions must be between 1 and %d, got %d", MaxNotifierPartitions, c.Partitions)
 	}
 	return errors.Join(errs...)
 }

@@ -38,3 +38,9 @@ var errReopenNow = errors.New("reopen the change stream")
 // made no progress for StallAfter while every attempt failed, so another
 // replica, whose MongoDB may work, should lead.
 var errFeedStalled = errors.New("change stream stalled")
+
+// ErrPartitionsUnsupported is returned (wrapped) by Provision when
+// Partitions is above 1 and the server cannot evaluate the partition
+// filter ($toHashedIndexKey in a $match's $expr): the notifier refuses to
+// start rather than watch nothing.
+var ErrPartitionsUnsupported = errors.New("the MongoDB server cannot filter change streams into partitions")

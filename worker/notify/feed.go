@@ -78,7 +78,10 @@ func (w watchFeed) open(ctx context.Context, pipeline mongo.Pipeline, _ *checkpo
 // fragments would have to be reassembled. A change the server cannot
 // return is handled instead by maxPositionRefusals: retried, then a
 // flush-all (position_unreadable) and a feed from now.
-func feedPipeline(userIDField string, serverSize bool) mongo.Pipeline {
+//
+// A partitioned notifier's feed starts with its partition's $match
+// (partition.matchStage), before the projection.
+func feedPipeline(userIDField string, serverSize bool, part partition) mongo.Pipeline {
 	updatedFields := "$updateDescription.updatedFields"
 	project := bson.D{
 		{Key: "operationType", Value: 1},
@@ -109,7 +112,11 @@ func feedPipeline(userIDField string, serverSize bool) mongo.Pipeline {
 	} else {
 		project = append(project, bson.E{Key: "fullDocument", Value: 1})
 	}
-	return mongo.Pipeline{{{Key: "$project", Value: project}}}
+	pipeline := mongo.Pipeline{{{Key: "$project", Value: project}}}
+	if match := part.matchStage(); match != nil {
+		pipeline = append(mongo.Pipeline{match}, pipeline...)
+	}
+	return pipeline
 }
 
 // feedErrorClass says what a change-stream error means for continuity.

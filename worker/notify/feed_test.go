@@ -103,7 +103,7 @@ func TestFeedPipelineOnTheServer(t *testing.T) {
 
 	watch := func(serverSize bool) *mongo.ChangeStream {
 		t.Helper()
-		cs, err := coll.Watch(ctx, feedPipeline("userId", serverSize),
+		cs, err := coll.Watch(ctx, feedPipeline("userId", serverSize, partition{}),
 			options.ChangeStream().SetFullDocument(options.UpdateLookup).SetMaxAwaitTime(time.Second))
 		if err != nil {
 			t.Fatalf("watch (server size %v): %v", serverSize, err)

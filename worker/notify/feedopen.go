@@ -89,6 +89,9 @@ func (tm *term) openFeed(ctx context.Context) (feedCursor, events.FlushReason, e
 // rejected the $bsonSize pipeline.
 func (tm *term) pipelineUnsupported(err error) error {
 	if !tm.serverSize {
+		if tm.part.partitioned() {
+			return fmt.Errorf("change stream pipeline refused: %w (the partition filter needs $toHashedIndexKey: %w)", err, ErrPartitionsUnsupported)
+		}
 		return fmt.Errorf("change stream pipeline refused: %w", err)
 	}
 	tm.serverSize, tm.sizeConclusive = false, true
@@ -105,7 +108,7 @@ func (tm *term) pipelineUnsupported(err error) error {
 func (tm *term) open(ctx context.Context, from *checkpoint) (feedCursor, error) {
 	octx, cancel := context.WithTimeout(ctx, tm.openTimeout(tm.cfg.feedOpTimeout()))
 	defer cancel()
-	pipeline, opts := feedPipeline(tm.data.UserIDField, tm.serverSize), feedOptions(tm.cfg, from)
+	pipeline, opts := feedPipeline(tm.data.UserIDField, tm.serverSize, tm.part), feedOptions(tm.cfg, from)
 	return tm.feeds.open(octx, pipeline, from, opts)
 }
 

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -15,7 +16,19 @@ func (n *Notifier) Healthy() error {
 	if !n.running.Load() {
 		return ErrNotifierNotRunning
 	}
-	return n.health.check(n.cfg.UnhealthyAfter, n.leader.Load())
+	if len(n.slots) == 1 {
+		s := n.slots[0]
+		return s.health.check(n.cfg.UnhealthyAfter, s.leader.Load())
+	}
+	// Every partition counts: one whose lease or feed fails leaves its
+	// share of the changes unannounced, whoever leads the others.
+	var errs []error
+	for _, s := range n.slots {
+		if err := s.health.check(n.cfg.UnhealthyAfter, s.leader.Load()); err != nil {
+			errs = append(errs, fmt.Errorf("partition %s: %w", s.part, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // notifierHealth tracks since when the lease and the feed fail.

@@ -3,13 +3,21 @@ package notify
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/customdata-worker/customdata-worker/events"
 )
 
-// heartbeatPayload is the notice every heartbeat carries.
-var heartbeatPayload = []byte(`{"schemaVersion":1,"kind":"heartbeat"}`)
+// heartbeatPayload is the notice every heartbeat of part carries. An
+// unpartitioned notifier's is exactly what it was before partitions
+// existed (issuers read no partition fields as partition 0 of 1).
+func heartbeatPayload(part partition) []byte {
+	if !part.partitioned() {
+		return []byte(`{"schemaVersion":1,"kind":"heartbeat"}`)
+	}
+	return fmt.Appendf(nil, `{"schemaVersion":1,"kind":"heartbeat","partition":%d,"partitions":%d}`, part.index, part.count)
+}
 
 // heartbeats publishes events.HeartbeatSubject every HeartbeatInterval
 // until the term's ctx ends, so that issuers can tell that a leader is
@@ -20,24 +28,25 @@ var heartbeatPayload = []byte(`{"schemaVersion":1,"kind":"heartbeat"}`)
 // A failed one while connected looks for the notice stream and provisions
 // it again if gone (create mode), so an idle leader notices the loss
 // before a change does.
-func (n *Notifier) heartbeats(ctx context.Context) {
+func (n *Notifier) heartbeats(ctx context.Context, s *slot) {
 	subject := events.HeartbeatSubject(n.cfg.SubjectPrefix)
+	payload := heartbeatPayload(s.part)
 	t := time.NewTicker(n.cfg.HeartbeatInterval)
 	defer t.Stop()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, n.cfg.HeartbeatInterval)
-		_, err := n.js.Publish(pctx, subject, heartbeatPayload)
+		_, err := n.js.Publish(pctx, subject, payload)
 		cancel()
 		switch {
 		case err == nil:
-			n.health.heartbeatResult(nil)
+			s.health.heartbeatResult(nil)
 		case ctx.Err() == nil:
-			n.log.Debug().Err(err).Msg("heartbeat not published")
+			s.log.Debug().Err(err).Msg("heartbeat not published")
 			// Connected and still failing (no response from stream, or
 			// out of time retrying for one): the stream may be gone.
 			perr := n.restoreAfterPublishFailure(ctx)
 			if errors.Is(perr, ErrNotProvisioned) {
-				n.health.heartbeatResult(perr) // what /readyz must say
+				s.health.heartbeatResult(perr) // what /readyz must say
 			} else if perr != nil && ctx.Err() == nil {
 				if ok, held := n.limiter.allow("provision"); ok {
 					n.log.Warn().Err(perr).Int("suppressed", held).

@@ -16,27 +16,31 @@ import (
 // the change feed stalls (the lease is given up; lead returns how long
 // to keep away from it), or when ctx ends (the feed stops after the
 // event in hand is published and checkpointed).
-func (n *Notifier) lead(ctx context.Context) (holdOff time.Duration) {
-	rev := n.lease.Revision()
+func (n *Notifier) lead(ctx context.Context, s *slot) (holdOff time.Duration) {
+	rev := s.lease.Revision()
 	leaseCtx, cancelLease := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelLease(nil)
 	termCtx, cancelTerm := context.WithCancel(leaseCtx)
 	defer cancelTerm()
 	defer context.AfterFunc(ctx, cancelTerm)()
-	n.leader.Store(true)
-	n.metrics.leader.Set(1)
-	n.log.Info().Uint64("term", rev).Msg("acquired the change-stream lease: leading")
+	s.leader.Store(true)
+	n.metrics.leading(s.part, true)
+	if s.part.partitioned() {
+		s.log.Info().Uint64("term", rev).Ints("leading", n.LeadsPartitions()).Msg("acquired the change-stream lease of the partition: leading it")
+	} else {
+		s.log.Info().Uint64("term", rev).Msg("acquired the change-stream lease: leading")
+	}
 
 	beatsDone := make(chan struct{})
 	go func() {
 		defer close(beatsDone)
-		n.heartbeats(termCtx)
+		n.heartbeats(termCtx, s)
 	}()
 	defer func() { cancelTerm(); <-beatsDone }()
 	renewDone := make(chan struct{})
 	go func() {
 		defer close(renewDone)
-		n.renewLoop(leaseCtx, cancelLease)
+		n.renewLoop(leaseCtx, s, cancelLease)
 	}()
 	pctx, pcancel := context.WithTimeout(termCtx, n.cfg.feedOpTimeout())
 	n.ensurePreImages(pctx)
@@ -44,41 +48,41 @@ func (n *Notifier) lead(ctx context.Context) (holdOff time.Duration) {
 	// The notice stream alone may be gone (deleted) while the buckets
 	// live on; notices published now must have somewhere to go.
 	if err := n.restoreProvisioningBounded(termCtx); err != nil {
-		n.log.Warn().Err(err).Msg("could not check the notice stream at the start of the term")
+		s.log.Warn().Err(err).Msg("could not check the notice stream at the start of the term")
 	}
-	stalled := newTerm(n.termDeps(), n.log, n.lease.Session(), rev, leaseCtx).run(termCtx)
+	stalled := newTerm(n.termDeps(s), s.log, s.lease.Session(), rev, leaseCtx).run(termCtx)
 	cancelLease(errTermEnded)
 	<-renewDone
 
-	n.health.feedOK()
+	s.health.feedOK()
 	defer func() {
 		// After the health update: whoever sees "not leader" also sees
 		// why.
-		n.leader.Store(false)
-		n.metrics.leader.Set(0)
-		n.metrics.checkpointWritten(time.Time{})
+		s.leader.Store(false)
+		n.metrics.leading(s.part, false)
+		n.metrics.checkpointWritten(s.part, time.Time{})
 	}()
 	if cause := context.Cause(leaseCtx); errors.Is(cause, lease.ErrLost) {
-		n.log.Warn().Err(cause).Msg("lost the change-stream lease: stopped the change stream")
+		s.log.Warn().Err(cause).Msg("lost the change-stream lease: stopped the change stream")
 		return 0
 	}
 	if stalled != nil && ctx.Err() == nil {
-		return n.stepDown(ctx, stalled)
+		return n.stepDown(ctx, s, stalled)
 	}
 	if ctx.Err() != nil {
-		if err := n.releaseLease(ctx); err != nil {
-			n.log.Debug().Err(err).Msg("lease release failed; it expires by itself")
+		if err := n.releaseLease(ctx, s); err != nil {
+			s.log.Debug().Err(err).Msg("lease release failed; it expires by itself")
 		}
 	}
-	n.log.Info().Msg("stopped leading")
+	s.log.Info().Msg("stopped leading")
 	return 0
 }
 
-// termDeps is what each term is given (once bound: Provision or Run).
-func (n *Notifier) termDeps() termDeps {
+// termDeps is what each term of s is given (once bound: Provision or Run).
+func (n *Notifier) termDeps(s *slot) termDeps {
 	return termDeps{
-		cfg: n.cfg, data: n.data, coll: n.coll, feeds: n.feeds, store: n.checkpoints, js: n.js,
-		metrics: n.metrics, health: n.health, limiter: n.limiter, localSizeWarned: &n.localSizeWarned,
+		part: s.part, cfg: n.cfg, data: n.data, coll: n.coll, feeds: n.feeds, store: s.checkpoints, js: n.js,
+		metrics: n.metrics, health: s.health, limiter: n.limiter, localSizeWarned: &n.localSizeWarned,
 		pubJS: n.publishJS(), acks: n.acks, maxInFlight: n.maxInFlight,
 		hooks: termHooks{collectionGone: n.collectionGone, changedUser: n.changedUser, publishFailed: n.restoreAfterPublishFailure},
 	}
@@ -91,16 +95,16 @@ const stepDownStalled = "change_stream_stalled"
 // how long to keep away from it: one TTL plus jitter when released (a
 // standby polls every TTL/3, so it wins), two when the release failed (our
 // value may live one more TTL).
-func (n *Notifier) stepDown(ctx context.Context, cause error) time.Duration {
-	n.health.steppedDown(cause)
-	n.metrics.stepdowns.WithLabelValues(stepDownStalled).Inc()
+func (n *Notifier) stepDown(ctx context.Context, s *slot, cause error) time.Duration {
+	s.health.steppedDown(cause)
+	n.metrics.steppedDown(s.part, stepDownStalled)
 	holdOff := n.cfg.LeaseTTL
-	releaseErr := n.releaseLease(ctx)
+	releaseErr := n.releaseLease(ctx, s)
 	if releaseErr != nil {
 		holdOff *= 2
 	}
 	holdOff += time.Duration(rand.Int64N(int64(n.cfg.LeaseTTL/5) + 1))
-	ev := n.log.Warn().Err(cause).Dur("stall_after", n.cfg.StallAfter).Dur("hold_off", holdOff)
+	ev := s.log.Warn().Err(cause).Dur("stall_after", n.cfg.StallAfter).Dur("hold_off", holdOff)
 	if releaseErr != nil {
 		ev = ev.AnErr("release_error", releaseErr)
 	}
@@ -109,18 +113,18 @@ func (n *Notifier) stepDown(ctx context.Context, cause error) time.Duration {
 }
 
 // releaseLease deletes our lease revision, bounded in time.
-func (n *Notifier) releaseLease(ctx context.Context) error {
+func (n *Notifier) releaseLease(ctx context.Context, s *slot) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	return n.lease.Release(rctx)
+	return s.lease.Release(rctx)
 }
 
 // probeAfterStepDown, on a standby that stepped down, checks whether the
 // change feed works again (opens one and closes it) and if so clears the
 // step-down from Healthy. It does not compete for the lease: a replica
 // that recovered simply stands by.
-func (n *Notifier) probeAfterStepDown(ctx context.Context) {
-	if !n.health.isSteppedDown() {
+func (n *Notifier) probeAfterStepDown(ctx context.Context, s *slot) {
+	if !s.health.isSteppedDown() {
 		return
 	}
 	timeout := n.cfg.feedOpTimeout()
@@ -131,14 +135,14 @@ func (n *Notifier) probeAfterStepDown(ctx context.Context) {
 		return
 	}
 	closeFeed(ctx, cs, timeout)
-	n.health.feedOK()
-	n.log.Info().Msg("the change stream works again after the step-down: healthy, standing by")
+	s.health.feedOK()
+	s.log.Info().Msg("the change stream works again after the step-down: healthy, standing by")
 }
 
 // renewLoop renews the lease every TTL/3. A renewal that fails or takes
 // longer than TTL/3 ends the term: by then another replica may be about to
 // take over.
-func (n *Notifier) renewLoop(ctx context.Context, cancel context.CancelCauseFunc) {
+func (n *Notifier) renewLoop(ctx context.Context, s *slot, cancel context.CancelCauseFunc) {
 	interval := n.cfg.LeaseTTL / 3
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -149,15 +153,15 @@ func (n *Notifier) renewLoop(ctx context.Context, cancel context.CancelCauseFunc
 		case <-t.C:
 		}
 		rctx, rcancel := context.WithTimeout(ctx, interval)
-		err := n.lease.Renew(rctx)
+		err := s.lease.Renew(rctx)
 		rcancel()
 		if err != nil {
 			if ctx.Err() == nil {
-				n.health.leaseFailed(err)
+				s.health.leaseFailed(err)
 			}
 			cancel(err)
 			return
 		}
-		n.health.leaseOK()
+		s.health.leaseOK()
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
-	"github.com/customdata-worker/customdata-worker/internal/lease"
 	"github.com/customdata-worker/customdata-worker/internal/provision"
 	"github.com/customdata-worker/customdata-worker/internal/retry"
 	"github.com/customdata-worker/customdata-worker/worker/customdata"
@@ -37,6 +36,9 @@ import (
 //     everything since.
 //   - Several replicas may run; one holds a lease in NATS KV and runs the
 //     change feed, the others stand by and take over when it expires.
+//     With Partitions above 1 each partition (a hash range of
+//     documentKey._id) is such a lease and feed of its own, and a replica
+//     may lead several.
 //     A leader whose change feed stalls (fails or hangs for StallAfter
 //     while the lease still renews) gives the lease up and stays away for
 //     a lease TTL, so a replica with a working MongoDB path takes over.
@@ -50,22 +52,23 @@ type Notifier struct {
 	log     zerolog.Logger
 	metrics *notifierMetrics
 	limiter *logLimiter
-	health  *notifierHealth
+	// slots are the partitions (one when unpartitioned), each with its
+	// lease, checkpoint, leadership and health.
+	slots []*slot
 	// feeds opens the change feed: the collection's Watch (tests inject
 	// server failures through another feedSource, see newNotifier).
 	feeds feedSource
 
 	dupGuard *duplicateUserGuard
 
-	// Bound by Provision or on first use in Run.
+	// Guards binding the slots' leases and checkpoints (Provision or the
+	// first use in Run).
 	bindMu          sync.Mutex
-	checkpoints     *checkpointStore
-	lease           *lease.Lease
+	isBound         bool
 	preImagesOK     atomic.Bool // collMod succeeded
 	preImagesWarned atomic.Bool
 
 	running atomic.Bool
-	leader  atomic.Bool
 	// localSizeWarned: the "server cannot size documents" warning is out.
 	localSizeWarned atomic.Bool
 
@@ -203,7 +206,8 @@ func New(js jetstream.JetStream, db *mongo.Database, cfg Config, opts ...Option)
 	if data.Database != db.Name() {
 		return nil, fmt.Errorf("notifier: configured database %q but given database %q", data.Database, db.Name())
 	}
-	m, err := newNotifierMetrics(o.reg)
+	parts := partitions(cfg.Partitions)
+	m, err := newNotifierMetrics(o.reg, parts)
 	if err != nil {
 		return nil, err
 	}
@@ -216,16 +220,19 @@ func New(js jetstream.JetStream, db *mongo.Database, cfg Config, opts ...Option)
 	n := &Notifier{
 		cfg: cfg, data: data, streams: streams, js: js, db: db, coll: coll, log: log, metrics: m,
 		limiter: newLogLimiter(time.Minute),
-		health:  &notifierHealth{},
 		feeds:   feeds,
 
 		onCollectionGone: o.onCollectionGone,
 		uniqueIndex:      o.uniqueIndex,
 		maxInFlight:      o.maxInFlight,
 	}
+	for _, p := range parts {
+		n.slots = append(n.slots, newSlot(p, log))
+	}
+	m.initPartitions(parts)
 	n.dupGuard = newDuplicateUserGuard(coll, data.UserIDField, m, log)
 	n.acks = newAckTracker(m)
-	if n.noticeJS, err = newNoticeJetStream(js.Conn(), n.acks); err != nil {
+	if n.noticeJS, err = newNoticeJetStream(js.Conn(), n.acks, len(parts)); err != nil {
 		return nil, fmt.Errorf("notifier: %w", err)
 	}
 	if o.wrapPub != nil {
@@ -241,7 +248,9 @@ func (n *Notifier) Run(ctx context.Context) error {
 	if !n.running.CompareAndSwap(false, true) {
 		return errors.New("notifier: Run called twice")
 	}
-	n.health.reset()
+	for _, s := range n.slots {
+		s.health.reset()
+	}
 	defer n.running.Store(false)
 	// Fails what is still in flight (nothing: every term waits for its
 	// window) and stops the context's reply subscription and listener.
@@ -261,7 +270,9 @@ func (n *Notifier) Run(ctx context.Context) error {
 		bo := retry.NewBackOff(200*time.Millisecond, n.cfg.RetryMaxInterval)
 		_, err := retry.Forever(ctx, bo, func() (struct{}, error) { return struct{}{}, n.bindExisting(ctx) },
 			func(err error, first bool) {
-				n.health.leaseFailed(err)
+				for _, s := range n.slots {
+					s.health.leaseFailed(err)
+				}
 				if first {
 					n.log.Warn().Err(err).Msg("notifier buckets unavailable (not provisioned?); retrying")
 				}
@@ -271,16 +282,44 @@ func (n *Notifier) Run(ctx context.Context) error {
 		}
 	}
 
-	n.log.Info().Dur("lease_ttl", n.cfg.LeaseTTL).Msg("notifier started: competing for the change-stream lease")
+	n.warnIfPartitionsChanged(ctx)
+	if len(n.slots) == 1 {
+		n.log.Info().Dur("lease_ttl", n.cfg.LeaseTTL).Msg("notifier started: competing for the change-stream lease")
+		n.compete(ctx, n.slots[0])
+		return nil
+	}
+	n.log.Info().Dur("lease_ttl", n.cfg.LeaseTTL).Int("partitions", len(n.slots)).
+		Msg("notifier started: competing for the lease of every change-stream partition")
+	var competitors sync.WaitGroup
+	for _, s := range n.slots {
+		competitors.Add(1)
+		go func() {
+			defer competitors.Done()
+			n.compete(ctx, s)
+		}()
+	}
+	competitors.Wait()
+	return nil
+}
+
+// compete competes for s's lease until ctx ends and, while holding it,
+// leads s's partition. A replica that already leads other partitions waits
+// before it takes a free one, longer the more it leads (spreadDelay), so
+// that replicas share the partitions instead of the fastest taking all.
+func (n *Notifier) compete(ctx context.Context, s *slot) {
 	interval := n.cfg.LeaseTTL / 3
 	lastHolder := ""
 	leaseErrLogged := false
+	if s.part.partitioned() {
+		// Replicas started together do not try every partition in step.
+		retry.Sleep(ctx, time.Duration(rand.Int64N(int64(interval/5)+1)))
+	}
 	for ctx.Err() == nil {
-		ok, err := n.lease.TryAcquire(ctx)
+		ok, err := n.tryAcquire(ctx, s)
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			// Connected yet refused: the bucket itself may be gone.
 			if n.js.Conn().IsConnected() {
@@ -288,33 +327,64 @@ func (n *Notifier) Run(ctx context.Context) error {
 					err = perr // what /readyz must say: nothing to reach
 				}
 			}
-			n.health.leaseFailed(err)
+			s.health.leaseFailed(err)
 			if !leaseErrLogged {
-				n.log.Warn().Err(err).Msg("cannot reach the lease; retrying")
+				s.log.Warn().Err(err).Msg("cannot reach the lease; retrying")
 				leaseErrLogged = true
 			}
 		case ok:
-			n.health.leaseOK()
+			s.health.leaseOK()
 			leaseErrLogged, lastHolder = false, ""
-			if holdOff := n.lead(ctx); holdOff > 0 {
+			if holdOff := n.lead(ctx, s); holdOff > 0 {
 				// Stepped down: stay out of the competition long enough
 				// for a standby to win it.
 				retry.Sleep(ctx, holdOff)
 			}
 			continue
 		default:
-			n.health.leaseOK()
+			s.health.leaseOK()
 			leaseErrLogged = false
-			if h := n.lease.Holder(); h != lastHolder {
-				n.log.Info().Str("holder", h).Msg("standing by: another replica holds the change-stream lease")
+			if h := s.lease.Holder(); h != lastHolder && h != "" {
+				s.log.Info().Str("holder", h).Msg("standing by: another replica holds the change-stream lease")
 				lastHolder = h
 			}
-			n.probeAfterStepDown(ctx)
+			n.probeAfterStepDown(ctx, s)
 		}
 		// Jitter keeps standbys from hammering the bucket in step.
 		retry.Sleep(ctx, interval-interval/10+time.Duration(rand.Int64N(int64(interval/5)+1)))
 	}
-	return nil
+}
+
+// tryAcquire takes s's lease if it is free. On a partitioned notifier that
+// already leads other partitions, a free lease is taken only after
+// spreadDelay, and only if it is still free then: a replica leading none
+// takes it first.
+func (n *Notifier) tryAcquire(ctx context.Context, s *slot) (bool, error) {
+	if wait := n.spreadDelay(); wait > 0 {
+		free, err := s.lease.Free(ctx)
+		if err != nil {
+			return false, err
+		}
+		if !free {
+			return s.lease.TryAcquire(ctx) // ours after a failed renewal, or someone's
+		}
+		if !retry.Sleep(ctx, wait) {
+			return false, nil
+		}
+	}
+	return s.lease.TryAcquire(ctx)
+}
+
+// spreadDelay is how long this replica waits before it takes a free
+// partition: half a renewal interval per partition it already leads.
+// Standbys poll every third of a lease TTL, so a replica leading fewer
+// partitions polls first and wins; a free partition nobody else wants is
+// still taken, later. Zero when unpartitioned.
+func (n *Notifier) spreadDelay() time.Duration {
+	if len(n.slots) < 2 {
+		return 0
+	}
+	return time.Duration(n.leading()) * n.cfg.LeaseTTL / 6
 }
 
 func (n *Notifier) collectionGone() {
@@ -324,21 +394,43 @@ func (n *Notifier) collectionGone() {
 	}
 }
 
-// IsLeader reports whether this replica currently runs the change feed.
-func (n *Notifier) IsLeader() bool { return n.leader.Load() }
+// IsLeader reports whether this replica currently runs a change feed (of
+// any partition).
+func (n *Notifier) IsLeader() bool { return n.leading() > 0 }
+
+// LeadsPartitions lists the partitions this replica leads (0 to
+// Partitions-1; [0] when it leads an unpartitioned notifier).
+func (n *Notifier) LeadsPartitions() []int {
+	var out []int
+	for _, s := range n.slots {
+		if s.leader.Load() {
+			out = append(out, s.part.index)
+		}
+	}
+	return out
+}
 
 // newNoticeJetStream is the JetStream context user notices are published
 // through asynchronously: the Notifier's own, so the auth consumer's
-// publishes never share its window. The term bounds the window itself
-// (maxNoticesInFlight); the library's bound is set above it only as a
-// backstop, since past it a publish fails after a short stall instead of
-// waiting. Every acknowledgement is awaited at most noticeAckTimeout.
-func newNoticeJetStream(nc *nats.Conn, lat *ackTracker) (jetstream.JetStream, error) {
+// publishes never share its window. Each term bounds its window itself
+// (maxNoticesInFlight); the library's bound is set above the sum of the
+// windows of every partition this replica may lead (noticeMaxPending) only
+// as a backstop, since past it a publish fails after a short stall instead
+// of waiting. Every acknowledgement is awaited at most noticeAckTimeout.
+func newNoticeJetStream(nc *nats.Conn, lat *ackTracker, partitions int) (jetstream.JetStream, error) {
 	return jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(2*maxNoticesInFlight),
+		jetstream.WithPublishAsyncMaxPending(noticeMaxPending(partitions)),
 		jetstream.WithPublishAsyncTimeout(noticeAckTimeout),
 		jetstream.WithPublishAsyncAckHandler(lat.acked),
 		jetstream.WithPublishAsyncErrHandler(lat.failed))
+}
+
+// noticeMaxPending is the library's backstop bound on unacknowledged
+// notices: twice the windows of the terms of every partition, which one
+// replica may all lead at once and which share one JetStream context. At
+// one partition it is what it was before partitions (512).
+func noticeMaxPending(partitions int) int {
+	return 2 * maxNoticesInFlight * max(1, partitions)
 }
 
 // publishJS is what terms publish user notices through.

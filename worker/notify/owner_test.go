@@ -102,7 +102,7 @@ func TestChangeStreamProjectionKeepsWhatOwnerChangesNeed(t *testing.T) {
 			if _, err := coll.InsertOne(ctx, tc.event); err != nil {
 				t.Fatalf("%s: store the event: %v", tc.name, err)
 			}
-			cur, err := coll.Aggregate(ctx, feedPipeline("userId", serverSize))
+			cur, err := coll.Aggregate(ctx, feedPipeline("userId", serverSize, partition{}))
 			if err != nil {
 				t.Fatalf("%s (server size %v): project: %v", tc.name, serverSize, err)
 			}

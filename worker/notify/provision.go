@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/lease"
@@ -77,8 +78,49 @@ func (n *Notifier) Provision(ctx context.Context) error {
 			return fmt.Errorf("notifier: lease bucket %s has TTL %s, want the lease TTL %s", leaseCfg.Bucket, st.TTL(), n.cfg.LeaseTTL)
 		}
 	}
+	if err := n.checkPartitionFilter(ctx); err != nil {
+		return err
+	}
 	n.bind(cpKV, leaseKV)
 	n.ensurePreImages(ctx)
+	return nil
+}
+
+// checkPartitionFilter, with Partitions above 1, asks the server to
+// evaluate the partition filter (partition.matchStage) on the collection,
+// so that a server without $toHashedIndexKey (documented from MongoDB 7.0's
+// manual on) is refused at start, naming the setting, instead of failing
+// every change-stream open. An outage is returned as is (retried by the
+// caller); any other refusal is left to the feed, which reports it.
+func (n *Notifier) checkPartitionFilter(ctx context.Context) error {
+	if n.cfg.Partitions < 2 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.feedOpTimeout())
+	defer cancel()
+	// $limit first: the filter is parsed whatever the collection holds and
+	// evaluated on one document at most.
+	match := partition{index: 0, count: n.cfg.Partitions}.matchStage()
+	err := func() error {
+		cur, err := n.coll.Aggregate(ctx, mongo.Pipeline{{{Key: "$limit", Value: 1}}, match})
+		if err != nil {
+			return err
+		}
+		defer func() { _ = cur.Close(context.WithoutCancel(ctx)) }()
+		for cur.Next(ctx) {
+		}
+		return cur.Err()
+	}()
+	switch {
+	case err == nil:
+		return nil
+	case classifyFeedError(err) == feedPipelineUnsupported:
+		return fmt.Errorf("notifier: %w: NOTIFIER_PARTITIONS=%d needs $toHashedIndexKey in a change stream's $match (MongoDB 7.0 or later); "+
+			"set it to 1 or upgrade the server: %w", ErrPartitionsUnsupported, n.cfg.Partitions, err)
+	case outage.Is(err):
+		return err
+	}
+	n.log.Warn().Err(err).Int("code", outage.FirstCode(err)).Msg("could not check that the server evaluates the partition filter; the change streams will tell")
 	return nil
 }
 
@@ -102,18 +144,21 @@ func (n *Notifier) verifyStream(ctx context.Context) error {
 func (n *Notifier) bind(cpKV, leaseKV jetstream.KeyValue) {
 	n.bindMu.Lock()
 	defer n.bindMu.Unlock()
-	if n.checkpoints != nil {
+	if n.isBound {
 		return
 	}
 	key := kvKeyForNamespace(n.data.Database, n.data.Collection)
-	n.checkpoints = newCheckpointStore(cpKV, n.data.Database, n.data.Collection)
-	n.lease = lease.New(leaseKV, key, n.cfg.InstanceID, n.cfg.LeaseTTL)
+	for _, s := range n.slots {
+		s.checkpoints = newCheckpointStore(cpKV, s.part.kvKey(key), n.data.Database, n.data.Collection)
+		s.lease = lease.New(leaseKV, s.part.kvKey(key), n.cfg.InstanceID, n.cfg.LeaseTTL)
+	}
+	n.isBound = true
 }
 
 func (n *Notifier) bound() bool {
 	n.bindMu.Lock()
 	defer n.bindMu.Unlock()
-	return n.checkpoints != nil
+	return n.isBound
 }
 
 // bindExisting looks up provisioned buckets (Run without Provision).

@@ -58,6 +58,9 @@ type term struct {
 
 // termDeps is what a term needs, shared by every term of one Notifier.
 type termDeps struct {
+	// part is the partition this term watches (partition{} when the
+	// collection is not partitioned).
+	part  partition
 	cfg   Config
 	data  customdata.Config
 	coll  *mongo.Collection // the watched collection: probed for $bsonSize
@@ -98,6 +101,12 @@ type termHooks struct {
 // lease is lost or the term is over.
 func newTerm(d termDeps, log zerolog.Logger, leaseSession string, rev uint64, leaseCtx context.Context) *term {
 	log = log.With().Uint64("term", rev).Logger()
+	// The flush-alls of different partitions' terms must not share a
+	// Msg-Id: each stands for its own gap.
+	session := leaseSession
+	if d.part.partitioned() {
+		session += "|" + d.part.String()
+	}
 	pubRetry := retry.NewBackOff(50*time.Millisecond, d.cfg.RetryMaxInterval)
 	maxInFlight := d.maxInFlight
 	if maxInFlight <= 0 {
@@ -110,7 +119,7 @@ func newTerm(d termDeps, log zerolog.Logger, leaseSession string, rev uint64, le
 			async: d.pubJS, acks: d.acks, maxInFlight: maxInFlight, retry: pubRetry,
 			js: d.js, stream: d.cfg.Stream, prefix: d.cfg.SubjectPrefix, leaseCtx: leaseCtx,
 			retryMax: d.cfg.RetryMaxInterval, metrics: d.metrics, health: d.health, log: log,
-			leaseSession: leaseSession, revision: rev,
+			leaseSession: session, revision: rev,
 		},
 		lastProgress: time.Now(),
 	}

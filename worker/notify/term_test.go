@@ -74,7 +74,7 @@ func TestTermReopensFromTheNewerPosition(t *testing.T) {
 		{name: "store unusable", saved: at("mine", 10), special: storeGarbage, want: "mine"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newTerm(n.termDeps(), zerolog.Nop(), "", 1, ctx)
+			s := newTerm(n.termDeps(n.slots[0]), zerolog.Nop(), "", 1, ctx)
 			s.saved, s.pending = tc.saved, tc.pending
 			switch {
 			case tc.special == storeNothing:
@@ -86,11 +86,11 @@ func TestTermReopensFromTheNewerPosition(t *testing.T) {
 					t.Fatal(err)
 				}
 			case tc.stored != nil:
-				if err := n.checkpoints.save(ctx, *tc.stored); err != nil {
+				if err := n.slots[0].checkpoints.save(ctx, *tc.stored); err != nil {
 					t.Fatal(err)
 				}
 			default:
-				if err := n.checkpoints.save(ctx, *tc.saved); err != nil {
+				if err := n.slots[0].checkpoints.save(ctx, *tc.saved); err != nil {
 					t.Fatal(err)
 				}
 			}

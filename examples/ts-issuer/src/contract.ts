@@ -17,7 +17,27 @@ export type Notice = {
   documentId?: string;
   operation?: string;
   reason?: string;
+  /**
+   * On a heartbeat of a partitioned notifier (NOTIFIER_PARTITIONS above
+   * 1): the partition it speaks for, 0 to partitions-1, of partitions.
+   * Absent: partition 0 of 1 (see partitionOf, partitionsOf).
+   */
+  partition?: number;
+  partitions?: number;
 };
+
+/** The most partitions a heartbeat may name (events.MaxNoticePartitions). */
+export const MAX_NOTICE_PARTITIONS = 64;
+
+/** The partition a heartbeat speaks for (0 when absent). */
+export function partitionOf(n: Notice): number {
+  return n.partition ?? 0;
+}
+
+/** How many partitions the heartbeat's notifier has (1 when absent or 0). */
+export function partitionsOf(n: Notice): number {
+  return Math.max(1, n.partitions ?? 0);
+}
 
 const tokenAlphabet = /^[A-Za-z0-9_-]*$/;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -71,10 +91,19 @@ function optionalString(v: unknown, name: string): string | undefined {
   return v;
 }
 
+// An integer member as Go's int reads it: null is absent, a fraction or
+// another type an error.
+function optionalInteger(v: unknown, name: string): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isInteger(v)) throw new Error(`decode notice: ${name} is not an integer`);
+  return v;
+}
+
 /**
  * Parses a notice as events.DecodeNotice does: unknown members and null
- * are allowed, a user notice must name a user or a document, and an
- * unknown kind is an error.
+ * are allowed, a user notice must name a user or a document, a heartbeat's
+ * partition must be below its partitions (at most 64), and an unknown kind
+ * is an error.
  */
 export function decodeNotice(payload: Uint8Array | string): Notice {
   const text = typeof payload === "string" ? payload : Buffer.from(payload).toString("utf8");
@@ -94,12 +123,23 @@ export function decodeNotice(payload: Uint8Array | string): Notice {
     documentId: optionalString(o.documentId, "documentId"),
     operation: optionalString(o.operation, "operation"),
     reason: optionalString(o.reason, "reason"),
+    partition: optionalInteger(o.partition, "partition"),
+    partitions: optionalInteger(o.partitions, "partitions"),
   };
   if (typeof o.kind !== "string" || !kinds.has(o.kind)) {
     throw new Error(`decode notice: unknown kind ${JSON.stringify(o.kind)}`);
   }
   if (n.kind === "user" && !n.userId && !n.documentId) {
     throw new Error("decode notice: user notice names neither user nor document");
+  }
+  if (n.kind === "heartbeat") {
+    const part = partitionOf(n);
+    const count = n.partitions ?? 0;
+    if (count < 0 || count > MAX_NOTICE_PARTITIONS || part < 0 || part >= partitionsOf(n)) {
+      throw new Error(
+        `decode notice: heartbeat of partition ${part} of ${count} (want 0 ≤ partition < partitions ≤ ${MAX_NOTICE_PARTITIONS})`,
+      );
+    }
   }
   return n;
 }

@@ -10,7 +10,8 @@
 // consumer misses heartbeats, is deleted or resets itself, the stream is
 // deleted or recreated (its creation time changed, or its last sequence
 // went below one already delivered), no heartbeat of the worker's notifier
-// for leaderTimeoutMs — it flushes and keeps nothing, then starts a new
+// (of every partition of its change stream, see LeaderBeats) for
+// leaderTimeoutMs — it flushes and keeps nothing, then starts a new
 // consumer from the stream's end as it is then, flushing again. It never
 // relies on a consumer resuming by itself: a recreated stream starts again
 // at sequence 1, which a resumed consumer would wait for in vain.
@@ -28,7 +29,8 @@ import {
 import type { NatsConnection } from "@nats-io/transport-node";
 
 import type { Cache, FlushReason } from "./cache.js";
-import { DEFAULT_NOTICE_PREFIX, DEFAULT_NOTICE_STREAM, heartbeatSubject } from "./contract.js";
+import { LeaderBeats } from "./beats.js";
+import { DEFAULT_NOTICE_PREFIX, DEFAULT_NOTICE_STREAM, decodeNotice, heartbeatSubject, partitionOf, partitionsOf } from "./contract.js";
 
 export type NoticeConfig = {
   /** The worker's NOTICE_SUBJECT_PREFIX (default "customdata.invalidated"). */
@@ -36,8 +38,10 @@ export type NoticeConfig = {
   /** The worker's NOTICE_STREAM (default "CUSTOMDATA_NOTICES"). */
   stream?: string;
   /**
-   * With no heartbeat of the worker's leading notifier for this long, keep
-   * nothing until the next one (default 30000: six of its 5 s beats); negative: never.
+   * With no heartbeat of the worker's leading notifier for this long (of
+   * some partition, when the worker runs NOTIFIER_PARTITIONS above 1: each
+   * partition's leader beats for it), keep nothing until every partition is
+   * heard again (default 30000: six of its 5 s beats); negative: never.
    */
   leaderTimeoutMs?: number;
   /** How often the followed stream's identity is checked (default 30000). */
@@ -76,7 +80,7 @@ export class NoticeFollower {
   private gen = 0; // consumer generation: a late delivery of an older consumer is not sequenced
   private next = 0; // stream sequence expected next
   private created = ""; // creation time of the stream last followed ("" none yet)
-  private lastBeat = 0;
+  private readonly beats = new LeaderBeats();
   private onBeat: (() => void) | undefined;
   private onStatus: ((type: string) => void) | undefined;
   private running = false;
@@ -245,9 +249,10 @@ export class NoticeFollower {
       // The start of following counts as a heartbeat: a leader's first
       // one is at most its interval away.
       let leaderless = false;
-      this.lastBeat = Date.now();
+      this.beats.start(Date.now());
       this.onBeat = () => {
-        if (leaderless) {
+        // Caching again only once every partition is heard.
+        if (leaderless && this.beats.silence(Date.now(), this.leaderTimeout).silentMs === 0) {
           leaderless = false;
           this.cache.setKeep(true, "following");
           this.log("the worker's notifier beats again: caching");
@@ -256,11 +261,12 @@ export class NoticeFollower {
       if (this.leaderTimeout > 0) {
         timers.push(
           setInterval(() => {
-            const silent = Date.now() - this.lastBeat;
-            if (!leaderless && silent > this.leaderTimeout) {
+            const { silentMs, of, missing } = this.beats.silence(Date.now(), this.leaderTimeout);
+            if (!leaderless && silentMs > 0) {
               leaderless = true;
               this.cache.setKeep(false, "no_leader");
-              this.log(`no heartbeat of the worker's notifier for ${silent} ms: reading MongoDB on every get`);
+              const which = of > 1 ? ` (partitions ${missing.join(", ")} of ${of})` : "";
+              this.log(`no heartbeat of the worker's notifier${which} for ${silentMs} ms: reading MongoDB on every get`);
             }
           }, Math.max(this.leaderTimeout / 4, 10)),
         );
@@ -308,7 +314,19 @@ export class NoticeFollower {
       }
     }
     if (m.subject === heartbeatSubject(this.prefix)) {
-      this.lastBeat = Date.now();
+      // One that names no partition, or cannot be read, speaks for
+      // partition 0 of 1, as heartbeats did before partitions (and as
+      // package issuer reads them).
+      let part = 0;
+      let count = 1;
+      try {
+        const n = decodeNotice(m.data);
+        part = partitionOf(n);
+        count = partitionsOf(n);
+      } catch {
+        // partition 0 of 1
+      }
+      this.beats.heard(part, count, Date.now());
       this.onBeat?.();
     }
     this.cache.handleNotice(m.subject, m.data);

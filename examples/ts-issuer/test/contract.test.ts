@@ -6,7 +6,15 @@ import { test } from "node:test";
 
 import { BSON } from "mongodb";
 
-import { decodeNotice, decodeUserToken, documentIdOf, encodeUserToken, userNoticeSubject } from "../src/contract.js";
+import {
+  decodeNotice,
+  decodeUserToken,
+  documentIdOf,
+  encodeUserToken,
+  partitionOf,
+  partitionsOf,
+  userNoticeSubject,
+} from "../src/contract.js";
 
 const trickyIds = [
   "a", "u1", "a.b", "a..b", ".", "*", ">", "a.*.>", "a b", " ", "user@example.com",
@@ -31,7 +39,16 @@ test("user tokens other than the canonical ones are refused", () => {
 });
 
 test("notices decode as events.DecodeNotice decodes them", () => {
-  const cases: { name: string; in: string; kind?: string; userId?: string; documentId?: string; err?: RegExp }[] = [
+  const cases: {
+    name: string;
+    in: string;
+    kind?: string;
+    userId?: string;
+    documentId?: string;
+    partition?: number;
+    partitions?: number;
+    err?: RegExp;
+  }[] = [
     {
       name: "user notice",
       in: '{"schemaVersion":1,"kind":"user","userId":"a.b","documentId":"66310c1e9d1f0a0001a1b2c3","operation":"update","changedFields":["lastLogin"],"clusterTime":{"t":1714564800,"i":3},"publishedAt":"2024-05-01T12:00:00Z"}',
@@ -47,6 +64,21 @@ test("notices decode as events.DecodeNotice decodes them", () => {
     { name: "malformed", in: '{"kind":', err: /decode notice/ },
     { name: "empty", in: "", err: /decode notice/ },
     { name: "wrong type", in: '{"kind":"user","userId":1}', err: /decode notice/ },
+    // Heartbeats of a partitioned notifier (events' schema_test.go).
+    { name: "heartbeat of partition 3 of 4", in: '{"kind":"heartbeat","partition":3,"partitions":4}', kind: "heartbeat", partition: 3, partitions: 4 },
+    { name: "heartbeat partition fields null", in: '{"kind":"heartbeat","partition":null,"partitions":null}', kind: "heartbeat", partition: 0, partitions: 1 },
+    { name: "heartbeat of 4, partition absent", in: '{"kind":"heartbeat","partitions":4}', kind: "heartbeat", partition: 0, partitions: 4 },
+    { name: "heartbeat of 0 partitions", in: '{"kind":"heartbeat","partitions":0}', kind: "heartbeat", partition: 0, partitions: 1 },
+    { name: "last partition of 64", in: '{"kind":"heartbeat","partition":63,"partitions":64}', kind: "heartbeat", partition: 63, partitions: 64 },
+    { name: "heartbeat partition not below partitions", in: '{"kind":"heartbeat","partition":4,"partitions":4}', err: /heartbeat of partition/ },
+    { name: "heartbeat partition without partitions", in: '{"kind":"heartbeat","partition":1}', err: /heartbeat of partition/ },
+    { name: "heartbeat negative partition", in: '{"kind":"heartbeat","partition":-1,"partitions":2}', err: /heartbeat of partition/ },
+    { name: "heartbeat of 65 partitions", in: '{"kind":"heartbeat","partition":0,"partitions":65}', err: /heartbeat of partition/ },
+    { name: "heartbeat negative partitions", in: '{"kind":"heartbeat","partitions":-1}', err: /heartbeat of partition/ },
+    { name: "heartbeat partition a string", in: '{"kind":"heartbeat","partition":"1","partitions":2}', err: /not an integer/ },
+    { name: "heartbeat partition a fraction", in: '{"kind":"heartbeat","partition":0.5,"partitions":2}', err: /not an integer/ },
+    // Only heartbeats say which partition they speak for.
+    { name: "user notice with partition members", in: '{"kind":"user","userId":"u","partition":7,"partitions":2}', kind: "user", userId: "u", partition: 7, partitions: 2 },
   ];
   for (const c of cases) {
     if (c.err) {
@@ -57,6 +89,8 @@ test("notices decode as events.DecodeNotice decodes them", () => {
     assert.equal(n.kind, c.kind, c.name);
     assert.equal(n.userId, c.userId, c.name);
     assert.equal(n.documentId, c.documentId, c.name);
+    assert.equal(partitionOf(n), c.partition ?? 0, c.name);
+    assert.equal(partitionsOf(n), c.partitions ?? 1, c.name);
   }
 });
 

@@ -226,7 +226,7 @@ describe("the TypeScript issuer on the worker's notices", () => {
     await eventually("a notice on the new stream", async () => (await plan(ownCache, "re")) === "newer");
   });
 
-  it("without heartbeats of the worker's notifier nothing is kept", async () => {
+  it("without heartbeats of the worker's notifier (of every partition) nothing is kept", async () => {
     const beats = { stream: "TS_ISSUER_BEATS", prefix: "tsbeats.invalidated" };
     await jsm.streams.add({ name: beats.stream, subjects: [`${beats.prefix}.>`], storage: StorageType.Memory });
     const c = new Cache(new Source(client, { database: db }), { prefix: beats.prefix, log });
@@ -240,6 +240,21 @@ describe("the TypeScript issuer on the worker's notices", () => {
       const js = jetstream(nc);
       await eventually("a heartbeat: caching again", async () => {
         await js.publish(`${beats.prefix}.heartbeat`, enc.encode('{"schemaVersion":1,"kind":"heartbeat"}'));
+        return c.following();
+      });
+
+      // A partitioned notifier (NOTIFIER_PARTITIONS=2) whose partition 1
+      // has no leader: partition 0's heartbeats alone do not keep the cache.
+      const beat = (part: number) =>
+        js.publish(`${beats.prefix}.heartbeat`, enc.encode(`{"schemaVersion":1,"kind":"heartbeat","partition":${part},"partitions":2}`));
+      const flushes = c.stats().flushes.no_leader ?? 0;
+      await eventually("partition 1 silent: reading through", async () => {
+        await beat(0);
+        return !c.following() && (c.stats().flushes.no_leader ?? 0) > flushes;
+      });
+      await eventually("both partitions beat: caching again", async () => {
+        await beat(0);
+        await beat(1);
         return c.following();
       });
     } finally {

@@ -34,6 +34,12 @@ import java.util.stream.Stream;
  */
 final class IndexedOplog implements Oplog {
 
+    /**
+     * The paths the change stream being opened hashes (ExprPipeline), set
+     * by the launcher around the aggregate that opens it.
+     */
+    static final ThreadLocal<List<ExprPipeline.Hashed>> HASHED_PATHS = new ThreadLocal<>();
+
     private final MongoBackend backend;
     private final CursorRegistry cursors;
     private final Clock clock;
@@ -116,7 +122,8 @@ final class IndexedOplog implements Oplog {
         } else {
             start = new OplogPosition(now());
         }
-        Function<OplogPosition, Stream<Document>> read = position -> read(changeStream, position, aggregation, namespace);
+        List<ExprPipeline.Hashed> hashed = List.copyOf(HASHED_PATHS.get() == null ? List.of() : HASHED_PATHS.get());
+        Function<OplogPosition, Stream<Document>> read = position -> read(changeStream, position, aggregation, namespace, hashed);
         OplogCursor cursor = new OplogCursor(cursors.generateCursorId(), read, start);
         cursors.add(cursor);
         return cursor;
@@ -131,13 +138,14 @@ final class IndexedOplog implements Oplog {
             && e.namespace().equals(cmd) && e.o().equals(drop));
     }
 
-    private Stream<Document> read(Document changeStream, OplogPosition position, Aggregation aggregation, String namespace) {
+    private Stream<Document> read(Document changeStream, OplogPosition position, Aggregation aggregation, String namespace,
+                                  List<ExprPipeline.Hashed> hashed) {
         // The position's own timestamp, then isAfter decides inclusive or not.
         long from = Long.parseLong(position.toHexString(), 16);
         Stream<Document> events = entries.tailMap(from, true).values().stream()
             .filter(e -> inNamespace(e.namespace(), namespace))
             .filter(e -> new OplogPosition(e.ts()).isAfter(position))
-            .map(e -> toChangeEvent(e, changeStream));
+            .map(e -> ExprPipeline.withHashes(toChangeEvent(e, changeStream), hashed));
         return aggregation.runStagesAsStream(events);
     }
 
@@ -167,8 +175,9 @@ final class IndexedOplog implements Oplog {
             }
             case "u" -> {
                 operationType = "update";
-                // As the library does: the update spec, not {_id}.
-                documentKey = e.o();
+                // {_id}, as MongoDB has it (the library's own oplog puts the
+                // update spec there): partitions hash documentKey._id.
+                documentKey = new Document("_id", e.o2().get("_id"));
                 fullDocument = lookUp(e, changeStream);
             }
             case "d" -> {

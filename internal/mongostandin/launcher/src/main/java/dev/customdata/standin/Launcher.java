@@ -1,10 +1,15 @@
 package dev.customdata.standin;
 
 import de.bwaldvogel.mongo.MongoBackend;
+import de.bwaldvogel.mongo.MongoCollection;
+import de.bwaldvogel.mongo.MongoDatabase;
 import de.bwaldvogel.mongo.MongoServer;
 import de.bwaldvogel.mongo.MongoVersion;
+import de.bwaldvogel.mongo.backend.aggregation.Aggregation;
 import de.bwaldvogel.mongo.backend.memory.MemoryBackend;
+import de.bwaldvogel.mongo.bson.Document;
 import de.bwaldvogel.mongo.oplog.Oplog;
+import io.netty.channel.Channel;
 
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
@@ -13,10 +18,11 @@ import java.lang.reflect.Proxy;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
+import java.util.stream.Stream;
 
 /**
  * Starts mongo-java-server in memory with an oplog (change streams; see
- * IndexedOplog)
+ * IndexedOplog), taught $expr in $match and $toHashedIndexKey (ExprPipeline),
  * on 127.0.0.1 and a random or given port, then obeys line commands on stdin:
  *
  *   stop   - stop listening and drop client connections; data is kept
@@ -49,11 +55,47 @@ public final class Launcher {
     private int port;
 
     private Launcher(int port) {
+        HashedIndexKey.selfCheck();
         MemoryBackend memory = new MemoryBackend() {
             @Override
             protected Oplog createOplog() {
                 // Real MongoDB's read costs; see IndexedOplog.
                 return new IndexedOplog(this, getCursorRegistry());
+            }
+
+            @Override
+            public Document handleCommand(Channel channel, String databaseName, String command, Document query) {
+                if (command.equalsIgnoreCase("aggregate") && query.get("pipeline") instanceof List<?> pipeline) {
+                    ExprPipeline rw = ExprPipeline.rewrite(pipeline);
+                    if (rw != null) {
+                        Document q = new Document(query);
+                        q.put("pipeline", rw.stages);
+                        boolean changeStream = !rw.stages.isEmpty() && rw.stages.get(0).containsKey("$changeStream");
+                        if (changeStream || rw.hashedPaths.isEmpty()) {
+                            // The oplog's cursor is made within this call (IndexedOplog.createCursor).
+                            IndexedOplog.HASHED_PATHS.set(rw.hashedPaths);
+                            try {
+                                return super.handleCommand(channel, databaseName, command, q);
+                            } finally {
+                                IndexedOplog.HASHED_PATHS.remove();
+                            }
+                        }
+                        return aggregateWithHashes(databaseName, q, rw);
+                    }
+                }
+                return super.handleCommand(channel, databaseName, command, query);
+            }
+
+            /** A collection aggregate that hashes: its input documents get ExprPipeline's hidden hashes. */
+            private Document aggregateWithHashes(String databaseName, Document query, ExprPipeline rw) {
+                String collName = (String) query.get("aggregate");
+                MongoDatabase db = resolveDatabase(databaseName);
+                MongoCollection<?> coll = db.resolveCollection(collName, false);
+                Stream<Document> input = coll == null ? Stream.empty()
+                    : coll.handleQueryAsStream(new Document()).map(d -> ExprPipeline.withHashes(d, rw.hashedPaths));
+                List<Document> result = Aggregation.fromPipeline(rw.stages, this::resolveDatabase, db, coll, oplog).runStages(input);
+                return new Document("cursor", new Document("id", 0L).append("ns", databaseName + "." + collName)
+                    .append("firstBatch", result)).append("ok", 1.0);
             }
         };
         memory.version(new Mongo44());
