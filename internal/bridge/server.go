@@ -103,6 +103,7 @@ type Server struct {
 	hydra    *apikey.HeaderKey
 	hydraID  bool
 	tokens   apikey.Set
+	certs    *clientNames // nil: client certificates do not authenticate
 	logins   *loginQueue
 	// failing is set while reads fail, so that an outage is logged when
 	// it starts and when it ends, not once per call.
@@ -158,7 +159,7 @@ func New(data issuer.Getter, cfg Config, opts ...Option) (*Server, error) {
 			return nil, err
 		}
 	}
-	if s.supabase == nil && s.hydra == nil && s.tokens.Len() == 0 {
+	if s.supabase == nil && s.hydra == nil && !s.genericEnabled() {
 		return nil, ErrNoEndpoints
 	}
 	if s.logins != nil && s.supabase == nil {
@@ -187,7 +188,7 @@ func (s *Server) Handler() http.Handler {
 	if s.hydra != nil {
 		mux.HandleFunc(RouteHydra, s.timed(hookHydra, s.serveHydra))
 	}
-	if s.tokens.Len() > 0 {
+	if s.genericEnabled() {
 		mux.HandleFunc(RouteGeneric, s.timed(hookGeneric, s.serveGeneric))
 	}
 	return mux
