@@ -56,14 +56,14 @@ type running struct {
 // runBridge wires the bridge and serves until ctx ends:
 //
 //	hook call → bridge.Server → issuer.Cache (kept fresh by notices) → MongoDB on a miss
-//	Supabase sign-in → events.Publisher (LOGIN), when enabled
+//	Supabase sign-in, Hydra login grant → events.Publisher (LOGIN), when enabled
 //	identity server's webhook → ingest.Server → events.Publisher (auth event) or the dead-letter stream
 func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<- running) error {
 	log.Info().Str("mongodb", redact.URI(cfg.MongoURI)).Str("nats", redact.URIs(cfg.NATSURL)).
 		Str("collection", cfg.Database+"."+cfg.Collection).Bool("notices", cfg.NoticesEnabled).
 		Int("cache_entries", cfg.CacheMaxEntries).Dur("cache_ttl", cfg.CacheTTL).
 		Bool("supabase", cfg.SupabaseSecrets != "").Bool("hydra", len(cfg.HydraAPIKeys) > 0).Bool("generic", cfg.genericEnabled()).
-		Bool("supabase_logins", cfg.SupabasePublishLogin).Bool("clerk", cfg.ClerkSecrets != "").
+		Bool("supabase_logins", cfg.SupabasePublishLogin).Bool("hydra_logins", cfg.HydraPublishLogin).Bool("clerk", cfg.ClerkSecrets != "").
 		Bool("kratos", len(cfg.KratosAPIKeys)+len(cfg.KratosBasicAuth) > 0).Bool("auth0", len(cfg.Auth0Authorization) > 0).Msg("starting")
 
 	// The ops endpoints answer from the start: /livez says the process
@@ -248,8 +248,8 @@ func newServer(cfg Config, data issuer.Getter, pub *events.Publisher, log zerolo
 		}
 		opts = append(opts, bridge.WithSupabase(v))
 	}
-	if cfg.SupabasePublishLogin {
-		opts = append(opts, bridge.WithLogins(pub, bridge.LoginConfig{}))
+	if cfg.SupabasePublishLogin || cfg.HydraPublishLogin {
+		opts = append(opts, bridge.WithLogins(pub, bridge.LoginConfig{Supabase: cfg.SupabasePublishLogin, Hydra: cfg.HydraPublishLogin}))
 	}
 	if len(cfg.HydraAPIKeys) > 0 {
 		opts = append(opts, bridge.WithHydra(bridge.HydraAuth{Header: cfg.HydraAuthHeader, Keys: cfg.HydraAPIKeys}, cfg.HydraIDToken))

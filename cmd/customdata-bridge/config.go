@@ -61,9 +61,10 @@ type Config struct {
 	AuthSubjectPrefix    string `envconfig:"AUTH_SUBJECT_PREFIX" default:"auth.events" desc:"auth events go to <prefix>.login, .create, .delete (the worker's AUTH_SUBJECT_PREFIX)"`
 	EventSigningSeed     string `envconfig:"EVENT_SIGNING_SEED_FILE" desc:"nkey user seed file auth events are signed with (needed when the worker sets TRUSTED_SIGNERS; never logged)"`
 
-	HydraAPIKeys    []string `envconfig:"HYDRA_API_KEYS" desc:"enables the Hydra token hook: accepted keys, comma-separated (rotation); never logged"`
-	HydraAuthHeader string   `envconfig:"HYDRA_AUTH_HEADER" default:"Authorization" desc:"header Hydra's token_hook.auth sets: Authorization carries Bearer <key>, any other header the key itself"`
-	HydraIDToken    bool     `envconfig:"HYDRA_ID_TOKEN" default:"false" desc:"also put the custom data in the ID token (default: access token only)"`
+	HydraAPIKeys      []string `envconfig:"HYDRA_API_KEYS" desc:"enables the Hydra token hook: accepted keys, comma-separated (rotation); never logged"`
+	HydraAuthHeader   string   `envconfig:"HYDRA_AUTH_HEADER" default:"Authorization" desc:"header Hydra's token_hook.auth sets: Authorization carries Bearer <key>, any other header the key itself"`
+	HydraIDToken      bool     `envconfig:"HYDRA_ID_TOKEN" default:"false" desc:"also put the custom data in the ID token (default: access token only)"`
+	HydraPublishLogin bool     `envconfig:"HYDRA_PUBLISH_LOGINS" default:"false" desc:"publish a LOGIN auth event (provider hydra) for every Hydra login grant: authorization_code, urn:ietf:params:oauth:grant-type:device_code or password; never refresh_token, client_credentials or jwt-bearer"`
 
 	APITokens []string `envconfig:"API_TOKENS" desc:"enables GET /v1/users/{userId}/custom-data: accepted bearer tokens, comma-separated (rotation); never logged"`
 
@@ -122,8 +123,11 @@ func (c Config) ingestEnabled() bool {
 	return c.ClerkSecrets != "" || len(c.KratosAPIKeys) > 0 || len(c.KratosBasicAuth) > 0 || len(c.Auth0Authorization) > 0
 }
 
-// publishes: auth events are published (Supabase LOGINs, ingest).
-func (c Config) publishes() bool { return c.SupabasePublishLogin || c.ingestEnabled() }
+// publishes: auth events are published (Supabase and Hydra LOGINs,
+// ingest).
+func (c Config) publishes() bool {
+	return c.SupabasePublishLogin || c.HydraPublishLogin || c.ingestEnabled()
+}
 
 // needsNATS: notices keep the cache fresh, and auth events and dead
 // letters are published there.
@@ -179,6 +183,9 @@ func (c Config) validate() error {
 	}
 	if c.SupabasePublishLogin && c.SupabaseSecrets == "" {
 		errs = append(errs, fmt.Errorf("%s_SUPABASE_PUBLISH_LOGINS needs the Supabase hook (%s_SUPABASE_HOOK_SECRETS)", envPrefix, envPrefix))
+	}
+	if c.HydraPublishLogin && len(c.HydraAPIKeys) == 0 {
+		errs = append(errs, fmt.Errorf("%s_HYDRA_PUBLISH_LOGINS needs the Hydra token hook (%s_HYDRA_API_KEYS)", envPrefix, envPrefix))
 	}
 	if c.MongoURI == "" && c.hooksEnabled() {
 		errs = append(errs, fmt.Errorf("%s_MONGODB_URI is required", envPrefix))

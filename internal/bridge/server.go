@@ -132,7 +132,8 @@ func WithSupabase(v *webhook.Verifier) Option {
 }
 
 // WithGeneric serves GET /v1/users/{userId}/custom-data to callers that
-// present one of tokens as a bearer token (several: rotation).
+// present one of tokens as a bearer token (several: rotation); see also
+// WithGenericClientCerts.
 func WithGeneric(tokens []string) Option {
 	return func(s *Server) error {
 		set, err := apikey.NewSet(tokens)
@@ -162,8 +163,11 @@ func New(data issuer.Getter, cfg Config, opts ...Option) (*Server, error) {
 	if s.supabase == nil && s.hydra == nil && !s.genericEnabled() {
 		return nil, ErrNoEndpoints
 	}
-	if s.logins != nil && s.supabase == nil {
-		return nil, errors.New("bridge: WithLogins needs WithSupabase (LOGINs come from Supabase logins)")
+	if s.logins != nil && s.logins.cfg.Supabase && s.supabase == nil {
+		return nil, errors.New("bridge: WithLogins for Supabase needs WithSupabase")
+	}
+	if s.logins != nil && s.logins.cfg.Hydra && s.hydra == nil {
+		return nil, errors.New("bridge: WithLogins for Hydra needs WithHydra")
 	}
 	if s.logins != nil {
 		s.logins.log, s.logins.m = s.log, s.m
