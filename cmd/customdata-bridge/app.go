@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"strings"
@@ -55,14 +56,14 @@ type running struct {
 // runBridge wires the bridge and serves until ctx ends:
 //
 //	hook call → bridge.Server → issuer.Cache (kept fresh by notices) → MongoDB on a miss
-//	Supabase sign-in → events.Publisher (LOGIN), when enabled
+//	Supabase sign-in, Hydra login grant → events.Publisher (LOGIN), when enabled
 //	identity server's webhook → ingest.Server → events.Publisher (auth event) or the dead-letter stream
 func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<- running) error {
 	log.Info().Str("mongodb", redact.URI(cfg.MongoURI)).Str("nats", redact.URIs(cfg.NATSURL)).
 		Str("collection", cfg.Database+"."+cfg.Collection).Bool("notices", cfg.NoticesEnabled).
 		Int("cache_entries", cfg.CacheMaxEntries).Dur("cache_ttl", cfg.CacheTTL).
-		Bool("supabase", cfg.SupabaseSecrets != "").Bool("hydra", len(cfg.HydraAPIKeys) > 0).Bool("generic", len(cfg.APITokens) > 0).
-		Bool("supabase_logins", cfg.SupabasePublishLogin).Bool("clerk", cfg.ClerkSecrets != "").
+		Bool("supabase", cfg.SupabaseSecrets != "").Bool("hydra", len(cfg.HydraAPIKeys) > 0).Bool("generic", cfg.genericEnabled()).
+		Bool("supabase_logins", cfg.SupabasePublishLogin).Bool("hydra_logins", cfg.HydraPublishLogin).Bool("clerk", cfg.ClerkSecrets != "").
 		Bool("kratos", len(cfg.KratosAPIKeys)+len(cfg.KratosBasicAuth) > 0).Bool("auth0", len(cfg.Auth0Authorization) > 0).Msg("starting")
 
 	// The ops endpoints answer from the start: /livez says the process
@@ -163,16 +164,27 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 		in.Register(mux)
 	}
 
+	// Read before listening: validate read the files too, but they may
+	// have changed since.
+	tlsCfg, err := cfg.serverTLS()
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: httpWriteTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+		WriteTimeout: httpWriteTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		TLSConfig: tlsCfg, ErrorLog: stdlog.New(debugWriter{log}, "", 0)}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return hs.Serve(ln) }
+		if tlsCfg != nil {
+			serve = func() error { return hs.ServeTLS(ln, "", "") } // the certificate is in TLSConfig
+		}
+		if err := serve(); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("hooks: %w", err)
 		}
 		return nil
@@ -197,8 +209,12 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 		})
 	}
 	state.started(cache, cfg.NoticesEnabled, client, nc, cfg.ingestEnabled())
-	base := "http://" + strings.Replace(ln.Addr().String(), "[::]", "127.0.0.1", 1)
-	log.Info().Str("addr", ln.Addr().String()).Msg("serving hooks")
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+	}
+	base := scheme + "://" + strings.Replace(ln.Addr().String(), "[::]", "127.0.0.1", 1)
+	log.Info().Str("addr", ln.Addr().String()).Bool("tls", tlsCfg != nil).Bool("client_certs", cfg.TLSClientCAFile != "").Msg("serving hooks")
 	if ready != nil {
 		ready <- running{URL: base, Cache: cache, Registry: reg}
 	}
@@ -232,14 +248,17 @@ func newServer(cfg Config, data issuer.Getter, pub *events.Publisher, log zerolo
 		}
 		opts = append(opts, bridge.WithSupabase(v))
 	}
-	if cfg.SupabasePublishLogin {
-		opts = append(opts, bridge.WithLogins(pub, bridge.LoginConfig{}))
+	if cfg.SupabasePublishLogin || cfg.HydraPublishLogin {
+		opts = append(opts, bridge.WithLogins(pub, bridge.LoginConfig{Supabase: cfg.SupabasePublishLogin, Hydra: cfg.HydraPublishLogin}))
 	}
 	if len(cfg.HydraAPIKeys) > 0 {
 		opts = append(opts, bridge.WithHydra(bridge.HydraAuth{Header: cfg.HydraAuthHeader, Keys: cfg.HydraAPIKeys}, cfg.HydraIDToken))
 	}
 	if len(cfg.APITokens) > 0 {
 		opts = append(opts, bridge.WithGeneric(cfg.APITokens))
+	}
+	if cfg.TLSClientCAFile != "" {
+		opts = append(opts, bridge.WithGenericClientCerts(cfg.GenericClientNames))
 	}
 	return bridge.New(data, cfg.bridgeConfig(), opts...)
 }
@@ -359,4 +378,14 @@ func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger) (*nats.Con
 			log.Warn().Err(err).Str("step", "connect to NATS").Msg("dependency unavailable; retrying with backoff")
 		}
 	})
+}
+
+// debugWriter puts net/http's own messages (refused TLS handshakes, most
+// of them: scanners, clients with a certificate of another CA) in the log
+// at debug level, so that they cannot flood it.
+type debugWriter struct{ log zerolog.Logger }
+
+func (w debugWriter) Write(p []byte) (int, error) {
+	w.log.Debug().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -12,6 +15,7 @@ import (
 	"github.com/customdata-worker/customdata-worker/internal/bridge/ingest"
 	"github.com/customdata-worker/customdata-worker/internal/bridge/webhook"
 	"github.com/customdata-worker/customdata-worker/internal/natsconn"
+	"github.com/customdata-worker/customdata-worker/internal/tlsfiles"
 	"github.com/customdata-worker/customdata-worker/issuer"
 )
 
@@ -27,7 +31,7 @@ const envPrefix = "CUSTOMDATA_BRIDGE"
 
 // Config is every setting of the bridge, from the environment.
 type Config struct {
-	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8091" desc:"address of the hooks and ingest endpoints (every one authenticated: signature, API key or bearer token)"`
+	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8091" desc:"address of the hooks and ingest endpoints (every one authenticated: signature, API key, bearer token or client certificate)"`
 	OpsAddr  string `envconfig:"OPS_ADDR" default:":8092" desc:"address of /livez, /readyz and /metrics; empty disables"`
 
 	// NATS, as the worker's CUSTOMDATA_NATS_* (one of user/password,
@@ -57,11 +61,17 @@ type Config struct {
 	AuthSubjectPrefix    string `envconfig:"AUTH_SUBJECT_PREFIX" default:"auth.events" desc:"auth events go to <prefix>.login, .create, .delete (the worker's AUTH_SUBJECT_PREFIX)"`
 	EventSigningSeed     string `envconfig:"EVENT_SIGNING_SEED_FILE" desc:"nkey user seed file auth events are signed with (needed when the worker sets TRUSTED_SIGNERS; never logged)"`
 
-	HydraAPIKeys    []string `envconfig:"HYDRA_API_KEYS" desc:"enables the Hydra token hook: accepted keys, comma-separated (rotation); never logged"`
-	HydraAuthHeader string   `envconfig:"HYDRA_AUTH_HEADER" default:"Authorization" desc:"header Hydra's token_hook.auth sets: Authorization carries Bearer <key>, any other header the key itself"`
-	HydraIDToken    bool     `envconfig:"HYDRA_ID_TOKEN" default:"false" desc:"also put the custom data in the ID token (default: access token only)"`
+	HydraAPIKeys      []string `envconfig:"HYDRA_API_KEYS" desc:"enables the Hydra token hook: accepted keys, comma-separated (rotation); never logged"`
+	HydraAuthHeader   string   `envconfig:"HYDRA_AUTH_HEADER" default:"Authorization" desc:"header Hydra's token_hook.auth sets: Authorization carries Bearer <key>, any other header the key itself"`
+	HydraIDToken      bool     `envconfig:"HYDRA_ID_TOKEN" default:"false" desc:"also put the custom data in the ID token (default: access token only)"`
+	HydraPublishLogin bool     `envconfig:"HYDRA_PUBLISH_LOGINS" default:"false" desc:"publish a LOGIN auth event (provider hydra) for every Hydra login grant: authorization_code, urn:ietf:params:oauth:grant-type:device_code or password; never refresh_token, client_credentials or jwt-bearer"`
 
 	APITokens []string `envconfig:"API_TOKENS" desc:"enables GET /v1/users/{userId}/custom-data: accepted bearer tokens, comma-separated (rotation); never logged"`
+
+	TLSCertFile        string   `envconfig:"TLS_CERT_FILE" desc:"PEM certificate (chain) of HTTP_ADDR: with TLS_KEY_FILE every endpoint there is served over HTTPS only (TLS 1.2 or later); read at start, a restart picks up a new one"`
+	TLSKeyFile         string   `envconfig:"TLS_KEY_FILE" desc:"PEM private key of TLS_CERT_FILE"`
+	TLSClientCAFile    string   `envconfig:"TLS_CLIENT_CA_FILE" desc:"PEM CA bundle: a client certificate presented on HTTP_ADDR must verify against it (else the handshake fails), and one that does authenticates GET /v1/users/{userId}/custom-data (enables it); needs TLS_CERT_FILE; other endpoints keep their own authentication"`
+	GenericClientNames []string `envconfig:"GENERIC_CLIENT_NAMES" desc:"comma-separated: a client certificate authenticates GET /v1/users/{userId}/custom-data only if its subject common name or one of its DNS names is listed (403 otherwise); empty: any certificate TLS_CLIENT_CA_FILE verifies"`
 
 	ClerkSecrets       string        `envconfig:"CLERK_WEBHOOK_SECRETS" desc:"enables POST /ingest/clerk: the endpoint's Signing Secret from Clerk's dashboard, whsec_<base64>, several separated by | (rotation); never logged"`
 	KratosAPIKeys      []string      `envconfig:"KRATOS_API_KEYS" desc:"enables POST /ingest/kratos/registration and /ingest/kratos/login for Kratos's web_hook auth api_key: accepted keys, comma-separated (rotation); never logged"`
@@ -101,16 +111,23 @@ func (c Config) natsConfig() natsconn.Config {
 // hooksEnabled: a token-time hook or the generic read, which read the
 // custom data (MongoDB, the cache).
 func (c Config) hooksEnabled() bool {
-	return c.SupabaseSecrets != "" || len(c.HydraAPIKeys) > 0 || len(c.APITokens) > 0
+	return c.SupabaseSecrets != "" || len(c.HydraAPIKeys) > 0 || c.genericEnabled()
 }
+
+// genericEnabled: GET /v1/users/{userId}/custom-data, for bearer tokens or
+// client certificates.
+func (c Config) genericEnabled() bool { return len(c.APITokens) > 0 || c.TLSClientCAFile != "" }
 
 // ingestEnabled: an ingest endpoint, which publishes auth events.
 func (c Config) ingestEnabled() bool {
 	return c.ClerkSecrets != "" || len(c.KratosAPIKeys) > 0 || len(c.KratosBasicAuth) > 0 || len(c.Auth0Authorization) > 0
 }
 
-// publishes: auth events are published (Supabase LOGINs, ingest).
-func (c Config) publishes() bool { return c.SupabasePublishLogin || c.ingestEnabled() }
+// publishes: auth events are published (Supabase and Hydra LOGINs,
+// ingest).
+func (c Config) publishes() bool {
+	return c.SupabasePublishLogin || c.HydraPublishLogin || c.ingestEnabled()
+}
 
 // needsNATS: notices keep the cache fresh, and auth events and dead
 // letters are published there.
@@ -153,9 +170,10 @@ func (c Config) validate() error {
 		errs = append(errs, err)
 	}
 	if !c.hooksEnabled() && !c.ingestEnabled() {
-		errs = append(errs, fmt.Errorf("no endpoint enabled: set %s_SUPABASE_HOOK_SECRETS, %s_HYDRA_API_KEYS, %s_API_TOKENS, %s_CLERK_WEBHOOK_SECRETS, %s_KRATOS_API_KEYS, %s_KRATOS_BASIC_AUTH or %s_AUTH0_AUTHORIZATION",
-			envPrefix, envPrefix, envPrefix, envPrefix, envPrefix, envPrefix, envPrefix))
+		errs = append(errs, fmt.Errorf("no endpoint enabled: set %s_SUPABASE_HOOK_SECRETS, %s_HYDRA_API_KEYS, %s_API_TOKENS, %s_TLS_CLIENT_CA_FILE, %s_CLERK_WEBHOOK_SECRETS, %s_KRATOS_API_KEYS, %s_KRATOS_BASIC_AUTH or %s_AUTH0_AUTHORIZATION",
+			envPrefix, envPrefix, envPrefix, envPrefix, envPrefix, envPrefix, envPrefix, envPrefix))
 	}
+	errs = append(errs, c.validateTLS()...)
 	errs = append(errs, c.validateIngest()...)
 	errs = append(errs, c.validateSecretLists()...)
 	if c.SupabaseSecrets != "" {
@@ -165,6 +183,9 @@ func (c Config) validate() error {
 	}
 	if c.SupabasePublishLogin && c.SupabaseSecrets == "" {
 		errs = append(errs, fmt.Errorf("%s_SUPABASE_PUBLISH_LOGINS needs the Supabase hook (%s_SUPABASE_HOOK_SECRETS)", envPrefix, envPrefix))
+	}
+	if c.HydraPublishLogin && len(c.HydraAPIKeys) == 0 {
+		errs = append(errs, fmt.Errorf("%s_HYDRA_PUBLISH_LOGINS needs the Hydra token hook (%s_HYDRA_API_KEYS)", envPrefix, envPrefix))
 	}
 	if c.MongoURI == "" && c.hooksEnabled() {
 		errs = append(errs, fmt.Errorf("%s_MONGODB_URI is required", envPrefix))
@@ -234,4 +255,44 @@ func (c Config) validateSecretLists() []error {
 		}
 	}
 	return errs
+}
+
+// validateTLS checks the listener's TLS settings and reads their files, so
+// that one missing or unusable stops the start, naming the setting and the
+// path, instead of failing every handshake.
+func (c Config) validateTLS() []error {
+	var errs []error
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, fmt.Errorf("%s_TLS_CERT_FILE and %s_TLS_KEY_FILE go together: set both to serve HTTPS, or neither", envPrefix, envPrefix))
+	}
+	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
+		errs = append(errs, fmt.Errorf("%s_TLS_CLIENT_CA_FILE needs %s_TLS_CERT_FILE and %s_TLS_KEY_FILE: client certificates need HTTPS", envPrefix, envPrefix, envPrefix))
+	}
+	if len(c.GenericClientNames) > 0 {
+		if c.TLSClientCAFile == "" {
+			errs = append(errs, fmt.Errorf("%s_GENERIC_CLIENT_NAMES needs %s_TLS_CLIENT_CA_FILE (the names are those of client certificates it verifies)", envPrefix, envPrefix))
+		}
+		if slices.ContainsFunc(c.GenericClientNames, func(n string) bool { return strings.TrimSpace(n) == "" }) {
+			errs = append(errs, fmt.Errorf("%s_GENERIC_CLIENT_NAMES has a blank name (%q)", envPrefix, strings.Join(c.GenericClientNames, ",")))
+		}
+	}
+	if len(errs) == 0 && c.TLSCertFile != "" {
+		if _, err := c.serverTLS(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// serverTLS is the listener's TLS configuration, nil without
+// TLS_CERT_FILE.
+func (c Config) serverTLS() (*tls.Config, error) {
+	if c.TLSCertFile == "" {
+		return nil, nil
+	}
+	cfg, err := tlsfiles.ServerConfig(c.TLSCertFile, c.TLSKeyFile, c.TLSClientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s_TLS_CERT_FILE, %s_TLS_KEY_FILE, %s_TLS_CLIENT_CA_FILE: %w", envPrefix, envPrefix, envPrefix, err)
+	}
+	return cfg, nil
 }

@@ -17,13 +17,13 @@ type genericResponse struct {
 }
 
 // serveGeneric answers GET /v1/users/{userId}/custom-data for callers with
-// a configured bearer token: 200 with the document, 404 when the user has
-// none, 401 without a valid token, 400 for an id no user can have, 503
-// when the data cannot be read in time.
+// a configured bearer token or an accepted client certificate: 200 with
+// the document, 404 when the user has none, 401 with neither, 403 for a
+// verified certificate whose name is not accepted (and no valid token),
+// 400 for an id no user can have, 503 when the data cannot be read in
+// time.
 func (s *Server) serveGeneric(w http.ResponseWriter, r *http.Request) string {
-	if tok, ok := apikey.Bearer(r.Header); !ok || !s.tokens.Match(tok) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="customdata-bridge"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "bearer token required"})
+	if !s.genericAuthorized(w, r) {
 		return outcomeUnauthorized
 	}
 	user := r.PathValue("userId")
@@ -49,4 +49,36 @@ func (s *Server) serveGeneric(w http.ResponseWriter, r *http.Request) string {
 		return outcomeOversize
 	}
 	return outcomeOK
+}
+
+// genericAuthorized reports whether the caller presented a configured
+// bearer token or an accepted client certificate, and otherwise answers
+// 401 or 403.
+func (s *Server) genericAuthorized(w http.ResponseWriter, r *http.Request) bool {
+	if s.tokens.Len() > 0 {
+		if tok, ok := apikey.Bearer(r.Header); ok && s.tokens.Match(tok) {
+			return true
+		}
+	}
+	if s.certs != nil {
+		if cert := verifiedClient(r); cert != nil {
+			if s.certs.allows(cert) {
+				return true
+			}
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "client certificate not accepted"})
+			return false
+		}
+	}
+	msg := "bearer token required"
+	switch {
+	case s.certs != nil && s.tokens.Len() > 0:
+		msg = "bearer token or client certificate required"
+	case s.certs != nil:
+		msg = "client certificate required"
+	}
+	if s.tokens.Len() > 0 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="customdata-bridge"`)
+	}
+	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": msg})
+	return false
 }

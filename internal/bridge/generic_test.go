@@ -79,7 +79,7 @@ func TestNewRefuses(t *testing.T) {
 	if _, err := New(data, Config{}, WithGeneric([]string{" "})); err == nil {
 		t.Error("a blank token accepted")
 	}
-	if _, err := New(data, Config{}, WithGeneric([]string{"t"}), WithLogins(&publisher{}, LoginConfig{})); err == nil {
+	if _, err := New(data, Config{}, WithGeneric([]string{"t"}), WithLogins(&publisher{}, LoginConfig{Supabase: true})); err == nil {
 		t.Error("LOGINs without the Supabase hook accepted")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/customdata-worker/customdata-worker/internal/bridge/apikey"
 )
@@ -43,12 +44,21 @@ type hydraRequest struct {
 		IDToken *struct {
 			Claims *struct {
 				Ext map[string]json.RawMessage `json:"ext"`
+				// The login's times, RFC 3339 (jwt.IDTokenClaims), kept
+				// as sent: a LOGIN's id is made of them.
+				IssuedAt    json.RawMessage `json:"iat"`
+				RequestedAt json.RawMessage `json:"rat"`
+				AuthTime    json.RawMessage `json:"auth_time"`
 			} `json:"id_token_claims"`
 			// Subject is the user: the access token's sub.
 			Subject string `json:"subject"`
 		} `json:"id_token"`
 		// Extra holds the access token's extra claims.
 		Extra map[string]json.RawMessage `json:"extra"`
+		// ConsentChallenge is the id of the consent request the grant
+		// came from (oauth2/handler.go, updateSessionWithRequest): one per
+		// authorization, the same in every token request of its session.
+		ConsentChallenge string `json:"consent_challenge"`
 	} `json:"session"`
 	Request *struct {
 		ClientID   string   `json:"client_id"`
@@ -113,6 +123,9 @@ func (s *Server) serveHydra(w http.ResponseWriter, r *http.Request) string {
 		s.extend(resp.Session.IDToken, d)
 	}
 	writeJSON(w, http.StatusOK, resp)
+	if s.logins != nil && s.logins.cfg.Hydra && HydraLoginGrant(req.Request.GrantTypes) {
+		s.logins.offer(hydraLogin(req, user, time.Now()))
+	}
 	return outcome
 }
 

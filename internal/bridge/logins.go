@@ -18,8 +18,15 @@ type Publisher interface {
 	Publish(ctx context.Context, ev events.AuthEvent) (*jetstream.PubAck, error)
 }
 
-// LoginConfig bounds the LOGIN events published for Supabase logins.
+// LoginConfig says which hooks publish LOGIN events (at least one) and
+// bounds the queue they wait in.
 type LoginConfig struct {
+	// Supabase publishes a LOGIN for each Supabase sign-in (every
+	// authentication_method but token_refresh); needs WithSupabase.
+	Supabase bool
+	// Hydra publishes a LOGIN for each Hydra login grant (HydraLoginGrant);
+	// needs WithHydra.
+	Hydra bool
 	// QueueSize is the most LOGINs waiting to be published (default
 	// 1024); past it a LOGIN is dropped and counted, never waited for.
 	QueueSize int
@@ -37,11 +44,11 @@ func (c *LoginConfig) setDefaults() {
 	}
 }
 
-// WithLogins publishes a LOGIN through pub for each Supabase login (every
-// authentication_method but token_refresh) whose hook call was answered,
-// so that the worker's LOGIN triggers (lastLogin, …) run with nothing else
-// to deploy. Publishing never delays the hook's answer: LOGINs wait in a
-// bounded queue that Server.Run works off.
+// WithLogins publishes a LOGIN through pub for each login of the hooks
+// cfg names (Supabase sign-ins, Hydra login grants) whose hook call was
+// answered with the data, so that the worker's LOGIN triggers (lastLogin,
+// …) run with nothing else to deploy. Publishing never delays the hook's
+// answer: LOGINs wait in a bounded queue that Server.Run works off.
 func WithLogins(pub Publisher, cfg LoginConfig) Option {
 	return func(s *Server) error {
 		if pub == nil {
@@ -49,6 +56,9 @@ func WithLogins(pub Publisher, cfg LoginConfig) Option {
 		}
 		if cfg.QueueSize < 0 || cfg.PublishTimeout < 0 {
 			return errors.New("bridge: WithLogins: negative queue size or timeout")
+		}
+		if !cfg.Supabase && !cfg.Hydra {
+			return errors.New("bridge: WithLogins: no hook named (LoginConfig.Supabase, LoginConfig.Hydra)")
 		}
 		cfg.setDefaults()
 		s.logins = &loginQueue{pub: pub, cfg: cfg, ch: make(chan events.AuthEvent, cfg.QueueSize)}

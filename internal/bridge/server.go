@@ -103,6 +103,7 @@ type Server struct {
 	hydra    *apikey.HeaderKey
 	hydraID  bool
 	tokens   apikey.Set
+	certs    *clientNames // nil: client certificates do not authenticate
 	logins   *loginQueue
 	// failing is set while reads fail, so that an outage is logged when
 	// it starts and when it ends, not once per call.
@@ -131,7 +132,8 @@ func WithSupabase(v *webhook.Verifier) Option {
 }
 
 // WithGeneric serves GET /v1/users/{userId}/custom-data to callers that
-// present one of tokens as a bearer token (several: rotation).
+// present one of tokens as a bearer token (several: rotation); see also
+// WithGenericClientCerts.
 func WithGeneric(tokens []string) Option {
 	return func(s *Server) error {
 		set, err := apikey.NewSet(tokens)
@@ -158,11 +160,14 @@ func New(data issuer.Getter, cfg Config, opts ...Option) (*Server, error) {
 			return nil, err
 		}
 	}
-	if s.supabase == nil && s.hydra == nil && s.tokens.Len() == 0 {
+	if s.supabase == nil && s.hydra == nil && !s.genericEnabled() {
 		return nil, ErrNoEndpoints
 	}
-	if s.logins != nil && s.supabase == nil {
-		return nil, errors.New("bridge: WithLogins needs WithSupabase (LOGINs come from Supabase logins)")
+	if s.logins != nil && s.logins.cfg.Supabase && s.supabase == nil {
+		return nil, errors.New("bridge: WithLogins for Supabase needs WithSupabase")
+	}
+	if s.logins != nil && s.logins.cfg.Hydra && s.hydra == nil {
+		return nil, errors.New("bridge: WithLogins for Hydra needs WithHydra")
 	}
 	if s.logins != nil {
 		s.logins.log, s.logins.m = s.log, s.m
@@ -187,7 +192,7 @@ func (s *Server) Handler() http.Handler {
 	if s.hydra != nil {
 		mux.HandleFunc(RouteHydra, s.timed(hookHydra, s.serveHydra))
 	}
-	if s.tokens.Len() > 0 {
+	if s.genericEnabled() {
 		mux.HandleFunc(RouteGeneric, s.timed(hookGeneric, s.serveGeneric))
 	}
 	return mux

@@ -89,7 +89,7 @@ func (s *Server) serveSupabase(w http.ResponseWriter, r *http.Request) string {
 		return outcomeBadRequest
 	}
 	writeEncoded(w, http.StatusOK, b)
-	if s.logins != nil && req.AuthenticationMethod != refreshMethod {
+	if s.logins != nil && s.logins.cfg.Supabase && req.AuthenticationMethod != refreshMethod {
 		s.logins.offer(supabaseLogin(req, time.Now()))
 	}
 	return outcome

@@ -218,7 +218,7 @@ func TestSupabaseBadRequests(t *testing.T) {
 func TestSupabaseLoginPublishesLOGIN(t *testing.T) {
 	sec := secret(t)
 	pub := &publisher{}
-	s, err := New(newFakeData(t, nil), Config{}, WithSupabase(verifier(t, sec)), WithLogins(pub, LoginConfig{}))
+	s, err := New(newFakeData(t, nil), Config{}, WithSupabase(verifier(t, sec)), WithLogins(pub, LoginConfig{Supabase: true}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package natsconn
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -14,6 +13,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/customdata-worker/customdata-worker/internal/redact"
+	"github.com/customdata-worker/customdata-worker/internal/tlsfiles"
 )
 
 // Config says how to reach and authenticate to NATS. At most one of
@@ -126,12 +126,8 @@ func checkCreds(path string) error {
 }
 
 func checkCA(path string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
+	if _, err := tlsfiles.CertPool(path); err != nil {
 		return unusable("TLS CA file", path, err)
-	}
-	if !x509.NewCertPool().AppendCertsFromPEM(b) {
-		return unusable("TLS CA file", path, errors.New("no PEM certificate found"))
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ type PKI struct {
 	ClientCert, ClientKey string
 	ClientCertKey         string // client certificate and key in one file (MongoDB's tlsCertificateKeyFile)
 	caCert                *x509.Certificate
+	caKey                 *ecdsa.PrivateKey
 }
 
 // NewPKI makes a CA named name and the two certificates it signs.
@@ -33,7 +34,7 @@ func NewPKI(t testing.TB, name string) PKI {
 	caKey, caCert, caPEM := newCert(t, name+" CA", nil, nil, func(c *x509.Certificate) {
 		c.IsCA, c.BasicConstraintsValid, c.KeyUsage = true, true, x509.KeyUsageCertSign
 	})
-	p := PKI{caCert: caCert, CAFile: writePEM(t, dir, name+"-ca.pem", caPEM)}
+	p := PKI{caCert: caCert, caKey: caKey, CAFile: writePEM(t, dir, name+"-ca.pem", caPEM)}
 	var keyPEM, certPEM []byte
 	keyPEM, certPEM = issue(t, name+"-server", caKey, caCert, func(c *x509.Certificate) {
 		c.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
@@ -46,6 +47,18 @@ func NewPKI(t testing.TB, name string) PKI {
 	p.ClientKey, p.ClientCert = writePEM(t, dir, name+"-client-key.pem", keyPEM), writePEM(t, dir, name+"-client-cert.pem", certPEM)
 	p.ClientCertKey = writePEM(t, dir, name+"-client.pem", append(certPEM, keyPEM...))
 	return p
+}
+
+// IssueClient makes another client certificate of p's CA, with subject
+// common name cn and DNS names dnsNames, and returns its files.
+func (p PKI) IssueClient(t testing.TB, cn string, dnsNames ...string) (certFile, keyFile string) {
+	t.Helper()
+	keyPEM, certPEM := issue(t, cn, p.caKey, p.caCert, func(c *x509.Certificate) {
+		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		c.DNSNames = dnsNames
+	})
+	dir := t.TempDir()
+	return writePEM(t, dir, "client-cert.pem", certPEM), writePEM(t, dir, "client-key.pem", keyPEM)
 }
 
 // ServerTLS is the server side of p; requireClientCert asks for and
