@@ -176,7 +176,7 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: httpWriteTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
-		TLSConfig: tlsCfg, ErrorLog: stdlog.New(debugWriter{log}, "", 0)}
+		TLSConfig: tlsCfg, ErrorLog: stdlog.New(httpErrorLog{log}, "", 0)}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -380,12 +380,18 @@ func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger) (*nats.Con
 	})
 }
 
-// debugWriter puts net/http's own messages (refused TLS handshakes, most
-// of them: scanners, clients with a certificate of another CA) in the log
-// at debug level, so that they cannot flood it.
-type debugWriter struct{ log zerolog.Logger }
+// httpErrorLog takes net/http's own messages. Refused TLS handshakes
+// (scanners, clients with a certificate of another CA) go to debug, so
+// that they cannot flood the log; everything else net/http reports (a
+// handler's panic with its stack, accept errors) is a warning.
+type httpErrorLog struct{ log zerolog.Logger }
 
-func (w debugWriter) Write(p []byte) (int, error) {
-	w.log.Debug().Msg(strings.TrimSpace(string(p)))
+func (w httpErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	ev := w.log.Warn()
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		ev = w.log.Debug()
+	}
+	ev.Str("component", "http").Msg(msg)
 	return len(p), nil
 }

@@ -40,8 +40,12 @@ func (n *clientNames) allows(cert *x509.Certificate) bool {
 	if len(n.names) == 0 {
 		return true
 	}
+	// DNS names compare case-insensitively (RFC 4343), a common name
+	// exactly.
 	return slices.Contains(n.names, cert.Subject.CommonName) ||
-		slices.ContainsFunc(cert.DNSNames, func(d string) bool { return slices.Contains(n.names, d) })
+		slices.ContainsFunc(cert.DNSNames, func(d string) bool {
+			return slices.ContainsFunc(n.names, func(name string) bool { return strings.EqualFold(name, d) })
+		})
 }
 
 // verifiedClient is the leaf of the request's verified client certificate

@@ -149,7 +149,9 @@ func TestGenericEndpointOverMutualTLS(t *testing.T) {
 	})
 
 	t.Run("named certificates only", func(t *testing.T) {
-		s, err := New(data, Config{}, WithGeneric([]string{"tok"}), WithGenericClientCerts([]string{"keycloak", "mapper.auth.internal"}))
+		// DNS names compare case-insensitively: Mapper.Auth.Internal is the
+		// certificate's mapper.auth.internal.
+		s, err := New(data, Config{}, WithGeneric([]string{"tok"}), WithGenericClientCerts([]string{"keycloak", "Mapper.Auth.Internal"}))
 		if err != nil {
 			t.Fatal(err)
 		}
