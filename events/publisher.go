@@ -12,7 +12,8 @@ import (
 
 // Publisher publishes auth events for auth services. It validates each
 // event with the same rules the worker applies, publishes it with the event
-// id as Nats-Msg-Id, and returns only once JetStream has acknowledged it.
+// id as Nats-Msg-Id (a signed one with SignedMsgID), and returns only once
+// JetStream has acknowledged it.
 type Publisher struct {
 	js      jetstream.JetStream
 	prefix  string
@@ -82,7 +83,11 @@ func (p *Publisher) Publish(ctx context.Context, ev AuthEvent) (*jetstream.PubAc
 		}
 	}
 	subject := msg.Subject
-	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID))
+	msgID := ev.ID
+	if p.signer != nil {
+		msgID = msg.Header.Get(nats.MsgIdHdr) // SignedMsgID, set by Sign
+	}
+	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoStreamResponse) {
 			return nil, fmt.Errorf("publish auth event %s on %s: %w: %w", ev.ID, subject, ErrNotStored, err)

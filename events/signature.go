@@ -2,6 +2,7 @@ package events
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -34,7 +35,24 @@ const (
 	ReasonBadSignature        Reason = "bad_signature"
 	ReasonUntrustedSigner     Reason = "untrusted_signer"
 	ReasonOperationNotAllowed Reason = "operation_not_allowed"
+	// ReasonMsgIDNotSigned: a signed event whose Nats-Msg-Id is not the
+	// one its signature fixes (SignedMsgID): a replay under a new id.
+	ReasonMsgIDNotSigned Reason = "msg_id_not_signed"
 )
+
+// SignedMsgID is the Nats-Msg-Id of a signed event: a digest of its
+// signature header. The id is the signature's, not the event id, for two
+// reasons. Nobody without the key can know it before the event is
+// published, so an unsigned message sent ahead under the event's id
+// cannot make JetStream drop the real one as a duplicate. And the worker
+// accepts a signed event only under this id, so replaying it within the
+// duplicate window, under any id, is de-duplicated or refused. Ed25519
+// signatures are deterministic: a producer's retry of the same event
+// signs the same bytes and gets the same id.
+func SignedMsgID(signature string) string {
+	sum := sha256.Sum256([]byte(signature))
+	return "sig-" + base64.RawURLEncoding.EncodeToString(sum[:18])
+}
 
 // signatureDomain keeps a signature over an auth event from being valid
 // for anything else signed with the same key (and the reverse).
@@ -92,7 +110,9 @@ func LoadSigner(path string) (*Signer, error) {
 // PublicKey is the key to list in the worker's TRUSTED_SIGNERS.
 func (s *Signer) PublicKey() string { return s.pub }
 
-// Sign sets the signature headers of msg for its subject and data.
+// Sign sets the signature headers of msg for its subject and data, and its
+// Nats-Msg-Id to SignedMsgID (replacing one set before): the worker
+// accepts a signed event under no other id.
 func (s *Signer) Sign(msg *nats.Msg) error {
 	sig, err := s.kp.Sign(signedBytes(msg.Subject, msg.Data))
 	if err != nil {
@@ -103,6 +123,7 @@ func (s *Signer) Sign(msg *nats.Msg) error {
 	}
 	msg.Header.Set(HeaderSignature, base64.RawURLEncoding.EncodeToString(sig))
 	msg.Header.Set(HeaderSigner, s.pub)
+	msg.Header.Set(nats.MsgIdHdr, SignedMsgID(msg.Header.Get(HeaderSignature)))
 	return nil
 }
 
@@ -193,6 +214,9 @@ func (v *Verifier) Verify(prefix, subject string, h nats.Header, data []byte) er
 	raw, err := base64.RawURLEncoding.DecodeString(sig)
 	if err != nil || key.kp.Verify(signedBytes(subject, data), raw) != nil {
 		return reject(ReasonBadSignature, "the signature of %s does not match the subject and body", signer)
+	}
+	if id := h.Get(nats.MsgIdHdr); id != SignedMsgID(sig) {
+		return reject(ReasonMsgIDNotSigned, "the Nats-Msg-Id %.80q is not the one the signature fixes (%s): a replay under a new id is refused", id, SignedMsgID(sig))
 	}
 	if key.ops != nil {
 		op, ok := OperationForSubject(prefix, subject)

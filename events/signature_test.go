@@ -75,6 +75,18 @@ func TestVerify(t *testing.T) {
 		}, "", ReasonBadSignature},
 		{"untrusted key", func() *nats.Msg { return signedMsg(t, seedC, login, body) }, "", ReasonUntrustedSigner},
 		{"operation the key may not send", func() *nats.Msg { return signedMsg(t, seedB, del, body) }, "", ReasonOperationNotAllowed},
+		// Replayed under a new Nats-Msg-Id, JetStream's duplicate window
+		// would not catch it: refused.
+		{"replayed under a new Nats-Msg-Id", func() *nats.Msg {
+			m := signedMsg(t, seedA, login, body)
+			m.Header.Set(nats.MsgIdHdr, "e1")
+			return m
+		}, "", ReasonMsgIDNotSigned},
+		{"replayed without a Nats-Msg-Id", func() *nats.Msg {
+			m := signedMsg(t, seedA, login, body)
+			m.Header.Del(nats.MsgIdHdr)
+			return m
+		}, "", ReasonMsgIDNotSigned},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,10 @@ var (
 	// ErrTruncated: the dead letter's body was cut to fit, so the event
 	// cannot be sent again as it was.
 	ErrTruncated = errors.New("the dead letter's body was truncated; the event cannot be redriven")
+	// ErrSignedInWindow: a signed event's redrive was a duplicate, within
+	// the auth stream's duplicate window, of a message with its signed
+	// id; the dead letter is kept.
+	ErrSignedInWindow = errors.New("signed event redriven inside the duplicate window")
 	// ErrNoOriginalSubject: the dead letter does not say where the event
 	// came from.
 	ErrNoOriginalSubject = errors.New("the dead letter has no Dlq-Original-Subject")

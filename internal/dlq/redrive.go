@@ -62,9 +62,17 @@ func (q *Queue) redriveOne(ctx context.Context, stream jetstream.Stream, e Entry
 		opts = append(opts, jetstream.WithExpectStream(e.OriginalStream))
 	}
 	// A duplicate ack means an earlier redrive of this very dead letter
-	// was stored but its deletion failed: the event is back, delete.
-	if _, err := q.js.PublishMsg(ctx, msg, opts...); err != nil {
+	// was stored but its deletion failed: the event is back, delete. Not
+	// so for a signed event, which goes back under its own signed id: its
+	// duplicate may be the first publish, still inside the duplicate
+	// window, so the dead letter stays until a redrive is stored.
+	ack, err := q.js.PublishMsg(ctx, msg, opts...)
+	if err != nil {
 		o.Err = fmt.Errorf("republish on %s: %w", e.OriginalSubject, err)
+		return o
+	}
+	if ack.Duplicate && msg.Header.Get(events.HeaderSignature) != "" {
+		o.Err = fmt.Errorf("%w: %s was stored as a duplicate of a message with the same id (a signed event keeps the Nats-Msg-Id its signature fixes); the dead letter is kept: redrive it again once the auth stream's duplicate window has passed", ErrSignedInWindow, o.MsgID)
 		return o
 	}
 	if err := stream.DeleteMsg(ctx, e.Sequence); err != nil {
@@ -86,6 +94,10 @@ func redriveMsg(dlqStream string, e Entry) *nats.Msg {
 	}
 	h := nats.Header{}
 	h.Set(jetstream.MsgIDHeader, root+".redrive-"+strconv.Itoa(n))
+	if sig := e.Headers.Get(events.HeaderSignature); sig != "" {
+		// The worker takes a signed event under no other id.
+		h.Set(jetstream.MsgIDHeader, events.SignedMsgID(sig))
+	}
 	h.Set(events.HeaderDLQRedriveCount, strconv.Itoa(n))
 	// The root travels with the event, so that when it fails again its
 	// dead letter names it and the next redrive is root.redrive-(N+1),

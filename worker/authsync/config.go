@@ -125,7 +125,8 @@ type Config struct {
 	// is processed only if signed (events.Signer) by one of these keys,
 	// on the subject of an operation its key may send. Any other is
 	// dead-lettered before it is decoded, with its reason (unsigned,
-	// bad_signature, untrusted_signer, operation_not_allowed). Several
+	// bad_signature, untrusted_signer, operation_not_allowed,
+	// msg_id_not_signed). Several
 	// keys at once allow rotation. Empty (the default): no check.
 	TrustedSigners []events.TrustedSigner
 }
