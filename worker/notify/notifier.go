@@ -379,12 +379,14 @@ func (n *Notifier) tryAcquire(ctx context.Context, s *slot) (bool, error) {
 // partition: half a renewal interval per partition it already leads.
 // Standbys poll every third of a lease TTL, so a replica leading fewer
 // partitions polls first and wins; a free partition nobody else wants is
-// still taken, later. Zero when unpartitioned.
+// still taken, later. Capped at half a lease TTL, so a
+// lone survivor of many partitions takes each over within 1.5 TTL plus a
+// poll, not after leading × TTL/6. Zero when unpartitioned.
 func (n *Notifier) spreadDelay() time.Duration {
 	if len(n.slots) < 2 {
 		return 0
 	}
-	return time.Duration(n.leading()) * n.cfg.LeaseTTL / 6
+	return min(time.Duration(n.leading())*n.cfg.LeaseTTL/6, n.cfg.LeaseTTL/2)
 }
 
 func (n *Notifier) collectionGone() {
