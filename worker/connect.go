@@ -68,8 +68,10 @@ func tlsFiles(uri string) string {
 	return strings.Join(files, ", ")
 }
 
-// ConnectNATS connects once with infinite reconnects afterwards;
-// connection state changes are logged once each. The returned connection
+// ConnectNATS connects once; afterwards the client reconnects through
+// outages but closes the connection for good when the server refuses the
+// credentials twice in a row (natsconn.Watch, ClosedError). Connection
+// state changes are logged once each. The returned connection
 // is ready or an error is returned: the first connect is retried by the
 // caller's policy (natsconn.Refused says when retrying cannot help).
 func ConnectNATS(cfg NATSConfig, log zerolog.Logger) (*nats.Conn, error) {

@@ -68,8 +68,11 @@ func connectNATS(ctx context.Context, cfg Config, log zerolog.Logger, progress *
 // closes the connection itself once its drain timeout (30 s by default)
 // has passed; the wait is bounded a little beyond that all the same.
 func drainNATS(nc *nats.Conn, log zerolog.Logger) {
+	if nc.IsClosed() {
+		return // closed for good already: nothing to drain
+	}
 	closed := make(chan struct{})
-	logClosed := nc.Opts.ClosedCB // set by ConnectNATS; kept
+	logClosed := nc.ClosedHandler() // set by ConnectNATS (and Watch); kept
 	nc.SetClosedHandler(func(c *nats.Conn) {
 		if logClosed != nil {
 			logClosed(c)

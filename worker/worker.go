@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/customdata-worker/customdata-worker/internal/buildinfo"
+	"github.com/customdata-worker/customdata-worker/internal/natsconn"
 	"github.com/customdata-worker/customdata-worker/internal/ops"
 	"github.com/customdata-worker/customdata-worker/internal/redact"
 	"github.com/customdata-worker/customdata-worker/worker/authsync"
@@ -116,7 +118,9 @@ func (w *Worker) Checks() []Check {
 // meanwhile the ops endpoints serve and /readyz names the step. On
 // shutdown it lets the in-flight batch finish, drains NATS and
 // disconnects MongoDB. Once ctx ends, Run returns nil, whether startup
-// finished or not. A Worker runs once.
+// finished or not. When NATS closes the connection for good (the
+// credentials refused after connecting), Run returns
+// natsconn.ClosedError, which names the cause. A Worker runs once.
 func (w *Worker) Run(ctx context.Context) error {
 	if !w.running.CompareAndSwap(false, true) {
 		return errors.New("worker: Run called twice")
@@ -165,6 +169,34 @@ func (w *Worker) run(ctx context.Context) error {
 		return fmt.Errorf("NATS: %w", err)
 	}
 	defer drainNATS(nc, log)
+	// nats.go closes the connection for good when the server refuses the
+	// credentials twice in a row (a password rotated, a JWT expired or
+	// revoked). Nothing recovers from that in this process: stop, naming
+	// the refusal, so that an orchestrator restarts the worker and the
+	// restart fails fast while the credentials stay refused.
+	wctx, stop := context.WithCancelCause(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		if err := natsconn.Watch(wctx, nc); err != nil {
+			stop(err)
+		}
+	}()
+	err = w.runConnected(wctx, nc)
+	stop(nil)
+	<-watched
+	if nc.IsClosed() {
+		// Whichever flow saw it first ("nats: connection closed"), the
+		// cause is the client's last error.
+		return natsconn.ClosedError(nc)
+	}
+	return err
+}
+
+// runConnected is run's body once NATS is connected: the other startup
+// steps, then the flows.
+func (w *Worker) runConnected(ctx context.Context, nc *nats.Conn) error {
+	cfg, log, progress := w.cfg, w.log, &w.progress
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("JetStream: %w", err)

@@ -53,7 +53,8 @@ type running struct {
 	Registry *prometheus.Registry
 }
 
-// runBridge wires the bridge and serves until ctx ends:
+// runBridge wires the bridge and serves until ctx ends, or until NATS
+// closes the connection for good (natsconn.ClosedError):
 //
 //	hook call → bridge.Server → issuer.Cache (kept fresh by notices) → MongoDB on a miss
 //	Supabase sign-in, Hydra login grant → events.Publisher (LOGIN), when enabled
@@ -198,11 +199,19 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	if srv != nil {
 		g.Go(func() error { return srv.Run(gctx) })
 	}
+	if nc != nil {
+		// nats.go closes the connection for good when the server refuses
+		// the credentials twice in a row (a password rotated, a JWT
+		// expired or revoked): stop, naming the refusal, so that an
+		// orchestrator restarts the bridge and the restart fails fast
+		// while the credentials stay refused.
+		g.Go(func() error { return natsconn.Watch(gctx, nc) })
+	}
 	if cache != nil && cfg.NoticesEnabled {
 		g.Go(func() error {
 			// Run returns only when ctx ends or the connection is closed
-			// for good; the cache then reads through, which stays correct.
-			if err := cache.Run(gctx); err != nil {
+			// for good, which the watch above reports and stops on.
+			if err := cache.Run(gctx); err != nil && !nc.IsClosed() {
 				log.Error().Err(err).Msg("notice feed stopped")
 			}
 			return nil
@@ -219,6 +228,10 @@ func runBridge(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 		ready <- running{URL: base, Cache: cache, Registry: reg}
 	}
 	err = g.Wait()
+	if nc != nil && nc.IsClosed() && ctx.Err() == nil {
+		// Whatever stopped first, the cause is the client's last error.
+		err = natsconn.ClosedError(nc)
+	}
 	log.Info().Msg("stopped")
 	return err
 }

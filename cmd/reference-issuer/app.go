@@ -22,6 +22,7 @@ import (
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/buildinfo"
 	"github.com/customdata-worker/customdata-worker/internal/cli"
+	"github.com/customdata-worker/customdata-worker/internal/natsconn"
 	"github.com/customdata-worker/customdata-worker/internal/redact"
 	"github.com/customdata-worker/customdata-worker/issuer"
 )
@@ -50,7 +51,8 @@ func (c Config) sourceConfig() issuer.SourceConfig {
 	return sc
 }
 
-// runIssuer wires the reference issuer and serves until ctx ends:
+// runIssuer wires the reference issuer and serves until ctx ends, or
+// until NATS closes the connection for good (natsconn.ClosedError):
 //
 //	POST /login   → events.Publisher (LOGIN) → custom data → signed token
 //	POST /refresh → custom data (cache, kept fresh by notices) → signed token
@@ -133,18 +135,9 @@ func runIssuer(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 			Help: "Requests answered with an error, by endpoint and reason."}, []string{"endpoint", "reason"}),
 	}
 	reg.MustRegister(s.issued, s.failed)
-	s.ready = func(ctx context.Context) error {
-		var errs []error
-		if !nc.IsConnected() {
-			errs = append(errs, errors.New("nats: not connected"))
-		}
-		if cache != nil && cfg.NoticesEnabled && !cache.Following() {
-			errs = append(errs, errors.New("notices: not following (cache reads through)"))
-		}
-		if err := client.Ping(ctx, readpref.PrimaryPreferred()); err != nil {
-			errs = append(errs, fmt.Errorf("mongodb: %w", err))
-		}
-		return errors.Join(errs...)
+	s.ready = readiness(cache, cfg.NoticesEnabled, client)
+	if cache != nil && cfg.NoticesEnabled {
+		s.following = cache.Following
 	}
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -156,7 +149,7 @@ func runIssuer(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -165,13 +158,26 @@ func runIssuer(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 			cancel()
 		}
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// nats.go closes the connection for good when the server refuses
+		// the credentials twice in a row (a password rotated, a JWT
+		// expired or revoked): stop, naming the refusal, so that an
+		// orchestrator restarts the issuer and the restart fails fast
+		// while the credentials stay refused.
+		if err := natsconn.Watch(runCtx, nc); err != nil {
+			errs <- err
+			cancel()
+		}
+	}()
 	if cache != nil && cfg.NoticesEnabled {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			// Run returns only when ctx ends or the connection is closed
-			// for good; the cache then reads through, which stays correct.
-			if err := cache.Run(runCtx); err != nil {
+			// for good, which the watch above reports and stops on.
+			if err := cache.Run(runCtx); err != nil && !nc.IsClosed() {
 				log.Error().Err(err).Msg("notice feed stopped")
 			}
 		}()
@@ -195,4 +201,28 @@ func runIssuer(ctx context.Context, cfg Config, log zerolog.Logger, ready chan<-
 	}
 	log.Info().Msg("stopped")
 	return errors.Join(all...)
+}
+
+// readiness is /readyz's check, the bridge's rule: ready while refreshes
+// can be answered, that is while the cache follows the notices (it then
+// answers the users it holds even through a MongoDB outage) or MongoDB
+// answers (the cache reads through, which is correct). A NATS outage or
+// no notifier leading does not make it unready: every replica would be
+// out at once, and /refresh still works (POST /login answers 503 while
+// NATS is away).
+func readiness(cache *issuer.Cache, notices bool, client *mongo.Client) func(context.Context) error {
+	following := func() bool { return cache != nil && notices && cache.Following() }
+	return func(ctx context.Context) error {
+		if following() {
+			return nil
+		}
+		err := client.Ping(ctx, readpref.PrimaryPreferred())
+		switch {
+		case err == nil:
+			return nil
+		case cache != nil && notices:
+			return fmt.Errorf("notices are not followed (the cache reads through) and MongoDB does not answer: %w", err)
+		}
+		return fmt.Errorf("MongoDB does not answer: %w", err)
+	}
 }

@@ -30,13 +30,16 @@ type refresher interface {
 // auth service: POST /login trusts the userId it is given, so it must
 // never be exposed beyond a demo or test network.
 type server struct {
-	pub    *events.Publisher
-	data   issuer.Getter
-	tok    *tokens
-	log    zerolog.Logger
-	ready  func(context.Context) error
-	issued *prometheus.CounterVec
-	failed *prometheus.CounterVec
+	pub   *events.Publisher
+	data  issuer.Getter
+	tok   *tokens
+	log   zerolog.Logger
+	ready func(context.Context) error
+	// following reports whether the cache follows the notices (nil: no
+	// notices to follow); /readyz warns while it does not.
+	following func() bool
+	issued    *prometheus.CounterVec
+	failed    *prometheus.CounterVec
 	// force limits ?force=true per user (nil: unlimited, in tests).
 	force *forceLimiter
 	// refreshNeedsDoc refuses /refresh to a user without a document.
@@ -183,6 +186,12 @@ func (s *server) jwks(w http.ResponseWriter, _ *http.Request) {
 const ephemeralKeyWarning = "warning: signing with a key generated at start (" + envPrefix + "_DEV_EPHEMERAL_KEY=true): " +
 	"tokens of other replicas and of earlier runs do not verify here, nor these elsewhere; development only\n"
 
+// notFollowingWarning is on /readyz while the cache does not follow the
+// notices (no notifier leads, the notice stream is missing or NATS is
+// away): still ready while MongoDB answers, since every token then reads
+// it, which is correct but loads MongoDB.
+const notFollowingWarning = "warning: notices are not followed: the cache reads through (every token reads MongoDB)\n"
+
 // readyz answers 200 "ok" or 503 with what is not ready, secrets cut from
 // the error text (drivers quote hosts and URIs).
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
@@ -197,6 +206,9 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 		body.WriteString("not ready: " + redact.Err(err, s.secrets...).Error() + "\n")
 	} else {
 		body.WriteString("ok\n")
+	}
+	if s.following != nil && !s.following() {
+		body.WriteString(notFollowingWarning)
 	}
 	if s.tok.keys.ephemeral {
 		body.WriteString(ephemeralKeyWarning)

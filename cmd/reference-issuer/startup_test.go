@@ -52,7 +52,7 @@ func TestStartupWarningsAndReadiness(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	body := string(b)
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "mongodb:") ||
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "MongoDB does not answer: ") ||
 		!strings.Contains(body, "ISSUER_DEV_EPHEMERAL_KEY=true") {
 		t.Fatalf("/readyz: %d %q, want 503 naming mongodb and the dev key", resp.StatusCode, body)
 	}
@@ -61,7 +61,7 @@ func TestStartupWarningsAndReadiness(t *testing.T) {
 	var hc strings.Builder
 	code := run([]string{"healthcheck"}, &hc, &hc)
 	if want := "unhealthy: " + app.URL + "/readyz answered 503 Service Unavailable: not ready: "; code != 1 ||
-		!strings.HasPrefix(hc.String(), want) || !strings.Contains(hc.String(), "mongodb: ") ||
+		!strings.HasPrefix(hc.String(), want) || !strings.Contains(hc.String(), "MongoDB does not answer: ") ||
 		strings.Count(hc.String(), "\n") != 1 || strings.Contains(hc.String(), password) {
 		t.Errorf("healthcheck: exit %d %q, want 1 and one line starting %q, naming mongodb, without the password", code, hc.String(), want)
 	}

@@ -17,9 +17,12 @@ import (
 )
 
 // Connect validates cfg and connects once: the first connect is not
-// retried here (the caller's policy decides, with Refused), while a
-// connection once made reconnects forever. Connection state changes are
-// logged once each.
+// retried here (the caller's policy decides, with Refused). A connection
+// once made reconnects through outages without limit, but not through
+// refused credentials: when the server refuses them twice in a row, the
+// client closes the connection for good (its default; Watch reports it,
+// and the binaries exit so that a restart fails fast, naming the refusal).
+// Connection state changes are logged once each.
 func Connect(cfg Config, log zerolog.Logger) (*nats.Conn, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
