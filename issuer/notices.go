@@ -82,18 +82,19 @@ type feed struct {
 }
 
 // heartbeat records a heartbeat of the leading notifier of one partition
-// (payload: the heartbeat notice; one that names no partition, or cannot
-// be read, speaks for partition 0 of 1, as heartbeats did before
-// partitions).
+// (payload: the heartbeat notice; one that names no partition speaks for
+// partition 0 of 1, as heartbeats did before partitions). One that cannot
+// be read is ignored: it vouches for no leader, and counting it would
+// keep caching while none announces changes.
 func (c *Cache) heartbeat(payload []byte) {
 	if c.feed == nil {
 		return
 	}
-	part, count := 0, 1
-	if n, err := events.DecodeNotice(payload); err == nil {
-		part, count = n.PartitionOf(), n.PartitionsOf()
+	n, err := events.DecodeNotice(payload)
+	if err != nil {
+		return
 	}
-	c.feed.beats.heard(part, count, time.Now())
+	c.feed.beats.heard(n.PartitionOf(), n.PartitionsOf(), time.Now())
 	select {
 	case c.feed.beat <- struct{}{}:
 	default:

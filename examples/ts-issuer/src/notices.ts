@@ -314,20 +314,19 @@ export class NoticeFollower {
       }
     }
     if (m.subject === heartbeatSubject(this.prefix)) {
-      // One that names no partition, or cannot be read, speaks for
-      // partition 0 of 1, as heartbeats did before partitions (and as
-      // package issuer reads them).
-      let part = 0;
-      let count = 1;
+      // One that names no partition speaks for partition 0 of 1, as
+      // heartbeats did before partitions; one that cannot be read is
+      // ignored (it vouches for no leader), as package issuer does.
+      let n;
       try {
-        const n = decodeNotice(m.data);
-        part = partitionOf(n);
-        count = partitionsOf(n);
+        n = decodeNotice(m.data);
       } catch {
-        // partition 0 of 1
+        n = undefined;
       }
-      this.beats.heard(part, count, Date.now());
-      this.onBeat?.();
+      if (n !== undefined) {
+        this.beats.heard(partitionOf(n), partitionsOf(n), Date.now());
+        this.onBeat?.();
+      }
     }
     this.cache.handleNotice(m.subject, m.data);
   }
