@@ -44,7 +44,9 @@ func loadKeySet(c keyConfig) (keySet, error) {
 	var err error
 	switch {
 	case c.SigningKeyFile != "":
-		priv, err = loadSigningKey(c.SigningKeyFile)
+		if priv, err = loadSigningKey(c.SigningKeyFile); err != nil {
+			err = fmt.Errorf("%s_SIGNING_KEY_FILE: %w", envPrefix, err)
+		}
 	case c.AllowEphemeral:
 		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		ks.ephemeral = true

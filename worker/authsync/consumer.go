@@ -346,7 +346,7 @@ func (a *Consumer) fetchSucceeded() {
 	if down, ok := a.health.fetch.Succeeded(time.Now()); ok {
 		a.metrics.natsUp.Set(1)
 		if down > 0 {
-			a.log.Info().Dur("down_for", down).Msg("fetching auth events works again")
+			a.log.Info().Dur("down_for_ms", down).Msg("fetching auth events works again")
 		}
 	}
 }
@@ -362,7 +362,7 @@ func (a *Consumer) mongoSucceeded() {
 	if down, ok := a.health.mongo.Succeeded(time.Now()); ok {
 		a.metrics.mongoUp.Set(1)
 		if down > 0 {
-			a.log.Info().Dur("down_for", down).Msg("MongoDB custom-data writes work again")
+			a.log.Info().Dur("down_for_ms", down).Msg("MongoDB custom-data writes work again")
 		}
 	}
 }
