@@ -264,8 +264,23 @@ func (h *harness) verifyIssuer(ctx context.Context, cache *issuer.Cache, also []
 			users = append(users, u)
 		}
 	}
+	// A cache that does not follow notices reads MongoDB on every Get and
+	// would pass vacuously: the check counts only while it follows (and
+	// so keeps what it read).
+	following := func() error {
+		for deadline := time.Now().Add(30 * time.Second); !cache.Following(); {
+			if time.Now().After(deadline) {
+				return errors.New("the issuer does not follow notices after the run (it would read MongoDB on every call, so its check proves nothing)")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return nil
+	}
 	var stale []string
 	for attempt := 0; attempt < 20; attempt++ {
+		if err := following(); err != nil {
+			return err
+		}
 		stale = stale[:0]
 		for _, u := range users {
 			var want bson.Raw
@@ -282,10 +297,13 @@ func (h *harness) verifyIssuer(ctx context.Context, cache *issuer.Cache, also []
 				stale = append(stale, u)
 			}
 		}
-		if len(stale) == 0 {
+		if len(stale) == 0 && cache.Following() {
 			return nil
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+	if len(stale) == 0 {
+		return errors.New("the issuer kept losing its notice feed during the check, so its answers may have been read through")
 	}
 	return fmt.Errorf("the issuer returns stale data for %d of %d users after the run, e.g. %v", len(stale), len(users), stale[:min(5, len(stale))])
 }
