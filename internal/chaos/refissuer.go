@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -216,4 +217,44 @@ func sameJSON(a, b []byte) bool {
 	va, ok1 := decode(a)
 	vb, ok2 := decode(b)
 	return ok1 && ok2 && reflect.DeepEqual(va, vb)
+}
+
+// waitFollowing waits up to d for the reference issuer's metrics to say
+// its cache follows notices (customdata_issuer_notices_following 1).
+func (c *issuerClient) waitFollowing(ctx context.Context, d time.Duration) error {
+	for deadline := time.Now().Add(d); ; {
+		following, err := c.following(ctx)
+		if following {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("reference issuer: cannot tell whether it follows notices: %w", err)
+			}
+			return errors.New("reference issuer: its cache does not follow notices (it would read MongoDB on every refresh, so the refresh check proves nothing)")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (c *issuerClient) following(ctx context.Context) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metrics", nil)
+	if err != nil {
+		return false, err
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "customdata_issuer_notices_following "); ok {
+			return strings.TrimSpace(v) == "1", nil
+		}
+	}
+	return false, errors.New("no customdata_issuer_notices_following in its /metrics")
 }

@@ -130,6 +130,12 @@ func (h *harness) verifyRefreshes(ctx context.Context, s *sessions) error {
 		sort.Strings(stale)
 		return stale, nil
 	}
+	// An issuer that does not follow notices reads MongoDB for every
+	// refresh and would pass vacuously: the rounds count only while it
+	// says it follows.
+	if err := s.client.waitFollowing(ctx, 30*time.Second); err != nil {
+		return err
+	}
 	var stale []string
 	var err error
 	for deadline := time.Now().Add(15 * time.Second); ; {
@@ -145,6 +151,9 @@ func (h *harness) verifyRefreshes(ctx context.Context, s *sessions) error {
 		if stale, err = round(); err != nil {
 			return err
 		}
+	}
+	if err := s.client.waitFollowing(ctx, 0); err != nil {
+		return fmt.Errorf("%w (during the refresh check)", err)
 	}
 	if len(stale) > 0 {
 		return fmt.Errorf("reference issuer: %d of %d refreshes after the run do not carry the document MongoDB has, e.g. %s",
