@@ -211,7 +211,11 @@ func (v *Verifier) Verify(prefix, subject string, h nats.Header, data []byte) er
 	if !ok {
 		return reject(ReasonUntrustedSigner, "signer %.64s is not among the trusted signers", signer)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(sig)
+	// Strict: the last character of an unpadded signature has spare
+	// bits, and a lenient decoder reads 16 spellings as one signature;
+	// each would have its own SignedMsgID, and so a replay inside the
+	// duplicate window would carry a valid signature under a new id.
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 	if err != nil || key.kp.Verify(signedBytes(subject, data), raw) != nil {
 		return reject(ReasonBadSignature, "the signature of %s does not match the subject and body", signer)
 	}

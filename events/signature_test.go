@@ -82,6 +82,18 @@ func TestVerify(t *testing.T) {
 			m.Header.Set(nats.MsgIdHdr, "e1")
 			return m
 		}, "", ReasonMsgIDNotSigned},
+		// The last character of an unpadded 64-byte signature carries 4
+		// spare bits: a lenient decoder would read another spelling as
+		// the same signature, under a SignedMsgID of its own.
+		{"signature respelled in its spare bits, under its own signed id", func() *nats.Msg {
+			m := signedMsg(t, seedA, login, body)
+			sig := m.Header.Get(HeaderSignature)
+			last := strings.IndexByte(base64URLAlphabet, sig[len(sig)-1])
+			respelled := sig[:len(sig)-1] + string(base64URLAlphabet[last^1])
+			m.Header.Set(HeaderSignature, respelled)
+			m.Header.Set(nats.MsgIdHdr, SignedMsgID(respelled))
+			return m
+		}, "", ReasonBadSignature},
 		{"replayed without a Nats-Msg-Id", func() *nats.Msg {
 			m := signedMsg(t, seedA, login, body)
 			m.Header.Del(nats.MsgIdHdr)
@@ -176,3 +188,5 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+const base64URLAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

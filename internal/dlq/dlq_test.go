@@ -214,7 +214,18 @@ func TestRedriveRefusalsAndPurge(t *testing.T) {
 	if len(outs) != 2 || !errors.Is(outs[0].Err, dlq.ErrTruncated) || !errors.Is(outs[1].Err, dlq.ErrNoOriginalSubject) {
 		t.Fatalf("redrive of unredrivable dead letters = %+v", outs)
 	}
-	e.waitEntries("nothing deleted by refused redrives", 3, dlq.Filter{})
+	// A replay of a signed event under another id: redriving it would
+	// carry the replay out.
+	pub(string(events.ReasonMsgIDNotSigned), nats.Header{events.HeaderDLQOriginalSubject: {"auth.events.delete"},
+		events.HeaderSignature: {"c2ln"}, events.HeaderSigner: {"UABC"}}, `{"user":{"id":"frank"}}`)
+	outs = nil
+	if err := e.q.Redrive(ctx, dlq.Filter{Reason: string(events.ReasonMsgIDNotSigned)}, false, func(o dlq.Outcome) { outs = append(outs, o) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(outs) != 1 || !errors.Is(outs[0].Err, dlq.ErrReplay) {
+		t.Fatalf("redrive of a replay = %+v", outs)
+	}
+	e.waitEntries("nothing deleted by refused redrives", 4, dlq.Filter{})
 
 	var purged []string
 	if err := e.q.Purge(ctx, dlq.Filter{All: true, UserID: "erin"}, false, func(o dlq.Outcome) {
@@ -225,7 +236,7 @@ func TestRedriveRefusalsAndPurge(t *testing.T) {
 	if len(purged) != 1 || purged[0] != "invalid_user_id true" {
 		t.Fatalf("purged %v", purged)
 	}
-	left := e.waitEntries("two dead letters left", 2, dlq.Filter{})
+	left := e.waitEntries("three dead letters left", 3, dlq.Filter{})
 	if _, err := e.q.Get(ctx, left[0].Sequence+100); !errors.Is(err, dlq.ErrNotFound) {
 		t.Fatalf("get of a missing sequence: %v", err)
 	}

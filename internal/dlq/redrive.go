@@ -51,6 +51,9 @@ func (q *Queue) redriveOne(ctx context.Context, stream jetstream.Stream, e Entry
 	case e.OriginalSubject == "" || events.SubjectMatches(q.prefix+".>", e.OriginalSubject):
 		o.Err = ErrNoOriginalSubject
 		return o
+	case e.Reason == string(events.ReasonMsgIDNotSigned):
+		o.Err = ErrReplay
+		return o
 	}
 	msg := redriveMsg(q.stream, e)
 	o.MsgID = msg.Header.Get(jetstream.MsgIDHeader)
