@@ -100,5 +100,7 @@ func TestRunStopsWhenNATSRefusesTheCredentialsLater(t *testing.T) {
 	case strings.Contains(msg, before) || strings.Contains(msg, after) ||
 		strings.Contains(logs.String(), before) || strings.Contains(logs.String(), after):
 		t.Fatalf("a password is shown: %v", err)
+	case strings.Contains(logs.String(), "stopped cleanly"):
+		t.Fatalf("the worker said it stopped cleanly before failing: %s", logs.String())
 	}
 }

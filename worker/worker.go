@@ -286,6 +286,9 @@ func (w *Worker) runConnected(ctx context.Context, nc *nats.Conn) error {
 	if err := flows.Wait(); err != nil {
 		return err
 	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause // NATS closed the connection for good: run names why
+	}
 	log.Info().Msg("stopped cleanly")
 	return nil
 }
