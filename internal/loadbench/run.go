@@ -13,7 +13,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
@@ -96,45 +95,6 @@ func (b *bench) freshMongo(ctx context.Context) error {
 	}
 	if b.standin != nil {
 		return b.warmStandin(ctx)
-	}
-	return nil
-}
-
-// warmStandin runs the operations the contenders use (inserts, indexed
-// updates one at a time and in bulk, a full read) on a throw-away
-// database, so that the JVM's JIT warm-up does not fall on whichever
-// contender happens to run first.
-func (b *bench) warmStandin(ctx context.Context) error {
-	const n = 3000
-	bl, err := newBacklog(n, 0, b.cfg.ZipfS, 0)
-	if err != nil {
-		return err
-	}
-	coll, _ := b.collection("warmup", "standin")
-	defer func() { _ = coll.Database().Drop(context.WithoutCancel(ctx)) }()
-	if err := seed(ctx, coll, bl.users); err != nil {
-		return fmt.Errorf("warm up the stand-in: %w", err)
-	}
-	if err := ensureIndex(ctx, coll); err != nil {
-		return fmt.Errorf("warm up the stand-in: %w", err)
-	}
-	models := make([]mongo.WriteModel, 0, n)
-	for i, u := range bl.users {
-		filter := bson.D{{Key: userIDField, Value: u}}
-		update := bson.D{{Key: "$max", Value: bson.D{{Key: "lastLogin", Value: bl.final[u]}}}}
-		if i%3 == 0 {
-			if _, err := coll.UpdateOne(ctx, filter, update); err != nil {
-				return fmt.Errorf("warm up the stand-in: %w", err)
-			}
-			continue
-		}
-		models = append(models, mongo.NewUpdateOneModel().SetFilter(filter).SetUpdate(update))
-	}
-	if _, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
-		return fmt.Errorf("warm up the stand-in: %w", err)
-	}
-	if err := verify(ctx, coll, bl); err != nil {
-		return fmt.Errorf("warm up the stand-in: %w", err)
 	}
 	return nil
 }
