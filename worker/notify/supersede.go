@@ -92,10 +92,11 @@ func (tm *term) checkSuperseded(ctx context.Context, stored checkpoint) error {
 
 // otherCountCheckpoints lists the checkpoints of the collection (keys
 // under base) kept under partition counts other than count: every
-// partition's of each count whose partition-0 key the bucket holds (each
-// term of a count writes its partition's key at its start, so a count
-// that ran has a partition 0). That is one read per other count, plus one
-// per partition of each count found, and no listing (otherCounts).
+// partition's of each count whose partition-0 key the bucket holds. A
+// count that ran has one unless its partition 0 was never led, as the
+// warning at start assumes too (warnIfPartitionsChanged). That is one read
+// per other count, plus one per partition of each count found, and no
+// listing (otherCounts): at most 63 reads when only this count ran.
 func otherCountCheckpoints(ctx context.Context, kv jetstream.KeyValue, base string, count int) ([]checkpointRef, error) {
 	var out []checkpointRef
 	err := otherCounts(ctx, kv, base, count, func(c int, p0 jetstream.KeyValueEntry) error {
