@@ -39,6 +39,12 @@ const (
 	// its position, repeatedly (the same error, or out of time), so it
 	// was restarted from now.
 	FlushPositionUnreadable FlushReason = "position_unreadable"
+	// FlushCheckpointSuperseded: the checkpoint was found, but a
+	// checkpoint of the same collection under another partition count
+	// (NOTIFIER_PARTITIONS) was written after it, so that layout ran
+	// since; the stream was started from now instead of replaying every
+	// change since this count last ran.
+	FlushCheckpointSuperseded FlushReason = "checkpoint_superseded"
 )
 
 // Notice is an invalidation notice. Its JSON form is the wire format.

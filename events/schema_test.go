@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -81,6 +82,45 @@ func jsonBlockAfter(t *testing.T, heading string) []byte {
 	return []byte(block)
 }
 
+// flushReasons are the flush-all reasons this package defines.
+var flushReasons = []FlushReason{FlushNoCheckpoint, FlushBadCheckpoint, FlushCheckpointSuperseded, FlushHistoryLost,
+	FlushCollectionGone, FlushInvalidated, FlushUnattributable, FlushPositionUnreadable}
+
+// TestFlushReasonsAreListed: every flush reason is named where the notice
+// contract lists them for issuers in other languages: the schema's
+// description and examples of reason, and the README's sentence on a
+// flush-all's reason.
+func TestFlushReasonsAreListed(t *testing.T) {
+	_, doc := loadSchema(t, "notice.schema.json")
+	props, _ := doc["properties"].(map[string]any)
+	reason, _ := props["reason"].(map[string]any)
+	desc, _ := reason["description"].(string)
+	examples, _ := reason["examples"].([]any)
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, _ := strings.Cut(string(b), "carries `kind:\"flush_all\"` and `reason`:")
+	readme, _, _ := strings.Cut(after, "\n\n")
+	if readme == "" {
+		t.Fatal("README: no sentence on a flush-all's reason")
+	}
+	for _, r := range flushReasons {
+		if !strings.Contains(desc, string(r)) {
+			t.Errorf("notice schema: reason's description does not name %s", r)
+		}
+		if !slices.Contains(examples, any(string(r))) {
+			t.Errorf("notice schema: reason's examples lack %s", r)
+		}
+		if !strings.Contains(readme, "`"+string(r)+"`") {
+			t.Errorf("README: the flush-all reasons do not name %s", r)
+		}
+	}
+	if len(examples) != len(flushReasons) {
+		t.Errorf("notice schema: %d reason examples, %d reasons defined", len(examples), len(flushReasons))
+	}
+}
+
 // exampleNotice is the notice ExampleDecodeNotice decodes, read from
 // example_test.go.
 func exampleNotice(t *testing.T) []byte {
@@ -148,8 +188,7 @@ func TestSchemasValidateThePackagesExamples(t *testing.T) {
 		"the last partition of the most": marshal(t, Notice{SchemaVersion: NoticeSchemaVersion, Kind: NoticeHeartbeat, Partition: MaxNoticePartitions - 1,
 			Partitions: MaxNoticePartitions}),
 	}
-	for _, r := range []FlushReason{FlushNoCheckpoint, FlushBadCheckpoint, FlushHistoryLost, FlushCollectionGone, FlushInvalidated,
-		FlushUnattributable, FlushPositionUnreadable} {
+	for _, r := range flushReasons {
 		notices["flush-all "+string(r)] = marshal(t, Notice{SchemaVersion: NoticeSchemaVersion, Kind: NoticeFlushAll, Reason: r,
 			Operation: "invalidate", PublishedAt: published})
 	}

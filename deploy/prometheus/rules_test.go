@@ -11,6 +11,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/promql/promqltest"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -51,7 +53,8 @@ func loadRules(t *testing.T) []rulefmt.Rule {
 
 // exported are the metric families the code registers, with their label
 // names: the auth consumer's and the notifier's (as the worker registers
-// them) and an issuer cache's. Building them does no MongoDB IO; the
+// them, with one partition and with several: a family's labels are the
+// union) and an issuer cache's. Building them does no MongoDB IO; the
 // notifier wants a JetStream context, so an in-process server gives one.
 func exported(t *testing.T) map[string][]string {
 	t.Helper()
@@ -70,8 +73,10 @@ func exported(t *testing.T) map[string][]string {
 	if _, err := authsync.New(js, db.Collection(events.DefaultCollection), set, authsync.Config{}, authsync.WithData(data), authsync.WithRegisterer(rec)); err != nil {
 		t.Fatalf("auth consumer: %v", err)
 	}
-	if _, err := notify.New(js, db, notify.Config{}, notify.WithData(data), notify.WithRegisterer(rec)); err != nil {
-		t.Fatalf("notifier: %v", err)
+	for _, parts := range []int{1, 2} {
+		if _, err := notify.New(js, db, notify.Config{Partitions: parts}, notify.WithData(data), notify.WithRegisterer(rec)); err != nil {
+			t.Fatalf("notifier of %d partitions: %v", parts, err)
+		}
 	}
 	cache, err := issuer.NewCache(unusedGetter{}, issuer.CacheConfig{}, issuer.WithNotices(js, issuer.NoticeConfig{}))
 	if err != nil {
@@ -98,6 +103,9 @@ func TestAlertsNameExportedMetricsAndLabels(t *testing.T) {
 			t.Fatalf("%s: %v", r.Alert, err)
 		}
 		parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+			if agg, ok := n.(*parser.AggregateExpr); ok {
+				checkGrouping(t, "alert "+r.Alert, agg, families)
+			}
 			vs, ok := n.(*parser.VectorSelector)
 			if !ok {
 				return nil
@@ -150,6 +158,12 @@ func TestAlertsFireOnTheirSeries(t *testing.T) {
 		"CustomdataNotifierNotLeading": {
 			"customdata_worker_notifier_leader{instance=\"w1\"} 0x20\ncustomdata_worker_notifier_leader{instance=\"w2\"} 0x20",
 			"customdata_worker_notifier_leader{instance=\"w1\"} 0x20\ncustomdata_worker_notifier_leader{instance=\"w2\"} 1x20"},
+		"CustomdataNotifierPartitionNotLed": {
+			// Two partitions: w1 leads 0, nobody 1; healthy: w2 leads 1.
+			"customdata_worker_notifier_leader{instance=\"w1\",partition=\"0\"} 1x20\ncustomdata_worker_notifier_leader{instance=\"w1\",partition=\"1\"} 0x20\n" +
+				"customdata_worker_notifier_leader{instance=\"w2\",partition=\"0\"} 0x20\ncustomdata_worker_notifier_leader{instance=\"w2\",partition=\"1\"} 0x20",
+			"customdata_worker_notifier_leader{instance=\"w1\",partition=\"0\"} 1x20\ncustomdata_worker_notifier_leader{instance=\"w1\",partition=\"1\"} 0x20\n" +
+				"customdata_worker_notifier_leader{instance=\"w2\",partition=\"0\"} 0x20\ncustomdata_worker_notifier_leader{instance=\"w2\",partition=\"1\"} 1x20"},
 		"CustomdataCheckpointStale": {
 			// Written once at t=60s, then never again (the leader on w1 is
 			// stuck); healthy: written every minute (the value follows the
@@ -173,7 +187,6 @@ func TestAlertsFireOnTheirSeries(t *testing.T) {
 			`customdata_issuer_read_errors_total{instance="i1"} 2x20`},
 	}
 	engine := promqltest.NewTestEngine(t, false, 5*time.Minute, 100000)
-	at := time.Unix(0, 0).Add(19 * time.Minute)
 	for _, r := range loadRules(t) {
 		c, ok := cases[r.Alert]
 		if !ok {
@@ -185,27 +198,80 @@ func TestAlertsFireOnTheirSeries(t *testing.T) {
 			series string
 			fire   bool
 		}{{c.firing, true}, {c.healthy, false}} {
-			storage := promqltest.LoadedStorage(t, "load 1m\n"+indent(state.series))
-			q, err := engine.NewInstantQuery(context.Background(), storage, nil, r.Expr, at)
-			if err != nil {
-				t.Fatalf("%s: %v", r.Alert, err)
-			}
-			res := q.Exec(context.Background())
-			if res.Err != nil {
-				t.Fatalf("%s: %v", r.Alert, res.Err)
-			}
-			v, err := res.Vector()
-			if err != nil {
-				t.Fatalf("%s: %v", r.Alert, err)
-			}
-			if got := len(v) > 0; got != state.fire {
+			if got, v := fires(t, engine, r, state.series); got != state.fire {
 				t.Errorf("alert %s on\n%s\nfires = %v, want %v (result %v)", r.Alert, state.series, got, state.fire, v)
 			}
-			q.Close()
 		}
 	}
 	for name := range cases {
 		t.Errorf("case %s names no alert in %s", name, rulesFile)
+	}
+}
+
+// fires evaluates r's expression at 19 minutes into series (loaded one
+// sample a minute) and reports whether it returns anything.
+func fires(t *testing.T, engine promql.QueryEngine, r rulefmt.Rule, series string) (bool, promql.Vector) {
+	t.Helper()
+	storage := promqltest.LoadedStorage(t, "load 1m\n"+indent(series))
+	q, err := engine.NewInstantQuery(context.Background(), storage, nil, r.Expr, time.Unix(0, 0).Add(19*time.Minute))
+	if err != nil {
+		t.Fatalf("%s: %v", r.Alert, err)
+	}
+	defer q.Close()
+	res := q.Exec(context.Background())
+	if res.Err != nil {
+		t.Fatalf("%s: %v", r.Alert, res.Err)
+	}
+	v, err := res.Vector()
+	if err != nil {
+		t.Fatalf("%s: %v", r.Alert, err)
+	}
+	return len(v) > 0, v
+}
+
+// TestLeadershipAlertsDoNotOverlap: CustomdataNotifierNotLeading speaks
+// when no partition is led anywhere (with one partition, whose series
+// carry no partition label, and with several), and
+// CustomdataNotifierPartitionNotLed only when some partitions are led and
+// another is not; never both at once.
+func TestLeadershipAlertsDoNotOverlap(t *testing.T) {
+	rules := map[string]rulefmt.Rule{}
+	for _, r := range loadRules(t) {
+		rules[r.Alert] = r
+	}
+	const notLeading, partitionNotLed = "CustomdataNotifierNotLeading", "CustomdataNotifierPartitionNotLed"
+	leader := func(instance, partition string, v int) string {
+		labels := `instance="` + instance + `"`
+		if partition != "" {
+			labels += `,partition="` + partition + `"`
+		}
+		return "customdata_worker_notifier_leader{" + labels + "} " + strconv.Itoa(v) + "x20"
+	}
+	lines := func(l ...string) string { return strings.Join(l, "\n") }
+	engine := promqltest.NewTestEngine(t, false, 5*time.Minute, 100000)
+	for _, tc := range []struct {
+		name   string
+		series string
+		want   string // the alert that fires; "" none
+	}{
+		{"one partition, led", lines(leader("w1", "", 1), leader("w2", "", 0)), ""},
+		{"one partition, not led", lines(leader("w1", "", 0), leader("w2", "", 0)), notLeading},
+		{"two partitions, both led", lines(leader("w1", "0", 1), leader("w1", "1", 0), leader("w2", "0", 0), leader("w2", "1", 1)), ""},
+		{"two partitions, one not led", lines(leader("w1", "0", 1), leader("w1", "1", 0), leader("w2", "0", 0), leader("w2", "1", 0)), partitionNotLed},
+		{"two partitions, none led", lines(leader("w1", "0", 0), leader("w1", "1", 0), leader("w2", "0", 0), leader("w2", "1", 0)), notLeading},
+		// A rollout from 1 to 2 partitions: the old replica leads the
+		// whole collection, the new count's partition 1 has no leader.
+		{"rollout, a new partition not led", lines(leader("w1", "", 1), leader("w2", "0", 1), leader("w2", "1", 0)), partitionNotLed},
+	} {
+		for _, name := range []string{notLeading, partitionNotLed} {
+			r, ok := rules[name]
+			if !ok {
+				t.Fatalf("no alert %s in %s", name, rulesFile)
+			}
+			if got, v := fires(t, engine, r, tc.series); got != (tc.want == name) {
+				t.Errorf("%s: %s fires = %v, want %v (result %v)", tc.name, name, got, tc.want == name, v)
+			}
+		}
 	}
 }
 
@@ -235,7 +301,14 @@ func (r *recordingRegisterer) Register(c prometheus.Collector) error {
 		if m[2] != "" {
 			labels = strings.Split(m[2], ",")
 		}
-		r.families[m[1]] = labels
+		for _, l := range labels {
+			if !slices.Contains(r.families[m[1]], l) {
+				r.families[m[1]] = append(r.families[m[1]], l)
+			}
+		}
+		if _, ok := r.families[m[1]]; !ok {
+			r.families[m[1]] = labels
+		}
 	}
 	return nil
 }

@@ -32,6 +32,10 @@ type checkpoint struct {
 	ClusterTime *events.ClusterTime `json:"clusterTime,omitempty"`
 	Instance    string              `json:"instance,omitempty"`
 	WrittenAt   time.Time           `json:"writtenAt"`
+
+	// revision is the KV revision it was read at (load); 0 when it was
+	// not read from the store.
+	revision uint64
 }
 
 // checkpointStore keeps one checkpoint per watched collection in a KV
@@ -63,6 +67,7 @@ func (s *checkpointStore) load(ctx context.Context) (cp checkpoint, found bool, 
 	if err != nil {
 		return checkpoint{}, false, fmt.Errorf("checkpoint %s (revision %d): %w", s.key, e.Revision(), err)
 	}
+	cp.revision = e.Revision()
 	return cp, true, nil
 }
 

@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"context"
+	"errors"
 	"time"
 )
 
@@ -11,13 +12,27 @@ import (
 // term's position only moves past a change once its notices are
 // acknowledged (or over a fully read empty batch), so resuming there
 // leaves no gap; it spares re-publishing what the store has not caught up
-// with, and a reopen does not depend on reading the store.
+// with, and a reopen does not depend on reading the store. A stored
+// checkpoint superseded by another partition count's (checkSuperseded) is
+// not resumed: the term's own position is, if it has one; else the error
+// (wrapping errCheckpointSuperseded) calls for a start from now.
 func (tm *term) startPosition(ctx context.Context) (checkpoint, bool, error) {
 	mem := tm.pending
 	if mem == nil {
 		mem = tm.saved
 	}
 	stored, found, err := tm.store.load(ctx)
+	switch {
+	case err == nil && found:
+		if serr := tm.checkSuperseded(ctx, stored); serr != nil {
+			if mem == nil {
+				return checkpoint{}, false, serr
+			}
+			found = false
+		}
+	case err == nil || errors.Is(err, errCheckpointUnusable):
+		tm.supersede.done = true // the term starts from now: nothing to check
+	}
 	if mem == nil || (err == nil && found && !tm.ownIsNewer(*mem, stored)) {
 		return stored, found, err
 	}

@@ -7,6 +7,11 @@ import "errors"
 // publishes a flush-all.
 var errCheckpointUnusable = errors.New("checkpoint unusable")
 
+// errCheckpointSuperseded marks a stored checkpoint written before a
+// checkpoint of another partition count (supersede.go). The term then
+// starts from now and publishes a flush-all.
+var errCheckpointSuperseded = errors.New("checkpoint superseded by another partition count's")
+
 // Errors reported by Notifier.Healthy (wrapped).
 var (
 	// ErrNotifierNotRunning: Run has not started or has returned.

@@ -17,12 +17,14 @@ import (
 func (tm *term) openFeed(ctx context.Context) (feedCursor, events.FlushReason, error) {
 	cp, found, err := tm.startPosition(ctx)
 	var flush events.FlushReason
-	if err != nil {
-		if !errors.Is(err, errCheckpointUnusable) {
-			return nil, "", err
-		}
+	switch {
+	case errors.Is(err, errCheckpointSuperseded):
+		flush, found = events.FlushCheckpointSuperseded, false // checkSuperseded logged it
+	case errors.Is(err, errCheckpointUnusable):
 		tm.log.Warn().Err(err).Msg("checkpoint unusable: starting from now after a flush-all")
 		flush, found = events.FlushBadCheckpoint, false
+	case err != nil:
+		return nil, "", err
 	}
 	if found && tm.distrust != "" {
 		if tm.distrust != events.FlushPositionUnreadable { // refused logged that one

@@ -2,7 +2,6 @@ package notify
 
 import (
 	"context"
-	"errors"
 	"sync/atomic"
 	"time"
 
@@ -64,39 +63,22 @@ func (n *Notifier) warnIfPartitionsChanged(ctx context.Context) {
 	n.log.Warn().Int("partitions", len(n.slots)).Strs("other_checkpoints", others).
 		Msg("NOTIFIER_PARTITIONS changed: checkpoints exist for another partition count and are not resumed; " +
 			"every partition without a checkpoint starts from now after a no_checkpoint flush-all (issuers drop their whole cache once); " +
-			"the old checkpoints are left in the bucket (delete them once no replica runs with the old count)")
+			"the old checkpoints are left in the bucket, harmlessly: going back to that count later finds them superseded by this count's " +
+			"and starts from now after a checkpoint_superseded flush-all (deleting them is optional)")
 }
 
 // otherPartitionCheckpoints lists the partition-0 checkpoint keys (under
 // base) of every partition count other than count that the bucket holds;
 // none when count's own partition-0 checkpoint is there (a restart, not a
-// change). It reads keys one by one (direct gets, which the worker may do)
-// rather than listing the bucket, which needs a consumer on it that a
-// worker's NATS user is not allowed to create (deploy/nats/nats.conf).
+// change).
 func otherPartitionCheckpoints(ctx context.Context, kv jetstream.KeyValue, base string, count int) ([]string, error) {
-	exists := func(key string) (bool, error) {
-		_, err := kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return false, nil
-		}
-		return err == nil, err
-	}
-	if ours, err := exists(partition{0, count}.kvKey(base)); ours || err != nil {
+	if ours, err := getEntry(ctx, kv, partition{0, count}.kvKey(base)); ours != nil || err != nil {
 		return nil, err
 	}
 	var others []string
-	for c := 1; c <= MaxNotifierPartitions; c++ {
-		if c == count {
-			continue
-		}
-		key := partition{0, c}.kvKey(base)
-		found, err := exists(key)
-		if err != nil {
-			return others, err
-		}
-		if found {
-			others = append(others, key)
-		}
-	}
-	return others, nil
+	err := otherCounts(ctx, kv, base, count, func(_ int, p0 jetstream.KeyValueEntry) error {
+		others = append(others, p0.Key())
+		return nil
+	})
+	return others, err
 }

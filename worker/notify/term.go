@@ -51,6 +51,10 @@ type term struct {
 	lastProgress        time.Time
 	failedSinceProgress bool
 
+	// supersede: whether the checkpoint the term started from was
+	// superseded by another partition count's.
+	supersede supersedeCheck
+
 	// feedPosition: where the feed is and how the server treated it
 	// there (timeouts and refusals in a row, distrust).
 	feedPosition
