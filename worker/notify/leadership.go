@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/customdata-worker/customdata-worker/internal/lease"
@@ -23,6 +24,24 @@ func (n *Notifier) lead(ctx context.Context, s *slot) (holdOff time.Duration) {
 	termCtx, cancelTerm := context.WithCancel(leaseCtx)
 	defer cancelTerm()
 	defer context.AfterFunc(ctx, cancelTerm)()
+	// A handoff asked of an earlier term is stale (before leader is set:
+	// the rebalancer only asks leaders).
+	select {
+	case <-s.handoff:
+	default:
+	}
+	var handedOff atomic.Bool
+	stopWatch, watchDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		select {
+		case <-s.handoff:
+			handedOff.Store(true)
+			cancelTerm()
+		case <-stopWatch:
+		}
+	}()
+	defer func() { close(stopWatch); <-watchDone }()
 	s.leader.Store(true)
 	n.metrics.leading(s.part, true)
 	if s.part.partitioned() {
@@ -68,6 +87,9 @@ func (n *Notifier) lead(ctx context.Context, s *slot) (holdOff time.Duration) {
 	}
 	if stalled != nil && ctx.Err() == nil {
 		return n.stepDown(ctx, s, stalled)
+	}
+	if handedOff.Load() && ctx.Err() == nil {
+		return n.handOff(ctx, s)
 	}
 	if ctx.Err() != nil {
 		if err := n.releaseLease(ctx, s); err != nil {

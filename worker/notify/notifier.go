@@ -54,6 +54,9 @@ type Notifier struct {
 	// slots are the partitions (one when unpartitioned), each with its
 	// lease, checkpoint, leadership and health.
 	slots []*slot
+	// seats count the replicas sharing the partitions (rebalance); nil
+	// when unpartitioned. Bound with the slots.
+	seats *seats
 	// feeds opens the change feed: the collection's Watch (tests inject
 	// server failures through another feedSource, see newNotifier).
 	feeds feedSource
@@ -290,6 +293,11 @@ func (n *Notifier) Run(ctx context.Context) error {
 	n.log.Info().Dur("lease_ttl", n.cfg.LeaseTTL).Int("partitions", len(n.slots)).
 		Msg("notifier started: competing for the lease of every change-stream partition")
 	var competitors sync.WaitGroup
+	competitors.Add(1)
+	go func() {
+		defer competitors.Done()
+		n.rebalance(ctx, n.seats)
+	}()
 	for _, s := range n.slots {
 		competitors.Add(1)
 		go func() {

@@ -295,41 +295,7 @@ func TestPartitionedNotifiersShareTheFeed(t *testing.T) {
 	}
 	t.Logf("a leads %v, b leads %v", a.LeadsPartitions(), b.LeadsPartitions())
 
-	// insert adds documents until every partition owns at least two of
-	// them, and waits for each one's notice.
-	insert := func(round string) map[string]int {
-		owners := map[string]int{}
-		count := make([]int, parts)
-		for i := 0; slices.Min(count) < 2; i++ {
-			user := fmt.Sprintf("%s-%d", round, i)
-			res, err := e.coll.InsertOne(ctx, bson.M{"userId": user})
-			if err != nil {
-				t.Fatal(err)
-			}
-			id := res.InsertedID.(bson.ObjectID)
-			p := owner(hashedIndexKey(t, e.coll, id), parts)
-			owners[id.Hex()] = p
-			count[p]++
-		}
-		pending := maps(owners)
-		for len(pending) > 0 {
-			n := r.next()
-			if n.Kind != events.NoticeUser || !strings.HasPrefix(n.UserID, round+"-") {
-				t.Fatalf("round %s: unexpected notice %v", round, n)
-			}
-			if _, ok := pending[n.DocumentID]; !ok {
-				t.Fatalf("round %s: notice %v announced twice", round, n)
-			}
-			delete(pending, n.DocumentID)
-		}
-		for id, p := range owners {
-			if got := feeds.partitionsOf(id); !slices.Equal(got, []int{p}) {
-				t.Errorf("document %s hashes into partition %d but was delivered by %v", id, p, got)
-			}
-		}
-		return owners
-	}
-	insert("first")
+	insertIntoEveryPartition(t, e, r, feeds, parts, "first")
 
 	// Every partition has a checkpoint now (each one saw changes).
 	kv, err := e.js.KeyValue(ctx, DefaultNotifierCheckpointKV)
@@ -356,8 +322,46 @@ func TestPartitionedNotifiersShareTheFeed(t *testing.T) {
 	testsupport.Eventually(t, "the other replica leads every partition", func() bool {
 		return len(other.LeadsPartitions()) == parts
 	})
-	insert("second")
+	insertIntoEveryPartition(t, e, r, feeds, parts, "second")
 	r.quiet(500 * time.Millisecond) // no flush-all, no duplicate
+}
+
+// insertIntoEveryPartition adds documents until every one of parts
+// partitions owns at least two of them, waits for each one's notice (a
+// notice of anything else, or twice, fails the test) and checks that each
+// was delivered by the partition its _id hashes into.
+func insertIntoEveryPartition(t *testing.T, e *notifierEnv, r *noticeReader, feeds *partitionFeeds, parts int, round string) {
+	t.Helper()
+	ctx := testsupport.Context(t)
+	owners := map[string]int{}
+	count := make([]int, parts)
+	for i := 0; slices.Min(count) < 2; i++ {
+		user := fmt.Sprintf("%s-%d", round, i)
+		res, err := e.coll.InsertOne(ctx, bson.M{"userId": user})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := res.InsertedID.(bson.ObjectID)
+		p := owner(hashedIndexKey(t, e.coll, id), parts)
+		owners[id.Hex()] = p
+		count[p]++
+	}
+	pending := maps(owners)
+	for len(pending) > 0 {
+		n := r.next()
+		if n.Kind != events.NoticeUser || !strings.HasPrefix(n.UserID, round+"-") {
+			t.Fatalf("round %s: unexpected notice %v", round, n)
+		}
+		if _, ok := pending[n.DocumentID]; !ok {
+			t.Fatalf("round %s: notice %v announced twice", round, n)
+		}
+		delete(pending, n.DocumentID)
+	}
+	for id, p := range owners {
+		if got := feeds.partitionsOf(id); !slices.Equal(got, []int{p}) {
+			t.Errorf("document %s hashes into partition %d but was delivered by %v", id, p, got)
+		}
+	}
 }
 
 func maps(m map[string]int) map[string]bool {

@@ -152,6 +152,9 @@ func (n *Notifier) bind(cpKV, leaseKV jetstream.KeyValue) {
 		s.checkpoints = newCheckpointStore(cpKV, s.part.kvKey(key), n.data.Database, n.data.Collection)
 		s.lease = lease.New(leaseKV, s.part.kvKey(key), n.cfg.InstanceID, n.cfg.LeaseTTL)
 	}
+	if len(n.slots) > 1 {
+		n.seats = newSeats(leaseKV, key, len(n.slots), n.cfg.InstanceID, n.cfg.LeaseTTL)
+	}
 	n.isBound = true
 }
 

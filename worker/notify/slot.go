@@ -21,6 +21,10 @@ type slot struct {
 	health *notifierHealth
 	leader atomic.Bool
 
+	// handoff asks the current term to end and give the lease to another
+	// replica (rebalance); at most one request waits.
+	handoff chan struct{}
+
 	// Bound by Provision or on first use in Run (Notifier.bindMu).
 	lease       *lease.Lease
 	checkpoints *checkpointStore
@@ -30,7 +34,7 @@ func newSlot(part partition, log zerolog.Logger) *slot {
 	if part.partitioned() {
 		log = log.With().Str("partition", part.String()).Logger()
 	}
-	return &slot{part: part, log: log, health: &notifierHealth{}}
+	return &slot{part: part, log: log, health: &notifierHealth{}, handoff: make(chan struct{}, 1)}
 }
 
 // leading counts the partitions this replica leads.
