@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/customdata-worker/customdata-worker/internal/lease"
 	"github.com/customdata-worker/customdata-worker/internal/retry"
@@ -20,7 +21,8 @@ const stepDownRebalance = "rebalance"
 // that lead nothing (which the partition leases cannot show): each healthy
 // replica holds one seat, a lease key <base>.of<N>.seat<k> (k below N) in
 // the lease bucket, taken with Create, renewed by revision and aged out by
-// the bucket's TTL like a partition lease. Keys are read one by one
+// the bucket's TTL like a partition lease. Healthy: no partition stepped
+// down (healthyForSeat) and MongoDB answers a ping (mongoAnswers). Keys are read one by one
 // (direct gets), as a worker's NATS user may not list the bucket
 // (deploy/nats/nats.conf). At most N seats: beyond N replicas every share
 // is one partition anyway.
@@ -118,8 +120,9 @@ func (n *Notifier) rebalance(ctx context.Context, st *seats) {
 	var lastHandoff time.Time
 	errLogged := false
 	for retry.Sleep(ctx, interval-interval/10+time.Duration(rand.Int64N(int64(interval/5)+1))) {
+		healthy := n.healthyForSeat() && n.mongoAnswers(ctx, interval/2)
 		rctx, cancel := context.WithTimeout(ctx, interval)
-		replicas, err := st.refresh(rctx, n.healthyForSeat())
+		replicas, err := st.refresh(rctx, healthy)
 		cancel()
 		if err != nil {
 			if !errLogged && ctx.Err() == nil {
@@ -157,6 +160,17 @@ func (n *Notifier) healthyForSeat() bool {
 		}
 	}
 	return true
+}
+
+// mongoAnswers: a replica whose MongoDB does not answer a ping gives its
+// seat up too. It has not stepped down (it may lead nothing, so no change
+// stream of its own stalled), but a partition handed to it would hold the
+// lease and heartbeat while announcing nothing until its stream stalled.
+// The ping has its own time limit, so the seat can still be given up.
+func (n *Notifier) mongoAnswers(ctx context.Context, timeout time.Duration) bool {
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return n.coll.Database().RunCommand(pctx, bson.D{{Key: "ping", Value: 1}}).Err() == nil
 }
 
 // handoffCandidate is the led partition with the highest index: any would

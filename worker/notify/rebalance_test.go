@@ -1,10 +1,14 @@
 package notify
 
 import (
+	"context"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/customdata-worker/customdata-worker/events"
 	"github.com/customdata-worker/customdata-worker/internal/testsupport"
@@ -115,5 +119,43 @@ func TestPartitionsRebalanceToALateReplica(t *testing.T) {
 	r.quiet(3 * e.cfg.LeaseTTL)
 	if len(a.LeadsPartitions()) != parts/2 || len(b.LeadsPartitions()) != parts/2 {
 		t.Errorf("after a while a leads %v and b leads %v, want two each", a.LeadsPartitions(), b.LeadsPartitions())
+	}
+}
+
+// TestNoHandoffToAReplicaWithoutMongoDB: a replica that reaches NATS but
+// not MongoDB takes no seat, so a healthy replica leading every partition
+// hands none to it (it would hold the lease, heartbeat, and announce
+// nothing until its change stream stalled).
+func TestNoHandoffToAReplicaWithoutMongoDB(t *testing.T) {
+	const parts = 4
+	e := newNotifierEnv(t)
+	e.cfg.Partitions = parts
+	e.cfg.LeaseTTL = time.Second
+	feeds := &partitionFeeds{n: parts, inner: watchFeed{e.coll}, seen: map[string][]int{}}
+	a := e.run(e.db, feeds, true)
+	testsupport.Eventually(t, "the only replica leads every partition", func() bool {
+		return len(a.LeadsPartitions()) == parts
+	})
+	// Nothing listens on port 1: every operation of b's client fails.
+	dead, err := mongo.Connect(options.Client().ApplyURI("mongodb://127.0.0.1:1/?directConnection=true").
+		SetServerSelectionTimeout(200 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dead.Disconnect(context.Background()) })
+	deadDB := dead.Database(e.db.Name())
+	b := e.run(deadDB, &partitionFeeds{n: parts, inner: watchFeed{deadDB.Collection(e.coll.Name())}, seen: map[string][]int{}}, false)
+	// Several rebalance rounds (a handoff needs two stable counts and
+	// happens at most every 2 TTLs).
+	time.Sleep(5 * e.cfg.LeaseTTL)
+	if got := a.LeadsPartitions(); len(got) != parts {
+		t.Errorf("a leads %v, want every partition (b cannot reach MongoDB; b leads %v)", got, b.LeadsPartitions())
+	}
+	var handoffs float64
+	for i := range parts {
+		handoffs += metricValue(a.metrics.stepdowns.WithLabelValues(stepDownRebalance, strconv.Itoa(i)))
+	}
+	if handoffs != 0 {
+		t.Errorf("a handed %v partitions to a replica without MongoDB, want none", handoffs)
 	}
 }
