@@ -106,7 +106,7 @@ func fairShare(count, replicas int) int {
 // notifier. Every third of a lease TTL it keeps this replica's seat and
 // counts the replicas; when this replica leads more than its fair share,
 // the replica count has not changed since the last look, and its last
-// handoff is two TTLs old, it hands one partition over: that term ends
+// handoff is two TTLs old, it hands the excess over: each such term ends
 // with a last checkpoint and gives its lease up, and this replica keeps
 // away from it for a TTL, so a replica leading fewer takes it over and
 // resumes from the checkpoint (no flush-all). Without it, a replica that
@@ -139,11 +139,12 @@ func (n *Notifier) rebalance(ctx context.Context, st *seats) {
 		if !stable || n.leading() <= share || time.Since(lastHandoff) < 2*n.cfg.LeaseTTL {
 			continue
 		}
-		if s := n.handoffCandidate(); s != nil {
+		leading := n.leading()
+		for _, s := range n.handoffCandidates(leading - share) {
 			select {
 			case s.handoff <- struct{}{}:
 				lastHandoff = time.Now()
-				s.log.Info().Int("leading", n.leading()).Int("replicas", replicas).Int("share", share).
+				s.log.Info().Int("leading", leading).Int("replicas", replicas).Int("share", share).
 					Msg("leading more partitions than this replica's share: handing this one to another replica")
 			default:
 			}
@@ -173,15 +174,19 @@ func (n *Notifier) mongoAnswers(ctx context.Context, timeout time.Duration) bool
 	return n.coll.Database().RunCommand(pctx, bson.D{{Key: "ping", Value: 1}}).Err() == nil
 }
 
-// handoffCandidate is the led partition with the highest index: any would
-// do, and one rule keeps successive handoffs from picking at random.
-func (n *Notifier) handoffCandidate() *slot {
-	for i := len(n.slots) - 1; i >= 0; i-- {
+// handoffCandidates are the k led partitions with the highest indexes:
+// any would do, and one rule keeps successive rounds from picking at
+// random. The whole excess goes at once: the others take each within
+// about a TTL (a poll plus their spread delay), inside the hold-off, so
+// 64 partitions rebalance in a few TTLs rather than two TTLs apiece.
+func (n *Notifier) handoffCandidates(k int) []*slot {
+	var out []*slot
+	for i := len(n.slots) - 1; i >= 0 && len(out) < k; i-- {
 		if n.slots[i].leader.Load() {
-			return n.slots[i]
+			out = append(out, n.slots[i])
 		}
 	}
-	return nil
+	return out
 }
 
 // handOff ends a term handed to another replica: the term has written its
