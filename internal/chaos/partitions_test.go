@@ -1,6 +1,11 @@
 package chaos
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -79,5 +84,48 @@ func TestSummaryNamesPartitions(t *testing.T) {
 	three := Summary{Seed: 1, Duration: time.Second, Partitions: 3, OK: true}.String()
 	if !strings.HasPrefix(three, "chaos ok: seed=1 duration=1s partitions=3 logins=0 ") {
 		t.Fatalf("three partitions: %q", three)
+	}
+}
+
+// TestLeadership: after settling, each partition must have exactly one
+// leader among the replicas' metrics; none, two, or a partition beyond
+// the run's count is named.
+func TestLeadership(t *testing.T) {
+	gauges := func(led ...int) string {
+		var b strings.Builder
+		for p := range 3 {
+			fmt.Fprintf(&b, "customdata_worker_notifier_leader{partition=\"%d\"} %d\n", p, map[bool]int{true: 1}[slices.Contains(led, p)])
+		}
+		return b.String()
+	}
+	for _, tc := range []struct {
+		name    string
+		metrics []string // each replica's /metrics
+		want    string   // "" or what the problem says
+	}{
+		{"shared out", []string{gauges(0, 2), gauges(1)}, ""},
+		{"one leads all", []string{gauges(0, 1, 2), gauges()}, ""},
+		{"a partition without a leader", []string{gauges(0), gauges(1)}, "partition 2 led by 0 replicas"},
+		{"a partition with two", []string{gauges(0, 1), gauges(1, 2)}, "partition 1 led by 2 replicas [w1 w2]"},
+		{"a replica that cannot be read", []string{gauges(0, 1, 2), ""}, "w2: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &harness{cfg: Config{Partitions: 3}}
+			for i, m := range tc.metrics {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+					if m == "" {
+						http.Error(w, "down", http.StatusServiceUnavailable)
+						return
+					}
+					_, _ = io.WriteString(w, m)
+				}))
+				defer srv.Close()
+				h.workers = append(h.workers, &workerProcess{process: &process{name: fmt.Sprintf("w%d", i+1)}, metricsURL: srv.URL})
+			}
+			got := h.leadership(context.Background())
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Fatalf("leadership = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
