@@ -94,12 +94,14 @@ test-ts: $(NATS_SERVER) $(if $(MONGODB_URI),,standin)
 # The long chaos run (the short one is part of `make test`): real
 # nats-server, worker and reference-issuer processes under seeded faults for
 # CHAOS_DURATION, on a cluster of CHAOS_NATS_NODES nats-servers (R3 streams;
-# 1 for a single server); CHAOS_SEED replays a run. Prints one summary line;
-# fails on any loss.
+# 1 for a single server), the notifier split into CHAOS_PARTITIONS
+# partitions (NOTIFIER_PARTITIONS); CHAOS_SEED replays a run. Prints one
+# summary line; fails on any loss.
 CHAOS_DURATION ?= 10m
 CHAOS_NATS_NODES ?= 3
+CHAOS_PARTITIONS ?= 1
 chaos: $(NATS_SERVER) $(if $(MONGODB_URI),,standin)
-	CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_NATS_NODES=$(CHAOS_NATS_NODES) NATS_SERVER_BIN=$(abspath $(NATS_SERVER)) $(GO) test -run '^TestChaos$$' -count=1 -timeout 90m -v ./internal/chaos/
+	CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_NATS_NODES=$(CHAOS_NATS_NODES) CHAOS_PARTITIONS=$(CHAOS_PARTITIONS) NATS_SERVER_BIN=$(abspath $(NATS_SERVER)) $(GO) test -run '^TestChaos$$' -count=1 -timeout 90m -v ./internal/chaos/
 
 unit:
 	$(GO) test -count=1 ./events/ ./triggers/ ./internal/redact/

@@ -13,7 +13,8 @@ import (
 
 // TestChaos is the short chaos run of `make test` (40 s of faults, and on
 // until every fault kind has been injected once, on one nats-server); `make chaos` sets CHAOS_DURATION for the long one and
-// CHAOS_NATS_NODES=3 for a cluster with R3 streams. CHAOS_SEED replays a
+// CHAOS_NATS_NODES=3 for a cluster with R3 streams; CHAOS_PARTITIONS
+// (default 1) is every replica's NOTIFIER_PARTITIONS. CHAOS_SEED replays a
 // run; NATS_SERVER_BIN names the nats-server binary (the Makefile installs
 // bin/nats-server); MONGODB_URI, if set, is used instead of a stand-in.
 func TestChaos(t *testing.T) {
@@ -41,6 +42,14 @@ func TestChaos(t *testing.T) {
 		}
 		nodes = n
 	}
+	partitions := 1
+	if v := os.Getenv("CHAOS_PARTITIONS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("CHAOS_PARTITIONS: %q is not a partition count", v)
+		}
+		partitions = n
+	}
 	natsBin := natsServerBin(t)
 	// Logs stay behind when the run fails (t.TempDir would remove them).
 	dir, err := os.MkdirTemp("", "chaos-")
@@ -62,7 +71,7 @@ func TestChaos(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), duration+10*time.Minute)
 	defer cancel()
 	sum, err := Run(ctx, Config{
-		WorkerBin: workerBin, IssuerBin: issuerBin, NATSServerBin: natsBin, NATSNodes: nodes, Dir: dir, Duration: duration, Seed: seed,
+		WorkerBin: workerBin, IssuerBin: issuerBin, NATSServerBin: natsBin, NATSNodes: nodes, Partitions: partitions, Dir: dir, Duration: duration, Seed: seed,
 		MongoURI: os.Getenv("MONGODB_URI"), Logf: t.Logf,
 	})
 	t.Log(sum)

@@ -6,7 +6,8 @@
 // outside writes to the collection (owner changes among them: outside.go),
 // token refreshes at the reference issuer (sessions.go),
 // while it injects faults at moments drawn from a printed seed: SIGKILL of
-// a replica and of the change-stream leader, nats-server restarts, on its
+// a replica and of the change-stream leader (with NOTIFIER_PARTITIONS
+// above 1, the replica leading the most partitions), nats-server restarts, on its
 // store and on an empty one, MongoDB outages, a replica paused with
 // SIGSTOP for longer than ACK_WAIT.
 //
@@ -19,12 +20,14 @@
 // changes.go) is covered by a notice naming its document or a later
 // flush-all, every owner
 // change was announced to both owners or covered by a later flush-all
-// (notices.go), an issuer that followed the notices throughout returns
+// (notices.go), every notifier partition is led by exactly one replica
+// and heard again once everything is back (partitions.go), an issuer that followed the notices throughout returns
 // every user's current document (a change that went unannounced leaves it
 // stale), refreshes at the reference issuer return the current document,
 // and no process panicked. Run returns a Summary whose String is
 // the one-line result.
 //
 // TestChaos runs a short version in `make test`; `make chaos` runs it for
-// CHAOS_DURATION (default 10m). CHAOS_SEED replays a run.
+// CHAOS_DURATION (default 10m). CHAOS_SEED replays a run; CHAOS_PARTITIONS
+// (default 1) partitions the notifier.
 package chaos

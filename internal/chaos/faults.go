@@ -153,14 +153,18 @@ func (in *injector) injectOnce(ctx context.Context, f fault, pause func(time.Dur
 	h := in.h
 	switch f {
 	case faultKillReplica, faultKillLeader:
-		w := h.workers[in.rng.IntN(len(h.workers))]
+		w, why := h.workers[in.rng.IntN(len(h.workers))], ""
 		if f == faultKillLeader {
-			w = h.leader(ctx)
-			if w == nil {
+			var led []int
+			if w, led = h.leader(ctx); w == nil {
 				return fmt.Errorf("%w: no replica leads right now", errSkipped)
 			}
+			why = " (the leader)"
+			if h.cfg.Partitions > 1 {
+				why = fmt.Sprintf(" (the leader of partitions %v of %d)", led, h.cfg.Partitions)
+			}
 		}
-		h.logf("fault: SIGKILL %s%s", w.name, map[bool]string{true: " (the leader)"}[f == faultKillLeader])
+		h.logf("fault: SIGKILL %s%s", w.name, why)
 		w.kill()
 		pause(time.Duration(500+in.rng.IntN(2500)) * time.Millisecond)
 		return w.start()

@@ -39,16 +39,6 @@ type harness struct {
 
 func (h *harness) canCutMongo() bool { return h.proxy != nil }
 
-// leader is the replica whose metrics say it leads, if any.
-func (h *harness) leader(ctx context.Context) *workerProcess {
-	for _, w := range h.workers {
-		if w.leads(ctx) {
-			return w
-		}
-	}
-	return nil
-}
-
 func (h *harness) start(ctx context.Context) error {
 	cfg := h.cfg
 	h.uri = cfg.MongoURI
@@ -115,6 +105,7 @@ func (h *harness) start(ctx context.Context) error {
 			"CUSTOMDATA_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port),
 			"CUSTOMDATA_LOG_FORMAT=json",
 			"CUSTOMDATA_STREAM_REPLICAS="+strconv.Itoa(len(n.nodes)),
+			"CUSTOMDATA_NOTIFIER_PARTITIONS="+strconv.Itoa(cfg.Partitions),
 		)
 		w := &workerProcess{process: newProcess(name, cfg.WorkerBin, nil, env, cfg.Dir),
 			metricsURL: "http://127.0.0.1:" + strconv.Itoa(port) + "/metrics"}

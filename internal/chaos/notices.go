@@ -20,7 +20,7 @@ type noticeRec struct {
 // noticeLog is every notice on the notice stream since the workload
 // started, as an issuer reads them: counted once each (by Nats-Msg-Id,
 // since a change re-published after a failover carries the same one),
-// heartbeats skipped. It keeps the notices naming the outside users and
+// heartbeats apart (beats). It keeps the notices naming the outside users and
 // documents (for the owner-change check) and the flush-alls' times.
 type noticeLog struct {
 	mu       sync.Mutex
@@ -36,6 +36,8 @@ type noticeLog struct {
 	// flush-all) carried: the change it announces.
 	byDoc  map[string]events.ClusterTime
 	atTime map[events.ClusterTime]bool
+	// beats hears the heartbeats, which are counted apart.
+	beats *heartbeatLog
 }
 
 // coverage is how a committed change was announced.
@@ -74,7 +76,7 @@ func (n *noticeLog) covers(c changeRec) coverage {
 // accepts.
 func newNoticeLog(keepUser func(string) bool) *noticeLog {
 	return &noticeLog{seen: map[string]bool{}, byUser: map[string][]noticeRec{}, byDoc: map[string]events.ClusterTime{},
-		atTime: map[events.ClusterTime]bool{}, keepUser: keepUser}
+		atTime: map[events.ClusterTime]bool{}, keepUser: keepUser, beats: newHeartbeatLog()}
 }
 
 func (n *noticeLog) counts() (int64, int64) {
@@ -224,7 +226,13 @@ func (h *harness) followNotices(ctx context.Context, log *noticeLog, from jetstr
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		nt, err := events.DecodeNotice(m.Data())
-		if err != nil || nt.Kind == events.NoticeHeartbeat {
+		if err != nil {
+			return
+		}
+		if nt.Kind == events.NoticeHeartbeat {
+			if md, err := m.Metadata(); err == nil {
+				log.beats.add(nt, md.Timestamp, h.cfg.Partitions)
+			}
 			return
 		}
 		log.add(m.Headers().Get(jetstream.MsgIDHeader), nt)

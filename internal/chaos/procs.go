@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -292,29 +291,6 @@ func (n *natsProcess) waitListening(ctx context.Context) error {
 type workerProcess struct {
 	*process
 	metricsURL string
-}
-
-// leads reports whether the replica's metrics say it holds the
-// change-stream lease.
-func (w *workerProcess) leads(ctx context.Context) bool {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.metricsURL, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "customdata_worker_notifier_leader "); ok {
-			return strings.TrimSpace(v) == "1"
-		}
-	}
-	return false
 }
 
 // streamLeader is the node that leads stream, if the cluster has one.

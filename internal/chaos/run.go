@@ -34,6 +34,10 @@ type Config struct {
 	// NATSNodes is 1 (default) for one nats-server, or the size of a
 	// cluster whose streams the workers create with that many replicas.
 	NATSNodes int
+	// Partitions is every replica's NOTIFIER_PARTITIONS (default 1): the
+	// change stream split into that many partitions, each led, checkpointed
+	// and heard of (heartbeats) on its own.
+	Partitions int
 	// MongoURI, when set, is a real MongoDB; else a private stand-in is
 	// started. Outages are cut through a proxy, which needs a URI of one
 	// host without TLS (proxiedURI); for another no outage is injected.
@@ -61,6 +65,9 @@ func (c *Config) setDefaults() {
 	if c.Sessions == 0 {
 		c.Sessions = 10
 	}
+	if c.Partitions == 0 {
+		c.Partitions = 1
+	}
 	if c.Replicas == 0 {
 		c.Replicas = 2
 	}
@@ -78,8 +85,8 @@ func (c *Config) setDefaults() {
 func Run(ctx context.Context, cfg Config) (Summary, error) {
 	cfg.setDefaults()
 	h := &harness{cfg: cfg, logf: cfg.Logf}
-	sum := Summary{Seed: cfg.Seed, Duration: cfg.Duration, Faults: map[fault]int{}}
-	cfg.Logf("chaos: seed %d (CHAOS_SEED=%d replays it), %s of faults, %d users, %d replicas, %d nats-server node(s)", cfg.Seed, cfg.Seed, cfg.Duration, cfg.Users, cfg.Replicas, max(cfg.NATSNodes, 1))
+	sum := Summary{Seed: cfg.Seed, Duration: cfg.Duration, Partitions: cfg.Partitions, Faults: map[fault]int{}}
+	cfg.Logf("chaos: seed %d (CHAOS_SEED=%d replays it), %s of faults, %d users, %d replicas, %d nats-server node(s), %d notifier partition(s)", cfg.Seed, cfg.Seed, cfg.Duration, cfg.Users, cfg.Replicas, max(cfg.NATSNodes, 1), cfg.Partitions)
 	defer h.close()
 	if err := h.start(ctx); err != nil {
 		return sum, err
@@ -217,6 +224,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err := h.restoreAll(ctx); err != nil {
 		return sum, err
 	}
+	settled := time.Now()
 	var errs []error
 	check := func(err error) {
 		if err != nil {
@@ -248,6 +256,10 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	check(err)
 	uncertainHostile, err := h.verifyDeadLetters(ctx, led, clock)
 	check(err)
+	// Every partition led and heard again, before the issuers are held to
+	// following them.
+	check(h.verifyLeadership(ctx, 30*time.Second))
+	check(h.verifyHeartbeats(ctx, notices.beats, settled, 30*time.Second))
 	check(h.verifyIssuer(ctx, cache, ow.allNames()))
 	check(h.verifyOwnerChanges(ctx, ow, notices))
 	check(h.verifyRefreshes(ctx, sess))

@@ -25,8 +25,11 @@ func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 4)) }
 
 // Summary is what a run counted; String is its one-line result.
 type Summary struct {
-	Seed       uint64
-	Duration   time.Duration
+	Seed     uint64
+	Duration time.Duration
+	// Partitions: the notifier's partitions (printed only above 1, so a
+	// run without partitions prints what it did before they existed).
+	Partitions int
 	Logins     int64
 	Duplicates int64
 	Creates    int64 // lifecycle CREATEs acknowledged
@@ -66,8 +69,12 @@ func (s Summary) String() string {
 	if s.OK {
 		result = "ok"
 	}
-	return fmt.Sprintf("chaos %s: seed=%d duration=%s logins=%d duplicates=%d creates=%d deletes=%d unknown_outcome=%d wipe_uncertain=%d hostile=%d outside_writes=%d owner_changes=%d changes=%d changes_by_flush=%d notices=%d flush_alls=%d refreshes=%d redeliveries=%d faults=%d (%s)",
-		result, s.Seed, s.Duration, s.Logins, s.Duplicates, s.Creates, s.Deletes, s.Unknown, s.WipeUncertain, s.Hostile, s.OutsideWrites, s.OwnerChanges, s.Changes, s.ChangesByFlush, s.UserNotices, s.FlushAlls, s.Refreshes, s.Redeliveries, total, strings.Join(faults, " "))
+	parts := ""
+	if s.Partitions > 1 {
+		parts = fmt.Sprintf(" partitions=%d", s.Partitions)
+	}
+	return fmt.Sprintf("chaos %s: seed=%d duration=%s%s logins=%d duplicates=%d creates=%d deletes=%d unknown_outcome=%d wipe_uncertain=%d hostile=%d outside_writes=%d owner_changes=%d changes=%d changes_by_flush=%d notices=%d flush_alls=%d refreshes=%d redeliveries=%d faults=%d (%s)",
+		result, s.Seed, s.Duration, parts, s.Logins, s.Duplicates, s.Creates, s.Deletes, s.Unknown, s.WipeUncertain, s.Hostile, s.OutsideWrites, s.OwnerChanges, s.Changes, s.ChangesByFlush, s.UserNotices, s.FlushAlls, s.Refreshes, s.Redeliveries, total, strings.Join(faults, " "))
 }
 
 // quiesce waits until the auth consumer has nothing pending or unacked.
