@@ -45,6 +45,11 @@ const (
 	// since; the stream was started from now instead of replaying every
 	// change since this count last ran.
 	FlushCheckpointSuperseded FlushReason = "checkpoint_superseded"
+	// FlushNoticeStreamLost: the notice stream was recreated (deleted, or
+	// lost with a NATS server restarted on an empty store) after
+	// notices the position counts were stored in it, so issuers may never
+	// have read them; the stream was started from now.
+	FlushNoticeStreamLost FlushReason = "notice_stream_lost"
 )
 
 // Notice is an invalidation notice. Its JSON form is the wire format.

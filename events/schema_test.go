@@ -3,6 +3,9 @@ package events
 import (
 	"bytes"
 	"encoding/json"
+	"go/ast"
+	goparser "go/parser"
+	"go/token"
 	"os"
 	"regexp"
 	"slices"
@@ -82,9 +85,43 @@ func jsonBlockAfter(t *testing.T, heading string) []byte {
 	return []byte(block)
 }
 
-// flushReasons are the flush-all reasons this package defines.
-var flushReasons = []FlushReason{FlushNoCheckpoint, FlushBadCheckpoint, FlushCheckpointSuperseded, FlushHistoryLost,
-	FlushCollectionGone, FlushInvalidated, FlushUnattributable, FlushPositionUnreadable}
+// definedFlushReasons reads every FlushReason constant from notice.go,
+// so that a reason added there cannot be missed here.
+func definedFlushReasons(t *testing.T) []FlushReason {
+	t.Helper()
+	f, err := goparser.ParseFile(token.NewFileSet(), "notice.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []FlushReason
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range g.Specs {
+			v := spec.(*ast.ValueSpec)
+			if id, ok := v.Type.(*ast.Ident); !ok || id.Name != "FlushReason" {
+				continue
+			}
+			for _, val := range v.Values {
+				lit, ok := val.(*ast.BasicLit)
+				if !ok || lit.Kind != token.STRING {
+					t.Fatalf("notice.go: a FlushReason constant that is not a string literal: %#v", val)
+				}
+				r, err := strconv.Unquote(lit.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, FlushReason(r))
+			}
+		}
+	}
+	if len(out) < 9 {
+		t.Fatalf("notice.go: found %d flush reasons, want at least 9", len(out))
+	}
+	return out
+}
 
 // TestFlushReasonsAreListed: every flush reason is named where the notice
 // contract lists them for issuers in other languages: the schema's
@@ -105,6 +142,7 @@ func TestFlushReasonsAreListed(t *testing.T) {
 	if readme == "" {
 		t.Fatal("README: no sentence on a flush-all's reason")
 	}
+	flushReasons := definedFlushReasons(t)
 	for _, r := range flushReasons {
 		if !strings.Contains(desc, string(r)) {
 			t.Errorf("notice schema: reason's description does not name %s", r)
@@ -188,6 +226,7 @@ func TestSchemasValidateThePackagesExamples(t *testing.T) {
 		"the last partition of the most": marshal(t, Notice{SchemaVersion: NoticeSchemaVersion, Kind: NoticeHeartbeat, Partition: MaxNoticePartitions - 1,
 			Partitions: MaxNoticePartitions}),
 	}
+	flushReasons := definedFlushReasons(t)
 	for _, r := range flushReasons {
 		notices["flush-all "+string(r)] = marshal(t, Notice{SchemaVersion: NoticeSchemaVersion, Kind: NoticeFlushAll, Reason: r,
 			Operation: "invalidate", PublishedAt: published})

@@ -19,17 +19,15 @@ import (
 // stream and both buckets are lost, as with a lone nats-server restarted on
 // an empty store, and another replica provisions the buckets again before
 // the leader's term ends (seen in the chaos run: the replica that did not
-// lead re-provisioned within the second). The checkpoint went with the
-// store, so the README promises that the next term starts with a
-// no_checkpoint flush-all: the notices the lost stream had acknowledged
-// may never have reached an issuer, and nothing will publish them again.
-// The term that ends must not carry its position, acknowledged by the
-// lost stream, into the new bucket for the next term to resume.
+// lead re-provisioned within the second). The notices the lost stream had
+// acknowledged may never have reached an issuer, and nothing will publish
+// them again, so the next term starts with a flush-all: no_checkpoint, or
+// notice_stream_lost when the ending term's last checkpoint reached the
+// new bucket first (it names the lost stream, so it is not resumed).
 //
-// It fails (about 1 run in 3: the ending term's last write races the next
-// term's read) until the product is fixed; remove the Skip with the fix.
+// It failed about 1 run in 3 before checkpoints named their notice stream
+// (the ending term's last write raced the next term's read).
 func TestWipedStoreReprovisionedByAnotherReplicaStillFlushes(t *testing.T) {
-	t.Skip("known bug (chaospart report): a term that ends after its buckets were re-provisioned writes its checkpoint into the new bucket, and the next term resumes it without a flush-all")
 	m := testsupport.MongoDB(t)
 	srv := testsupport.StartNATS(t)
 	w, cfg, logs := newWorker(t, m.URI, func(c *worker.Config) {

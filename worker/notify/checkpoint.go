@@ -32,6 +32,12 @@ type checkpoint struct {
 	ClusterTime *events.ClusterTime `json:"clusterTime,omitempty"`
 	Instance    string              `json:"instance,omitempty"`
 	WrittenAt   time.Time           `json:"writtenAt"`
+	// NoticeStream names the notice stream that acknowledged every notice
+	// before the position: its creation time (RFC 3339, UTC), which the
+	// server keeps across restarts and cluster nodes and a recreated
+	// stream does not share. Empty in checkpoints written before it
+	// existed, or when the stream could not be read.
+	NoticeStream string `json:"noticeStream,omitempty"`
 
 	// revision is the KV revision it was read at (load); 0 when it was
 	// not read from the store.

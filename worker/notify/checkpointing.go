@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -17,11 +18,25 @@ import (
 // not resumed: the term's own position is, if it has one; else the error
 // (wrapping errCheckpointSuperseded) calls for a start from now.
 func (tm *term) startPosition(ctx context.Context) (checkpoint, bool, error) {
+	if err := tm.checkNoticeStream(ctx); err != nil {
+		return checkpoint{}, false, err
+	}
 	mem := tm.pending
 	if mem == nil {
 		mem = tm.saved
 	}
 	stored, found, err := tm.store.load(ctx)
+	if err == nil && found && tm.storedStreamLost(stored) {
+		tm.log.Warn().Str("stream", tm.cfg.Stream).Str("checkpoint_stream_created", stored.NoticeStream).
+			Str("now_created", tm.noticeStream.id).Uint64("revision", stored.revision).
+			Msg("the checkpoint counts notices acknowledged by a notice stream that was recreated since " +
+				"(they may be lost): not resuming it")
+		if mem == nil {
+			return checkpoint{}, false, fmt.Errorf("%w: checkpoint %s (revision %d) written for the stream created %s, now %s",
+				errNoticeStreamLost, tm.store.key, stored.revision, stored.NoticeStream, tm.noticeStream.id)
+		}
+		found = false // the term's own position, acknowledged by the current stream, goes on
+	}
 	switch {
 	case err == nil && found:
 		if serr := tm.checkSuperseded(ctx, stored); serr != nil {
@@ -67,6 +82,7 @@ func (tm *term) savePending(ctx context.Context, force bool) {
 	}
 	cp := *tm.pending
 	cp.Instance = tm.cfg.InstanceID
+	cp.NoticeStream = tm.noticeStream.id
 	cp.WrittenAt = time.Now().UTC()
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

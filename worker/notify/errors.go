@@ -12,6 +12,11 @@ var errCheckpointUnusable = errors.New("checkpoint unusable")
 // starts from now and publishes a flush-all.
 var errCheckpointSuperseded = errors.New("checkpoint superseded by another partition count's")
 
+// errNoticeStreamLost marks a position (stored, or the term's own) whose
+// notices were acknowledged by a notice stream that has since been
+// recreated: nothing says issuers read them.
+var errNoticeStreamLost = errors.New("the notice stream that acknowledged the position's notices was recreated")
+
 // Errors reported by Notifier.Healthy (wrapped).
 var (
 	// ErrNotifierNotRunning: Run has not started or has returned.

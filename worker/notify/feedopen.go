@@ -20,6 +20,8 @@ func (tm *term) openFeed(ctx context.Context) (feedCursor, events.FlushReason, e
 	switch {
 	case errors.Is(err, errCheckpointSuperseded):
 		flush, found = events.FlushCheckpointSuperseded, false // checkSuperseded logged it
+	case errors.Is(err, errNoticeStreamLost):
+		flush, found = events.FlushNoticeStreamLost, false // logged where found
 	case errors.Is(err, errCheckpointUnusable):
 		tm.log.Warn().Err(err).Msg("checkpoint unusable: starting from now after a flush-all")
 		flush, found = events.FlushBadCheckpoint, false

@@ -54,6 +54,8 @@ type term struct {
 	// supersede: whether the checkpoint the term started from was
 	// superseded by another partition count's.
 	supersede supersedeCheck
+	// noticeStream: the notice stream this term's notices went to.
+	noticeStream noticeStreamCheck
 
 	// feedPosition: where the feed is and how the server treated it
 	// there (timeouts and refusals in a row, distrust).
