@@ -38,6 +38,11 @@ type checkpoint struct {
 	// stream does not share. Empty in checkpoints written before it
 	// existed, or when the stream could not be read.
 	NoticeStream string `json:"noticeStream,omitempty"`
+	// NoticeSeq is the highest notice stream sequence the writer had seen
+	// its notices and heartbeats stored at: a stream whose last sequence
+	// is now below it lost them, even with the same creation time (an R1
+	// stream rebuilt empty on a wiped cluster node, a restored snapshot).
+	NoticeSeq uint64 `json:"noticeSeq,omitempty"`
 
 	// revision is the KV revision it was read at (load); 0 when it was
 	// not read from the store.

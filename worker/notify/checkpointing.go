@@ -83,6 +83,7 @@ func (tm *term) savePending(ctx context.Context, force bool) {
 	cp := *tm.pending
 	cp.Instance = tm.cfg.InstanceID
 	cp.NoticeStream = tm.noticeStream.id
+	cp.NoticeSeq = tm.watch.highest()
 	cp.WrittenAt = time.Now().UTC()
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

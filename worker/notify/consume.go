@@ -209,13 +209,13 @@ func (tm *term) reap(block bool) error {
 	if acked != nil {
 		tm.pending = acked
 	}
-	if err == nil && tm.pub.streamReset {
-		// The notice stream was recreated under the term: the reopen
-		// checks it (checkNoticeStream) and starts from now after a
-		// flush-all.
-		tm.pub.streamReset, tm.pub.lastSeq = false, 0
-		tm.log.Warn().Str("stream", tm.cfg.Stream).Msg("a notice was stored at a lower sequence than an earlier one: the notice stream was recreated; reopening")
-		return errReopenNow
+	if err == nil {
+		if why := tm.noticeStreamMayBeNew(); why != "" {
+			// The reopen checks the stream (checkNoticeStream) and, when it
+			// is a new one, starts from now after a flush-all.
+			tm.log.Info().Str("stream", tm.cfg.Stream).Str("why", why).Msg("the notice stream may have been recreated: reopening to check")
+			return errReopenNow
+		}
 	}
 	if err == nil && block && tm.pub.inFlightCount() > 0 {
 		err = fmt.Errorf("waiting for notice acknowledgements: %w", context.Cause(tm.pub.leaseCtx))

@@ -107,6 +107,7 @@ func (n *Notifier) termDeps(s *slot) termDeps {
 		metrics: n.metrics, health: s.health, limiter: n.limiter, localSizeWarned: &n.localSizeWarned,
 		pubJS: n.publishJS(), acks: n.acks, maxInFlight: n.maxInFlight,
 		hooks: termHooks{collectionGone: n.collectionGone, changedUser: n.changedUser, publishFailed: n.restoreAfterPublishFailure},
+		watch: s.watch, reprovisions: &n.reprovisions,
 	}
 }
 

@@ -3,6 +3,7 @@ package notify
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -21,17 +22,26 @@ func TestNoticeStreamRecreatedUnderTheLeader(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		recreated bool
+		// idle: the leader published nothing but its first flush-all, and
+		// its heartbeats provision the stream again before any change.
+		idle bool
 	}{
-		{"deleted, provisioned again by the leader", false},
-		{"deleted and created again by someone else", true},
+		{"deleted, provisioned again by the leader", false, false},
+		{"deleted and created again by someone else", true, false},
+		{"deleted under an idle leader, provisioned again by its heartbeats", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newNotifierEnv(t)
+			e.cfg.HeartbeatInterval = 200 * time.Millisecond
 			ctx := testsupport.Context(t)
 			e.start()
 			r := e.readNotices()
 			r.until("no_checkpoint flush", isFlush(events.FlushNoCheckpoint))
-			for i := range 3 { // the old stream's sequences go past the new one's first
+			before := 3
+			if tc.idle {
+				before = 0
+			}
+			for i := range before { // the old stream's sequences go past the new one's first
 				if _, err := e.coll.InsertOne(ctx, bson.M{"userId": fmt.Sprintf("before-%d", i)}); err != nil {
 					t.Fatal(err)
 				}
@@ -43,6 +53,12 @@ func TestNoticeStreamRecreatedUnderTheLeader(t *testing.T) {
 			}
 			if tc.recreated {
 				e.provision()
+			}
+			if tc.idle {
+				testsupport.Eventually(t, "the heartbeats provision the notice stream again", func() bool {
+					_, err := e.js.Stream(ctx, DefaultNoticeStream)
+					return err == nil
+				})
 			}
 			if _, err := e.coll.InsertOne(ctx, bson.M{"userId": "after"}); err != nil {
 				t.Fatal(err)

@@ -57,6 +57,9 @@ type Notifier struct {
 	// seats count the replicas sharing the partitions (rebalance); nil
 	// when unpartitioned. Bound with the slots.
 	seats *seats
+	// reprovisions counts re-provisionings of what was gone (notice
+	// stream or buckets): every term then reopens to check its stream.
+	reprovisions atomic.Uint64
 	// feeds opens the change feed: the collection's Watch (tests inject
 	// server failures through another feedSource, see newNotifier).
 	feeds feedSource

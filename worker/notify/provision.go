@@ -229,8 +229,12 @@ func (n *Notifier) restoreProvisioning(ctx context.Context) error {
 		return fmt.Errorf("notifier: %w: %s do not exist (PROVISION=verify creates nothing)", ErrNotProvisioned, strings.Join(missing, ", "))
 	}
 	n.log.Warn().Strs("missing", missing).Msg("the notifier's JetStream resources are gone (deleted, or NATS restarted " +
-		"with an empty store): provisioning them again; the next leadership term starts with a flush-all")
-	return n.Provision(ctx)
+		"with an empty store): provisioning them again; the leader starts from now after a flush-all")
+	err := n.Provision(ctx)
+	if err == nil {
+		n.reprovisions.Add(1)
+	}
+	return err
 }
 
 // restoreProvisioningBounded is restoreProvisioning within one feed

@@ -71,12 +71,9 @@ type publisher struct {
 	// pubFailed: an async publish failed and none was acknowledged since
 	// (logged once per outage).
 	pubFailed bool
-	// lastSeq is the highest stream sequence that acknowledged a notice of
-	// this term (a new store, not a duplicate); streamReset is set when a
-	// later one came back lower: the stream was recreated under the term
+	// watch sees the stream sequences the term's notices are stored at
 	// (noticestream.go).
-	lastSeq     uint64
-	streamReset bool
+	watch *streamWatch
 	// retry is the backoff between reopens after failed publishes; it
 	// starts over once a notice is acknowledged again.
 	retry  *backoff.ExponentialBackOff
@@ -150,6 +147,7 @@ func (p *publisher) publish(ctx context.Context, n plannedNotice, ct *events.Clu
 		if ack.Duplicate {
 			p.log.Debug().Str("msg_id", n.MsgID).Msg("notice already stored (de-duplicated)")
 		}
+		p.watch.stored(ack)
 		if failed {
 			p.health.feedOK()
 			p.log.Info().Msg("publishing notices again")
@@ -288,14 +286,7 @@ func (p *publisher) acknowledged(e inFlight, ack *jetstream.PubAck) {
 	if ack != nil && ack.Duplicate {
 		p.log.Debug().Str("msg_id", e.msgID).Msg("notice already stored (de-duplicated)")
 	}
-	if ack != nil && !ack.Duplicate {
-		// A duplicate's ack carries the first copy's (earlier) sequence;
-		// new stores on one stream only go up.
-		if ack.Sequence < p.lastSeq {
-			p.streamReset = true
-		}
-		p.lastSeq = max(p.lastSeq, ack.Sequence)
-	}
+	p.watch.stored(ack)
 	if p.pubFailed {
 		p.pubFailed = false
 		p.retry.Reset()

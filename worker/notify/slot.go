@@ -24,6 +24,9 @@ type slot struct {
 	// handoff asks the current term to end and give the lease to another
 	// replica (rebalance); at most one request waits.
 	handoff chan struct{}
+	// watch sees the sequences this slot's notices and heartbeats are
+	// stored at, across its terms (noticestream.go).
+	watch *streamWatch
 
 	// Bound by Provision or on first use in Run (Notifier.bindMu).
 	lease       *lease.Lease
@@ -34,7 +37,7 @@ func newSlot(part partition, log zerolog.Logger) *slot {
 	if part.partitioned() {
 		log = log.With().Str("partition", part.String()).Logger()
 	}
-	return &slot{part: part, log: log, health: &notifierHealth{}, handoff: make(chan struct{}, 1)}
+	return &slot{part: part, log: log, health: &notifierHealth{}, handoff: make(chan struct{}, 1), watch: &streamWatch{}}
 }
 
 // leading counts the partitions this replica leads.

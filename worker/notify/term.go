@@ -86,6 +86,11 @@ type termDeps struct {
 	// (once per Notifier, not per term).
 	localSizeWarned *atomic.Bool
 	hooks           termHooks
+	// watch sees the sequences the slot's notices and heartbeats are
+	// stored at; reprovisions counts the Notifier's re-provisionings
+	// (noticestream.go).
+	watch        *streamWatch
+	reprovisions *atomic.Uint64
 }
 
 // termHooks are the effects of a change beyond its notices.
@@ -125,10 +130,21 @@ func newTerm(d termDeps, log zerolog.Logger, leaseSession string, rev uint64, le
 			async: d.pubJS, acks: d.acks, maxInFlight: maxInFlight, retry: pubRetry,
 			js: d.js, stream: d.cfg.Stream, prefix: d.cfg.SubjectPrefix, leaseCtx: leaseCtx,
 			retryMax: d.cfg.RetryMaxInterval, metrics: d.metrics, health: d.health, log: log,
-			leaseSession: session, revision: rev,
+			leaseSession: session, revision: rev, watch: d.watch,
 		},
 		lastProgress: time.Now(),
+		// What happened before the term started is what its first open
+		// checks (checkNoticeStream).
+		noticeStream: noticeStreamCheck{reprovisions: loadCount(d.reprovisions)},
 	}
+}
+
+// loadCount reads c; 0 when there is none (a term built without one).
+func loadCount(c *atomic.Uint64) uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.Load()
 }
 
 // progress records that the feed works.
