@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -221,8 +223,17 @@ func (h *harness) startIssuer(ctx context.Context) (*issuer.Cache, func(), error
 		_ = client.Disconnect(ctx)
 		return nil, nil, err
 	}
-	cache, err := issuer.NewCache(src, issuer.CacheConfig{}, issuer.WithNotices(js, issuer.NoticeConfig{}))
+	// Its log goes beside the processes' (issuer.log): when a check of it
+	// fails, that is what tells why.
+	logFile, err := os.Create(filepath.Join(h.cfg.Dir, "issuer.log"))
 	if err != nil {
+		_ = client.Disconnect(ctx)
+		return nil, nil, err
+	}
+	log := zerolog.New(logFile).With().Timestamp().Str("app", "chaos-issuer").Logger()
+	cache, err := issuer.NewCache(src, issuer.CacheConfig{}, issuer.WithNotices(js, issuer.NoticeConfig{}), issuer.WithLogger(log))
+	if err != nil {
+		_ = logFile.Close()
 		return nil, nil, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
@@ -233,7 +244,13 @@ func (h *harness) startIssuer(ctx context.Context) (*issuer.Cache, func(), error
 			h.logf("chaos: issuer cache stopped: %v", err)
 		}
 	}()
-	stop := func() { cancel(); <-done; nc.Close(); _ = client.Disconnect(context.Background()) }
+	stop := func() {
+		cancel()
+		<-done
+		nc.Close()
+		_ = client.Disconnect(context.Background())
+		_ = logFile.Close()
+	}
 	for deadline := time.Now().Add(30 * time.Second); !cache.Following(); {
 		if time.Now().After(deadline) {
 			stop()
