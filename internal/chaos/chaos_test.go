@@ -71,7 +71,7 @@ func TestChaos(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), duration+10*time.Minute)
 	defer cancel()
 	sum, err := Run(ctx, Config{
-		WorkerBin: workerBin, IssuerBin: issuerBin, NATSServerBin: natsBin, NATSNodes: nodes, Partitions: partitions, Dir: dir, Duration: duration, Seed: seed,
+		WorkerBin: workerBin, IssuerBin: issuerBin, NATSServerBin: natsBin, NATSConf: deployNATSConf, NATSNodes: nodes, Partitions: partitions, Dir: dir, Duration: duration, Seed: seed,
 		MongoURI: os.Getenv("MONGODB_URI"), Logf: t.Logf,
 	})
 	t.Log(sum)
