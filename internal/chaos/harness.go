@@ -20,9 +20,9 @@ import (
 
 // harness holds the processes and clients of one run.
 type harness struct {
-	cfg     Config
-	logf    func(string, ...any)
-	nats    *natsCluster
+	cfg  Config
+	logf func(string, ...any)
+	nats *natsCluster
 	// auth: the NATS users every process logs in as; keys: the event
 	// signing keys.
 	auth    *natsAuth

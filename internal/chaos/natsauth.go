@@ -33,7 +33,7 @@ const (
 const (
 	workerUser    = "customdata-worker"
 	refIssuerUser = "reference-issuer"
-	issuerUser    = "issuer"      // the in-process issuer cache
+	issuerUser    = "issuer"       // the in-process issuer cache
 	producerUser  = "auth-service" // the workload's publishers
 )
 

@@ -17,16 +17,16 @@ import (
 
 // Config is one chaos run.
 type Config struct {
-	WorkerBin     string        // built customdata-worker binary
-	IssuerBin     string        // built reference-issuer binary
-	NATSServerBin string        // nats-server binary
+	WorkerBin     string // built customdata-worker binary
+	IssuerBin     string // built reference-issuer binary
+	NATSServerBin string // nats-server binary
 	// NATSConf is deploy/nats/nats.conf: every process logs in as one of
 	// its users, with its permissions (natsauth.go).
 	NATSConf string
-	Dir           string        // logs and the JetStream store
-	Duration      time.Duration // how long faults are injected
-	Seed          uint64        // draws every fault and moment; printed
-	Users         int           // users the workload logs in (default 200)
+	Dir      string        // logs and the JetStream store
+	Duration time.Duration // how long faults are injected
+	Seed     uint64        // draws every fault and moment; printed
+	Users    int           // users the workload logs in (default 200)
 	// LifecycleUsers are users of their own that only CREATE and DELETE
 	// events name while the faults run (default Users/5).
 	LifecycleUsers int
@@ -284,6 +284,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	sum.Duplicates = led.duplicates.Load()
 	sum.Creates, sum.Deletes, sum.Unknown = lifeLed.counts()
 	sum.Hostile = led.hostileTotal()
+	cfg.Logf("chaos: hostile events acknowledged by kind: %v", led.hostileByKind())
 	sum.WipeUncertain = uncertainLogins + uncertainHostile
 	ow.mu.Lock()
 	sum.OutsideWrites = ow.count
