@@ -17,6 +17,7 @@ import (
 // (default 1) is every replica's NOTIFIER_PARTITIONS. CHAOS_SEED replays a
 // run; NATS_SERVER_BIN names the nats-server binary (the Makefile installs
 // bin/nats-server); MONGODB_URI, if set, is used instead of a stand-in.
+// Both runs have deploy/nats/nats.conf's users and signed events.
 func TestChaos(t *testing.T) {
 	duration := 40 * time.Second
 	if v := os.Getenv("CHAOS_DURATION"); v != "" {
