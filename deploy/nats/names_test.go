@@ -30,6 +30,7 @@ var (
 		api + "STREAM.INFO." + noticeStream,
 		api + "CONSUMER.CREATE." + noticeStream + ".*." + noticePrefix + ".>",
 		api + "CONSUMER.MSG.NEXT." + noticeStream + ".*",
+		api + "CONSUMER.DELETE." + noticeStream + ".*", // the consumer an ordered consumer's reset replaced
 	}
 )
 

@@ -17,6 +17,7 @@ import (
 // (default 1) is every replica's NOTIFIER_PARTITIONS. CHAOS_SEED replays a
 // run; NATS_SERVER_BIN names the nats-server binary (the Makefile installs
 // bin/nats-server); MONGODB_URI, if set, is used instead of a stand-in.
+// Both runs have deploy/nats/nats.conf's users and signed events.
 func TestChaos(t *testing.T) {
 	duration := 40 * time.Second
 	if v := os.Getenv("CHAOS_DURATION"); v != "" {
@@ -71,7 +72,7 @@ func TestChaos(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), duration+10*time.Minute)
 	defer cancel()
 	sum, err := Run(ctx, Config{
-		WorkerBin: workerBin, IssuerBin: issuerBin, NATSServerBin: natsBin, NATSNodes: nodes, Partitions: partitions, Dir: dir, Duration: duration, Seed: seed,
+		WorkerBin: workerBin, IssuerBin: issuerBin, NATSServerBin: natsBin, NATSConf: deployNATSConf, NATSNodes: nodes, Partitions: partitions, Dir: dir, Duration: duration, Seed: seed,
 		MongoURI: os.Getenv("MONGODB_URI"), Logf: t.Logf,
 	})
 	t.Log(sum)

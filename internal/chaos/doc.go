@@ -9,13 +9,18 @@
 // a replica and of the change-stream leader (with NOTIFIER_PARTITIONS
 // above 1, the replica leading the most partitions), nats-server restarts, on its
 // store and on an empty one, MongoDB outages, a replica paused with
-// SIGSTOP for longer than ACK_WAIT.
+// SIGSTOP for longer than ACK_WAIT. Security is production's: nats-server
+// runs on deploy/nats/nats.conf, every process logs in as its user there
+// (natsauth.go), and every event is signed with a key the replicas trust
+// (eventkeys.go) except the forged ones.
 //
 // At the end it waits for the system to settle and checks what users
 // would see: every user's lastLogin is the newest LOGIN published for
 // them, CREATEs and DELETEs took effect exactly as a sequential replay of
 // each user's events would (replay.go), hostile events sit in the
-// dead-letter stream with their reason and had no effect, every change
+// dead-letter stream with their reason and had no effect (the forged ones
+// too: unsigned, altered, untrusted, replayed, an operation the key may
+// not send), nats-server refused no process anything, every change
 // committed to the collection (the harness's own change stream:
 // changes.go) is covered by a notice naming its document or a later
 // flush-all, every owner

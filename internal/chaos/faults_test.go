@@ -18,7 +18,7 @@ import (
 // and the error names the store, which ends the run.
 func TestEmptyStoreThatCannotBeDeleted(t *testing.T) {
 	dir := t.TempDir()
-	n, err := newNATSCluster(natsServerBin(t), dir, 1)
+	n, err := newNATSCluster(natsServerBin(t), dir, 1, testAuth(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,9 +22,13 @@ import (
 
 // harness holds the processes and clients of one run.
 type harness struct {
-	cfg     Config
-	logf    func(string, ...any)
-	nats    *natsCluster
+	cfg  Config
+	logf func(string, ...any)
+	nats *natsCluster
+	// auth: the NATS users every process logs in as; keys: the event
+	// signing keys.
+	auth    *natsAuth
+	keys    *eventKeys
 	workers []*workerProcess
 	issuer  *issuerProcess
 	standin *mongostandin.StandIn
@@ -67,7 +71,13 @@ func (h *harness) start(ctx context.Context) error {
 	h.client = client
 	h.coll = client.Database(database).Collection(collection)
 	_ = h.coll.Database().Drop(ctx)
-	n, err := newNATSCluster(cfg.NATSServerBin, cfg.Dir, cfg.NATSNodes)
+	if h.auth, err = loadNATSAuth(cfg.NATSConf); err != nil {
+		return err
+	}
+	if h.keys, err = newEventKeys(cfg.Dir); err != nil {
+		return err
+	}
+	n, err := newNATSCluster(cfg.NATSServerBin, cfg.Dir, cfg.NATSNodes, h.auth)
 	if err != nil {
 		return err
 	}
@@ -75,7 +85,7 @@ func (h *harness) start(ctx context.Context) error {
 	if err := n.startAll(ctx); err != nil {
 		return err
 	}
-	nc, err := nats.Connect(n.url, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	nc, err := h.auth.connect(n.url, harnessUser)
 	if err != nil {
 		return err
 	}
@@ -108,7 +118,9 @@ func (h *harness) start(ctx context.Context) error {
 			"CUSTOMDATA_LOG_FORMAT=json",
 			"CUSTOMDATA_STREAM_REPLICAS="+strconv.Itoa(len(n.nodes)),
 			"CUSTOMDATA_NOTIFIER_PARTITIONS="+strconv.Itoa(cfg.Partitions),
+			"CUSTOMDATA_TRUSTED_SIGNERS="+h.keys.trustedSigners(),
 		)
+		env = append(env, h.auth.clientEnv("CUSTOMDATA", workerUser)...)
 		w := &workerProcess{process: newProcess(name, cfg.WorkerBin, nil, env, cfg.Dir),
 			metricsURL: "http://127.0.0.1:" + strconv.Itoa(port) + "/metrics"}
 		if err := w.start(); err != nil {
@@ -203,9 +215,9 @@ func (h *harness) waitCount(ctx context.Context, n int64, within time.Duration) 
 }
 
 // startIssuer runs an issuer cache that follows notices on its own NATS
-// connection, as an issuer process would.
+// connection, as an issuer process would (as nats.conf's user issuer).
 func (h *harness) startIssuer(ctx context.Context) (*issuer.Cache, func(), error) {
-	nc, err := nats.Connect(h.nats.url, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	nc, err := h.auth.connect(h.nats.url, issuerUser)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -53,6 +53,17 @@ func (l *ledger) hostileAcked(ev *hostileEvent) {
 	l.hostile = append(l.hostile, ev)
 }
 
+// hostileByKind counts the hostile events acknowledged, by kind.
+func (l *ledger) hostileByKind() map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := map[string]int{}
+	for _, ev := range l.hostile {
+		n[ev.kind]++
+	}
+	return n
+}
+
 func (l *ledger) hostileTotal() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -210,8 +210,8 @@ func (c *faultClock) readyLocked(g *lifeGroup, now time.Time) bool {
 // replay at the end.
 type lifecycle struct {
 	clock *faultClock
-	pub   *events.Publisher // on a connection that buffers nothing while reconnecting
-	js    jetstream.JetStream
+	pub   *events.Publisher   // on a connection that buffers nothing while reconnecting
+	js    jetstream.JetStream // the harness's, to read the stream's last sequence (no producer may)
 	rng   *rand.Rand
 	users []string
 	next  int

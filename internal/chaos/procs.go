@@ -137,20 +137,37 @@ func (p *process) exited() bool {
 
 // panicked reports the first line of a Go panic or fatal error in the log.
 func (p *process) panicked() string {
-	f, err := os.Open(p.log)
-	if err != nil {
+	lines := p.logLines(func(line string) bool {
+		return strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ") || strings.Contains(line, "DATA RACE")
+	}, 1)
+	if len(lines) == 0 {
 		return ""
 	}
+	return lines[0]
+}
+
+// logLines returns up to limit lines of the log that match.
+func (p *process) logLines(match func(string) bool, limit int) []string {
+	f, err := os.Open(p.log)
+	if err != nil {
+		return nil
+	}
 	defer f.Close()
+	var out []string
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ") || strings.Contains(line, "DATA RACE") {
-			return line
+	for sc.Scan() && len(out) < limit {
+		if line := sc.Text(); match(line) {
+			out = append(out, line)
 		}
 	}
-	return ""
+	return out
+}
+
+// refusal is a nats-server log line of a client refused: a permission
+// (publish, subscribe, reply subject) or a login.
+func refusal(line string) bool {
+	return strings.Contains(line, " Violation - ") || strings.Contains(line, "Violation for ") || strings.Contains(line, "authentication error")
 }
 
 // freePort returns a loopback port nothing listens on right now.
@@ -179,14 +196,26 @@ type natsCluster struct {
 	url   string // every node's URL, comma-separated
 }
 
-func newNATSCluster(bin, dir string, size int) (*natsCluster, error) {
+// newNATSCluster writes each node's configuration (auth's users and
+// permissions; the routes'); nodes read their passwords from their
+// environment, as nats.conf asks.
+func newNATSCluster(bin, dir string, size int, auth *natsAuth) (*natsCluster, error) {
+	env := append(os.Environ(), auth.serverEnv()...)
+	writeConf := func(name, text string) (string, error) {
+		path := filepath.Join(dir, name+".conf")
+		return path, os.WriteFile(path, []byte(text), 0o600)
+	}
 	if size <= 1 {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
 		store := filepath.Join(dir, "jetstream")
-		p := newProcess("nats-server", bin, []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", store}, os.Environ(), dir)
+		conf, err := writeConf("nats-server", auth.serverConf(store, "", nil))
+		if err != nil {
+			return nil, err
+		}
+		p := newProcess("nats-server", bin, []string{"-c", conf, "-a", "127.0.0.1", "-p", strconv.Itoa(port)}, env, dir)
 		n := &natsProcess{process: p, url: fmt.Sprintf("nats://127.0.0.1:%d", port), store: store}
 		return &natsCluster{nodes: []*natsProcess{n}, url: n.url}, nil
 	}
@@ -200,16 +229,19 @@ func newNATSCluster(bin, dir string, size int) (*natsCluster, error) {
 		if err != nil {
 			return nil, err
 		}
-		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", cport)
+		routes[i] = fmt.Sprintf("127.0.0.1:%d", cport)
 	}
 	c := &natsCluster{}
 	var urls []string
 	for i := range size {
 		name := fmt.Sprintf("nats-%d", i+1)
 		store := filepath.Join(dir, "jetstream-"+strconv.Itoa(i+1))
-		args := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(ports[i]), "-js", "-sd", store, "--server_name", name,
-			"--cluster_name", "chaos", "--cluster", routes[i], "--routes", strings.Join(routes, ",")}
-		n := &natsProcess{process: newProcess(name, bin, args, os.Environ(), dir), url: fmt.Sprintf("nats://127.0.0.1:%d", ports[i]), store: store}
+		conf, err := writeConf(name, auth.serverConf(store, routes[i], routes))
+		if err != nil {
+			return nil, err
+		}
+		args := []string{"-c", conf, "-a", "127.0.0.1", "-p", strconv.Itoa(ports[i]), "--server_name", name}
+		n := &natsProcess{process: newProcess(name, bin, args, env, dir), url: fmt.Sprintf("nats://127.0.0.1:%d", ports[i]), store: store}
 		c.nodes = append(c.nodes, n)
 		urls = append(urls, n.url)
 	}
@@ -248,6 +280,18 @@ func (c *natsCluster) stop(grace time.Duration) {
 	for _, n := range c.nodes {
 		n.stop(grace)
 	}
+}
+
+// violations are the refusals in the nodes' logs (up to 10 a node), each
+// prefixed with its node.
+func (c *natsCluster) violations() []string {
+	var out []string
+	for _, n := range c.nodes {
+		for _, line := range n.logLines(refusal, 10) {
+			out = append(out, n.name+": "+line)
+		}
+	}
+	return out
 }
 
 func (c *natsCluster) panicked() string {

@@ -57,7 +57,9 @@ func (h *harness) startRefIssuer(ctx context.Context) (*issuerProcess, error) {
 		"ISSUER_USER_ID_FIELD="+userIDField,
 		"ISSUER_SIGNING_KEY_FILE="+keyFile,
 		"ISSUER_LOG_FORMAT=json",
+		"ISSUER_EVENT_SIGNING_SEED_FILE="+h.keys.refIssuerSeedFile,
 	)
+	env = append(env, h.auth.clientEnv("ISSUER", refIssuerUser)...)
 	p := &issuerProcess{process: newProcess("reference-issuer", h.cfg.IssuerBin, nil, env, h.cfg.Dir), base: "http://127.0.0.1:" + strconv.Itoa(port)}
 	if err := p.start(); err != nil {
 		return nil, err

@@ -17,13 +17,16 @@ import (
 
 // Config is one chaos run.
 type Config struct {
-	WorkerBin     string        // built customdata-worker binary
-	IssuerBin     string        // built reference-issuer binary
-	NATSServerBin string        // nats-server binary
-	Dir           string        // logs and the JetStream store
-	Duration      time.Duration // how long faults are injected
-	Seed          uint64        // draws every fault and moment; printed
-	Users         int           // users the workload logs in (default 200)
+	WorkerBin     string // built customdata-worker binary
+	IssuerBin     string // built reference-issuer binary
+	NATSServerBin string // nats-server binary
+	// NATSConf is deploy/nats/nats.conf: every process logs in as one of
+	// its users, with its permissions (natsauth.go).
+	NATSConf string
+	Dir      string        // logs and the JetStream store
+	Duration time.Duration // how long faults are injected
+	Seed     uint64        // draws every fault and moment; printed
+	Users    int           // users the workload logs in (default 200)
 	// LifecycleUsers are users of their own that only CREATE and DELETE
 	// events name while the faults run (default Users/5).
 	LifecycleUsers int
@@ -99,7 +102,18 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	for i := range sessUsers {
 		sessUsers[i] = fmt.Sprintf("sess-%02d", i)
 	}
-	pub, err := events.NewPublisher(h.js)
+	// The workload's producers log in as nats.conf's auth service and
+	// sign every event with the key the replicas trust.
+	prodNC, err := h.auth.connect(h.nats.url, producerUser)
+	if err != nil {
+		return sum, err
+	}
+	defer prodNC.Close()
+	prodJS, err := jetstream.New(prodNC)
+	if err != nil {
+		return sum, err
+	}
+	pub, err := events.NewPublisher(prodJS, events.WithSigner(h.keys.producer))
 	if err != nil {
 		return sum, err
 	}
@@ -111,7 +125,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	// Lifecycle events go through a connection that buffers nothing while
 	// it reconnects: an abandoned publish is never sent long after.
-	lifeNC, err := nats.Connect(h.nats.url, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond), nats.ReconnectBufSize(-1))
+	lifeNC, err := h.auth.connect(h.nats.url, producerUser, nats.ReconnectBufSize(-1))
 	if err != nil {
 		return sum, err
 	}
@@ -120,7 +134,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err != nil {
 		return sum, err
 	}
-	lifePub, err := events.NewPublisher(lifeJS)
+	lifePub, err := events.NewPublisher(lifeJS, events.WithSigner(h.keys.producer))
 	if err != nil {
 		return sum, err
 	}
@@ -194,11 +208,11 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		for j := i; j < len(lifeUsers); j += 2 {
 			own = append(own, lifeUsers[j])
 		}
-		lc := &lifecycle{clock: clock, pub: lifePub, js: lifeJS, rng: rand.New(rand.NewPCG(seed, 6)), users: own, led: lifeLed}
+		lc := &lifecycle{clock: clock, pub: lifePub, js: h.js, rng: rand.New(rand.NewPCG(seed, 6)), users: own, led: lifeLed}
 		wg.Go(func() { runLogins(chaosCtx, ctx, seed, pub, clock, users, led, lc) })
 	}
 	wg.Go(func() {
-		runHostile(chaosCtx, ctx, cfg.Seed, h.js, clock, events.DefaultAuthPrefix, keep, led, 500*time.Millisecond)
+		runHostile(chaosCtx, ctx, cfg.Seed, prodJS, h.keys, clock, events.DefaultAuthPrefix, keep, led, 500*time.Millisecond)
 	})
 	written := append(append([]string(nil), keep...), sessUsers...)
 	wg.Go(func() { runOutsideWrites(chaosCtx, cfg.Seed, h.coll, written, ow, notices) })
@@ -264,11 +278,13 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	check(h.verifyOwnerChanges(ctx, ow, notices))
 	check(h.verifyRefreshes(ctx, sess))
 	check(h.verifyNoPanics())
+	check(h.verifyNoViolations())
 
 	sum.Logins = led.logins.Load()
 	sum.Duplicates = led.duplicates.Load()
 	sum.Creates, sum.Deletes, sum.Unknown = lifeLed.counts()
 	sum.Hostile = led.hostileTotal()
+	cfg.Logf("chaos: hostile events acknowledged by kind: %v", led.hostileByKind())
 	sum.WipeUncertain = uncertainLogins + uncertainHostile
 	ow.mu.Lock()
 	sum.OutsideWrites = ow.count

@@ -227,6 +227,16 @@ func (h *harness) deadLettersOnce(ctx context.Context, led *ledger, clock *fault
 		}
 		seen[id] = true
 	}
+	// A kind never sent would pass vacuously.
+	sent := map[string]bool{}
+	for _, ev := range byID {
+		sent[ev.kind] = true
+	}
+	for _, k := range hostileKinds {
+		if !sent[k.kind] {
+			wrong = append(wrong, fmt.Sprintf("no hostile event of kind %s was acknowledged: the run proves nothing about it", k.kind))
+		}
+	}
 	uncertain, missing := 0, 0
 	for id, ev := range byID {
 		switch {
@@ -337,6 +347,18 @@ func (h *harness) verifyNoPanics() error {
 		check(n.name, n.process)
 	}
 	return errors.Join(errs...)
+}
+
+// verifyNoViolations: nats-server refused no client anything. Every
+// process logs in as its nats.conf user, so a refusal is a permission the
+// file lacks (or a client using what its role may not); the hostile
+// events are all on subjects their producer may publish.
+func (h *harness) verifyNoViolations() error {
+	if v := h.nats.violations(); len(v) > 0 {
+		return fmt.Errorf("nats-server refused %d+ requests (deploy/nats/nats.conf lacks a permission, or a process uses what its role may not), e.g.:\n%s",
+			len(v), strings.Join(v[:min(5, len(v))], "\n"))
+	}
+	return nil
 }
 
 // verifyExercised: the run did what it is meant to prove something

@@ -104,21 +104,62 @@ func runLogins(stop, ctx context.Context, seed uint64, pub *events.Publisher, cl
 
 // hostileKinds are events the worker must refuse, each a DELETE aimed at a
 // real user (so an effect would show): what a buggy or malicious producer
-// sends, with the dead-letter reason the worker must give it.
+// sends, with the dead-letter reason the worker must give it. The first
+// four are signed by the trusted producer key (so they reach the check
+// their reason names); the others are forged: unsigned, altered after
+// signing, signed by a key nobody trusts, a signed event replayed under
+// another Nats-Msg-Id, a DELETE signed by the reference issuer's
+// LOGIN-only key.
 var hostileKinds = []struct {
 	kind    string
 	reason  events.Reason
 	subject func(prefix string) string
 	body    func(user string) []byte
+	seal    func(k *eventKeys, msg *nats.Msg) error // signs msg as the kind has it
 }{
-	{"malformed_json", events.ReasonMalformedJSON, func(p string) string { return events.AuthSubject(p, events.OperationDelete) },
-		func(user string) []byte { return []byte(`{"operationType":"DELETE","user":{"id":"` + user + `"`) }},
+	{"malformed_json", events.ReasonMalformedJSON, deleteSubject,
+		func(user string) []byte {
+			// Its own id: two of a user are two signatures, two Nats-Msg-Ids.
+			return []byte(`{"operationType":"DELETE","id":"` + events.NewEventID() + `","user":{"id":"` + user + `"`)
+		}, signedBy(producerKey)},
 	{"subject_mismatch", events.ReasonSubjectMismatch, func(p string) string { return events.AuthSubject(p, events.OperationLogin) },
-		func(user string) []byte { return hostileJSON(user, nil) }},
-	{"dollar_key", events.ReasonForbiddenKey, func(p string) string { return events.AuthSubject(p, events.OperationDelete) },
-		func(user string) []byte { return hostileJSON(user, map[string]any{"$where": "1"}) }},
-	{"invalid_provider", events.ReasonInvalidProvider, func(p string) string { return events.AuthSubject(p, events.OperationDelete) },
-		func(user string) []byte { return hostileJSON(user, map[string]any{"providers": []string{""}}) }},
+		func(user string) []byte { return hostileJSON(user, nil) }, signedBy(producerKey)},
+	{"dollar_key", events.ReasonForbiddenKey, deleteSubject,
+		func(user string) []byte { return hostileJSON(user, map[string]any{"$where": "1"}) }, signedBy(producerKey)},
+	{"invalid_provider", events.ReasonInvalidProvider, deleteSubject,
+		func(user string) []byte { return hostileJSON(user, map[string]any{"providers": []string{""}}) }, signedBy(producerKey)},
+	{"unsigned", events.ReasonUnsigned, deleteSubject,
+		func(user string) []byte { return hostileJSON(user, nil) }, func(*eventKeys, *nats.Msg) error { return nil }},
+	{"altered", events.ReasonBadSignature, deleteSubject,
+		func(user string) []byte { return hostileJSON(user, nil) },
+		func(k *eventKeys, msg *nats.Msg) error {
+			if err := k.producer.Sign(msg); err != nil {
+				return err
+			}
+			msg.Data = append(msg.Data, ' ') // the same DELETE, valid JSON, another body
+			return nil
+		}},
+	{"untrusted_signer", events.ReasonUntrustedSigner, deleteSubject,
+		func(user string) []byte { return hostileJSON(user, nil) }, signedBy(func(k *eventKeys) *events.Signer { return k.untrusted })},
+	{"replayed", events.ReasonMsgIDNotSigned, deleteSubject,
+		func(user string) []byte { return hostileJSON(user, nil) },
+		func(k *eventKeys, msg *nats.Msg) error {
+			if err := k.producer.Sign(msg); err != nil {
+				return err
+			}
+			msg.Header.Set(jetstream.MsgIDHeader, "hostile-"+events.NewEventID())
+			return nil
+		}},
+	{"operation_not_allowed", events.ReasonOperationNotAllowed, deleteSubject,
+		func(user string) []byte { return hostileJSON(user, nil) }, signedBy(func(k *eventKeys) *events.Signer { return k.refIssuer })},
+}
+
+func deleteSubject(prefix string) string { return events.AuthSubject(prefix, events.OperationDelete) }
+
+func producerKey(k *eventKeys) *events.Signer { return k.producer }
+
+func signedBy(key func(*eventKeys) *events.Signer) func(*eventKeys, *nats.Msg) error {
+	return func(k *eventKeys, msg *nats.Msg) error { return key(k).Sign(msg) }
 }
 
 func hostileJSON(user string, override map[string]any) []byte {
@@ -135,8 +176,10 @@ func hostileJSON(user string, override map[string]any) []byte {
 }
 
 // runHostile publishes a hostile event every interval until stop ends (one
-// under way then is still retried until acknowledged, under ctx).
-func runHostile(stop, ctx context.Context, seed uint64, js jetstream.JetStream, clock *faultClock, prefix string, targets []string, led *ledger, interval time.Duration) {
+// under way then is still retried until acknowledged, under ctx). Each is
+// known by the Nats-Msg-Id it is published under: the signature's
+// (events.SignedMsgID) when signed, else one of its own.
+func runHostile(stop, ctx context.Context, seed uint64, js jetstream.JetStream, keys *eventKeys, clock *faultClock, prefix string, targets []string, led *ledger, interval time.Duration) {
 	rng := rand.New(rand.NewPCG(seed, 2))
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -150,8 +193,11 @@ func runHostile(stop, ctx context.Context, seed uint64, js jetstream.JetStream, 
 		user := targets[rng.IntN(len(targets))]
 		msg := nats.NewMsg(h.subject(prefix))
 		msg.Data = h.body(user)
-		id := "hostile-" + events.NewEventID()
-		msg.Header.Set(jetstream.MsgIDHeader, id)
+		msg.Header.Set(jetstream.MsgIDHeader, "hostile-"+events.NewEventID())
+		if err := h.seal(keys, msg); err != nil {
+			continue // a key that cannot sign: no event, nothing to check
+		}
+		id := msg.Header.Get(jetstream.MsgIDHeader)
 		_, pos, err := clock.stamped(func() (*jetstream.PubAck, error) { return rawPublishAckedUntil(ctx, js, msg) })
 		if err == nil {
 			led.hostileAcked(&hostileEvent{msgID: id, kind: h.kind, reason: string(h.reason), user: user, ack: pos})
