@@ -1,6 +1,9 @@
 package chaos
 
 import (
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"testing"
 	"time"
 
@@ -71,22 +74,49 @@ func TestExpectedLogins(t *testing.T) {
 	}
 }
 
-// TestHostileReasons: each hostile kind is refused by the decoder with the
-// reason the dead-letter check expects (subject_mismatch is decided on
-// the subject, after decoding).
+// TestHostileReasons: each hostile kind, built and signed as runHostile
+// does, is refused with the reason the dead-letter check expects, checked
+// in the worker's order (authsync admit): the signature against the run's
+// TRUSTED_SIGNERS, then the decoder, then the subject. The forged kinds
+// are valid DELETEs but for their signature, so only that check stops them.
 func TestHostileReasons(t *testing.T) {
+	keys, err := newEventKeys(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted, err := events.ParseTrustedSigners(keys.trustedSigners())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := events.NewVerifier(trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := events.DefaultAuthPrefix
 	for _, h := range hostileKinds {
 		t.Run(h.kind, func(t *testing.T) {
-			_, err := events.Decoder{}.Decode(h.body("user-0001"))
-			if h.reason == events.ReasonSubjectMismatch {
-				op, ok := events.OperationForSubject(events.DefaultAuthPrefix, h.subject(events.DefaultAuthPrefix))
-				if err != nil || !ok || op == events.OperationDelete {
-					t.Fatalf("decode: %v; subject's operation %s (%v): want a valid DELETE on another operation's subject", err, op, ok)
-				}
-				return
+			msg := nats.NewMsg(h.subject(prefix))
+			msg.Data = h.body("user-0001")
+			msg.Header.Set(jetstream.MsgIDHeader, "hostile-x")
+			if err := h.seal(keys, msg); err != nil {
+				t.Fatal(err)
 			}
-			if got := events.ReasonOf(err); got != h.reason {
-				t.Fatalf("reason %q (%v), want %q", got, err, h.reason)
+			verr := v.Verify(prefix, msg.Subject, msg.Header, msg.Data)
+			_, derr := events.Decoder{}.Decode(msg.Data)
+			var got events.Reason
+			switch op, _ := events.OperationForSubject(prefix, msg.Subject); {
+			case verr != nil:
+				got = events.ReasonOf(verr)
+				if derr != nil || op != events.OperationDelete {
+					t.Errorf("a forged event that is not a valid DELETE (%v, on %s): the signature check would not be the only one stopping it", derr, msg.Subject)
+				}
+			case derr != nil:
+				got = events.ReasonOf(derr)
+			case op != events.OperationDelete:
+				got = events.ReasonSubjectMismatch
+			}
+			if got != h.reason {
+				t.Fatalf("reason %q (verify: %v; decode: %v), want %q", got, verr, derr, h.reason)
 			}
 		})
 	}
