@@ -70,6 +70,9 @@ type feed struct {
 	// checkEvery is how often a followed stream's identity is checked
 	// (tests shorten it).
 	checkEvery time.Duration
+	// stillDownEvery is how often a continuing failure to follow is
+	// logged again (tests shorten it).
+	stillDownEvery time.Duration
 
 	running sync.Mutex // one Run at a time
 	seqMu   sync.Mutex
@@ -139,7 +142,8 @@ func (c *Cache) Run(ctx context.Context) error {
 	defer nc.RemoveStatusListener(status)
 
 	const firstWait = 100 * time.Millisecond
-	wait, down, reason := firstWait, false, FlushFollowing
+	wait, reason := firstWait, FlushFollowing
+	var out outage
 	for {
 		followed, err := c.follow(ctx, nc, status, reason)
 		if ctx.Err() != nil {
@@ -150,13 +154,9 @@ func (c *Cache) Run(ctx context.Context) error {
 			return fmt.Errorf("issuer: %w: %w", ErrNoticesLost, err)
 		}
 		if followed {
-			wait, down = firstWait, false // a new outage: say so
+			wait, out = firstWait, outage{} // a new outage: say so
 		}
-		if !down {
-			c.log.Warn().Err(err).Str("stream", f.cfg.Stream).Str("cache", "reading through to MongoDB, keeping nothing").
-				Msg("not following invalidation notices")
-			down = true
-		}
+		c.logOutage(&out, err, time.Now())
 		reason = FlushFollowing
 		switch {
 		case errors.Is(err, errInterrupted):

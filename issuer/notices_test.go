@@ -446,6 +446,12 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // count is the number of log lines whose message is exactly msg.
 func (b *syncBuffer) count(msg string) int {
 	b.mu.Lock()
