@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -243,6 +245,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	check := func(err error) {
 		if err != nil {
 			cfg.Logf("chaos: FAIL %v", err)
+			if len(errs) == 0 {
+				dumpGoroutines(cfg.Dir, cfg.Logf)
+			}
 			errs = append(errs, err)
 		}
 	}
@@ -297,4 +302,22 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	check(verifyExercised(sum))
 	sum.OK = len(errs) == 0
 	return sum, errors.Join(errs...)
+}
+
+// dumpGoroutines writes every goroutine of this process (the in-process
+// issuer, the publishers, the checks) beside the logs when the first check
+// fails: a stuck goroutine is visible only while the run is still up.
+func dumpGoroutines(dir string, logf func(string, ...any)) {
+	path := filepath.Join(dir, "goroutines.txt")
+	f, err := os.Create(path)
+	if err != nil {
+		logf("chaos: goroutine dump: %v", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("goroutine").WriteTo(f, 2); err != nil {
+		logf("chaos: goroutine dump: %v", err)
+		return
+	}
+	logf("chaos: goroutines of the harness at the first failure: %s", path)
 }
