@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -62,26 +61,6 @@ func (c NoticeConfig) Validate() error {
 		return fmt.Errorf("issuer: notice stream name %q is invalid", c.Stream)
 	}
 	return nil
-}
-
-type feed struct {
-	js  jetstream.JetStream
-	cfg NoticeConfig
-	// checkEvery is how often a followed stream's identity is checked
-	// (tests shorten it).
-	checkEvery time.Duration
-	// stillDownEvery is how often a continuing failure to follow is
-	// logged again (tests shorten it).
-	stillDownEvery time.Duration
-
-	running sync.Mutex // one Run at a time
-	seqMu   sync.Mutex
-	gen     uint64    // consumer generation: a late delivery of an older consumer is not sequenced
-	next    uint64    // stream sequence expected next
-	created time.Time // creation time of the stream last followed (zero: none yet)
-
-	beats leaderBeats   // the notifier's heartbeats, per partition (or the follow's start)
-	beat  chan struct{} // a heartbeat arrived (capacity 1)
 }
 
 // heartbeat records a heartbeat of the leading notifier of one partition
@@ -203,7 +182,13 @@ func (c *Cache) follow(ctx context.Context, nc *nats.Conn, status <-chan nats.St
 			return false, errConnClosed
 		}
 	}
-	stream, err := f.js.Stream(ctx, f.cfg.Stream)
+	// Each request is bounded here: nats.go applies its default timeout
+	// only to a context without a deadline, and a request whose reply is
+	// lost in a reconnect would otherwise wait for Run's deadline, however
+	// far (seen in a chaos run: minutes without following).
+	rctx, cancel := context.WithTimeout(ctx, f.requestTimeout())
+	stream, err := f.js.Stream(rctx, f.cfg.Stream)
+	cancel()
 	if err != nil {
 		return false, fmt.Errorf("notice stream %s: %w", f.cfg.Stream, err)
 	}
@@ -218,13 +203,15 @@ func (c *Cache) follow(ctx context.Context, nc *nats.Conn, status <-chan nats.St
 	gen := f.gen
 	f.next, f.created = start, info.Created
 	f.seqMu.Unlock()
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+	rctx, cancel = context.WithTimeout(ctx, f.requestTimeout())
+	cons, err := stream.OrderedConsumer(rctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{f.cfg.SubjectPrefix + ".>"},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    start,
 		// Run, not the consumer, recovers from a failure (see Run).
 		MaxResetAttempts: 1,
 	})
+	cancel()
 	if err != nil {
 		return false, fmt.Errorf("notice consumer: %w", err)
 	}
@@ -299,7 +286,7 @@ func (c *Cache) follow(ctx context.Context, nc *nats.Conn, status <-chan nats.St
 			stopped = FlushConsumer
 			return true, fmt.Errorf("%w: %w", errConsumerLost, err)
 		case <-check.C:
-			ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			ictx, cancel := context.WithTimeout(ctx, f.requestTimeout())
 			info, err := stream.Info(ictx)
 			cancel()
 			if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -320,28 +307,6 @@ func (c *Cache) follow(ctx context.Context, nc *nats.Conn, status <-chan nats.St
 	}
 }
 
-func (f *feed) checkInterval() time.Duration {
-	if f.checkEvery > 0 {
-		return f.checkEvery
-	}
-	return 30 * time.Second
-}
-
-// resetBy reports why info shows a different stream from the one last
-// followed ("" if it does not): another creation time, or a last sequence
-// below one already delivered. Called with seqMu held.
-func (f *feed) resetBy(info *jetstream.StreamInfo) string {
-	switch {
-	case f.created.IsZero():
-		return ""
-	case !info.Created.Equal(f.created):
-		return "creation time changed"
-	case info.State.LastSeq+1 < f.next:
-		return "last sequence went backwards"
-	}
-	return ""
-}
-
 func (c *Cache) onMessage(gen uint64, m jetstream.Msg) {
 	c.m.notices.Inc()
 	// A notice without metadata cannot be placed in the sequence: treat
@@ -354,24 +319,6 @@ func (c *Cache) onMessage(gen uint64, m jetstream.Msg) {
 		c.log.Warn().Uint64("expected", next).Uint64("got", md.Sequence.Stream).Msg("notice stream sequence gap: cache flushed")
 	}
 	c.HandleNotice(m.Subject(), m.Data())
-}
-
-// advance records that stream sequence seq was delivered by consumer
-// generation gen and reports whether sequences were skipped before it. A
-// sequence at or below the last one is a redelivery: harmless, the notice
-// is applied again. A delivery of an older consumer (one that was
-// stopped) is applied but not sequenced.
-func (f *feed) advance(gen, seq uint64) (expected uint64, gap bool) {
-	f.seqMu.Lock()
-	defer f.seqMu.Unlock()
-	if gen != f.gen {
-		return f.next, false
-	}
-	expected = f.next
-	if seq >= f.next {
-		f.next = seq + 1
-	}
-	return expected, seq > expected
 }
 
 // HandleNotice applies one notice, as the README's notice contract defines

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -78,4 +81,59 @@ func TestLongOutageIsLoggedAgain(t *testing.T) {
 	}
 	noticeStream(t, js)
 	waitFor(t, c.Following)
+}
+
+// A JetStream request whose reply never comes (lost across a reconnect)
+// must not hold Run until its context's deadline, however far: nats.go
+// applies its own timeout only to contexts without one. Here every API
+// request is swallowed, and Run must keep retrying, and saying so.
+func TestUnansweredRequestsDoNotStallRun(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	if !srv.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// A responder that never answers: requests neither fail fast (no
+	// responders) nor get a reply.
+	swallow, err := nc.Subscribe("$JS.API.>", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = swallow.Unsubscribe() }()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	c, err := NewCache(newFake(), CacheConfig{}, WithNotices(js, NoticeConfig{RetryWait: 20 * time.Millisecond}),
+		WithLogger(zerolog.New(&logs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.feed.requestLimit, c.feed.stillDownEvery = 200*time.Millisecond, 100*time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitFor(t, func() bool { return logs.count("still unable to follow invalidation notices") >= 2 })
+	if !strings.Contains(logs.String(), context.DeadlineExceeded.Error()) {
+		t.Fatalf("the lines do not say the request timed out:\n%s", logs.String())
+	}
+	if c.Following() {
+		t.Fatal("following a stream no one answers for")
+	}
 }
