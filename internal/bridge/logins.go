@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync/atomic"
@@ -73,7 +74,14 @@ type loginQueue struct {
 	log      zerolog.Logger
 	m        *metrics
 	dropping atomic.Bool // logged once per spell of a full queue
+	// attemptLimit bounds one publish attempt (0: loginAttemptTimeout;
+	// tests shorten it).
+	attemptLimit time.Duration
 }
+
+// loginAttemptTimeout bounds one attempt to publish a LOGIN: nats.go's own
+// default, which it applies only to a context without a deadline.
+const loginAttemptTimeout = 5 * time.Second
 
 // offer queues ev without waiting.
 func (q *loginQueue) offer(ev events.AuthEvent) {
@@ -116,8 +124,15 @@ func (q *loginQueue) run(ctx context.Context) {
 func (q *loginQueue) publish(ctx context.Context, ev events.AuthEvent) {
 	pctx, cancel := context.WithTimeout(ctx, q.cfg.PublishTimeout)
 	defer cancel()
+	attempt := cmp.Or(q.attemptLimit, loginAttemptTimeout)
 	_, err := retry.Forever(pctx, retry.NewBackOff(200*time.Millisecond, 5*time.Second), func() (*jetstream.PubAck, error) {
-		ack, err := q.pub.Publish(pctx, ev)
+		// Each attempt is bounded: under pctx's deadline nats.go applies
+		// no timeout of its own, and one whose ack was lost (in a
+		// reconnect) would take all of PublishTimeout, leaving no retry
+		// and holding the queue behind it.
+		actx, cancel := context.WithTimeout(pctx, attempt)
+		defer cancel()
+		ack, err := q.pub.Publish(actx, ev)
 		if events.ReasonOf(err) != "" {
 			return nil, retry.Stop(err)
 		}

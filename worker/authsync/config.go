@@ -39,6 +39,9 @@ const (
 	minAuthAckWait              = time.Second
 	defaultAuthRetryInitial     = 100 * time.Millisecond
 	defaultAuthOperationTimeout = 5 * time.Second
+	// provisionRequestTimeout bounds one provisioning call: two requests
+	// (a stream's update, then its creation) at nats.go's own 5s default.
+	provisionRequestTimeout = 10 * time.Second
 )
 
 // DefaultAuthBackOff is the redelivery delay after the 1st, 2nd, …

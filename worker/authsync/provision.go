@@ -16,17 +16,30 @@ import (
 // durable consumer exist. In create mode it creates or updates them
 // (idempotent); in verify mode it only checks them and fails with an error
 // naming every problem.
+//
+// Each request is bounded (provisionRequestTimeout): nats.go applies its
+// default timeout only to a context without a deadline, and the startup
+// step that retries Provision would otherwise wait out a lost reply until
+// the caller's deadline, however far.
 func (a *Consumer) Provision(ctx context.Context) error {
 	if a.streams.Mode == provision.Verify {
 		return a.verify(ctx)
 	}
-	if _, err := a.js.CreateOrUpdateStream(ctx, a.authStreamConfig()); err != nil {
+	rctx, cancel := context.WithTimeout(ctx, provisionRequestTimeout)
+	_, err := a.js.CreateOrUpdateStream(rctx, a.authStreamConfig())
+	cancel()
+	if err != nil {
 		return fmt.Errorf("create or update stream %s: %w", a.cfg.Stream, err)
 	}
-	if _, err := a.js.CreateOrUpdateStream(ctx, a.deadLetterStreamConfig()); err != nil {
+	rctx, cancel = context.WithTimeout(ctx, provisionRequestTimeout)
+	_, err = a.js.CreateOrUpdateStream(rctx, a.deadLetterStreamConfig())
+	cancel()
+	if err != nil {
 		return fmt.Errorf("create or update dead-letter stream %s: %w", a.cfg.DeadLetterStream, err)
 	}
-	cons, err := a.js.CreateOrUpdateConsumer(ctx, a.cfg.Stream, a.consumerConfig())
+	rctx, cancel = context.WithTimeout(ctx, provisionRequestTimeout)
+	cons, err := a.js.CreateOrUpdateConsumer(rctx, a.cfg.Stream, a.consumerConfig())
+	cancel()
 	if err != nil {
 		return fmt.Errorf("create or update consumer %s on stream %s: %w", a.cfg.Consumer, a.cfg.Stream, err)
 	}
@@ -92,7 +105,9 @@ func (a *Consumer) verify(ctx context.Context) error {
 	var missing, incompatible []string
 	authSubjects := events.AuthSubjects(a.cfg.SubjectPrefix)
 
-	stream, err := a.js.Stream(ctx, a.cfg.Stream)
+	rctx, cancel := context.WithTimeout(ctx, provisionRequestTimeout) // as in Provision
+	stream, err := a.js.Stream(rctx, a.cfg.Stream)
+	cancel()
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		missing = append(missing, fmt.Sprintf("stream %s does not exist", a.cfg.Stream))
@@ -113,7 +128,9 @@ func (a *Consumer) verify(ctx context.Context) error {
 		}
 	}
 
-	dlq, err := a.js.Stream(ctx, a.cfg.DeadLetterStream)
+	rctx, cancel = context.WithTimeout(ctx, provisionRequestTimeout)
+	dlq, err := a.js.Stream(rctx, a.cfg.DeadLetterStream)
+	cancel()
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		missing = append(missing, fmt.Sprintf("dead-letter stream %s does not exist", a.cfg.DeadLetterStream))
@@ -129,7 +146,9 @@ func (a *Consumer) verify(ctx context.Context) error {
 
 	var cons jetstream.Consumer
 	if stream != nil {
-		cons, err = stream.Consumer(ctx, a.cfg.Consumer)
+		rctx, cancel := context.WithTimeout(ctx, provisionRequestTimeout)
+		cons, err = stream.Consumer(rctx, a.cfg.Consumer)
+		cancel()
 		switch {
 		case errors.Is(err, jetstream.ErrConsumerNotFound):
 			missing = append(missing, fmt.Sprintf("consumer %s on stream %s does not exist", a.cfg.Consumer, a.cfg.Stream))

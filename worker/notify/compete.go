@@ -66,20 +66,31 @@ func (n *Notifier) compete(ctx context.Context, s *slot) {
 // already leads other partitions, a free lease is taken only after
 // spreadDelay, and only if it is still free then: a replica leading none
 // takes it first.
+//
+// Each lease call is bounded (requestTimeout): Run's context may carry a
+// far deadline, under which nats.go applies no timeout of its own, and a
+// reply lost in a reconnect would hold the competition, and so the
+// partition's leadership, until it.
 func (n *Notifier) tryAcquire(ctx context.Context, s *slot) (bool, error) {
 	if wait := n.spreadDelay(); wait > 0 {
-		free, err := s.lease.Free(ctx)
+		rctx, cancel := n.request(ctx)
+		free, err := s.lease.Free(rctx)
+		cancel()
 		if err != nil {
 			return false, err
 		}
 		if !free {
-			return s.lease.TryAcquire(ctx) // ours after a failed renewal, or someone's
+			rctx, cancel := n.request(ctx)
+			defer cancel()
+			return s.lease.TryAcquire(rctx) // ours after a failed renewal, or someone's
 		}
 		if !retry.Sleep(ctx, wait) {
 			return false, nil
 		}
 	}
-	return s.lease.TryAcquire(ctx)
+	rctx, cancel := n.request(ctx)
+	defer cancel()
+	return s.lease.TryAcquire(rctx)
 }
 
 // spreadDelay is how long this replica waits before it takes a free

@@ -61,9 +61,7 @@ func (n *Notifier) lead(ctx context.Context, s *slot) (holdOff time.Duration) {
 		defer close(renewDone)
 		n.renewLoop(leaseCtx, s, cancelLease)
 	}()
-	pctx, pcancel := context.WithTimeout(termCtx, n.cfg.feedOpTimeout())
-	n.ensurePreImages(pctx)
-	pcancel()
+	n.ensurePreImages(termCtx) // bounded like a feed operation
 	// The notice stream alone may be gone (deleted) while the buckets
 	// live on; notices published now must have somewhere to go.
 	if err := n.restoreProvisioningBounded(termCtx); err != nil {

@@ -95,6 +95,28 @@ type Notifier struct {
 	// (0: maxNoticesInFlight).
 	pubJS       asyncPublisher
 	maxInFlight int
+	// requestLimit bounds one JetStream call made under Run's or
+	// Provision's context (0: requestTimeout's default; tests shorten it).
+	requestLimit time.Duration
+}
+
+// requestTimeout bounds one JetStream call (a lease acquisition, a bucket
+// lookup, a provisioning call) made under a caller's context: nats.go
+// applies its own default (5s a request) only to a context without a
+// deadline, so under one with a far deadline a request whose reply was
+// lost in a reconnect would wait for it. 15s is three requests at that
+// default, the most one such call makes (a lease acquisition: create,
+// read, reclaim; a bucket: account info, update, create).
+func (n *Notifier) requestTimeout() time.Duration {
+	if n.requestLimit > 0 {
+		return n.requestLimit
+	}
+	return 15 * time.Second
+}
+
+// request is ctx bounded by requestTimeout.
+func (n *Notifier) request(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, n.requestTimeout())
 }
 
 // duplicateCheckAfterGone is how long after the feed reports the

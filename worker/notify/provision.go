@@ -18,7 +18,8 @@ import (
 
 // Provision creates (provision.Create) or verifies (provision.Verify) the
 // notice stream and both KV buckets, and with PreAndPostImages enables
-// pre-images on the collection. It is idempotent.
+// pre-images on the collection. It is idempotent. Each request is bounded
+// (requestTimeout), whatever ctx's deadline.
 func (n *Notifier) Provision(ctx context.Context) error {
 	streamCfg := jetstream.StreamConfig{
 		Name:        n.cfg.Stream,
@@ -49,28 +50,45 @@ func (n *Notifier) Provision(ctx context.Context) error {
 	var cpKV, leaseKV jetstream.KeyValue
 	switch n.streams.Mode {
 	case provision.Create:
-		if _, err := n.js.CreateOrUpdateStream(ctx, streamCfg); err != nil {
+		if err := n.bounded(ctx, func(ctx context.Context) (err error) {
+			_, err = n.js.CreateOrUpdateStream(ctx, streamCfg)
+			return err
+		}); err != nil {
 			return fmt.Errorf("notifier: provision stream %s: %w", n.cfg.Stream, err)
 		}
-		var err error
-		if cpKV, err = n.js.CreateOrUpdateKeyValue(ctx, cpCfg); err != nil {
+		if err := n.bounded(ctx, func(ctx context.Context) (err error) {
+			cpKV, err = n.js.CreateOrUpdateKeyValue(ctx, cpCfg)
+			return err
+		}); err != nil {
 			return fmt.Errorf("notifier: provision bucket %s: %w", cpCfg.Bucket, err)
 		}
-		if leaseKV, err = n.js.CreateOrUpdateKeyValue(ctx, leaseCfg); err != nil {
+		if err := n.bounded(ctx, func(ctx context.Context) (err error) {
+			leaseKV, err = n.js.CreateOrUpdateKeyValue(ctx, leaseCfg)
+			return err
+		}); err != nil {
 			return fmt.Errorf("notifier: provision bucket %s: %w", leaseCfg.Bucket, err)
 		}
 	default:
-		var err error
-		if err = n.verifyStream(ctx); err != nil {
+		if err := n.verifyStream(ctx); err != nil {
 			return err
 		}
-		if cpKV, err = n.js.KeyValue(ctx, cpCfg.Bucket); err != nil {
+		if err := n.bounded(ctx, func(ctx context.Context) (err error) {
+			cpKV, err = n.js.KeyValue(ctx, cpCfg.Bucket)
+			return err
+		}); err != nil {
 			return fmt.Errorf("notifier: checkpoint bucket %s: %w", cpCfg.Bucket, err)
 		}
-		if leaseKV, err = n.js.KeyValue(ctx, leaseCfg.Bucket); err != nil {
+		if err := n.bounded(ctx, func(ctx context.Context) (err error) {
+			leaseKV, err = n.js.KeyValue(ctx, leaseCfg.Bucket)
+			return err
+		}); err != nil {
 			return fmt.Errorf("notifier: lease bucket %s: %w", leaseCfg.Bucket, err)
 		}
-		st, err := leaseKV.Status(ctx)
+		var st jetstream.KeyValueStatus
+		err := n.bounded(ctx, func(ctx context.Context) (err error) {
+			st, err = leaseKV.Status(ctx)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("notifier: lease bucket %s: %w", leaseCfg.Bucket, err)
 		}
@@ -125,7 +143,11 @@ func (n *Notifier) checkPartitionFilter(ctx context.Context) error {
 }
 
 func (n *Notifier) verifyStream(ctx context.Context) error {
-	s, err := n.js.Stream(ctx, n.cfg.Stream)
+	var s jetstream.Stream
+	err := n.bounded(ctx, func(ctx context.Context) (err error) {
+		s, err = n.js.Stream(ctx, n.cfg.Stream)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("notifier: stream %s: %w", n.cfg.Stream, err)
 	}
@@ -164,13 +186,22 @@ func (n *Notifier) bound() bool {
 	return n.isBound
 }
 
-// bindExisting looks up provisioned buckets (Run without Provision).
+// bindExisting looks up provisioned buckets (Run without Provision). Each
+// lookup is bounded: Run retries it, and one whose reply was lost must not
+// wait for a far deadline of Run's context.
 func (n *Notifier) bindExisting(ctx context.Context) error {
-	cpKV, err := n.js.KeyValue(ctx, n.cfg.CheckpointBucket)
+	var cpKV, leaseKV jetstream.KeyValue
+	err := n.bounded(ctx, func(ctx context.Context) (err error) {
+		cpKV, err = n.js.KeyValue(ctx, n.cfg.CheckpointBucket)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("checkpoint bucket %s: %w", n.cfg.CheckpointBucket, err)
 	}
-	leaseKV, err := n.js.KeyValue(ctx, n.cfg.LeaseBucket)
+	err = n.bounded(ctx, func(ctx context.Context) (err error) {
+		leaseKV, err = n.js.KeyValue(ctx, n.cfg.LeaseBucket)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("lease bucket %s: %w", n.cfg.LeaseBucket, err)
 	}
@@ -182,10 +213,16 @@ func (n *Notifier) bindExisting(ctx context.Context) error {
 // provisioning and at the start of each leadership term until it works. A
 // refusal (old server, missing privilege, no collection yet) is logged once:
 // deletes then name only the document.
+//
+// The command is bounded like a feed operation: the client sets no
+// Timeout, so under a context without a deadline (Provision's at startup)
+// the driver would wait for a lost reply indefinitely.
 func (n *Notifier) ensurePreImages(ctx context.Context) {
 	if !n.cfg.PreAndPostImages || n.preImagesOK.Load() {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.feedOpTimeout())
+	defer cancel()
 	err := n.db.RunCommand(ctx, bson.D{
 		{Key: "collMod", Value: n.data.Collection},
 		{Key: "changeStreamPreAndPostImages", Value: bson.D{{Key: "enabled", Value: true}}},
@@ -243,6 +280,13 @@ func (n *Notifier) restoreProvisioningBounded(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.feedOpTimeout())
 	defer cancel()
 	return n.restoreProvisioning(ctx)
+}
+
+// bounded runs one JetStream call under ctx bounded by requestTimeout.
+func (n *Notifier) bounded(ctx context.Context, call func(context.Context) error) error {
+	ctx, cancel := n.request(ctx)
+	defer cancel()
+	return call(ctx)
 }
 
 // restoreAfterPublishFailure is restoreProvisioningBounded when JetStream
