@@ -132,14 +132,24 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request) {
 	s.respond(w, r, "refresh", v, force)
 }
 
+// dataReadTimeout bounds the custom-data read of one token request: the
+// cache's default ReadTimeout.
+const dataReadTimeout = 10 * time.Second
+
 func (s *server) respond(w http.ResponseWriter, r *http.Request, endpoint string, v verified, force bool) {
 	userID := v.UserID
 	var d issuer.Data
 	var err error
+	// Bounded here as the cache bounds its reads: with the cache off the
+	// read is the Source's own, and a request's context has no deadline,
+	// so a MongoDB reply lost on the way would hold the handler until the
+	// client gave up (the client sets no operation timeout).
+	ctx, cancel := context.WithTimeout(r.Context(), dataReadTimeout)
+	defer cancel()
 	if rf, ok := s.data.(refresher); ok && force {
-		d, err = rf.Refresh(r.Context(), userID)
+		d, err = rf.Refresh(ctx, userID)
 	} else {
-		d, err = s.data.Get(r.Context(), userID)
+		d, err = s.data.Get(ctx, userID)
 	}
 	switch {
 	case errors.Is(err, issuer.ErrOversize):
