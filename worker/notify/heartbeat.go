@@ -35,11 +35,12 @@ func (n *Notifier) heartbeats(ctx context.Context, s *slot) {
 	defer t.Stop()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, n.cfg.HeartbeatInterval)
+		floor := s.watch.floor()
 		ack, err := n.js.Publish(pctx, subject, payload)
 		cancel()
 		switch {
 		case err == nil:
-			s.watch.stored(ack)
+			s.watch.stored(ack, floor)
 			s.health.heartbeatResult(nil)
 		case ctx.Err() == nil:
 			s.log.Debug().Err(err).Msg("heartbeat not published")

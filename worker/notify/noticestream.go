@@ -37,26 +37,44 @@ type noticeStreamCheck struct {
 
 // streamWatch sees, from the sequences the notice stream acknowledges a
 // slot's publishes at (notices, flush-alls, heartbeats), that the stream
-// was recreated: new stores on one stream only go up (a duplicate's ack
-// carries the first copy's earlier sequence, so duplicates are skipped),
-// and a recreated stream starts again at 1. Heartbeats go every few
-// seconds, so an idle leader notices too. One per slot, shared by its
+// was recreated: a recreated stream starts again at 1. Heartbeats go every
+// few seconds, so an idle leader notices too. One per slot, shared by its
 // terms and its heartbeat goroutine.
+//
+// Acknowledgements of concurrent publishes (the heartbeat beside pipelined
+// notices) are handled in no particular order, so a lower sequence than
+// the highest seen proves nothing. What does: a message sent after
+// sequence S was acknowledged is stored after S. So each publish takes the
+// floor (the highest sequence acknowledged when it was sent), and only an
+// acknowledgement at or below its own floor counts as lower. A duplicate's
+// acknowledgement carries the first copy's sequence and is skipped.
 type streamWatch struct {
 	mu    sync.Mutex
 	last  uint64
 	lower bool
 }
 
-// stored notes a publish's acknowledgement (nil: none). A nil watch
-// (a publisher built without one) notes nothing.
-func (w *streamWatch) stored(ack *jetstream.PubAck) {
+// floor is the highest sequence acknowledged so far: take it just before
+// a publish and hand it to stored with the publish's acknowledgement.
+func (w *streamWatch) floor() uint64 {
+	if w == nil {
+		return 0
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
+}
+
+// stored notes a publish's acknowledgement (nil: none), given the floor
+// taken before it was sent. A nil watch (a publisher built without one)
+// notes nothing.
+func (w *streamWatch) stored(ack *jetstream.PubAck, floor uint64) {
 	if w == nil || ack == nil || ack.Duplicate {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if ack.Sequence < w.last {
+	if ack.Sequence <= floor {
 		w.lower = true
 	}
 	w.last = max(w.last, ack.Sequence)

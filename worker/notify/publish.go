@@ -45,6 +45,9 @@ type inFlight struct {
 	// pos is set on the last entry of a change: the position after it,
 	// reached once this entry and every earlier one are acknowledged.
 	pos *checkpoint
+	// floor is the notice stream's highest acknowledged sequence when it
+	// was sent (streamWatch).
+	floor uint64
 }
 
 // publisher publishes one term's notices on the notice stream. It is the
@@ -126,6 +129,7 @@ func (p *publisher) publish(ctx context.Context, n plannedNotice, ct *events.Clu
 		}
 		msg := &nats.Msg{Subject: n.Subject, Data: data, Header: nats.Header{}}
 		pctx, cancel := context.WithTimeout(p.leaseCtx, 10*time.Second)
+		floor := p.watch.floor()
 		ack, err := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID(n.MsgID), jetstream.WithExpectStream(p.stream))
 		cancel()
 		if err != nil {
@@ -147,7 +151,7 @@ func (p *publisher) publish(ctx context.Context, n plannedNotice, ct *events.Clu
 		if ack.Duplicate {
 			p.log.Debug().Str("msg_id", n.MsgID).Msg("notice already stored (de-duplicated)")
 		}
-		p.watch.stored(ack)
+		p.watch.stored(ack, floor)
 		if failed {
 			p.health.feedOK()
 			p.log.Info().Msg("publishing notices again")
@@ -207,6 +211,7 @@ func (p *publisher) publishAsync(n plannedNotice, ct *events.ClusterTime, pos *c
 		return acked, err
 	}
 	p.acks.track(msg, trackedNotice{kind: n.Notice.Kind, op: n.Notice.Operation, ct: ct})
+	floor := p.watch.floor()
 	f, err := p.async.PublishMsgAsync(msg, jetstream.WithMsgID(n.MsgID), jetstream.WithExpectStream(p.stream))
 	if err != nil {
 		// What was published before it may still be acknowledged.
@@ -220,7 +225,7 @@ func (p *publisher) publishAsync(n plannedNotice, ct *events.ClusterTime, pos *c
 		}
 		return acked, p.fail(n.MsgID, err, msg, nil)
 	}
-	p.window = append(p.window, inFlight{future: f, kind: n.Notice.Kind, op: n.Notice.Operation, msgID: n.MsgID, pos: pos})
+	p.window = append(p.window, inFlight{future: f, kind: n.Notice.Kind, op: n.Notice.Operation, msgID: n.MsgID, pos: pos, floor: floor})
 	p.outstanding++
 	return acked, nil
 }
@@ -286,7 +291,7 @@ func (p *publisher) acknowledged(e inFlight, ack *jetstream.PubAck) {
 	if ack != nil && ack.Duplicate {
 		p.log.Debug().Str("msg_id", e.msgID).Msg("notice already stored (de-duplicated)")
 	}
-	p.watch.stored(ack)
+	p.watch.stored(ack, e.floor)
 	if p.pubFailed {
 		p.pubFailed = false
 		p.retry.Reset()
