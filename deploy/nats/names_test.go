@@ -78,7 +78,7 @@ func wantPublish() map[string][]string {
 		authService.user:     {authSubjects},
 		workerRole.user:      worker,
 		issuerRole.user:      issuerReading,
-		referenceIssuer.user: append([]string{authSubjects}, issuerReading...),
+		referenceIssuer.user: append([]string{events.AuthSubject(authPrefix, events.OperationLogin)}, issuerReading...), // POST /login: LOGIN only
 		opsRole.user:         ops,
 		bridgeRole.user:      append(append(events.AuthSubjects(authPrefix), dlqPrefix+".>"), issuerReading...),
 	}
