@@ -24,6 +24,7 @@ var (
 var (
 	errConnClosed   = errors.New("NATS connection closed")
 	errInterrupted  = errors.New("NATS connection interrupted")
+	errNotConnected = errors.New("NATS not connected (reconnecting)")
 	errStreamReset  = errors.New("notice stream was recreated or reset")
 	errConsumerLost = errors.New("notice consumer failed")
 )

@@ -138,7 +138,7 @@ func (c *Cache) Run(ctx context.Context) error {
 		c.logOutage(&out, err, time.Now())
 		reason = FlushFollowing
 		switch {
-		case errors.Is(err, errInterrupted):
+		case errors.Is(err, errInterrupted), errors.Is(err, errNotConnected):
 			reason = FlushReconnected
 		case errors.Is(err, errStreamReset):
 			reason = FlushStreamReset
@@ -176,11 +176,20 @@ func (c *Cache) Run(ctx context.Context) error {
 func (c *Cache) follow(ctx context.Context, nc *nats.Conn, status <-chan nats.Status, reason string) (bool, error) {
 	f := c.feed
 	// Status changes seen before this attempt are history: the flush when
-	// following starts covers them.
+	// following starts covers them. Read the state first: the client sends
+	// a change's status event as it changes the state, so once connected
+	// every CONNECTED up to then is in the channel, and drained.
+	connected := nc.IsConnected()
 	for len(status) > 0 {
 		if st := <-status; st == nats.CLOSED {
 			return false, errConnClosed
 		}
+	}
+	if !connected {
+		// Requests now would be buffered until the reconnect, whose
+		// CONNECTED would then interrupt the follow they start: wait for
+		// it instead (Run tries again at once on CONNECTED).
+		return false, errNotConnected
 	}
 	// Each request is bounded here: nats.go applies its default timeout
 	// only to a context without a deadline, and a request whose reply is

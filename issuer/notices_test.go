@@ -183,7 +183,8 @@ func TestReconnectFlushesAndReadsThroughWhileDown(t *testing.T) {
 
 	src := newFake()
 	src.set("ada", "d1", bson.E{Key: "plan", Value: "free"})
-	c, err := NewCache(src, CacheConfig{}, WithNotices(js, NoticeConfig{RetryWait: 200 * time.Millisecond}))
+	var logs syncBuffer
+	c, err := NewCache(src, CacheConfig{}, WithNotices(js, NoticeConfig{RetryWait: 200 * time.Millisecond}), WithLogger(zerolog.New(&logs)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,6 +216,11 @@ func TestReconnectFlushesAndReadsThroughWhileDown(t *testing.T) {
 	src.set("ada", "d1", bson.E{Key: "plan", Value: "team"})
 	publish(t, js, events.UserNoticeSubject(events.DefaultNoticePrefix, "ada"), events.Notice{Kind: events.NoticeUser, UserID: "ada"})
 	eventually(t, c, "ada", "team")
+	// One outage, logged once: the reconnect that ended it is not a new
+	// interruption of the follow that began once it was over.
+	if lost, back := logs.count("not following invalidation notices"), logs.count("following invalidation notices"); lost != 1 || back != 2 || !c.Following() {
+		t.Fatalf("logged %d outages and %d starts, want 1 and 2:\n%s", lost, back, logs.String())
+	}
 }
 
 func TestClosedConnectionEndsRunAndReadsThrough(t *testing.T) {
