@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -88,31 +85,7 @@ func TestLongOutageIsLoggedAgain(t *testing.T) {
 // applies its own timeout only to contexts without one. Here every API
 // request is swallowed, and Run must keep retrying, and saying so.
 func TestUnansweredRequestsDoNotStallRun(t *testing.T) {
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	if !srv.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	// A responder that never answers: requests neither fail fast (no
-	// responders) nor get a reply.
-	swallow, err := nc.Subscribe("$JS.API.>", func(*nats.Msg) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = swallow.Unsubscribe() }()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, _ := testsupport.UnansweredJetStream(t)
 	var logs syncBuffer
 	c, err := NewCache(newFake(), CacheConfig{}, WithNotices(js, NoticeConfig{RetryWait: 20 * time.Millisecond}),
 		WithLogger(zerolog.New(&logs)))

@@ -6,12 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/customdata-worker/customdata-worker/internal/testsupport"
 	"github.com/customdata-worker/customdata-worker/triggers"
 )
 
@@ -22,29 +20,7 @@ import (
 // plain nats-server (no JetStream) has a subscriber that swallows every
 // JetStream API request.
 func TestUnansweredProvisioningFailsInTime(t *testing.T) {
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	if !srv.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	swallow, err := nc.Subscribe("$JS.API.>", func(*nats.Msg) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = swallow.Unsubscribe() }()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, _ := testsupport.UnansweredJetStream(t)
 	client, err := mongo.Connect(options.Client().ApplyURI("mongodb://127.0.0.1:1")) // no IO here
 	if err != nil {
 		t.Fatal(err)

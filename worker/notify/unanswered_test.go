@@ -73,17 +73,7 @@ func runForAnHour(t *testing.T, n *Notifier) {
 }
 
 func TestUnansweredBucketLookupsDoNotStallRun(t *testing.T) {
-	nc := plainNATS(t)
-	var requests atomic.Int64
-	swallow, err := nc.Subscribe("$JS.API.>", func(*nats.Msg) { requests.Add(1) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = swallow.Unsubscribe() }()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, requests := testsupport.UnansweredJetStream(t)
 	n, err := New(js, lazyDatabase(t), Config{LeaseTTL: time.Second, RetryMaxInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
