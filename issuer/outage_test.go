@@ -60,15 +60,7 @@ func TestLongOutageIsLoggedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.feed.stillDownEvery = 100 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runForAnHour(t, c)
 	waitFor(t, func() bool { return logs.count("still unable to follow invalidation notices") >= 2 })
 	if n := logs.count("not following invalidation notices"); n != 1 {
 		t.Fatalf("outage start logged %d times, want once", n)
@@ -93,15 +85,7 @@ func TestUnansweredRequestsDoNotStallRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.feed.requestLimit, c.feed.stillDownEvery = 200*time.Millisecond, 100*time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runForAnHour(t, c)
 	waitFor(t, func() bool { return logs.count("still unable to follow invalidation notices") >= 2 })
 	if !strings.Contains(logs.String(), context.DeadlineExceeded.Error()) {
 		t.Fatalf("the lines do not say the request timed out:\n%s", logs.String())
@@ -109,4 +93,19 @@ func TestUnansweredRequestsDoNotStallRun(t *testing.T) {
 	if c.Following() {
 		t.Fatal("following a stream no one answers for")
 	}
+}
+
+// runForAnHour runs c.Run under a context an hour long (so nats.go adds no
+// timeout of its own) until the test ends; unlike runCache it does not
+// wait for the cache to follow.
+func runForAnHour(t *testing.T, c *Cache) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
 }

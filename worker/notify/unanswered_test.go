@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -19,27 +17,6 @@ import (
 // hold Run until its context's deadline, however far: nats.go applies its
 // own timeout only to contexts without one. These tests give Run a
 // context an hour long and check that it keeps retrying.
-
-// plainNATS is a nats-server without JetStream: JetStream API requests
-// find no responder unless the test subscribes to them.
-func plainNATS(t *testing.T) *nats.Conn {
-	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	if !srv.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
 
 // lazyDatabase is a database handle of a client that never connects
 // (these tests make Run do no MongoDB operation).
@@ -122,7 +99,7 @@ func (emptyKV) Get(context.Context, string) (jetstream.KeyValueEntry, error) {
 func TestUnansweredLeaseRequestsDoNotStallTheCompetition(t *testing.T) {
 	// JetStream requests other than the lease's (looking for the notice
 	// stream after a lease failure) fail at once: no responders.
-	js, err := jetstream.New(plainNATS(t))
+	js, err := jetstream.New(testsupport.PlainNATS(t))
 	if err != nil {
 		t.Fatal(err)
 	}
